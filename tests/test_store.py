@@ -1,0 +1,296 @@
+"""The Store against a SQLite file and a real PostgreSQL (127.0.0.1:5432, user postgres)."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import trio
+import trio.testing
+from switchboard.core.store import Store, StoreError
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+THREAD_WAIT_S = 10  # upper bound for a worker thread waiting on the test; never reached
+
+
+def _messages_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "messages",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("room", sa.String(64), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    name = f"switchboard_test_{uuid.uuid4().hex}"
+    admin = sa.create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
+    unreachable = ""
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        unreachable = " ".join(str(exc.orig).split())
+    if unreachable:
+        admin.dispose()
+        pytest.fail(
+            f"PostgreSQL is required for these tests but {PG_ADMIN_URL} is not reachable: "
+            f"{unreachable}",
+            pytrace=False,
+        )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = Store(db_url, pool_size=8)
+    _messages_table(s.metadata)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def messages(store: Store) -> sa.Table:
+    table: sa.Table = store.metadata.tables["messages"]
+    return table
+
+
+async def count_rows(store: Store) -> int:
+    row = await store.fetch_one(sa.select(sa.func.count().label("n")).select_from(messages(store)))
+    assert row is not None
+    return int(row["n"])
+
+
+async def test_tables_are_created_from_metadata_and_rows_round_trip(store: Store) -> None:
+    t = messages(store)
+    assert await store.execute(t.insert(), {"room": "lobby", "body": "hello"}) == 1
+    await store.execute(t.insert(), {"room": "lobby", "body": "héllo, wörld"})
+
+    rows = await store.fetch_all(sa.select(t.c.room, t.c.body).order_by(t.c.id))
+    assert [dict(r) for r in rows] == [
+        {"room": "lobby", "body": "hello"},
+        {"room": "lobby", "body": "héllo, wörld"},
+    ]
+    one = await store.fetch_one(sa.select(t.c.body).where(t.c.body == "hello"))
+    assert one is not None and one["body"] == "hello"
+    assert await store.fetch_one(sa.select(t).where(t.c.room == "nowhere")) is None
+
+
+async def test_dialect_names_the_backend(store: Store, db_url: str) -> None:
+    assert store.dialect == db_url.split(":")[0].split("+")[0]
+
+
+async def test_execute_returns_the_number_of_rows_changed(store: Store) -> None:
+    t = messages(store)
+    await store.execute_many(t.insert(), [{"room": "a", "body": str(i)} for i in range(3)])
+    assert await store.execute(t.update().where(t.c.room == "a").values(body="x")) == 3
+    assert await store.execute(t.delete().where(t.c.room == "none")) == 0
+
+
+async def test_batch_insert_of_many_rows_lands_in_one_call(store: Store) -> None:
+    t = messages(store)
+    rows = [{"room": f"room-{i % 7}", "body": f"message {i}"} for i in range(1000)]
+
+    assert await store.execute_many(t.insert(), rows) == 1000
+
+    assert await count_rows(store) == 1000
+    last = await store.fetch_one(sa.select(t.c.body).order_by(t.c.id.desc()).limit(1))
+    assert last is not None and last["body"] == "message 999"
+
+
+async def test_batch_insert_of_no_rows_inserts_nothing(store: Store) -> None:
+    assert await store.execute_many(messages(store).insert(), []) == 0
+    assert await count_rows(store) == 0
+
+
+async def test_run_returns_the_result_of_fn_and_commits(store: Store) -> None:
+    t = messages(store)
+
+    def insert_and_read(conn: sa.Connection) -> list[str]:
+        conn.execute(t.insert(), [{"room": "r", "body": "one"}, {"room": "r", "body": "two"}])
+        return list(conn.execute(sa.select(t.c.body).order_by(t.c.id)).scalars())
+
+    assert await store.run(insert_and_read) == ["one", "two"]
+    assert await count_rows(store) == 2
+
+
+async def test_run_rolls_back_entirely_when_fn_raises(store: Store) -> None:
+    t = messages(store)
+    await store.execute(t.insert(), {"room": "keep", "body": "before"})
+
+    def insert_then_fail(conn: sa.Connection) -> None:
+        conn.execute(t.insert(), [{"room": "r", "body": str(i)} for i in range(5)])
+        conn.execute(t.delete().where(t.c.room == "keep"))
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await store.run(insert_then_fail)
+
+    rows = await store.fetch_all(sa.select(t.c.room, t.c.body))
+    assert [dict(r) for r in rows] == [{"room": "keep", "body": "before"}]
+
+
+async def test_database_error_in_run_is_a_store_error_and_rolls_back(store: Store) -> None:
+    t = messages(store)
+
+    def insert_then_violate(conn: sa.Connection) -> None:
+        conn.execute(t.insert(), {"id": 1, "room": "r", "body": "first"})
+        conn.execute(t.insert(), {"id": 1, "room": "r", "body": "duplicate key"})
+
+    with pytest.raises(StoreError, match="database operation failed"):
+        await store.run(insert_then_violate)
+    assert await count_rows(store) == 0
+
+
+async def test_cancel_during_run_lets_the_transaction_commit_entirely(store: Store) -> None:
+    t = messages(store)
+    first_half_written = trio.Event()
+    may_finish = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def slow_transaction(conn: sa.Connection) -> str:
+        conn.execute(t.insert(), [{"room": "r", "body": f"first {i}"} for i in range(3)])
+        trio.from_thread.run_sync(first_half_written.set)
+        assert may_finish.wait(THREAD_WAIT_S)
+        conn.execute(t.insert(), [{"room": "r", "body": f"second {i}"} for i in range(3)])
+        return "done"
+
+    async def caller(scope: trio.CancelScope) -> None:
+        with scope:
+            outcome["result"] = await store.run(slow_transaction)
+            await trio.lowlevel.checkpoint()  # the pending cancellation is delivered here
+            outcome["after_checkpoint"] = True
+
+    scope = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caller, scope)
+        await first_half_written.wait()
+        scope.cancel()
+        may_finish.set()
+
+    # The thread was waited for: the call returned, and Cancelled came only afterwards.
+    assert outcome == {"result": "done"}
+    assert scope.cancelled_caught
+    assert await count_rows(store) == 6
+
+
+async def test_cancel_while_waiting_for_a_connection_runs_nothing(db_url: str) -> None:
+    s = Store(db_url, pool_size=1)
+    t = _messages_table(s.metadata)
+    await s.open()
+    try:
+        holding = trio.Event()
+        release = threading.Event()
+
+        def hold_the_only_connection(conn: sa.Connection) -> None:
+            trio.from_thread.run_sync(holding.set)
+            assert release.wait(THREAD_WAIT_S)
+
+        async def waiter(scope: trio.CancelScope) -> None:
+            with scope:
+                await s.execute(t.insert(), {"room": "r", "body": "never"})
+
+        scope = trio.CancelScope()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(s.run, hold_the_only_connection)
+            await holding.wait()
+            nursery.start_soon(waiter, scope)
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()
+            release.set()
+
+        assert scope.cancelled_caught
+        assert await count_rows(s) == 0
+    finally:
+        await s.close()
+
+
+async def test_fifty_concurrent_tasks_all_land(store: Store) -> None:
+    t = messages(store)
+
+    async def writer(i: int) -> None:
+        def read_then_write(conn: sa.Connection) -> None:
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            conn.execute(t.insert(), {"room": "busy", "body": f"task {i}"})
+
+        await store.run(read_then_write)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(50):
+            nursery.start_soon(writer, i)
+
+    bodies = {r["body"] for r in await store.fetch_all(sa.select(t.c.body))}
+    assert bodies == {f"task {i}" for i in range(50)}
+
+
+async def test_unreachable_database_gives_store_error_without_the_password() -> None:
+    s = Store("postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:1/postgres")
+
+    with pytest.raises(StoreError) as info:
+        await s.open()
+
+    message = str(info.value)
+    assert "connecting to the database failed" in message
+    assert "127.0.0.1:1" in message and "***" in message
+    assert "s3cret-pw" not in message
+    assert "s3cret-pw" not in "".join(traceback.format_exception(info.value))
+
+
+async def test_operations_before_open_give_a_clear_store_error() -> None:
+    s = Store("sqlite://")
+    with pytest.raises(StoreError, match="not open; call open"):
+        await s.fetch_all(sa.select(sa.literal(1)))
+
+
+async def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "does" / "not" / "exist" / "yet.db"
+    s = Store(f"sqlite:///{path}")
+    _messages_table(s.metadata)
+    await s.open()
+    try:
+        await s.execute(messages(s).insert(), {"room": "r", "body": "b"})
+    finally:
+        await s.close()
+    assert path.is_file()
+
+
+async def test_sqlite_file_uses_wal_journal_mode(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'wal.db'}")
+    await s.open()
+    try:
+        row = await s.fetch_one(sa.text("PRAGMA journal_mode"))
+    finally:
+        await s.close()
+    assert row is not None and row["journal_mode"] == "wal"
+
+
+async def test_in_memory_sqlite_is_shared_by_all_worker_threads() -> None:
+    s = Store("sqlite://")
+    t = _messages_table(s.metadata)
+    await s.open()
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(s.execute, t.insert(), {"room": "mem", "body": str(i)})
+        assert await count_rows(s) == 20
+    finally:
+        await s.close()
