@@ -1,1 +1,143 @@
-def main(): print('hi')
+"""The ``switchboard`` command: serve, token, plugins, check-config.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from .auth import mint_token
+from .config import Config, ConfigError, load_config
+from .pluginmanager import Plugins
+from .store import StoreError
+
+log = logging.getLogger("switchboard")
+
+
+def _load(path: str | None, **overrides: object) -> Config:
+    config = load_config(path or os.environ.get("SWITCHBOARD_CONFIG"))
+    server = {k: v for k, v in overrides.items() if v is not None}
+    return attrs.evolve(config, server=attrs.evolve(config.server, **server)) if server \
+        else config
+
+
+async def _serve(config: Config) -> None:
+    from .server import Server
+
+    server = Server(config)
+    if server.development_secret:
+        log.warning("development mode: no auth.secret configured, using the generated "
+                    "secret in %s (mint tokens with `switchboard token`)",
+                    os.path.join(config.data_dir, "dev-secret"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                server.shutdown()
+                break
+            await server.wait_stopped()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config, host=args.host, port=args.port)
+    logging.basicConfig(level=config.log.level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        trio.run(_serve, config)
+    except StoreError as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", config.server.host, config.server.port,
+                  exc.strerror or exc)
+        return 1
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config.mode == "production" and not config.auth.secret:
+        print("error: tokens can only be minted with an HS256 auth.secret", file=sys.stderr)
+        return 2
+    print(mint_token(config, sub=args.sub, tenant=args.tenant, role=args.role,
+                     ttl=args.ttl, now=time.time()))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    plugins = Plugins(config)
+    for info in plugins.infos:
+        state = "enabled" if info.enabled else "disabled"
+        print(f"{info.name} ({state}{', ' + info.source if info.source else ''})")
+        for spec in sorted(plugins.events.values(), key=lambda s: (s.direction, s.name)):
+            if spec.plugin != info.name:
+                continue
+            arrow = "<-" if spec.direction == "in" else "->"
+            payload = spec.payload.__name__ if spec.payload else "any"
+            print(f"  {arrow} {spec.name} [{payload}] {spec.doc}".rstrip())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    Plugins(config)  # plugin names and plugin settings
+    print(f"{args.file}: ok")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard",
+                                     description="Self-hosted realtime gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML config file (default: $SWITCHBOARD_CONFIG)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a development JWT")
+    token.add_argument("--config")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--tenant", required=True, help="tenant id")
+    token.add_argument("--role", default="agent", help="role (default agent)")
+    token.add_argument("--ttl", type=float, default=3600.0,
+                       help="seconds until it expires (default 3600)")
+    token.set_defaults(func=cmd_token)
+
+    plugins = sub.add_parser("plugins", help="list plugins and their events")
+    plugins.add_argument("--config")
+    plugins.set_defaults(func=cmd_plugins)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""First-party feature plugins, each on the same hooks as any third-party plugin."""

@@ -1,1 +1,236 @@
-class PresencePlugin: pass
+"""Presence: who is online, with what status, and when they were last seen.
+
+- A user is online while any of their devices (sessions) is connected;
+  ``user:online`` goes to ``tenant:{id}`` when the first device connects.
+- When the last device goes, ``user:offline`` is announced only after
+  ``grace_period`` seconds, and not at all if a device comes back before (a
+  page reload or a network blip does not flap).
+- ``presence:update {status}`` sets online / busy / away / offline for all the
+  user's devices; the resulting ``presence:user_updated`` broadcasts are
+  coalesced per user (at most one per ``update_interval``, carrying the latest).
+- Last-seen is kept in the ``presence_last_seen`` table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import attrs
+import sqlalchemy as sa
+import trio
+from quart import Blueprint
+from switchboard.core import App, Rate, Session, hookimpl, incoming, outgoing, tenant_room
+from switchboard.core.http import api_key_tenant_allowed, error_response, require_api_key
+
+Status = Literal["online", "busy", "away", "offline"]
+
+
+@attrs.frozen
+class PresenceSettings:
+    #: Seconds after the last device leaves before ``user:offline`` is sent.
+    grace_period: float = 10.0
+    #: Coalescing window of ``presence:user_updated`` per user, in seconds.
+    update_interval: float = 1.0
+
+
+@attrs.frozen
+class PresenceUpdate:
+    status: Status
+
+
+@attrs.frozen
+class UserOnline:
+    userId: str
+    role: str
+    status: Status
+
+
+@attrs.frozen
+class UserOffline:
+    userId: str
+    lastSeen: float
+
+
+@attrs.frozen
+class UserPresence:
+    userId: str
+    status: Status
+    devices: int
+    lastSeen: float | None
+
+
+@attrs.define
+class _User:
+    role: str
+    status: Status = "online"
+    devices: int = 0
+    last_seen: float | None = None
+    grace: trio.CancelScope | None = None
+
+
+class PresencePlugin:
+    app: App
+    settings: PresenceSettings
+
+    def __init__(self) -> None:
+        self._users: dict[tuple[str, str], _User] = {}
+        self.table: sa.Table | None = None
+
+    # -- declaration -------------------------------------------------------
+
+    @hookimpl
+    def switchboard_config_class(self) -> type:
+        return PresenceSettings
+
+    @hookimpl
+    def switchboard_events(self) -> list[Any]:
+        return [
+            incoming("presence:update", PresenceUpdate, self.update,
+                     rate=Rate(rate=1.0, burst=5.0),
+                     doc="Set your status (online, busy, away, offline); ack {status}."),
+            incoming("presence:list", None, self.list_users,
+                     doc="Ack {users: [UserPresence]} for the users online in your tenant."),
+            incoming("presence:heartbeat", None, self.heartbeat,
+                     doc="Application-level keep-alive; refreshes last-seen."),
+            outgoing("user:online", UserOnline, doc="To tenant:{id}: a user's first device."),
+            outgoing("user:offline", UserOffline,
+                     doc="To tenant:{id}: a user's last device left grace_period ago."),
+            outgoing("presence:user_updated", UserPresence,
+                     doc="To tenant:{id}: a status change (coalesced per user)."),
+        ]
+
+    @hookimpl
+    def switchboard_tables(self, metadata: sa.MetaData) -> None:
+        self.table = sa.Table(
+            "presence_last_seen", metadata,
+            sa.Column("tenant_id", sa.String(200), primary_key=True),
+            sa.Column("user_id", sa.String(200), primary_key=True),
+            sa.Column("last_seen", sa.Float, nullable=False),
+        )
+
+    @hookimpl
+    def switchboard_blueprints(self) -> Blueprint:
+        bp = Blueprint("presence", __name__)
+
+        @bp.get("/api/v1/presence/<tenant>")
+        @require_api_key
+        async def online(tenant: str) -> Any:
+            if not api_key_tenant_allowed(tenant):
+                return error_response(403, "forbidden", "API key not valid for this tenant")
+            return {"users": [attrs.asdict(u) for u in self.snapshot(tenant)]}
+
+        @bp.get("/api/v1/presence/<tenant>/<user>")
+        @require_api_key
+        async def one(tenant: str, user: str) -> Any:
+            if not api_key_tenant_allowed(tenant):
+                return error_response(403, "forbidden", "API key not valid for this tenant")
+            state = self._users.get((tenant, user))
+            if state is not None and state.devices:
+                return attrs.asdict(self._view(user, state))
+            last_seen = await self.last_seen(tenant, user)
+            if last_seen is None:
+                return error_response(404, "not_found", f"no presence known for {user!r}")
+            return {"userId": user, "status": "offline", "devices": 0, "lastSeen": last_seen}
+
+        return bp
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @hookimpl
+    def switchboard_startup(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings(self)
+        self._updates = app.coalescer(self.settings.update_interval, self._send_update)
+
+    @hookimpl
+    async def switchboard_session_opened(self, session: Session) -> None:
+        key = (session.tenant_id, session.user_id)
+        user = self._users.get(key)
+        if user is None:
+            user = self._users[key] = _User(role=session.role)
+        if user.grace is not None:  # back within the grace period: no announcements
+            user.grace.cancel()
+            user.grace = None
+            user.devices += 1
+            return
+        user.devices += 1
+        if user.devices == 1:
+            await self.app.publish(session.tenant_id, tenant_room(session.tenant_id),
+                                   "user:online",
+                                   UserOnline(session.user_id, session.role, user.status))
+
+    @hookimpl
+    async def switchboard_session_closed(self, session: Session) -> None:
+        key = (session.tenant_id, session.user_id)
+        user = self._users.get(key)
+        if user is None:
+            return
+        user.devices -= 1
+        user.last_seen = time.time()
+        if user.devices == 0:
+            user.grace = trio.CancelScope()
+            self.app.nursery.start_soon(self._offline_after_grace, key, user, user.grace)
+
+    async def _offline_after_grace(self, key: tuple[str, str], user: _User,
+                                   scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(self.settings.grace_period)
+        if scope.cancelled_caught or self._users.get(key) is not user:
+            return
+        del self._users[key]
+        tenant, user_id = key
+        last_seen = user.last_seen or time.time()
+        await self._save_last_seen(tenant, user_id, last_seen)
+        await self.app.publish(tenant, tenant_room(tenant), "user:offline",
+                               UserOffline(user_id, last_seen))
+
+    # -- events ------------------------------------------------------------
+
+    async def update(self, session: Session, request: PresenceUpdate) -> dict[str, Any]:
+        user = self._users[(session.tenant_id, session.user_id)]
+        user.status = request.status
+        await self._updates.submit((session.tenant_id, session.user_id), request.status)
+        return {"status": user.status}
+
+    async def list_users(self, session: Session, _: Any) -> dict[str, Any]:
+        return {"users": [attrs.asdict(u) for u in self.snapshot(session.tenant_id)]}
+
+    async def heartbeat(self, session: Session, _: Any) -> dict[str, Any]:
+        now = time.time()
+        self._users[(session.tenant_id, session.user_id)].last_seen = now
+        return {"time": now}
+
+    async def _send_update(self, key: tuple[str, str], status: Status) -> None:
+        tenant, user_id = key
+        user = self._users.get(key)
+        if user is None:
+            return
+        await self.app.publish(tenant, tenant_room(tenant), "presence:user_updated",
+                               self._view(user_id, user))
+
+    # -- queries -----------------------------------------------------------
+
+    def snapshot(self, tenant: str) -> list[UserPresence]:
+        return [self._view(user_id, user) for (t, user_id), user in sorted(self._users.items())
+                if t == tenant and user.devices > 0]
+
+    def _view(self, user_id: str, user: _User) -> UserPresence:
+        return UserPresence(user_id, user.status, user.devices, user.last_seen)
+
+    async def last_seen(self, tenant: str, user: str) -> float | None:
+        assert self.table is not None
+        t = self.table
+        row = await self.app.store.fetch_one(
+            sa.select(t.c.last_seen).where(t.c.tenant_id == tenant, t.c.user_id == user))
+        return None if row is None else float(row["last_seen"])
+
+    async def _save_last_seen(self, tenant: str, user: str, when: float) -> None:
+        assert self.table is not None
+        t = self.table
+
+        def upsert(conn: sa.Connection) -> None:
+            conn.execute(t.delete().where(t.c.tenant_id == tenant, t.c.user_id == user))
+            conn.execute(t.insert().values(tenant_id=tenant, user_id=user, last_seen=when))
+
+        await self.app.store.run(upsert)

@@ -1,0 +1,220 @@
+"""The application core shared by every transport: sessions, events, rooms.
+
+Transports (plain WebSocket, Socket.IO) authenticate a client, wrap it in a
+:class:`Session` and hand each incoming event to :meth:`App.dispatch`; they
+never know what the events mean. Plugins get this object in
+``switchboard_startup`` as their handle on the server.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from .auth import AuthError, Identity, TokenVerifier
+from .config import Config
+from .errors import (
+    FORBIDDEN,
+    INTERNAL,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    UNKNOWN_EVENT,
+    ClientError,
+    CloseCode,
+)
+from .events import unstructure
+from .hub import Hub
+from .metrics import Metrics
+from .pluginmanager import Plugins, call_async
+from .ratelimit import TokenBucket, ViolationCounter
+from .rooms import check_room_name
+from .session import Codec, Session, Transport
+from .store import Store
+from .throttle import Coalescer
+
+log = logging.getLogger("switchboard")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class App:
+    def __init__(self, config: Config, plugins: Plugins, hub: Hub, store: Store,
+                 metrics: Metrics, verifier: TokenVerifier) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.hub = hub
+        self.store = store
+        self.metrics = metrics
+        self.verifier = verifier
+        self.events = plugins.incoming()
+        self._event_rates = {
+            name: config.limits.events.get(name, spec.rate)
+            for name, spec in self.events.items()
+        }
+        self._user_buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # -- for plugins -------------------------------------------------------
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The server's nursery (for plugin helpers that outlive one request)."""
+        if self._nursery is None:
+            raise RuntimeError("the server is not running")
+        return self._nursery
+
+    def settings(self, plugin: object) -> Any:
+        """The structured ``[plugins.NAME]`` settings of ``plugin``."""
+        return self.plugins.settings.get(self.plugins.name_of(plugin))
+
+    def coalescer(self, interval: float,
+                  deliver: Callable[[K, V], Awaitable[None]]) -> Coalescer[K, V]:
+        """A coalescing throttle running in the server's nursery."""
+        return Coalescer(self.nursery, interval, deliver)
+
+    async def publish(self, tenant: str, room: str, event: str, data: Any, *,
+                      exclude: Session | None = None) -> None:
+        await self.hub.publish(tenant, room, event, unstructure(data),
+                               exclude=exclude.id if exclude else None)
+
+    # -- authentication ----------------------------------------------------
+
+    def authenticate(self, token: str | None) -> Identity:
+        """Verify a token; :class:`AuthError` on a missing, bad or expired one."""
+        return self.verifier.verify(token)
+
+    def expiry_deadline(self, identity: Identity) -> float:
+        """When (on Trio's clock) the identity's token expires."""
+        if identity.expires_at is None:
+            return float("inf")
+        return trio.current_time() + (identity.expires_at - time.time())
+
+    # -- sessions ----------------------------------------------------------
+
+    def new_session(self, identity: Identity, transport: Transport, codec: Codec) -> Session:
+        limits = self.config.limits
+        key = (identity.tenant_id, identity.user_id)
+        if key not in self._user_buckets:
+            self._user_buckets[key] = TokenBucket.of(limits.user)
+        return Session(
+            identity, transport, codec,
+            connected_at=trio.current_time(),
+            rate_bucket=TokenBucket.of(limits.connection),
+            violations=ViolationCounter(limits.max_violations, limits.violation_window),
+        )
+
+    async def open_session(self, session: Session) -> None:
+        self.hub.attach(session)
+        self.metrics.connections.labels(session.transport.protocol).inc()
+        self.metrics.connects.labels(session.transport.protocol).inc()
+        log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,
+                 session.user_id, session.tenant_id, session.transport.protocol)
+        await self._call_hook("switchboard_session_opened", session=session)
+
+    async def close_session(self, session: Session, reason: str) -> None:
+        if session.closed:
+            return
+        self.hub.detach(session)
+        self.metrics.connections.labels(session.transport.protocol).dec()
+        self.metrics.disconnects.labels(reason).inc()
+        if not self.hub.user_sessions(session.tenant_id, session.user_id):
+            self._user_buckets.pop((session.tenant_id, session.user_id), None)
+        log.info("session %s closed: %s", session.id, reason)
+        with trio.CancelScope(shield=True):
+            await self._call_hook("switchboard_session_closed", session=session, reason=reason)
+
+    async def _call_hook(self, name: str, **kwargs: Any) -> None:
+        for plugin, result in self.plugins.results_by_plugin(name, **kwargs):
+            try:
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("plugin %s failed in %s", plugin, name)
+
+    # -- events ------------------------------------------------------------
+
+    async def dispatch(self, session: Session, name: str, data: Any) -> Any:
+        """Handle one client event; return its ack value or raise ClientError."""
+        self._check_rate(session, name)
+        if name == "auth":
+            return self._reauthenticate(session, data)
+        spec = self.events.get(name)
+        if spec is None:
+            raise ClientError(UNKNOWN_EVENT, f"unknown event {name!r}", event=name)
+        payload = spec.structure(data)
+        self.metrics.events_in.labels(name).inc()
+        assert spec.handler is not None
+        try:
+            result = await spec.handler(session, payload)
+        except ClientError:
+            raise
+        except Exception:
+            log.exception("handler of %s (plugin %s) failed", name, spec.plugin)
+            raise ClientError(INTERNAL, f"{name} failed on the server") from None
+        return unstructure(result) if attrs.has(type(result)) else result
+
+    def _check_rate(self, session: Session, name: str) -> None:
+        buckets = [session.rate_bucket]
+        user = self._user_buckets.get((session.tenant_id, session.user_id))
+        if user is not None:
+            buckets.append(user)
+        rate = self._event_rates.get(name)
+        if rate is not None:
+            bucket = session.event_buckets.get(name)
+            if bucket is None:
+                bucket = session.event_buckets[name] = TokenBucket.of(rate)
+            buckets.append(bucket)
+        for bucket in buckets:
+            if not bucket.try_take():
+                if session.violations.record():
+                    session.transport.close(CloseCode.RATE_LIMITED, "rate limit abuse")
+                raise ClientError(RATE_LIMITED, "too many events, slow down", event=name,
+                                  retry_after=round(bucket.retry_after(), 3))
+
+    def _reauthenticate(self, session: Session, data: Any) -> Any:
+        token = data.get("token") if isinstance(data, dict) else None
+        try:
+            identity = self.authenticate(token if isinstance(token, str) else None)
+        except AuthError as exc:
+            raise ClientError(UNAUTHORIZED, str(exc)) from None
+        if (identity.user_id, identity.tenant_id) != (session.user_id, session.tenant_id):
+            raise ClientError(UNAUTHORIZED, "token is for another user or tenant")
+        session.identity = identity
+        return {"expires_at": identity.expires_at}
+
+    # -- rooms -------------------------------------------------------------
+
+    async def join(self, session: Session, room: object) -> str:
+        """Authorize and join; raise ClientError(forbidden) when refused."""
+        name = check_room_name(room)
+        if name in session.rooms:
+            return name
+        if len(session.rooms) >= self.config.rooms.max_rooms_per_connection:
+            raise ClientError(FORBIDDEN, "too many rooms for one connection", room=name)
+        if not await self.authorize_join(session, name):
+            raise ClientError(FORBIDDEN, f"not allowed to join {name!r}", room=name)
+        self.hub.rooms.add(session, name)
+        return name
+
+    async def leave(self, session: Session, room: object) -> str:
+        name = check_room_name(room)
+        self.hub.rooms.discard(session, name)
+        return name
+
+    async def authorize_join(self, session: Session, room: str) -> bool:
+        if any(fnmatch.fnmatchcase(room, p) for p in self.config.rooms.public_patterns):
+            verdicts: list[Any] = [True]
+        else:
+            verdicts = []
+        verdicts += await call_async(self.plugins.hook.switchboard_authorize_join,
+                                     session=session, room=room)
+        if any(v is False for v in verdicts):
+            return False
+        return any(v is True for v in verdicts)

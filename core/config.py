@@ -1,0 +1,252 @@
+"""Configuration: one TOML file plus ``SWITCHBOARD_*`` environment overrides.
+
+The file is structured with cattrs into the frozen attrs classes below; an
+unknown key or a value of the wrong type raises :class:`ConfigError` naming the
+key. Every setting has a default, so ``switchboard serve`` runs with no file.
+
+Environment overrides use ``__`` between levels and TOML syntax for values::
+
+    SWITCHBOARD_SERVER__PORT=9000
+    SWITCHBOARD_AUTH__SECRET=s3cret
+    SWITCHBOARD_ROOMS__PUBLIC_PATTERNS='["lobby:*"]'
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from .structure import first_error, make_converter
+
+ENV_PREFIX = "SWITCHBOARD_"
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``key`` is the dotted name of the offending setting."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
+
+
+@attrs.frozen
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Path of the plain WebSocket (JSON envelope) endpoint.
+    ws_path: str = "/ws"
+    #: Largest incoming message, in bytes; a bigger one closes with 1009.
+    max_payload: int = 65536
+    #: Outgoing bytes a connection may have queued; past it the client is a
+    #: slow consumer and is disconnected (close code 4503).
+    outbox_max_bytes: int = 1_048_576
+    #: Time to read a request head and finish a WebSocket handshake.
+    handshake_timeout: float = 10.0
+    #: On SIGINT/SIGTERM: time allowed to flush queues and close sockets.
+    drain_timeout: float = 5.0
+    #: Origins allowed for browser WebSocket handshakes; empty allows any.
+    allowed_origins: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class HeartbeatConfig:
+    #: Seconds between server pings; told to the client in the first frame.
+    interval: float = 25.0
+    #: Seconds of silence after a ping before the connection is dropped.
+    timeout: float = 20.0
+
+
+@attrs.frozen
+class AuthConfig:
+    #: HS256 shared secret. Empty in development mode: a random secret is
+    #: generated once and kept in ``data_dir``. Required in production mode
+    #: unless a public key is given.
+    secret: str = ""
+    #: PEM public key (RS256/ES256), inline or from a file.
+    public_key: str = ""
+    public_key_file: str = ""
+    algorithms: list[str] = attrs.Factory(lambda: ["HS256"])
+    user_claim: str = "sub"
+    tenant_claim: str = "tenant_id"
+    role_claim: str = "role"
+    audience: str = ""
+    issuer: str = ""
+    #: Seconds of clock skew tolerated on ``exp`` and ``nbf``.
+    leeway: float = 0.0
+    #: Tenant given to tokens without a tenant claim; empty rejects them.
+    default_tenant: str = ""
+
+
+@attrs.frozen
+class ApiKey:
+    key: str
+    #: Tenant this key may publish to; ``*`` for every tenant.
+    tenant: str = "*"
+    name: str = ""
+
+
+@attrs.frozen
+class RoomsConfig:
+    #: Roles that join ``tenant:{id}:agents`` and may join any room of their tenant.
+    agent_roles: list[str] = attrs.Factory(lambda: ["agent", "supervisor", "admin"])
+    #: Glob patterns of free rooms any member of the tenant may join.
+    public_patterns: list[str] = attrs.Factory(list)
+    max_rooms_per_connection: int = 200
+
+
+@attrs.frozen
+class Rate:
+    #: Tokens added per second.
+    rate: float
+    #: Bucket size: the burst allowed at once.
+    burst: float
+
+
+@attrs.frozen
+class LimitsConfig:
+    connection: Rate = Rate(rate=30.0, burst=60.0)
+    user: Rate = Rate(rate=60.0, burst=120.0)
+    #: Per event name, per connection; overrides the plugin's default.
+    events: dict[str, Rate] = attrs.Factory(dict)
+    #: Limit breaches within ``violation_window`` seconds after which the
+    #: connection is cut with close code 4429.
+    max_violations: int = 20
+    violation_window: float = 10.0
+
+
+@attrs.frozen
+class BrokerConfig:
+    url: str = "memory://"
+
+
+@attrs.frozen
+class StoreConfig:
+    #: SQLAlchemy URL; empty means ``sqlite:///{data_dir}/switchboard.db``.
+    url: str = ""
+    pool_size: int = 8
+
+
+@attrs.frozen
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@attrs.frozen
+class Config:
+    mode: Literal["development", "production"] = "development"
+    data_dir: str = "data"
+    server: ServerConfig = ServerConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    auth: AuthConfig = AuthConfig()
+    api_keys: list[ApiKey] = attrs.Factory(list)
+    rooms: RoomsConfig = RoomsConfig()
+    limits: LimitsConfig = LimitsConfig()
+    broker: BrokerConfig = BrokerConfig()
+    store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
+    #: Per plugin: ``[plugins.NAME]`` with ``enabled`` (default true) and the
+    #: plugin's own settings, checked against the plugin's config class.
+    plugins: dict[str, dict[str, Any]] = attrs.Factory(dict)
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{Path(self.data_dir) / 'switchboard.db'}"
+
+    def plugin_enabled(self, name: str) -> bool:
+        return bool(self.plugins.get(name, {}).get("enabled", True))
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        return {k: v for k, v in self.plugins.get(name, {}).items() if k != "enabled"}
+
+
+_converter = make_converter()
+
+
+def structure_config(data: Mapping[str, Any]) -> Config:
+    try:
+        config = _converter.structure(dict(data), Config)
+    except Exception as exc:  # cattrs raises exception groups
+        err = first_error(exc)
+        raise ConfigError(err.field, err.message) from None
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    for name, section in config.plugins.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"plugins.{name}", "expected a table")
+        enabled = section.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"plugins.{name}.enabled", "expected bool")
+    if config.server.port < 0 or config.server.port > 65535:
+        raise ConfigError("server.port", "must be between 0 and 65535")
+    if config.heartbeat.interval <= 0:
+        raise ConfigError("heartbeat.interval", "must be positive")
+    if config.heartbeat.timeout <= 0:
+        raise ConfigError("heartbeat.timeout", "must be positive")
+    for i, key in enumerate(config.api_keys):
+        if len(key.key) < 16:
+            raise ConfigError(f"api_keys.{i}.key", "must be at least 16 characters")
+    if config.mode == "production" and not (
+        config.auth.secret or config.auth.public_key or config.auth.public_key_file
+    ):
+        raise ConfigError("auth.secret", "required in production mode (or auth.public_key)")
+    if config.auth.secret and any(not a.startswith("HS") for a in config.auth.algorithms):
+        if not (config.auth.public_key or config.auth.public_key_file):
+            raise ConfigError("auth.algorithms", "RS/ES algorithms need auth.public_key")
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``SWITCHBOARD_A__B=v`` -> ``{"a": {"b": v}}``."""
+    out: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = name.removeprefix(ENV_PREFIX).lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(name, "conflicts with another override")
+        node[path[-1]] = _env_value(raw)
+    return out
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (optional), apply environment overrides, structure and check."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("", f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+    return structure_config(merge(data, env_overrides(environ)))

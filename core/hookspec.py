@@ -1,0 +1,138 @@
+"""The hook specifications of Switchboard plugins.
+
+Every feature, first-party or third-party, is a plugin implementing some of
+these hooks; there is no other way in. A plugin is an object (or a class,
+instantiated without arguments) registered under a name through the
+``switchboard.plugins`` entry-point group, and enabled or disabled with
+``[plugins.NAME] enabled = ...`` in config.
+
+Hooks may be plain functions or ``async def``: the server awaits whatever a
+hook returns when it is awaitable. Hook arguments are passed by name, so an
+implementation may accept only the arguments it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from quart import Blueprint
+
+    from .app import App
+    from .events import EventSpec
+    from .session import Session
+
+PROJECT = "switchboard"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -------------------------------------------------------------------------
+# Declaration: called once per plugin at start-up (and by `switchboard
+# plugins` / `switchboard check-config`, without a running server).
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def switchboard_config_class() -> type | None:
+    """Return the attrs class of this plugin's ``[plugins.NAME]`` config section.
+
+    The section (minus ``enabled``) is structured into it with the same strict
+    rules as the rest of the config: an unknown key or a wrong type stops the
+    server with an error naming ``plugins.NAME.KEY``. Return ``None`` (or do not
+    implement the hook) for a plugin without settings.
+    """
+
+
+@hookspec
+def switchboard_events() -> Iterable[EventSpec]:
+    """Return the events this plugin declares.
+
+    Incoming events (client to server) carry a handler and a payload class;
+    outgoing events (server to client) are declared for documentation and
+    ``switchboard plugins``. Build them with :func:`switchboard.core.incoming`
+    and :func:`switchboard.core.outgoing`. Two plugins declaring the same
+    incoming event is a start-up error.
+    """
+
+
+@hookspec
+def switchboard_tables(metadata: sa.MetaData) -> None:
+    """Add this plugin's ``sqlalchemy.Table`` objects to ``metadata``.
+
+    Tables are created (if missing) when the store opens, before
+    :func:`switchboard_startup`. Prefix table names with the plugin name.
+    """
+
+
+@hookspec
+def switchboard_blueprints() -> Iterable[Blueprint] | Blueprint | None:
+    """Return quart Blueprints with this plugin's HTTP routes.
+
+    Routes are served on the same port as everything else; use
+    :func:`switchboard.core.http.require_api_key` for server-to-server routes.
+    """
+
+
+# -------------------------------------------------------------------------
+# Lifecycle of the server.
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def switchboard_startup(app: App) -> Awaitable[None] | None:
+    """Called once when the server starts, after the store is open and before
+    it accepts connections. ``app`` is the plugin's handle on the server: the
+    hub (rooms, emit), the store, config and this plugin's settings
+    (``app.settings(self)``). Keep it: the other hooks do not pass it again.
+    """
+
+
+@hookspec
+def switchboard_background_tasks(app: App) -> Iterable[Callable[[], Awaitable[None]]]:
+    """Return async callables to run in the server's nursery for its lifetime.
+
+    They are cancelled at shutdown; an exception in one is logged and stops
+    the server (a crashed background task is a bug, not a state to run in).
+    """
+
+
+@hookspec
+def switchboard_shutdown(app: App) -> Awaitable[None] | None:
+    """Called once when the server stops, after every connection is closed."""
+
+
+# -------------------------------------------------------------------------
+# Sessions: one per connected client (per namespace, for Socket.IO).
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def switchboard_session_opened(session: Session) -> Awaitable[None] | None:
+    """A client has connected and authenticated. It is already in its rooms
+    ``user:{id}``, ``tenant:{id}`` (and ``tenant:{id}:agents`` for agent roles).
+    """
+
+
+@hookspec
+def switchboard_session_closed(session: Session, reason: str) -> Awaitable[None] | None:
+    """A client has gone (``reason`` says why: ``client``, ``heartbeat_timeout``,
+    ``slow_consumer``, ``token_expired``, ``shutdown``, ...). It has already left
+    its rooms; deliveries to it are dropped.
+    """
+
+
+@hookspec
+def switchboard_authorize_join(session: Session, room: str) -> bool | Any | None:
+    """May ``session`` join ``room`` (a name within the session's tenant)?
+
+    Return ``True`` to allow, ``False`` (or raise ``ClientError``) to refuse,
+    ``None`` for no opinion. The join succeeds when at least one plugin allows
+    it and none refuses; a refused join answers the client an error with code
+    ``forbidden``.
+    """

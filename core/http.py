@@ -1,0 +1,172 @@
+"""The HTTP API (quart-trio, served by hypercorn on the same port).
+
+``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus),
+``GET /api/v1/stats`` and ``POST /api/v1/emit`` (API key), plus the routes of
+the plugins' blueprints. Errors are JSON ``{"code", "message", "field"?}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import attrs
+from quart import Response, current_app, g, jsonify, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .config import ApiKey
+from .errors import INVALID_PAYLOAD, ClientError
+from .rooms import check_room_name, tenant_room, user_room
+from .structure import first_error, make_converter
+
+if TYPE_CHECKING:
+    from .app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_converter = make_converter()
+
+
+def switchboard() -> App:
+    """The :class:`App` behind the current request."""
+    app: App = current_app.extensions["switchboard"]
+    return app
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    response = jsonify({"code": code, "message": message, **extra})
+    response.status_code = status
+    return response
+
+
+def _find_key(presented: str) -> ApiKey | None:
+    for key in switchboard().config.api_keys:
+        if hmac.compare_digest(key.key.encode(), presented.encode()):
+            return key
+    return None
+
+
+def api_key_tenant_allowed(tenant: str) -> bool:
+    key: ApiKey = g.api_key
+    return key.tenant in ("*", tenant)
+
+
+def require_api_key(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
+    """Allow a view only with a configured API key (``Authorization: Bearer`` or
+    ``X-API-Key``); the key is in ``quart.g.api_key``."""
+
+    @wraps(view)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+        presented = request.headers.get("X-API-Key", "")
+        auth = request.headers.get("Authorization", "")
+        if not presented and auth.lower().startswith("bearer "):
+            presented = auth[7:].strip()
+        key = _find_key(presented) if presented else None
+        if key is None:
+            return error_response(401, "unauthorized", "a valid API key is required")
+        g.api_key = key
+        return await view(*args, **kwargs)
+
+    return wrapper
+
+
+@attrs.frozen
+class EmitRequest:
+    event: str
+    tenant: str
+    data: Any = None
+    user: str | None = None
+    room: str | None = None
+
+
+async def read_json() -> Any:
+    body = await request.get_json(force=True, silent=True)
+    if body is None:
+        raise ClientError("invalid_json", "request body must be JSON")
+    return body
+
+
+def structure_body(data: Any, cls: type[R], prefix: str = "") -> R:
+    if not isinstance(data, dict):
+        raise ClientError(INVALID_PAYLOAD, "expected a JSON object", field=prefix or None)
+    try:
+        return _converter.structure(data, cls)
+    except Exception as exc:
+        err = first_error(exc, prefix)
+        raise ClientError(INVALID_PAYLOAD, f"{err.field}: {err.message}",
+                          field=err.field or None) from None
+
+
+def create_http_app(app: App) -> QuartTrio:
+    http = QuartTrio("switchboard.core.http")
+    http.extensions["switchboard"] = app
+    http.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
+
+    @http.get("/health")
+    async def health() -> Any:
+        return {"status": "ok"}
+
+    @http.get("/ready")
+    async def ready() -> Any:
+        if switchboard().shutting_down:
+            return error_response(503, "shutting_down", "the server is shutting down")
+        return {"status": "ready"}
+
+    @http.get("/metrics")
+    async def metrics() -> Response:
+        return Response(switchboard().metrics.render(),
+                        content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @http.get("/api/v1/stats")
+    @require_api_key
+    async def stats() -> Any:
+        data = switchboard().hub.stats()
+        key: ApiKey = g.api_key
+        if key.tenant != "*":
+            tenants = data["tenants"]
+            data = {"tenants": {key.tenant: tenants.get(key.tenant, {
+                "connections": 0, "rooms": 0, "users_online": 0})}}
+        return data
+
+    @http.post("/api/v1/emit")
+    @require_api_key
+    async def emit() -> Any:
+        """Publish one event, or a JSON list of them, to a user, a room or a tenant."""
+        body = await read_json()
+        items = body if isinstance(body, list) else [body]
+        requests = [structure_body(item, EmitRequest, f"{i}" if isinstance(body, list) else "")
+                    for i, item in enumerate(items)]
+        for req in requests:
+            if not api_key_tenant_allowed(req.tenant):
+                return error_response(403, "forbidden",
+                                      f"this API key may not publish to tenant {req.tenant!r}")
+            if req.user is not None and req.room is not None:
+                raise ClientError(INVALID_PAYLOAD, "give 'user' or 'room', not both",
+                                  field="room")
+            if req.room is not None:
+                check_room_name(req.room)
+        hub = switchboard().hub
+        for req in requests:
+            room = (user_room(req.user) if req.user is not None
+                    else req.room if req.room is not None else tenant_room(req.tenant))
+            await hub.publish(req.tenant, room, req.event, req.data)
+        return {"published": len(requests)}, 202
+
+    @http.errorhandler(ClientError)
+    async def client_error(exc: ClientError) -> Response:
+        app.metrics.client_errors.labels(exc.code).inc()
+        status = 403 if exc.code == "forbidden" else 400
+        return error_response(status, exc.code, exc.message,
+                              **({"field": exc.field} if exc.field else {}), **exc.extra)
+
+    @http.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description or code)
+
+    for blueprint in app.plugins.blueprints():
+        http.register_blueprint(blueprint)
+    return http

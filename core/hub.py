@@ -1,0 +1,99 @@
+"""The hub: local sessions, their rooms, and fan-out through the broker."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .broker import Broker, Publication
+from .metrics import Metrics
+from .rooms import Rooms, agents_room, tenant_room, user_room
+from .session import Codec, Session
+
+
+class Hub:
+    def __init__(self, broker: Broker, metrics: Metrics, *, agent_roles: list[str]) -> None:
+        self.broker = broker
+        self.metrics = metrics
+        self.rooms = Rooms()
+        self.sessions: dict[str, Session] = {}
+        self._agent_roles = frozenset(agent_roles)
+
+    def is_agent(self, session: Session) -> bool:
+        return session.role in self._agent_roles
+
+    # -- sessions ---------------------------------------------------------
+
+    def attach(self, session: Session) -> None:
+        """Register a new session and put it in its canonical rooms."""
+        self.sessions[session.id] = session
+        self.rooms.add(session, user_room(session.user_id))
+        self.rooms.add(session, tenant_room(session.tenant_id))
+        if self.is_agent(session):
+            self.rooms.add(session, agents_room(session.tenant_id))
+
+    def detach(self, session: Session) -> None:
+        session.closed = True
+        for room in list(session.rooms):
+            self.rooms.discard(session, room)
+        self.sessions.pop(session.id, None)
+
+    def user_sessions(self, tenant: str, user: str) -> set[Session]:
+        return self.rooms.members(tenant, user_room(user))
+
+    # -- fan-out ----------------------------------------------------------
+
+    async def publish(self, tenant: str, room: str, event: str, data: Any, *,
+                      exclude: str | None = None) -> None:
+        """Deliver ``event`` to every member of ``room`` of ``tenant``, on every node."""
+        self.metrics.publications.inc()
+        await self.broker.publish(Publication(tenant, room, event, data, exclude))
+
+    async def emit_to_user(self, tenant: str, user: str, event: str, data: Any) -> None:
+        await self.publish(tenant, user_room(user), event, data)
+
+    async def emit_to_tenant(self, tenant: str, event: str, data: Any) -> None:
+        await self.publish(tenant, tenant_room(tenant), event, data)
+
+    def deliver(self, publication: Publication) -> int:
+        """Local fan-out: encode once per codec, queue the same bytes to each member."""
+        members = self.rooms.members(publication.tenant, publication.room)
+        if not members:
+            return 0
+        frames: dict[Codec, bytes] = {}
+        exclude = publication.exclude
+        count = 0
+        for session in list(members):
+            if session.id == exclude or session.closed:
+                continue
+            codec = session.codec
+            frame = frames.get(codec)
+            if frame is None:
+                frame = frames[codec] = codec.encode_event(publication.event, publication.data)
+            session.transport.send(frame)
+            count += 1
+        self.metrics.deliveries.inc(count)
+        return count
+
+    # -- stats ------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        per_tenant: dict[str, dict[str, Any]] = {}
+        users: dict[str, set[str]] = {}
+        protocols: Counter[str] = Counter()
+        for session in self.sessions.values():
+            entry = per_tenant.setdefault(session.tenant_id, {"connections": 0, "rooms": 0})
+            entry["connections"] += 1
+            users.setdefault(session.tenant_id, set()).add(session.user_id)
+            protocols[session.transport.protocol] += 1
+        for tenant, _room in self.rooms:
+            per_tenant.setdefault(tenant, {"connections": 0, "rooms": 0})["rooms"] += 1
+        for tenant, entry in per_tenant.items():
+            entry["users_online"] = len(users.get(tenant, ()))
+        return {
+            "connections": len(self.sessions),
+            "rooms": len(self.rooms),
+            "users_online": sum(len(u) for u in users.values()),
+            "protocols": dict(protocols),
+            "tenants": per_tenant,
+        }

@@ -1,0 +1,66 @@
+"""The bounded outgoing queue of one connection.
+
+Fan-out puts ready-made wire bytes in; the connection's writer task takes
+everything queued at once and writes it with a single ``send_all`` (write
+coalescing: one syscall for many frames). The queue is bounded in bytes: a
+``put`` that would pass the bound is refused, and the caller treats the peer as
+a slow consumer.
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class Outbox:
+    __slots__ = ("_frames", "_lot", "_size", "closed", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.closed = False
+        self._frames: list[bytes] = []
+        self._size = 0
+        self._lot = trio.lowlevel.ParkingLot()
+
+    @property
+    def size(self) -> int:
+        """Bytes queued and not yet taken by the writer."""
+        return self._size
+
+    def put(self, frame: bytes) -> bool:
+        """Queue ``frame``; False (and nothing queued) if it would pass the bound."""
+        if self.closed:
+            return True
+        size = self._size + len(frame)
+        if size > self.limit:
+            return False
+        self._frames.append(frame)
+        self._size = size
+        if self._lot:
+            self._lot.unpark_all()
+        return True
+
+    def put_last(self, frame: bytes) -> None:
+        """Drop what is queued, queue ``frame`` and accept nothing after it."""
+        self._frames = [frame]
+        self._size = len(frame)
+        self.closed = True
+        if self._lot:
+            self._lot.unpark_all()
+
+    async def take(self) -> bytes:
+        """Wait for queued frames and return all of them joined."""
+        while not self._frames:
+            if self.closed:
+                return b""
+            await self._lot.park()
+        frames = self._frames
+        self._frames = []
+        self._size = 0
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def finish(self) -> None:
+        """Accept nothing more; a waiting ``take`` returns what is left, then ``b""``."""
+        self.closed = True
+        if self._lot:
+            self._lot.unpark_all()

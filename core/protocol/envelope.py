@@ -1,0 +1,66 @@
+"""The plain WebSocket protocol: JSON envelopes ``{"type", "data", "id"}``, sans-IO.
+
+Client to server::
+
+    {"type": "room:join", "data": {"room": "ticket:42"}, "id": 7}
+
+Server to client: events ``{"type": "user:online", "data": {...}}``; the answer
+to a frame with an ``id`` is ``{"type": "ack", "id": 7, "data": ...}`` or
+``{"type": "error", "id": 7, "data": {"code", "message", "field"?}}``. The
+first server frame is ``{"type": "session", "data": {"sid", "heartbeat_interval",
+"heartbeat_timeout", "user_id", "tenant_id", "role"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from ..errors import INVALID_FRAME, INVALID_JSON, ClientError
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@attrs.frozen
+class Frame:
+    type: str
+    data: Any = None
+    id: int | str | None = None
+
+
+def decode(text: str | bytes) -> Frame:
+    """Parse one client frame; raise :class:`ClientError` if it is not an envelope."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ClientError(INVALID_JSON, "frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ClientError(INVALID_FRAME, "frame must be a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise ClientError(INVALID_FRAME, "frame needs a string 'type'", field="type")
+    ident = obj.get("id")
+    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, int | str)):
+        raise ClientError(INVALID_FRAME, "'id' must be a number or a string", field="id")
+    extra = set(obj) - {"type", "data", "id"}
+    if extra:
+        raise ClientError(INVALID_FRAME, f"unknown key {sorted(extra)[0]!r}",
+                          field=sorted(extra)[0])
+    return Frame(kind, obj.get("data"), ident)
+
+
+def encode_event(event: str, data: Any) -> bytes:
+    return _dumps({"type": event, "data": data}).encode()
+
+
+def encode_ack(ident: int | str, data: Any) -> bytes:
+    return _dumps({"type": "ack", "id": ident, "data": data}).encode()
+
+
+def encode_error(error: ClientError, ident: int | str | None = None) -> bytes:
+    frame: dict[str, Any] = {"type": "error", "data": error.to_dict()}
+    if ident is not None:
+        frame["id"] = ident
+    return _dumps(frame).encode()

@@ -1,0 +1,77 @@
+"""Room names and membership.
+
+Rooms live inside a tenant: ``conversation:7`` of tenant A and of tenant B are
+different rooms, so nothing published in one tenant reaches another. The
+canonical names are ``user:{id}``, ``tenant:{id}``, ``tenant:{id}:agents``,
+``conversation:{id}``, ``ticket:{id}`` and ``lead:{id}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from .errors import INVALID_ROOM, ClientError
+from .session import Session
+
+_ROOM_RE = re.compile(r"[A-Za-z0-9_.:@\-]{1,200}")
+
+RoomKey = tuple[str, str]
+
+
+def user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def tenant_room(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}"
+
+
+def agents_room(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:agents"
+
+
+def check_room_name(room: object) -> str:
+    if not isinstance(room, str) or not _ROOM_RE.fullmatch(room):
+        raise ClientError(
+            INVALID_ROOM,
+            "room must be 1-200 characters of letters, digits and _.:@-",
+            field="room",
+        )
+    return room
+
+
+class Rooms:
+    """Membership sets: (tenant, room) -> sessions."""
+
+    def __init__(self) -> None:
+        self._members: dict[RoomKey, set[Session]] = {}
+
+    def add(self, session: Session, room: str) -> bool:
+        """Put ``session`` in ``room`` of its tenant; False if it was already in."""
+        if room in session.rooms:
+            return False
+        session.rooms.add(room)
+        self._members.setdefault((session.tenant_id, room), set()).add(session)
+        return True
+
+    def discard(self, session: Session, room: str) -> bool:
+        if room not in session.rooms:
+            return False
+        session.rooms.discard(room)
+        key = (session.tenant_id, room)
+        members = self._members.get(key)
+        if members is not None:
+            members.discard(session)
+            if not members:
+                del self._members[key]
+        return True
+
+    def members(self, tenant: str, room: str) -> set[Session]:
+        return self._members.get((tenant, room), set())
+
+    def __iter__(self) -> Iterator[RoomKey]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)

@@ -1,0 +1,168 @@
+"""The server: wires config, plugins, store, broker, hub and transports, and
+owns the task tree (server -> connection -> reader/writer/heartbeat)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+
+from .app import App
+from .auth import make_verifier
+from .broker import make_broker
+from .config import Config
+from .errors import CloseCode
+from .http import create_http_app
+from .hub import Hub
+from .metrics import Metrics
+from .pluginmanager import Plugins, call_async
+from .store import Store
+from .transport.front import Handler, PrefixedStream, RequestHead, route
+from .transport.ws import WebSocketConnection, serve_websocket
+
+log = logging.getLogger("switchboard")
+
+
+class Server:
+    def __init__(self, config: Config, *, plugins: Mapping[str, object] | None = None,
+                 use_entry_points: bool = True) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.plugins = Plugins(config, plugins, use_entry_points=use_entry_points)
+        verifier, self.development_secret = make_verifier(config)
+        self.broker = make_broker(config.broker.url)
+        self.hub = Hub(self.broker, self.metrics, agent_roles=config.rooms.agent_roles)
+        self.store = Store(config.store_url, pool_size=config.store.pool_size)
+        self.app = App(config, self.plugins, self.hub, self.store, self.metrics, verifier)
+        self.http_app = create_http_app(self.app)
+        self._hyper_config = HyperConfig()
+        self._hyper_config.accesslog = None
+        self._hyper_config.graceful_timeout = config.server.drain_timeout
+        self._asgi = ASGIWrapper(self.http_app)
+        self._lifespan_state: dict[str, Any] = {}
+        self._hyper_context = WorkerContext(None)
+        self._ws_connections: set[WebSocketConnection] = set()
+        self._ws_paths: dict[str, Handler] = {config.server.ws_path: self._serve_ws}
+        self._connections: trio.Nursery | None = None
+        self._shutdown = trio.Event()
+        self._connection_closed = trio.Event()
+        self._stopped = trio.Event()
+        #: Addresses listened on, as (host, port), once :meth:`run` has started.
+        self.addresses: list[tuple[str, int]] = []
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def run(self, *, listen: bool = True,
+                  task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start everything, serve until :meth:`shutdown`, then drain and stop."""
+        self.plugins.declare_tables(self.store.metadata)
+        await self.store.open()
+        try:
+            async with trio.open_nursery() as nursery:
+                self.app._nursery = nursery
+                await nursery.start(self.broker.run, self.hub.deliver)
+                lifespan = Lifespan(self._asgi, self._hyper_config, self._lifespan_state)
+                await nursery.start(lifespan.handle_lifespan)
+                await lifespan.wait_for_startup()
+                await call_async(self.plugins.hook.switchboard_startup, app=self.app)
+                for tasks in self.plugins.hook.switchboard_background_tasks(app=self.app):
+                    for task in tasks or ():
+                        nursery.start_soon(task)
+                async with trio.open_nursery() as connections:
+                    self._connections = connections
+                    if listen:
+                        await connections.start(self._listen)
+                    task_status.started(self)
+                    await self._shutdown.wait()
+                    await self._drain(connections)
+                await call_async(self.plugins.hook.switchboard_shutdown, app=self.app)
+                await lifespan.wait_for_shutdown()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.store.close()
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Ask the server to stop: stop accepting, close sockets with 1001, drain."""
+        self._shutdown.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown.is_set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _listen(self, *, task_status: trio.TaskStatus[None]) -> None:
+        cfg = self.config.server
+        listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+        for listener in listeners:
+            sockname = listener.socket.getsockname()
+            self.addresses.append((sockname[0], sockname[1]))
+        log.info("listening on %s", ", ".join(f"http://{h}:{p}" for h, p in self.addresses))
+        with trio.CancelScope() as scope:
+            self._listen_scope = scope
+            task_status.started()
+            try:
+                await trio.serve_listeners(self.handle_stream, listeners,
+                                           handler_nursery=self._connections)
+            finally:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+
+    async def _drain(self, connections: trio.Nursery) -> None:
+        log.info("shutting down: closing %d WebSocket connections", len(self._ws_connections))
+        if listen_scope := getattr(self, "_listen_scope", None):
+            listen_scope.cancel()
+        for connection in list(self._ws_connections):
+            connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        await self._hyper_context.terminated.set()
+        with trio.move_on_after(self.config.server.drain_timeout):
+            while self._ws_connections:
+                self._connection_closed = trio.Event()
+                await self._connection_closed.wait()
+        if self._ws_connections:
+            log.warning("drain timeout: %d connections cut", len(self._ws_connections))
+        connections.cancel_scope.cancel()
+
+    # -- connections -------------------------------------------------------
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one accepted connection (a socket, or an in-memory stream in tests)."""
+        await route(stream, timeout=self.config.server.handshake_timeout,
+                    ws_paths=self._ws_paths, http=self._serve_http)
+
+    async def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+        if self.shutting_down:
+            await stream.aclose()
+            return
+        try:
+            await serve_websocket(self.app, stream, head.raw, self._ws_connections)
+        finally:
+            self._connection_closed.set()
+
+    async def _serve_http(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+        server = TCPServer(self._asgi, self._hyper_config, self._hyper_context,
+                           ConnectionState(self._lifespan_state.copy()),
+                           PrefixedStream(stream, head.raw))  # type: ignore[arg-type]
+        await server.run()
+
+    def start_connection(self, stream: trio.abc.Stream) -> None:
+        """Serve ``stream`` in the connections nursery (in-memory transports)."""
+        if self._connections is None:
+            raise RuntimeError("the server is not running")
+        self._connections.start_soon(self.handle_stream, stream)
+

@@ -1,0 +1,91 @@
+"""A session: one authenticated client as the core sees it, whatever its protocol."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Protocol
+
+from .auth import Identity
+from .errors import CloseCode
+from .ratelimit import TokenBucket, ViolationCounter
+
+
+class Transport(Protocol):
+    """The wire under a session (a plain WebSocket, a Socket.IO socket...)."""
+
+    #: Short protocol name for stats and logs, e.g. ``"ws"``.
+    protocol: str
+
+    def send(self, frame: bytes) -> None:
+        """Queue ready wire bytes; a full queue disconnects the slow consumer."""
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Start closing the connection with ``code``; returns at once."""
+
+
+class Codec(Protocol):
+    """Encodes server events into wire bytes for one protocol (and namespace).
+
+    Codecs are shared by all sessions speaking the same protocol, so fan-out
+    encodes each event once per codec, not once per member.
+    """
+
+    def encode_event(self, event: str, data: Any) -> bytes: ...
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class Session:
+    __slots__ = (
+        "closed",
+        "codec",
+        "connected_at",
+        "event_buckets",
+        "id",
+        "identity",
+        "rate_bucket",
+        "rooms",
+        "state",
+        "transport",
+        "violations",
+    )
+
+    def __init__(self, identity: Identity, transport: Transport, codec: Codec, *,
+                 connected_at: float, rate_bucket: TokenBucket,
+                 violations: ViolationCounter, session_id: str | None = None) -> None:
+        self.id = session_id or new_session_id()
+        self.identity = identity
+        self.transport = transport
+        self.codec = codec
+        self.connected_at = connected_at
+        #: Room names (within the session's tenant) this session is in.
+        self.rooms: set[str] = set()
+        #: Per-plugin state, keyed by plugin name.
+        self.state: dict[str, Any] = {}
+        self.closed = False
+        self.rate_bucket = rate_bucket
+        self.event_buckets: dict[str, TokenBucket] = {}
+        self.violations = violations
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
+    @property
+    def tenant_id(self) -> str:
+        return self.identity.tenant_id
+
+    @property
+    def role(self) -> str:
+        return self.identity.role
+
+    def emit(self, event: str, data: Any) -> None:
+        """Send one event to this session only."""
+        if not self.closed:
+            self.transport.send(self.codec.encode_event(event, data))
+
+    def __repr__(self) -> str:
+        ident = self.identity
+        return f"<Session {self.id} user={ident.user_id} tenant={ident.tenant_id}>"
