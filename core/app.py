@@ -60,6 +60,8 @@ class App:
         }
         self._user_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._nursery: trio.Nursery | None = None
+        #: True once the server has been asked to stop.
+        self.shutting_down = False
 
     # -- for plugins -------------------------------------------------------
 

@@ -24,11 +24,14 @@ from .store import StoreError
 log = logging.getLogger("switchboard")
 
 
-def _load(path: str | None, **overrides: object) -> Config:
+def _load(path: str | None, *, host: str | None = None, port: int | None = None) -> Config:
     config = load_config(path or os.environ.get("SWITCHBOARD_CONFIG"))
-    server = {k: v for k, v in overrides.items() if v is not None}
-    return attrs.evolve(config, server=attrs.evolve(config.server, **server)) if server \
-        else config
+    server = config.server
+    if host is not None:
+        server = attrs.evolve(server, host=host)
+    if port is not None:
+        server = attrs.evolve(server, port=port)
+    return attrs.evolve(config, server=server)
 
 
 async def _serve(config: Config) -> None:

@@ -136,3 +136,4 @@ def switchboard_authorize_join(session: Session, room: str) -> bool | Any | None
     it and none refuses; a refused join answers the client an error with code
     ``forbidden``.
     """
+    return None

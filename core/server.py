@@ -97,6 +97,7 @@ class Server:
 
     def shutdown(self) -> None:
         """Ask the server to stop: stop accepting, close sockets with 1001, drain."""
+        self.app.shutting_down = True
         self._shutdown.set()
 
     @property

@@ -45,6 +45,9 @@ def make_converter() -> cattrs.Converter:
     return converter
 
 
+_LITERAL_ERROR = re.compile(r"unknown error \((.+) not in literal typing\.Literal\[(.*)\]\)")
+
+
 def first_error(exc: BaseException, prefix: str = "") -> StructureError:
     """Turn a cattrs error tree into its first concrete problem, with the dotted path."""
     if not isinstance(exc, ClassValidationError | IterableValidationError):
@@ -60,6 +63,6 @@ def first_error(exc: BaseException, prefix: str = "") -> StructureError:
         message = "unknown key"
     elif message == "required field missing":
         message = "required"
-    elif literal := re.fullmatch(r"unknown error \((.+) not in literal typing\.Literal\[(.*)\]\)", message):
+    elif literal := re.fullmatch(_LITERAL_ERROR, message):
         message = f"{literal.group(1)!r} is not one of {literal.group(2)}"
     return StructureError(".".join(p.strip("'\"") for p in parts), message)

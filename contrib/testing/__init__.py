@@ -32,10 +32,11 @@ from typing import Any
 import jwt
 import trio
 import trio.testing
+from switchboard.core.config import Config, merge, structure_config
+from switchboard.core.server import Server
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
-    BytesMessage,
     CloseConnection,
     Message,
     Ping,
@@ -45,9 +46,6 @@ from wsproto.events import (
     TextMessage,
 )
 
-from switchboard.core.config import Config, merge, structure_config
-from switchboard.core.server import Server
-
 TEST_SECRET = "switchboard-test-secret-0123456789"
 TEST_API_KEY = "test-api-key-0123456789"
 
@@ -55,8 +53,8 @@ __all__ = [
     "TEST_API_KEY",
     "TEST_SECRET",
     "ErrorReply",
-    "Harness",
     "HandshakeRejected",
+    "Harness",
     "TestClient",
     "make_config",
 ]

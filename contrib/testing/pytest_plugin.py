@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Mapping
 import pytest
 import trio
 import trio.testing
-
 from switchboard.core.config import Config
 from switchboard.core.server import Server
 

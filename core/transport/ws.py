@@ -205,7 +205,7 @@ class WebSocketConnection:
                 return
             self._alive = True
             try:
-                self.ws.receive_data(data)
+                self.ws.receive_data(bytes(data))
                 events = list(self.ws.events())
             except RemoteProtocolError as exc:
                 self.close(CloseCode.PROTOCOL_ERROR, str(exc)[:100])
