@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from typing import Any
 
 import pytest
 import trio
@@ -11,6 +12,30 @@ from switchboard.core.config import Config
 from switchboard.core.server import Server
 
 from . import Harness, make_config
+
+
+def _run_on(fixture_clock: trio.abc.Clock) -> Callable[..., Any]:
+    """A ``trio.run`` for pytest-trio that always uses ``fixture_clock``."""
+
+    def run(fn: Callable[[], Any], *, clock: trio.abc.Clock | None = None,
+            instruments: Any = ()) -> Any:
+        return trio.run(fn, clock=fixture_clock, instruments=instruments)
+
+    return run
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Run tests of the ``switchboard`` fixture on its autojump clock.
+
+    pytest-trio only passes a clock to ``trio.run`` when the test function itself
+    asks for it, so the clock the fixture depends on is handed over here.
+    """
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    clock = funcargs.get("autojump_clock")
+    if "switchboard" in funcargs and isinstance(clock, trio.abc.Clock):
+        item.add_marker(pytest.mark.trio(run=_run_on(clock)), append=False)
+    return (yield)
 
 
 @pytest.fixture

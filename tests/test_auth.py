@@ -1,0 +1,252 @@
+"""JWT verification: algorithms, keys, expiry, claim names, audience/issuer, minting."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from switchboard.core.auth import (
+    AuthError,
+    Identity,
+    TokenVerifier,
+    make_verifier,
+    mint_token,
+)
+from switchboard.core.config import AuthConfig, Config
+from switchboard.testing import make_config
+
+SECRET = "unit-test-secret-0123456789abcdef"
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def claims(**extra: Any) -> dict[str, Any]:
+    return {"sub": "alice", "tenant_id": "acme", "role": "agent",
+            "exp": int(time.time()) + 600, **extra}
+
+
+def hs_verifier(**settings: Any) -> TokenVerifier:
+    return TokenVerifier(AuthConfig(secret=SECRET, **settings))
+
+
+def hs_token(body: dict[str, Any], secret: str = SECRET) -> str:
+    return jwt.encode(body, secret, algorithm="HS256")
+
+
+def public_pem(key: PrivateKey) -> str:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+# -- algorithms and keys ---------------------------------------------------------
+
+
+def test_hs256_token_gives_the_identity() -> None:
+    body = claims()
+    identity = hs_verifier().verify(hs_token(body))
+    assert identity == Identity("alice", "acme", "agent", float(body["exp"]))
+    assert identity.claims["sub"] == "alice"
+
+
+def test_rs256_token_is_verified_with_the_public_key(rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(AuthConfig(public_key=public_pem(rsa_key), algorithms=["RS256"]))
+    identity = verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256"))
+    assert (identity.user_id, identity.tenant_id) == ("alice", "acme")
+
+
+def test_es256_token_is_verified_with_a_public_key_file(
+        ec_key: ec.EllipticCurvePrivateKey, tmp_path: Path) -> None:
+    pem = tmp_path / "public.pem"
+    pem.write_text(public_pem(ec_key))
+    verifier = TokenVerifier(AuthConfig(public_key_file=str(pem), algorithms=["ES256"]))
+    identity = verifier.verify(jwt.encode(claims(), ec_key, algorithm="ES256"))
+    assert identity.user_id == "alice"
+
+
+def test_make_verifier_prefers_the_public_key(rsa_key: rsa.RSAPrivateKey) -> None:
+    config = make_config({"auth": {"secret": "", "public_key": public_pem(rsa_key),
+                                   "algorithms": ["RS256"]}})
+    verifier, generated = make_verifier(config)
+    assert generated is False
+    assert verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256")).user_id == "alice"
+
+
+def test_token_signed_with_another_secret_is_rejected() -> None:
+    with pytest.raises(AuthError, match="invalid token"):
+        hs_verifier().verify(hs_token(claims(), "some-other-secret-0123456789abcd"))
+
+
+def test_token_signed_with_another_private_key_is_rejected(
+        rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(AuthConfig(public_key=public_pem(rsa_key), algorithms=["RS256"]))
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(AuthError):
+        verifier.verify(jwt.encode(claims(), other, algorithm="RS256"))
+
+
+def test_algorithm_not_configured_is_rejected(rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = hs_verifier()  # HS256 only
+    with pytest.raises(AuthError):
+        verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256"))
+
+
+def test_unsigned_token_is_rejected() -> None:
+    with pytest.raises(AuthError):
+        hs_verifier().verify(jwt.encode(claims(), None, algorithm="none"))
+
+
+def test_garbage_token_is_rejected() -> None:
+    with pytest.raises(AuthError, match="invalid token"):
+        hs_verifier().verify("not-a-jwt")
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_missing_token_is_rejected(token: str | None) -> None:
+    with pytest.raises(AuthError, match="missing token"):
+        hs_verifier().verify(token)
+
+
+def test_verifier_needs_a_key() -> None:
+    with pytest.raises(ValueError, match="no auth secret"):
+        TokenVerifier(AuthConfig())
+
+
+# -- expiry -----------------------------------------------------------------------
+
+
+def test_expired_token_is_rejected() -> None:
+    with pytest.raises(AuthError, match="token expired"):
+        hs_verifier().verify(hs_token(claims(exp=int(time.time()) - 5)))
+
+
+def test_leeway_accepts_a_token_that_just_expired() -> None:
+    exp = int(time.time()) - 5
+    identity = hs_verifier(leeway=60.0).verify(hs_token(claims(exp=exp)))
+    assert identity.expires_at == exp + 60.0
+
+
+def test_token_without_exp_never_expires() -> None:
+    body = claims()
+    del body["exp"]
+    assert hs_verifier().verify(hs_token(body)).expires_at is None
+
+
+# -- claims -------------------------------------------------------------------------
+
+
+def test_claim_names_are_configurable() -> None:
+    verifier = hs_verifier(user_claim="uid", tenant_claim="org", role_claim="kind")
+    identity = verifier.verify(hs_token({"uid": 42, "org": "globex", "kind": "customer",
+                                         "sub": "ignored", "tenant_id": "ignored"}))
+    assert (identity.user_id, identity.tenant_id, identity.role) == ("42", "globex", "customer")
+
+
+def test_token_without_the_user_claim_is_rejected() -> None:
+    with pytest.raises(AuthError, match="'uid'"):
+        hs_verifier(user_claim="uid").verify(hs_token(claims()))
+
+
+def test_token_without_a_tenant_is_rejected_when_there_is_no_default() -> None:
+    body = claims()
+    del body["tenant_id"]
+    with pytest.raises(AuthError, match="'tenant_id'"):
+        hs_verifier().verify(hs_token(body))
+
+
+def test_default_tenant_is_given_to_tokens_without_one() -> None:
+    body = claims()
+    del body["tenant_id"]
+    assert hs_verifier(default_tenant="main").verify(hs_token(body)).tenant_id == "main"
+
+
+def test_default_tenant_does_not_override_the_claim() -> None:
+    assert hs_verifier(default_tenant="main").verify(hs_token(claims())).tenant_id == "acme"
+
+
+def test_missing_role_is_empty() -> None:
+    body = claims()
+    del body["role"]
+    assert hs_verifier().verify(hs_token(body)).role == ""
+
+
+# -- audience and issuer ----------------------------------------------------------------
+
+
+def test_matching_audience_and_issuer_are_accepted() -> None:
+    verifier = hs_verifier(audience="switchboard", issuer="https://id.example")
+    token = hs_token(claims(aud="switchboard", iss="https://id.example"))
+    assert verifier.verify(token).user_id == "alice"
+
+
+@pytest.mark.parametrize("extra", [{"aud": "another-service"}, {}],
+                         ids=["wrong", "missing"])
+def test_audience_is_checked(extra: dict[str, str]) -> None:
+    with pytest.raises(AuthError, match="invalid token"):
+        hs_verifier(audience="switchboard").verify(hs_token(claims(**extra)))
+
+
+@pytest.mark.parametrize("extra", [{"iss": "https://evil.example"}, {}],
+                         ids=["wrong", "missing"])
+def test_issuer_is_checked(extra: dict[str, str]) -> None:
+    with pytest.raises(AuthError, match="invalid token"):
+        hs_verifier(issuer="https://id.example").verify(hs_token(claims(**extra)))
+
+
+# -- minting -------------------------------------------------------------------------------
+
+
+def verify_minted(config: Config, token: str) -> Identity:
+    verifier, _ = make_verifier(config)
+    return verifier.verify(token)
+
+
+def test_minted_token_is_accepted_by_the_servers_verifier() -> None:
+    config = make_config()
+    now = time.time()
+    token = mint_token(config, sub="bob", tenant="acme", role="admin", ttl=120, now=now)
+    identity = verify_minted(config, token)
+    assert (identity.user_id, identity.tenant_id, identity.role) == ("bob", "acme", "admin")
+    assert identity.expires_at == int(now + 120)
+    assert identity.claims["iat"] == int(now)
+
+
+def test_minted_token_uses_the_configured_claims_audience_and_issuer() -> None:
+    config = make_config({"auth": {"user_claim": "uid", "tenant_claim": "org",
+                                   "audience": "sb", "issuer": "me"}})
+    token = mint_token(config, sub="bob", tenant="acme", role="agent", ttl=60,
+                       now=time.time())
+    identity = verify_minted(config, token)
+    assert (identity.user_id, identity.tenant_id) == ("bob", "acme")
+    assert (identity.claims["aud"], identity.claims["iss"]) == ("sb", "me")
+
+
+def test_minted_token_without_ttl_has_no_expiry() -> None:
+    config = make_config()
+    token = mint_token(config, sub="bob", tenant="acme", role="agent", ttl=None,
+                       now=time.time())
+    assert "exp" not in verify_minted(config, token).claims
+
+
+def test_development_tokens_use_a_secret_kept_in_the_data_dir(tmp_path: Path) -> None:
+    config = make_config({"auth": {"secret": ""}, "data_dir": str(tmp_path)})
+    token = mint_token(config, sub="bob", tenant="acme", role="agent", ttl=60,
+                       now=time.time())
+    secret = (tmp_path / "dev-secret").read_text().strip()
+    assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "bob"
+    verifier, generated = make_verifier(config)
+    assert generated is True
+    assert verifier.verify(token).user_id == "bob"

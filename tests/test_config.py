@@ -1,0 +1,226 @@
+"""Configuration: TOML file, ``SWITCHBOARD_*`` overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from switchboard.core.config import Config, ConfigError, load_config
+from switchboard.core.pluginmanager import Plugins
+
+GOOD_KEY = "0123456789abcdef-key"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "switchboard.toml"
+    path.write_text(text)
+    return path
+
+
+def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:
+    return load_config(write(tmp_path, text), environ or {})
+
+
+def error_of(tmp_path: Path | None, text: str | None = None,
+             environ: dict[str, str] | None = None) -> ConfigError:
+    path = write(tmp_path, text) if tmp_path is not None and text is not None else None
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ or {})
+    return info.value
+
+
+def plugins_error_of(tmp_path: Path, text: str) -> ConfigError:
+    config = load(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        Plugins(config)
+    return info.value
+
+
+# -- reading -----------------------------------------------------------------
+
+
+def test_defaults_work_without_a_file() -> None:
+    config = load_config(None, {})
+    assert config.mode == "development"
+    assert config.server.host == "127.0.0.1"
+    assert config.server.port == 8080
+    assert config.server.ws_path == "/ws"
+    assert config.heartbeat.interval == 25.0
+    assert config.api_keys == []
+
+
+def test_toml_file_is_read(tmp_path: Path) -> None:
+    config = load(tmp_path, f"""
+mode = "production"
+data_dir = "/var/lib/switchboard"
+
+[server]
+port = 9001
+allowed_origins = ["https://app.example.com"]
+
+[auth]
+secret = "a-long-production-secret"
+tenant_claim = "org"
+
+[[api_keys]]
+key = "{GOOD_KEY}"
+tenant = "acme"
+
+[limits.events."typing:start"]
+rate = 2.0
+burst = 4
+""")
+    assert config.mode == "production"
+    assert config.data_dir == "/var/lib/switchboard"
+    assert config.server.port == 9001
+    assert config.server.allowed_origins == ["https://app.example.com"]
+    assert config.auth.secret == "a-long-production-secret"
+    assert config.auth.tenant_claim == "org"
+    assert config.api_keys[0].key == GOOD_KEY
+    assert config.api_keys[0].tenant == "acme"
+    assert config.limits.events["typing:start"].burst == 4.0
+
+
+def test_env_overrides_nest_with_double_underscore_and_parse_toml_values(
+        tmp_path: Path) -> None:
+    config = load(tmp_path, "[server]\nport = 9001\n", {
+        "SWITCHBOARD_SERVER__PORT": "9002",
+        "SWITCHBOARD_SERVER__ALLOWED_ORIGINS": '["https://a.example", "https://b.example"]',
+        "SWITCHBOARD_HEARTBEAT__INTERVAL": "5",
+        "SWITCHBOARD_PLUGINS__PRESENCE__ENABLED": "false",
+        "SWITCHBOARD_AUTH__SECRET": "plain words are strings",
+        "SWITCHBOARD_DATA_DIR": "/srv/data",
+    })
+    assert config.server.port == 9002
+    assert config.server.allowed_origins == ["https://a.example", "https://b.example"]
+    assert config.heartbeat.interval == 5.0
+    assert config.plugins["presence"]["enabled"] is False
+    assert config.plugin_enabled("presence") is False
+    assert config.auth.secret == "plain words are strings"
+    assert config.data_dir == "/srv/data"
+
+
+def test_env_override_keeps_the_other_keys_of_the_file_section(tmp_path: Path) -> None:
+    config = load(tmp_path, '[server]\nport = 9001\nhost = "0.0.0.0"\n',
+                  {"SWITCHBOARD_SERVER__PORT": "9002"})
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 9002)
+
+
+def test_variables_of_other_programs_are_ignored() -> None:
+    config = load_config(None, {"HOME": "/root", "SWITCHBOARDX": "1",
+                                "SWITCHBOARD_CONFIG": "/etc/switchboard.toml"})
+    assert config == load_config(None, {})
+
+
+# -- unknown keys --------------------------------------------------------------
+
+
+def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "colour = 1").key == "colour"
+
+
+def test_unknown_nested_key_is_named(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "[server]\nprot = 9000\n").key == "server.prot"
+
+
+def test_unknown_key_in_a_list_item_is_named_with_its_index(tmp_path: Path) -> None:
+    err = error_of(tmp_path, f'[[api_keys]]\nkey = "{GOOD_KEY}"\nfoo = 1\n')
+    assert err.key == "api_keys.0.foo"
+
+
+def test_unknown_key_from_an_env_var_is_named() -> None:
+    err = error_of(None, None, {"SWITCHBOARD_SERVER__PROT": "9000"})
+    assert err.key == "server.prot"
+    assert "unknown" in str(err)
+
+
+# -- bad values -----------------------------------------------------------------
+
+
+def test_wrong_type_names_the_key_and_the_expected_type(tmp_path: Path) -> None:
+    err = error_of(tmp_path, '[server]\nport = "9000"\n')
+    assert err.key == "server.port"
+    assert "int" in err.message
+
+
+def test_wrong_type_from_an_env_var_names_the_key() -> None:
+    err = error_of(None, None, {"SWITCHBOARD_SERVER__PORT": "ninety"})
+    assert err.key == "server.port"
+
+
+def test_bool_is_not_accepted_as_a_number(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "[heartbeat]\ninterval = true\n").key == "heartbeat.interval"
+
+
+def test_value_outside_a_literal_lists_the_allowed_ones(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'mode = "prod"\n')
+    assert err.key == "mode"
+    assert "'prod'" in err.message
+    assert "production" in err.message
+
+
+def test_production_mode_requires_a_secret(tmp_path: Path) -> None:
+    assert error_of(tmp_path, 'mode = "production"\n').key == "auth.secret"
+
+
+def test_production_mode_with_a_public_key_needs_no_secret(tmp_path: Path) -> None:
+    config = load(tmp_path, 'mode = "production"\n[auth]\npublic_key_file = "/k.pem"\n'
+                            'algorithms = ["RS256"]\n')
+    assert config.auth.public_key_file == "/k.pem"
+
+
+def test_short_api_key_is_refused(tmp_path: Path) -> None:
+    err = error_of(tmp_path, '[[api_keys]]\nkey = "0123456789"\n')
+    assert err.key == "api_keys.0.key"
+    assert "16" in err.message
+
+
+def test_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "[server]\nport = 70000\n").key == "server.port"
+
+
+def test_file_that_is_not_toml_is_an_error(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "this is not toml\n")
+    assert "not valid TOML" in str(err)
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml", {})
+
+
+# -- plugin sections --------------------------------------------------------------
+
+
+def test_unknown_plugin_section_is_named(tmp_path: Path) -> None:
+    err = plugins_error_of(tmp_path, "[plugins.nope]\n")
+    assert err.key == "plugins.nope"
+    assert "presence" in err.message  # lists what is installed
+
+
+def test_plugin_setting_of_the_wrong_type_is_named(tmp_path: Path) -> None:
+    err = plugins_error_of(tmp_path, '[plugins.presence]\ngrace_period = "x"\n')
+    assert err.key == "plugins.presence.grace_period"
+
+
+def test_unknown_plugin_setting_is_named(tmp_path: Path) -> None:
+    err = plugins_error_of(tmp_path, "[plugins.presence]\nbogus = 1\n")
+    assert err.key == "plugins.presence.bogus"
+
+
+def test_plugin_enabled_must_be_a_bool(tmp_path: Path) -> None:
+    assert error_of(tmp_path, '[plugins.presence]\nenabled = "no"\n').key == \
+        "plugins.presence.enabled"
+
+
+def test_plugin_settings_are_structured(tmp_path: Path) -> None:
+    plugins = Plugins(load(tmp_path, "[plugins.presence]\ngrace_period = 3\n"))
+    assert plugins.settings["presence"].grace_period == 3.0
+
+
+def test_disabled_plugin_contributes_no_events(tmp_path: Path) -> None:
+    enabled = Plugins(load(tmp_path, "")).incoming()
+    disabled = Plugins(load(tmp_path, "[plugins.presence]\nenabled = false\n")).incoming()
+    assert "presence:update" in enabled
+    assert not any(name.startswith("presence:") for name in disabled)
+    assert "room:join" in disabled
