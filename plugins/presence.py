@@ -181,9 +181,12 @@ class PresencePlugin:
         del self._users[key]
         tenant, user_id = key
         last_seen = user.last_seen or time.time()
-        await self._save_last_seen(tenant, user_id, last_seen)
+        # Announce before the (threaded) write: the announcement is due now, and a
+        # device reconnecting during the write must not see its user:online
+        # overtaken by this user:offline.
         await self.app.publish(tenant, tenant_room(tenant), "user:offline",
                                UserOffline(user_id, last_seen))
+        await self._save_last_seen(tenant, user_id, last_seen)
 
     # -- events ------------------------------------------------------------
 
