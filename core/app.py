@@ -12,7 +12,7 @@ import fnmatch
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -100,7 +100,8 @@ class App:
 
     # -- sessions ----------------------------------------------------------
 
-    def new_session(self, identity: Identity, transport: Transport, codec: Codec) -> Session:
+    def new_session(self, identity: Identity, transport: Transport, codec: Codec, *,
+                    session_id: str | None = None) -> Session:
         limits = self.config.limits
         key = (identity.tenant_id, identity.user_id)
         if key not in self._user_buckets:
@@ -110,10 +111,14 @@ class App:
             connected_at=trio.current_time(),
             rate_bucket=TokenBucket.of(limits.connection),
             violations=ViolationCounter(limits.max_violations, limits.violation_window),
+            session_id=session_id,
         )
 
-    async def open_session(self, session: Session) -> None:
+    async def open_session(self, session: Session, rooms: Iterable[str] = ()) -> None:
+        """Attach a new session (and put it back in ``rooms``, when recovered)."""
         self.hub.attach(session)
+        for room in rooms:
+            self.hub.rooms.add(session, room)
         self.metrics.connections.labels(session.transport.protocol).inc()
         self.metrics.connects.labels(session.transport.protocol).inc()
         log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,

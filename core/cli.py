@@ -43,8 +43,9 @@ async def _serve(config: Config) -> None:
                     "secret in %s (mint tokens with `switchboard token`)",
                     os.path.join(config.data_dir, "dev-secret"))
     async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
+        # Catch signals before listening: a SIGTERM right after startup still drains.
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            await nursery.start(server.run)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 server.shutdown()

@@ -121,6 +121,30 @@ class LimitsConfig:
 
 
 @attrs.frozen
+class SocketIOConfig:
+    """Socket.IO v5 over Engine.IO v4; ping interval and timeout are ``[heartbeat]``'s."""
+
+    enabled: bool = True
+    #: Path of the Engine.IO endpoint (polling and websocket).
+    path: str = "/socket.io/"
+    #: Namespaces clients may connect to; ``/`` is the default namespace.
+    namespaces: list[str] = attrs.Factory(lambda: ["/"])
+    #: Largest Engine.IO message or polling request body, in bytes.
+    max_payload: int = 1_000_000
+    #: Origins allowed to use the polling transport from a browser (CORS);
+    #: ``["*"]`` allows any. Empty sends no CORS headers.
+    cors_origins: list[str] = attrs.Factory(list)
+    #: Seconds a disconnected client may come back and get the events it
+    #: missed (connection state recovery, as in socket.io 4.6+); 0 disables it.
+    #: When on, every room event carries its offset as a last argument, which
+    #: socket.io-client strips but other clients may not: opt in, as with the
+    #: reference server.
+    recovery_window: float = 0.0
+    #: Events kept for recovery, at most.
+    recovery_max_events: int = 10_000
+
+
+@attrs.frozen
 class BrokerConfig:
     url: str = "memory://"
 
@@ -147,6 +171,7 @@ class Config:
     api_keys: list[ApiKey] = attrs.Factory(list)
     rooms: RoomsConfig = RoomsConfig()
     limits: LimitsConfig = LimitsConfig()
+    socketio: SocketIOConfig = SocketIOConfig()
     broker: BrokerConfig = BrokerConfig()
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
@@ -187,6 +212,11 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"plugins.{name}.enabled", "expected bool")
     if config.server.port < 0 or config.server.port > 65535:
         raise ConfigError("server.port", "must be between 0 and 65535")
+    for i, namespace in enumerate(config.socketio.namespaces):
+        if not namespace.startswith("/"):
+            raise ConfigError(f"socketio.namespaces.{i}", "must start with '/'")
+    if not (config.socketio.path.startswith("/") and config.socketio.path.endswith("/")):
+        raise ConfigError("socketio.path", "must start and end with '/'")
     if config.heartbeat.interval <= 0:
         raise ConfigError("heartbeat.interval", "must be positive")
     if config.heartbeat.timeout <= 0:

@@ -8,12 +8,12 @@ the plugins' blueprints. Errors are JSON ``{"code", "message", "field"?}``.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
-from quart import Response, current_app, g, jsonify, request
+from quart import Blueprint, Response, current_app, g, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -100,7 +100,7 @@ def structure_body(data: Any, cls: type[R], prefix: str = "") -> R:
                           field=err.field or None) from None
 
 
-def create_http_app(app: App) -> QuartTrio:
+def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio:
     http = QuartTrio("switchboard.core.http")
     http.extensions["switchboard"] = app
     http.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
@@ -167,6 +167,6 @@ def create_http_app(app: App) -> QuartTrio:
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 500, code, exc.description or code)
 
-    for blueprint in app.plugins.blueprints():
+    for blueprint in [*blueprints, *app.plugins.blueprints()]:
         http.register_blueprint(blueprint)
     return http

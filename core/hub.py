@@ -7,6 +7,7 @@ from typing import Any
 
 from .broker import Broker, Publication
 from .metrics import Metrics
+from .recovery import RecoveryLog
 from .rooms import Rooms, agents_room, tenant_room, user_room
 from .session import Codec, Session
 
@@ -18,6 +19,8 @@ class Hub:
         self.rooms = Rooms()
         self.sessions: dict[str, Session] = {}
         self._agent_roles = frozenset(agent_roles)
+        #: Recent publications for connection state recovery, when enabled.
+        self.recovery: RecoveryLog | None = None
 
     def is_agent(self, session: Session) -> bool:
         return session.role in self._agent_roles
@@ -57,6 +60,7 @@ class Hub:
 
     def deliver(self, publication: Publication) -> int:
         """Local fan-out: encode once per codec, queue the same bytes to each member."""
+        offset = self.recovery.record(publication) if self.recovery is not None else None
         members = self.rooms.members(publication.tenant, publication.room)
         if not members:
             return 0
@@ -69,7 +73,8 @@ class Hub:
             codec = session.codec
             frame = frames.get(codec)
             if frame is None:
-                frame = frames[codec] = codec.encode_event(publication.event, publication.data)
+                frame = frames[codec] = codec.encode_event(publication.event, publication.data,
+                                                           offset)
             session.transport.send(frame)
             count += 1
         self.metrics.deliveries.inc(count)

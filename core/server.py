@@ -25,6 +25,7 @@ from .hub import Hub
 from .metrics import Metrics
 from .pluginmanager import Plugins, call_async
 from .store import Store
+from .transport.engineio import EngineIOServer
 from .transport.front import Handler, PrefixedStream, RequestHead, route
 from .transport.ws import WebSocketConnection, serve_websocket
 
@@ -42,7 +43,11 @@ class Server:
         self.hub = Hub(self.broker, self.metrics, agent_roles=config.rooms.agent_roles)
         self.store = Store(config.store_url, pool_size=config.store.pool_size)
         self.app = App(config, self.plugins, self.hub, self.store, self.metrics, verifier)
-        self.http_app = create_http_app(self.app)
+        self.engineio: EngineIOServer | None = None
+        if config.socketio.enabled:
+            self.engineio = EngineIOServer(self.app, self._spawn, self._signal_closed)
+        self.http_app = create_http_app(
+            self.app, [self.engineio.blueprint()] if self.engineio else [])
         self._hyper_config = HyperConfig()
         self._hyper_config.accesslog = None
         self._hyper_config.graceful_timeout = config.server.drain_timeout
@@ -51,6 +56,8 @@ class Server:
         self._hyper_context = WorkerContext(None)
         self._ws_connections: set[WebSocketConnection] = set()
         self._ws_paths: dict[str, Handler] = {config.server.ws_path: self._serve_ws}
+        if self.engineio is not None:
+            self._ws_paths[config.socketio.path] = self._serve_engineio
         self._connections: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
@@ -130,16 +137,37 @@ class Server:
             listen_scope.cancel()
         for connection in list(self._ws_connections):
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        if self.engineio is not None:
+            self.engineio.close_all()
         await self._hyper_context.terminated.set()
         with trio.move_on_after(self.config.server.drain_timeout):
-            while self._ws_connections:
+            while self._open_connections():
                 self._connection_closed = trio.Event()
                 await self._connection_closed.wait()
-        if self._ws_connections:
-            log.warning("drain timeout: %d connections cut", len(self._ws_connections))
+        if left := self._open_connections():
+            log.warning("drain timeout: %d connections cut", left)
         connections.cancel_scope.cancel()
 
     # -- connections -------------------------------------------------------
+
+    def _open_connections(self) -> int:
+        engines = len(self.engineio.engines) if self.engineio is not None else 0
+        return len(self._ws_connections) + engines
+
+    def _signal_closed(self) -> None:
+        self._connection_closed.set()
+
+    def _spawn(self, fn: Any) -> None:
+        if self._connections is None:
+            raise RuntimeError("the server is not running")
+        self._connections.start_soon(fn)
+
+    async def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+        assert self.engineio is not None
+        if self.shutting_down:
+            await stream.aclose()
+            return
+        await self.engineio.serve_websocket(stream, head)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (a socket, or an in-memory stream in tests)."""

@@ -30,7 +30,9 @@ class Codec(Protocol):
     encodes each event once per codec, not once per member.
     """
 
-    def encode_event(self, event: str, data: Any) -> bytes: ...
+    def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
+        """Wire bytes of one event; ``offset`` is its recovery offset, if any."""
+        ...
 
 
 def new_session_id() -> str:

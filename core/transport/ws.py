@@ -51,7 +51,7 @@ CLOSE_WAIT = 2.0
 class EnvelopeCodec:
     """Encodes server events as WebSocket text frames of JSON envelopes."""
 
-    def encode_event(self, event: str, data: Any) -> bytes:
+    def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
         return text_frame(envelope.encode_event(event, data))
 
 
@@ -75,8 +75,9 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-def _reject(ws: WSConnection, status: int, code: str, message: str) -> bytes:
-    body = json.dumps({"code": code, "message": message}).encode()
+def reject_bytes(ws: WSConnection, status: int, error: dict[str, Any]) -> bytes:
+    """An HTTP answer refusing a WebSocket handshake with a JSON body."""
+    body = json.dumps(error).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     return ws.send(RejectConnection(status_code=status, headers=headers, has_body=True)) + \
@@ -287,7 +288,7 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
         request = next((e for e in ws.events() if isinstance(e, Request)), None)
     except RemoteProtocolError as exc:
         app.metrics.handshake_rejects.labels("bad_request").inc()
-        await _send_quietly(stream, (exc.event_hint and ws.send(exc.event_hint)) or b"")
+        await send_quietly(stream, (exc.event_hint and ws.send(exc.event_hint)) or b"")
         return
     if request is None:
         return
@@ -295,17 +296,18 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
     allowed = app.config.server.allowed_origins
     if allowed and origin is not None and origin not in allowed:
         app.metrics.handshake_rejects.labels("origin").inc()
-        await _send_quietly(stream, _reject(ws, 403, "forbidden_origin",
-                                            f"origin {origin} is not allowed"))
+        await send_quietly(stream, reject_bytes(ws, 403, {
+            "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
         return
     try:
         identity = app.authenticate(bearer_token(request.extra_headers, request.target))
     except AuthError as exc:
         app.metrics.handshake_rejects.labels("unauthorized").inc()
         log.info("websocket handshake refused: %s", exc)
-        await _send_quietly(stream, _reject(ws, 401, "unauthorized", str(exc)))
+        await send_quietly(stream, reject_bytes(ws, 401, {"code": "unauthorized",
+                                                          "message": str(exc)}))
         return
-    if not await _send_quietly(stream, ws.send(AcceptConnection())):
+    if not await send_quietly(stream, ws.send(AcceptConnection())):
         return
     connection = WebSocketConnection(app, stream, ws)
     session = app.new_session(identity, connection, CODEC)
@@ -316,7 +318,7 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
         connections.discard(connection)
 
 
-async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:
+async def send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:
     try:
         await stream.send_all(data)
     except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -1,0 +1,80 @@
+"""Connection state recovery: recent publications and the state of sessions
+that dropped, so a client that comes back soon gets what it missed.
+
+Every publication delivered through the hub gets an offset; protocols that
+support recovery (Socket.IO v4.6+) tell it to the client with each event. A
+client that reconnects within ``window`` seconds with its private session id
+and last offset gets its session id and rooms back and the publications it
+missed replayed in order. Both buffers are bounded in time and in count.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+
+import attrs
+import trio
+
+from .auth import Identity
+from .broker import Publication
+
+
+@attrs.frozen
+class SavedSession:
+    session_id: str
+    identity: Identity
+    rooms: frozenset[str]
+    saved_at: float
+
+
+class RecoveryLog:
+    def __init__(self, window: float, max_events: int) -> None:
+        self.window = window
+        self.max_events = max_events
+        self._counter = 0
+        self._events: deque[tuple[int, float, Publication]] = deque()
+        self._sessions: OrderedDict[str, SavedSession] = OrderedDict()
+
+    def record(self, publication: Publication) -> str:
+        """Keep ``publication``; return its offset."""
+        now = trio.current_time()
+        self._counter += 1
+        events = self._events
+        events.append((self._counter, now, publication))
+        horizon = now - self.window
+        while events and (events[0][1] < horizon or len(events) > self.max_events):
+            events.popleft()
+        return str(self._counter)
+
+    def missed(self, offset: str, rooms: Iterable[str], tenant: str,
+               session_id: str) -> list[tuple[str, Publication]] | None:
+        """Publications after ``offset`` to ``rooms``; None if ``offset`` is too old."""
+        try:
+            after = int(offset)
+        except ValueError:
+            return None
+        events = self._events
+        if after > self._counter or (events and after < events[0][0] - 1):
+            return None
+        if not events and after != self._counter:
+            return None
+        room_set = set(rooms)
+        return [(str(n), p) for n, _, p in events
+                if n > after and p.tenant == tenant and p.room in room_set
+                and p.exclude != session_id]
+
+    def save(self, pid: str, saved: SavedSession) -> None:
+        self._sessions[pid] = saved
+        horizon = trio.current_time() - self.window
+        while self._sessions:
+            first = next(iter(self._sessions.values()))
+            if first.saved_at >= horizon and len(self._sessions) <= self.max_events:
+                break
+            self._sessions.popitem(last=False)
+
+    def restore(self, pid: str) -> SavedSession | None:
+        saved = self._sessions.pop(pid, None)
+        if saved is None or saved.saved_at < trio.current_time() - self.window:
+            return None
+        return saved

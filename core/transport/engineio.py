@@ -1,0 +1,652 @@
+"""Socket.IO v5 over Engine.IO v4: the websocket and long-polling transports.
+
+An :class:`EngineSocket` is one Engine.IO session (``sid``). It starts on
+long-polling (HTTP GET/POST served through the quart app) or directly on a
+WebSocket (our fast path), and can be upgraded from polling to WebSocket
+(probe, upgrade, noop). Each Socket.IO namespace the client connects becomes a
+core :class:`~..session.Session` whose transport is a
+:class:`NamespaceTransport`; the core never learns which protocol it speaks.
+
+Per Engine.IO session, under the server's connection nursery: ``run`` (the
+heartbeat and token-expiry timer) and, while on WebSocket, the reader and the
+writer of the socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+from quart import Blueprint, Response, request
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+from wsproto.utilities import RemoteProtocolError
+
+from ..auth import AuthError
+from ..errors import ClientError, CloseCode
+from ..protocol import engineio as eio
+from ..protocol import socketio as sio
+from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
+from ..recovery import RecoveryLog, SavedSession
+from ..session import Session
+from .front import RequestHead
+from .ws import bearer_token, reject_bytes, send_quietly
+from .wschannel import WsChannel
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..app import App
+
+log = logging.getLogger("switchboard.socketio")
+
+#: Close reasons after which a session may be recovered (not a deliberate leave).
+_RECOVERABLE = {"transport_close", "transport_error", "heartbeat_timeout", "shutdown"}
+
+
+class SioCodec:
+    """Encodes events of one namespace for one Engine.IO transport kind."""
+
+    __slots__ = ("namespace", "websocket")
+
+    def __init__(self, namespace: str, websocket: bool) -> None:
+        self.namespace = namespace
+        self.websocket = websocket
+
+    def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
+        if sio.has_binary(data):
+            args = [event, data] if offset is None else [event, data, offset]
+            return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
+        text = "4" + sio.encode_event_text(self.namespace, event, data, offset)
+        return text_frame(text) if self.websocket else text.encode()
+
+    def wire(self, messages: list[str | bytes]) -> bytes:
+        """Engine.IO messages (Socket.IO packet parts) as bytes for this transport."""
+        if self.websocket:
+            return b"".join(text_frame("4" + m) if isinstance(m, str) else
+                            encode_frame(m, OP_BINARY) for m in messages)
+        return eio.encode_payload([eio.polling_record("4" + m if isinstance(m, str) else m)
+                                   for m in messages])
+
+
+class NamespaceTransport:
+    """The core's view of one Socket.IO namespace connection."""
+
+    protocol = "socket.io"
+
+    def __init__(self, engine: EngineSocket, namespace: str) -> None:
+        self.engine = engine
+        self.namespace = namespace
+
+    def send(self, frame: bytes) -> None:
+        self.engine.put_frame(frame)
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        if code in (CloseCode.GOING_AWAY, CloseCode.SLOW_CONSUMER, CloseCode.HEARTBEAT_TIMEOUT):
+            self.engine.close(_REASONS.get(code, reason), code)
+        else:
+            self.engine.disconnect_namespace(self.namespace, _REASONS.get(code, reason))
+
+    async def call(self, event: str, data: Any, *, timeout: float) -> Any:
+        return await self.engine.call(self.namespace, event, data, timeout=timeout)
+
+
+_REASONS = {
+    CloseCode.GOING_AWAY: "shutdown",
+    CloseCode.UNAUTHORIZED: "token_expired",
+    CloseCode.HEARTBEAT_TIMEOUT: "heartbeat_timeout",
+    CloseCode.RATE_LIMITED: "rate_limited",
+    CloseCode.SLOW_CONSUMER: "slow_consumer",
+}
+
+
+class EngineSocket:
+    def __init__(self, server: EngineIOServer, sid: str, *, token: str | None,
+                 websocket: bool) -> None:
+        self.server = server
+        self.app = server.app
+        self.sid = sid
+        #: Token from the handshake (Authorization header or ``token`` query).
+        self.handshake_token = token
+        self.channel: WsChannel | None = None
+        self._started_on_websocket = websocket
+        self._records: list[bytes] = []
+        self._records_size = 0
+        self._poll_lot = trio.lowlevel.ParkingLot()
+        self.polling = False
+        self.sessions: dict[str, Session] = {}
+        self.pids: dict[str, str] = {}
+        self.decoder = sio.Decoder()
+        self.closed = trio.Event()
+        self.close_reason = "transport_close"
+        self._pong = trio.Event()
+        self._wake: trio.CancelScope | None = None
+        self._calls: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self._next_call = 0
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def on_websocket(self) -> bool:
+        return self.channel is not None
+
+    # -- outgoing ----------------------------------------------------------
+
+    def put_frame(self, frame: bytes) -> None:
+        """Queue bytes already encoded for the current transport."""
+        if self.closed.is_set():
+            return
+        if self.channel is not None:
+            if not self.channel.send(frame):
+                self._slow_consumer()
+            return
+        if self._records_size + len(frame) > self.app.config.server.outbox_max_bytes:
+            self._slow_consumer()
+            return
+        self._records.append(frame)
+        self._records_size += len(frame)
+        if self._poll_lot:
+            self._poll_lot.unpark_all()
+
+    def send_packet(self, text: str) -> None:
+        """Queue one Engine.IO text packet (``2``, ``40{...}``...)."""
+        self.put_frame(text_frame(text) if self.channel is not None else text.encode())
+
+    def send_sio(self, packet: sio.Packet) -> None:
+        self.put_frame(self._codec(packet.namespace).wire(sio.encode(packet)))
+
+    def _codec(self, namespace: str) -> SioCodec:
+        return self.server.codec(namespace, self.channel is not None)
+
+    def _slow_consumer(self) -> None:
+        self.app.metrics.slow_consumers.inc()
+        log.warning("slow consumer %s: disconnecting", self.sid)
+        self.close("slow_consumer", CloseCode.SLOW_CONSUMER, drop_queued=True)
+
+    # -- long-polling ------------------------------------------------------
+
+    async def poll(self) -> bytes:
+        """Answer one polling GET: wait for packets and return them as a payload."""
+        self.polling = True
+        try:
+            while not self._records and not self.closed.is_set() and self.channel is None:
+                await self._poll_lot.park()
+            if not self._records:
+                return b"6" if self.channel is not None else b"1"
+            records, self._records, self._records_size = self._records, [], 0
+            return eio.encode_payload(records)
+        finally:
+            self.polling = False
+
+    async def receive_payload(self, body: str) -> None:
+        for packet in eio.decode_payload(body):
+            await self.on_packet(packet)
+
+    # -- incoming ----------------------------------------------------------
+
+    async def on_packet(self, packet: eio.Packet) -> None:
+        kind = packet.type
+        if kind == eio.PacketType.MESSAGE:
+            await self._on_message(packet.data)
+        elif kind == eio.PacketType.PONG:
+            self._pong.set()
+        elif kind == eio.PacketType.CLOSE:
+            self.close("transport_close")
+        elif kind in (eio.PacketType.NOOP, eio.PacketType.PING, eio.PacketType.UPGRADE):
+            pass
+        else:
+            raise eio.EngineIOError(f"unexpected packet type {kind.name.lower()}")
+
+    async def _on_message(self, data: str | bytes) -> None:
+        try:
+            packet = self.decoder.feed(data)
+        except sio.SocketIOError as exc:
+            self._protocol_error(str(exc))
+            return
+        if packet is None:
+            return
+        kind = packet.type
+        if kind == sio.PacketType.CONNECT:
+            await self._connect(packet)
+            return
+        session = self.sessions.get(packet.namespace)
+        if session is None:
+            log.info("%s: packet for namespace %s, which is not connected", self.sid,
+                     packet.namespace)
+            return
+        if kind == sio.PacketType.DISCONNECT:
+            del self.sessions[packet.namespace]
+            await self.app.close_session(session, "client")
+        elif kind in (sio.PacketType.EVENT, sio.PacketType.BINARY_EVENT):
+            await self._event(session, packet)
+        elif kind in (sio.PacketType.ACK, sio.PacketType.BINARY_ACK):
+            assert packet.id is not None
+            waiter = self._calls.pop(packet.id, None)
+            if waiter is not None:
+                waiter[1].extend(packet.data)
+                waiter[0].set()
+
+    def _protocol_error(self, message: str) -> None:
+        self.app.metrics.client_errors.labels("parse_error").inc()
+        log.warning("%s: malformed Socket.IO packet: %s", self.sid, message)
+        self.close("parse_error", CloseCode.PROTOCOL_ERROR)
+
+    async def _event(self, session: Session, packet: sio.Packet) -> None:
+        name, *args = packet.data
+        payload = args[0] if len(args) == 1 else (args or None)
+        try:
+            result = await self.app.dispatch(session, name, payload)
+        except ClientError as exc:
+            self.app.metrics.client_errors.labels(exc.code).inc()
+            log.info("client error %s on %s: %s", exc.code, session.id, exc.message)
+            error = {**exc.to_dict(), "event": name}
+            if packet.id is not None:
+                self.send_sio(sio.Packet(sio.PacketType.ACK, packet.namespace,
+                                         [{"error": error}], packet.id))
+            else:
+                self.send_sio(sio.Packet(sio.PacketType.EVENT, packet.namespace,
+                                         ["error", error]))
+            return
+        if name == "auth":
+            self.identity_changed()
+        if packet.id is not None:
+            self.send_sio(sio.Packet(sio.PacketType.ACK, packet.namespace, [result], packet.id))
+
+    async def _connect(self, packet: sio.Packet) -> None:
+        namespace = packet.namespace
+        if namespace not in self.server.namespaces:
+            self.send_sio(sio.Packet(sio.PacketType.CONNECT_ERROR, namespace,
+                                     {"message": "Invalid namespace"}))
+            return
+        if namespace in self.sessions:
+            return
+        auth: dict[str, Any] = packet.data or {}
+        token = auth.get("token")
+        try:
+            identity = self.app.authenticate(token if isinstance(token, str)
+                                             else self.handshake_token)
+        except AuthError as exc:
+            self.app.metrics.handshake_rejects.labels("unauthorized").inc()
+            log.info("%s: connect to %s refused: %s", self.sid, namespace, exc)
+            self.send_sio(sio.Packet(sio.PacketType.CONNECT_ERROR, namespace, {
+                "message": "Unauthorized",
+                "data": {"code": "unauthorized", "message": str(exc)},
+            }))
+            return
+        recovery = self.server.recovery
+        saved: SavedSession | None = None
+        missed: list[Any] = []
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if recovery is not None and isinstance(pid, str) and isinstance(offset, str):
+            candidate = recovery.restore(pid)
+            if (candidate is not None
+                    and candidate.identity.user_id == identity.user_id
+                    and candidate.identity.tenant_id == identity.tenant_id):
+                replay = recovery.missed(offset, candidate.rooms, identity.tenant_id,
+                                         candidate.session_id)
+                if replay is not None:
+                    saved, missed = candidate, replay
+        transport = NamespaceTransport(self, namespace)
+        session = self.app.new_session(identity, transport, self._codec(namespace),
+                                       session_id=saved.session_id if saved else None)
+        self.sessions[namespace] = session
+        answer: dict[str, Any] = {"sid": session.id}
+        if recovery is not None:
+            self.pids[namespace] = pid if saved and isinstance(pid, str) \
+                else secrets.token_urlsafe(12)
+            answer["pid"] = self.pids[namespace]
+        self.send_sio(sio.Packet(sio.PacketType.CONNECT, namespace, answer))
+        for event_offset, publication in missed:
+            session.transport.send(session.codec.encode_event(
+                publication.event, publication.data, event_offset))
+        if saved is not None:
+            log.info("%s: session %s recovered, %d events replayed", self.sid, session.id,
+                     len(missed))
+        await self.app.open_session(session, rooms=saved.rooms if saved else ())
+
+    def disconnect_namespace(self, namespace: str, reason: str) -> None:
+        session = self.sessions.pop(namespace, None)
+        if session is None:
+            return
+        self.send_sio(sio.Packet(sio.PacketType.DISCONNECT, namespace))
+        if self._nursery is not None:
+            self._nursery.start_soon(self.app.close_session, session, reason)
+
+    # -- server-to-client acks ---------------------------------------------
+
+    async def call(self, namespace: str, event: str, data: Any, *, timeout: float) -> Any:
+        """Emit ``event`` with an ack id and wait for the client's answer."""
+        self._next_call += 1
+        ident = self._next_call
+        done = trio.Event()
+        result: list[Any] = []
+        self._calls[ident] = (done, result)
+        try:
+            self.send_sio(sio.Packet(sio.PacketType.EVENT, namespace, [event, data], ident))
+            with trio.fail_after(timeout):
+                await done.wait()
+        finally:
+            self._calls.pop(ident, None)
+        return result[0] if len(result) == 1 else result
+
+    # -- lifetime ----------------------------------------------------------
+
+    def close(self, reason: str, code: int = 1000, *, drop_queued: bool = False) -> None:
+        if self.closed.is_set():
+            return
+        self.close_reason = reason
+        if self.channel is not None:
+            self.channel.close(code, reason.replace("_", " "), drop_queued=drop_queued)
+        else:
+            if drop_queued:
+                self._records, self._records_size = [], 0
+            self._records.append(b"1")
+        self.closed.set()
+        self._poll_lot.unpark_all()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The session's own task: heartbeat and token expiry, until closed."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._heartbeat)
+                task_status.started()
+                await self.closed.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                for namespace, session in list(self.sessions.items()):
+                    self._save_for_recovery(namespace, session)
+                    await self.app.close_session(session, self.close_reason)
+                self.sessions.clear()
+            self.server.engines.pop(self.sid, None)
+            self.server.on_closed()
+
+    def _save_for_recovery(self, namespace: str, session: Session) -> None:
+        recovery = self.server.recovery
+        pid = self.pids.get(namespace)
+        if recovery is None or pid is None or self.close_reason not in _RECOVERABLE:
+            return
+        canonical = {f"user:{session.user_id}", f"tenant:{session.tenant_id}",
+                     f"tenant:{session.tenant_id}:agents"}
+        recovery.save(pid, SavedSession(session.id, session.identity,
+                                        frozenset(session.rooms - canonical),
+                                        trio.current_time()))
+
+    async def _heartbeat(self) -> None:
+        """Ping every interval, expect the pong within the timeout; expire tokens."""
+        interval = self.app.config.heartbeat.interval
+        timeout = self.app.config.heartbeat.timeout
+        next_ping = trio.current_time() + interval
+        pong_deadline: float | None = None
+        while True:
+            expiry = min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
+                         default=float("inf"))
+            deadline = min(next_ping if pong_deadline is None else pong_deadline, expiry)
+            with trio.CancelScope(deadline=deadline) as wake:
+                self._wake = wake
+                if pong_deadline is None:
+                    await trio.sleep_forever()
+                else:
+                    await self._pong.wait()
+            now = trio.current_time()
+            for namespace, session in list(self.sessions.items()):
+                if now >= self.app.expiry_deadline(session.identity):
+                    log.info("%s: token of session %s expired", self.sid, session.id)
+                    self.disconnect_namespace(namespace, "token_expired")
+            if pong_deadline is not None:
+                if self._pong.is_set():
+                    pong_deadline = None
+                    next_ping = now + interval
+                elif now >= pong_deadline:
+                    log.info("%s: ping timeout", self.sid)
+                    self.close("heartbeat_timeout", CloseCode.HEARTBEAT_TIMEOUT)
+                    return
+            elif now >= next_ping:
+                self._pong = trio.Event()
+                self.send_packet(str(int(eio.PacketType.PING)))
+                pong_deadline = now + timeout
+
+    def identity_changed(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+
+    # -- websocket ---------------------------------------------------------
+
+    async def serve_channel(self, channel: WsChannel, *, upgrade: bool) -> None:
+        """Run a WebSocket for this session: the upgrade dance, then packets."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write, channel, nursery.cancel_scope)
+            upgraded = not upgrade
+            try:
+                async with aclosing(channel.messages()) as messages:
+                    async for message in messages:
+                        if not await self._on_ws_message(channel, message, upgraded):
+                            break
+                        upgraded = upgraded or self.channel is channel
+            finally:
+                if upgraded:
+                    if not self.closed.is_set():
+                        reason = channel.end_reason or "transport_close"
+                        self.close("transport_close" if reason == "client" else reason)
+                else:
+                    channel.close(1000)
+
+    async def _on_ws_message(self, channel: WsChannel, message: str | bytes,
+                             upgraded: bool) -> bool:
+        """Handle one WebSocket message; False to stop reading."""
+        if isinstance(message, bytes):
+            packet = eio.Packet(eio.PacketType.MESSAGE, message)
+        else:
+            try:
+                packet = eio.decode_text(message)
+            except eio.EngineIOError as exc:
+                self._protocol_error(str(exc))
+                return False
+        if not upgraded:
+            self._upgrade_step(channel, packet)
+            return True
+        try:
+            await self.on_packet(packet)
+        except eio.EngineIOError as exc:
+            self._protocol_error(str(exc))
+            return False
+        return not self.closed.is_set()
+
+    async def _write(self, channel: WsChannel, scope: trio.CancelScope) -> None:
+        await channel.writer()
+        scope.cancel()
+
+    def _upgrade_step(self, channel: WsChannel, packet: eio.Packet) -> None:
+        if packet.type == eio.PacketType.PING and packet.data == "probe":
+            channel.send_text("3probe")
+            self.put_frame(b"6")  # ends the pending poll so the client can pause polling
+        elif packet.type == eio.PacketType.UPGRADE:
+            self._switch_to(channel)
+
+    def _switch_to(self, channel: WsChannel) -> None:
+        """Move pending polling records to the WebSocket and switch the codecs."""
+        for record in eio.SEPARATOR.encode().join(self._records).split(eio.SEPARATOR.encode()):
+            if record == b"6":
+                continue
+            if record.startswith(b"b"):
+                channel.send_binary(base64.b64decode(record[1:]))
+            else:
+                channel.send(text_frame(record))
+        self._records, self._records_size = [], 0
+        self.channel = channel
+        for namespace, session in self.sessions.items():
+            session.codec = self._codec(namespace)
+        self._poll_lot.unpark_all()
+
+
+class EngineIOServer:
+    """The Engine.IO endpoint: session registry, polling routes, WebSocket entry."""
+
+    def __init__(self, app: App, spawn: Callable[..., Any],
+                 on_closed: Callable[[], None]) -> None:
+        self.app = app
+        self.on_closed = on_closed
+        self.config = app.config.socketio
+        self.namespaces = frozenset(self.config.namespaces)
+        self.engines: dict[str, EngineSocket] = {}
+        self._spawn = spawn
+        self._codecs: dict[tuple[str, bool], SioCodec] = {}
+        self.recovery: RecoveryLog | None = None
+        if self.config.recovery_window > 0:
+            self.recovery = app.hub.recovery = RecoveryLog(
+                self.config.recovery_window, self.config.recovery_max_events)
+
+    def codec(self, namespace: str, websocket: bool) -> SioCodec:
+        key = (namespace, websocket)
+        codec = self._codecs.get(key)
+        if codec is None:
+            codec = self._codecs[key] = SioCodec(namespace, websocket)
+        return codec
+
+    def _open_packet(self, sid: str, upgrades: list[str]) -> str:
+        hb = self.app.config.heartbeat
+        return eio.open_packet(sid, upgrades=upgrades, ping_interval=hb.interval,
+                               ping_timeout=hb.timeout, max_payload=self.config.max_payload)
+
+    def _new_engine(self, token: str | None, *, websocket: bool) -> EngineSocket:
+        sid = secrets.token_urlsafe(15)
+        engine = EngineSocket(self, sid, token=token, websocket=websocket)
+        self.engines[sid] = engine
+        return engine
+
+    def close_all(self) -> None:
+        for engine in list(self.engines.values()):
+            engine.close("shutdown", CloseCode.GOING_AWAY)
+
+    # -- websocket ---------------------------------------------------------
+
+    async def serve_websocket(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+        query = parse_qs(urlsplit(head.raw.split(b" ", 2)[1].decode("latin-1")).query)
+        ws = WSConnection(ConnectionType.SERVER)
+        try:
+            ws.receive_data(head.raw)
+            req = next((e for e in ws.events() if isinstance(e, Request)), None)
+        except RemoteProtocolError:
+            req = None
+        if req is None:
+            await send_quietly(stream, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            return
+        error = _check_query(query, "websocket")
+        sid = query.get("sid", [None])[0]
+        engine = self.engines.get(sid) if sid else None
+        if error is None and sid and (engine is None or engine.on_websocket):
+            error = eio.ErrorCode.UNKNOWN_SID if engine is None else eio.ErrorCode.BAD_REQUEST
+        allowed = self.app.config.server.allowed_origins
+        origin = dict(req.extra_headers).get(b"origin")
+        if error is None and allowed and origin is not None \
+                and origin.decode("latin-1") not in allowed:
+            error = eio.ErrorCode.FORBIDDEN
+        if error is not None:
+            body = {"code": int(error), "message": eio.ERROR_MESSAGES[error]}
+            status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
+            await send_quietly(stream, reject_bytes(ws, status, body))
+            return
+        if not await send_quietly(stream, ws.send(AcceptConnection())):
+            return
+        channel = WsChannel(stream, ws, outbox_limit=self.app.config.server.outbox_max_bytes,
+                            max_message=self.config.max_payload)
+        if engine is not None:
+            await engine.serve_channel(channel, upgrade=True)
+            return
+        engine = self._new_engine(bearer_token(req.extra_headers, req.target), websocket=True)
+        engine.channel = channel
+        channel.send_text(self._open_packet(engine.sid, []))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            await engine.serve_channel(channel, upgrade=False)
+
+    # -- long-polling ------------------------------------------------------
+
+    def blueprint(self) -> Blueprint:
+        bp = Blueprint("engineio", __name__)
+        bp.add_url_rule(self.config.path, "engineio", self._polling,
+                        methods=["GET", "POST", "OPTIONS"])
+        return bp
+
+    def _cors(self, response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        allowed = self.config.cors_origins
+        if origin and ("*" in allowed or origin in allowed):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    def _error(self, code: eio.ErrorCode, status: int = 400) -> Response:
+        response = Response(
+            f'{{"code":{int(code)},"message":"{eio.ERROR_MESSAGES[code]}"}}',
+            status=status, content_type="application/json")
+        return self._cors(response)
+
+    async def _polling(self) -> Response:
+        if request.method == "OPTIONS":
+            response = self._cors(Response("", status=204))
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            requested = request.headers.get("Access-Control-Request-Headers")
+            if requested:
+                response.headers["Access-Control-Allow-Headers"] = requested
+            return response
+        query = {k: request.args.getlist(k) for k in request.args}
+        error = _check_query(query, "polling")
+        if error is not None:
+            return self._error(error)
+        sid = request.args.get("sid")
+        if sid is None:
+            if request.method != "GET":
+                return self._error(eio.ErrorCode.BAD_HANDSHAKE_METHOD)
+            token = bearer_token([(k.lower().encode(), v.encode())
+                                  for k, v in request.headers.items()],
+                                 request.full_path)
+            engine = self._new_engine(token, websocket=False)
+            self._spawn(engine.run)
+            return self._text(self._open_packet(engine.sid, ["websocket"]).encode())
+        found = self.engines.get(sid)
+        if found is None:
+            return self._error(eio.ErrorCode.UNKNOWN_SID)
+        if request.method == "GET":
+            if found.polling or found.on_websocket:
+                found.close("transport_error")
+                return self._error(eio.ErrorCode.BAD_REQUEST)
+            return self._text(await found.poll())
+        return await self._post(found)
+
+    async def _post(self, engine: EngineSocket) -> Response:
+        length = request.content_length
+        if length is not None and length > self.config.max_payload:
+            engine.close("message_too_big")
+            return self._cors(Response('{"code":3,"message":"Payload too large"}', status=413,
+                                       content_type="application/json"))
+        body = await request.get_data(as_text=False)
+        if isinstance(body, str):
+            body = body.encode()
+        if len(body) > self.config.max_payload:
+            engine.close("message_too_big")
+            return self._cors(Response('{"code":3,"message":"Payload too large"}', status=413,
+                                       content_type="application/json"))
+        try:
+            await engine.receive_payload(body.decode("utf-8"))
+        except (eio.EngineIOError, UnicodeDecodeError) as exc:
+            engine._protocol_error(str(exc))
+            return self._error(eio.ErrorCode.BAD_REQUEST)
+        return self._cors(Response("ok", content_type="text/html"))
+
+    def _text(self, body: bytes) -> Response:
+        return self._cors(Response(body, content_type="text/plain; charset=UTF-8"))
+
+
+def _check_query(query: dict[str, list[str]], transport: str) -> eio.ErrorCode | None:
+    if query.get("EIO", [""])[0] != "4":
+        return eio.ErrorCode.UNSUPPORTED_PROTOCOL_VERSION
+    if query.get("transport", [""])[0] != transport:
+        return eio.ErrorCode.UNKNOWN_TRANSPORT
+    return None

@@ -1,0 +1,116 @@
+"""A server-side WebSocket after its handshake: messages in, frames out.
+
+The reader side parses client frames with wsproto, answers pings, enforces the
+message size and reports complete text or binary messages. The writer side
+drains an :class:`~..outbox.Outbox` of ready frames with one ``send_all`` per
+wake-up. Protocols (Engine.IO here) are written on top of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import trio
+from wsproto import WSConnection
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.utilities import RemoteProtocolError
+
+from ..errors import CloseCode
+from ..outbox import Outbox
+from ..protocol.wsframe import OP_BINARY, close_frame, encode_frame, text_frame
+
+OP_PONG = 0xA
+RECEIVE_SIZE = 65536
+#: How long to wait for the peer's close frame after sending ours.
+CLOSE_WAIT = 2.0
+
+
+class WsChannel:
+    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, *, outbox_limit: int,
+                 max_message: int) -> None:
+        self.stream = stream
+        self.ws = ws
+        self.outbox = Outbox(outbox_limit)
+        self.max_message = max_message
+        self.closing = False
+        #: Why the channel ended, as the reader saw it (``client``, ``too_big``, ...).
+        self.end_reason: str | None = None
+        self.peer_closed = trio.Event()
+
+    def send(self, frame: bytes) -> bool:
+        """Queue a ready frame; False if the outbox is full (a slow consumer)."""
+        return self.outbox.put(frame)
+
+    def send_text(self, text: str) -> bool:
+        return self.outbox.put(text_frame(text))
+
+    def send_binary(self, data: bytes) -> bool:
+        return self.outbox.put(encode_frame(data, OP_BINARY))
+
+    def close(self, code: int, reason: str = "", *, drop_queued: bool = False) -> None:
+        """Queue a close frame (after what is queued, unless ``drop_queued``)."""
+        if self.closing:
+            return
+        self.closing = True
+        if drop_queued:
+            self.outbox.put_last(close_frame(code, reason))
+        else:
+            self.outbox.put(close_frame(code, reason))
+            self.outbox.finish()
+
+    async def writer(self) -> None:
+        """Write queued frames until the close frame is out; wait for the peer's."""
+        try:
+            while data := await self.outbox.take():
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.end_reason = self.end_reason or "transport_error"
+            return
+        with trio.move_on_after(CLOSE_WAIT):
+            await self.peer_closed.wait()
+
+    async def messages(self) -> AsyncGenerator[str | bytes, None]:
+        """Complete client messages until the peer closes or breaks a rule."""
+        parts: list[str | bytes] = []
+        size = 0
+        try:
+            while True:
+                try:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self.end_reason = self.end_reason or "transport_close"
+                    return
+                try:
+                    self.ws.receive_data(bytes(data))
+                    events = list(self.ws.events())
+                except RemoteProtocolError as exc:
+                    self.end_reason = "protocol_error"
+                    self.close(CloseCode.PROTOCOL_ERROR, str(exc)[:100])
+                    return
+                for event in events:
+                    if isinstance(event, TextMessage | BytesMessage):
+                        size += len(event.data)
+                        if size > self.max_message:
+                            self.end_reason = "message_too_big"
+                            self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                            return
+                        parts.append(bytes(event.data) if isinstance(event, BytesMessage)
+                                     else event.data)
+                        if event.message_finished:
+                            message: str | bytes = (
+                                "".join(parts) if isinstance(event, TextMessage)  # type: ignore[arg-type]
+                                else b"".join(parts)  # type: ignore[arg-type]
+                            )
+                            parts, size = [], 0
+                            yield message
+                    elif isinstance(event, Ping):
+                        self.outbox.put(encode_frame(bytes(event.payload), OP_PONG))
+                    elif isinstance(event, CloseConnection):
+                        self.end_reason = self.end_reason or "client"
+                        if not self.closing:
+                            self.close(event.code or 1000)
+                        return
+        finally:
+            self.peer_closed.set()
