@@ -12,6 +12,7 @@ import fnmatch
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
@@ -59,6 +60,8 @@ class App:
             for name, spec in self.events.items()
         }
         self._user_buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._expiry_deadlines: weakref.WeakKeyDictionary[Identity, float] = (
+            weakref.WeakKeyDictionary())
         self._nursery: trio.Nursery | None = None
         #: True once the server has been asked to stop.
         self.shutting_down = False
@@ -93,10 +96,20 @@ class App:
         return self.verifier.verify(token)
 
     def expiry_deadline(self, identity: Identity) -> float:
-        """When (on Trio's clock) the identity's token expires."""
+        """When (on Trio's clock) the identity's token expires.
+
+        The wall-clock ``exp`` is converted once, when the identity is first
+        seen (at connect or re-authentication), and remembered: converting it
+        again later would push the deadline along whenever Trio's clock runs
+        apart from the wall clock (as ``MockClock`` does in tests).
+        """
         if identity.expires_at is None:
             return float("inf")
-        return trio.current_time() + (identity.expires_at - time.time())
+        deadline = self._expiry_deadlines.get(identity)
+        if deadline is None:
+            deadline = trio.current_time() + (identity.expires_at - time.time())
+            self._expiry_deadlines[identity] = deadline
+        return deadline
 
     # -- sessions ----------------------------------------------------------
 

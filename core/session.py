@@ -88,6 +88,16 @@ class Session:
         if not self.closed:
             self.transport.send(self.codec.encode_event(event, data))
 
+    async def call(self, event: str, data: Any, *, timeout: float = 10.0) -> Any:
+        """Send one event and wait for the client's answer (its ack).
+
+        Raises ``trio.TooSlowError`` when no answer comes within ``timeout``.
+        """
+        call = getattr(self.transport, "call", None)
+        if call is None:
+            raise NotImplementedError(f"{self.transport.protocol} has no server-to-client acks")
+        return await call(event, data, timeout=timeout)
+
     def __repr__(self) -> str:
         ident = self.identity
         return f"<Session {self.id} user={ident.user_id} tenant={ident.tenant_id}>"

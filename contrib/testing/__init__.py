@@ -213,6 +213,15 @@ class TestClient:
         """Wait for the next frame of ``type`` and return its data (others are kept)."""
         return (await self._wait(lambda f: f.get("type") == type, timeout))["data"]
 
+    async def expect_request(self, type: str, *, timeout: float = 30) -> tuple[str, Any]:
+        """Wait for a server event of ``type`` that asks for an answer: ``(id, data)``."""
+        frame = await self._wait(lambda f: f.get("type") == type and "id" in f, timeout)
+        return frame["id"], frame["data"]
+
+    async def ack(self, ident: str, data: Any = None) -> None:
+        """Answer a server request (see :meth:`expect_request`)."""
+        await self.send_text(json.dumps({"type": "ack", "id": ident, "data": data}))
+
     async def expect_error(self, code: str | None = None, *, timeout: float = 30) -> dict[str, Any]:
         data: dict[str, Any] = await self.expect("error", timeout=timeout)
         if code is not None:

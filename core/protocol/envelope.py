@@ -55,6 +55,11 @@ def encode_event(event: str, data: Any) -> bytes:
     return _dumps({"type": event, "data": data}).encode()
 
 
+def encode_request(event: str, data: Any, ident: str) -> bytes:
+    """A server event that asks for an answer: the client replies ``{"type": "ack", "id"}``."""
+    return _dumps({"type": event, "data": data, "id": ident}).encode()
+
+
 def encode_ack(ident: int | str, data: Any) -> bytes:
     return _dumps({"type": "ack", "id": ident, "data": data}).encode()
 

@@ -100,6 +100,8 @@ class WebSocketConnection:
         self._peer_closed = trio.Event()
         self._alive = True
         self._wake_heartbeat: trio.CancelScope | None = None
+        self._calls: dict[str, tuple[trio.Event, list[Any]]] = {}
+        self._next_call = 0
 
     # -- Transport ---------------------------------------------------------
 
@@ -120,6 +122,21 @@ class WebSocketConnection:
             self.close_reason = _REASONS.get(code, reason)
         self.outbox.put(close_frame(code, reason))
         self.outbox.finish()
+
+    async def call(self, event: str, data: Any, *, timeout: float) -> Any:
+        """Send ``event`` with an id ``s<n>``; wait for the client's ``ack`` of it."""
+        self._next_call += 1
+        ident = f"s{self._next_call}"
+        done = trio.Event()
+        result: list[Any] = []
+        self._calls[ident] = (done, result)
+        try:
+            self.send(text_frame(envelope.encode_request(event, data, ident)))
+            with trio.fail_after(timeout):
+                await done.wait()
+        finally:
+            self._calls.pop(ident, None)
+        return result[0]
 
     def identity_changed(self) -> None:
         """Re-arm the token-expiry timer after a re-authentication."""
@@ -250,6 +267,11 @@ class WebSocketConnection:
             return
         if frame.type == "ping":
             self.outbox.put(text_frame(envelope.encode_event("pong", frame.data)))
+            return
+        if frame.type == "ack" and isinstance(frame.id, str) and frame.id in self._calls:
+            done, result = self._calls.pop(frame.id)
+            result.append(frame.data)
+            done.set()
             return
         try:
             result = await self.app.dispatch(self.session, frame.type, frame.data)
