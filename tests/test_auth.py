@@ -106,7 +106,7 @@ def test_algorithm_not_configured_is_rejected(rsa_key: rsa.RSAPrivateKey) -> Non
 
 def test_unsigned_token_is_rejected() -> None:
     with pytest.raises(AuthError):
-        hs_verifier().verify(jwt.encode(claims(), None, algorithm="none"))
+        hs_verifier().verify(jwt.encode(claims(), "", algorithm="none"))
 
 
 def test_garbage_token_is_rejected() -> None:

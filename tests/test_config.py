@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 from switchboard.core.config import Config, ConfigError, load_config
 from switchboard.core.pluginmanager import Plugins
@@ -224,3 +225,22 @@ def test_disabled_plugin_contributes_no_events(tmp_path: Path) -> None:
     assert "presence:update" in enabled
     assert not any(name.startswith("presence:") for name in disabled)
     assert "room:join" in disabled
+
+
+# -- the shipped example files ----------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "config"
+
+
+@pytest.mark.parametrize("name", ["switchboard.toml", "production.example.toml"])
+def test_shipped_example_configs_are_valid(name: str) -> None:
+    config = load_config(EXAMPLES / name, {})
+    Plugins(config)  # plugin sections and settings are checked too
+
+
+def test_default_config_file_holds_exactly_the_defaults() -> None:
+    from_file = load_config(EXAMPLES / "switchboard.toml", {})
+    defaults = load_config(None, {})
+    assert attrs.evolve(from_file, plugins={}) == defaults
+    assert Plugins(from_file).settings == Plugins(defaults).settings
+    assert all(from_file.plugin_enabled(name) for name in from_file.plugins)

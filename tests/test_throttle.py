@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import pytest
 import trio
 from switchboard.core.throttle import Coalescer
 from trio.testing import MockClock
 
 INTERVAL = 1.0
-Throttle = Coalescer[str, int]
+Throttle: TypeAlias = Coalescer[str, int]
 
 
 class Recorder:
