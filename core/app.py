@@ -150,6 +150,10 @@ class App:
         with trio.CancelScope(shield=True):
             await self._call_hook("switchboard_session_closed", session=session, reason=reason)
 
+    async def call_hook(self, name: str, **kwargs: Any) -> list[Any]:
+        """Call a hook by name (a service of another plugin) and await its results."""
+        return await call_async(getattr(self.plugins.hook, name), **kwargs)
+
     async def _call_hook(self, name: str, **kwargs: Any) -> None:
         for plugin, result in self.plugins.results_by_plugin(name, **kwargs):
             try:

@@ -137,3 +137,20 @@ def switchboard_authorize_join(session: Session, room: str) -> bool | Any | None
     ``forbidden``.
     """
     return None
+
+
+# -------------------------------------------------------------------------
+# Services that plugins offer each other (call them with
+# ``await app.call_hook("NAME", ...)``).
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def switchboard_create_notification(
+    tenant_id: str, user_id: str, notification: dict[str, Any]
+) -> Awaitable[Any] | None:
+    """Create a notification for a user (``title``, ``message``, ``type``,
+    ``link``, ``data``). Implemented by the ``notifications`` plugin, which
+    stores it and pushes it to every device of the user; other plugins call it
+    instead of importing that plugin. Returns the stored notification.
+    """
