@@ -1,0 +1,85 @@
+"""Write batching: many concurrent callers, one transaction per batch.
+
+Each caller submits an item and waits for its own result; a single task takes
+everything queued (up to ``max_batch``) and hands it to ``flush`` at once, so a
+burst of N writes costs about N / max_batch transactions instead of N. The
+result of an item is delivered only after its batch has committed, so "stored
+before acknowledged" holds per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import trio
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Pending(Generic[T, R]):
+    __slots__ = ("done", "error", "item", "result")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = trio.Event()
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+
+class Batcher(Generic[T, R]):
+    """Run ``flush(items) -> results`` (same length and order) over queued items."""
+
+    def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *,
+                 max_batch: int = 500) -> None:
+        self._flush = flush
+        self.max_batch = max_batch
+        self._queue: list[_Pending[T, R]] = []
+        self._wakeup = trio.Event()
+        self._running = False
+
+    async def submit(self, item: T) -> R:
+        """Queue ``item`` and wait until its batch is written; return its result."""
+        if not self._running:
+            raise RuntimeError("the batch writer is not running")
+        pending: _Pending[T, R] = _Pending(item)
+        self._queue.append(pending)
+        self._wakeup.set()
+        with trio.CancelScope(shield=True):
+            # Once queued, the item will be written: wait for the outcome even if
+            # the caller is cancelled, so no caller believes a stored item was lost.
+            await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result  # type: ignore[return-value]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer task: flush batches until cancelled (then flush what is left)."""
+        self._running = True
+        task_status.started()
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                while self._queue:
+                    await self._flush_some()
+        finally:
+            self._running = False
+            with trio.CancelScope(shield=True):
+                while self._queue:
+                    await self._flush_some()
+
+    async def _flush_some(self) -> None:
+        batch = self._queue[: self.max_batch]
+        del self._queue[: self.max_batch]
+        try:
+            results = await self._flush([p.item for p in batch])
+        except Exception as exc:
+            for pending in batch:
+                pending.error = exc
+                pending.done.set()
+            return
+        for pending, result in zip(batch, results, strict=True):
+            pending.result = result
+            pending.done.set()

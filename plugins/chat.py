@@ -1,0 +1,614 @@
+"""Chat: conversations, durable messages, receipts and history.
+
+- Conversations belong to a tenant and have participants. Joining
+  ``conversation:{id}`` is allowed to the tenant's agents and to the
+  conversation's participants; an unknown or foreign id is refused
+  ``not_found``.
+- A message (socket event ``message:send`` or ``POST
+  /api/v1/conversations/{id}/messages``) is stored before it is acknowledged or
+  broadcast as ``message:new``. Writes are batched: concurrent messages share
+  one transaction. A ``clientId`` makes a resend idempotent: the stored message
+  is returned again, nothing is duplicated or re-broadcast.
+- Status ``pending`` (client side, before the ack) -> ``sent`` (stored) ->
+  ``delivered`` -> ``read``, through ``message:delivered`` / ``message:read``
+  receipts kept per participant as watermarks and broadcast as
+  ``message:status``.
+- History with cursor pagination (``before`` for older pages, ``after`` to
+  catch up after a reconnect), over HTTP and the ``message:history`` event.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
+import sqlalchemy as sa
+from quart import Blueprint, g, request
+from switchboard.core import App, ClientError, Rate, Session, hookimpl, incoming, outgoing
+from switchboard.core.batching import Batcher
+from switchboard.core.events import unstructure
+from switchboard.core.http import (
+    api_key_tenant_allowed,
+    error_response,
+    read_json,
+    require_api_key,
+    structure_body,
+)
+from switchboard.core.structure import first_error, make_converter
+
+MessageType = Literal["text", "image", "video", "audio", "document"]
+_converter = make_converter()
+ROOM_PREFIX = "conversation:"
+
+
+# -- settings and payloads ----------------------------------------------------
+
+
+@attrs.frozen
+class ChatSettings:
+    #: Messages written in one transaction, at most.
+    max_batch: int = 500
+    #: Default and largest page of history.
+    history_page: int = 50
+    history_max: int = 200
+    max_text_length: int = 4096
+    #: Conversations whose participants are kept in memory.
+    cache_size: int = 10_000
+
+
+@attrs.frozen
+class TextContent:
+    text: str
+
+
+@attrs.frozen
+class MediaContent:
+    url: str
+    caption: str | None = None
+    mimeType: str | None = None
+    fileName: str | None = None
+    size: int | None = None
+
+
+@attrs.frozen
+class DocumentContent:
+    url: str
+    fileName: str
+    caption: str | None = None
+    mimeType: str | None = None
+    size: int | None = None
+
+
+_CONTENT: dict[str, type] = {
+    "text": TextContent,
+    "image": MediaContent,
+    "video": MediaContent,
+    "audio": MediaContent,
+    "document": DocumentContent,
+}
+
+
+@attrs.frozen
+class ConversationRef:
+    conversationId: str
+
+
+@attrs.frozen
+class SendMessage:
+    conversationId: str
+    content: dict[str, Any]
+    type: MessageType = "text"
+    clientId: str | None = None
+
+
+@attrs.frozen
+class HistoryRequest:
+    conversationId: str
+    before: int | None = None
+    after: int | None = None
+    limit: int | None = None
+
+
+@attrs.frozen
+class Receipt:
+    conversationId: str
+    messageId: int
+
+
+@attrs.frozen
+class Participant:
+    userId: str
+    role: str = "customer"
+
+
+@attrs.frozen
+class CreateConversation:
+    tenant: str | None = None
+    id: str | None = None
+    title: str | None = None
+    participants: list[Participant] = attrs.Factory(list)
+
+
+@attrs.frozen
+class AddParticipant:
+    userId: str
+    tenant: str | None = None
+    role: str = "customer"
+
+
+@attrs.frozen
+class PostMessage:
+    senderId: str
+    content: dict[str, Any]
+    tenant: str | None = None
+    type: MessageType = "text"
+    senderRole: str = "system"
+    clientId: str | None = None
+
+
+@attrs.frozen
+class NewMessage:
+    tenant_id: str
+    conversation_id: str
+    sender_id: str
+    sender_role: str
+    client_id: str | None
+    type: str
+    content: dict[str, Any]
+    created_at: float
+
+
+@attrs.frozen
+class Stored:
+    message: dict[str, Any]
+    #: False when the clientId had been stored before (a resend).
+    created: bool
+
+
+# -- the plugin ----------------------------------------------------------------
+
+
+class ChatPlugin:
+    app: App
+    settings: ChatSettings
+
+    def __init__(self) -> None:
+        self.tables: dict[str, sa.Table] = {}
+        #: (tenant, conversation) -> participant user ids; only existing ones.
+        self._participants: OrderedDict[tuple[str, str], dict[str, str]] = OrderedDict()
+        self._writer: Batcher[NewMessage, Stored] | None = None
+
+    # -- declaration -----------------------------------------------------------
+
+    @hookimpl
+    def switchboard_config_class(self) -> type:
+        return ChatSettings
+
+    @hookimpl
+    def switchboard_events(self) -> list[Any]:
+        return [
+            incoming("conversation:join", ConversationRef, self.join,
+                     doc="Join conversation:{id}; ack {success, conversationId, error?}."),
+            incoming("conversation:leave", ConversationRef, self.leave,
+                     doc="Leave conversation:{id}; ack {success, conversationId}."),
+            incoming("message:send", SendMessage, self.send, rate=Rate(rate=20.0, burst=40.0),
+                     doc="Store and broadcast a message; ack the stored message."),
+            incoming("message:history", HistoryRequest, self.history,
+                     doc="Ack {messages, hasMore, nextBefore}; `after` catches up."),
+            incoming("message:delivered", Receipt, self.delivered,
+                     doc="Mark messages up to messageId delivered to you."),
+            incoming("message:read", Receipt, self.read,
+                     doc="Mark messages up to messageId read by you."),
+            outgoing("message:new", doc="To conversation:{id}: a stored message."),
+            outgoing("message:status",
+                     doc="To conversation:{id}: {conversationId, messageId, userId, status}."),
+        ]
+
+    @hookimpl
+    def switchboard_tables(self, metadata: sa.MetaData) -> None:
+        self.tables["conversations"] = sa.Table(
+            "chat_conversations", metadata,
+            sa.Column("tenant_id", sa.String(200), primary_key=True),
+            sa.Column("id", sa.String(200), primary_key=True),
+            sa.Column("title", sa.String(500)),
+            sa.Column("created_at", sa.Float, nullable=False),
+        )
+        self.tables["participants"] = sa.Table(
+            "chat_participants", metadata,
+            sa.Column("tenant_id", sa.String(200), primary_key=True),
+            sa.Column("conversation_id", sa.String(200), primary_key=True),
+            sa.Column("user_id", sa.String(200), primary_key=True),
+            sa.Column("role", sa.String(100), nullable=False),
+            sa.Column("last_delivered_id", sa.BigInteger, nullable=False, default=0),
+            sa.Column("last_read_id", sa.BigInteger, nullable=False, default=0),
+        )
+        self.tables["messages"] = sa.Table(
+            "chat_messages", metadata,
+            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                      primary_key=True, autoincrement=True),
+            sa.Column("tenant_id", sa.String(200), nullable=False),
+            sa.Column("conversation_id", sa.String(200), nullable=False),
+            sa.Column("sender_id", sa.String(200), nullable=False),
+            sa.Column("sender_role", sa.String(100), nullable=False),
+            sa.Column("client_id", sa.String(200)),
+            sa.Column("type", sa.String(20), nullable=False),
+            sa.Column("content", sa.JSON, nullable=False),
+            sa.Column("created_at", sa.Float, nullable=False),
+            sa.UniqueConstraint("tenant_id", "conversation_id", "sender_id", "client_id",
+                                name="chat_messages_client_id"),
+            sa.Index("chat_messages_by_conversation", "tenant_id", "conversation_id", "id"),
+        )
+
+    @hookimpl
+    def switchboard_blueprints(self) -> Blueprint:
+        return self._blueprint()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @hookimpl
+    def switchboard_startup(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings(self)
+        self._writer = Batcher(self._write_batch, max_batch=self.settings.max_batch)
+
+    @hookimpl
+    def switchboard_background_tasks(self) -> list[Any]:
+        assert self._writer is not None
+        return [self._writer.run]
+
+    @hookimpl
+    async def switchboard_authorize_join(self, session: Session, room: str) -> bool | None:
+        if not room.startswith(ROOM_PREFIX):
+            return None
+        await self._check_access(session, room.removeprefix(ROOM_PREFIX))
+        return True
+
+    # -- access ----------------------------------------------------------------
+
+    async def _participants_of(self, tenant: str, conversation: str) -> dict[str, str] | None:
+        """user id -> role of a conversation's participants; None if it does not exist."""
+        key = (tenant, conversation)
+        cached = self._participants.get(key)
+        if cached is not None:
+            self._participants.move_to_end(key)
+            return cached
+        conv, part = self.tables["conversations"], self.tables["participants"]
+
+        def load(conn: sa.Connection) -> dict[str, str] | None:
+            exists = conn.execute(sa.select(conv.c.id).where(
+                conv.c.tenant_id == tenant, conv.c.id == conversation)).first()
+            if exists is None:
+                return None
+            rows = conn.execute(sa.select(part.c.user_id, part.c.role).where(
+                part.c.tenant_id == tenant, part.c.conversation_id == conversation))
+            return {row.user_id: row.role for row in rows}
+
+        members = await self.app.store.run(load)
+        if members is not None:
+            self._participants[key] = members
+            while len(self._participants) > self.settings.cache_size:
+                self._participants.popitem(last=False)
+        return members
+
+    async def _check_access(self, session: Session, conversation: str) -> dict[str, str]:
+        members = await self._participants_of(session.tenant_id, conversation)
+        if members is None:
+            raise ClientError("not_found", f"no conversation {conversation!r}",
+                              conversationId=conversation)
+        if session.user_id not in members and not self.app.hub.is_agent(session):
+            raise ClientError("forbidden", "you are not a participant of this conversation",
+                              conversationId=conversation)
+        return members
+
+    # -- socket events -----------------------------------------------------------
+
+    async def join(self, session: Session, ref: ConversationRef) -> dict[str, Any]:
+        try:
+            await self.app.join(session, ROOM_PREFIX + ref.conversationId)
+        except ClientError as exc:
+            return {"success": False, "conversationId": ref.conversationId,
+                    "error": exc.to_dict()}
+        return {"success": True, "conversationId": ref.conversationId}
+
+    async def leave(self, session: Session, ref: ConversationRef) -> dict[str, Any]:
+        await self.app.leave(session, ROOM_PREFIX + ref.conversationId)
+        return {"success": True, "conversationId": ref.conversationId}
+
+    async def send(self, session: Session, request: SendMessage) -> dict[str, Any]:
+        await self._check_access(session, request.conversationId)
+        stored = await self.store_message(NewMessage(
+            session.tenant_id, request.conversationId, session.user_id, session.role,
+            request.clientId, request.type, self._content(request.type, request.content),
+            time.time()), exclude=session)
+        return stored.message
+
+    async def history(self, session: Session, request: HistoryRequest) -> dict[str, Any]:
+        await self._check_access(session, request.conversationId)
+        return await self.page(session.tenant_id, request.conversationId, before=request.before,
+                               after=request.after, limit=request.limit)
+
+    async def delivered(self, session: Session, receipt: Receipt) -> dict[str, Any]:
+        return await self._receipt(session, receipt, "delivered")
+
+    async def read(self, session: Session, receipt: Receipt) -> dict[str, Any]:
+        return await self._receipt(session, receipt, "read")
+
+    # -- storing ---------------------------------------------------------------
+
+    def _content(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
+        cls = _CONTENT[kind]
+        try:
+            value = _converter.structure(content, cls)
+        except Exception as exc:
+            err = first_error(exc, "content")
+            raise ClientError("invalid_payload", f"{err.field}: {err.message}",
+                              field=err.field) from None
+        if isinstance(value, TextContent):
+            if not value.text.strip():
+                raise ClientError("invalid_payload", "content.text: must not be empty",
+                                  field="content.text")
+            if len(value.text) > self.settings.max_text_length:
+                raise ClientError("invalid_payload",
+                                  f"content.text: longer than {self.settings.max_text_length}",
+                                  field="content.text")
+        else:
+            if not value.url.startswith(("https://", "http://")):
+                raise ClientError("invalid_payload", "content.url: must be an http(s) URL",
+                                  field="content.url")
+            family = kind if kind != "document" else None
+            if family and value.mimeType and not value.mimeType.startswith(family + "/"):
+                raise ClientError("invalid_payload",
+                                  f"content.mimeType: must be {family}/* for {kind}",
+                                  field="content.mimeType")
+        return {k: v for k, v in unstructure(value).items() if v is not None}
+
+    async def store_message(self, message: NewMessage, *,
+                            exclude: Session | None = None) -> Stored:
+        """Store (batched), then broadcast ``message:new`` unless it was a resend."""
+        assert self._writer is not None
+        stored = await self._writer.submit(message)
+        if stored.created:
+            await self.app.publish(message.tenant_id, ROOM_PREFIX + message.conversation_id,
+                                   "message:new", stored.message, exclude=exclude)
+        return stored
+
+    async def _write_batch(self, batch: Sequence[NewMessage]) -> list[Stored]:
+        messages = self.tables["messages"]
+
+        def write(conn: sa.Connection) -> list[Stored]:
+            results: list[Stored | None] = [None] * len(batch)
+            keyed = [m for m in batch if m.client_id is not None]
+            existing: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
+            if keyed:
+                rows = conn.execute(sa.select(messages).where(
+                    messages.c.tenant_id.in_({m.tenant_id for m in keyed}),
+                    messages.c.client_id.in_({m.client_id for m in keyed})))
+                for row in rows.mappings():
+                    existing[(row["tenant_id"], row["conversation_id"], row["sender_id"],
+                              row["client_id"])] = _message(row)
+            first_of: dict[tuple[str, str, str, str | None], int] = {}
+            to_insert: list[int] = []
+            for i, m in enumerate(batch):
+                key = (m.tenant_id, m.conversation_id, m.sender_id, m.client_id)
+                if m.client_id is not None and key in existing:
+                    results[i] = Stored(existing[key], created=False)
+                elif m.client_id is not None and key in first_of:
+                    continue  # the same resend twice in one batch: filled in below
+                else:
+                    first_of[key] = i
+                    to_insert.append(i)
+            if to_insert:
+                rows_in = [attrs.asdict(batch[i]) for i in to_insert]
+                ids = conn.execute(
+                    messages.insert().returning(messages.c.id, sort_by_parameter_order=True),
+                    rows_in).scalars().all()
+                for i, new_id, row in zip(to_insert, ids, rows_in, strict=True):
+                    results[i] = Stored(_message({**row, "id": new_id}), created=True)
+            for i, m in enumerate(batch):
+                if results[i] is None:
+                    first = results[first_of[(m.tenant_id, m.conversation_id, m.sender_id,
+                                              m.client_id)]]
+                    assert first is not None
+                    results[i] = Stored(first.message, created=False)
+            return [r for r in results if r is not None]
+
+        return await self.app.store.run(write)
+
+    # -- receipts and history -----------------------------------------------------
+
+    async def _receipt(self, session: Session, receipt: Receipt,
+                       status: Literal["delivered", "read"]) -> dict[str, Any]:
+        members = await self._check_access(session, receipt.conversationId)
+        if session.user_id not in members:
+            raise ClientError("forbidden", "only participants send receipts")
+        part, messages = self.tables["participants"], self.tables["messages"]
+        tenant, conv, user = session.tenant_id, receipt.conversationId, session.user_id
+
+        def mark(conn: sa.Connection) -> bool:
+            exists = conn.execute(sa.select(messages.c.id).where(
+                messages.c.id == receipt.messageId, messages.c.tenant_id == tenant,
+                messages.c.conversation_id == conv)).first()
+            if exists is None:
+                return False
+            where = sa.and_(part.c.tenant_id == tenant, part.c.conversation_id == conv,
+                            part.c.user_id == user)
+            current = conn.execute(sa.select(part.c.last_delivered_id, part.c.last_read_id)
+                                   .where(where)).one()
+            values = {"last_delivered_id": max(current.last_delivered_id, receipt.messageId)}
+            if status == "read":
+                values["last_read_id"] = max(current.last_read_id, receipt.messageId)
+            conn.execute(part.update().where(where).values(**values))
+            return True
+
+        if not await self.app.store.run(mark):
+            raise ClientError("not_found", f"no message {receipt.messageId} in this conversation",
+                              field="messageId")
+        event = {"conversationId": conv, "messageId": receipt.messageId, "userId": user,
+                 "status": status}
+        await self.app.publish(tenant, ROOM_PREFIX + conv, "message:status", event)
+        return event
+
+    async def page(self, tenant: str, conversation: str, *, before: int | None = None,
+                   after: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page of history, oldest first. ``after`` pages forward from an id
+        (catching up); otherwise pages backward from ``before`` (or the newest)."""
+        size = min(limit or self.settings.history_page, self.settings.history_max)
+        if size < 1:
+            raise ClientError("invalid_payload", "limit: must be positive", field="limit")
+        messages, part = self.tables["messages"], self.tables["participants"]
+        where = [messages.c.tenant_id == tenant, messages.c.conversation_id == conversation]
+        if after is not None:
+            query = sa.select(messages).where(*where, messages.c.id > after) \
+                .order_by(messages.c.id).limit(size + 1)
+        else:
+            if before is not None:
+                where.append(messages.c.id < before)
+            query = sa.select(messages).where(*where) \
+                .order_by(messages.c.id.desc()).limit(size + 1)
+
+        def fetch(conn: sa.Connection) -> tuple[list[dict[str, Any]], list[Any]]:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            marks = list(conn.execute(sa.select(part.c.user_id, part.c.last_delivered_id,
+                                                part.c.last_read_id).where(
+                part.c.tenant_id == tenant, part.c.conversation_id == conversation)))
+            return rows, marks
+
+        rows, marks = await self.app.store.run(fetch)
+        has_more = len(rows) > size
+        rows = rows[:size]
+        if after is None:
+            rows.reverse()
+        items = [_with_status(_message(r), marks) for r in rows]
+        return {
+            "messages": items,
+            "hasMore": has_more,
+            "nextBefore": items[0]["id"] if has_more and after is None and items else None,
+            "nextAfter": items[-1]["id"] if has_more and after is not None and items else None,
+        }
+
+    # -- HTTP --------------------------------------------------------------------
+
+    def _tenant(self, given: str | None) -> str:
+        key_tenant: str = g.api_key.tenant
+        tenant = given or (key_tenant if key_tenant != "*" else None)
+        if tenant is None:
+            raise ClientError("invalid_payload", "tenant: required", field="tenant")
+        if not api_key_tenant_allowed(tenant):
+            raise ClientError("forbidden", f"this API key may not use tenant {tenant!r}")
+        return tenant
+
+    def _blueprint(self) -> Blueprint:
+        bp = Blueprint("chat", __name__)
+
+        @bp.post("/api/v1/conversations")
+        @require_api_key
+        async def create() -> Any:
+            body = structure_body(await read_json(), CreateConversation)
+            tenant = self._tenant(body.tenant)
+            conv_id = body.id or secrets.token_hex(8)
+            conv, part = self.tables["conversations"], self.tables["participants"]
+
+            def insert(conn: sa.Connection) -> bool:
+                if conn.execute(sa.select(conv.c.id).where(
+                        conv.c.tenant_id == tenant, conv.c.id == conv_id)).first():
+                    return False
+                conn.execute(conv.insert().values(tenant_id=tenant, id=conv_id,
+                                                  title=body.title, created_at=time.time()))
+                if body.participants:
+                    conn.execute(part.insert(), [
+                        {"tenant_id": tenant, "conversation_id": conv_id, "user_id": p.userId,
+                         "role": p.role, "last_delivered_id": 0, "last_read_id": 0}
+                        for p in {p.userId: p for p in body.participants}.values()])
+                return True
+
+            if not await self.app.store.run(insert):
+                return error_response(409, "conflict", f"conversation {conv_id!r} exists")
+            self._participants.pop((tenant, conv_id), None)
+            return {"id": conv_id, "tenant": tenant, "title": body.title,
+                    "participants": [attrs.asdict(p) for p in body.participants]}, 201
+
+        @bp.get("/api/v1/conversations/<conv_id>")
+        @require_api_key
+        async def show(conv_id: str) -> Any:
+            tenant = self._tenant(request.args.get("tenant"))
+            members = await self._participants_of(tenant, conv_id)
+            if members is None:
+                return error_response(404, "not_found", f"no conversation {conv_id!r}")
+            return {"id": conv_id, "tenant": tenant,
+                    "participants": [{"userId": u, "role": r} for u, r in members.items()]}
+
+        @bp.post("/api/v1/conversations/<conv_id>/participants")
+        @require_api_key
+        async def add_participant(conv_id: str) -> Any:
+            body = structure_body(await read_json(), AddParticipant)
+            tenant = self._tenant(body.tenant)
+            if await self._participants_of(tenant, conv_id) is None:
+                return error_response(404, "not_found", f"no conversation {conv_id!r}")
+            part = self.tables["participants"]
+
+            def add(conn: sa.Connection) -> None:
+                conn.execute(part.delete().where(
+                    part.c.tenant_id == tenant, part.c.conversation_id == conv_id,
+                    part.c.user_id == body.userId))
+                conn.execute(part.insert().values(
+                    tenant_id=tenant, conversation_id=conv_id, user_id=body.userId,
+                    role=body.role, last_delivered_id=0, last_read_id=0))
+
+            await self.app.store.run(add)
+            self._participants.pop((tenant, conv_id), None)
+            return {"userId": body.userId, "role": body.role}, 201
+
+        @bp.post("/api/v1/conversations/<conv_id>/messages")
+        @require_api_key
+        async def post_message(conv_id: str) -> Any:
+            body = structure_body(await read_json(), PostMessage)
+            tenant = self._tenant(body.tenant)
+            if await self._participants_of(tenant, conv_id) is None:
+                return error_response(404, "not_found", f"no conversation {conv_id!r}")
+            stored = await self.store_message(NewMessage(
+                tenant, conv_id, body.senderId, body.senderRole, body.clientId, body.type,
+                self._content(body.type, body.content), time.time()))
+            return stored.message, 201 if stored.created else 200
+
+        @bp.get("/api/v1/conversations/<conv_id>/messages")
+        @require_api_key
+        async def list_messages(conv_id: str) -> Any:
+            tenant = self._tenant(request.args.get("tenant"))
+            if await self._participants_of(tenant, conv_id) is None:
+                return error_response(404, "not_found", f"no conversation {conv_id!r}")
+            try:
+                cursors = {k: int(v) for k in ("before", "after", "limit")
+                           if (v := request.args.get(k)) is not None}
+            except ValueError:
+                raise ClientError("invalid_payload", "before, after and limit must be integers",
+                                  field="limit") from None
+            return await self.page(tenant, conv_id, **cursors)
+
+        return bp
+
+
+def _message(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "conversationId": row["conversation_id"],
+        "senderId": row["sender_id"],
+        "senderRole": row["sender_role"],
+        "clientId": row["client_id"],
+        "type": row["type"],
+        "content": row["content"],
+        "createdAt": row["created_at"],
+        "status": "sent",
+    }
+
+
+def _with_status(message: dict[str, Any], marks: list[Any]) -> dict[str, Any]:
+    others = [m for m in marks if m.user_id != message["senderId"]]
+    if others and all(m.last_read_id >= message["id"] for m in others):
+        message["status"] = "read"
+    elif others and all(m.last_delivered_id >= message["id"] for m in others):
+        message["status"] = "delivered"
+    return message

@@ -1,0 +1,253 @@
+"""The chat plugin: conversations, durable messages, receipts, history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from databases import database_url
+from switchboard.core.config import Config
+from switchboard.testing import ErrorReply, Harness, TestClient, make_config
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
+    with database_url(request.param, tmp_path) as url:
+        yield make_config({"store": {"url": url}})
+
+
+async def create_conversation(switchboard: Harness, conv_id: str = "c1", tenant: str = "t1",
+                              participants: tuple[str, ...] = ("carl", "ann")) -> None:
+    response = await switchboard.http().post(
+        "/api/v1/conversations", headers=switchboard.api_headers(),
+        json={"tenant": tenant, "id": conv_id,
+              "participants": [{"userId": p} for p in participants]})
+    assert response.status_code == 201, await response.get_json()
+
+
+async def joined(switchboard: Harness, user: str, role: str = "customer",
+                 conv_id: str = "c1", tenant: str = "t1") -> TestClient:
+    client = await switchboard.connect(user=user, role=role, tenant=tenant)
+    ack = await client.request("conversation:join", {"conversationId": conv_id})
+    assert ack == {"success": True, "conversationId": conv_id}
+    return client
+
+
+def text(body: str) -> dict[str, Any]:
+    return {"type": "text", "content": {"text": body}}
+
+
+async def test_participant_and_agent_join_but_outsider_is_refused(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    await joined(switchboard, "carl")
+    await joined(switchboard, "zoe", role="agent")
+    outsider = await switchboard.connect(user="mallory", role="customer")
+    ack = await outsider.request("conversation:join", {"conversationId": "c1"})
+    assert ack["success"] is False and ack["error"]["code"] == "forbidden"
+
+
+async def test_unknown_or_foreign_conversation_is_not_found(switchboard: Harness) -> None:
+    await create_conversation(switchboard, tenant="other", participants=("carl",))
+    client = await switchboard.connect(user="carl", role="agent", tenant="t1")
+    ack = await client.request("conversation:join", {"conversationId": "c1"})
+    assert ack["success"] is False and ack["error"]["code"] == "not_found"
+    with pytest.raises(ErrorReply) as refused:
+        await client.request("room:join", {"room": "conversation:c1"})
+    assert refused.value.code == "not_found"
+
+
+async def test_message_is_stored_acked_and_broadcast_to_the_others(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    ann = await joined(switchboard, "ann")
+    stored = await carl.request("message:send", {"conversationId": "c1", **text("hi")})
+    assert stored["id"] > 0 and stored["status"] == "sent"
+    assert stored["content"] == {"text": "hi"} and stored["senderId"] == "carl"
+    assert await ann.expect("message:new") == stored
+    await carl.settle()
+    assert carl.received("message:new") == []
+    page = await ann.request("message:history", {"conversationId": "c1"})
+    assert [m["id"] for m in page["messages"]] == [stored["id"]]
+
+
+async def test_resend_with_the_same_client_id_is_not_duplicated(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    ann = await joined(switchboard, "ann")
+    body = {"conversationId": "c1", "clientId": "m-1", **text("once")}
+    first = await carl.request("message:send", body)
+    again = await carl.request("message:send", body)
+    assert again["id"] == first["id"]
+    await ann.expect("message:new")
+    await ann.settle(1)
+    assert ann.received("message:new") == []
+    page = await carl.request("message:history", {"conversationId": "c1"})
+    assert len(page["messages"]) == 1
+
+
+async def test_concurrent_resends_in_one_batch_store_one_message(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    for _ in range(5):
+        await carl.emit("message:send", {"conversationId": "c1", "clientId": "dup", **text("x")},
+                        id=None)
+    await carl.settle(1)
+    page = await carl.request("message:history", {"conversationId": "c1"})
+    assert len(page["messages"]) == 1
+
+
+async def test_message_posted_over_http_reaches_the_room(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    ann = await joined(switchboard, "ann")
+    response = await switchboard.http().post(
+        "/api/v1/conversations/c1/messages", headers=switchboard.api_headers(),
+        json={"tenant": "t1", "senderId": "whatsapp-bot", "clientId": "wamid.1",
+              "type": "image", "content": {"url": "https://cdn.example/p.jpg",
+                                           "mimeType": "image/jpeg"}})
+    assert response.status_code == 201
+    message = await ann.expect("message:new")
+    assert message["type"] == "image" and message["senderId"] == "whatsapp-bot"
+    again = await switchboard.http().post(
+        "/api/v1/conversations/c1/messages", headers=switchboard.api_headers(),
+        json={"tenant": "t1", "senderId": "whatsapp-bot", "clientId": "wamid.1",
+              "type": "image", "content": {"url": "https://cdn.example/p.jpg"}})
+    assert again.status_code == 200
+    assert (await again.get_json())["id"] == message["id"]
+
+
+@pytest.mark.parametrize(("kind", "content", "field"), [
+    ("text", {"text": ""}, "content.text"),
+    ("text", {"text": 5}, "content.text"),
+    ("text", {}, "content.text"),
+    ("image", {"url": "ftp://x/y.png"}, "content.url"),
+    ("image", {"url": "https://x/y.pdf", "mimeType": "application/pdf"}, "content.mimeType"),
+    ("document", {"url": "https://x/y.pdf"}, "content.fileName"),
+    ("audio", {"url": "https://x/a.ogg", "bogus": 1}, "content.bogus"),
+])
+async def test_content_is_validated_per_type(switchboard: Harness, kind: str,
+                                             content: dict[str, Any], field: str) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    with pytest.raises(ErrorReply) as refused:
+        await carl.request("message:send",
+                           {"conversationId": "c1", "type": kind, "content": content})
+    assert refused.value.code == "invalid_payload"
+    assert refused.value.field == field
+
+
+async def test_unknown_message_type_is_refused(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    with pytest.raises(ErrorReply) as refused:
+        await carl.request("message:send", {"conversationId": "c1", "type": "sticker",
+                                            "content": {}})
+    assert refused.value.field == "type"
+
+
+async def test_history_pages_backward_and_catches_up_forward(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    ids = [(await carl.request("message:send", {"conversationId": "c1", **text(f"m{i}")}))["id"]
+           for i in range(7)]
+    newest = await carl.request("message:history", {"conversationId": "c1", "limit": 3})
+    assert [m["id"] for m in newest["messages"]] == ids[4:]
+    assert newest["hasMore"] is True
+    older = await carl.request("message:history", {"conversationId": "c1", "limit": 3,
+                                                   "before": newest["nextBefore"]})
+    assert [m["id"] for m in older["messages"]] == ids[1:4]
+    missed = await carl.request("message:history", {"conversationId": "c1",
+                                                    "after": ids[2], "limit": 100})
+    assert [m["id"] for m in missed["messages"]] == ids[3:]
+    assert missed["hasMore"] is False
+
+
+async def test_nothing_is_lost_across_a_reconnect(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    ann = await joined(switchboard, "ann")
+    carl = await joined(switchboard, "carl")
+    seen = (await carl.request("message:send", {"conversationId": "c1", **text("1")}))["id"]
+    await ann.expect("message:new")
+    await ann.close()
+    sent = [(await carl.request("message:send", {"conversationId": "c1", **text(t)}))["id"]
+            for t in ("2", "3")]
+    ann = await joined(switchboard, "ann")
+    page = await ann.request("message:history", {"conversationId": "c1", "after": seen})
+    assert [m["id"] for m in page["messages"]] == sent
+
+
+async def test_receipts_move_the_status_to_delivered_then_read(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    ann = await joined(switchboard, "ann")
+    message = await carl.request("message:send", {"conversationId": "c1", **text("hello")})
+    await ann.expect("message:new")
+    await ann.request("message:delivered", {"conversationId": "c1", "messageId": message["id"]})
+    status = await carl.expect("message:status")
+    assert status == {"conversationId": "c1", "messageId": message["id"], "userId": "ann",
+                      "status": "delivered"}
+    page = await carl.request("message:history", {"conversationId": "c1"})
+    assert page["messages"][0]["status"] == "delivered"
+    await ann.request("message:read", {"conversationId": "c1", "messageId": message["id"]})
+    assert (await carl.expect("message:status"))["status"] == "read"
+    page = await carl.request("message:history", {"conversationId": "c1"})
+    assert page["messages"][0]["status"] == "read"
+
+
+async def test_receipt_for_a_message_of_another_conversation_is_not_found(
+        switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    await create_conversation(switchboard, "c2")
+    carl = await joined(switchboard, "carl")
+    other = await carl.request("message:send", {"conversationId": "c1", **text("x")})
+    with pytest.raises(ErrorReply) as refused:
+        await carl.request("message:read", {"conversationId": "c2", "messageId": other["id"]})
+    assert refused.value.code == "not_found"
+
+
+async def test_messages_never_reach_another_tenant(switchboard: Harness) -> None:
+    await create_conversation(switchboard, tenant="t1")
+    await create_conversation(switchboard, tenant="t2")
+    t1 = await joined(switchboard, "carl", tenant="t1")
+    t2 = await joined(switchboard, "carl", tenant="t2")
+    await t1.request("message:send", {"conversationId": "c1", **text("secret")})
+    await t2.settle(1)
+    assert t2.received("message:new") == []
+    page = await t2.request("message:history", {"conversationId": "c1"})
+    assert page["messages"] == []
+
+
+async def test_http_history_and_api_key_scope(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    await carl.request("message:send", {"conversationId": "c1", **text("a")})
+    http = switchboard.http()
+    ok = await http.get("/api/v1/conversations/c1/messages?tenant=t1",
+                        headers=switchboard.api_headers())
+    assert [m["content"]["text"] for m in (await ok.get_json())["messages"]] == ["a"]
+    missing = await http.get("/api/v1/conversations/nope/messages?tenant=t1",
+                             headers=switchboard.api_headers())
+    assert missing.status_code == 404
+    bad = await http.get("/api/v1/conversations/c1/messages?tenant=t1&limit=x",
+                         headers=switchboard.api_headers())
+    assert bad.status_code == 400
+    anonymous = await http.get("/api/v1/conversations/c1/messages?tenant=t1")
+    assert anonymous.status_code == 401
+
+
+async def test_many_concurrent_senders_all_land_in_order_of_ids(switchboard: Harness) -> None:
+    await create_conversation(switchboard, participants=tuple(f"u{i}" for i in range(10)))
+    clients = [await joined(switchboard, f"u{i}") for i in range(10)]
+
+    async def send(client: TestClient, n: int) -> None:
+        for k in range(n):
+            await client.request("message:send", {"conversationId": "c1", **text(f"{k}")})
+
+    async with trio.open_nursery() as nursery:
+        for client in clients:
+            nursery.start_soon(send, client, 10)
+    page = await clients[0].request("message:history", {"conversationId": "c1", "limit": 200})
+    ids = [m["id"] for m in page["messages"]]
+    assert len(ids) == 100 and ids == sorted(set(ids))
