@@ -74,3 +74,11 @@ async def test_any_client_traffic_counts_as_alive(switchboard: Harness) -> None:
     code, _ = await client.expect_closed(timeout=60)
     assert code == 4408
     assert trio.current_time() - silent_since <= INTERVAL + TIMEOUT + 0.1
+
+
+async def test_client_that_neither_reads_nor_answers_is_removed_from_the_server(
+        switchboard: Harness) -> None:
+    client = await switchboard.connect(user="stuck", lockstep=True)
+    client.pause_reading()  # soon the server's pings and its close frame cannot be written
+    await trio.sleep(3 * (INTERVAL + TIMEOUT))
+    assert all(s.user_id != "stuck" for s in switchboard.server.hub.sessions.values())

@@ -43,7 +43,7 @@ async def nothing_more(client: TestClient, event: str) -> None:
 # -- who may join -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("room", ["lead:1", "ticket:42", "conversation:7", "tenant:t1",
+@pytest.mark.parametrize("room", ["lead:1", "ticket:42", "deal:7", "tenant:t1",
                                   "tenant:t1:agents", "queue:sales.br@x-1"])
 async def test_agent_can_join_any_room_of_its_tenant(switchboard: Harness, room: str) -> None:
     agent = await switchboard.connect(user="ann", tenant="t1", role="agent")

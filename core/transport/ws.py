@@ -100,6 +100,9 @@ class WebSocketConnection:
         self._peer_closed = trio.Event()
         self._alive = True
         self._wake_heartbeat: trio.CancelScope | None = None
+        #: Once closing, what is left (and the close frame) must be written by
+        #: then; a peer that does not read is cut instead of blocking forever.
+        self._write_scope = trio.CancelScope()
         self._calls: dict[str, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
 
@@ -113,6 +116,7 @@ class WebSocketConnection:
             self.close_reason = "slow_consumer"
             self._close_sent = True
             self.outbox.put_last(close_frame(CloseCode.SLOW_CONSUMER, "slow consumer"))
+            self._write_scope.deadline = trio.current_time() + CLOSE_WAIT
 
     def close(self, code: CloseCode, reason: str) -> None:
         if self._close_sent:
@@ -122,6 +126,7 @@ class WebSocketConnection:
             self.close_reason = _REASONS.get(code, reason)
         self.outbox.put(close_frame(code, reason))
         self.outbox.finish()
+        self._write_scope.deadline = trio.current_time() + CLOSE_WAIT
 
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
         """Send ``event`` with an id ``s<n>``; wait for the client's ``ack`` of it."""
@@ -173,11 +178,17 @@ class WebSocketConnection:
 
     async def _writer(self, scope: trio.CancelScope) -> None:
         try:
-            while data := await self.outbox.take():
-                await self.stream.send_all(data)
+            with self._write_scope:
+                while data := await self.outbox.take():
+                    await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.close_reason = self.close_reason or "client"
         else:
+            if self._write_scope.cancelled_caught:
+                log.info("%s does not read: connection cut",
+                         self.session.id if self.session else "?")
+                scope.cancel()
+                return
             with trio.move_on_after(CLOSE_WAIT):
                 await self._peer_closed.wait()
         scope.cancel()
