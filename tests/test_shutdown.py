@@ -1,0 +1,96 @@
+"""Graceful shutdown: clients are closed with 1001 after what is queued for them,
+the drain never outlasts ``server.drain_timeout``, and no new client gets in."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from switchboard.core.config import Config
+from switchboard.testing import HandshakeRejected, Harness, TestClient, make_config
+
+DRAIN_TIMEOUT = 1.0
+
+
+@pytest.fixture
+def switchboard_config() -> Config:
+    return make_config({"server": {"drain_timeout": DRAIN_TIMEOUT}})
+
+
+async def stuck_client(switchboard: Harness, user: str = "stuck") -> TestClient:
+    """A client that reads nothing more, so it never sees (nor answers) a close frame."""
+    client = await switchboard.connect(user=user, lockstep=True)
+    client.pause_reading()
+    # A read already under way when reading was paused still takes one chunk (this
+    # pong, or an earlier event); after it the client really reads nothing.
+    await client.emit("ping")
+    await client.settle(1)
+    return client
+
+
+async def test_stop_closes_connected_clients_with_1001(switchboard: Harness) -> None:
+    agent = await switchboard.connect(user="ann", role="agent")
+    customer = await switchboard.connect(user="carl", role="customer")
+    await switchboard.stop()
+    assert (await agent.expect_closed(timeout=1))[0] == 1001
+    assert (await customer.expect_closed(timeout=1))[0] == 1001
+    assert switchboard.server.hub.sessions == {}
+
+
+async def test_events_queued_before_shutdown_are_delivered_before_the_close(
+        switchboard: Harness) -> None:
+    agent = await switchboard.connect(user="ann", role="agent")
+    await agent.request("room:join", {"room": "lead:1"})
+    for n in range(20):
+        await switchboard.app.publish("t1", "lead:1", "lead:moved", {"n": n})
+    switchboard.server.shutdown()
+    assert (await agent.expect_closed(timeout=DRAIN_TIMEOUT))[0] == 1001
+    assert [d["n"] for d in agent.received("lead:moved")] == list(range(20))
+
+
+async def test_stop_finishes_within_drain_timeout_when_a_client_never_answers(
+        switchboard: Harness) -> None:
+    polite = await switchboard.connect(user="polite")
+    stuck = await stuck_client(switchboard)
+    started = trio.current_time()
+    await switchboard.stop()
+    assert trio.current_time() - started <= DRAIN_TIMEOUT + 0.01
+    assert stuck.close_code is None  # it never got to the close frame
+    assert (await polite.expect_closed(timeout=1))[0] == 1001
+    assert switchboard.server.hub.sessions == {}
+
+
+async def test_new_websocket_is_refused_while_draining(switchboard: Harness) -> None:
+    await stuck_client(switchboard)  # keeps the drain going
+    switchboard.server.shutdown()
+    await trio.sleep(DRAIN_TIMEOUT / 2)
+    assert switchboard.server.hub.sessions != {}  # still draining
+    with pytest.raises(HandshakeRejected):
+        await switchboard.connect(user="latecomer")
+
+
+async def test_ready_turns_503_while_draining(switchboard: Harness) -> None:
+    await stuck_client(switchboard)
+    http = switchboard.http()
+    assert (await http.get("/ready")).status_code == 200
+    switchboard.server.shutdown()
+    response = await http.get("/ready")
+    assert response.status_code == 503
+    assert (await response.get_json())["code"] == "shutting_down"
+
+
+async def test_shutdown_disconnects_are_counted_with_their_reason(switchboard: Harness) -> None:
+    await switchboard.connect(user="ann")
+    await switchboard.connect(user="bob")
+    http = switchboard.http()
+    await switchboard.stop()
+    metrics = (await (await http.get("/metrics")).get_data()).decode()
+    assert 'switchboard_disconnects_total{reason="shutdown"} 2.0' in metrics
+
+
+async def test_after_stop_the_port_refuses_connections(switchboard_live: Harness) -> None:
+    host, port = switchboard_live.server.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)  # accepted while running
+    await stream.aclose()
+    await switchboard_live.stop()
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream(host, port)
