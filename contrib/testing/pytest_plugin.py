@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from typing import Any
 
@@ -50,9 +51,39 @@ def switchboard_plugins() -> Mapping[str, object] | None:
     return None
 
 
+def _hold_clock_during_store_calls(server: Server, clock: trio.testing.MockClock) -> None:
+    """Keep the autojump clock still while a database call runs in a worker thread.
+
+    Autojump advances time as soon as every task is blocked, and a task waiting
+    for a worker thread counts as blocked: without this, a database call made by
+    an event handler would let the clock leap to the next deadline (the
+    client's request timeout, a heartbeat) while the thread works.
+    """
+    store = server.store
+    call = store._call
+    threshold = clock.autojump_threshold
+    in_flight = 0
+
+    async def held(fn: Callable[[Any], Any], *, begin: str) -> Any:
+        nonlocal in_flight
+        in_flight += 1
+        clock.autojump_threshold = math.inf
+        try:
+            return await call(fn, begin=begin)
+        finally:
+            in_flight -= 1
+            if in_flight == 0:
+                clock.autojump_threshold = threshold
+
+    store._call = held  # type: ignore[method-assign]
+
+
 async def _start(config: Config, plugins: Mapping[str, object] | None,
-                 nursery: trio.Nursery, *, listen: bool) -> Harness:
+                 nursery: trio.Nursery, *, listen: bool,
+                 clock: trio.testing.MockClock | None = None) -> Harness:
     server = Server(config, plugins=plugins)
+    if clock is not None:
+        _hold_clock_during_store_calls(server, clock)
     await nursery.start(lambda task_status: server.run(listen=listen, task_status=task_status))
     return Harness(server, nursery)
 
@@ -63,7 +94,8 @@ async def switchboard(autojump_clock: trio.testing.MockClock, nursery: trio.Nurs
                       switchboard_plugins: Mapping[str, object] | None,
                       ) -> AsyncIterator[Harness]:
     """An in-process server on the autojump MockClock with in-memory transports."""
-    harness = await _start(switchboard_config, switchboard_plugins, nursery, listen=False)
+    harness = await _start(switchboard_config, switchboard_plugins, nursery, listen=False,
+                           clock=autojump_clock)
     yield harness
     await harness.stop()
 
