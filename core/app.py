@@ -114,7 +114,7 @@ class App:
     # -- sessions ----------------------------------------------------------
 
     def new_session(self, identity: Identity, transport: Transport, codec: Codec, *,
-                    session_id: str | None = None) -> Session:
+                    session_id: str | None = None, profile: str = "") -> Session:
         limits = self.config.limits
         key = (identity.tenant_id, identity.user_id)
         if key not in self._user_buckets:
@@ -125,6 +125,7 @@ class App:
             rate_bucket=TokenBucket.of(limits.connection),
             violations=ViolationCounter(limits.max_violations, limits.violation_window),
             session_id=session_id,
+            profile=self.plugins.profiles[profile] if profile else None,
         )
 
     async def open_session(self, session: Session, rooms: Iterable[str] = ()) -> None:
@@ -137,6 +138,9 @@ class App:
         log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,
                  session.user_id, session.tenant_id, session.transport.protocol)
         await self._call_hook("switchboard_session_opened", session=session)
+        if session.profile is not None and session.profile.on_connect is not None:
+            for event, data in session.profile.on_connect(session):
+                session.emit(event, data, raw=True)
 
     async def close_session(self, session: Session, reason: str) -> None:
         if session.closed:
@@ -165,7 +169,33 @@ class App:
     # -- events ------------------------------------------------------------
 
     async def dispatch(self, session: Session, name: str, data: Any) -> Any:
-        """Handle one client event; return its ack value or raise ClientError."""
+        """Handle one client event; return its ack value or raise ClientError.
+
+        With a compatibility profile, a frontend event is translated to its
+        canonical event first, and the result (or error) back into the events
+        and ack that frontend expects.
+        """
+        profile = session.profile
+        rule = profile.inbound.get(name) if profile is not None else None
+        if rule is None:
+            return await self._dispatch(session, name, data)
+        self._check_rate(session, name)
+        try:
+            payload = rule.payload(data)
+            result = None if rule.event is None else await self._dispatch(session, rule.event,
+                                                                          payload)
+        except ClientError as exc:
+            if rule.on_error is None:
+                raise
+            for event, reply in rule.on_error(session, data, exc):
+                session.emit(event, reply, raw=True)
+            return None
+        if rule.on_result is not None:
+            for event, reply in rule.on_result(session, data, result):
+                session.emit(event, reply, raw=True)
+        return rule.ack(result)
+
+    async def _dispatch(self, session: Session, name: str, data: Any) -> Any:
         self._check_rate(session, name)
         if name == "auth":
             return self._reauthenticate(session, data)

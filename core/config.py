@@ -52,6 +52,8 @@ class ServerConfig:
     drain_timeout: float = 5.0
     #: Origins allowed for browser WebSocket handshakes; empty allows any.
     allowed_origins: list[str] = attrs.Factory(list)
+    #: Compatibility profile of the plain WebSocket endpoint (empty: none).
+    ws_profile: str = ""
 
 
 @attrs.frozen
@@ -142,6 +144,8 @@ class SocketIOConfig:
     recovery_window: float = 0.0
     #: Events kept for recovery, at most.
     recovery_max_events: int = 10_000
+    #: Compatibility profile per namespace, e.g. ``{"/" = "pytake"}``.
+    profiles: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -215,6 +219,10 @@ def _validate(config: Config) -> None:
     for i, namespace in enumerate(config.socketio.namespaces):
         if not namespace.startswith("/"):
             raise ConfigError(f"socketio.namespaces.{i}", "must start with '/'")
+    for namespace in config.socketio.profiles:
+        if namespace not in config.socketio.namespaces:
+            raise ConfigError(f"socketio.profiles.{namespace}",
+                              "not a namespace listed in socketio.namespaces")
     if not (config.socketio.path.startswith("/") and config.socketio.path.endswith("/")):
         raise ConfigError("socketio.path", "must start and end with '/'")
     if config.heartbeat.interval <= 0:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .app import App
     from .events import EventSpec
+    from .profiles import Profile
     from .session import Session
 
 PROJECT = "switchboard"
@@ -58,6 +59,16 @@ def switchboard_events() -> Iterable[EventSpec]:
     ``switchboard plugins``. Build them with :func:`switchboard.core.incoming`
     and :func:`switchboard.core.outgoing`. Two plugins declaring the same
     incoming event is a start-up error.
+    """
+
+
+@hookspec
+def switchboard_profiles() -> Iterable[Profile]:
+    """Return compatibility profiles (see :mod:`switchboard.core.profiles`).
+
+    A deployment binds a profile by name to a Socket.IO namespace
+    (``socketio.profiles``) or to the plain WebSocket path
+    (``server.ws_profile``), so an existing frontend keeps its event names.
     """
 
 

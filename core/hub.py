@@ -75,8 +75,9 @@ class Hub:
             if frame is None:
                 frame = frames[codec] = codec.encode_event(publication.event, publication.data,
                                                            offset)
-            session.transport.send(frame)
-            count += 1
+            if frame:
+                session.transport.send(frame)
+                count += 1
         self.metrics.deliveries.inc(count)
         return count
 

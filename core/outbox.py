@@ -5,6 +5,9 @@ everything queued at once and writes it with a single ``send_all`` (write
 coalescing: one syscall for many frames). The queue is bounded in bytes: a
 ``put`` that would pass the bound is refused, and the caller treats the peer as
 a slow consumer.
+
+There is one reader (the writer task), so a waiting ``take`` is the task itself,
+woken directly: no parking lot per connection.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import trio
 
 
 class Outbox:
-    __slots__ = ("_frames", "_lot", "_size", "closed", "limit")
+    __slots__ = ("_frames", "_size", "_waiter", "closed", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.closed = False
         self._frames: list[bytes] = []
         self._size = 0
-        self._lot = trio.lowlevel.ParkingLot()
+        self._waiter: trio.lowlevel.Task | None = None
 
     @property
     def size(self) -> int:
@@ -36,8 +39,8 @@ class Outbox:
             return False
         self._frames.append(frame)
         self._size = size
-        if self._lot:
-            self._lot.unpark_all()
+        if self._waiter is not None:
+            self._wake()
         return True
 
     def put_last(self, frame: bytes) -> None:
@@ -45,15 +48,18 @@ class Outbox:
         self._frames = [frame]
         self._size = len(frame)
         self.closed = True
-        if self._lot:
-            self._lot.unpark_all()
+        if self._waiter is not None:
+            self._wake()
 
     async def take(self) -> bytes:
         """Wait for queued frames and return all of them joined."""
         while not self._frames:
             if self.closed:
                 return b""
-            await self._lot.park()
+            if self._waiter is not None:
+                raise trio.BusyResourceError("another task is already taking from this outbox")
+            self._waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
         frames = self._frames
         self._frames = []
         self._size = 0
@@ -62,5 +68,14 @@ class Outbox:
     def finish(self) -> None:
         """Accept nothing more; a waiting ``take`` returns what is left, then ``b""``."""
         self.closed = True
-        if self._lot:
-            self._lot.unpark_all()
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        task, self._waiter = self._waiter, None
+        assert task is not None
+        trio.lowlevel.reschedule(task)
+
+    def _abort(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from . import hookspec
 from .config import Config, ConfigError
 from .events import EventSpec
+from .profiles import Profile
 from .structure import first_error, make_converter
 
 ENTRY_POINT_GROUP = "switchboard.plugins"
@@ -71,6 +72,7 @@ class Plugins:
         self.hook = self.pm.hook
         self.settings = self._structure_settings(config)
         self.events = self._collect_events()
+        self.profiles = self._collect_profiles(config)
 
     def name_of(self, plugin: object) -> str:
         name = self.pm.get_name(plugin)
@@ -116,6 +118,23 @@ class Plugins:
                                       f"{events[key].plugin!r}")
                 events.setdefault(key, spec)
         return events
+
+    def _collect_profiles(self, config: Config) -> dict[str, Profile]:
+        profiles: dict[str, Profile] = {}
+        for name, declared in self.results_by_plugin("switchboard_profiles"):
+            for profile in declared or ():
+                if profile.name in profiles:
+                    raise ConfigError(f"plugins.{name}",
+                                      f"profile {profile.name!r} is declared twice")
+                profiles[profile.name] = profile
+        wanted = {f"socketio.profiles.{ns}": p for ns, p in config.socketio.profiles.items()}
+        if config.server.ws_profile:
+            wanted["server.ws_profile"] = config.server.ws_profile
+        for key, profile_name in wanted.items():
+            if profile_name not in profiles:
+                known = ", ".join(sorted(profiles)) or "none"
+                raise ConfigError(key, f"no profile {profile_name!r} (available: {known})")
+        return profiles
 
     def incoming(self) -> dict[str, EventSpec]:
         return {s.name: s for s in self.events.values() if s.direction == "in"}

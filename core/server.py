@@ -27,7 +27,7 @@ from .pluginmanager import Plugins, call_async
 from .store import Store
 from .transport.engineio import EngineIOServer
 from .transport.front import Handler, PrefixedStream, RequestHead, route
-from .transport.ws import WebSocketConnection, serve_websocket
+from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
 
 log = logging.getLogger("switchboard")
 
@@ -55,6 +55,8 @@ class Server:
         self._lifespan_state: dict[str, Any] = {}
         self._hyper_context = WorkerContext(None)
         self._ws_connections: set[WebSocketConnection] = set()
+        ws_profile = config.server.ws_profile
+        self._ws_codec = EnvelopeCodec(self.plugins.profiles[ws_profile] if ws_profile else None)
         self._ws_paths: dict[str, Handler] = {config.server.ws_path: self._serve_ws}
         if self.engineio is not None:
             self._ws_paths[config.socketio.path] = self._serve_engineio
@@ -179,7 +181,8 @@ class Server:
             await stream.aclose()
             return
         try:
-            await serve_websocket(self.app, stream, head.raw, self._ws_connections)
+            await serve_websocket(self.app, stream, head.raw, self._ws_connections,
+                                  self._ws_codec)
         finally:
             self._connection_closed.set()
 

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from .auth import Identity
 from .errors import CloseCode
+from .profiles import Profile
 from .ratelimit import TokenBucket, ViolationCounter
 
 
@@ -31,7 +32,12 @@ class Codec(Protocol):
     """
 
     def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
-        """Wire bytes of one event; ``offset`` is its recovery offset, if any."""
+        """Wire bytes of one canonical event, translated by the codec's profile
+        (empty when the profile drops it); ``offset`` is its recovery offset."""
+        ...
+
+    def encode_raw(self, event: str, data: Any) -> bytes:
+        """Wire bytes of one event exactly as named (no profile translation)."""
         ...
 
 
@@ -47,6 +53,7 @@ class Session:
         "event_buckets",
         "id",
         "identity",
+        "profile",
         "rate_bucket",
         "rooms",
         "state",
@@ -56,7 +63,8 @@ class Session:
 
     def __init__(self, identity: Identity, transport: Transport, codec: Codec, *,
                  connected_at: float, rate_bucket: TokenBucket,
-                 violations: ViolationCounter, session_id: str | None = None) -> None:
+                 violations: ViolationCounter, session_id: str | None = None,
+                 profile: Profile | None = None) -> None:
         self.id = session_id or new_session_id()
         self.identity = identity
         self.transport = transport
@@ -70,6 +78,8 @@ class Session:
         self.rate_bucket = rate_bucket
         self.event_buckets: dict[str, TokenBucket] = {}
         self.violations = violations
+        #: The compatibility profile of the endpoint this client came through.
+        self.profile = profile
 
     @property
     def user_id(self) -> str:
@@ -83,10 +93,14 @@ class Session:
     def role(self) -> str:
         return self.identity.role
 
-    def emit(self, event: str, data: Any) -> None:
-        """Send one event to this session only."""
+    def emit(self, event: str, data: Any, *, raw: bool = False) -> None:
+        """Send one canonical event to this session only (``raw``: send it as
+        named, without the profile's translation)."""
         if not self.closed:
-            self.transport.send(self.codec.encode_event(event, data))
+            frame = (self.codec.encode_raw(event, data) if raw
+                     else self.codec.encode_event(event, data))
+            if frame:
+                self.transport.send(frame)
 
     async def call(self, event: str, data: Any, *, timeout: float = 10.0) -> Any:
         """Send one event and wait for the client's answer (its ack).

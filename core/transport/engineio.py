@@ -29,6 +29,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
+from ..profiles import Profile
 from ..protocol import engineio as eio
 from ..protocol import socketio as sio
 from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
@@ -52,13 +53,22 @@ _RECOVERABLE = {"transport_close", "transport_error", "heartbeat_timeout", "shut
 class SioCodec:
     """Encodes events of one namespace for one Engine.IO transport kind."""
 
-    __slots__ = ("namespace", "websocket")
+    __slots__ = ("namespace", "profile", "websocket")
 
-    def __init__(self, namespace: str, websocket: bool) -> None:
+    def __init__(self, namespace: str, websocket: bool, profile: Profile | None = None) -> None:
         self.namespace = namespace
         self.websocket = websocket
+        self.profile = profile
 
     def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
+        if self.profile is not None:
+            translated = self.profile.translate_out(event, data)
+            if translated is None:
+                return b""
+            event, data = translated
+        return self.encode_raw(event, data, offset)
+
+    def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         if sio.has_binary(data):
             args = [event, data] if offset is None else [event, data, offset]
             return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
@@ -292,7 +302,8 @@ class EngineSocket:
                     saved, missed = candidate, replay
         transport = NamespaceTransport(self, namespace)
         session = self.app.new_session(identity, transport, self._codec(namespace),
-                                       session_id=saved.session_id if saved else None)
+                                       session_id=saved.session_id if saved else None,
+                                       profile=self.server.config.profiles.get(namespace, ""))
         self.sessions[namespace] = session
         answer: dict[str, Any] = {"sid": session.id}
         if recovery is not None:
@@ -471,7 +482,7 @@ class EngineSocket:
     def _switch_to(self, channel: WsChannel) -> None:
         """Move pending polling records to the WebSocket and switch the codecs."""
         for record in eio.SEPARATOR.encode().join(self._records).split(eio.SEPARATOR.encode()):
-            if record == b"6":
+            if record in (b"", b"6"):  # nothing queued splits into one empty record
                 continue
             if record.startswith(b"b"):
                 channel.send_binary(base64.b64decode(record[1:]))
@@ -505,7 +516,9 @@ class EngineIOServer:
         key = (namespace, websocket)
         codec = self._codecs.get(key)
         if codec is None:
-            codec = self._codecs[key] = SioCodec(namespace, websocket)
+            profile_name = self.config.profiles.get(namespace)
+            profile = self.app.plugins.profiles[profile_name] if profile_name else None
+            codec = self._codecs[key] = SioCodec(namespace, websocket, profile)
         return codec
 
     def _open_packet(self, sid: str, upgrades: list[str]) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -34,6 +35,7 @@ from wsproto.utilities import RemoteProtocolError
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
 from ..outbox import Outbox
+from ..profiles import Profile
 from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, close_frame, encode_frame, ping_frame, text_frame
 from ..session import Session
@@ -51,11 +53,21 @@ CLOSE_WAIT = 2.0
 class EnvelopeCodec:
     """Encodes server events as WebSocket text frames of JSON envelopes."""
 
+    __slots__ = ("profile",)
+
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.profile = profile
+
     def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
+        if self.profile is not None:
+            translated = self.profile.translate_out(event, data)
+            if translated is None:
+                return b""
+            event, data = translated
         return text_frame(envelope.encode_event(event, data))
 
-
-CODEC = EnvelopeCodec()
+    def encode_raw(self, event: str, data: Any) -> bytes:
+        return text_frame(envelope.encode_event(event, data))
 
 
 def bearer_token(headers: list[tuple[bytes, bytes]], target: str) -> str | None:
@@ -89,7 +101,7 @@ class WebSocketConnection:
 
     protocol = "ws"
 
-    def __init__(self, app: App, stream: trio.abc.Stream, ws: WSConnection) -> None:
+    def __init__(self, app: App, stream: trio.abc.Stream, ws: Connection) -> None:
         self.app = app
         self.stream = stream
         self.ws = ws
@@ -181,6 +193,7 @@ class WebSocketConnection:
             with self._write_scope:
                 while data := await self.outbox.take():
                     await self.stream.send_all(data)
+                    del data  # do not keep the last write (a whole burst) while idle
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.close_reason = self.close_reason or "client"
         else:
@@ -313,7 +326,7 @@ _REASONS = {
 
 
 async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
-                          connections: set[WebSocketConnection]) -> None:
+                          connections: set[WebSocketConnection], codec: EnvelopeCodec) -> None:
     """Finish the handshake of an upgrade request whose bytes are ``head``."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
@@ -342,8 +355,12 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
         return
     if not await send_quietly(stream, ws.send(AcceptConnection())):
         return
-    connection = WebSocketConnection(app, stream, ws)
-    session = app.new_session(identity, connection, CODEC)
+    # Keep only wsproto's frame-level connection: the handshake's state (an h11
+    # connection, the request and its headers) would stay alive with the socket.
+    assert ws.connection is not None
+    connection = WebSocketConnection(app, stream, ws.connection)
+    del ws, request
+    session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile)
     connections.add(connection)
     try:
         await connection.run(session)
@@ -362,4 +379,4 @@ async def send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:
     return True
 
 
-__all__ = ["CODEC", "OP_PING", "WebSocketConnection", "serve_websocket"]
+__all__ = ["OP_PING", "EnvelopeCodec", "WebSocketConnection", "serve_websocket"]

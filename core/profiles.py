@@ -1,0 +1,69 @@
+"""Compatibility profiles: an existing frontend's event names and payloads.
+
+Plugins speak canonical names (``conversation:join``, ``typing:update``,
+``message:new``...). The seed systems' frontends speak their own
+(``join_conversation``, ``user_typing``, ``chat:new_message``...). A profile,
+bound in config to a Socket.IO namespace or to the plain WebSocket path,
+translates at the edge, per session:
+
+- inbound: a frontend event becomes a canonical event with a canonical
+  payload; its result (or error) becomes the events and ack that frontend
+  expects (``joined_conversation``, ``error {message}``...);
+- outbound: a canonical event becomes the frontend's name and shape, or is
+  dropped;
+- on connect: the greeting the frontend waits for (``connected``...).
+
+Profiles are declared by plugins (``switchboard_profiles``) like everything
+else; the first-party ones are in ``switchboard.plugins.compat``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .errors import ClientError
+
+if TYPE_CHECKING:
+    from .session import Session
+
+#: Events (name, data) to send to the client, in the frontend's vocabulary.
+Replies = list[tuple[str, Any]]
+
+
+def _same(data: Any) -> Any:
+    return data
+
+
+@attrs.frozen
+class Inbound:
+    """How one frontend event maps onto the canonical API."""
+
+    #: Canonical event to dispatch; ``None`` answers with ``on_result`` alone.
+    event: str | None
+    #: Frontend payload -> canonical payload (may raise ``ClientError``).
+    payload: Callable[[Any], Any] = _same
+    #: (session, frontend payload, canonical result) -> events for the client.
+    on_result: Callable[[Session, Any, Any], Replies] | None = None
+    #: (session, frontend payload, error) -> events for the client. When set,
+    #: the error is answered only by these events.
+    on_error: Callable[[Session, Any, ClientError], Replies] | None = None
+    #: Canonical result -> the frontend's ack value.
+    ack: Callable[[Any], Any] = _same
+
+
+@attrs.frozen
+class Profile:
+    name: str
+    inbound: Mapping[str, Inbound] = attrs.Factory(dict)
+    #: Canonical event -> (frontend event, data), or ``None`` to drop it.
+    outbound: Mapping[str, Callable[[Any], tuple[str, Any] | None]] = attrs.Factory(dict)
+    #: Events greeting a new session (after it is connected and in its rooms).
+    on_connect: Callable[[Session], Replies] | None = None
+    doc: str = ""
+
+    def translate_out(self, event: str, data: Any) -> tuple[str, Any] | None:
+        rule = self.outbound.get(event)
+        return (event, data) if rule is None else rule(data)
