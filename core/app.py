@@ -179,11 +179,17 @@ class App:
         rule = profile.inbound.get(name) if profile is not None else None
         if rule is None:
             return await self._dispatch(session, name, data)
-        self._check_rate(session, name)
         try:
+            if rule.handler is not None or rule.event is None:
+                self._check_rate(session, name)
             payload = rule.payload(data)
-            result = None if rule.event is None else await self._dispatch(session, rule.event,
-                                                                          payload)
+            if rule.handler is not None:
+                result = await rule.handler(self, session, payload)
+            elif rule.event is None:
+                result = None
+            else:
+                event = rule.event if isinstance(rule.event, str) else rule.event(data)
+                result = await self._dispatch(session, event, payload)
         except ClientError as exc:
             if rule.on_error is None:
                 raise

@@ -19,7 +19,7 @@ else; the first-party ones are in ``switchboard.plugins.compat``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -27,6 +27,7 @@ import attrs
 from .errors import ClientError
 
 if TYPE_CHECKING:
+    from .app import App
     from .session import Session
 
 #: Events (name, data) to send to the client, in the frontend's vocabulary.
@@ -41,10 +42,14 @@ def _same(data: Any) -> Any:
 class Inbound:
     """How one frontend event maps onto the canonical API."""
 
-    #: Canonical event to dispatch; ``None`` answers with ``on_result`` alone.
-    event: str | None
+    #: Canonical event to dispatch, or a function of the frontend payload that
+    #: names it; ``None`` answers with ``handler`` and ``on_result`` alone.
+    event: str | Callable[[Any], str] | None
     #: Frontend payload -> canonical payload (may raise ``ClientError``).
     payload: Callable[[Any], Any] = _same
+    #: Instead of one canonical event: ``await handler(app, session, payload)``
+    #: (for a frontend event that means several canonical actions).
+    handler: Callable[[App, Session, Any], Awaitable[Any]] | None = None
     #: (session, frontend payload, canonical result) -> events for the client.
     on_result: Callable[[Session, Any, Any], Replies] | None = None
     #: (session, frontend payload, error) -> events for the client. When set,

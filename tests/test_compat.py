@@ -1,0 +1,145 @@
+"""Compatibility profiles: the seed frontends' event names over the canonical plugins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from switchboard.core.config import Config
+from switchboard.testing import Harness, TestClient, make_config
+
+
+async def create_conversation(switchboard: Harness, conv_id: str,
+                              participants: tuple[str, ...] = ("carl", "ann")) -> None:
+    response = await switchboard.http().post(
+        "/api/v1/conversations", headers=switchboard.api_headers(),
+        json={"tenant": "t1", "id": conv_id,
+              "participants": [{"userId": p} for p in participants]})
+    assert response.status_code == 201
+
+
+async def post_message(switchboard: Harness, conv_id: str, sender: str, body: str,
+                       role: str = "customer") -> dict[str, Any]:
+    response = await switchboard.http().post(
+        f"/api/v1/conversations/{conv_id}/messages", headers=switchboard.api_headers(),
+        json={"tenant": "t1", "senderId": sender, "senderRole": role, "type": "text",
+              "content": {"text": body}})
+    assert response.status_code == 201
+    message: dict[str, Any] = await response.get_json()
+    return message
+
+
+class TestPyTake:
+    @pytest.fixture
+    def switchboard_config(self) -> Config:
+        return make_config({"server": {"ws_profile": "pytake"}})
+
+    async def pytake(self, switchboard: Harness, user: str, role: str = "agent") -> TestClient:
+        client = await switchboard.connect(user=user, role=role)
+        assert await client.expect("connected") == {
+            "message": "Connected to PyTake WebSocket", "user_id": user}
+        return client
+
+    async def test_join_conversation_is_answered_joined_conversation(
+            self, switchboard: Harness) -> None:
+        await create_conversation(switchboard, "c-1")
+        client = await self.pytake(switchboard, "ann")
+        await client.emit("join_conversation", {"conversation_id": "c-1"})
+        assert await client.expect("joined_conversation") == {
+            "conversation_id": "c-1", "message": "Joined conversation c-1"}
+        await client.emit("leave_conversation", {"conversation_id": "c-1"})
+        assert await client.expect("left_conversation") == {"conversation_id": "c-1"}
+
+    async def test_errors_are_error_events_with_a_message(self, switchboard: Harness) -> None:
+        client = await self.pytake(switchboard, "ann")
+        await client.emit("join_conversation", {})
+        assert (await client.expect("error"))["message"] == "conversation_id required"
+        await client.emit("join_conversation", {"conversation_id": "nope"})
+        assert "nope" in (await client.expect("error"))["message"]
+
+    async def test_typing_is_broadcast_as_user_typing(self, switchboard: Harness) -> None:
+        await create_conversation(switchboard, "c-1")
+        ann = await self.pytake(switchboard, "ann")
+        carl = await self.pytake(switchboard, "carl", role="customer")
+        for client in (ann, carl):
+            await client.emit("join_conversation", {"conversation_id": "c-1"})
+            await client.expect("joined_conversation")
+        await carl.emit("typing_start", {"conversation_id": "c-1"})
+        assert await ann.expect("user_typing") == {
+            "conversation_id": "c-1", "user_id": "carl", "typing": True}
+        await carl.emit("typing_stop", {"conversation_id": "c-1"})
+        assert (await ann.expect("user_typing"))["typing"] is False
+
+    async def test_new_messages_and_status_arrive_in_pytake_shape(
+            self, switchboard: Harness) -> None:
+        await create_conversation(switchboard, "c-1")
+        ann = await self.pytake(switchboard, "ann")
+        await ann.emit("join_conversation", {"conversation_id": "c-1"})
+        await ann.expect("joined_conversation")
+        stored = await post_message(switchboard, "c-1", "carl", "olá")
+        message = await ann.expect("message:new")
+        assert message["id"] == str(stored["id"])
+        assert message["conversation_id"] == "c-1"
+        assert message["direction"] == "inbound" and message["sender_type"] == "contact"
+        assert message["message_type"] == "text" and message["content"] == {"text": "olá"}
+        assert message["status"] == "sent" and message["created_at"].endswith("+00:00")
+        await ann.request("message:read", {"conversationId": "c-1", "messageId": stored["id"]})
+        status = await ann.expect("message:status")
+        assert status["message_id"] == str(stored["id"]) and status["status"] == "read"
+
+
+class TestNextCRM:
+    @pytest.fixture
+    def switchboard_config(self) -> Config:
+        return make_config({"server": {"ws_profile": "nextcrm"}})
+
+    async def test_lead_chat_round_trip(self, switchboard: Harness) -> None:
+        await create_conversation(switchboard, "123", participants=("consultant-1",))
+        consultant = await switchboard.connect(user="consultant-1", role="agent")
+        manager = await switchboard.connect(user="manager-1", role="agent")
+        for client in (consultant, manager):
+            await client.request("lead:join", "123")
+        assert "conversation:123" in {
+            room for s in switchboard.server.hub.sessions.values() for room in s.rooms}
+        ack = await consultant.request("chat:message",
+                                       {"leadId": "123", "message": "Olá!",
+                                        "sender": "consultant-1"})
+        assert ack["content"] == {"text": "Olá!"}
+        message = await manager.expect("chat:new_message")
+        assert message["leadId"] == "123" and message["message"] == "Olá!"
+        assert message["sender"] == "consultant-1"
+
+    async def test_typing_and_notifications_keep_their_names(self, switchboard: Harness) -> None:
+        await create_conversation(switchboard, "123", participants=("consultant-1",))
+        consultant = await switchboard.connect(user="consultant-1", role="agent")
+        manager = await switchboard.connect(user="manager-1", role="agent")
+        for client in (consultant, manager):
+            await client.request("lead:join", "123")
+        await consultant.emit("chat:typing",
+                              {"leadId": "123", "userId": "consultant-1", "isTyping": True})
+        assert await manager.expect("chat:user_typing") == {
+            "leadId": "123", "userId": "consultant-1", "isTyping": True}
+        response = await switchboard.http().post(
+            "/api/v1/notifications", headers=switchboard.api_headers(),
+            json={"tenant": "t1", "user": "manager-1", "title": "Novo Lead",
+                  "message": "Lead qualificado aguardando", "type": "info",
+                  "link": "/crm/lead/456"})
+        assert response.status_code == 201
+        notification = await manager.expect("notification:new")
+        assert notification["title"] == "Novo Lead" and notification["link"] == "/crm/lead/456"
+
+    async def test_authenticate_must_match_the_token(self, switchboard: Harness) -> None:
+        client = await switchboard.connect(user="consultant-1", role="agent")
+        await client.emit("authenticate", {"userId": "consultant-1", "role": "consultant"})
+        assert (await client.expect("authenticated"))["userId"] == "consultant-1"
+        await client.emit("authenticate", {"userId": "someone-else", "role": "admin"})
+        assert (await client.expect("error"))["message"] == "userId does not match the token"
+
+
+async def test_an_unknown_profile_in_config_names_the_key() -> None:
+    from switchboard.core.config import ConfigError
+    from switchboard.core.server import Server
+
+    with pytest.raises(ConfigError) as error:
+        Server(make_config({"server": {"ws_profile": "nope"}}))
+    assert error.value.key == "server.ws_profile"
