@@ -1,0 +1,593 @@
+"""Switchboard benchmark: fan-out, connection rate, idle memory, latency, and
+the transport design comparison, over real loopback sockets.
+
+    python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
+        [--rate 1000] [--secs 10] [--only fanout,connect,idle,latency,designs]
+
+Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
+a generated config in a temporary directory); the load clients are the Node.js
+scripts beside this file (``npm install`` is run here if ``node_modules`` is
+missing). Prints a markdown table; see README.md for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import secrets
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jwt
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+TENANT = "bench"
+API_KEY = "bench-" + secrets.token_hex(16)
+SECRET = secrets.token_hex(32)
+SECTIONS = ("fanout", "connect", "idle", "latency", "designs")
+DESIGNS = (
+    ("quart-trio route + hypercorn", ["quart_route.py"]),
+    ("raw Trio, one send_all per frame", ["raw_trio.py"]),
+    ("raw Trio, coalesced writes", ["raw_trio.py", "--coalesce"]),
+)
+TARGET_FANOUT = 500_000
+TARGET_IDLE_KIB = 20.0
+TARGET_P99_MS = 10.0
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- environment --------------------------------------------------------------
+
+
+def raise_open_files(wanted: int = 65536) -> int:
+    """Raise this process's (and so the children's) open-files limit; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def ensure_node_modules() -> None:
+    if (HERE / "node_modules" / "ws").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BenchError("npm is needed to install the load clients' dependencies")
+    log("installing the load clients' dependencies (npm install)")
+    subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=HERE, check=True,
+                   timeout=300)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+def http_json(url: str, *, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            http_json(url, timeout=1.0)
+            return
+        except (OSError, urllib.error.URLError, ValueError):
+            time.sleep(0.1)
+    raise BenchError(f"no answer from {url} within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# -- servers ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Target:
+    name: str
+    port: int
+    pid: int
+    switchboard: bool
+
+    @property
+    def ws_url(self) -> str:
+        suffix = "?token={token}" if self.switchboard else ""
+        return f"ws://{HOST}:{self.port}/ws{suffix}"
+
+    @property
+    def http(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def installed_plugins() -> list[str]:
+    return sorted({ep.name for ep in entry_points(group="switchboard.plugins")})
+
+
+def plugin_sections(enabled: str) -> str:
+    """``[plugins.NAME] enabled = false`` for every installed plugin not in ``enabled``."""
+    if enabled == "all":
+        return ""
+    keep = {name.strip() for name in enabled.split(",")}
+    return "".join(f"\n[plugins.{name}]\nenabled = false\n"
+                   for name in installed_plugins() if name not in keep)
+
+
+def switchboard_config(tmp: Path, port: int, plugins: str) -> str:
+    return f"""\
+mode = "development"
+data_dir = {json.dumps(str(tmp))}
+
+[server]
+host = "{HOST}"
+port = {port}
+
+[heartbeat]
+interval = 3600.0
+timeout = 600.0
+
+[auth]
+secret = "{SECRET}"
+
+[[api_keys]]
+key = "{API_KEY}"
+tenant = "*"
+name = "bench"
+
+[rooms]
+public_patterns = ["bench:*"]
+
+[limits]
+connection = {{ rate = 100000.0, burst = 100000.0 }}
+user = {{ rate = 100000.0, burst = 100000.0 }}
+
+[store]
+url = {json.dumps(f"sqlite:///{tmp / 'bench.db'}")}
+
+[log]
+level = "warning"
+{plugin_sections(plugins)}"""
+
+
+@contextlib.contextmanager
+def run_switchboard(tmp: Path, plugins: str) -> Iterator[Target]:
+    port = free_port()
+    config = tmp / f"switchboard-{port}.toml"
+    config.write_text(switchboard_config(tmp, port, plugins))
+    logfile = (tmp / f"switchboard-{port}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switchboard.core.cli", "serve", "--config", str(config)],
+        stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://{HOST}:{port}/health", proc)
+        yield Target("Switchboard", port, proc.pid, switchboard=True)
+    finally:
+        stop(proc)
+        logfile.close()
+        tail = (tmp / f"switchboard-{port}.log").read_text(errors="replace").strip()
+        if tail:
+            log("server log (last lines):\n  " + "\n  ".join(tail.splitlines()[-8:]))
+
+
+@contextlib.contextmanager
+def run_design(tmp: Path, name: str, argv: Sequence[str]) -> Iterator[Target]:
+    port = free_port()
+    logfile = (tmp / f"design-{port}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "designs" / argv[0]), str(port), *argv[1:]],
+        stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://{HOST}:{port}/blast/0", proc)
+        yield Target(name, port, proc.pid, switchboard=False)
+    finally:
+        stop(proc)
+        logfile.close()
+
+
+def wait_idle(target: Target, timeout: float = 20.0) -> None:
+    """Wait until the server has dropped the previous run's connections."""
+    if not target.switchboard:
+        time.sleep(1.0)
+        return
+    deadline = time.monotonic() + timeout
+    url = f"{target.http}/api/v1/stats"
+    while time.monotonic() < deadline:
+        stats = http_json(url, headers={"Authorization": f"Bearer {API_KEY}"})
+        if stats["connections"] == 0:
+            return
+        time.sleep(0.1)
+    raise BenchError(f"connections still open after {timeout} s")
+
+
+def write_tokens(tmp: Path, count: int) -> Path:
+    """One HS256 token per client (distinct users of tenant ``bench``)."""
+    exp = int(time.time()) + 6 * 3600
+    path = tmp / "tokens.txt"
+    path.write_text("\n".join(
+        jwt.encode({"sub": f"u{i}", "tenant_id": TENANT, "role": "customer", "exp": exp},
+                   SECRET, algorithm="HS256")
+        for i in range(count)) + "\n")
+    return path
+
+
+# -- load clients -------------------------------------------------------------
+
+
+class Node:
+    def __init__(self, open_files: int) -> None:
+        node = shutil.which("node")
+        if node is None:
+            raise BenchError("node (Node.js 18+) is needed for the load clients")
+        self.node = node
+        self.open_files = open_files
+
+    def argv(self, script: str, args: Sequence[str]) -> list[str]:
+        return ["bash", "-c", f'ulimit -n {self.open_files}; exec "$0" "$@"',
+                self.node, str(HERE / script), *args]
+
+    def run(self, script: str, args: Sequence[str], timeout: float) -> dict[str, Any]:
+        """Run a client script; return its JSON result line."""
+        try:
+            done = subprocess.run(self.argv(script, args), capture_output=True, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"{script} did not finish within {timeout} s") from None
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            raise BenchError(f"{script} failed ({done.returncode}): {done.stderr.strip()[-600:]}")
+        result: dict[str, Any] = json.loads(lines[-1])
+        if not result.get("ok"):
+            log(f"{script} reported a failed run: {lines[-1]}")
+        return result
+
+    @contextlib.contextmanager
+    def hold(self, url: str, n: int, tokens: Path | None,
+             timeout: float = 300.0) -> Iterator[subprocess.Popen[str]]:
+        args = [url, str(n)] + (["--tokens", str(tokens), "--session"] if tokens else [])
+        proc = subprocess.Popen(self.argv("hold.mjs", args), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                deadline = time.monotonic() + timeout
+                line = ""
+                while not line.startswith("ready"):
+                    if time.monotonic() > deadline or not sel.select(deadline - time.monotonic()):
+                        raise BenchError(f"hold.mjs: {n} connections not open within {timeout} s")
+                    line = proc.stdout.readline()
+                    if not line:
+                        err = proc.stderr.read() if proc.stderr else ""
+                        raise BenchError(f"hold.mjs exited: {err.strip()[-600:]}")
+            yield proc
+        finally:
+            if proc.stdin:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+# -- measurements -------------------------------------------------------------
+
+
+@attrs.define
+class Row:
+    measurement: str
+    server: str
+    load: str
+    result: str
+    target: str = ""
+
+
+def fanout_once(node: Node, target: Target, clients: int, messages: int, tokens: Path,
+                procs: int) -> dict[str, Any]:
+    if target.switchboard:
+        args = ["--tokens", str(tokens), "--session", "--join", "bench:all",
+                "--api-key", API_KEY, "--tenant", TENANT, "--room", "bench:all",
+                target.ws_url, f"{target.http}/api/v1/emit"]
+    else:
+        args = [target.ws_url, f"{target.http}/blast/{{M}}"]
+    result = node.run("fanout-ws.mjs", [
+        "--clients", str(clients), "--messages", str(messages), "--procs", str(procs),
+        "--timeout", "150", "--server-pid", str(target.pid), *args], timeout=300)
+    wait_idle(target)
+    return result
+
+
+@attrs.frozen
+class Series:
+    rates: list[float]
+    #: Server CPU microseconds per delivery, per run (None where unknown).
+    cpu_us: list[float]
+
+    @property
+    def best(self) -> float:
+        return max(self.rates)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+    def describe(self) -> str:
+        text = summary(self.rates, "/s")
+        if self.cpu_us:
+            us = statistics.median(self.cpu_us)
+            text += (f"; server CPU {us:.2f} us/delivery (median), i.e. "
+                     f"{1e6 / us:,.0f} deliveries per CPU-second" if us > 0 else "")
+        return text
+
+
+def fanout_series(node: Node, target: Target, a: argparse.Namespace, tokens: Path,
+                  repeats: int) -> Series:
+    rates: list[float] = []
+    cpu_us: list[float] = []
+    for i in range(repeats):
+        result = fanout_once(node, target, a.clients, a.messages, tokens, a.procs)
+        rate = float(result["deliveries_per_s"]) if result.get("ok") else 0.0
+        us = result.get("server_cpu_us_per_delivery")
+        log(f"fan-out {target.name} run {i + 1}/{repeats}: {rate:,.0f} deliveries/s "
+            f"({result.get('seconds')} s, server CPU {result.get('server_cpu_s')} s)")
+        rates.append(rate)
+        if result.get("ok") and us is not None:
+            cpu_us.append(float(us))
+    return Series(rates, cpu_us)
+
+
+def summary(rates: list[float], unit: str) -> str:
+    if len(rates) == 1:
+        return f"{rates[0]:,.0f} {unit}"
+    runs = ", ".join(f"{r:,.0f}" for r in rates)
+    return (f"best {max(rates):,.0f} / median {statistics.median(rates):,.0f} {unit} "
+            f"(runs: {runs})")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def fanout_load(a: argparse.Namespace, rooms: str = "") -> str:
+    return (f"{a.clients} clients{rooms}, {a.messages} msgs of 100 B each "
+            f"({a.clients * a.messages:,} deliveries); clients in {a.procs} Node processes")
+
+
+def bench_fanout(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    with run_switchboard(tmp, a.plugins) as target:
+        series = fanout_series(node, target, a, tokens, a.repeats)
+    return [Row("fan-out: deliveries/s, trigger to last delivery", "Switchboard",
+                fanout_load(a, " in 1 room") + "; one emit request carries all msgs",
+                series.describe(),
+                f">= {TARGET_FANOUT:,}/s: best {verdict(series.best >= TARGET_FANOUT)}, "
+                f"median {verdict(series.median >= TARGET_FANOUT)}")]
+
+
+def bench_connect(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    rates = []
+    with run_switchboard(tmp, a.plugins) as target:
+        for i in range(a.repeats):
+            result = node.run("connect-rate.mjs", [
+                "--clients", str(a.clients), "--concurrency", str(a.concurrency),
+                "--tokens", str(tokens), "--session", "--timeout", "120", target.ws_url],
+                timeout=200)
+            rate = float(result["connections_per_s"]) if result.get("ok") else 0.0
+            log(f"connect run {i + 1}/{a.repeats}: {rate:,.0f} connections/s")
+            rates.append(rate)
+            wait_idle(target)
+    return [Row("connections accepted/s, to session frame", "Switchboard",
+                f"{a.clients} clients, {a.concurrency} handshakes in flight",
+                summary(rates, "/s"))]
+
+
+def bench_idle(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    with run_switchboard(tmp, a.plugins) as target:
+        # Warm up (lazy imports, first-use caches) so they do not count per connection.
+        node.run("connect-rate.mjs", ["--clients", "50", "--tokens", str(tokens), "--session",
+                                      target.ws_url], timeout=60)
+        wait_idle(target)
+        time.sleep(1.0)
+        before = rss_kib(target.pid)
+        with node.hold(target.ws_url, a.idle, tokens):
+            time.sleep(a.settle)
+            after = rss_kib(target.pid)
+            stats = http_json(f"{target.http}/api/v1/stats",
+                              headers={"Authorization": f"Bearer {API_KEY}"})
+        if stats["connections"] != a.idle:
+            raise BenchError(f"server holds {stats['connections']} connections, not {a.idle}")
+    per_conn = (after - before) / a.idle
+    log(f"idle: RSS {before} KiB -> {after} KiB for {a.idle} connections")
+    return [Row("memory per idle connection (server RSS delta / N)", "Switchboard",
+                f"{a.idle:,} idle clients (session frame received, no rooms joined)",
+                f"{per_conn:.2f} KiB (RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB)",
+                f"<= {TARGET_IDLE_KIB:g} KiB: {verdict(per_conn <= TARGET_IDLE_KIB)}")]
+
+
+def latency_row(result: dict[str, Any], a: argparse.Namespace, how: str,
+                judged: bool) -> Row:
+    rooms = -(-a.clients // 10)
+    p99 = float(result.get("p99_ms") or "nan")
+    ok = bool(result.get("ok")) and p99 < TARGET_P99_MS
+    busy = result.get("server_cpu_busy")
+    return Row("emit-to-receive latency p50 / p99 / max", "Switchboard",
+               f"{a.clients} clients in {rooms} rooms of 10, {a.rate} events/s for {a.secs} s; "
+               f"{how} ({result.get('requests'):,} requests, "
+               f"{result.get('send_rate')} events/s sent)",
+               f"{result.get('p50_ms')} / {result.get('p99_ms')} / {result.get('max_ms')} ms; "
+               f"received {result.get('received'):,} of {result.get('expected'):,}"
+               + (f"; server CPU busy {busy:.0%}" if isinstance(busy, float) else ""),
+               f"p99 < {TARGET_P99_MS:g} ms: {verdict(ok)}" if judged else "(diagnostic)")
+
+
+def bench_latency(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    variants = [(0, "one POST per event", True)]
+    if a.batch_ms:
+        variants.append((a.batch_ms, f"events of each {a.batch_ms} ms in one POST", False))
+    rows = []
+    for batch_ms, how, judged in variants:
+        with run_switchboard(tmp, a.plugins) as target:
+            result = node.run("latency-ws.mjs", [
+                "--clients", str(a.clients), "--room-size", "10", "--rate", str(a.rate),
+                "--secs", str(a.secs), "--batch-ms", str(batch_ms), "--tokens", str(tokens),
+                "--tenant", TENANT, "--api-key", API_KEY, "--server-pid", str(target.pid),
+                target.ws_url, f"{target.http}/api/v1/emit"], timeout=a.secs + 240)
+        log(f"latency ({how}): {json.dumps(result)}")
+        rows.append(latency_row(result, a, how, judged))
+    return rows
+
+
+def bench_designs(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    rows = []
+    load = fanout_load(a)
+    for name, argv in DESIGNS:
+        with run_design(tmp, name, argv) as target:
+            series = fanout_series(node, target, a, tokens, a.design_repeats)
+        rows.append(Row("design comparison: fan-out deliveries/s", name, load,
+                        series.describe()))
+    with run_switchboard(tmp, a.plugins) as target:
+        series = fanout_series(node, target, a, tokens, a.design_repeats)
+    rows.append(Row("design comparison: fan-out deliveries/s",
+                    "Switchboard (front router + own frame writer, coalesced)", load,
+                    series.describe()))
+    return rows
+
+
+# -- report -------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{cpus} CPUs ({usable} usable), {platform.processor() or platform.machine()}; "
+            f"Python {platform.python_version()}, Node {node}; load average {load}")
+
+
+def table(rows: list[Row]) -> str:
+    head = ["measurement", "server", "load", "result", "target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([r.measurement, r.server, r.load, r.result,
+                                         r.target]) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=1000,
+                   help="clients for fan-out, connect rate, latency and designs")
+    p.add_argument("--messages", type=int, default=200, help="messages per fan-out")
+    p.add_argument("--idle", type=int, default=5000, help="idle connections for memory")
+    p.add_argument("--rate", type=int, default=1000, help="latency: events per second")
+    p.add_argument("--secs", type=int, default=10, help="latency: seconds of publishing")
+    p.add_argument("--repeats", type=int, default=3, help="runs of fan-out and connect")
+    p.add_argument("--design-repeats", type=int, default=1, help="runs per design server")
+    p.add_argument("--procs", type=int, default=2,
+                   help="fan-out: Node processes the clients are spread over")
+    p.add_argument("--batch-ms", type=int, default=10,
+                   help="latency: also run with the events of each window of this many ms "
+                        "in one request (0: skip)")
+    p.add_argument("--concurrency", type=int, default=200,
+                   help="connect rate: handshakes in flight")
+    p.add_argument("--settle", type=float, default=3.0,
+                   help="idle: seconds to wait before reading RSS")
+    p.add_argument("--plugins", default="rooms",
+                   help="comma-separated plugins left enabled (default: rooms, which "
+                        "room:join needs), or 'all' for the installed defaults")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to run ({','.join(SECTIONS)})")
+    p.add_argument("--json", help="also write the rows as JSON to this file")
+    a = p.parse_args(argv)
+    a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
+    unknown = set(a.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parse_args(argv)
+    open_files = raise_open_files()
+    needed = max(a.clients, a.idle) + 1000
+    if open_files < needed:
+        log(f"warning: open-files limit {open_files} is below the {needed} this run needs")
+    ensure_node_modules()
+    node = Node(open_files)
+    header = machine()
+    log(header)
+    rows: list[Row] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        tokens = write_tokens(tmp, max(a.clients, a.idle, 50))
+        steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
+                 "latency": bench_latency, "designs": bench_designs}
+        for section in a.sections:
+            log(f"--- {section}")
+            try:
+                rows += steps[section](node, tmp, a, tokens)
+            except BenchError as exc:
+                log(f"{section} failed: {exc}")
+                rows.append(Row(section, "-", "-", f"FAILED: {exc}"))
+    elapsed = time.monotonic() - started
+    print(f"Machine: {header}")
+    print("Servers and load clients share the machine's CPUs; all traffic on 127.0.0.1. "
+          f"Switchboard: one process, plugins enabled: {a.plugins}, "
+          f"log level warning. Total time {elapsed:.0f} s.\n")
+    print(table(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps([attrs.asdict(r) for r in rows], indent=2) + "\n")
+    return 1 if any(r.result.startswith("FAILED") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
