@@ -6,13 +6,27 @@
 from .app import App
 from .auth import Identity
 from .config import Config, ConfigError, Rate, load_config
-from .errors import ClientError, CloseCode
+from .errors import (
+    FORBIDDEN,
+    INVALID_PAYLOAD,
+    INVALID_ROOM,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    ClientError,
+    CloseCode,
+)
 from .events import EventSpec, incoming, outgoing
 from .hookspec import hookimpl
 from .rooms import agents_room, tenant_room, user_room
 from .session import Session
+from .store import Store, StoreError
 
 __all__ = [
+    "FORBIDDEN",
+    "INVALID_PAYLOAD",
+    "INVALID_ROOM",
+    "RATE_LIMITED",
+    "UNAUTHORIZED",
     "App",
     "ClientError",
     "CloseCode",
@@ -22,6 +36,8 @@ __all__ = [
     "Identity",
     "Rate",
     "Session",
+    "Store",
+    "StoreError",
     "agents_room",
     "hookimpl",
     "incoming",

@@ -13,6 +13,7 @@ from typing import Any
 import cattrs
 from cattrs import transform_error
 from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.v import format_exception
 
 
 class StructureError(ValueError):
@@ -45,6 +46,16 @@ def make_converter() -> cattrs.Converter:
     return converter
 
 
+def _format(exc: BaseException, kind: type | None) -> str:
+    """cattrs' messages, but keep what a validator said instead of "invalid value"."""
+    if isinstance(exc, ValueError | TypeError) and kind is None and exc.args:
+        attribute = exc.args[1] if len(exc.args) > 1 else None
+        name = getattr(attribute, "name", None)
+        message = str(exc.args[0])
+        return f"{name}: {message}" if isinstance(name, str) else message
+    return format_exception(exc, kind)
+
+
 _LITERAL_ERROR = re.compile(r"unknown error \((.+) not in literal typing\.Literal\[(.*)\]\)")
 
 
@@ -52,9 +63,13 @@ def first_error(exc: BaseException, prefix: str = "") -> StructureError:
     """Turn a cattrs error tree into its first concrete problem, with the dotted path."""
     if not isinstance(exc, ClassValidationError | IterableValidationError):
         return StructureError(prefix, str(exc) or type(exc).__name__)
-    line = transform_error(exc, path="$")[0]
+    line = transform_error(exc, path="$", format_exception=_format)[0]
     message, _, where = line.rpartition(" @ ")
     parts = [p for p in re.split(r"\.|\[|\]", where.removeprefix("$")) if p]
+    named = re.fullmatch(r"(\w+): (.*)", message)
+    if named and not message.startswith(("invalid value", "invalid type")):
+        parts.append(named.group(1))
+        message = named.group(2)
     if prefix:
         parts.insert(0, prefix)
     extra = re.fullmatch(r"extra fields found \((.+)\)", message)
