@@ -181,7 +181,7 @@ class App:
             return await self._dispatch(session, name, data)
         try:
             if rule.handler is not None or rule.event is None:
-                self._check_rate(session, name)
+                self.check_rate(session, name)
             payload = rule.payload(data)
             if rule.handler is not None:
                 result = await rule.handler(self, session, payload)
@@ -202,7 +202,7 @@ class App:
         return rule.ack(result)
 
     async def _dispatch(self, session: Session, name: str, data: Any) -> Any:
-        self._check_rate(session, name)
+        self.check_rate(session, name)
         if name == "auth":
             return self._reauthenticate(session, data)
         spec = self.events.get(name)
@@ -220,7 +220,8 @@ class App:
             raise ClientError(INTERNAL, f"{name} failed on the server") from None
         return unstructure(result) if attrs.has(type(result)) else result
 
-    def _check_rate(self, session: Session, name: str) -> None:
+    def check_rate(self, session: Session, name: str) -> None:
+        """Take a token for one client frame; raise ClientError(rate_limited) if none."""
         buckets = [session.rate_bucket]
         user = self._user_buckets.get((session.tenant_id, session.user_id))
         if user is not None:

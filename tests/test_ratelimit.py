@@ -145,3 +145,18 @@ async def test_a_flooding_client_does_not_affect_another(switchboard: Harness) -
         await join(calm)
     assert calm.received("error") == []
     assert calm.close_code is None
+
+
+async def test_flooding_pings_or_garbage_is_rate_limited_and_cut(switchboard: Harness) -> None:
+    pinger = await switchboard.connect(user="pinger")
+    for _ in range(CONNECTION_BURST):
+        await pinger.emit("ping")
+    for _ in range(CONNECTION_BURST):
+        await pinger.expect("pong")
+    await pinger.emit("ping")
+    assert (await pinger.expect_error("rate_limited"))["retry_after"] > 0
+    garbage = await switchboard.connect(user="garbage")
+    for _ in range(CONNECTION_BURST + MAX_VIOLATIONS + 1):
+        await garbage.send_text("not json")
+    code, _ = await garbage.expect_closed()
+    assert code == 4429

@@ -288,9 +288,11 @@ class WebSocketConnection:
             frame = envelope.decode(text)
         except ClientError as exc:
             self._error(exc)
+            self._charge("invalid_frame")
             return
         if frame.type == "ping":
-            self.outbox.put(text_frame(envelope.encode_event("pong", frame.data)))
+            if self._charge("ping", frame.id):
+                self.outbox.put(text_frame(envelope.encode_event("pong", frame.data)))
             return
         if frame.type == "ack" and isinstance(frame.id, str) and frame.id in self._calls:
             done, result = self._calls.pop(frame.id)
@@ -306,6 +308,16 @@ class WebSocketConnection:
             self.identity_changed()
         if frame.id is not None:
             self.outbox.put(text_frame(envelope.encode_ack(frame.id, result)))
+
+    def _charge(self, name: str, ident: int | str | None = None) -> bool:
+        """Rate-limit frames that are not dispatched (pings, malformed frames)."""
+        assert self.session is not None
+        try:
+            self.app.check_rate(self.session, name)
+        except ClientError as exc:
+            self._error(exc, ident)
+            return False
+        return True
 
     def _error(self, error: ClientError, ident: int | str | None = None) -> None:
         self.app.metrics.client_errors.labels(error.code).inc()
