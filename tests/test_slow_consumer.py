@@ -39,7 +39,8 @@ async def flood(switchboard: Harness, sid: str | None = None) -> int:
     """Publish to ``lead:1``; return the most bytes queued for ``sid`` meanwhile."""
     hub = switchboard.server.hub
     session = hub.sessions.get(sid) if sid else None
-    outbox = getattr(session.transport, "outbox", None) if session else None
+    channel = getattr(session.transport, "channel", None) if session else None
+    outbox = channel.outbox if channel is not None else None
     most = 0
     for n in range(PUBLICATIONS):
         await switchboard.app.publish("t1", "lead:1", "bulk", {"n": n, "pad": PAYLOAD})

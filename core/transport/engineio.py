@@ -37,7 +37,7 @@ from ..recovery import RecoveryLog, SavedSession
 from ..session import Session
 from .front import RequestHead
 from .ws import bearer_token, reject_bytes, send_quietly
-from .wschannel import WsChannel
+from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,6 +48,10 @@ log = logging.getLogger("switchboard.socketio")
 
 #: Close reasons after which a session may be recovered (not a deliberate leave).
 _RECOVERABLE = {"transport_close", "transport_error", "heartbeat_timeout", "shutdown"}
+#: Socket.IO packets read ahead of the handler task (past it, reading waits).
+INBOX_SIZE = 64
+#: How long a closed polling session waits for the poll that takes its close packet.
+CLOSE_POLL_GRACE = 2.0
 
 
 class SioCodec:
@@ -138,6 +142,9 @@ class EngineSocket:
         self._wake: trio.CancelScope | None = None
         self._calls: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
+        #: Connects, events and disconnects for the handler task, in arrival order.
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[sio.Packet](INBOX_SIZE)
+        self._close_polled = trio.Event()
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -191,6 +198,8 @@ class EngineSocket:
             return eio.encode_payload(records)
         finally:
             self.polling = False
+            if self.closed.is_set():
+                self._close_polled.set()
 
     async def receive_payload(self, body: str) -> None:
         for packet in eio.decode_payload(body):
@@ -219,6 +228,27 @@ class EngineSocket:
             return
         if packet is None:
             return
+        if packet.type in (sio.PacketType.ACK, sio.PacketType.BINARY_ACK):
+            # At once, not through the inbox: the handler waiting for this answer
+            # (``call``) may be the one holding the inbox.
+            assert packet.id is not None
+            waiter = self._calls.pop(packet.id, None)
+            if waiter is not None:
+                waiter[1].extend(packet.data)
+                waiter[0].set()
+            return
+        try:
+            await self._inbox_send.send(packet)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the session is closing
+
+    async def _handle_packets(self) -> None:
+        """Handle connects, events and disconnects one at a time, in arrival order,
+        while the transport keeps reading (acks, pongs)."""
+        async for packet in self._inbox_recv:
+            await self._handle(packet)
+
+    async def _handle(self, packet: sio.Packet) -> None:
         kind = packet.type
         if kind == sio.PacketType.CONNECT:
             await self._connect(packet)
@@ -233,12 +263,6 @@ class EngineSocket:
             await self.app.close_session(session, "client")
         elif kind in (sio.PacketType.EVENT, sio.PacketType.BINARY_EVENT):
             await self._event(session, packet)
-        elif kind in (sio.PacketType.ACK, sio.PacketType.BINARY_ACK):
-            assert packet.id is not None
-            waiter = self._calls.pop(packet.id, None)
-            if waiter is not None:
-                waiter[1].extend(packet.data)
-                waiter[0].set()
 
     def _protocol_error(self, message: str) -> None:
         self.app.metrics.client_errors.labels("parse_error").inc()
@@ -305,6 +329,7 @@ class EngineSocket:
                                        session_id=saved.session_id if saved else None,
                                        profile=self.server.config.profiles.get(namespace, ""))
         self.sessions[namespace] = session
+        self.identity_changed()  # the token-expiry timer must see the new session
         answer: dict[str, Any] = {"sid": session.id}
         if recovery is not None:
             self.pids[namespace] = pid if saved and isinstance(pid, str) \
@@ -365,17 +390,26 @@ class EngineSocket:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self._handle_packets)
                 task_status.started()
                 await self.closed.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            self._inbox_recv.close()
             with trio.CancelScope(shield=True):
                 for namespace, session in list(self.sessions.items()):
                     self._save_for_recovery(namespace, session)
                     await self.app.close_session(session, self.close_reason)
                 self.sessions.clear()
-            self.server.engines.pop(self.sid, None)
-            self.server.on_closed()
+            try:
+                if self.channel is None and self._records:
+                    # A polling client learns of the close from its next poll: keep
+                    # the sid known until then (the poll may be on its way).
+                    with trio.move_on_after(CLOSE_POLL_GRACE):
+                        await self._close_polled.wait()
+            finally:
+                self.server.engines.pop(self.sid, None)
+                self.server.on_closed()
 
     def _save_for_recovery(self, namespace: str, session: Session) -> None:
         recovery = self.server.recovery
@@ -439,6 +473,13 @@ class EngineSocket:
                         if not await self._on_ws_message(channel, message, upgraded):
                             break
                         upgraded = upgraded or self.channel is channel
+            except MessageTooBig as exc:
+                log.info("%s: %s", self.sid, exc)
+                channel.end_reason = "message_too_big"
+                if upgraded:
+                    self.close("message_too_big", CloseCode.MESSAGE_TOO_BIG)
+                else:
+                    channel.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
             finally:
                 if upgraded:
                     if not self.closed.is_set():
@@ -566,7 +607,9 @@ class EngineIOServer:
             return
         if not await send_quietly(stream, ws.send(AcceptConnection())):
             return
-        channel = WsChannel(stream, ws, outbox_limit=self.app.config.server.outbox_max_bytes,
+        assert ws.connection is not None  # keep only the frame-level state
+        channel = WsChannel(stream, ws.connection,
+                            outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload)
         if engine is not None:
             await engine.serve_channel(channel, upgrade=True)

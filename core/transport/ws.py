@@ -1,10 +1,10 @@
 """The plain WebSocket transport: JSON envelopes over RFC 6455.
 
-wsproto does the handshake and parses client frames; server frames are
-encoded by :mod:`..protocol.wsframe` and queued as bytes in the connection's
-:class:`~..outbox.Outbox`, which the writer task drains with one write per
-wake-up. Each connection is a small task tree under its own nursery: the
-reader (this coroutine), the writer and the heartbeat.
+wsproto does the handshake; :class:`~.wschannel.WsChannel` parses client
+frames and writes server frames (encoded once by :mod:`..protocol.wsframe`)
+from the connection's outbox, one write per wake-up. Each connection is a
+small task tree under its own nursery: the reader (this coroutine), the writer
+and the heartbeat.
 """
 
 from __future__ import annotations
@@ -13,41 +13,27 @@ import json
 import logging
 import struct
 import time
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
-from ..outbox import Outbox
 from ..profiles import Profile
 from ..protocol import envelope
-from ..protocol.wsframe import OP_PING, close_frame, encode_frame, ping_frame, text_frame
+from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
+from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("switchboard.ws")
-OP_PONG = 0xA
-RECEIVE_SIZE = 65536
-#: How long to wait for the peer's close frame after sending ours.
-CLOSE_WAIT = 2.0
 
 
 class EnvelopeCodec:
@@ -101,44 +87,32 @@ class WebSocketConnection:
 
     protocol = "ws"
 
-    def __init__(self, app: App, stream: trio.abc.Stream, ws: Connection) -> None:
+    def __init__(self, app: App, channel: WsChannel) -> None:
         self.app = app
-        self.stream = stream
-        self.ws = ws
-        self.outbox = Outbox(app.config.server.outbox_max_bytes)
+        self.channel = channel
         self.session: Session | None = None
         self.close_reason: str | None = None
-        self._close_sent = False
-        self._peer_closed = trio.Event()
-        self._alive = True
         self._wake_heartbeat: trio.CancelScope | None = None
-        #: Once closing, what is left (and the close frame) must be written by
-        #: then; a peer that does not read is cut instead of blocking forever.
-        self._write_scope = trio.CancelScope()
         self._calls: dict[str, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
 
     # -- Transport ---------------------------------------------------------
 
     def send(self, frame: bytes) -> None:
-        if not self.outbox.put(frame) and not self._close_sent:
+        channel = self.channel
+        if not channel.send(frame) and not channel.closing:
             self.app.metrics.slow_consumers.inc()
             log.warning("slow consumer %s: %d bytes queued, disconnecting",
-                        self.session.id if self.session else "?", self.outbox.size)
+                        self.session.id if self.session else "?", channel.outbox.size)
             self.close_reason = "slow_consumer"
-            self._close_sent = True
-            self.outbox.put_last(close_frame(CloseCode.SLOW_CONSUMER, "slow consumer"))
-            self._write_scope.deadline = trio.current_time() + CLOSE_WAIT
+            channel.close(CloseCode.SLOW_CONSUMER, "slow consumer", drop_queued=True)
 
     def close(self, code: CloseCode, reason: str) -> None:
-        if self._close_sent:
+        if self.channel.closing:
             return
-        self._close_sent = True
         if self.close_reason is None:
             self.close_reason = _REASONS.get(code, reason)
-        self.outbox.put(close_frame(code, reason))
-        self.outbox.finish()
-        self._write_scope.deadline = trio.current_time() + CLOSE_WAIT
+        self.channel.close(code, reason)
 
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
         """Send ``event`` with an id ``s<n>``; wait for the client's ``ack`` of it."""
@@ -166,7 +140,7 @@ class WebSocketConnection:
         self.session = session
         cfg = self.app.config
         ident = session.identity
-        self.outbox.put(text_frame(envelope.encode_event("session", {
+        self.channel.send(text_frame(envelope.encode_event("session", {
             "sid": session.id,
             "heartbeat_interval": cfg.heartbeat.interval,
             "heartbeat_timeout": cfg.heartbeat.timeout,
@@ -184,31 +158,21 @@ class WebSocketConnection:
                 # The peer is gone or has closed: let the writer flush, then stop.
                 self.close(CloseCode.GOING_AWAY, "closing")
         finally:
-            await self.app.close_session(session, self.close_reason or "client")
+            reason = self.close_reason or _peer_reason(self.channel.end_reason)
+            await self.app.close_session(session, reason)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await self.stream.aclose()
+                await self.channel.stream.aclose()
 
     async def _writer(self, scope: trio.CancelScope) -> None:
-        try:
-            with self._write_scope:
-                while data := await self.outbox.take():
-                    await self.stream.send_all(data)
-                    del data  # do not keep the last write (a whole burst) while idle
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.close_reason = self.close_reason or "client"
-        else:
-            if self._write_scope.cancelled_caught:
-                log.info("%s does not read: connection cut",
-                         self.session.id if self.session else "?")
-                scope.cancel()
-                return
-            with trio.move_on_after(CLOSE_WAIT):
-                await self._peer_closed.wait()
+        await self.channel.writer()
+        if self.channel.end_reason == "not_reading":
+            log.info("%s does not read: connection cut", self.session.id if self.session else "?")
         scope.cancel()
 
     async def _heartbeat(self) -> None:
         hb = self.app.config.heartbeat
         assert self.session is not None
+        channel = self.channel
         next_ping = trio.current_time() + hb.interval
         pong_deadline = float("inf")
         while True:
@@ -222,65 +186,30 @@ class WebSocketConnection:
                 self.close(CloseCode.UNAUTHORIZED, "token expired")
                 return
             if now >= pong_deadline:
-                if not self._alive:
+                if not channel.alive:
                     log.info("heartbeat timeout %s", self.session.id)
                     self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                     return
                 pong_deadline = float("inf")
             if now >= next_ping:
-                self._alive = False
-                self.outbox.put(ping_frame(struct.pack("!d", time.time())))
+                channel.alive = False
+                channel.send(ping_frame(struct.pack("!d", time.time())))
                 next_ping = now + hb.interval
                 pong_deadline = now + hb.timeout
 
     async def _reader(self) -> None:
-        max_payload = self.app.config.server.max_payload
-        parts: list[str] = []
-        size = 0
-        while True:
-            try:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                self._peer_closed.set()
-                return
-            self._alive = True
-            try:
-                self.ws.receive_data(bytes(data))
-                events = list(self.ws.events())
-            except RemoteProtocolError as exc:
-                self.close(CloseCode.PROTOCOL_ERROR, str(exc)[:100])
-                return
-            for event in events:
-                if isinstance(event, TextMessage):
-                    size += len(event.data)
-                    if size > max_payload:
-                        self._error(ClientError("payload_too_large",
-                                                f"message over {max_payload} bytes"))
-                        self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        try:
+            async with aclosing(self.channel.messages()) as messages:
+                async for message in messages:
+                    if isinstance(message, bytes):
+                        self._error(ClientError("unsupported_data",
+                                                "binary frames are not accepted"))
+                        self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
                         return
-                    parts.append(event.data)
-                    if event.message_finished:
-                        text = "".join(parts)
-                        parts, size = [], 0
-                        await self._handle_text(text)
-                elif isinstance(event, BytesMessage):
-                    self._error(ClientError("unsupported_data", "binary frames are not accepted"))
-                    self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
-                    return
-                elif isinstance(event, Ping):
-                    self.outbox.put(encode_frame(bytes(event.payload), OP_PONG))
-                elif isinstance(event, Pong):
-                    pass
-                elif isinstance(event, CloseConnection):
-                    self._peer_closed.set()
-                    if not self._close_sent:
-                        self.close_reason = self.close_reason or "client"
-                        self._close_sent = True
-                        self.outbox.put(close_frame(event.code or 1000, ""))
-                        self.outbox.finish()
-                    return
+                    await self._handle_text(message)
+        except MessageTooBig as exc:
+            self._error(ClientError("payload_too_large", str(exc)))
+            self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
 
     async def _handle_text(self, text: str) -> None:
         assert self.session is not None
@@ -292,7 +221,7 @@ class WebSocketConnection:
             return
         if frame.type == "ping":
             if self._charge("ping", frame.id):
-                self.outbox.put(text_frame(envelope.encode_event("pong", frame.data)))
+                self.channel.send(text_frame(envelope.encode_event("pong", frame.data)))
             return
         if frame.type == "ack" and isinstance(frame.id, str) and frame.id in self._calls:
             done, result = self._calls.pop(frame.id)
@@ -307,7 +236,7 @@ class WebSocketConnection:
         if frame.type == "auth":
             self.identity_changed()
         if frame.id is not None:
-            self.outbox.put(text_frame(envelope.encode_ack(frame.id, result)))
+            self.send(text_frame(envelope.encode_ack(frame.id, result)))
 
     def _charge(self, name: str, ident: int | str | None = None) -> bool:
         """Rate-limit frames that are not dispatched (pings, malformed frames)."""
@@ -324,6 +253,12 @@ class WebSocketConnection:
         log.info("client error %s on %s: %s", error.code,
                  self.session.id if self.session else "?", error.message)
         self.send(text_frame(envelope.encode_error(error, ident)))
+
+
+def _peer_reason(end_reason: str | None) -> str:
+    """The session's close reason when the peer (not the server) ended it."""
+    return "client" if end_reason in (None, "client", "transport_close", "transport_error") \
+        else end_reason
 
 
 _REASONS = {
@@ -370,7 +305,9 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
     # Keep only wsproto's frame-level connection: the handshake's state (an h11
     # connection, the request and its headers) would stay alive with the socket.
     assert ws.connection is not None
-    connection = WebSocketConnection(app, stream, ws.connection)
+    channel = WsChannel(stream, ws.connection, outbox_limit=app.config.server.outbox_max_bytes,
+                        max_message=app.config.server.max_payload)
+    connection = WebSocketConnection(app, channel)
     del ws, request
     session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile)
     connections.add(connection)

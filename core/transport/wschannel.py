@@ -1,9 +1,12 @@
 """A server-side WebSocket after its handshake: messages in, frames out.
 
-The reader side parses client frames with wsproto, answers pings, enforces the
-message size and reports complete text or binary messages. The writer side
-drains an :class:`~..outbox.Outbox` of ready frames with one ``send_all`` per
-wake-up. Protocols (Engine.IO here) are written on top of it.
+Shared by the plain WebSocket protocol and Socket.IO. The reader side parses
+client frames with wsproto, answers pings, enforces the message size and
+yields complete text or binary messages. The writer side drains an
+:class:`~..outbox.Outbox` of ready frames with one ``send_all`` per wake-up
+(write coalescing). Once a close frame is queued, what is left must be written
+within ``CLOSE_WAIT`` seconds: a peer that does not read is cut instead of
+holding the connection (and its memory) forever.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import trio
-from wsproto import WSConnection
+from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
@@ -21,21 +24,29 @@ from ..protocol.wsframe import OP_BINARY, close_frame, encode_frame, text_frame
 
 OP_PONG = 0xA
 RECEIVE_SIZE = 65536
-#: How long to wait for the peer's close frame after sending ours.
+#: After our close frame is queued: time to write what is left, then time to
+#: wait for the peer's close frame.
 CLOSE_WAIT = 2.0
 
 
+class MessageTooBig(Exception):
+    """A client message passed the channel's ``max_message``."""
+
+
 class WsChannel:
-    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, *, outbox_limit: int,
+    def __init__(self, stream: trio.abc.Stream, ws: Connection, *, outbox_limit: int,
                  max_message: int) -> None:
         self.stream = stream
         self.ws = ws
         self.outbox = Outbox(outbox_limit)
         self.max_message = max_message
         self.closing = False
-        #: Why the channel ended, as the reader saw it (``client``, ``too_big``, ...).
+        #: Why the channel ended, when the peer ended it (``client``, ``transport_close``...).
         self.end_reason: str | None = None
         self.peer_closed = trio.Event()
+        #: Set on every read; a heartbeat clears it when it pings.
+        self.alive = True
+        self._write_scope = trio.CancelScope()
 
     def send(self, frame: bytes) -> bool:
         """Queue a ready frame; False if the outbox is full (a slow consumer)."""
@@ -52,25 +63,34 @@ class WsChannel:
         if self.closing:
             return
         self.closing = True
+        frame = close_frame(code, reason)
         if drop_queued:
-            self.outbox.put_last(close_frame(code, reason))
+            self.outbox.put_last(frame)
         else:
-            self.outbox.put(close_frame(code, reason))
+            self.outbox.put(frame)
             self.outbox.finish()
+        self._write_scope.deadline = trio.current_time() + CLOSE_WAIT
 
     async def writer(self) -> None:
-        """Write queued frames until the close frame is out; wait for the peer's."""
+        """Write queued frames until the close frame is out, then wait for the
+        peer's; return early if the peer stops reading or goes away."""
         try:
-            while data := await self.outbox.take():
-                await self.stream.send_all(data)
+            with self._write_scope:
+                while data := await self.outbox.take():
+                    await self.stream.send_all(data)
+                    del data  # do not keep the last write (a whole burst) while idle
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.end_reason = self.end_reason or "transport_error"
+            return
+        if self._write_scope.cancelled_caught:
+            self.end_reason = self.end_reason or "not_reading"
             return
         with trio.move_on_after(CLOSE_WAIT):
             await self.peer_closed.wait()
 
     async def messages(self) -> AsyncGenerator[str | bytes, None]:
-        """Complete client messages until the peer closes or breaks a rule."""
+        """Complete client messages until the peer closes; raise
+        :class:`MessageTooBig` for a message over ``max_message``."""
         parts: list[str | bytes] = []
         size = 0
         try:
@@ -82,6 +102,7 @@ class WsChannel:
                 if not data:
                     self.end_reason = self.end_reason or "transport_close"
                     return
+                self.alive = True
                 try:
                     self.ws.receive_data(bytes(data))
                     events = list(self.ws.events())
@@ -93,9 +114,7 @@ class WsChannel:
                     if isinstance(event, TextMessage | BytesMessage):
                         size += len(event.data)
                         if size > self.max_message:
-                            self.end_reason = "message_too_big"
-                            self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-                            return
+                            raise MessageTooBig(f"message over {self.max_message} bytes")
                         parts.append(bytes(event.data) if isinstance(event, BytesMessage)
                                      else event.data)
                         if event.message_finished:
