@@ -266,7 +266,8 @@ class App:
 
     async def leave(self, session: Session, room: object) -> str:
         name = check_room_name(room)
-        self.hub.rooms.discard(session, name)
+        if self.hub.rooms.discard(session, name):
+            await self._call_hook("switchboard_room_left", session=session, room=name)
         return name
 
     async def authorize_join(self, session: Session, room: str) -> bool:

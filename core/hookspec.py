@@ -139,6 +139,12 @@ def switchboard_session_closed(session: Session, reason: str) -> Awaitable[None]
 
 
 @hookspec
+def switchboard_room_left(session: Session, room: str) -> Awaitable[None] | None:
+    """``session`` has left ``room`` on its own (not by disconnecting: that is
+    :func:`switchboard_session_closed`)."""
+
+
+@hookspec
 def switchboard_authorize_join(session: Session, room: str) -> bool | Any | None:
     """May ``session`` join ``room`` (a name within the session's tenant)?
 

@@ -13,8 +13,7 @@
   start/stop flapping within the interval ends in one update with the latest
   state, and an update that would repeat the last one sent is dropped.
 
-Leaving the room is not observed directly (there is no hook for it): typing of
-a device that leaves stops at the latest ``idle_timeout`` seconds later.
+A device that leaves the room stops typing in it at once.
 """
 
 from __future__ import annotations
@@ -98,6 +97,10 @@ class TypingPlugin:
         self.app = app
         self.settings = app.settings(self)
         self._updates = app.coalescer(self.settings.throttle_interval, self._broadcast)
+
+    @hookimpl
+    async def switchboard_room_left(self, session: Session, room: str) -> None:
+        await self._stop_device(session, room)
 
     @hookimpl
     async def switchboard_session_closed(self, session: Session) -> None:

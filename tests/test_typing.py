@@ -217,3 +217,14 @@ async def test_typing_events_are_rate_limited_per_connection(switchboard: Harnes
     with pytest.raises(ErrorReply) as limited:
         await alice.request("typing:start", {"room": ROOM})
     assert limited.value.code == "rate_limited"
+
+
+async def test_leaving_the_room_stops_typing_at_once(switchboard: Harness) -> None:
+    alice = await in_room(switchboard, "alice")
+    bob = await in_room(switchboard, "bob")
+    await alice.request("typing:start", {"room": ROOM})
+    assert (await bob.expect("typing:update"))["typing"] is True
+    started = trio.current_time()
+    await alice.request("room:leave", {"room": ROOM})
+    assert (await bob.expect("typing:update"))["typing"] is False
+    assert trio.current_time() - started < 1
