@@ -105,8 +105,12 @@ def has_binary(data: Any) -> bool:
     return False
 
 
+#: ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "٣".
+_DIGITS = "0123456789"
+
+
 def _parse_text(text: str) -> tuple[Packet, int]:
-    if not text or not text[0].isdigit():
+    if not text or text[0] not in _DIGITS:
         raise SocketIOError("packet must start with a type digit")
     kind_num = int(text[0])
     if kind_num > PacketType.BINARY_ACK:
@@ -116,7 +120,8 @@ def _parse_text(text: str) -> tuple[Packet, int]:
     attachments = 0
     if kind in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
         dash = text.find("-", i)
-        if dash == -1 or not text[i:dash].isdigit():
+        count = text[i:dash]
+        if dash == -1 or not 0 < len(count) <= 9 or not all(c in _DIGITS for c in count):
             raise SocketIOError("binary packet without attachment count")
         attachments = int(text[i:dash])
         i = dash + 1
@@ -127,14 +132,16 @@ def _parse_text(text: str) -> tuple[Packet, int]:
         namespace = text[i:end]
         i = end + 1 if comma != -1 else end
     start = i
-    while i < len(text) and text[i].isdigit():
+    while i < len(text) and text[i] in _DIGITS:
         i += 1
+    if i - start > 15:  # past JavaScript's safe integers (and int()'s digit limit)
+        raise SocketIOError("ack id out of range")
     ack_id = int(text[start:i]) if i > start else None
     data: Any = None
     if i < len(text):
         try:
             data = json.loads(text[i:])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SocketIOError("packet data is not valid JSON") from None
     return Packet(kind, namespace, data, ack_id), attachments
 
@@ -159,7 +166,7 @@ class Decoder:
             packet = self._pending
             buffers = self._buffers
             self._pending, self._buffers, self._expected = None, [], 0
-            return attrs.evolve(packet, data=_reconstruct(packet.data, buffers))
+            return _join(packet, buffers)
         if self._pending is not None:
             raise SocketIOError("text packet while binary attachments were awaited")
         packet, attachments = _parse_text(message)
@@ -170,8 +177,16 @@ class Decoder:
             self._pending, self._expected = packet, attachments
             return None
         if packet.type in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
-            packet = attrs.evolve(packet, data=_reconstruct(packet.data, []))
+            packet = _join(packet, [])
         return packet
+
+
+def _join(packet: Packet, buffers: list[bytes]) -> Packet:
+    """``packet`` with its placeholders replaced by ``buffers``."""
+    try:
+        return attrs.evolve(packet, data=_reconstruct(packet.data, buffers))
+    except RecursionError:
+        raise SocketIOError("packet data nested too deeply") from None
 
 
 def _validate(packet: Packet) -> None:

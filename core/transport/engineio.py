@@ -246,7 +246,15 @@ class EngineSocket:
         """Handle connects, events and disconnects one at a time, in arrival order,
         while the transport keeps reading (acks, pongs)."""
         async for packet in self._inbox_recv:
-            await self._handle(packet)
+            try:
+                await self._handle(packet)
+            except Exception:
+                # A bug, or data our encoder cannot take (nested too deeply for
+                # it): end this client's session, not the server.
+                log.exception("%s: failed to handle a %s packet", self.sid,
+                              packet.type.name)
+                self.close("internal_error", 1011)
+                return
 
     async def _handle(self, packet: sio.Packet) -> None:
         kind = packet.type

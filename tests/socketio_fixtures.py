@@ -1,0 +1,258 @@
+"""Shared pieces of the Socket.IO client tests: a test plugin, config, helpers and
+the driver of real socket.io-client (npm) sockets in a Node process.
+
+Test modules import what they use from here; the fixtures are imported under
+their own names so pytest finds them in the importing module.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from switchboard.core import Session, hookimpl, incoming
+from switchboard.core.config import Config, merge
+from switchboard.core.transport.engineio import EngineSocket
+from switchboard.testing import TEST_API_KEY, Harness, make_config
+
+#: Upper bound for anything that should happen at once over loopback.
+TIMEOUT = 15.0
+SOCKETIO_DIR = Path(__file__).parent / "socketio"
+DRIVER = SOCKETIO_DIR / "driver.mjs"
+NAMESPACES = ["/", "/atendimento"]
+
+
+# -- a plugin with handlers that exercise the protocol ----------------------
+
+
+class EchoPlugin:
+    """Test-only events: ``echo`` acks its payload (binary included),
+    ``echo:event`` sends it back as an ``echoed`` event, ``ask:me`` asks the
+    client a ``question`` (a server-to-client call) and acks the client's answer."""
+
+    @hookimpl
+    def switchboard_events(self) -> list[Any]:
+        return [
+            incoming("echo", None, self.echo),
+            incoming("echo:event", None, self.echo_event),
+            incoming("ask:me", None, self.ask),
+        ]
+
+    async def echo(self, session: Session, data: Any) -> Any:
+        return data
+
+    async def echo_event(self, session: Session, data: Any) -> dict[str, Any]:
+        session.emit("echoed", data)
+        return {"sent": True}
+
+    async def ask(self, session: Session, data: Any) -> Any:
+        answer = await session.call("question", data, timeout=5)
+        return {"client_said": answer}
+
+
+def socketio_config(overrides: Mapping[str, Any] | None = None) -> Config:
+    """The test config with both namespaces and short, test-friendly limits."""
+    base: dict[str, Any] = {
+        "socketio": {"namespaces": NAMESPACES},
+        # customers may join these rooms (agents may join any room of their tenant)
+        "rooms": {"public_patterns": ["lobby:*"]},
+    }
+    return make_config(merge(base, overrides or {}))
+
+
+# -- helpers ----------------------------------------------------------------
+
+
+async def publish(live: Harness, body: Any) -> dict[str, Any]:
+    """POST /api/v1/emit as the backend does; expect 202."""
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(TIMEOUT):
+            response = await http.post(live.http_url("/api/v1/emit"), json=body,
+                                       headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def engine(live: Harness, sid: str) -> EngineSocket:
+    """The server side of the Engine.IO session ``sid``."""
+    assert live.server.engineio is not None
+    return live.server.engineio.engines[sid]
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout: float = TIMEOUT,
+                     step: float = 0.02) -> None:
+    """Poll ``predicate`` (state of real processes or threads) until it holds."""
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110  (nothing to wait on but the state)
+            await trio.sleep(step)
+
+
+# -- socket.io-client (npm) in Node ---------------------------------------------
+
+
+@pytest.fixture(scope="session", name="node_modules")
+def node_modules_fixture() -> Path:
+    """Install the Node client (``npm ci``) once, if it is not there yet.
+
+    The npm tests are the judgment of the Socket.IO server by the reference
+    client: without Node they must fail, not silently pass or skip.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("node and npm are required for the socket.io-client tests")
+    modules = SOCKETIO_DIR / "node_modules"
+    if not (modules / "socket.io-client").is_dir():
+        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_DIR,
+                                capture_output=True, text=True, timeout=300, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"npm ci failed:\n{result.stdout}\n{result.stderr}")
+    return modules
+
+
+class NodeClients:
+    """socket.io-client sockets in one Node process, driven line by line."""
+
+    def __init__(self, process: trio.Process, base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+        self.reports: list[dict[str, Any]] = []
+        self.stderr = b""
+        self._arrived = trio.Event()
+        self._ended = trio.Event()
+        self._refs = itertools.count(1)
+
+    async def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        buffer = b""
+        try:
+            while chunk := await self.process.stdout.receive_some(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        self.reports.append(json.loads(line))
+                self._arrived.set()
+                self._arrived = trio.Event()
+        finally:
+            self._ended.set()
+            self._arrived.set()
+
+    async def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.receive_some(65536):
+            self.stderr += chunk
+
+    async def send(self, **command: Any) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(json.dumps(command).encode() + b"\n")
+
+    async def expect(self, client: str | None, type: str, *, timeout: float = TIMEOUT,
+                     **fields: Any) -> dict[str, Any]:
+        """Wait for (and consume) the first report of ``client`` of ``type`` whose
+        ``fields`` have the given values."""
+
+        def matches(report: dict[str, Any]) -> bool:
+            return (report.get("client") == client and report.get("type") == type
+                    and all(report.get(k) == v for k, v in fields.items()))
+
+        try:
+            with trio.fail_after(timeout):
+                while True:
+                    for i, report in enumerate(self.reports):
+                        if matches(report):
+                            return self.reports.pop(i)
+                    errors = [r for r in self.reports if r.get("type") == "error"]
+                    if errors or self._ended.is_set():
+                        raise AssertionError(f"driver error or exit: {errors}")
+                    await self._arrived.wait()
+        except (trio.TooSlowError, AssertionError) as exc:
+            raise AssertionError(
+                f"no {type} report for {client} with {fields}; reports: {self.reports}; "
+                f"stderr: {self.stderr.decode(errors='replace')}") from exc
+
+    def received(self, client: str, type: str, **fields: Any) -> list[dict[str, Any]]:
+        """Reports of ``client`` of ``type`` received and not consumed."""
+        return [r for r in self.reports if r.get("client") == client and r.get("type") == type
+                and all(r.get(k) == v for k, v in fields.items())]
+
+    async def connect(self, client: str, token: str, *, namespace: str = "/",
+                      answers: Mapping[str, Any] | None = None, **opts: Any) -> None:
+        """Open a socket with ``auth: {token}`` (and ``opts``); do not wait."""
+        url = self.base_url + ("" if namespace == "/" else namespace)
+        await self.send(op="connect", client=client, url=url,
+                        opts={"auth": {"token": token}, **opts}, answers=dict(answers or {}))
+
+    async def connected(self, client: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        """Open a socket and wait for its ``connect``; return the report."""
+        await self.connect(client, token, **kwargs)
+        return await self.expect(client, "connect")
+
+    async def call(self, client: str, event: str, *args: Any,
+                   timeout: float = TIMEOUT) -> dict[str, Any]:
+        """Emit with an ack callback and wait for the ack report (``args``, ``error``)."""
+        ref = next(self._refs)
+        await self.send(op="emit", client=client, event=event, args=list(args), ack=True,
+                        ref=ref, timeout=int(timeout * 1000))
+        return await self.expect(client, "ack", ref=ref, timeout=timeout + 1)
+
+    async def emit(self, client: str, event: str, *args: Any) -> None:
+        await self.send(op="emit", client=client, event=event, args=list(args))
+
+    async def state(self, client: str) -> dict[str, Any]:
+        ref = next(self._refs)
+        await self.send(op="state", client=client, ref=ref)
+        return await self.expect(client, "state", ref=ref)
+
+    async def close(self) -> None:
+        try:
+            await self.send(op="exit")
+            assert self.process.stdin is not None
+            await self.process.stdin.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        with trio.move_on_after(5):
+            await self.process.wait()
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+@pytest.fixture(name="node")
+async def node_fixture(node_modules: Path,
+                       switchboard_live: Harness) -> AsyncIterator[NodeClients]:
+    """A Node process of socket.io-client sockets aimed at ``switchboard_live``."""
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(partial(
+            trio.run_process, ["node", str(DRIVER)], cwd=SOCKETIO_DIR, check=False,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        clients = NodeClients(process, switchboard_live.http_url())
+        nursery.start_soon(clients._read_stdout)
+        nursery.start_soon(clients._read_stderr)
+        await clients.expect(None, "ready")
+        yield clients
+        await clients.close()
+
+
+def from_wire(value: Any) -> Any:
+    """The driver's JSON with ``{"$bytes": ...}`` turned back into bytes."""
+    if isinstance(value, list):
+        return [from_wire(v) for v in value]
+    if isinstance(value, dict):
+        if "$bytes" in value:
+            return base64.b64decode(value["$bytes"])
+        return {k: from_wire(v) for k, v in value.items()}
+    return value
+
+
+def to_wire(data: bytes) -> dict[str, str]:
+    return {"$bytes": base64.b64encode(data).decode()}
