@@ -164,6 +164,62 @@ async def test_server_call_through_the_session_api(
     assert answer == {"ping": 1}
 
 
+async def test_events_published_during_the_upgrade_arrive_in_order(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"))
+    for n in range(40):
+        await publish(switchboard_live, {"event": "tick", "tenant": "acme", "user": "alice",
+                                         "data": n})
+    assert (await node.expect("a", "upgrade"))["transport"] == "websocket"
+    await publish(switchboard_live, {"event": "tick", "tenant": "acme", "user": "alice",
+                                     "data": 40})
+    ticks = [(await node.expect("a", "event", event="tick"))["args"][0] for _ in range(41)]
+    assert ticks == list(range(41))
+
+
+async def test_many_calls_in_a_row_are_all_answered(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"), **WEBSOCKET_ONLY)
+    refs = list(range(1000, 1030))
+    for ref in refs:
+        await node.send(op="emit", client="a", event="echo", args=[ref], ack=True, ref=ref)
+    answers = [(await node.expect("a", "ack", ref=ref))["args"] for ref in refs]
+    assert answers == [[ref] for ref in refs]
+
+
+@overrides({"heartbeat": {"interval": 0.2, "timeout": 0.4}})
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_client_answering_pings_stays_connected(
+        switchboard_live: Harness, node: NodeClients, transports: list[str]) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"), transports=transports)
+    sid = (await node.state("a"))["engine"]
+    over = trio.current_time() + 1.5  # several ping intervals and timeouts
+    await wait_until(lambda: trio.current_time() > over)
+    assert not node.received("a", "disconnect")
+    state = await node.state("a")
+    assert state["connected"] and state["engine"] == sid
+    assert (await node.call("a", "echo", 1))["args"] == [1]
+
+
+@overrides({"heartbeat": {"interval": 0.2, "timeout": 0.4}})
+async def test_silent_client_is_dropped_after_the_ping_timeout(
+        switchboard_live: Harness) -> None:
+    token = switchboard_live.token("alice", "acme")
+    url = switchboard_live.http_url(
+        f"/socket.io/?EIO=4&transport=websocket&token={token}").replace("http", "ws", 1)
+    async with open_websocket_url(url) as ws:
+        with trio.fail_after(TIMEOUT):
+            opened = json.loads((await ws.get_message())[1:])
+            assert (opened["pingInterval"], opened["pingTimeout"]) == (200, 400)
+            await ws.send_message("40")
+            messages = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    messages.append(await ws.get_message())  # never answers the ping
+    assert "2" in messages
+    assert not switchboard_live.server.hub.sessions
+
+
 # -- authentication and namespaces ---------------------------------------------
 
 
@@ -212,6 +268,32 @@ async def test_unknown_namespace_gets_connect_error(
     await node.connect("a", switchboard_live.token("alice", "acme"), namespace="/nope")
     error = await node.expect("a", "connect_error")
     assert error["message"] == "Invalid namespace"
+
+
+async def test_namespaces_share_one_engine_and_leave_independently(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    token = switchboard_live.token("alice", "acme")
+    await node.connected("main", token, forceNew=False, **WEBSOCKET_ONLY)
+    await node.connected("desk", token, namespace="/atendimento", forceNew=False)
+    main, desk = await node.state("main"), await node.state("desk")
+    assert main["engine"] == desk["engine"]
+    assert len(switchboard_live.server.hub.sessions) == 2
+    await node.send(op="close", client="desk")
+    await wait_until(lambda: len(switchboard_live.server.hub.sessions) == 1)
+    [session] = switchboard_live.server.hub.sessions.values()
+    assert session.id == main["id"]
+    assert (await node.call("main", "echo", "still")).get("args") == ["still"]
+
+
+async def test_client_disconnect_closes_its_session(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"))
+    assert len(switchboard_live.server.hub.sessions) == 1
+    await node.send(op="close", client="a")
+    assert (await node.expect("a", "disconnect"))["reason"] == "io client disconnect"
+    await wait_until(lambda: not switchboard_live.server.hub.sessions)
+    assert switchboard_live.server.engineio is not None
+    await wait_until(lambda: not switchboard_live.server.engineio.engines)
 
 
 # -- rooms and publishing ----------------------------------------------------------
@@ -332,10 +414,11 @@ async def lead_update(node: NodeClients, client: str) -> tuple[Any, str]:
 
 
 @overrides({"socketio": {"recovery_window": 30}})
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 async def test_reconnect_within_the_window_recovers_missed_events(
-        switchboard_live: Harness, node: NodeClients) -> None:
+        switchboard_live: Harness, node: NodeClients, transports: list[str]) -> None:
     first = await node.connected("a", switchboard_live.token("alice", "acme"),
-                                 **WEBSOCKET_ONLY, reconnectionDelay=500,
+                                 transports=transports, reconnectionDelay=500,
                                  randomizationFactor=0)
     assert first["recovered"] is False
     assert (await node.call("a", "room:join", {"room": "lead:1"}))["args"] == [
@@ -436,6 +519,26 @@ async def test_event_the_server_fails_to_answer_closes_only_that_session(
     await node.send(op="emit", client="deep", event="echo", args=[nested], ack=True, ref=0)
     assert (await node.expect("deep", "disconnect"))["reason"] == "transport close"
     assert (await node.call("other", "echo", "fine"))["args"] == ["fine"]
+
+
+# -- Engine.IO errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "method", "code", "message"), [
+    ("EIO=3&transport=polling", "GET", 5, "Unsupported protocol version"),
+    ("transport=polling", "GET", 5, "Unsupported protocol version"),
+    ("EIO=4&transport=carrier-pigeon", "GET", 0, "Transport unknown"),
+    ("EIO=4&transport=polling&sid=nope", "GET", 1, "Session ID unknown"),
+    ("EIO=4&transport=polling", "POST", 2, "Bad handshake method"),
+])
+async def test_bad_engineio_requests_get_the_reference_error_answers(
+        switchboard_live: Harness, query: str, method: str, code: int, message: str) -> None:
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(TIMEOUT):
+            response = await http.request(method,
+                                          switchboard_live.http_url(f"/socket.io/?{query}"))
+    assert response.status_code == 400
+    assert response.json() == {"code": code, "message": message}
 
 
 # -- CORS -----------------------------------------------------------------------------------
