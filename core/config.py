@@ -138,9 +138,9 @@ class SocketIOConfig:
     cors_origins: list[str] = attrs.Factory(list)
     #: Seconds a disconnected client may come back and get the events it
     #: missed (connection state recovery, as in socket.io 4.6+); 0 disables it.
-    #: When on, every room event carries its offset as a last argument, which
-    #: socket.io-client strips but other clients may not: opt in, as with the
-    #: reference server.
+    #: When on, every room event carries its offset as an extra last argument
+    #: (socket.io-client remembers it for the reconnect, and handlers see it),
+    #: so it is opt-in, as on the reference server.
     recovery_window: float = 0.0
     #: Events kept for recovery, at most.
     recovery_max_events: int = 10_000

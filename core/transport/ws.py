@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("switchboard.ws")
+#: Client events read ahead of the handler task (past it, reading waits).
+INBOX_SIZE = 64
 
 
 class EnvelopeCodec:
@@ -95,6 +97,8 @@ class WebSocketConnection:
         self._wake_heartbeat: trio.CancelScope | None = None
         self._calls: dict[str, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
+        self._nursery: trio.Nursery | None = None
+        self._inbox: trio.MemorySendChannel[envelope.Frame] | None = None
 
     # -- Transport ---------------------------------------------------------
 
@@ -151,6 +155,7 @@ class WebSocketConnection:
         })))
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._writer, nursery.cancel_scope)
                 nursery.start_soon(self._heartbeat)
                 await self.app.open_session(session)
@@ -228,6 +233,21 @@ class WebSocketConnection:
             result.append(frame.data)
             done.set()
             return
+        if self._inbox is None:
+            # Handlers run in their own task (started with the first event), so
+            # one that waits for this client's answer (``session.call``) does not
+            # block the reading of that answer. Events keep their order.
+            assert self._nursery is not None
+            self._inbox, inbox = trio.open_memory_channel[envelope.Frame](INBOX_SIZE)
+            self._nursery.start_soon(self._handle_frames, inbox)
+        await self._inbox.send(frame)
+
+    async def _handle_frames(self, inbox: trio.MemoryReceiveChannel[envelope.Frame]) -> None:
+        async for frame in inbox:
+            await self._handle_frame(frame)
+
+    async def _handle_frame(self, frame: envelope.Frame) -> None:
+        assert self.session is not None
         try:
             result = await self.app.dispatch(self.session, frame.type, frame.data)
         except ClientError as exc:
