@@ -197,13 +197,22 @@ level = "warning"
 
 
 @contextlib.contextmanager
-def run_switchboard(tmp: Path, plugins: str) -> Iterator[Target]:
+def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "") -> Iterator[Target]:
+    """Serve from this checkout; ``gc_threshold`` ("g0,g1,g2") sets the server's
+    ``gc.set_threshold`` before it starts (a diagnostic, not a server option)."""
     port = free_port()
     config = tmp / f"switchboard-{port}.toml"
     config.write_text(switchboard_config(tmp, port, plugins))
     logfile = (tmp / f"switchboard-{port}.log").open("wb")
+    if gc_threshold:
+        thresholds = ", ".join(str(int(x)) for x in gc_threshold.split(","))
+        python = [sys.executable, "-c",
+                  f"import gc, sys; gc.set_threshold({thresholds}); "
+                  "from switchboard.core.cli import main; sys.exit(main(sys.argv[1:]))"]
+    else:
+        python = [sys.executable, "-m", "switchboard.core.cli"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switchboard.core.cli", "serve", "--config", str(config)],
+        [*python, "serve", "--config", str(config)],
         stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_http(f"http://{HOST}:{port}/health", proc)
@@ -463,17 +472,23 @@ def latency_row(result: dict[str, Any], a: argparse.Namespace, how: str,
                f"{result.get('send_rate')} events/s sent)",
                f"{result.get('p50_ms')} / {result.get('p99_ms')} / {result.get('max_ms')} ms; "
                f"received {result.get('received'):,} of {result.get('expected'):,}"
-               + (f"; server CPU busy {busy:.0%}" if isinstance(busy, float) else ""),
+               + (f"; server CPU busy {busy:.0%}" if isinstance(busy, float) else "")
+               + (f"; client event-loop delay p99 {result['client_loop_delay_p99_ms']} ms"
+                  if "client_loop_delay_p99_ms" in result else ""),
                f"p99 < {TARGET_P99_MS:g} ms: {verdict(ok)}" if judged else "(diagnostic)")
 
 
 def bench_latency(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
-    variants = [(0, "one POST per event", True)]
+    variants = [(0, "one POST per event", True, "")]
     if a.batch_ms:
-        variants.append((a.batch_ms, f"events of each {a.batch_ms} ms in one POST", False))
+        batched = f"events of each {a.batch_ms} ms in one POST"
+        variants.append((a.batch_ms, batched, False, ""))
+        if a.gc_threshold:
+            variants.append((a.batch_ms, f"{batched}; server gc.set_threshold({a.gc_threshold})",
+                             False, a.gc_threshold))
     rows = []
-    for batch_ms, how, judged in variants:
-        with run_switchboard(tmp, a.plugins) as target:
+    for batch_ms, how, judged, gc_threshold in variants:
+        with run_switchboard(tmp, a.plugins, gc_threshold) as target:
             result = node.run("latency-ws.mjs", [
                 "--clients", str(a.clients), "--room-size", "10", "--rate", str(a.rate),
                 "--secs", str(a.secs), "--batch-ms", str(batch_ms), "--tokens", str(tokens),
@@ -540,6 +555,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="connect rate: handshakes in flight")
     p.add_argument("--settle", type=float, default=3.0,
                    help="idle: seconds to wait before reading RSS")
+    p.add_argument("--gc-threshold", default="100000,50,50",
+                   help="latency: a third, diagnostic run (batched) with the server's "
+                        "gc.set_threshold set to this (empty: skip)")
     p.add_argument("--plugins", default="rooms",
                    help="comma-separated plugins left enabled (default: rooms, which "
                         "room:join needs), or 'all' for the installed defaults")

@@ -5,6 +5,7 @@
 // the events due in each B ms window go out as one request (a JSON list).
 // Prints one JSON line.
 import http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { args, cpuSeconds, isMsg, nowMs, openMany, request, sleep, urlMaker } from './lib.mjs';
 
 const USAGE = `node latency-ws.mjs [--clients N] [--room-size 10] [--rate R] [--secs S]
@@ -80,6 +81,8 @@ function post(from, to) {
 // Event i is due at start + i / rate; a late timer sends everything that is due
 // (one request per event, or one per --batch-ms window).
 const cpu0 = cpuSeconds(o['server-pid']);
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
 const start = performance.now() + 20;
 await new Promise((resolve) => {
   function tick() {
@@ -100,6 +103,7 @@ const sendSeconds = (performance.now() - start) / 1000;
 await Promise.race([Promise.all([...pending]), sleep(10000)]);
 await Promise.race([finished, sleep(5000)]);
 const cpu1 = cpuSeconds(o['server-pid']);
+loopDelay.disable();
 const wall = (performance.now() - start) / 1000;
 
 const got = samples.subarray(0, Math.min(received, samples.length)).sort();
@@ -113,6 +117,8 @@ console.log(JSON.stringify({
   ...(cpu0 === null || cpu1 === null ? {} : { server_cpu_busy: r3((cpu1 - cpu0) / wall) }),
   p50_ms: r3(pct(0.5)), p99_ms: r3(pct(0.99)), max_ms: r3(got.length ? got[got.length - 1] : NaN),
   mean_ms: r3(got.reduce((a, b) => a + b, 0) / (got.length || 1)),
+  client_loop_delay_p99_ms: r3(loopDelay.percentile(99) / 1e6),
+  client_loop_delay_max_ms: r3(loopDelay.max / 1e6),
   ...(firstError ? { error: firstError.slice(0, 300) } : {}),
 }));
 for (const ws of clients) ws.terminate();
