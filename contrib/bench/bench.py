@@ -381,6 +381,8 @@ def fanout_series(node: Node, target: Target, a: argparse.Namespace, tokens: Pat
                   repeats: int) -> Series:
     rates: list[float] = []
     cpu_us: list[float] = []
+    # Warm-up, not counted: first-use costs (code generated on first request, heap growth).
+    fanout_once(node, target, min(a.clients, 100), 10, tokens, 1)
     for i in range(repeats):
         result = fanout_once(node, target, a.clients, a.messages, tokens, a.procs)
         rate = float(result["deliveries_per_s"]) if result.get("ok") else 0.0
