@@ -384,9 +384,12 @@ class ChatPlugin:
             keyed = [m for m in batch if m.client_id is not None]
             existing: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
             if keyed:
-                rows = conn.execute(sa.select(messages).where(
-                    messages.c.tenant_id.in_({m.tenant_id for m in keyed}),
-                    messages.c.client_id.in_({m.client_id for m in keyed})))
+                # the four columns of the unique index, so the lookup uses it
+                columns = sa.tuple_(messages.c.tenant_id, messages.c.conversation_id,
+                                    messages.c.sender_id, messages.c.client_id)
+                rows = conn.execute(sa.select(messages).where(columns.in_(
+                    list({(m.tenant_id, m.conversation_id, m.sender_id, m.client_id)
+                          for m in keyed}))))
                 for row in rows.mappings():
                     existing[(row["tenant_id"], row["conversation_id"], row["sender_id"],
                               row["client_id"])] = _message(row)

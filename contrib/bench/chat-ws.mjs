@@ -1,0 +1,141 @@
+// Durable chat: N members of one conversation, each sending `message:send`
+// events (each with its own clientId) for SECS seconds. With --rate R the
+// members together send R messages/s, paced; without it each keeps WINDOW
+// messages in flight (as fast as the server stores them). A message counts as
+// stored when its ack arrives; every other member must then get it as
+// `message:new`. Latency: send -> ack (stored) and send -> receipt by the
+// others (delivered). Prints one JSON line.
+import { args, cpuSeconds, nowMs, openMany, sleep, urlMaker } from './lib.mjs';
+
+const USAGE = `node chat-ws.mjs [--members 50] [--secs 10] [--rate R | --window 8]
+    [--conversation bench] [--tokens FILE] [--server-pid PID] WSURL`;
+
+const { values: o, positionals: [wsUrl] } = args({
+  members: { type: 'string', default: '50' },
+  secs: { type: 'string', default: '10' },
+  rate: { type: 'string' },
+  window: { type: 'string', default: '8' },
+  conversation: { type: 'string', default: 'bench' },
+  tokens: { type: 'string' },
+  'server-pid': { type: 'string' },
+}, USAGE);
+if (o.help || !wsUrl) {
+  console.error(`usage: ${USAGE}`);
+  process.exit(o.help ? 0 : 2);
+}
+
+const N = Number(o.members);
+const secs = Number(o.secs);
+const rate = o.rate ? Number(o.rate) : 0;
+const windowSize = Number(o.window);
+const conversationId = o.conversation;
+const MESSAGE_NEW = Buffer.from('{"type":"message:new"');
+const ACK = Buffer.from('{"type":"ack"');
+
+const ackLatency = [];
+const deliveryLatency = [];
+let delivered = 0;
+let errors = 0;
+let firstError = null;
+let stopAt = Infinity;
+
+const clients = await openMany(N, urlMaker(wsUrl, o.tokens), () => ({ session: true }));
+const members = clients.map((ws, i) => ({ ws, i, sentAt: new Map(), next: 0, acked: 0 }));
+
+// join the conversation (through the chat plugin's authorization)
+await Promise.all(members.map((m) => new Promise((resolve, reject) => {
+  m.ws.once('message', (data) => {
+    const frame = JSON.parse(data);
+    if (frame.type === 'ack' && frame.data.success) resolve();
+    else reject(new Error(`join refused: ${data}`));
+  });
+  m.ws.send(JSON.stringify({ type: 'conversation:join', data: { conversationId }, id: 0 }));
+})));
+
+function send(m) {
+  const n = ++m.next;
+  const t = nowMs();
+  m.sentAt.set(n, t);
+  m.ws.send(JSON.stringify({
+    type: 'message:send', id: n,
+    data: { conversationId, clientId: `m${m.i}-${n}`, type: 'text', content: { text: String(t) } },
+  }));
+}
+
+for (const m of members) {
+  m.ws.on('message', (data) => {
+    const now = nowMs();
+    if (data.compare(MESSAGE_NEW, 0, MESSAGE_NEW.length, 0, MESSAGE_NEW.length) === 0) {
+      const message = JSON.parse(data).data;
+      deliveryLatency.push(now - Number(message.content.text));
+      delivered++;
+    } else if (data.compare(ACK, 0, ACK.length, 0, ACK.length) === 0) {
+      const frame = JSON.parse(data);
+      const t = m.sentAt.get(frame.id);
+      m.sentAt.delete(frame.id);
+      ackLatency.push(now - t);
+      m.acked++;
+      if (!rate && now < stopAt) send(m);
+    } else {
+      const frame = JSON.parse(data);
+      if (frame.type === 'error') {
+        errors++;
+        firstError ??= frame.data;
+        m.sentAt.delete(frame.id);
+      }
+    }
+  });
+}
+
+const pid = o['server-pid'] ? Number(o['server-pid']) : 0;
+const cpu0 = cpuSeconds(pid);
+const t0 = nowMs();
+stopAt = t0 + secs * 1000;
+if (rate) {
+  // pace: every 5 ms, send what is due, round robin over the members
+  let sent = 0;
+  let k = 0;
+  while (nowMs() < stopAt) {
+    const due = Math.floor(((nowMs() - t0) / 1000) * rate);
+    while (sent < due) { send(members[k++ % N]); sent++; }
+    await sleep(5);
+  }
+} else {
+  for (const m of members) for (let w = 0; w < windowSize; w++) send(m);
+  await sleep(secs * 1000);
+}
+// let the last acks and deliveries arrive (bounded)
+const drainUntil = nowMs() + 15000;
+while (members.some((m) => m.sentAt.size) && nowMs() < drainUntil) await sleep(20);
+const expectedDeliveries = ackLatency.length * (N - 1);
+while (delivered < expectedDeliveries && nowMs() < drainUntil) await sleep(20);
+const elapsed = (nowMs() - t0) / 1000;
+const cpu1 = cpuSeconds(pid);
+
+const pct = (xs, p) => {
+  if (!xs.length) return null;
+  const s = Float64Array.from(xs).sort();
+  return +s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))].toFixed(2);
+};
+const stored = ackLatency.length;
+console.log(JSON.stringify({
+  ok: errors === 0 && delivered >= expectedDeliveries,
+  members: N,
+  mode: rate ? `paced ${rate}/s` : `window ${windowSize}`,
+  secs,
+  stored,
+  stored_per_s: Math.round(stored / secs),
+  deliveries: delivered,
+  expected_deliveries: expectedDeliveries,
+  deliveries_per_s: Math.round(delivered / elapsed),
+  ack_p50_ms: pct(ackLatency, 50),
+  ack_p99_ms: pct(ackLatency, 99),
+  delivery_p50_ms: pct(deliveryLatency, 50),
+  delivery_p99_ms: pct(deliveryLatency, 99),
+  delivery_max_ms: pct(deliveryLatency, 100),
+  server_cpu: cpu0 != null && cpu1 != null ? +((cpu1 - cpu0) / elapsed).toFixed(2) : null,
+  errors,
+  first_error: firstError,
+}));
+for (const m of members) m.ws.terminate();
+process.exit(0);
