@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -34,6 +35,20 @@ def _load(path: str | None, *, host: str | None = None, port: int | None = None)
     return attrs.evolve(config, server=server)
 
 
+def tune_gc(thresholds: list[int]) -> None:
+    """Keep the cyclic garbage collector's pauses out of the delivery path.
+
+    Everything allocated while starting (modules, plugins, the app) is moved out
+    of the collector's sight, and collections run less often: a server holding
+    many connections has hundreds of thousands of tracked objects, and a full
+    collection over them is a pause of 100 ms or more.
+    """
+    gc.collect()
+    gc.freeze()
+    if thresholds:
+        gc.set_threshold(*thresholds)
+
+
 async def _serve(config: Config) -> None:
     from .server import Server
 
@@ -46,6 +61,7 @@ async def _serve(config: Config) -> None:
         # Catch signals before listening: a SIGTERM right after startup still drains.
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await nursery.start(server.run)
+            tune_gc(config.server.gc_thresholds)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 server.shutdown()

@@ -48,11 +48,13 @@ class ViolationCounter:
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self._times: deque[float] = deque()
+        self._times: deque[float] | None = None  # most clients never breach: no deque
 
     def record(self) -> bool:
         """Record one breach; return True if the limit is now exceeded."""
         now = trio.current_time()
+        if self._times is None:
+            self._times = deque()
         self._times.append(now)
         while self._times and self._times[0] <= now - self.window:
             self._times.popleft()

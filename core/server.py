@@ -180,9 +180,11 @@ class Server:
         if self.shutting_down:
             await stream.aclose()
             return
-        try:
-            await serve_websocket(self.app, stream, head.raw, self._ws_connections,
+        serving = serve_websocket(self.app, stream, head.raw, self._ws_connections,
                                   self._ws_codec)
+        del head  # not kept alive for the life of the connection
+        try:
+            await serving
         finally:
             self._connection_closed.set()
 

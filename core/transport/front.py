@@ -116,4 +116,6 @@ async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, 
             await stream.aclose()
         return
     handler = ws_paths.get(head.path) if head.is_websocket else None
-    await (handler or http)(stream, head)
+    serving = (handler or http)(stream, head)
+    del head  # a long-lived connection must not keep its request head alive here
+    await serving

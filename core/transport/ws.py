@@ -328,7 +328,7 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
     channel = WsChannel(stream, ws.connection, outbox_limit=app.config.server.outbox_max_bytes,
                         max_message=app.config.server.max_payload)
     connection = WebSocketConnection(app, channel)
-    del ws, request
+    del ws, request, head, origin
     session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile)
     connections.add(connection)
     try:
