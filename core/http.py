@@ -42,11 +42,26 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
     return response
 
 
-def _find_key(presented: str) -> ApiKey | None:
-    for key in switchboard().config.api_keys:
+def find_api_key(keys: Iterable[ApiKey], presented: str) -> ApiKey | None:
+    """The configured key equal to ``presented`` (compared in constant time)."""
+    found = None
+    for key in keys:
         if hmac.compare_digest(key.key.encode(), presented.encode()):
-            return key
-    return None
+            found = key
+    return found
+
+
+def presented_key(x_api_key: str, authorization: str) -> str:
+    """The API key of a request: ``X-API-Key``, else ``Authorization: Bearer``."""
+    if x_api_key:
+        return x_api_key
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return ""
+
+
+def _find_key(presented: str) -> ApiKey | None:
+    return find_api_key(switchboard().config.api_keys, presented)
 
 
 def api_key_tenant_allowed(tenant: str) -> bool:
@@ -60,10 +75,8 @@ def require_api_key(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R 
 
     @wraps(view)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        presented = request.headers.get("X-API-Key", "")
-        auth = request.headers.get("Authorization", "")
-        if not presented and auth.lower().startswith("bearer "):
-            presented = auth[7:].strip()
+        presented = presented_key(request.headers.get("X-API-Key", ""),
+                                  request.headers.get("Authorization", ""))
         key = _find_key(presented) if presented else None
         if key is None:
             return error_response(401, "unauthorized", "a valid API key is required")
@@ -98,6 +111,30 @@ def structure_body(data: Any, cls: type[R], prefix: str = "") -> R:
         err = first_error(exc, prefix)
         raise ClientError(INVALID_PAYLOAD, f"{err.field}: {err.message}",
                           field=err.field or None) from None
+
+
+async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
+    """``POST /api/v1/emit``: validate every emit, then publish them in order.
+
+    Raises :class:`ClientError` (``forbidden`` for another tenant than the
+    key's); nothing is published unless all are valid.
+    """
+    items = body if isinstance(body, list) else [body]
+    requests = [structure_body(item, EmitRequest, f"{i}" if isinstance(body, list) else "")
+                for i, item in enumerate(items)]
+    for req in requests:
+        if key.tenant not in ("*", req.tenant):
+            raise ClientError("forbidden",
+                              f"this API key may not publish to tenant {req.tenant!r}")
+        if req.user is not None and req.room is not None:
+            raise ClientError(INVALID_PAYLOAD, "give 'user' or 'room', not both", field="room")
+        if req.room is not None:
+            check_room_name(req.room)
+    for req in requests:
+        room = (user_room(req.user) if req.user is not None
+                else req.room if req.room is not None else tenant_room(req.tenant))
+        await app.hub.publish(req.tenant, room, req.event, req.data)
+    return len(requests)
 
 
 def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio:
@@ -135,25 +172,8 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     @require_api_key
     async def emit() -> Any:
         """Publish one event, or a JSON list of them, to a user, a room or a tenant."""
-        body = await read_json()
-        items = body if isinstance(body, list) else [body]
-        requests = [structure_body(item, EmitRequest, f"{i}" if isinstance(body, list) else "")
-                    for i, item in enumerate(items)]
-        for req in requests:
-            if not api_key_tenant_allowed(req.tenant):
-                return error_response(403, "forbidden",
-                                      f"this API key may not publish to tenant {req.tenant!r}")
-            if req.user is not None and req.room is not None:
-                raise ClientError(INVALID_PAYLOAD, "give 'user' or 'room', not both",
-                                  field="room")
-            if req.room is not None:
-                check_room_name(req.room)
-        hub = switchboard().hub
-        for req in requests:
-            room = (user_room(req.user) if req.user is not None
-                    else req.room if req.room is not None else tenant_room(req.tenant))
-            await hub.publish(req.tenant, room, req.event, req.data)
-        return {"published": len(requests)}, 202
+        published = await publish_emits(switchboard(), g.api_key, await read_json())
+        return {"published": published}, 202
 
     @http.errorhandler(ClientError)
     async def client_error(exc: ClientError) -> Response:

@@ -27,6 +27,7 @@ from .pluginmanager import Plugins, call_async
 from .store import Store
 from .transport.engineio import EngineIOServer
 from .transport.front import Handler, PrefixedStream, RequestHead, route
+from .transport.publish import serve_publish
 from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
 
 log = logging.getLogger("switchboard")
@@ -174,7 +175,8 @@ class Server:
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (a socket, or an in-memory stream in tests)."""
         await route(stream, timeout=self.config.server.handshake_timeout,
-                    ws_paths=self._ws_paths, http=self._serve_http)
+                    ws_paths=self._ws_paths, http=self._serve_http,
+                    http_paths={("POST", "/api/v1/emit"): self._serve_publish})
 
     async def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         if self.shutting_down:
@@ -187,6 +189,22 @@ class Server:
             await serving
         finally:
             self._connection_closed.set()
+
+    async def _serve_publish(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+        try:
+            await serve_publish(self.app, stream, head, self._serve_http_rest)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.aclose()
+
+    async def _serve_http_rest(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+        """Hypercorn on a stream whose next bytes are exactly what the client sent."""
+        server = TCPServer(self._asgi, self._hyper_config, self._hyper_context,
+                           ConnectionState(self._lifespan_state.copy()),
+                           stream)  # type: ignore[arg-type]
+        await server.run()
 
     async def _serve_http(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         server = TCPServer(self._asgi, self._hyper_config, self._hyper_context,

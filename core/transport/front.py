@@ -29,6 +29,12 @@ class RequestHead:
     path: str
     headers: dict[str, str]
     raw: bytes
+    version: str = "HTTP/1.1"
+
+    @property
+    def body_start(self) -> int:
+        """Offset in ``raw`` of the first byte after the head."""
+        return self.raw.index(b"\r\n\r\n") + 4
 
     @property
     def is_websocket(self) -> bool:
@@ -36,9 +42,10 @@ class RequestHead:
                 and "upgrade" in self.headers.get("connection", "").lower())
 
 
-async def read_head(stream: trio.abc.Stream) -> RequestHead:
-    """Read up to the end of the request head; the rest is kept in ``raw``."""
-    buf = bytearray()
+async def read_head(stream: trio.abc.Stream, buffered: bytes = b"") -> RequestHead:
+    """Read up to the end of the request head (after ``buffered``, bytes already
+    read); what was read past it stays in ``raw``."""
+    buf = bytearray(buffered)
     while b"\r\n\r\n" not in buf:
         if len(buf) > MAX_HEAD:
             raise HeadError("request head too large")
@@ -56,7 +63,7 @@ async def read_head(stream: trio.abc.Stream) -> RequestHead:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
-    return RequestHead(parts[0], urlsplit(parts[1]).path, headers, head)
+    return RequestHead(parts[0], urlsplit(parts[1]).path, headers, head, parts[2])
 
 
 class _LoopbackSocket:
@@ -106,7 +113,7 @@ Handler = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
 
 
 async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, Handler],
-                http: Handler) -> None:
+                http: Handler, http_paths: dict[tuple[str, str], Handler] | None = None) -> None:
     """Read the head of one connection and hand it to the right server."""
     try:
         with trio.fail_after(timeout):
@@ -115,7 +122,10 @@ async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, 
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await stream.aclose()
         return
-    handler = ws_paths.get(head.path) if head.is_websocket else None
+    if head.is_websocket:
+        handler = ws_paths.get(head.path)
+    else:
+        handler = (http_paths or {}).get((head.method, head.path))
     serving = (handler or http)(stream, head)
     del head  # a long-lived connection must not keep its request head alive here
     await serving

@@ -1,0 +1,105 @@
+"""POST /api/v1/emit over real sockets: the publish fast path and its hand-over
+to the HTTP framework for everything else on the same connection."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import trio
+from switchboard.testing import TEST_API_KEY, Harness
+from trio_websocket import open_websocket_url
+
+EMIT = {"event": "ticket:updated", "tenant": "t1", "room": "lead:1", "data": {"n": 1}}
+
+
+def post(body: bytes, *, key: str = TEST_API_KEY, extra: str = "") -> bytes:
+    return (f"POST /api/v1/emit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+            ).encode() + body
+
+
+async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, dict, str]:
+    while b"\r\n\r\n" not in buffer:
+        buffer += await stream.receive_some(65536)
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        rest += await stream.receive_some(65536)
+    buffer[:] = rest[length:]
+    return int(lines[0].split()[1]), json.loads(rest[:length] or b"{}"), headers.get(
+        "connection", "")
+
+
+async def test_many_emits_on_one_kept_alive_connection_then_another_route(
+        switchboard_live: Harness) -> None:
+    host, port = switchboard_live.server.addresses[0]
+    token = switchboard_live.token("ann", "t1", "agent")
+    async with open_websocket_url(switchboard_live.ws_url(token)) as ws:
+        with trio.fail_after(10):
+            await ws.get_message()
+            await ws.send_message('{"type":"room:join","data":{"room":"lead:1"},"id":1}')
+            while json.loads(await ws.get_message()).get("id") != 1:
+                pass
+            stream = await trio.open_tcp_stream(host, port)
+            buffer = bytearray()
+            body = json.dumps(EMIT).encode()
+            await stream.send_all(post(body) + post(body))  # pipelined
+            for _ in range(2):
+                assert (await read_response(stream, buffer))[:2] == (202, {"published": 1})
+            await stream.send_all(post(json.dumps([EMIT, EMIT]).encode()))
+            assert (await read_response(stream, buffer))[1] == {"published": 2}
+            received = 0
+            while received < 4:
+                if json.loads(await ws.get_message())["type"] == "ticket:updated":
+                    received += 1
+            await stream.send_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, answer, _ = await read_response(stream, buffer)
+            assert (status, answer) == (200, {"status": "ok"})
+            await stream.aclose()
+
+
+async def test_errors_are_json_with_a_code(switchboard_live: Harness) -> None:
+    host, port = switchboard_live.server.addresses[0]
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, port)
+        buffer = bytearray()
+        await stream.send_all(post(b"{nope"))
+        assert (await read_response(stream, buffer))[:2] == (
+            400, {"code": "invalid_json", "message": "request body must be JSON"})
+        await stream.send_all(post(json.dumps(EMIT).encode(), key="wrong-key-0123456789"))
+        status, answer, _ = await read_response(stream, buffer)
+        assert status == 401 and answer["code"] == "unauthorized"
+        await stream.send_all(post(json.dumps({**EMIT, "room": "bad room"}).encode()))
+        status, answer, _ = await read_response(stream, buffer)
+        assert status == 400 and answer["code"] == "invalid_room"
+        await stream.send_all(post(json.dumps({"event": "x"}).encode()))
+        status, answer, _ = await read_response(stream, buffer)
+        assert status == 400 and answer["field"] == "tenant"
+        await stream.aclose()
+
+
+async def test_connection_close_is_honoured(switchboard_live: Harness) -> None:
+    host, port = switchboard_live.server.addresses[0]
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, port)
+        buffer = bytearray()
+        await stream.send_all(post(json.dumps(EMIT).encode(), extra="Connection: close\r\n"))
+        status, _, connection = await read_response(stream, buffer)
+        assert status == 202 and connection == "close"
+        assert await stream.receive_some(100) == b""
+
+
+async def test_requests_the_fast_path_does_not_take_are_served_by_the_framework(
+        switchboard_live: Harness) -> None:
+    async def chunks():  # a chunked body
+        yield json.dumps(EMIT).encode()
+
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(10):
+            response = await http.post(switchboard_live.http_url("/api/v1/emit"),
+                                       content=chunks(),
+                                       headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+    assert response.status_code == 202 and response.json() == {"published": 1}
