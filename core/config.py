@@ -52,6 +52,9 @@ class ServerConfig:
     drain_timeout: float = 5.0
     #: Origins allowed for browser WebSocket handshakes; empty allows any.
     allowed_origins: list[str] = attrs.Factory(list)
+    #: Seconds a connection's writer waits after its first queued frame for
+    #: more, so that events arriving one by one share a write (0: write at once).
+    write_linger: float = 0.0
     #: Compatibility profile of the plain WebSocket endpoint (empty: none).
     ws_profile: str = ""
     #: ``gc.set_threshold`` of the serving process (empty keeps Python's);

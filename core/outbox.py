@@ -51,8 +51,13 @@ class Outbox:
         if self._waiter is not None:
             self._wake()
 
-    async def take(self) -> bytes:
-        """Wait for queued frames and return all of them joined."""
+    async def take(self, linger: float = 0.0) -> bytes:
+        """Wait for queued frames and return all of them joined.
+
+        With ``linger``, wait that long after the first frame arrives so that
+        frames queued meanwhile go out in the same write (fewer, larger writes
+        when many small events arrive one by one, for that much latency).
+        """
         while not self._frames:
             if self.closed:
                 return b""
@@ -60,6 +65,8 @@ class Outbox:
                 raise trio.BusyResourceError("another task is already taking from this outbox")
             self._waiter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort)
+            if linger > 0 and not self.closed:
+                await trio.sleep(linger)
         frames = self._frames
         self._frames = []
         self._size = 0

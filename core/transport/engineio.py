@@ -618,7 +618,8 @@ class EngineIOServer:
         assert ws.connection is not None  # keep only the frame-level state
         channel = WsChannel(stream, ws.connection,
                             outbox_limit=self.app.config.server.outbox_max_bytes,
-                            max_message=self.config.max_payload)
+                            max_message=self.config.max_payload,
+                            linger=self.app.config.server.write_linger)
         if engine is not None:
             await engine.serve_channel(channel, upgrade=True)
             return

@@ -326,7 +326,8 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
     # connection, the request and its headers) would stay alive with the socket.
     assert ws.connection is not None
     channel = WsChannel(stream, ws.connection, outbox_limit=app.config.server.outbox_max_bytes,
-                        max_message=app.config.server.max_payload)
+                        max_message=app.config.server.max_payload,
+                        linger=app.config.server.write_linger)
     connection = WebSocketConnection(app, channel)
     del ws, request, head, origin
     session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile)

@@ -35,11 +35,13 @@ class MessageTooBig(Exception):
 
 class WsChannel:
     def __init__(self, stream: trio.abc.Stream, ws: Connection, *, outbox_limit: int,
-                 max_message: int) -> None:
+                 max_message: int, linger: float = 0.0) -> None:
         self.stream = stream
         self.ws = ws
         self.outbox = Outbox(outbox_limit)
         self.max_message = max_message
+        #: Seconds the writer waits after a first frame for more (see Outbox.take).
+        self.linger = linger
         self.closing = False
         #: Why the channel ended, when the peer ended it (``client``, ``transport_close``...).
         self.end_reason: str | None = None
@@ -76,7 +78,7 @@ class WsChannel:
         peer's; return early if the peer stops reading or goes away."""
         try:
             with self._write_scope:
-                while data := await self.outbox.take():
+                while data := await self.outbox.take(self.linger):
                     await self.stream.send_all(data)
                     del data  # do not keep the last write (a whole burst) while idle
         except (trio.BrokenResourceError, trio.ClosedResourceError):
