@@ -72,3 +72,23 @@ class Profile:
     def translate_out(self, event: str, data: Any) -> tuple[str, Any] | None:
         rule = self.outbound.get(event)
         return (event, data) if rule is None else rule(data)
+
+
+class ProfiledCodec:
+    """Base of the protocol codecs: translate by the profile, then encode raw."""
+
+    __slots__ = ("profile",)
+
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.profile = profile
+
+    def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
+        if self.profile is not None:
+            translated = self.profile.translate_out(event, data)
+            if translated is None:
+                return b""
+            event, data = translated
+        return self.encode_raw(event, data, offset)
+
+    def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
+        raise NotImplementedError

@@ -36,7 +36,7 @@ class Codec(Protocol):
         (empty when the profile drops it); ``offset`` is its recovery offset."""
         ...
 
-    def encode_raw(self, event: str, data: Any) -> bytes:
+    def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         """Wire bytes of one event exactly as named (no profile translation)."""
         ...
 

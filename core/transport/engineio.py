@@ -29,7 +29,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
-from ..profiles import Profile
+from ..profiles import Profile, ProfiledCodec
 from ..protocol import engineio as eio
 from ..protocol import socketio as sio
 from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
@@ -54,23 +54,15 @@ INBOX_SIZE = 64
 CLOSE_POLL_GRACE = 2.0
 
 
-class SioCodec:
+class SioCodec(ProfiledCodec):
     """Encodes events of one namespace for one Engine.IO transport kind."""
 
-    __slots__ = ("namespace", "profile", "websocket")
+    __slots__ = ("namespace", "websocket")
 
     def __init__(self, namespace: str, websocket: bool, profile: Profile | None = None) -> None:
+        super().__init__(profile)
         self.namespace = namespace
         self.websocket = websocket
-        self.profile = profile
-
-    def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
-        if self.profile is not None:
-            translated = self.profile.translate_out(event, data)
-            if translated is None:
-                return b""
-            event, data = translated
-        return self.encode_raw(event, data, offset)
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         if sio.has_binary(data):

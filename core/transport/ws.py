@@ -24,7 +24,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
-from ..profiles import Profile
+from ..profiles import ProfiledCodec
 from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
@@ -38,23 +38,12 @@ log = logging.getLogger("switchboard.ws")
 INBOX_SIZE = 64
 
 
-class EnvelopeCodec:
+class EnvelopeCodec(ProfiledCodec):
     """Encodes server events as WebSocket text frames of JSON envelopes."""
 
-    __slots__ = ("profile",)
+    __slots__ = ()
 
-    def __init__(self, profile: Profile | None = None) -> None:
-        self.profile = profile
-
-    def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
-        if self.profile is not None:
-            translated = self.profile.translate_out(event, data)
-            if translated is None:
-                return b""
-            event, data = translated
-        return text_frame(envelope.encode_event(event, data))
-
-    def encode_raw(self, event: str, data: Any) -> bytes:
+    def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         return text_frame(envelope.encode_event(event, data))
 
 
