@@ -32,9 +32,12 @@ class Batcher(Generic[T, R]):
     """Run ``flush(items) -> results`` (same length and order) over queued items."""
 
     def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *,
-                 max_batch: int = 500) -> None:
+                 max_batch: int = 500, linger: float = 0.0) -> None:
         self._flush = flush
         self.max_batch = max_batch
+        #: Seconds to wait after the first item for more (bigger batches: fewer
+        #: transactions, and results that go out together).
+        self.linger = linger
         self._queue: list[_Pending[T, R]] = []
         self._wakeup = trio.Event()
         self._running = False
@@ -62,6 +65,8 @@ class Batcher(Generic[T, R]):
             while True:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
+                if self.linger > 0 and len(self._queue) < self.max_batch:
+                    await trio.sleep(self.linger)
                 while self._queue:
                     await self._flush_some()
         finally:

@@ -52,6 +52,8 @@ ROOM_PREFIX = "conversation:"
 class ChatSettings:
     #: Messages written in one transaction, at most.
     max_batch: int = 500
+    #: Seconds the writer waits after a first message for more to write with it.
+    batch_linger: float = 0.0
     #: Default and largest page of history.
     history_page: int = 50
     history_max: int = 200
@@ -253,7 +255,8 @@ class ChatPlugin:
     def switchboard_startup(self, app: App) -> None:
         self.app = app
         self.settings = app.settings(self)
-        self._writer = Batcher(self._write_batch, max_batch=self.settings.max_batch)
+        self._writer = Batcher(self._write_batch, max_batch=self.settings.max_batch,
+                               linger=self.settings.batch_linger)
 
     @hookimpl
     def switchboard_background_tasks(self) -> list[Any]:

@@ -1,0 +1,84 @@
+"""The write batcher: many callers, one flush per batch, results in order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import trio
+import trio.testing
+from switchboard.core.batching import Batcher
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def flush(self, items: Sequence[int]) -> list[int]:
+        self.batches.append(list(items))
+        await trio.sleep(0.01)  # the transaction takes a while (mock clock)
+        return [i * 10 for i in items]
+
+
+async def test_concurrent_submits_share_batches_and_get_their_own_results(
+        autojump_clock: trio.testing.MockClock) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.flush, max_batch=100)
+    results: dict[int, int] = {}
+
+    async def submit(i: int) -> None:
+        results[i] = await batcher.submit(i)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        async with trio.open_nursery() as callers:
+            for i in range(50):
+                callers.start_soon(submit, i)
+        nursery.cancel_scope.cancel()
+    assert results == {i: i * 10 for i in range(50)}
+    assert len(recorder.batches) < 50
+    assert sorted(sum(recorder.batches, [])) == list(range(50))
+
+
+async def test_max_batch_bounds_a_flush(autojump_clock: trio.testing.MockClock) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.flush, max_batch=7)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        async with trio.open_nursery() as callers:
+            for i in range(30):
+                callers.start_soon(batcher.submit, i)
+        nursery.cancel_scope.cancel()
+    assert max(len(b) for b in recorder.batches) <= 7
+
+
+async def test_linger_waits_for_more_items(autojump_clock: trio.testing.MockClock) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.flush, linger=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        async with trio.open_nursery() as callers:
+            callers.start_soon(batcher.submit, 1)
+            await trio.sleep(0.02)
+            callers.start_soon(batcher.submit, 2)
+        nursery.cancel_scope.cancel()
+    assert recorder.batches == [[1, 2]]
+
+
+async def test_a_failed_flush_fails_every_item_of_its_batch(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async def broken(items: Sequence[int]) -> list[int]:
+        raise RuntimeError("database is down")
+
+    batcher = Batcher(broken)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        with pytest.raises(RuntimeError, match="database is down"):
+            await batcher.submit(1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_submitting_when_not_running_is_an_error() -> None:
+    batcher: Batcher[int, int] = Batcher(Recorder().flush)
+    with pytest.raises(RuntimeError):
+        await batcher.submit(1)
