@@ -37,7 +37,7 @@ async def test_concurrent_submits_share_batches_and_get_their_own_results(
         nursery.cancel_scope.cancel()
     assert results == {i: i * 10 for i in range(50)}
     assert len(recorder.batches) < 50
-    assert sorted(sum(recorder.batches, [])) == list(range(50))
+    assert sorted(i for batch in recorder.batches for i in batch) == list(range(50))
 
 
 async def test_max_batch_bounds_a_flush(autojump_clock: trio.testing.MockClock) -> None:
