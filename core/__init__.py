@@ -15,7 +15,7 @@ from .errors import (
     ClientError,
     CloseCode,
 )
-from .events import EventSpec, incoming, outgoing
+from .events import Deferred, EventSpec, incoming, outgoing
 from .hookspec import hookimpl
 from .rooms import agents_room, tenant_room, user_room
 from .session import Session
@@ -32,6 +32,7 @@ __all__ = [
     "CloseCode",
     "Config",
     "ConfigError",
+    "Deferred",
     "EventSpec",
     "Identity",
     "Rate",

@@ -30,7 +30,7 @@ from .errors import (
     ClientError,
     CloseCode,
 )
-from .events import unstructure
+from .events import Deferred, unstructure
 from .hub import Hub
 from .metrics import Metrics
 from .pluginmanager import Plugins, call_async
@@ -196,6 +196,8 @@ class App:
             for event, reply in rule.on_error(session, data, exc):
                 session.emit(event, reply, raw=True)
             return None
+        if isinstance(result, Deferred):
+            result = await result.wait()
         if rule.on_result is not None:
             for event, reply in rule.on_result(session, data, result):
                 session.emit(event, reply, raw=True)

@@ -18,7 +18,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class _Pending(Generic[T, R]):
+class Pending(Generic[T, R]):
+    """An item queued for writing; ``await pending.wait()`` gives its result."""
+
     __slots__ = ("done", "error", "item", "result")
 
     def __init__(self, item: T) -> None:
@@ -26,6 +28,15 @@ class _Pending(Generic[T, R]):
         self.done = trio.Event()
         self.result: R | None = None
         self.error: BaseException | None = None
+
+    async def wait(self) -> R:
+        with trio.CancelScope(shield=True):
+            # Once queued, the item will be written: wait for the outcome even if
+            # the caller is cancelled, so no caller believes a stored item was lost.
+            await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
 
 
 class Batcher(Generic[T, R]):
@@ -38,24 +49,22 @@ class Batcher(Generic[T, R]):
         #: Seconds to wait after the first item for more (bigger batches: fewer
         #: transactions, and results that go out together).
         self.linger = linger
-        self._queue: list[_Pending[T, R]] = []
+        self._queue: list[Pending[T, R]] = []
         self._wakeup = trio.Event()
         self._running = False
 
-    async def submit(self, item: T) -> R:
-        """Queue ``item`` and wait until its batch is written; return its result."""
+    def enqueue(self, item: T) -> Pending[T, R]:
+        """Queue ``item`` now (items are written in the order they are queued)."""
         if not self._running:
             raise RuntimeError("the batch writer is not running")
-        pending: _Pending[T, R] = _Pending(item)
+        pending: Pending[T, R] = Pending(item)
         self._queue.append(pending)
         self._wakeup.set()
-        with trio.CancelScope(shield=True):
-            # Once queued, the item will be written: wait for the outcome even if
-            # the caller is cancelled, so no caller believes a stored item was lost.
-            await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.result  # type: ignore[return-value]
+        return pending
+
+    async def submit(self, item: T) -> R:
+        """Queue ``item`` and wait until its batch is written; return its result."""
+        return await self.enqueue(item).wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer task: flush batches until cancelled (then flush what is left)."""

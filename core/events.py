@@ -48,6 +48,25 @@ class EventSpec:
                               else err.message, field=err.field or None) from None
 
 
+class Deferred:
+    """A handler's answer that comes later, without holding up the client's next
+    events: return ``Deferred(fn)`` and the transport acks with ``await fn()``
+    when it is done. Answers still go out in the order the events came.
+
+    The chat plugin queues a message for the batched write and defers the ack,
+    so a client's next messages join the same batch instead of waiting.
+    """
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        self._fn = fn
+
+    async def wait(self) -> Any:
+        result = await self._fn()
+        return unstructure(result) if attrs.has(type(result)) else result
+
+
 def unstructure(value: Any) -> Any:
     """attrs instances (and containers of them) to JSON-ready values."""
     return _converter.unstructure(value)

@@ -28,7 +28,16 @@ from typing import Any, Literal
 import attrs
 import sqlalchemy as sa
 from quart import Blueprint, g, request
-from switchboard.core import App, ClientError, Rate, Session, hookimpl, incoming, outgoing
+from switchboard.core import (
+    App,
+    ClientError,
+    Deferred,
+    Rate,
+    Session,
+    hookimpl,
+    incoming,
+    outgoing,
+)
 from switchboard.core.batching import Batcher
 from switchboard.core.events import unstructure
 from switchboard.core.http import (
@@ -162,6 +171,12 @@ class NewMessage:
     type: str
     content: dict[str, Any]
     created_at: float
+    #: Session id not to broadcast to (the sender's connection); not stored.
+    exclude: str | None = None
+
+
+def _row(message: NewMessage) -> dict[str, Any]:
+    return attrs.asdict(message, filter=lambda a, _: a.name != "exclude")
 
 
 @attrs.frozen
@@ -321,13 +336,19 @@ class ChatPlugin:
         await self.app.leave(session, ROOM_PREFIX + ref.conversationId)
         return {"success": True, "conversationId": ref.conversationId}
 
-    async def send(self, session: Session, request: SendMessage) -> dict[str, Any]:
+    async def send(self, session: Session, request: SendMessage) -> Deferred:
         await self._check_access(session, request.conversationId)
-        stored = await self.store_message(NewMessage(
+        assert self._writer is not None
+        pending = self._writer.enqueue(NewMessage(
             session.tenant_id, request.conversationId, session.user_id, session.role,
             request.clientId, request.type, self._content(request.type, request.content),
-            time.time()), exclude=session)
-        return stored.message
+            time.time(), exclude=session.id))
+
+        async def stored() -> dict[str, Any]:
+            return (await pending.wait()).message
+
+        # The ack waits for the batch; the client's next messages need not.
+        return Deferred(stored)
 
     async def history(self, session: Session, request: HistoryRequest) -> dict[str, Any]:
         await self._check_access(session, request.conversationId)
@@ -369,17 +390,23 @@ class ChatPlugin:
                                   field="content.mimeType")
         return {k: v for k, v in unstructure(value).items() if v is not None}
 
-    async def store_message(self, message: NewMessage, *,
-                            exclude: Session | None = None) -> Stored:
-        """Store (batched), then broadcast ``message:new`` unless it was a resend."""
+    async def store_message(self, message: NewMessage) -> Stored:
+        """Store (batched) and broadcast ``message:new`` unless it was a resend."""
         assert self._writer is not None
-        stored = await self._writer.submit(message)
-        if stored.created:
-            await self.app.publish(message.tenant_id, ROOM_PREFIX + message.conversation_id,
-                                   "message:new", stored.message, exclude=exclude)
-        return stored
+        return await self._writer.submit(message)
 
     async def _write_batch(self, batch: Sequence[NewMessage]) -> list[Stored]:
+        """Write a batch in one transaction, then broadcast the new messages in
+        the order of their ids, before anyone is acknowledged."""
+        results = await self._write(batch)
+        for message, stored in zip(batch, results, strict=True):
+            if stored.created:
+                await self.app.hub.publish(
+                    message.tenant_id, ROOM_PREFIX + message.conversation_id, "message:new",
+                    stored.message, exclude=message.exclude)
+        return results
+
+    async def _write(self, batch: Sequence[NewMessage]) -> list[Stored]:
         messages = self.tables["messages"]
 
         def write(conn: sa.Connection) -> list[Stored]:
@@ -408,7 +435,7 @@ class ChatPlugin:
                     first_of[key] = i
                     to_insert.append(i)
             if to_insert:
-                rows_in = [attrs.asdict(batch[i]) for i in to_insert]
+                rows_in = [_row(batch[i]) for i in to_insert]
                 ids = conn.execute(
                     messages.insert().returning(messages.c.id, sort_by_parameter_order=True),
                     rows_in).scalars().all()

@@ -251,3 +251,19 @@ async def test_many_concurrent_senders_all_land_in_order_of_ids(switchboard: Har
     page = await clients[0].request("message:history", {"conversationId": "c1", "limit": 200})
     ids = [m["id"] for m in page["messages"]]
     assert len(ids) == 100 and ids == sorted(set(ids))
+
+
+async def test_acks_come_in_order_while_messages_share_a_batch(switchboard: Harness) -> None:
+    """A client's messages are stored in the order sent, acked in that order,
+    and broadcast in the order of their ids."""
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    ann = await joined(switchboard, "ann")
+    for n in range(20):
+        await carl.emit("message:send", {"conversationId": "c1", **text(f"{n}")}, id=n)
+    acks = [(await carl._wait(lambda f, n=n: f.get("id") == n, 10))["data"] for n in range(20)]
+    assert [a["content"]["text"] for a in acks] == [f"{n}" for n in range(20)]
+    ids = [a["id"] for a in acks]
+    assert ids == sorted(ids)
+    received = [(await ann.expect("message:new"))["id"] for _ in range(20)]
+    assert received == ids

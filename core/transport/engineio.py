@@ -35,6 +35,7 @@ from ..protocol import socketio as sio
 from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
 from ..recovery import RecoveryLog, SavedSession
 from ..session import Session
+from .answers import OrderedAnswers
 from .front import RequestHead
 from .ws import bearer_token, reject_bytes, send_quietly
 from .wschannel import MessageTooBig, WsChannel
@@ -138,6 +139,7 @@ class EngineSocket:
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[sio.Packet](INBOX_SIZE)
         self._close_polled = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._answers: OrderedAnswers | None = None
 
     @property
     def on_websocket(self) -> bool:
@@ -275,20 +277,28 @@ class EngineSocket:
         try:
             result = await self.app.dispatch(session, name, payload)
         except ClientError as exc:
-            self.app.metrics.client_errors.labels(exc.code).inc()
-            log.info("client error %s on %s: %s", exc.code, session.id, exc.message)
-            error = {**exc.to_dict(), "event": name}
-            if packet.id is not None:
-                self.send_sio(sio.Packet(sio.PacketType.ACK, packet.namespace,
-                                         [{"error": error}], packet.id))
-            else:
-                self.send_sio(sio.Packet(sio.PacketType.EVENT, packet.namespace,
-                                         ["error", error]))
+            self._answer_error(packet, name, exc)
             return
         if name == "auth":
             self.identity_changed()
+        if self._answers is None:
+            assert self._nursery is not None
+            self._answers = OrderedAnswers(self._nursery)
+        await self._answers.answer(
+            result,
+            lambda value: None if packet.id is None else self.send_sio(
+                sio.Packet(sio.PacketType.ACK, packet.namespace, [value], packet.id)),
+            lambda error: self._answer_error(packet, name, error))
+
+    def _answer_error(self, packet: sio.Packet, name: str, exc: ClientError) -> None:
+        self.app.metrics.client_errors.labels(exc.code).inc()
+        log.info("client error %s on %s: %s", exc.code, self.sid, exc.message)
+        error = {**exc.to_dict(), "event": name}
         if packet.id is not None:
-            self.send_sio(sio.Packet(sio.PacketType.ACK, packet.namespace, [result], packet.id))
+            self.send_sio(sio.Packet(sio.PacketType.ACK, packet.namespace,
+                                     [{"error": error}], packet.id))
+        else:
+            self.send_sio(sio.Packet(sio.PacketType.EVENT, packet.namespace, ["error", error]))
 
     async def _connect(self, packet: sio.Packet) -> None:
         namespace = packet.namespace

@@ -28,6 +28,7 @@ from ..profiles import ProfiledCodec
 from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
+from .answers import OrderedAnswers
 from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class WebSocketConnection:
         self._next_call = 0
         self._nursery: trio.Nursery | None = None
         self._inbox: trio.MemorySendChannel[envelope.Frame] | None = None
+        self._answers: OrderedAnswers | None = None
 
     # -- Transport ---------------------------------------------------------
 
@@ -244,8 +246,15 @@ class WebSocketConnection:
             return
         if frame.type == "auth":
             self.identity_changed()
-        if frame.id is not None:
-            self.send(text_frame(envelope.encode_ack(frame.id, result)))
+        ident = frame.id
+        if self._answers is None:
+            assert self._nursery is not None
+            self._answers = OrderedAnswers(self._nursery)
+        await self._answers.answer(
+            result,
+            lambda value: None if ident is None else self.send(
+                text_frame(envelope.encode_ack(ident, value))),
+            lambda error: self._error(error, ident))
 
     def _charge(self, name: str, ident: int | str | None = None) -> bool:
         """Rate-limit frames that are not dispatched (pings, malformed frames)."""
