@@ -1,8 +1,9 @@
-"""Switchboard benchmark: fan-out, connection rate, idle memory, latency, and
-the transport design comparison, over real loopback sockets.
+"""Switchboard benchmark: fan-out, connection rate, idle memory, latency, the
+transport design comparison, Socket.IO against the reference servers, and
+durable chat on SQLite and PostgreSQL, over real loopback sockets.
 
     python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
-        [--rate 1000] [--secs 10] [--only fanout,connect,idle,latency,designs]
+        [--rate 1000] [--secs 10] [--only fanout,connect,idle,latency,designs,sio,chat]
 
 Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
 a generated config in a temporary directory); the load clients are the Node.js
@@ -36,13 +37,14 @@ from typing import Any
 
 import attrs
 import jwt
+import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 TENANT = "bench"
 API_KEY = "bench-" + secrets.token_hex(16)
 SECRET = secrets.token_hex(32)
-SECTIONS = ("fanout", "connect", "idle", "latency", "designs")
+SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat")
 DESIGNS = (
     ("quart-trio route + hypercorn", ["quart_route.py"]),
     ("raw Trio, one send_all per frame", ["raw_trio.py"]),
@@ -51,6 +53,16 @@ DESIGNS = (
 TARGET_FANOUT = 500_000
 TARGET_IDLE_KIB = 20.0
 TARGET_P99_MS = 10.0
+#: Socket.IO: Switchboard's fan-out against the reference servers, same run.
+SIO_REFERENCES = (
+    ("Node socket.io 4", ["node_socketio.cjs"]),
+    ("python-socketio + uvicorn", ["python_socketio.py"]),
+)
+TARGET_SIO_VS_PYTHON = 9.0
+TARGET_SIO_IDLE_RATIO = 1.5
+TARGET_CHAT_STORED = 5000
+CHAT_PLUGINS = "rooms,chat"
+CHAT_CONVERSATION = "bench"
 
 
 class BenchError(Exception):
@@ -74,13 +86,14 @@ def raise_open_files(wanted: int = 65536) -> int:
 
 
 def ensure_node_modules() -> None:
-    if (HERE / "node_modules" / "ws").is_dir():
+    deps = json.loads((HERE / "package.json").read_text())["dependencies"]
+    if all((HERE / "node_modules" / name / "package.json").is_file() for name in deps):
         return
     npm = shutil.which("npm")
     if npm is None:
         raise BenchError("npm is needed to install the load clients' dependencies")
-    log("installing the load clients' dependencies (npm install)")
-    subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=HERE, check=True,
+    log("installing the load clients' dependencies (npm ci)")
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True,
                    timeout=300)
 
 
@@ -98,8 +111,14 @@ def rss_kib(pid: int) -> int:
     raise BenchError(f"no VmRSS for process {pid}")
 
 
-def http_json(url: str, *, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
-    req = urllib.request.Request(url, headers=headers or {})
+def http_json(url: str, *, timeout: float = 5.0, headers: dict[str, str] | None = None,
+              body: Any = None) -> Any:
+    """GET ``url`` (POST ``body`` as JSON if given); return the decoded JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = dict(headers or {})
+    if data is not None:
+        all_headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, headers=all_headers)
     with urllib.request.urlopen(req, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -146,6 +165,11 @@ class Target:
     def http(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def sio_url(self) -> str:
+        """Base URL of a Socket.IO server (the client adds ``/socket.io/``)."""
+        return self.http
+
 
 def installed_plugins() -> list[str]:
     return sorted({ep.name for ep in entry_points(group="switchboard.plugins")})
@@ -160,7 +184,13 @@ def plugin_sections(enabled: str) -> str:
                    for name in installed_plugins() if name not in keep)
 
 
-def switchboard_config(tmp: Path, port: int, plugins: str) -> str:
+def switchboard_config(tmp: Path, port: int, plugins: str, store_url: str = "",
+                       event_limits: Sequence[str] = ()) -> str:
+    """The generated config; ``event_limits`` are event names whose per-connection
+    rate limit is raised like the others."""
+    store = store_url or f"sqlite:///{tmp / 'bench.db'}"
+    events = "".join(f'\n[limits.events.{json.dumps(name)}]\nrate = 100000.0\nburst = 100000.0\n'
+                     for name in event_limits)
     return f"""\
 mode = "development"
 data_dir = {json.dumps(str(tmp))}
@@ -187,9 +217,9 @@ public_patterns = ["bench:*"]
 [limits]
 connection = {{ rate = 100000.0, burst = 100000.0 }}
 user = {{ rate = 100000.0, burst = 100000.0 }}
-
+{events}
 [store]
-url = {json.dumps(f"sqlite:///{tmp / 'bench.db'}")}
+url = {json.dumps(store)}
 
 [log]
 level = "warning"
@@ -197,12 +227,13 @@ level = "warning"
 
 
 @contextlib.contextmanager
-def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "") -> Iterator[Target]:
+def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "", *, store_url: str = "",
+                    event_limits: Sequence[str] = ()) -> Iterator[Target]:
     """Serve from this checkout; ``gc_threshold`` ("g0,g1,g2") sets the server's
     ``gc.set_threshold`` before it starts (a diagnostic, not a server option)."""
     port = free_port()
     config = tmp / f"switchboard-{port}.toml"
-    config.write_text(switchboard_config(tmp, port, plugins))
+    config.write_text(switchboard_config(tmp, port, plugins, store_url, event_limits))
     logfile = (tmp / f"switchboard-{port}.log").open("wb")
     if gc_threshold:
         thresholds = ", ".join(str(int(x)) for x in gc_threshold.split(","))
@@ -227,10 +258,13 @@ def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "") -> Iterator
 
 @contextlib.contextmanager
 def run_design(tmp: Path, name: str, argv: Sequence[str]) -> Iterator[Target]:
+    """A server of ``designs/``: ``*.py`` run by this Python, ``*.cjs`` by Node."""
     port = free_port()
     logfile = (tmp / f"design-{port}.log").open("wb")
+    script = str(HERE / "designs" / argv[0])
+    runner = [shutil.which("node") or "node"] if script.endswith(".cjs") else [sys.executable]
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "designs" / argv[0]), str(port), *argv[1:]],
+        [*runner, script, str(port), *argv[1:]],
         stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_http(f"http://{HOST}:{port}/blast/0", proc)
@@ -238,6 +272,9 @@ def run_design(tmp: Path, name: str, argv: Sequence[str]) -> Iterator[Target]:
     finally:
         stop(proc)
         logfile.close()
+        tail = (tmp / f"design-{port}.log").read_text(errors="replace").strip()
+        if tail:
+            log(f"{name} log (last lines):\n  " + "\n  ".join(tail.splitlines()[-8:]))
 
 
 def wait_idle(target: Target, timeout: float = 20.0) -> None:
@@ -297,9 +334,12 @@ class Node:
         return result
 
     @contextlib.contextmanager
-    def hold(self, url: str, n: int, tokens: Path | None,
-             timeout: float = 300.0) -> Iterator[subprocess.Popen[str]]:
-        args = [url, str(n)] + (["--tokens", str(tokens), "--session"] if tokens else [])
+    def hold(self, url: str, n: int, tokens: Path | None, timeout: float = 300.0, *,
+             sio: bool = False) -> Iterator[subprocess.Popen[str]]:
+        """``n`` idle clients (socket.io-client sockets with ``sio``, ``url`` then
+        being the server's base URL), open until the block ends."""
+        args = [url, str(n)] + (["--tokens", str(tokens)] if tokens else [])
+        args += ["--sio"] if sio else (["--session"] if tokens else [])
         proc = subprocess.Popen(self.argv("hold.mjs", args), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -340,14 +380,16 @@ class Row:
 
 
 def fanout_once(node: Node, target: Target, clients: int, messages: int, tokens: Path,
-                procs: int) -> dict[str, Any]:
+                procs: int, *, sio: bool = False) -> dict[str, Any]:
+    """One fan-out: plain WebSocket clients, or socket.io-client sockets with ``sio``."""
+    url = target.sio_url if sio else target.ws_url
     if target.switchboard:
-        args = ["--tokens", str(tokens), "--session", "--join", "bench:all",
+        args = ["--tokens", str(tokens), *([] if sio else ["--session"]), "--join", "bench:all",
                 "--api-key", API_KEY, "--tenant", TENANT, "--room", "bench:all",
-                target.ws_url, f"{target.http}/api/v1/emit"]
+                url, f"{target.http}/api/v1/emit"]
     else:
-        args = [target.ws_url, f"{target.http}/blast/{{M}}"]
-    result = node.run("fanout-ws.mjs", [
+        args = [url, f"{target.http}/blast/{{M}}"]
+    result = node.run("fanout-sio.mjs" if sio else "fanout-ws.mjs", [
         "--clients", str(clients), "--messages", str(messages), "--procs", str(procs),
         "--timeout", "150", "--server-pid", str(target.pid), *args], timeout=300)
     wait_idle(target)
@@ -378,16 +420,17 @@ class Series:
 
 
 def fanout_series(node: Node, target: Target, a: argparse.Namespace, tokens: Path,
-                  repeats: int) -> Series:
+                  repeats: int, *, sio: bool = False) -> Series:
     rates: list[float] = []
     cpu_us: list[float] = []
     # Warm-up, not counted: first-use costs (code generated on first request, heap growth).
-    fanout_once(node, target, min(a.clients, 100), 10, tokens, 1)
+    fanout_once(node, target, min(a.clients, 100), 10, tokens, 1, sio=sio)
     for i in range(repeats):
-        result = fanout_once(node, target, a.clients, a.messages, tokens, a.procs)
+        result = fanout_once(node, target, a.clients, a.messages, tokens, a.procs, sio=sio)
         rate = float(result["deliveries_per_s"]) if result.get("ok") else 0.0
         us = result.get("server_cpu_us_per_delivery")
-        log(f"fan-out {target.name} run {i + 1}/{repeats}: {rate:,.0f} deliveries/s "
+        log(f"fan-out {target.name}{' (Socket.IO)' if sio else ''} run {i + 1}/{repeats}: "
+            f"{rate:,.0f} deliveries/s "
             f"({result.get('seconds')} s, server CPU {result.get('server_cpu_s')} s)")
         rates.append(rate)
         if result.get("ok") and us is not None:
@@ -439,27 +482,55 @@ def bench_connect(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) ->
                 summary(rates, "/s"))]
 
 
-def bench_idle(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+@attrs.frozen
+class IdleMemory:
+    before_kib: int
+    after_kib: int
+    count: int
+
+    @property
+    def per_conn_kib(self) -> float:
+        return (self.after_kib - self.before_kib) / self.count
+
+    def describe(self) -> str:
+        return (f"{self.per_conn_kib:.2f} KiB (RSS {self.before_kib / 1024:.1f} -> "
+                f"{self.after_kib / 1024:.1f} MiB)")
+
+
+def idle_memory(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, *,
+                sio: bool = False) -> IdleMemory:
+    """Server RSS before and ``a.settle`` s after ``a.idle`` clients are open and ready
+    (plain WebSocket with their session frame, or socket.io-client sockets connected)."""
+    kind = "Socket.IO" if sio else "WebSocket"
     with run_switchboard(tmp, a.plugins) as target:
+        url = target.sio_url if sio else target.ws_url
         # Warm up (lazy imports, first-use caches) so they do not count per connection.
-        node.run("connect-rate.mjs", ["--clients", "50", "--tokens", str(tokens), "--session",
-                                      target.ws_url], timeout=60)
+        with node.hold(url, 50, tokens, sio=sio):
+            pass
         wait_idle(target)
         time.sleep(1.0)
         before = rss_kib(target.pid)
-        with node.hold(target.ws_url, a.idle, tokens):
+        with node.hold(url, a.idle, tokens, sio=sio):
             time.sleep(a.settle)
             after = rss_kib(target.pid)
             stats = http_json(f"{target.http}/api/v1/stats",
                               headers={"Authorization": f"Bearer {API_KEY}"})
         if stats["connections"] != a.idle:
-            raise BenchError(f"server holds {stats['connections']} connections, not {a.idle}")
-    per_conn = (after - before) / a.idle
-    log(f"idle: RSS {before} KiB -> {after} KiB for {a.idle} connections")
+            raise BenchError(f"server holds {stats['connections']} {kind} connections, "
+                             f"not {a.idle}")
+    log(f"idle {kind}: RSS {before} KiB -> {after} KiB for {a.idle} connections")
+    result = IdleMemory(before, after, a.idle)
+    if not sio:
+        a.idle_ws = result  # reused by the Socket.IO section of the same run
+    return result
+
+
+def bench_idle(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    idle = idle_memory(node, tmp, a, tokens)
     return [Row("memory per idle connection (server RSS delta / N)", "Switchboard",
                 f"{a.idle:,} idle clients (session frame received, no rooms joined)",
-                f"{per_conn:.2f} KiB (RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB)",
-                f"<= {TARGET_IDLE_KIB:g} KiB: {verdict(per_conn <= TARGET_IDLE_KIB)}")]
+                idle.describe(),
+                f"<= {TARGET_IDLE_KIB:g} KiB: {verdict(idle.per_conn_kib <= TARGET_IDLE_KIB)}")]
 
 
 def latency_row(result: dict[str, Any], a: argparse.Namespace, how: str,
@@ -517,6 +588,159 @@ def bench_designs(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) ->
     return rows
 
 
+def sio_load(a: argparse.Namespace) -> str:
+    return (f"{a.clients} socket.io-client sockets (websocket transport) in 1 room, "
+            f"{a.messages} room broadcasts of 100 B each ({a.clients * a.messages:,} "
+            f"deliveries); clients in {a.procs} Node processes")
+
+
+def bench_sio(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    """Socket.IO fan-out: Switchboard and the reference servers under the same load;
+    then memory per idle Socket.IO connection against plain WebSocket."""
+    series: dict[str, Series] = {}
+    with run_switchboard(tmp, a.plugins) as target:
+        series["Switchboard"] = fanout_series(node, target, a, tokens, a.repeats, sio=True)
+    for name, argv in SIO_REFERENCES:
+        with run_design(tmp, name, argv) as target:
+            series[name] = fanout_series(node, target, a, tokens, a.repeats, sio=True)
+    ours = series["Switchboard"].median
+    node_ref = series[SIO_REFERENCES[0][0]].median
+    python_ref = series[SIO_REFERENCES[1][0]].median
+    vs_node = ours / node_ref if node_ref else float("inf")
+    vs_python = ours / python_ref if python_ref else float("inf")
+    load = sio_load(a)
+    how = {
+        "Switchboard": "; trigger: one emit request carrying all broadcasts (clients join "
+                       "`bench:all` with `room:join` and its ack)",
+        SIO_REFERENCES[0][0]: "; trigger: GET /blast/M (clients join on connect)",
+        SIO_REFERENCES[1][0]: "; trigger: GET /blast/M (clients join on connect)",
+    }
+    rows = [Row("Socket.IO fan-out: deliveries/s, trigger to last delivery", name,
+                load + how[name], s.describe(),
+                (f">= Node socket.io and >= {TARGET_SIO_VS_PYTHON:g}x python-socketio "
+                 f"(medians): {vs_node:.2f}x Node {verdict(vs_node >= 1.0)}, "
+                 f"{vs_python:.1f}x python {verdict(vs_python >= TARGET_SIO_VS_PYTHON)}")
+                if name == "Switchboard" else "")
+            for name, s in series.items()]
+
+    plain: IdleMemory | None = getattr(a, "idle_ws", None)
+    if plain is None:
+        plain = idle_memory(node, tmp, a, tokens)
+    sio = idle_memory(node, tmp, a, tokens, sio=True)
+    ratio = sio.per_conn_kib / plain.per_conn_kib
+    rows.append(Row(
+        "memory per idle Socket.IO connection (server RSS delta / N)", "Switchboard",
+        f"{a.idle:,} idle socket.io-client sockets (websocket transport, connected to `/`, "
+        "no rooms joined)",
+        f"{sio.describe()}; plain WebSocket {plain.per_conn_kib:.2f} KiB: ratio {ratio:.2f}x",
+        f"<= {TARGET_SIO_IDLE_RATIO:g}x plain WebSocket: "
+        f"{verdict(ratio <= TARGET_SIO_IDLE_RATIO)}"))
+    return rows
+
+
+# -- durable chat ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def chat_database(tmp: Path, backend: str, admin_url: str) -> Iterator[str]:
+    """The store URL of a fresh database: a new SQLite file, or a new PostgreSQL
+    database (``switchboard_bench_<hex>``) dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp / f'chat-{secrets.token_hex(4)}.db'}"
+        return
+    admin = sa.engine.make_url(admin_url)
+    if admin.drivername == "postgresql":
+        admin = admin.set(drivername="postgresql+psycopg")
+    name = f"switchboard_bench_{secrets.token_hex(6)}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool,
+                              connect_args={"connect_timeout": 10})
+    try:
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.SQLAlchemyError as exc:
+            where = admin.render_as_string(hide_password=True)
+            first = str(exc).splitlines()[0]
+            raise BenchError(f"creating a database on {where}: {first}") from None
+        log(f"created database {name}")
+        try:
+            yield admin.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            log(f"dropped database {name}")
+    finally:
+        engine.dispose()
+
+
+def chat_rows(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path,
+              backend: str, label: str) -> list[Row]:
+    members = a.chat_members
+    with chat_database(tmp, backend, a.pg_url) as store_url, \
+            run_switchboard(tmp, CHAT_PLUGINS, store_url=store_url,
+                            event_limits=["message:send"]) as target:
+        try:
+            http_json(f"{target.http}/api/v1/conversations", headers={
+                "Authorization": f"Bearer {API_KEY}"}, body={
+                "tenant": TENANT, "id": CHAT_CONVERSATION,
+                "participants": [{"userId": f"u{i}"} for i in range(members)]})
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"creating the conversation: {exc}") from None
+        results = []
+        for mode in (["--window", str(a.chat_window)], ["--rate", str(a.chat_rate)]):
+            result = node.run("chat-ws.mjs", [
+                "--members", str(members), "--secs", str(a.chat_secs), *mode,
+                "--conversation", CHAT_CONVERSATION, "--tokens", str(tokens),
+                "--server-pid", str(target.pid), target.ws_url], timeout=a.chat_secs + 120)
+            log(f"chat {label} {' '.join(mode)}: {json.dumps(result)}")
+            results.append(result)
+    closed, paced = results
+    server = f"Switchboard, {label}"
+    load = (f"{members} members of one conversation (plugins {CHAT_PLUGINS}), "
+            f"`message:send` for {a.chat_secs} s, ")
+    stored = float(closed.get("stored_per_s") or 0)
+    return [
+        Row("durable chat: messages stored/s (acked after commit)", server,
+            load + f"closed loop, {a.chat_window} in flight per member",
+            chat_result(closed, throughput=True),
+            f">= {TARGET_CHAT_STORED:,}/s: "
+            f"{verdict(bool(closed.get('ok')) and stored >= TARGET_CHAT_STORED)}"),
+        Row("durable chat: ack / delivery latency", server,
+            load + f"paced at {a.chat_rate:,} msgs/s", chat_result(paced, throughput=False)),
+    ]
+
+
+def chat_result(r: dict[str, Any], *, throughput: bool) -> str:
+    delivered = (f"{r.get('deliveries', 0):,} of {r.get('expected_deliveries', 0):,} "
+                 "`message:new` delivered")
+    latency = (f"ack p50 / p99 {r.get('ack_p50_ms')} / {r.get('ack_p99_ms')} ms, delivery "
+               f"p50 / p99 / max {r.get('delivery_p50_ms')} / {r.get('delivery_p99_ms')} / "
+               f"{r.get('delivery_max_ms')} ms")
+    cpu = r.get("server_cpu")
+    busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    errors = f"; {r['errors']} errors, first {r.get('first_error')}" if r.get("errors") else ""
+    if throughput:
+        head = (f"{r.get('stored_per_s', 0):,} stored/s ({r.get('stored', 0):,} messages); "
+                f"{r.get('deliveries_per_s', 0):,} deliveries/s ({delivered})")
+    else:
+        head = f"{r.get('stored', 0):,} stored, {delivered}"
+    return f"{head}; {latency}{busy}{errors}"
+
+
+def bench_chat(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    rows = []
+    backends = [("sqlite", "SQLite")]
+    if a.pg_url:
+        backends.append(("postgresql", "PostgreSQL"))
+    for backend, label in backends:
+        try:
+            rows += chat_rows(node, tmp, a, tokens, backend, label)
+        except BenchError as exc:
+            log(f"chat on {label} failed: {exc}")
+            rows.append(Row("durable chat", f"Switchboard, {label}", "-", f"FAILED: {exc}"))
+    return rows
+
+
 # -- report -------------------------------------------------------------------
 
 
@@ -565,6 +789,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "room:join needs), or 'all' for the installed defaults")
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run ({','.join(SECTIONS)})")
+    p.add_argument("--chat-members", type=int, default=50,
+                   help="chat: members of the conversation (each one connection)")
+    p.add_argument("--chat-secs", type=int, default=10, help="chat: seconds of sending")
+    p.add_argument("--chat-window", type=int, default=8,
+                   help="chat, closed loop: messages in flight per member")
+    p.add_argument("--chat-rate", type=int, default=1000,
+                   help="chat, paced: messages per second (all members together)")
+    p.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                   help="chat: PostgreSQL server (URL of a database to connect to while "
+                        "creating and dropping the benchmark's own); empty skips PostgreSQL")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     a = p.parse_args(argv)
     a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
@@ -578,6 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     open_files = raise_open_files()
     needed = max(a.clients, a.idle) + 1000
+    a.idle_ws = None
     if open_files < needed:
         log(f"warning: open-files limit {open_files} is below the {needed} this run needs")
     ensure_node_modules()
@@ -588,9 +823,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        tokens = write_tokens(tmp, max(a.clients, a.idle, 50))
+        tokens = write_tokens(tmp, max(a.clients, a.idle, a.chat_members))
         steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
-                 "latency": bench_latency, "designs": bench_designs}
+                 "latency": bench_latency, "designs": bench_designs, "sio": bench_sio,
+                 "chat": bench_chat}
         for section in a.sections:
             log(f"--- {section}")
             try:
@@ -601,7 +837,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print(f"Machine: {header}")
     print("Servers and load clients share the machine's CPUs; all traffic on 127.0.0.1. "
-          f"Switchboard: one process, plugins enabled: {a.plugins}, "
+          f"Switchboard: one process, plugins enabled: {a.plugins} ({CHAT_PLUGINS} "
+          "for the chat rows), "
           f"log level warning. Total time {elapsed:.0f} s.\n")
     print(table(rows))
     if a.json:

@@ -4,7 +4,9 @@
 // messages in flight (as fast as the server stores them). A message counts as
 // stored when its ack arrives; every other member must then get it as
 // `message:new`. Latency: send -> ack (stored) and send -> receipt by the
-// others (delivered). Prints one JSON line.
+// others (delivered). Prints one JSON line; `stored_per_s` counts the acks
+// that arrived within the SECS seconds.
+import { randomBytes } from 'node:crypto';
 import { args, cpuSeconds, nowMs, openMany, sleep, urlMaker } from './lib.mjs';
 
 const USAGE = `node chat-ws.mjs [--members 50] [--secs 10] [--rate R | --window 8]
@@ -31,10 +33,17 @@ const windowSize = Number(o.window);
 const conversationId = o.conversation;
 const MESSAGE_NEW = Buffer.from('{"type":"message:new"');
 const ACK = Buffer.from('{"type":"ack"');
+// where a message's content starts: its text is the send time (read without
+// parsing the whole frame, which would make this client the bottleneck)
+const TEXT_KEY = Buffer.from('"text":"');
+// clientIds unique to this run: a clientId stored by an earlier run on the same
+// server would make the message a resend (acked, not stored or broadcast again)
+const runId = randomBytes(6).toString('hex');
 
 const ackLatency = [];
 const deliveryLatency = [];
 let delivered = 0;
+let storedInWindow = 0;
 let errors = 0;
 let firstError = null;
 let stopAt = Infinity;
@@ -58,7 +67,8 @@ function send(m) {
   m.sentAt.set(n, t);
   m.ws.send(JSON.stringify({
     type: 'message:send', id: n,
-    data: { conversationId, clientId: `m${m.i}-${n}`, type: 'text', content: { text: String(t) } },
+    data: { conversationId, clientId: `${runId}-m${m.i}-${n}`, type: 'text',
+      content: { text: String(t) } },
   }));
 }
 
@@ -66,8 +76,9 @@ for (const m of members) {
   m.ws.on('message', (data) => {
     const now = nowMs();
     if (data.compare(MESSAGE_NEW, 0, MESSAGE_NEW.length, 0, MESSAGE_NEW.length) === 0) {
-      const message = JSON.parse(data).data;
-      deliveryLatency.push(now - Number(message.content.text));
+      const at = data.indexOf(TEXT_KEY) + TEXT_KEY.length;
+      const sentAt = Number(data.toString('latin1', at, data.indexOf(34, at)));
+      deliveryLatency.push(now - sentAt);
       delivered++;
     } else if (data.compare(ACK, 0, ACK.length, 0, ACK.length) === 0) {
       const frame = JSON.parse(data);
@@ -75,6 +86,7 @@ for (const m of members) {
       m.sentAt.delete(frame.id);
       ackLatency.push(now - t);
       m.acked++;
+      if (now < stopAt) storedInWindow++;
       if (!rate && now < stopAt) send(m);
     } else {
       const frame = JSON.parse(data);
@@ -124,7 +136,7 @@ console.log(JSON.stringify({
   mode: rate ? `paced ${rate}/s` : `window ${windowSize}`,
   secs,
   stored,
-  stored_per_s: Math.round(stored / secs),
+  stored_per_s: Math.round(storedInWindow / secs),
   deliveries: delivered,
   expected_deliveries: expectedDeliveries,
   deliveries_per_s: Math.round(delivered / elapsed),

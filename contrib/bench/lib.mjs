@@ -1,5 +1,5 @@
 // Shared helpers of the load clients: arguments, tokens, opening clients, HTTP.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -139,5 +139,87 @@ export function cpuSeconds(pid) {
     return (Number(fields[11]) + Number(fields[12])) / clockTicks; // utime, stime
   } catch {
     return null;
+  }
+}
+
+/**
+ * The parent of a fan-out run: fork `--procs` workers of `script` (each opens
+ * its share of the N clients, reports `ready`, then `done` with the time its
+ * last client had M messages), send the trigger, and print one JSON line.
+ * The trigger is GET `triggerUrl` ({M} replaced), or with `o['api-key']` a POST
+ * of a JSON list of M emits to room `o.room ?? o.join ?? 'bench:all'`.
+ */
+export async function fanoutParent(script, o, N, M, triggerUrl) {
+  const procs = Math.max(1, Math.min(Number(o.procs), N));
+  const workers = [];
+  const ready = [];
+  const done = [];
+  const reports = [];
+  let failure = null;
+  for (let p = 0; p < procs; p++) {
+    const offset = Math.floor((p * N) / procs);
+    const count = Math.floor(((p + 1) * N) / procs) - offset;
+    const worker = fork(script, process.argv.slice(2), {
+      env: { ...process.env, FANOUT_WORKER: '1', FANOUT_OFFSET: String(offset),
+        FANOUT_COUNT: String(count) },
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    worker.stderr.on('data', (c) => { stderr += c; });
+    const box = {};
+    ready.push(new Promise((resolve) => { box.ready = resolve; }));
+    done.push(new Promise((resolve) => { box.done = resolve; }));
+    reports.push(new Promise((resolve) => { box.report = resolve; }));
+    worker.on('message', (m) => box[m.type](m));
+    worker.on('exit', (code) => {
+      if (code) failure ??= `worker exited with ${code}: ${stderr.trim().slice(-400)}`;
+      for (const key of ['ready', 'done', 'report']) box[key]({ failed: true });
+    });
+    workers.push(worker);
+  }
+  const openTimeout = new Promise((resolve) => setTimeout(resolve, 120000, 'timeout'));
+  const opened = await Promise.race([Promise.all(ready), openTimeout]);
+  if (opened === 'timeout' || failure) return finish(false, 0, { error: failure ?? 'open timeout' });
+
+  const headers = headerObject(o.header);
+  let method = 'GET';
+  let body = null;
+  if (o['api-key']) {
+    method = 'POST';
+    headers.Authorization = `Bearer ${o['api-key']}`;
+    headers['Content-Type'] = 'application/json';
+    const item = { event: 'msg', tenant: o.tenant, room: o.room ?? o.join ?? 'bench:all',
+      data: 'x'.repeat(100) };
+    body = JSON.stringify(Array.from({ length: M }, () => item));
+  }
+
+  const cpu0 = cpuSeconds(o['server-pid']);
+  const t0 = nowMs();
+  const trigger = request(triggerUrl.replace('{M}', String(M)), { method, headers, body })
+    .catch((err) => ({ status: 0, body: String(err) }));
+  const timeout = new Promise((resolve) => setTimeout(resolve, Number(o.timeout) * 1000, 'timeout'));
+  const outcome = await Promise.race([Promise.all(done), timeout]);
+  const cpu1 = cpuSeconds(o['server-pid']);
+  const res = await Promise.race([trigger, timeout.then(() => ({ status: 0, body: 'timeout' }))]);
+  const finished = outcome !== 'timeout' && outcome.every((m) => !m.failed);
+  const seconds = finished ? (Math.max(...outcome.map((m) => m.at)) - t0) / 1000
+    : Number(o.timeout);
+  for (const w of workers) if (w.connected) w.send('report');
+  const got = await Promise.race([Promise.all(reports), new Promise((r) => setTimeout(r, 5000, []))]);
+  const received = got.reduce((sum, m) => sum + (m.received ?? 0), 0);
+  const ok = finished && !failure && res.status >= 200 && res.status < 300;
+  const cpu = cpu0 === null || cpu1 === null ? {} : {
+    server_cpu_s: Number((cpu1 - cpu0).toFixed(3)),
+    server_cpu_us_per_delivery: Number((((cpu1 - cpu0) * 1e6) / (N * M)).toFixed(3)) };
+  return finish(ok, seconds, { received, trigger_status: res.status, ...cpu,
+    ...(ok ? {} : { error: failure ?? String(res.body ?? '').slice(0, 300) }) });
+
+  function finish(success, secs, extra) {
+    console.log(JSON.stringify({
+      ok: success, N, M, procs, seconds: Number(secs.toFixed(4)),
+      deliveries_per_s: success ? Math.round((N * M) / secs) : 0, expected: N * M, ...extra,
+    }));
+    for (const w of workers) w.kill();
+    process.exit(success ? 0 : 1);
   }
 }
