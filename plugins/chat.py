@@ -413,13 +413,17 @@ class ChatPlugin:
             results: list[Stored | None] = [None] * len(batch)
             keyed = [m for m in batch if m.client_id is not None]
             existing: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
-            if keyed:
-                # the four columns of the unique index, so the lookup uses it
-                columns = sa.tuple_(messages.c.tenant_id, messages.c.conversation_id,
-                                    messages.c.sender_id, messages.c.client_id)
-                rows = conn.execute(sa.select(messages).where(columns.in_(
-                    list({(m.tenant_id, m.conversation_id, m.sender_id, m.client_id)
-                          for m in keyed}))))
+            by_conversation: dict[tuple[str, str], list[NewMessage]] = {}
+            for m in keyed:
+                by_conversation.setdefault((m.tenant_id, m.conversation_id), []).append(m)
+            for (tenant, conversation), group in by_conversation.items():
+                # equality on the index's first columns and IN on the others: an
+                # index lookup on SQLite and PostgreSQL alike, whatever the table size
+                rows = conn.execute(sa.select(messages).where(
+                    messages.c.tenant_id == tenant,
+                    messages.c.conversation_id == conversation,
+                    messages.c.sender_id.in_({m.sender_id for m in group}),
+                    messages.c.client_id.in_({m.client_id for m in group})))
                 for row in rows.mappings():
                     existing[(row["tenant_id"], row["conversation_id"], row["sender_id"],
                               row["client_id"])] = _message(row)
