@@ -170,7 +170,9 @@ class Server:
         if self.shutting_down:
             await stream.aclose()
             return
-        await self.engineio.serve_websocket(stream, head)
+        serving = self.engineio.serve_websocket(stream, head)
+        del head  # not kept alive for the life of the connection
+        await serving
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (a socket, or an in-memory stream in tests)."""

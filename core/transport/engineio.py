@@ -18,6 +18,7 @@ import base64
 import logging
 import secrets
 from contextlib import aclosing
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -124,7 +125,9 @@ class EngineSocket:
         self._started_on_websocket = websocket
         self._records: list[bytes] = []
         self._records_size = 0
-        self._poll_lot = trio.lowlevel.ParkingLot()
+        #: Polling only: the waiting GET, and the poll that took the close packet.
+        self._poll_lot: trio.lowlevel.ParkingLot | None = None
+        self._close_polled: trio.Event | None = None if websocket else trio.Event()
         self.polling = False
         self.sessions: dict[str, Session] = {}
         self.pids: dict[str, str] = {}
@@ -135,9 +138,9 @@ class EngineSocket:
         self._wake: trio.CancelScope | None = None
         self._calls: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
-        #: Connects, events and disconnects for the handler task, in arrival order.
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[sio.Packet](INBOX_SIZE)
-        self._close_polled = trio.Event()
+        #: Events and disconnects for the handler task, in arrival order (made
+        #: with the first of them: an idle connection has no handler task).
+        self._inbox_send: trio.MemorySendChannel[sio.Packet] | None = None
         self._nursery: trio.Nursery | None = None
         self._answers: OrderedAnswers | None = None
 
@@ -185,6 +188,8 @@ class EngineSocket:
         self.polling = True
         try:
             while not self._records and not self.closed.is_set() and self.channel is None:
+                if self._poll_lot is None:
+                    self._poll_lot = trio.lowlevel.ParkingLot()
                 await self._poll_lot.park()
             if not self._records:
                 return b"6" if self.channel is not None else b"1"
@@ -192,7 +197,7 @@ class EngineSocket:
             return eio.encode_payload(records)
         finally:
             self.polling = False
-            if self.closed.is_set():
+            if self.closed.is_set() and self._close_polled is not None:
                 self._close_polled.set()
 
     async def receive_payload(self, body: str) -> None:
@@ -231,24 +236,32 @@ class EngineSocket:
                 waiter[1].extend(packet.data)
                 waiter[0].set()
             return
+        if self._inbox_send is None:
+            if packet.type == sio.PacketType.CONNECT or self._nursery is None:
+                # Nothing is queued before it: handle it here, in order.
+                await self._handle_safely(packet)
+                return
+            self._inbox_send, receive = trio.open_memory_channel[sio.Packet](INBOX_SIZE)
+            self._nursery.start_soon(self._handle_packets, receive)
         try:
             await self._inbox_send.send(packet)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the session is closing
 
-    async def _handle_packets(self) -> None:
+    async def _handle_packets(self, inbox: trio.MemoryReceiveChannel[sio.Packet]) -> None:
         """Handle connects, events and disconnects one at a time, in arrival order,
         while the transport keeps reading (acks, pongs)."""
-        async for packet in self._inbox_recv:
-            try:
-                await self._handle(packet)
-            except Exception:
-                # A bug, or data our encoder cannot take (nested too deeply for
-                # it): end this client's session, not the server.
-                log.exception("%s: failed to handle a %s packet", self.sid,
-                              packet.type.name)
-                self.close("internal_error", 1011)
-                return
+        async for packet in inbox:
+            await self._handle_safely(packet)
+
+    async def _handle_safely(self, packet: sio.Packet) -> None:
+        try:
+            await self._handle(packet)
+        except Exception:
+            # A bug, or data our encoder cannot take (nested too deeply for it):
+            # end this client's session, not the server.
+            log.exception("%s: failed to handle a %s packet", self.sid, packet.type.name)
+            self.close("internal_error", 1011)
 
     async def _handle(self, packet: sio.Packet) -> None:
         kind = packet.type
@@ -392,27 +405,34 @@ class EngineSocket:
                 self._records, self._records_size = [], 0
             self._records.append(b"1")
         self.closed.set()
-        self._poll_lot.unpark_all()
+        if self._poll_lot is not None:
+            self._poll_lot.unpark_all()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The session's own task: heartbeat and token expiry, until closed."""
+    async def run(self, channel: WsChannel | None = None, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The session's own task: heartbeat and token expiry (and, for a session
+        that starts on a WebSocket, its ``channel``), until closed."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._heartbeat)
-                nursery.start_soon(self._handle_packets)
+                if channel is not None:
+                    nursery.start_soon(partial(self.serve_channel, channel, upgrade=False))
                 task_status.started()
                 await self.closed.wait()
+                if channel is not None:
+                    await channel.peer_closed.wait()  # let the close frame out
                 nursery.cancel_scope.cancel()
         finally:
-            self._inbox_recv.close()
+            if self._inbox_send is not None:
+                self._inbox_send.close()
             with trio.CancelScope(shield=True):
                 for namespace, session in list(self.sessions.items()):
                     self._save_for_recovery(namespace, session)
                     await self.app.close_session(session, self.close_reason)
                 self.sessions.clear()
             try:
-                if self.channel is None and self._records:
+                if self.channel is None and self._records and self._close_polled is not None:
                     # A polling client learns of the close from its next poll: keep
                     # the sid known until then (the poll may be on its way).
                     with trio.move_on_after(CLOSE_POLL_GRACE):
@@ -543,7 +563,8 @@ class EngineSocket:
         self.channel = channel
         for namespace, session in self.sessions.items():
             session.codec = self._codec(namespace)
-        self._poll_lot.unpark_all()
+        if self._poll_lot is not None:
+            self._poll_lot.unpark_all()
 
 
 class EngineIOServer:
@@ -622,15 +643,20 @@ class EngineIOServer:
                             outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)
-        if engine is not None:
-            await engine.serve_channel(channel, upgrade=True)
-            return
-        engine = self._new_engine(bearer_token(req.extra_headers, req.target), websocket=True)
-        engine.channel = channel
-        channel.send_text(self._open_packet(engine.sid, []))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            await engine.serve_channel(channel, upgrade=False)
+        token = bearer_token(req.extra_headers, req.target)
+        # the handshake's state must not live as long as the connection
+        del ws, req, query, head, origin
+        try:
+            if engine is not None:
+                await engine.serve_channel(channel, upgrade=True)
+                return
+            engine = self._new_engine(token, websocket=True)
+            engine.channel = channel
+            channel.send_text(self._open_packet(engine.sid, []))
+            await engine.run(channel)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.aclose()
 
     # -- long-polling ------------------------------------------------------
 
