@@ -28,6 +28,8 @@ from typing import Any, Literal
 import attrs
 import sqlalchemy as sa
 from quart import Blueprint, g, request
+from sqlalchemy.dialects import postgresql as sa_postgresql
+from sqlalchemy.dialects import sqlite as sa_sqlite
 from switchboard.core import (
     App,
     ClientError,
@@ -177,6 +179,19 @@ class NewMessage:
 
 def _row(message: NewMessage) -> dict[str, Any]:
     return attrs.asdict(message, filter=lambda a, _: a.name != "exclude")
+
+
+def _key(message: NewMessage) -> tuple[str, str, str, str]:
+    """What makes a message with a clientId unique (the index ``chat_messages_client_id``)."""
+    assert message.client_id is not None
+    return (message.tenant_id, message.conversation_id, message.sender_id, message.client_id)
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The INSERT construct of ``dialect``, which has ``on_conflict_do_nothing``."""
+    if dialect == "postgresql":
+        return sa_postgresql.insert
+    return sa_sqlite.insert
 
 
 @attrs.frozen
@@ -399,56 +414,60 @@ class ChatPlugin:
         """Write a batch in one transaction, then broadcast the new messages in
         the order of their ids, before anyone is acknowledged."""
         results = await self._write(batch)
-        for message, stored in zip(batch, results, strict=True):
-            if stored.created:
-                await self.app.hub.publish(
-                    message.tenant_id, ROOM_PREFIX + message.conversation_id, "message:new",
-                    stored.message, exclude=message.exclude)
+        created = sorted(((stored.message["id"], message, stored)
+                          for message, stored in zip(batch, results, strict=True)
+                          if stored.created), key=lambda entry: entry[0])
+        for _, message, stored in created:
+            await self.app.hub.publish(
+                message.tenant_id, ROOM_PREFIX + message.conversation_id, "message:new",
+                stored.message, exclude=message.exclude)
         return results
 
     async def _write(self, batch: Sequence[NewMessage]) -> list[Stored]:
         messages = self.tables["messages"]
+        key_columns = [messages.c.tenant_id, messages.c.conversation_id,
+                       messages.c.sender_id, messages.c.client_id]
+        # The unique index decides whether a clientId was stored before: a resend
+        # is skipped by the INSERT itself (no lookup before it, which on a large
+        # table can cost a scan when the planner picks the wrong index), and only
+        # what was skipped is read back, one unique-index lookup each.
+        insert = (_dialect_insert(self.app.store.dialect)(messages)
+                  .on_conflict_do_nothing(index_elements=key_columns)
+                  .returning(messages.c.id, *key_columns, sort_by_parameter_order=True))
 
         def write(conn: sa.Connection) -> list[Stored]:
             results: list[Stored | None] = [None] * len(batch)
-            keyed = [m for m in batch if m.client_id is not None]
-            existing: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
-            by_conversation: dict[tuple[str, str], list[NewMessage]] = {}
-            for m in keyed:
-                by_conversation.setdefault((m.tenant_id, m.conversation_id), []).append(m)
-            for (tenant, conversation), group in by_conversation.items():
-                # equality on the index's first columns and IN on the others: an
-                # index lookup on SQLite and PostgreSQL alike, whatever the table size
-                rows = conn.execute(sa.select(messages).where(
-                    messages.c.tenant_id == tenant,
-                    messages.c.conversation_id == conversation,
-                    messages.c.sender_id.in_({m.sender_id for m in group}),
-                    messages.c.client_id.in_({m.client_id for m in group})))
-                for row in rows.mappings():
-                    existing[(row["tenant_id"], row["conversation_id"], row["sender_id"],
-                              row["client_id"])] = _message(row)
-            first_of: dict[tuple[str, str, str, str | None], int] = {}
+            first_of: dict[tuple[str, str, str, str], int] = {}
             to_insert: list[int] = []
             for i, m in enumerate(batch):
-                key = (m.tenant_id, m.conversation_id, m.sender_id, m.client_id)
-                if m.client_id is not None and key in existing:
-                    results[i] = Stored(existing[key], created=False)
-                elif m.client_id is not None and key in first_of:
-                    continue  # the same resend twice in one batch: filled in below
-                else:
-                    first_of[key] = i
+                if m.client_id is None:
                     to_insert.append(i)
-            if to_insert:
-                rows_in = [_row(batch[i]) for i in to_insert]
-                ids = conn.execute(
-                    messages.insert().returning(messages.c.id, sort_by_parameter_order=True),
-                    rows_in).scalars().all()
-                for i, new_id, row in zip(to_insert, ids, rows_in, strict=True):
-                    results[i] = Stored(_message({**row, "id": new_id}), created=True)
+                elif _key(m) not in first_of:  # a resend within the batch is filled below
+                    first_of[_key(m)] = i
+                    to_insert.append(i)
+            if not to_insert:
+                return []
+            rows_in = [_row(batch[i]) for i in to_insert]
+            # in the order of the rows sent (sort_by_parameter_order), without the skipped
+            inserted = conn.execute(insert, rows_in).all()
+            new_keys = {(r.tenant_id, r.conversation_id, r.sender_id, r.client_id)
+                        for r in inserted if r.client_id is not None}
+            returned = iter(inserted)
+            for i, values in zip(to_insert, rows_in, strict=True):
+                m = batch[i]
+                if m.client_id is not None and _key(m) not in new_keys:
+                    existing = conn.execute(sa.select(messages).where(
+                        *(c == v for c, v in zip(key_columns, _key(m), strict=True)))
+                    ).mappings().one()
+                    results[i] = Stored(_message(existing), created=False)
+                    continue
+                row = next(returned)
+                if row.client_id != m.client_id or row.sender_id != m.sender_id:
+                    raise RuntimeError("inserted rows came back out of order")
+                results[i] = Stored(_message({**values, "id": row.id}), created=True)
             for i, m in enumerate(batch):
-                if results[i] is None:
-                    first = results[first_of[(m.tenant_id, m.conversation_id, m.sender_id,
-                                              m.client_id)]]
+                if results[i] is None:  # the same clientId twice in one batch
+                    first = results[first_of[_key(m)]]
                     assert first is not None
                     results[i] = Stored(first.message, created=False)
             return [r for r in results if r is not None]

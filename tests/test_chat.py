@@ -267,3 +267,43 @@ async def test_acks_come_in_order_while_messages_share_a_batch(switchboard: Harn
     assert ids == sorted(ids)
     received = [(await ann.expect("message:new"))["id"] for _ in range(20)]
     assert received == ids
+
+
+async def test_a_batch_mixing_new_messages_resends_and_messages_without_client_id(
+        switchboard: Harness) -> None:
+    """Messages with and without a clientId, and resends of one stored earlier,
+    share batches: each new message is stored once, in the order sent, a resend
+    gets the stored message back, and the others see each new message once, in
+    the order of the ids."""
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    ann = await joined(switchboard, "ann")
+    earlier = await carl.request("message:send",
+                                 {"conversationId": "c1", "clientId": "old", **text("old")})
+    await ann.expect("message:new")
+    bodies: list[dict[str, Any]] = []
+    for n in range(12):
+        kind = n % 3
+        if kind == 0:
+            bodies.append({"conversationId": "c1", **text(f"plain {n}")})
+        elif kind == 1:
+            bodies.append({"conversationId": "c1", "clientId": f"k{n}", **text(f"keyed {n}")})
+        else:
+            bodies.append({"conversationId": "c1", "clientId": "old", **text("old")})
+    for n, body in enumerate(bodies):
+        await carl.emit("message:send", body, id=n)
+    acks = [(await carl._wait(lambda f, n=n: f.get("id") == n, 10))["data"]
+            for n in range(len(bodies))]
+    for n, ack in enumerate(acks):
+        if n % 3 == 2:
+            assert ack["id"] == earlier["id"] and ack["content"] == {"text": "old"}
+        else:
+            assert ack["content"]["text"] == bodies[n]["content"]["text"]
+    new_ids = [ack["id"] for n, ack in enumerate(acks) if n % 3 != 2]
+    assert new_ids == sorted(set(new_ids)) and len(new_ids) == 8
+    received = [(await ann.expect("message:new"))["id"] for _ in range(8)]
+    assert received == new_ids
+    await ann.settle(1)
+    assert ann.received("message:new") == []
+    page = await carl.request("message:history", {"conversationId": "c1", "limit": 50})
+    assert [m["id"] for m in page["messages"]] == [earlier["id"], *new_ids]
