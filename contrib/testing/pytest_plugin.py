@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -51,31 +52,32 @@ def switchboard_plugins() -> Mapping[str, object] | None:
     return None
 
 
-def _hold_clock_during_store_calls(server: Server, clock: trio.testing.MockClock) -> None:
-    """Keep the autojump clock still while a database call runs in a worker thread.
+class _ClockHold:
+    """Keep an autojump clock still while at least one database call runs.
 
     Autojump advances time as soon as every task is blocked, and a task waiting
     for a worker thread counts as blocked: without this, a database call made by
     an event handler would let the clock leap to the next deadline (the
     client's request timeout, a heartbeat) while the thread works.
     """
-    store = server.store
-    call = store._call
-    threshold = clock.autojump_threshold
-    in_flight = 0
 
-    async def held(fn: Callable[[Any], Any], *, begin: str) -> Any:
-        nonlocal in_flight
-        in_flight += 1
-        clock.autojump_threshold = math.inf
+    def __init__(self, clock: trio.testing.MockClock) -> None:
+        self._clock = clock
+        self._threshold = clock.autojump_threshold
+        self._in_flight = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self._in_flight == 0:
+            self._threshold = self._clock.autojump_threshold
+            self._clock.autojump_threshold = math.inf
+        self._in_flight += 1
         try:
-            return await call(fn, begin=begin)
+            yield
         finally:
-            in_flight -= 1
-            if in_flight == 0:
-                clock.autojump_threshold = threshold
-
-    store._call = held  # type: ignore[method-assign]
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._clock.autojump_threshold = self._threshold
 
 
 async def _start(config: Config, plugins: Mapping[str, object] | None,
@@ -83,7 +85,7 @@ async def _start(config: Config, plugins: Mapping[str, object] | None,
                  clock: trio.testing.MockClock | None = None) -> Harness:
     server = Server(config, plugins=plugins)
     if clock is not None:
-        _hold_clock_during_store_calls(server, clock)
+        server.store.around_call = _ClockHold(clock)
     await nursery.start(lambda task_status: server.run(listen=listen, task_status=task_status))
     return Harness(server, nursery)
 
