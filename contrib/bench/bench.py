@@ -687,27 +687,34 @@ def chat_rows(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path,
         except (OSError, ValueError) as exc:
             raise BenchError(f"creating the conversation: {exc}") from None
         results = []
-        for mode in (["--window", str(a.chat_window)], ["--rate", str(a.chat_rate)]):
-            result = node.run("chat-ws.mjs", [
-                "--members", str(members), "--secs", str(a.chat_secs), *mode,
-                "--conversation", CHAT_CONVERSATION, "--tokens", str(tokens),
-                "--server-pid", str(target.pid), target.ws_url], timeout=a.chat_secs + 120)
-            log(f"chat {label} {' '.join(mode)}: {json.dumps(result)}")
-            results.append(result)
-    closed, paced = results
+        for transport in a.chat_transports:
+            sio = transport == "socket.io"
+            for mode in (["--window", str(a.chat_window)], ["--rate", str(a.chat_rate)]):
+                result = node.run("chat.mjs", [
+                    *(["--sio"] if sio else []),
+                    "--members", str(members), "--secs", str(a.chat_secs), *mode,
+                    "--conversation", CHAT_CONVERSATION, "--tokens", str(tokens),
+                    "--server-pid", str(target.pid), target.sio_url if sio else target.ws_url],
+                    timeout=a.chat_secs + 120)
+                log(f"chat {label} {transport} {' '.join(mode)}: {json.dumps(result)}")
+                results.append((transport, result))
     server = f"Switchboard, {label}"
-    load = (f"{members} members of one conversation (plugins {CHAT_PLUGINS}), "
-            f"`message:send` for {a.chat_secs} s, ")
-    stored = float(closed.get("stored_per_s") or 0)
-    return [
-        Row("durable chat: messages stored/s (acked after commit)", server,
-            load + f"closed loop, {a.chat_window} in flight per member",
-            chat_result(closed, throughput=True),
-            f">= {TARGET_CHAT_STORED:,}/s: "
-            f"{verdict(bool(closed.get('ok')) and stored >= TARGET_CHAT_STORED)}"),
-        Row("durable chat: ack / delivery latency", server,
-            load + f"paced at {a.chat_rate:,} msgs/s", chat_result(paced, throughput=False)),
-    ]
+    rows = []
+    for (transport, closed), (_, paced) in zip(results[::2], results[1::2], strict=True):
+        client = "plain WebSocket" if transport == "websocket" else "socket.io-client"
+        load = (f"{members} members of one conversation (plugins {CHAT_PLUGINS}), "
+                f"{client}, `message:send` for {a.chat_secs} s, ")
+        stored = float(closed.get("stored_per_s") or 0)
+        rows += [
+            Row("durable chat: messages stored/s (acked after commit)", server,
+                load + f"closed loop, {a.chat_window} in flight per member",
+                chat_result(closed, throughput=True),
+                f">= {TARGET_CHAT_STORED:,}/s: "
+                f"{verdict(bool(closed.get('ok')) and stored >= TARGET_CHAT_STORED)}"),
+            Row("durable chat: ack / delivery latency", server,
+                load + f"paced at {a.chat_rate:,} msgs/s", chat_result(paced, throughput=False)),
+        ]
+    return rows
 
 
 def chat_result(r: dict[str, Any], *, throughput: bool) -> str:
@@ -794,6 +801,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--chat-secs", type=int, default=10, help="chat: seconds of sending")
     p.add_argument("--chat-window", type=int, default=8,
                    help="chat, closed loop: messages in flight per member")
+    p.add_argument("--chat-transports", type=lambda v: [t for t in v.split(",") if t],
+                   default=["websocket", "socket.io"],
+                   help="chat: clients to run, any of websocket,socket.io")
     p.add_argument("--chat-rate", type=int, default=1000,
                    help="chat, paced: messages per second (all members together)")
     p.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
@@ -805,6 +815,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(a.sections) - set(SECTIONS)
     if unknown:
         p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    wrong = set(a.chat_transports) - {"websocket", "socket.io"}
+    if wrong or not a.chat_transports:
+        p.error(f"--chat-transports: any of websocket,socket.io (not {','.join(sorted(wrong))})")
     return a
 
 
