@@ -23,12 +23,12 @@ from .auth import AuthError, Identity, TokenVerifier
 from .config import Config
 from .errors import (
     FORBIDDEN,
-    INTERNAL,
     RATE_LIMITED,
     UNAUTHORIZED,
     UNKNOWN_EVENT,
     ClientError,
     CloseCode,
+    server_failure,
 )
 from .events import Deferred, unstructure
 from .hub import Hub
@@ -190,14 +190,17 @@ class App:
             else:
                 event = rule.event if isinstance(rule.event, str) else rule.event(data)
                 result = await self._dispatch(session, event, payload)
+            if isinstance(result, Deferred):
+                try:
+                    result = await result.wait()
+                except Exception as exc:
+                    raise server_failure(exc, name) from None
         except ClientError as exc:
             if rule.on_error is None:
                 raise
             for event, reply in rule.on_error(session, data, exc):
                 session.emit(event, reply, raw=True)
             return None
-        if isinstance(result, Deferred):
-            result = await result.wait()
         if rule.on_result is not None:
             for event, reply in rule.on_result(session, data, result):
                 session.emit(event, reply, raw=True)
@@ -215,11 +218,8 @@ class App:
         assert spec.handler is not None
         try:
             result = await spec.handler(session, payload)
-        except ClientError:
-            raise
-        except Exception:
-            log.exception("handler of %s (plugin %s) failed", name, spec.plugin)
-            raise ClientError(INTERNAL, f"{name} failed on the server") from None
+        except Exception as exc:
+            raise server_failure(exc, f"{name} (plugin {spec.plugin})") from None
         return unstructure(result) if attrs.has(type(result)) else result
 
     def check_rate(self, session: Session, name: str) -> None:

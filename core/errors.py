@@ -16,8 +16,13 @@ Close codes used on WebSocket connections:
 
 from __future__ import annotations
 
+import logging
 from enum import IntEnum
 from typing import Any
+
+from .store import StoreUnavailable
+
+log = logging.getLogger("switchboard")
 
 
 class CloseCode(IntEnum):
@@ -67,3 +72,21 @@ FORBIDDEN = "forbidden"
 INVALID_ROOM = "invalid_room"
 UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal_error"
+STORE_UNAVAILABLE = "store_unavailable"
+
+
+def server_failure(exc: Exception, what: str) -> ClientError:
+    """The error a client gets when handling ``what`` failed on the server side.
+
+    A database that cannot be reached is ``store_unavailable`` (nothing was
+    stored; retrying later, with the same ``clientId`` where there is one, is
+    safe); anything else is ``internal_error``. Either is logged here, without
+    sending the client the details.
+    """
+    if isinstance(exc, ClientError):
+        return exc
+    if isinstance(exc, StoreUnavailable):
+        log.warning("%s: %s", what, exc)
+        return ClientError(STORE_UNAVAILABLE, "the database is not answering; try again later")
+    log.error("%s failed", what, exc_info=exc)
+    return ClientError(INTERNAL, f"{what} failed on the server")

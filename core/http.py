@@ -18,8 +18,9 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .config import ApiKey
-from .errors import INVALID_PAYLOAD, ClientError
+from .errors import INVALID_PAYLOAD, ClientError, server_failure
 from .rooms import check_room_name, tenant_room, user_room
+from .store import StoreUnavailable
 from .structure import first_error, make_converter
 
 if TYPE_CHECKING:
@@ -181,6 +182,14 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
         status = 403 if exc.code == "forbidden" else 400
         return error_response(status, exc.code, exc.message,
                               **({"field": exc.field} if exc.field else {}), **exc.extra)
+
+    @http.errorhandler(StoreUnavailable)
+    async def store_unavailable(exc: StoreUnavailable) -> Response:
+        error = server_failure(exc, f"{request.method} {request.path}")
+        app.metrics.client_errors.labels(error.code).inc()
+        response = error_response(503, error.code, error.message)
+        response.headers["Retry-After"] = "1"
+        return response
 
     @http.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -40,18 +40,27 @@ import trio
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["Store", "StoreError", "StoreUnavailable"]
 
 T = TypeVar("T")
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 _PG_CONNECT_TIMEOUT_S = 10
+# What sqlite3 says when the database file is busy or cannot be used right now.
+_SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open",
+                       "disk i/o error", "database or disk is full")
 # Execution option read by the SQLite "begin" listener: the BEGIN statement to emit.
 _SQLITE_BEGIN = "switchboard_sqlite_begin"
 
 
 class StoreError(Exception):
     """A database operation failed; the message names the database without its password."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or was busy (down, restarting, refusing
+    connections, a connection lost, SQLite locked past the busy timeout): the
+    operation did not happen, and trying again later may succeed."""
 
 
 class Store:
@@ -197,8 +206,12 @@ class Store:
         connect_args: dict[str, Any] = {}
         if self.dialect == "postgresql" and "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
+        # pool_pre_ping: a pooled connection the server has dropped (a restart, a
+        # failover, an idle timeout) is replaced before a transaction starts on it,
+        # instead of failing that transaction; the check is one round trip.
         return sqlalchemy.create_engine(
-            url, pool_size=self._pool_size, max_overflow=0, connect_args=connect_args
+            url, pool_size=self._pool_size, max_overflow=0, connect_args=connect_args,
+            pool_pre_ping=True,
         )
 
     def _sqlite_engine(self, url: URL, **kwargs: Any) -> sqlalchemy.Engine:
@@ -235,4 +248,16 @@ class Store:
         password = self._url.password
         if password:
             message = message.replace(str(password), "***")
-        return StoreError(message)
+        kind = StoreUnavailable if self._unavailable(exc, detail) else StoreError
+        return kind(message)
+
+    def _unavailable(self, exc: BaseException, detail: str) -> bool:
+        """Whether ``exc`` says the database could not be used (rather than that
+        the statement was wrong)."""
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        if self.dialect == "sqlite":
+            # sqlite3 raises OperationalError for bad SQL too: only these are "busy"
+            return isinstance(exc, sqlalchemy.exc.OperationalError) and any(
+                word in detail.lower() for word in _SQLITE_UNAVAILABLE)
+        return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 import trio
 import trio.testing
-from switchboard.core.store import Store, StoreError
+from databases import PG_ADMIN_URL, database_url
+from switchboard.core import store as store_module
+from switchboard.core.store import Store, StoreError, StoreUnavailable
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 THREAD_WAIT_S = 10  # upper bound for a worker thread waiting on the test; never reached
 
 
@@ -30,32 +31,8 @@ def _messages_table(metadata: sa.MetaData) -> sa.Table:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    name = f"switchboard_test_{uuid.uuid4().hex}"
-    admin = sa.create_engine(
-        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    unreachable = ""
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        unreachable = " ".join(str(exc.orig).split())
-    if unreachable:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL is required for these tests but {PG_ADMIN_URL} is not reachable: "
-            f"{unreachable}",
-            pytrace=False,
-        )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with database_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -245,7 +222,7 @@ async def test_fifty_concurrent_tasks_all_land(store: Store) -> None:
 async def test_unreachable_database_gives_store_error_without_the_password() -> None:
     s = Store("postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:1/postgres")
 
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StoreUnavailable) as info:
         await s.open()
 
     message = str(info.value)
@@ -294,3 +271,65 @@ async def test_in_memory_sqlite_is_shared_by_all_worker_threads() -> None:
         assert await count_rows(s) == 20
     finally:
         await s.close()
+
+
+async def test_connections_dropped_by_the_server_are_replaced_without_an_error(
+        tmp_path: Path) -> None:
+    """After PostgreSQL restarts (or an administrator ends the sessions), every
+    pooled connection is dead: the next operations get fresh ones instead of
+    failing once per pooled connection."""
+    with database_url("postgresql", tmp_path) as url:
+        store = Store(url, pool_size=4)
+        _messages_table(store.metadata)
+        await store.open()
+        try:
+            t = messages(store)
+
+            async def insert(n: int) -> None:
+                await store.execute(t.insert(), {"room": "r", "body": f"{n}"})
+
+            async with trio.open_nursery() as nursery:  # fill the pool
+                for n in range(4):
+                    nursery.start_soon(insert, n)
+            admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    ended = conn.execute(sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid()"),
+                        {"db": sa.engine.make_url(url).database}).scalar_one()
+            finally:
+                admin.dispose()
+            assert ended >= 1
+            for n in range(4, 12):
+                await insert(n)
+            assert await count_rows(store) == 12
+        finally:
+            await store.close()
+
+
+async def test_a_wrong_statement_is_a_store_error_not_unavailable(store: Store) -> None:
+    with pytest.raises(StoreError) as info:
+        await store.fetch_all(sa.text("SELECT * FROM no_such_table"))
+    assert not isinstance(info.value, StoreUnavailable)
+    assert "no_such_table" in str(info.value)
+
+
+async def test_sqlite_locked_past_the_busy_timeout_is_unavailable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "_SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "locked.db"
+    store = Store(f"sqlite:///{path}", pool_size=2)
+    _messages_table(store.metadata)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.execute(messages(store).insert(), {"room": "r", "body": "b"})
+        other.execute("ROLLBACK")
+        await store.execute(messages(store).insert(), {"room": "r", "body": "b"})
+        assert await count_rows(store) == 1
+    finally:
+        other.close()
+        await store.close()

@@ -8,16 +8,14 @@ deferred, answers go out at once and the task is never started.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from ..errors import INTERNAL, ClientError
+from ..errors import ClientError, server_failure
 from ..events import Deferred
 
-log = logging.getLogger("switchboard")
 #: Deferred answers waiting at most; past it, handling the next event waits.
 QUEUE_SIZE = 64
 
@@ -48,11 +46,8 @@ class OrderedAnswers:
         async for result, send, fail in receive:
             try:
                 value = await result.wait() if isinstance(result, Deferred) else result
-            except ClientError as exc:
-                fail(exc)
-            except Exception:
-                log.exception("a deferred answer failed")
-                fail(ClientError(INTERNAL, "the request failed on the server"))
+            except Exception as exc:
+                fail(server_failure(exc, "the request"))
             else:
                 send(value)
             finally:
