@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from .config import ApiKey
 from .errors import INVALID_PAYLOAD, ClientError, server_failure
+from .protocol import jsontext
 from .rooms import check_room_name, tenant_room, user_room
 from .store import StoreUnavailable
 from .structure import first_error, make_converter
@@ -97,10 +98,10 @@ class EmitRequest:
 
 
 async def read_json() -> Any:
-    body = await request.get_json(force=True, silent=True)
-    if body is None:
-        raise ClientError("invalid_json", "request body must be JSON")
-    return body
+    try:
+        return jsontext.loads(await request.get_data(as_text=False))
+    except (ValueError, UnicodeDecodeError):
+        raise ClientError("invalid_json", "request body must be JSON") from None
 
 
 def structure_body(data: Any, cls: type[R], prefix: str = "") -> R:

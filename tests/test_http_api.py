@@ -160,6 +160,25 @@ async def test_emit_with_invalid_json_is_400_invalid_json(switchboard: Harness) 
     assert (status, body["code"]) == (400, "invalid_json")
 
 
+async def test_a_body_nested_too_deep_is_400_invalid_json_on_any_route(
+        switchboard: Harness) -> None:
+    status, body = await emit(switchboard, data=b"[" * 4_000)
+    assert (status, body["code"]) == (400, "invalid_json")
+    # parses, but nested past the limit (and deep enough to break encoding it again)
+    deep = b"[" * 940 + b"]" * 940
+    status, body = await emit(switchboard, data=b'{"event":"x","tenant":"t1","user":"u1",'
+                                                 b'"data":' + deep + b"}")
+    assert (status, body["code"]) == (400, "invalid_json")
+    status, body = await emit(switchboard, {"event": "x", "tenant": "t1", "user": "u1",
+                                            "data": [[[["four levels are fine"]]]]})
+    assert status == 202
+    response = await switchboard.http().post(
+        "/api/v1/notifications", data=b'{"tenant":' + b"[" * 4_000,
+        headers=switchboard.api_headers())
+    assert response.status_code == 400
+    assert (await response.get_json())["code"] == "invalid_json"
+
+
 async def test_emit_without_an_api_key_is_401(switchboard: Harness) -> None:
     status, body = await emit(switchboard, {"event": "x", "tenant": "acme"}, headers={})
     assert (status, body["code"]) == (401, "unauthorized")

@@ -69,6 +69,9 @@ async def test_errors_are_json_with_a_code(switchboard_live: Harness) -> None:
         await stream.send_all(post(b"{nope"))
         assert (await read_response(stream, buffer))[:2] == (
             400, {"code": "invalid_json", "message": "request body must be JSON"})
+        await stream.send_all(post(b"[" * 4_000))  # nested past the parser's limit
+        assert (await read_response(stream, buffer))[:2] == (
+            400, {"code": "invalid_json", "message": "request body must be JSON"})
         await stream.send_all(post(json.dumps(EMIT).encode(), key="wrong-key-0123456789"))
         status, answer, _ = await read_response(stream, buffer)
         assert status == 401 and answer["code"] == "unauthorized"

@@ -48,6 +48,20 @@ async def test_text_that_is_not_json_is_answered_invalid_json(switchboard: Harne
     await assert_answers_ping(client)
 
 
+async def test_json_nested_too_deep_is_answered_invalid_json(switchboard: Harness) -> None:
+    """JSON nested deeper than the parser's recursion limit (a few thousand
+    brackets, well under any payload limit) is an error frame, not a crashed
+    connection."""
+    client = await switchboard.connect()
+    other = await switchboard.connect(user="u2")
+    await client.send_text("[" * 4_000)
+    await client.expect_error("invalid_json")
+    await client.send_text('{"type":"ping","data":' + "[" * 200 + "]" * 200 + "}")
+    await client.expect_error("invalid_json")
+    await assert_answers_ping(client)
+    await assert_answers_ping(other)
+
+
 @pytest.mark.parametrize("text", ["[1, 2, 3]", "42", '"room:join"', "null"])
 async def test_json_that_is_not_an_object_is_answered_invalid_frame(
         switchboard: Harness, text: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from ..errors import INVALID_FRAME, INVALID_JSON, ClientError
+from . import jsontext
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -33,7 +34,7 @@ class Frame:
 def decode(text: str | bytes) -> Frame:
     """Parse one client frame; raise :class:`ClientError` if it is not an envelope."""
     try:
-        obj = json.loads(text)
+        obj = jsontext.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise ClientError(INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(obj, dict):

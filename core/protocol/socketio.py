@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from . import jsontext
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -105,6 +107,8 @@ def has_binary(data: Any) -> bool:
     return False
 
 
+#: The largest ack id a JavaScript client can count to exactly (2**53 - 1).
+_MAX_SAFE_INTEGER = 2**53 - 1
 #: ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "٣".
 _DIGITS = "0123456789"
 
@@ -134,14 +138,16 @@ def _parse_text(text: str) -> tuple[Packet, int]:
     start = i
     while i < len(text) and text[i] in _DIGITS:
         i += 1
-    if i - start > 15:  # past JavaScript's safe integers (and int()'s digit limit)
+    if i - start > 16:  # past JavaScript's safe integers (and int()'s digit limit)
         raise SocketIOError("ack id out of range")
     ack_id = int(text[start:i]) if i > start else None
+    if ack_id is not None and ack_id > _MAX_SAFE_INTEGER:
+        raise SocketIOError("ack id out of range")
     data: Any = None
     if i < len(text):
         try:
-            data = json.loads(text[i:])
-        except (ValueError, RecursionError):
+            data = jsontext.loads(text[i:])
+        except ValueError:
             raise SocketIOError("packet data is not valid JSON") from None
     return Packet(kind, namespace, data, ack_id), attachments
 

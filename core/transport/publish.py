@@ -20,6 +20,7 @@ import trio
 
 from ..errors import ClientError
 from ..http import find_api_key, presented_key, publish_emits
+from ..protocol import jsontext
 from .front import HeadError, PrefixedStream, RequestHead, read_head
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ async def _answer(app: App, head: RequestHead, body: bytes) -> tuple[int, dict[s
     if key is None:
         return 401, _error(401, "unauthorized", "a valid API key is required")
     try:
-        data = json.loads(body)
+        data = jsontext.loads(body)
     except (ValueError, UnicodeDecodeError):
         app.metrics.client_errors.labels("invalid_json").inc()
         return 400, _error(400, "invalid_json", "request body must be JSON")
