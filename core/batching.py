@@ -40,11 +40,21 @@ class Pending(Generic[T, R]):
 
 
 class Batcher(Generic[T, R]):
-    """Run ``flush(items) -> results`` (same length and order) over queued items."""
+    """Run ``flush(items) -> results`` (same length and order) over queued items.
+
+    ``flush`` is all or nothing: when it raises, none of the batch took effect.
+    By default every item of a failed batch then gets the error. With
+    ``retry_alone``, a batch whose error it accepts is written again one item
+    at a time, in order, so that one bad item (input that slipped past
+    validation and that the database refuses) fails alone instead of failing
+    the others queued with it, which may belong to other users or tenants.
+    """
 
     def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *,
-                 max_batch: int = 500, linger: float = 0.0) -> None:
+                 max_batch: int = 500, linger: float = 0.0,
+                 retry_alone: Callable[[Exception], bool] | None = None) -> None:
         self._flush = flush
+        self._retry_alone = retry_alone
         self.max_batch = max_batch
         #: Seconds to wait after the first item for more (bigger batches: fewer
         #: transactions, and results that go out together).
@@ -90,6 +100,10 @@ class Batcher(Generic[T, R]):
         try:
             results = await self._flush([p.item for p in batch])
         except Exception as exc:
+            if len(batch) > 1 and self._retry_alone is not None and self._retry_alone(exc):
+                for pending in batch:
+                    await self._flush_alone(pending)
+                return
             for pending in batch:
                 pending.error = exc
                 pending.done.set()
@@ -97,3 +111,10 @@ class Batcher(Generic[T, R]):
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
             pending.done.set()
+
+    async def _flush_alone(self, pending: Pending[T, R]) -> None:
+        try:
+            (pending.result,) = await self._flush([pending.item])
+        except Exception as exc:
+            pending.error = exc
+        pending.done.set()

@@ -82,3 +82,54 @@ async def test_submitting_when_not_running_is_an_error() -> None:
     batcher: Batcher[int, int] = Batcher(Recorder().flush)
     with pytest.raises(RuntimeError):
         await batcher.submit(1)
+
+
+async def test_with_retry_alone_one_bad_item_fails_alone(
+        autojump_clock: trio.testing.MockClock) -> None:
+    flushed: list[list[int]] = []
+
+    async def refuses_negative(items: Sequence[int]) -> list[int]:
+        flushed.append(list(items))
+        await trio.sleep(0.01)
+        if any(i < 0 for i in items):
+            raise ValueError("negative")
+        return [i * 10 for i in items]
+
+    batcher = Batcher(refuses_negative, linger=0.05,
+                      retry_alone=lambda exc: isinstance(exc, ValueError))
+    outcomes: dict[int, object] = {}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        queued = [(i, batcher.enqueue(i)) for i in (1, 2, -3, 4)]  # in this order
+        for i, pending in queued:
+            try:
+                outcomes[i] = await pending.wait()
+            except ValueError as exc:
+                outcomes[i] = str(exc)
+        nursery.cancel_scope.cancel()
+    assert outcomes == {1: 10, 2: 20, -3: "negative", 4: 40}
+    assert flushed == [[1, 2, -3, 4], [1], [2], [-3], [4]]
+
+
+async def test_errors_retry_alone_does_not_accept_fail_the_whole_batch(
+        autojump_clock: trio.testing.MockClock) -> None:
+    calls: list[list[int]] = []
+
+    async def down(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        await trio.sleep(0.01)
+        raise ConnectionError("database is down")
+
+    batcher = Batcher(down, linger=0.05,
+                      retry_alone=lambda exc: not isinstance(exc, ConnectionError))
+    failed: list[int] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        queued = [(i, batcher.enqueue(i)) for i in range(5)]
+        for i, pending in queued:
+            with pytest.raises(ConnectionError):
+                await pending.wait()
+            failed.append(i)
+        nursery.cancel_scope.cancel()
+    assert sorted(failed) == list(range(5))
+    assert calls == [[0, 1, 2, 3, 4]]  # no one-by-one retries
