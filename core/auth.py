@@ -15,6 +15,7 @@ import attrs
 import jwt
 
 from .config import AuthConfig, Config
+from .validators import check_identifier
 
 
 class AuthError(Exception):
@@ -68,6 +69,10 @@ class TokenVerifier:
         if tenant is None or tenant == "":
             raise AuthError(f"token has no {cfg.tenant_claim!r} claim")
         role = claims.get(cfg.role_claim, "")
+        for claim, value in ((cfg.user_claim, user), (cfg.tenant_claim, tenant),
+                             (cfg.role_claim, role)):
+            if value != "" and (problem := check_identifier(str(value))) is not None:
+                raise AuthError(f"invalid token: claim {claim!r} {problem}")
         exp = claims.get("exp")
         return Identity(
             user_id=str(user),

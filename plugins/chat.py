@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -49,14 +50,34 @@ from switchboard.core.http import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.store import StoreUnavailable
 from switchboard.core.structure import first_error, make_converter
+from switchboard.core.validators import (
+    MAX_ROW_ID,
+    check_identifier,
+    identifier,
+    optional_identifier,
+    optional_row_id,
+    optional_text,
+    row_id,
+)
 
 MessageType = Literal["text", "image", "video", "audio", "document"]
 _converter = make_converter()
 ROOM_PREFIX = "conversation:"
+MAX_TITLE_LENGTH = 500
+log = logging.getLogger("switchboard.chat")
 
 
 # -- settings and payloads ----------------------------------------------------
+
+
+def _max_length(limit: int) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+        if len(value) > limit:
+            raise ValueError(f"longer than {limit} characters", attribute)
+
+    return check
 
 
 @attrs.frozen
@@ -107,60 +128,61 @@ _CONTENT: dict[str, type] = {
 
 @attrs.frozen
 class ConversationRef:
-    conversationId: str
+    conversationId: str = attrs.field(validator=identifier)
 
 
 @attrs.frozen
 class SendMessage:
-    conversationId: str
-    content: dict[str, Any]
+    conversationId: str = attrs.field(validator=identifier)
+    content: dict[str, Any] = attrs.field()
     type: MessageType = "text"
-    clientId: str | None = None
+    clientId: str | None = attrs.field(default=None, validator=optional_identifier)
 
 
 @attrs.frozen
 class HistoryRequest:
-    conversationId: str
-    before: int | None = None
-    after: int | None = None
+    conversationId: str = attrs.field(validator=identifier)
+    before: int | None = attrs.field(default=None, validator=optional_row_id)
+    after: int | None = attrs.field(default=None, validator=optional_row_id)
     limit: int | None = None
 
 
 @attrs.frozen
 class Receipt:
-    conversationId: str
-    messageId: int
+    conversationId: str = attrs.field(validator=identifier)
+    messageId: int = attrs.field(validator=row_id)
 
 
 @attrs.frozen
 class Participant:
-    userId: str
-    role: str = "customer"
+    userId: str = attrs.field(validator=identifier)
+    role: str = attrs.field(default="customer", validator=identifier)
 
 
 @attrs.frozen
 class CreateConversation:
-    tenant: str | None = None
-    id: str | None = None
-    title: str | None = None
+    tenant: str | None = attrs.field(default=None, validator=optional_identifier)
+    id: str | None = attrs.field(default=None, validator=optional_identifier)
+    title: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        [optional_text, _max_length(MAX_TITLE_LENGTH)]))
     participants: list[Participant] = attrs.Factory(list)
 
 
 @attrs.frozen
 class AddParticipant:
-    userId: str
-    tenant: str | None = None
-    role: str = "customer"
+    userId: str = attrs.field(validator=identifier)
+    tenant: str | None = attrs.field(default=None, validator=optional_identifier)
+    role: str = attrs.field(default="customer", validator=identifier)
 
 
 @attrs.frozen
 class PostMessage:
-    senderId: str
-    content: dict[str, Any]
-    tenant: str | None = None
+    senderId: str = attrs.field(validator=identifier)
+    content: dict[str, Any] = attrs.field()
+    tenant: str | None = attrs.field(default=None, validator=optional_identifier)
     type: MessageType = "text"
-    senderRole: str = "system"
-    clientId: str | None = None
+    senderRole: str = attrs.field(default="system", validator=identifier)
+    clientId: str | None = attrs.field(default=None, validator=optional_identifier)
 
 
 @attrs.frozen
@@ -246,7 +268,7 @@ class ChatPlugin:
             "chat_conversations", metadata,
             sa.Column("tenant_id", sa.String(200), primary_key=True),
             sa.Column("id", sa.String(200), primary_key=True),
-            sa.Column("title", sa.String(500)),
+            sa.Column("title", sa.String(MAX_TITLE_LENGTH)),
             sa.Column("created_at", sa.Float, nullable=False),
         )
         self.tables["participants"] = sa.Table(
@@ -285,8 +307,11 @@ class ChatPlugin:
     def switchboard_startup(self, app: App) -> None:
         self.app = app
         self.settings = app.settings(self)
+        # A batch the database refused (not one it could not take) is written
+        # again message by message: a bad message fails alone, not its neighbours.
         self._writer = Batcher(self._write_batch, max_batch=self.settings.max_batch,
-                               linger=self.settings.batch_linger)
+                               linger=self.settings.batch_linger,
+                               retry_alone=lambda exc: not isinstance(exc, StoreUnavailable))
 
     @hookimpl
     def switchboard_background_tasks(self) -> list[Any]:
@@ -304,6 +329,8 @@ class ChatPlugin:
 
     async def _participants_of(self, tenant: str, conversation: str) -> dict[str, str] | None:
         """user id -> role of a conversation's participants; None if it does not exist."""
+        if check_identifier(conversation) is not None:
+            return None  # no such id can have been created
         key = (tenant, conversation)
         cached = self._participants.get(key)
         if cached is not None:
@@ -418,9 +445,12 @@ class ChatPlugin:
                           for message, stored in zip(batch, results, strict=True)
                           if stored.created), key=lambda entry: entry[0])
         for _, message, stored in created:
-            await self.app.hub.publish(
-                message.tenant_id, ROOM_PREFIX + message.conversation_id, "message:new",
-                stored.message, exclude=message.exclude)
+            try:
+                await self.app.hub.publish(
+                    message.tenant_id, ROOM_PREFIX + message.conversation_id, "message:new",
+                    stored.message, exclude=message.exclude)
+            except Exception:  # stored is stored: the batch must not be written again
+                log.exception("broadcasting message %s failed", stored.message["id"])
         return results
 
     async def _write(self, batch: Sequence[NewMessage]) -> list[Stored]:
@@ -553,6 +583,8 @@ class ChatPlugin:
         tenant = given or (key_tenant if key_tenant != "*" else None)
         if tenant is None:
             raise ClientError("invalid_payload", "tenant: required", field="tenant")
+        if (problem := check_identifier(tenant)) is not None:
+            raise ClientError("invalid_payload", f"tenant: {problem}", field="tenant")
         if not api_key_tenant_allowed(tenant):
             raise ClientError("forbidden", f"this API key may not use tenant {tenant!r}")
         return tenant
@@ -636,12 +668,15 @@ class ChatPlugin:
             tenant = self._tenant(request.args.get("tenant"))
             if await self._participants_of(tenant, conv_id) is None:
                 return error_response(404, "not_found", f"no conversation {conv_id!r}")
-            try:
-                cursors = {k: int(v) for k in ("before", "after", "limit")
-                           if (v := request.args.get(k)) is not None}
-            except ValueError:
-                raise ClientError("invalid_payload", "before, after and limit must be integers",
-                                  field="limit") from None
+            cursors: dict[str, int] = {}
+            for name in ("before", "after", "limit"):
+                if (value := request.args.get(name)) is None:
+                    continue
+                if not value.isascii() or not value.isdigit() or int(value) > MAX_ROW_ID:
+                    raise ClientError("invalid_payload",
+                                      f"{name}: must be an integer from 0 to {MAX_ROW_ID}",
+                                      field=name)
+                cursors[name] = int(value)
             return await self.page(tenant, conv_id, **cursors)
 
         return bp

@@ -160,6 +160,18 @@ def test_token_without_the_user_claim_is_rejected() -> None:
         hs_verifier(user_claim="uid").verify(hs_token(claims()))
 
 
+@pytest.mark.parametrize(("claim", "value", "problem"), [
+    ("sub", "u" * 201, "1 to 200 characters"),
+    ("tenant_id", "acme\x00", "control characters"),
+    ("role", "agent\n", "control characters"),
+])
+def test_claims_that_cannot_be_stored_are_rejected(claim: str, value: str,
+                                                   problem: str) -> None:
+    """Ids go into rooms and database rows: one the store could not keep is a bad token."""
+    with pytest.raises(AuthError, match=f"'{claim}' .*{problem}"):
+        hs_verifier().verify(hs_token(claims(**{claim: value})))
+
+
 def test_token_without_a_tenant_is_rejected_when_there_is_no_default() -> None:
     body = claims()
     del body["tenant_id"]

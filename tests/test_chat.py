@@ -307,3 +307,68 @@ async def test_a_batch_mixing_new_messages_resends_and_messages_without_client_i
     assert ann.received("message:new") == []
     page = await carl.request("message:history", {"conversationId": "c1", "limit": 50})
     assert [m["id"] for m in page["messages"]] == [earlier["id"], *new_ids]
+
+
+@pytest.mark.parametrize(("event", "body", "field"), [
+    ("message:send", {"conversationId": "c1", "clientId": "k" * 201, **text("x")}, "clientId"),
+    ("message:send", {"conversationId": "c1", "clientId": "k\x00", **text("x")}, "clientId"),
+    ("message:send", {"conversationId": "c" * 201, **text("x")}, "conversationId"),
+    ("conversation:join", {"conversationId": "c1\x00"}, "conversationId"),
+    ("message:history", {"conversationId": "c1", "before": 2**63}, "before"),
+    ("message:history", {"conversationId": "c1", "after": -1}, "after"),
+    ("message:read", {"conversationId": "c1", "messageId": 2**64}, "messageId"),
+])
+async def test_values_the_store_cannot_keep_are_invalid_payload_naming_the_field(
+        switchboard: Harness, event: str, body: dict[str, Any], field: str) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    with pytest.raises(ErrorReply) as info:
+        await carl.request(event, body)
+    assert (info.value.code, info.value.field) == ("invalid_payload", field)
+    await carl.request("message:send", {"conversationId": "c1", **text("still fine")})
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/v1/conversations", {"tenant": "t1", "id": "c" * 201}, "id"),
+    ("/api/v1/conversations", {"tenant": "t\x00", "id": "c9"}, "tenant"),
+    ("/api/v1/conversations", {"tenant": "t1", "title": "t" * 501}, "title"),
+    ("/api/v1/conversations", {"tenant": "t1", "participants": [{"userId": "u\x01"}]},
+     "participants.0.userId"),
+    ("/api/v1/conversations/c1/participants", {"tenant": "t1", "userId": "u" * 201}, "userId"),
+    ("/api/v1/conversations/c1/messages",
+     {"tenant": "t1", "senderId": "s" * 201, **text("x")}, "senderId"),
+    ("/api/v1/conversations/c1/messages",
+     {"tenant": "t1", "senderId": "bot", "clientId": "w\x00", **text("x")}, "clientId"),
+])
+async def test_http_values_the_store_cannot_keep_are_400_naming_the_field(
+        switchboard: Harness, path: str, body: dict[str, Any], field: str) -> None:
+    await create_conversation(switchboard)
+    response = await switchboard.http().post(path, headers=switchboard.api_headers(), json=body)
+    answer = await response.get_json()
+    assert (response.status_code, answer["code"], answer.get("field")) == (
+        400, "invalid_payload", field)
+
+
+@pytest.mark.parametrize("conv_id", ["c%00", "c" * 300])
+async def test_http_conversation_ids_that_cannot_exist_are_not_found(
+        switchboard: Harness, conv_id: str) -> None:
+    http, headers = switchboard.http(), switchboard.api_headers()
+    for response in [
+            await http.get(f"/api/v1/conversations/{conv_id}?tenant=t1", headers=headers),
+            await http.get(f"/api/v1/conversations/{conv_id}/messages?tenant=t1",
+                           headers=headers),
+            await http.post(f"/api/v1/conversations/{conv_id}/messages", headers=headers,
+                            json={"tenant": "t1", "senderId": "bot", **text("x")})]:
+        assert response.status_code == 404
+        assert (await response.get_json())["code"] == "not_found"
+
+
+@pytest.mark.parametrize("query", ["before=9223372036854775808", "after=-1", "limit=1e3",
+                                   "after=%D9%A3"])
+async def test_http_history_cursors_out_of_range_are_400(switchboard: Harness,
+                                                         query: str) -> None:
+    await create_conversation(switchboard)
+    response = await switchboard.http().get(f"/api/v1/conversations/c1/messages?tenant=t1&"
+                                            f"{query}", headers=switchboard.api_headers())
+    assert response.status_code == 400
+    assert (await response.get_json())["field"] == query.split("=")[0]

@@ -1,0 +1,86 @@
+"""attrs validators for the fields of event payloads and HTTP bodies.
+
+What the store can keep, checked where the value arrives, so that a bad value
+is an ``invalid_payload`` error naming the field instead of a database error:
+identifiers are 1 to :data:`MAX_ID_LENGTH` characters without control
+characters, free text holds no NUL (PostgreSQL text cannot), and ids and
+cursors fit a signed 64-bit integer column.
+
+>>> @attrs.frozen
+... class Ref:
+...     conversationId: str = attrs.field(validator=identifier)
+...     before: int | None = attrs.field(default=None, validator=optional_row_id)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_ROW_ID",
+    "check_identifier",
+    "identifier",
+    "optional_identifier",
+    "optional_row_id",
+    "optional_text",
+    "row_id",
+    "text",
+]
+
+#: Longest identifier (user, tenant, conversation, client message id, role).
+MAX_ID_LENGTH = 200
+#: Largest id or cursor (a signed 64-bit integer column).
+MAX_ROW_ID = 2**63 - 1
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _fail(attribute: attrs.Attribute[Any], message: str) -> None:
+    # (message, attribute): how the payload structuring names the field
+    raise ValueError(message, attribute)
+
+
+def identifier(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    problem = check_identifier(value)
+    if problem is not None:
+        _fail(attribute, problem)
+
+
+def optional_identifier(instance: Any, attribute: attrs.Attribute[Any],
+                        value: str | None) -> None:
+    if value is not None:
+        identifier(instance, attribute, value)
+
+
+def text(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if "\x00" in value:
+        _fail(attribute, "must not contain NUL characters")
+
+
+def optional_text(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        text(instance, attribute, value)
+
+
+def row_id(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 <= value <= MAX_ROW_ID:
+        _fail(attribute, f"must be between 0 and {MAX_ROW_ID}")
+
+
+def optional_row_id(instance: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None:
+        row_id(instance, attribute, value)
+
+
+def check_identifier(value: str) -> str | None:
+    """What is wrong with ``value`` as an identifier, or None (for values that do
+    not come through a payload class: path parameters, token claims)."""
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        return f"must be 1 to {MAX_ID_LENGTH} characters"
+    if _CONTROL.search(value):
+        return "must not contain control characters"
+    return None
