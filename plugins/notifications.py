@@ -31,6 +31,7 @@ from switchboard.core.http import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.validators import MAX_ROW_ID, check_identifier, row_id
 
 T = TypeVar("T")
 
@@ -84,7 +85,7 @@ class ListRequest:
 
 @attrs.frozen
 class ReadRequest:
-    id: int
+    id: int = attrs.field(validator=row_id)
 
 
 @attrs.frozen
@@ -122,13 +123,18 @@ def _check_lengths(values: dict[str, Any]) -> None:
         if len(value) > limit:
             raise ClientError(INVALID_PAYLOAD, f"{field}: longer than {limit} characters",
                               field=field)
+        if field in ("tenant", "user", "type") and (problem := check_identifier(value)):
+            raise ClientError(INVALID_PAYLOAD, f"{field}: {problem}", field=field)
+        if "\x00" in value:  # PostgreSQL text cannot hold it
+            raise ClientError(INVALID_PAYLOAD, f"{field}: must not contain NUL characters",
+                              field=field)
 
 
 def _check_page(before: int | None, limit: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise ClientError(INVALID_PAYLOAD, f"limit: must be between 1 and {MAX_PAGE}",
                           field="limit")
-    if before is not None and before < 1:
+    if before is not None and not 1 <= before <= MAX_ROW_ID:
         raise ClientError(INVALID_PAYLOAD, "before: must be a positive id", field="before")
 
 
@@ -203,6 +209,7 @@ class NotificationsPlugin:
         async def list_for_api(tenant: str, user: str) -> Any:
             if not api_key_tenant_allowed(tenant):
                 return error_response(403, "forbidden", "API key not valid for this tenant")
+            _check_lengths({"tenant": tenant, "user": user})
             unread = _query_bool("unread", False)
             limit = _query_int("limit", 20) or 0
             before = _query_int("before", None)

@@ -371,6 +371,12 @@ async def test_invalid_list_request_names_the_field(switchboard: Harness,
      "urgent"),
     ({"tenant": "acme", "user": "", "title": "t", "message": "m"}, "user"),
     ({"tenant": "acme", "user": "alice", "title": "t" * 201, "message": "m"}, "title"),
+    # values PostgreSQL cannot keep
+    ({"tenant": "acme", "user": "al\x00ice", "title": "t", "message": "m"}, "user"),
+    ({"tenant": "ac\nme", "user": "alice", "title": "t", "message": "m"}, "tenant"),
+    ({"tenant": "acme", "user": "alice", "title": "t\x00", "message": "m"}, "title"),
+    ({"tenant": "acme", "user": "alice", "title": "t", "message": "m\x00"}, "message"),
+    ({"tenant": "acme", "user": "alice", "title": "t", "message": "m", "link": "\x00"}, "link"),
 ])
 async def test_invalid_creation_is_400_naming_the_field(switchboard: Harness,
                                                         body: dict[str, Any], field: str) -> None:
@@ -441,3 +447,22 @@ async def test_concurrent_creations_each_reach_every_device_once(switchboard: Ha
     received = [sorted(ids(device.received("notification:new"))) for device in devices]
     assert len(set(received[0])) == 5
     assert received == [received[0]] * len(devices)
+
+
+
+async def test_reading_an_id_past_the_largest_is_invalid_payload(switchboard: Harness) -> None:
+    alice = await switchboard.connect(user="alice", tenant="acme")
+    with pytest.raises(ErrorReply) as info:
+        await alice.request("notification:read", {"id": 2**63})
+    assert (info.value.code, info.value.field) == ("invalid_payload", "id")
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("/api/v1/notifications/acme/al%00ice", "user"),
+    ("/api/v1/notifications/acme/alice?before=9223372036854775808", "before"),
+])
+async def test_http_list_of_values_the_store_cannot_keep_is_400(switchboard: Harness,
+                                                                path: str, field: str) -> None:
+    response = await switchboard.http().get(path, headers=switchboard.api_headers())
+    assert response.status_code == 400
+    assert (await response.get_json())["field"] == field
