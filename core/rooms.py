@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import TypeGuard
 
 from .errors import INVALID_ROOM, ClientError
 from .session import Session
 
-_ROOM_RE = re.compile(r"[A-Za-z0-9_.:@\-]{1,200}")
+#: Room names: letters, digits and ``_.:@+-`` ("+" for phone numbers, as in
+#: ``conversation:whatsapp:+5511987654321``), long enough for a prefix and a
+#: 200-character id.
+MAX_ROOM_LENGTH = 256
+_ROOM_RE = re.compile(rf"[A-Za-z0-9_.:@+\-]{{1,{MAX_ROOM_LENGTH}}}")
 
 RoomKey = tuple[str, str]
 
@@ -31,11 +36,15 @@ def agents_room(tenant_id: str) -> str:
     return f"tenant:{tenant_id}:agents"
 
 
+def is_room_name(room: object) -> TypeGuard[str]:
+    return isinstance(room, str) and _ROOM_RE.fullmatch(room) is not None
+
+
 def check_room_name(room: object) -> str:
-    if not isinstance(room, str) or not _ROOM_RE.fullmatch(room):
+    if not is_room_name(room):
         raise ClientError(
             INVALID_ROOM,
-            "room must be 1-200 characters of letters, digits and _.:@-",
+            f"room must be 1-{MAX_ROOM_LENGTH} characters of letters, digits and _.:@+-",
             field="room",
         )
     return room

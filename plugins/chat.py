@@ -50,6 +50,7 @@ from switchboard.core.http import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.rooms import is_room_name
 from switchboard.core.store import StoreUnavailable
 from switchboard.core.structure import first_error, make_converter
 from switchboard.core.validators import (
@@ -70,6 +71,19 @@ log = logging.getLogger("switchboard.chat")
 
 
 # -- settings and payloads ----------------------------------------------------
+
+
+def _conversation_id(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    """An identifier that also makes a room name (``conversation:{id}``)."""
+    identifier(instance, attribute, value)
+    if not is_room_name(ROOM_PREFIX + value):
+        raise ValueError("must be letters, digits and _.:@+-", attribute)
+
+
+def _optional_conversation_id(instance: Any, attribute: attrs.Attribute[Any],
+                              value: str | None) -> None:
+    if value is not None:
+        _conversation_id(instance, attribute, value)
 
 
 def _max_length(limit: int) -> Any:
@@ -128,12 +142,12 @@ _CONTENT: dict[str, type] = {
 
 @attrs.frozen
 class ConversationRef:
-    conversationId: str = attrs.field(validator=identifier)
+    conversationId: str = attrs.field(validator=_conversation_id)
 
 
 @attrs.frozen
 class SendMessage:
-    conversationId: str = attrs.field(validator=identifier)
+    conversationId: str = attrs.field(validator=_conversation_id)
     content: dict[str, Any] = attrs.field()
     type: MessageType = "text"
     clientId: str | None = attrs.field(default=None, validator=optional_identifier)
@@ -141,7 +155,7 @@ class SendMessage:
 
 @attrs.frozen
 class HistoryRequest:
-    conversationId: str = attrs.field(validator=identifier)
+    conversationId: str = attrs.field(validator=_conversation_id)
     before: int | None = attrs.field(default=None, validator=optional_row_id)
     after: int | None = attrs.field(default=None, validator=optional_row_id)
     limit: int | None = None
@@ -149,7 +163,7 @@ class HistoryRequest:
 
 @attrs.frozen
 class Receipt:
-    conversationId: str = attrs.field(validator=identifier)
+    conversationId: str = attrs.field(validator=_conversation_id)
     messageId: int = attrs.field(validator=row_id)
 
 
@@ -162,7 +176,7 @@ class Participant:
 @attrs.frozen
 class CreateConversation:
     tenant: str | None = attrs.field(default=None, validator=optional_identifier)
-    id: str | None = attrs.field(default=None, validator=optional_identifier)
+    id: str | None = attrs.field(default=None, validator=_optional_conversation_id)
     title: str | None = attrs.field(default=None, validator=attrs.validators.optional(
         [optional_text, _max_length(MAX_TITLE_LENGTH)]))
     participants: list[Participant] = attrs.Factory(list)
@@ -209,6 +223,11 @@ def _key(message: NewMessage) -> tuple[str, str, str, str]:
     return (message.tenant_id, message.conversation_id, message.sender_id, message.client_id)
 
 
+def _at_least(column: sa.Column[Any], value: int) -> sa.ColumnElement[Any]:
+    """``max(column, value)`` in SQL (GREATEST on PostgreSQL, MAX on SQLite alike)."""
+    return sa.case((column < value, value), else_=column)
+
+
 def _dialect_insert(dialect: str) -> Any:
     """The INSERT construct of ``dialect``, which has ``on_conflict_do_nothing``."""
     if dialect == "postgresql":
@@ -234,6 +253,8 @@ class ChatPlugin:
         self.tables: dict[str, sa.Table] = {}
         #: (tenant, conversation) -> participant user ids; only existing ones.
         self._participants: OrderedDict[tuple[str, str], dict[str, str]] = OrderedDict()
+        #: Changes of participants so far (see _forget).
+        self._changes = 0
         self._writer: Batcher[NewMessage, Stored] | None = None
 
     # -- declaration -----------------------------------------------------------
@@ -329,7 +350,8 @@ class ChatPlugin:
 
     async def _participants_of(self, tenant: str, conversation: str) -> dict[str, str] | None:
         """user id -> role of a conversation's participants; None if it does not exist."""
-        if check_identifier(conversation) is not None:
+        if check_identifier(conversation) is not None or not is_room_name(
+                ROOM_PREFIX + conversation):
             return None  # no such id can have been created
         key = (tenant, conversation)
         cached = self._participants.get(key)
@@ -347,12 +369,21 @@ class ChatPlugin:
                 part.c.tenant_id == tenant, part.c.conversation_id == conversation))
             return {row.user_id: row.role for row in rows}
 
+        changes = self._changes
         members = await self.app.store.run(load)
-        if members is not None:
+        # A change committed while this load ran may be missing from what it read:
+        # then its answer serves this caller but is not kept for the others.
+        if members is not None and changes == self._changes:
             self._participants[key] = members
             while len(self._participants) > self.settings.cache_size:
                 self._participants.popitem(last=False)
         return members
+
+    def _forget(self, tenant: str, conversation: str) -> None:
+        """After a change of participants: drop the cached ones, and keep loads
+        that started before the change from caching what they read."""
+        self._changes += 1
+        self._participants.pop((tenant, conversation), None)
 
     async def _check_access(self, session: Session, conversation: str) -> dict[str, str]:
         members = await self._participants_of(session.tenant_id, conversation)
@@ -514,35 +545,46 @@ class ChatPlugin:
         part, messages = self.tables["participants"], self.tables["messages"]
         tenant, conv, user = session.tenant_id, receipt.conversationId, session.user_id
 
-        def mark(conn: sa.Connection) -> bool:
+        def mark(conn: sa.Connection) -> tuple[int, bool] | None:
             exists = conn.execute(sa.select(messages.c.id).where(
                 messages.c.id == receipt.messageId, messages.c.tenant_id == tenant,
                 messages.c.conversation_id == conv)).first()
             if exists is None:
-                return False
+                return None
             where = sa.and_(part.c.tenant_id == tenant, part.c.conversation_id == conv,
                             part.c.user_id == user)
-            current = conn.execute(sa.select(part.c.last_delivered_id, part.c.last_read_id)
-                                   .where(where)).one()
-            values = {"last_delivered_id": max(current.last_delivered_id, receipt.messageId)}
+            before = conn.execute(sa.select(part.c.last_delivered_id, part.c.last_read_id)
+                                  .where(where)).one()
+            # The watermarks only move forward, decided by the UPDATE itself: two
+            # receipts of the same user committing in any order end at the larger.
+            values = {"last_delivered_id": _at_least(part.c.last_delivered_id,
+                                                     receipt.messageId)}
             if status == "read":
-                values["last_read_id"] = max(current.last_read_id, receipt.messageId)
+                values["last_read_id"] = _at_least(part.c.last_read_id, receipt.messageId)
             conn.execute(part.update().where(where).values(**values))
-            return True
+            after = conn.execute(sa.select(part.c.last_delivered_id, part.c.last_read_id)
+                                 .where(where)).one()
+            return after.last_read_id, tuple(after) != tuple(before)
 
-        if not await self.app.store.run(mark):
+        marks = await self.app.store.run(mark)
+        if marks is None:
             raise ClientError("not_found", f"no message {receipt.messageId} in this conversation",
                               field="messageId")
+        read_id, moved = marks
+        # what this participant has now, not what this (possibly late) receipt said
+        current = "read" if read_id >= receipt.messageId else "delivered"
         event = {"conversationId": conv, "messageId": receipt.messageId, "userId": user,
-                 "status": status}
-        await self.app.publish(tenant, ROOM_PREFIX + conv, "message:status", event)
+                 "status": current}
+        if moved:
+            await self.app.publish(tenant, ROOM_PREFIX + conv, "message:status", event)
         return event
 
     async def page(self, tenant: str, conversation: str, *, before: int | None = None,
                    after: int | None = None, limit: int | None = None) -> dict[str, Any]:
         """One page of history, oldest first. ``after`` pages forward from an id
         (catching up); otherwise pages backward from ``before`` (or the newest)."""
-        size = min(limit or self.settings.history_page, self.settings.history_max)
+        size = min(self.settings.history_page if limit is None else limit,
+                   self.settings.history_max)
         if size < 1:
             raise ClientError("invalid_payload", "limit: must be positive", field="limit")
         messages, part = self.tables["messages"], self.tables["participants"]
@@ -592,6 +634,9 @@ class ChatPlugin:
     def _blueprint(self) -> Blueprint:
         bp = Blueprint("chat", __name__)
 
+        def insert(table: sa.Table) -> Any:
+            return _dialect_insert(self.app.store.dialect)(table)
+
         @bp.post("/api/v1/conversations")
         @require_api_key
         async def create() -> Any:
@@ -600,12 +645,13 @@ class ChatPlugin:
             conv_id = body.id or secrets.token_hex(8)
             conv, part = self.tables["conversations"], self.tables["participants"]
 
-            def insert(conn: sa.Connection) -> bool:
-                if conn.execute(sa.select(conv.c.id).where(
-                        conv.c.tenant_id == tenant, conv.c.id == conv_id)).first():
+            def create_rows(conn: sa.Connection) -> bool:
+                # the primary key decides, also against a concurrent creation
+                created = conn.execute(insert(conv).values(
+                    tenant_id=tenant, id=conv_id, title=body.title, created_at=time.time(),
+                ).on_conflict_do_nothing(index_elements=[conv.c.tenant_id, conv.c.id]))
+                if created.rowcount == 0:
                     return False
-                conn.execute(conv.insert().values(tenant_id=tenant, id=conv_id,
-                                                  title=body.title, created_at=time.time()))
                 if body.participants:
                     conn.execute(part.insert(), [
                         {"tenant_id": tenant, "conversation_id": conv_id, "user_id": p.userId,
@@ -613,9 +659,9 @@ class ChatPlugin:
                         for p in {p.userId: p for p in body.participants}.values()])
                 return True
 
-            if not await self.app.store.run(insert):
+            if not await self.app.store.run(create_rows):
                 return error_response(409, "conflict", f"conversation {conv_id!r} exists")
-            self._participants.pop((tenant, conv_id), None)
+            self._forget(tenant, conv_id)
             return {"id": conv_id, "tenant": tenant, "title": body.title,
                     "participants": [attrs.asdict(p) for p in body.participants]}, 201
 
@@ -639,15 +685,17 @@ class ChatPlugin:
             part = self.tables["participants"]
 
             def add(conn: sa.Connection) -> None:
-                conn.execute(part.delete().where(
-                    part.c.tenant_id == tenant, part.c.conversation_id == conv_id,
-                    part.c.user_id == body.userId))
-                conn.execute(part.insert().values(
+                # adding someone who is a participant already changes the role and
+                # keeps what they have read
+                row = insert(part).values(
                     tenant_id=tenant, conversation_id=conv_id, user_id=body.userId,
-                    role=body.role, last_delivered_id=0, last_read_id=0))
+                    role=body.role, last_delivered_id=0, last_read_id=0)
+                conn.execute(row.on_conflict_do_update(
+                    index_elements=[part.c.tenant_id, part.c.conversation_id, part.c.user_id],
+                    set_={"role": row.excluded.role}))
 
             await self.app.store.run(add)
-            self._participants.pop((tenant, conv_id), None)
+            self._forget(tenant, conv_id)
             return {"userId": body.userId, "role": body.role}, 201
 
         @bp.post("/api/v1/conversations/<conv_id>/messages")

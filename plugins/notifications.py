@@ -175,7 +175,8 @@ class NotificationsPlugin:
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
         self.table = sa.Table(
             "notifications_items", metadata,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                      primary_key=True, autoincrement=True),
             sa.Column("tenant_id", sa.String(200), nullable=False),
             sa.Column("user_id", sa.String(200), nullable=False),
             sa.Column("title", sa.String(200), nullable=False),
