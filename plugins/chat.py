@@ -67,6 +67,9 @@ MessageType = Literal["text", "image", "video", "audio", "document"]
 _converter = make_converter()
 ROOM_PREFIX = "conversation:"
 MAX_TITLE_LENGTH = 500
+MAX_URL_LENGTH = 2048
+MAX_FILE_NAME_LENGTH = 255
+MAX_MIME_TYPE_LENGTH = 255
 log = logging.getLogger("switchboard.chat")
 
 
@@ -456,6 +459,17 @@ class ChatPlugin:
             if not value.url.startswith(("https://", "http://")):
                 raise ClientError("invalid_payload", "content.url: must be an http(s) URL",
                                   field="content.url")
+            limits = {"url": MAX_URL_LENGTH, "caption": self.settings.max_text_length,
+                      "fileName": MAX_FILE_NAME_LENGTH, "mimeType": MAX_MIME_TYPE_LENGTH}
+            for name, limit in limits.items():
+                given = getattr(value, name)
+                if given is not None and not 0 < len(given) <= limit:
+                    raise ClientError("invalid_payload",
+                                      f"content.{name}: must be 1 to {limit} characters",
+                                      field=f"content.{name}")
+            if value.size is not None and not 0 <= value.size <= MAX_ROW_ID:
+                raise ClientError("invalid_payload", "content.size: must not be negative",
+                                  field="content.size")
             family = kind if kind != "document" else None
             if family and value.mimeType and not value.mimeType.startswith(family + "/"):
                 raise ClientError("invalid_payload",
@@ -583,6 +597,9 @@ class ChatPlugin:
                    after: int | None = None, limit: int | None = None) -> dict[str, Any]:
         """One page of history, oldest first. ``after`` pages forward from an id
         (catching up); otherwise pages backward from ``before`` (or the newest)."""
+        if before is not None and after is not None:
+            raise ClientError("invalid_payload", "after: give before or after, not both",
+                              field="after")
         size = min(self.settings.history_page if limit is None else limit,
                    self.settings.history_max)
         if size < 1:

@@ -126,6 +126,10 @@ async def test_message_posted_over_http_reaches_the_room(switchboard: Harness) -
     ("image", {"url": "https://x/y.pdf", "mimeType": "application/pdf"}, "content.mimeType"),
     ("document", {"url": "https://x/y.pdf"}, "content.fileName"),
     ("audio", {"url": "https://x/a.ogg", "bogus": 1}, "content.bogus"),
+    ("image", {"url": "https://x/y.png", "caption": "c" * 4097}, "content.caption"),
+    ("video", {"url": "https://x/v.mp4", "size": -1}, "content.size"),
+    ("document", {"url": "https://x/y.pdf", "fileName": ""}, "content.fileName"),
+    ("document", {"url": "https://x/" + "y" * 2048, "fileName": "y"}, "content.url"),
 ])
 async def test_content_is_validated_per_type(switchboard: Harness, kind: str,
                                              content: dict[str, Any], field: str) -> None:
@@ -372,3 +376,12 @@ async def test_http_history_cursors_out_of_range_are_400(switchboard: Harness,
                                             f"{query}", headers=switchboard.api_headers())
     assert response.status_code == 400
     assert (await response.get_json())["field"] == query.split("=")[0]
+
+
+
+async def test_history_with_both_before_and_after_is_refused(switchboard: Harness) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    with pytest.raises(ErrorReply) as info:
+        await carl.request("message:history", {"conversationId": "c1", "before": 5, "after": 1})
+    assert (info.value.code, info.value.field) == ("invalid_payload", "after")
