@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from databases import database_url
-from switchboard.core.config import Config
-from switchboard.testing import ErrorReply, Harness, TestClient, make_config
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
-        yield make_config({"store": {"url": url}})
-
-
-async def create_conversation(switchboard: Harness, conv_id: str = "c1", tenant: str = "t1",
-                              participants: tuple[str, ...] = ("carl", "ann")) -> None:
-    response = await switchboard.http().post(
-        "/api/v1/conversations", headers=switchboard.api_headers(),
-        json={"tenant": tenant, "id": conv_id,
-              "participants": [{"userId": p} for p in participants]})
-    assert response.status_code == 201, await response.get_json()
-
-
-async def joined(switchboard: Harness, user: str, role: str = "customer",
-                 conv_id: str = "c1", tenant: str = "t1") -> TestClient:
-    client = await switchboard.connect(user=user, role=role, tenant=tenant)
-    ack = await client.request("conversation:join", {"conversationId": conv_id})
-    assert ack == {"success": True, "conversationId": conv_id}
-    return client
-
-
-def text(body: str) -> dict[str, Any]:
-    return {"type": "text", "content": {"text": body}}
+from chats import (
+    create_conversation,
+    joined,
+    switchboard_config,  # noqa: F401  (the fixture: SQLite, then PostgreSQL)
+    text,
+)
+from switchboard.testing import ErrorReply, Harness, TestClient
 
 
 async def test_participant_and_agent_join_but_outsider_is_refused(switchboard: Harness) -> None:
