@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -128,6 +129,21 @@ def _check_lengths(values: dict[str, Any]) -> None:
         if "\x00" in value:  # PostgreSQL text cannot hold it
             raise ClientError(INVALID_PAYLOAD, f"{field}: must not contain NUL characters",
                               field=field)
+
+
+def _serialize_user(conn: sa.Connection, tenant: str, user: str) -> None:
+    """Make this transaction wait for any other of the same user marking reads.
+
+    Without it, two devices marking different notifications read at the same
+    moment on PostgreSQL would each count the other's as still unread and
+    announce a count one too high. SQLite runs one writing transaction at a
+    time already.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{tenant}\x00{user}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def _check_page(before: int | None, limit: int) -> None:
@@ -299,6 +315,7 @@ class NotificationsPlugin:
         mine = self._owner(session.tenant_id, session.user_id)
 
         def read(conn: sa.Connection) -> tuple[bool, bool, int]:
+            _serialize_user(conn, session.tenant_id, session.user_id)
             exists = conn.execute(
                 sa.select(t.c.read_at).where(mine, t.c.id == req.id)).first()
             if exists is None:
@@ -320,6 +337,7 @@ class NotificationsPlugin:
         mine = self._owner(session.tenant_id, session.user_id)
 
         def read_all(conn: sa.Connection) -> tuple[list[int], int]:
+            _serialize_user(conn, session.tenant_id, session.user_id)
             ids = [int(i) for i in conn.execute(
                 sa.select(t.c.id).where(mine, t.c.read_at.is_(None)).order_by(t.c.id)
             ).scalars()]

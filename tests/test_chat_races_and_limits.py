@@ -187,6 +187,48 @@ async def test_a_participant_can_join_every_conversation_the_api_created(
 
 
 @POSTGRESQL_ONLY
+async def test_unread_count_stays_right_when_reads_of_one_user_overlap(
+        switchboard: Harness) -> None:
+    """Alice has three unread notifications. While another transaction (a
+    second node, say) is marking the first one read, her phone asks to read the
+    first and her laptop the second. Her tablet must end up with the true count,
+    1: before, the laptop's transaction counted the first as still unread and
+    announced 2, and the phone, finding the first already read, announced
+    nothing to correct it.
+
+    README, Notifications plugin: reading one "acks the unread count and other
+    devices see it"."""
+    async def notify(n: int) -> int:
+        response = await switchboard.http().post(
+            "/api/v1/notifications", headers=switchboard.api_headers(),
+            json={"tenant": "acme", "user": "alice", "title": f"n{n}", "message": "m"})
+        assert response.status_code == 201
+        return int((await response.get_json())["id"])
+
+    first, second, _ = [await notify(n) for n in range(3)]
+    phone, laptop, tablet = [await switchboard.connect(user="alice", tenant="acme")
+                             for _ in range(3)]
+    for device in (phone, laptop, tablet):
+        assert await device.expect("notification:unread_count") == {"count": 3}
+    other = OtherTransaction(switchboard)
+    try:
+        await other.execute(f"UPDATE notifications_items SET read_at = 1 WHERE id = {first}")
+        await phone.emit("notification:read", {"id": first}, id="p")
+        await wait_for_lock_waiters(switchboard, 1)
+        await laptop.emit("notification:read", {"id": second}, id="l")
+        await wait_for_lock_waiters(switchboard, 2)
+        await other.commit()
+    finally:
+        other.close()
+    acks = [(await device._wait(lambda f, i=i: f.get("id") == i, 10))["data"]
+            for device, i in ((phone, "p"), (laptop, "l"))]
+    assert acks[1]["unreadCount"] == 1  # the laptop's read is the last to commit
+    await tablet.settle(1)
+    announced = tablet.received("notification:read")
+    assert announced and announced[-1]["unreadCount"] == 1
+
+
+@POSTGRESQL_ONLY
 async def test_notification_ids_and_cursors_past_2_31_are_not_internal_errors(
         switchboard: Harness) -> None:
     """A web client that starts paging with before = Number.MAX_SAFE_INTEGER
