@@ -757,7 +757,20 @@ def machine() -> str:
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{cpus} CPUs ({usable} usable), {platform.processor() or platform.machine()}; "
-            f"Python {platform.python_version()}, Node {node}; load average {load}")
+            f"Python {platform.python_version()}, Node {node}; load average {load}; "
+            f"one-core speed {one_core_speed() / 1e6:.1f} M loop iterations/s")
+
+
+def one_core_speed(seconds: float = 1.0) -> int:
+    """Iterations of a bare Python loop in ``seconds``: how fast one core of this
+    machine runs Python right now. Shared machines vary by tens of percent over a
+    day, and a single-process server's figures move with it, so runs are
+    comparable only at a similar speed."""
+    count = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        count += 1
+    return count
 
 
 def table(rows: list[Row]) -> str:
