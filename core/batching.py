@@ -9,34 +9,59 @@ before acknowledged" holds per item.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import trio
+
+log = logging.getLogger("switchboard")
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class Pending(Generic[T, R]):
-    """An item queued for writing; ``await pending.wait()`` gives its result."""
+    """An item queued for writing; ``await pending.wait()`` gives its result, and
+    ``add_done_callback`` calls a function, in the writer's task, once it is known."""
 
-    __slots__ = ("done", "error", "item", "result")
+    __slots__ = ("_callbacks", "done", "error", "item", "result")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.done = trio.Event()
         self.result: R | None = None
         self.error: BaseException | None = None
+        self._callbacks: list[Callable[[], None]] = []
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the outcome is known (at once if it is)."""
+        if self.done.is_set():
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    def outcome(self) -> R:
+        """The result once done; raises the error if the write failed."""
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+    def _finish(self) -> None:
+        self.done.set()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one caller's bug must not stop the writer
+                log.exception("a callback of a batched write failed")
 
     async def wait(self) -> R:
         with trio.CancelScope(shield=True):
             # Once queued, the item will be written: wait for the outcome even if
             # the caller is cancelled, so no caller believes a stored item was lost.
             await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]
+        return self.outcome()
 
 
 class Batcher(Generic[T, R]):
@@ -106,15 +131,15 @@ class Batcher(Generic[T, R]):
                 return
             for pending in batch:
                 pending.error = exc
-                pending.done.set()
+                pending._finish()
             return
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
-            pending.done.set()
+            pending._finish()
 
     async def _flush_alone(self, pending: Pending[T, R]) -> None:
         try:
             (pending.result,) = await self._flush([pending.item])
         except Exception as exc:
             pending.error = exc
-        pending.done.set()
+        pending._finish()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
@@ -57,14 +57,57 @@ class Deferred:
     so a client's next messages join the same batch instead of waiting.
     """
 
-    __slots__ = ("_fn",)
+    __slots__ = ("_fn", "source", "transform")
 
     def __init__(self, fn: Callable[[], Awaitable[Any]]) -> None:
         self._fn = fn
+        #: Set by :meth:`of`: what completes the answer, without a task.
+        self.source: Completion | None = None
+        self.transform: Callable[[Any], Any] = _same
+
+    @classmethod
+    def of(cls, source: Completion, transform: Callable[[Any], Any] | None = None) -> Deferred:
+        """The answer is ``transform(outcome)`` of ``source``, a queued write (such
+        as :class:`~switchboard.core.batching.Pending`) that calls back when done.
+
+        The transport sends it from that callback, in order with the
+        connection's other answers, with no task waiting for it: the cheap
+        path for a handler that only queues a write.
+        """
+
+        async def wait() -> Any:
+            await source.wait()
+            return deferred.transform(source.outcome())
+
+        deferred = cls(wait)
+        deferred.source = source
+        if transform is not None:
+            deferred.transform = transform
+        return deferred
+
+    def settled(self) -> Any:
+        """With a source that is done: the answer (raises what the source raised)."""
+        assert self.source is not None
+        result = self.transform(self.source.outcome())
+        return unstructure(result) if attrs.has(type(result)) else result
 
     async def wait(self) -> Any:
         result = await self._fn()
         return unstructure(result) if attrs.has(type(result)) else result
+
+
+class Completion(Protocol):
+    """Something that completes later and says so: a queued write."""
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None: ...
+
+    def outcome(self) -> Any: ...
+
+    async def wait(self) -> Any: ...
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def unstructure(value: Any) -> Any:

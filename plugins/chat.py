@@ -220,6 +220,10 @@ def _row(message: NewMessage) -> dict[str, Any]:
     return attrs.asdict(message, filter=lambda a, _: a.name != "exclude")
 
 
+def _stored_message(stored: Stored) -> dict[str, Any]:
+    return stored.message
+
+
 def _key(message: NewMessage) -> tuple[str, str, str, str]:
     """What makes a message with a clientId unique (the index ``chat_messages_client_id``)."""
     assert message.client_id is not None
@@ -420,11 +424,9 @@ class ChatPlugin:
             request.clientId, request.type, self._content(request.type, request.content),
             time.time(), exclude=session.id))
 
-        async def stored() -> dict[str, Any]:
-            return (await pending.wait()).message
-
-        # The ack waits for the batch; the client's next messages need not.
-        return Deferred(stored)
+        # The ack waits for the batch (and leaves with its broadcast); the
+        # client's next messages need not wait.
+        return Deferred.of(pending, _stored_message)
 
     async def history(self, session: Session, request: HistoryRequest) -> dict[str, Any]:
         await self._check_access(session, request.conversationId)
