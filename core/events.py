@@ -75,14 +75,17 @@ class Deferred:
         path for a handler that only queues a write.
         """
 
+        finish = transform or _same
+
+        # (the closure must not hold the Deferred: a reference cycle per answer
+        # leaves the cyclic garbage collector a pause-making amount of work)
         async def wait() -> Any:
             await source.wait()
-            return deferred.transform(source.outcome())
+            return finish(source.outcome())
 
         deferred = cls(wait)
         deferred.source = source
-        if transform is not None:
-            deferred.transform = transform
+        deferred.transform = finish
         return deferred
 
     def settled(self) -> Any:

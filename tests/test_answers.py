@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -108,3 +109,26 @@ def test_a_callback_that_raises_does_not_stop_the_others(
     assert "callback" in caplog.text
     pending.add_done_callback(lambda: called.append("late"))  # done already: at once
     assert called == ["second", "late"]
+
+
+async def test_queued_write_answers_leave_no_cyclic_garbage(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Each answer is freed by reference counting: a reference cycle per message
+    would feed the cyclic collector, whose full passes stall every connection
+    (they showed as a p99 ack latency ten times the median)."""
+    sent = Sent()
+    async with trio.open_nursery() as nursery:
+        answers = OrderedAnswers(nursery)
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(200):
+                pending: Pending[int, int] = Pending(i)
+                await answers.answer(Deferred.of(pending, lambda r: r + 1), sent.send(i),
+                                     sent.fail(i))
+                finish(pending, i)
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
+        nursery.cancel_scope.cancel()
+    assert len(sent.out) == 200
