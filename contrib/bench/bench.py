@@ -705,12 +705,15 @@ def chat_rows(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path,
         load = (f"{members} members of one conversation (plugins {CHAT_PLUGINS}), "
                 f"{client}, `message:send` for {a.chat_secs} s, ")
         stored = float(closed.get("stored_per_s") or 0)
+        # the target is judged over plain WebSocket; the socket.io-client rows
+        # show what a Socket.IO frontend gets (its client decodes more per packet)
+        target = (f">= {TARGET_CHAT_STORED:,}/s: "
+                  f"{verdict(bool(closed.get('ok')) and stored >= TARGET_CHAT_STORED)}"
+                  if transport == "websocket" else "")
         rows += [
             Row("durable chat: messages stored/s (acked after commit)", server,
                 load + f"closed loop, {a.chat_window} in flight per member",
-                chat_result(closed, throughput=True),
-                f">= {TARGET_CHAT_STORED:,}/s: "
-                f"{verdict(bool(closed.get('ok')) and stored >= TARGET_CHAT_STORED)}"),
+                chat_result(closed, throughput=True), target),
             Row("durable chat: ack / delivery latency", server,
                 load + f"paced at {a.chat_rate:,} msgs/s", chat_result(paced, throughput=False)),
         ]
