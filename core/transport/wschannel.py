@@ -11,7 +11,7 @@ holding the connection (and its memory) forever.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 
 import trio
 from wsproto.connection import Connection
@@ -27,6 +27,17 @@ RECEIVE_SIZE = 65536
 #: After our close frame is queued: time to write what is left, then time to
 #: wait for the peer's close frame.
 CLOSE_WAIT = 2.0
+
+
+#: First bytes of the frames parsed without wsproto: FIN, no RSV bits, and the
+#: opcode text, binary, ping or pong.
+_SIMPLE = frozenset((0x81, 0x82, 0x89, 0x8A))
+
+
+def _unmask(payload: bytearray, mask: bytearray) -> bytes:
+    size = len(payload)
+    key = (bytes(mask) * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
 
 
 class MessageTooBig(Exception):
@@ -49,6 +60,13 @@ class WsChannel:
         #: Set on every read; a heartbeat clears it when it pings.
         self.alive = True
         self._write_scope = trio.CancelScope()
+        #: Reading is over: the peer's close frame came, or its frames broke the protocol.
+        self._peer_ended = False
+        #: Set at the first client frame that is not simple: from then on
+        #: wsproto parses everything (see ``messages``).
+        self._wsproto_from_here: int | None = None
+        self._parts: list[str | bytes] = []
+        self._size = 0
 
     def send(self, frame: bytes) -> bool:
         """Queue a ready frame; False if the outbox is full (a slow consumer)."""
@@ -92,9 +110,15 @@ class WsChannel:
 
     async def messages(self) -> AsyncGenerator[str | bytes, None]:
         """Complete client messages until the peer closes; raise
-        :class:`MessageTooBig` for a message over ``max_message``."""
-        parts: list[str | bytes] = []
-        size = 0
+        :class:`MessageTooBig` for a message over ``max_message``.
+
+        The usual client frame (a whole text or binary message in one masked
+        frame, or a ping or pong) is parsed here, and one announcing more than
+        ``max_message`` is refused from its header; at the first frame of any
+        other kind (a fragment, a close, anything malformed) the rest of the
+        connection goes through wsproto, from that frame on.
+        """
+        buffer = bytearray()
         try:
             while True:
                 try:
@@ -105,33 +129,99 @@ class WsChannel:
                     self.end_reason = self.end_reason or "transport_close"
                     return
                 self.alive = True
-                try:
-                    self.ws.receive_data(bytes(data))
-                    events = list(self.ws.events())
-                except RemoteProtocolError as exc:
-                    self.end_reason = "protocol_error"
-                    self.close(CloseCode.PROTOCOL_ERROR, str(exc)[:100])
-                    return
-                for event in events:
-                    if isinstance(event, TextMessage | BytesMessage):
-                        size += len(event.data)
-                        if size > self.max_message:
-                            raise MessageTooBig(f"message over {self.max_message} bytes")
-                        parts.append(bytes(event.data) if isinstance(event, BytesMessage)
-                                     else event.data)
-                        if event.message_finished:
-                            message: str | bytes = (
-                                "".join(parts) if isinstance(event, TextMessage)  # type: ignore[arg-type]
-                                else b"".join(parts)  # type: ignore[arg-type]
-                            )
-                            parts, size = [], 0
+                if self._wsproto_from_here is None:
+                    buffer += data
+                    consumed = 0
+                    for message, offset in self._simple_frames(buffer):
+                        consumed = offset
+                        if message is not None:
                             yield message
-                    elif isinstance(event, Ping):
-                        self.outbox.put(encode_frame(bytes(event.payload), OP_PONG))
-                    elif isinstance(event, CloseConnection):
-                        self.end_reason = self.end_reason or "client"
-                        if not self.closing:
-                            self.close(event.code or 1000)
+                    if self._peer_ended:
                         return
+                    del buffer[:consumed]
+                    if self._wsproto_from_here is None:
+                        continue
+                    data, buffer = bytes(buffer), bytearray()
+                for message in self._wsproto_messages(bytes(data)):
+                    yield message
+                if self._peer_ended:
+                    return
         finally:
             self.peer_closed.set()
+
+    def _simple_frames(self, buffer: bytearray) -> Iterator[tuple[str | bytes | None, int]]:
+        """(message or None, offset after the frame) for each simple frame at the
+        head of ``buffer``; stops at an incomplete frame, or marks the first
+        other frame for wsproto (``_wsproto_from_here``)."""
+        pos, end = 0, len(buffer)
+        while end - pos >= 2:
+            head, second = buffer[pos], buffer[pos + 1]
+            length = second & 0x7F
+            if head not in _SIMPLE or not second & 0x80 or (length >= 126 and head & 0x08):
+                self._wsproto_from_here = pos  # (control frames carry at most 125 bytes)
+                return
+            if length >= 126:
+                width = 2 if length == 126 else 8
+                if end - pos < 2 + width:
+                    return
+                length = int.from_bytes(buffer[pos + 2:pos + 2 + width], "big")
+                start = pos + 6 + width
+            else:
+                start = pos + 6
+            if length > self.max_message:
+                raise MessageTooBig(f"message over {self.max_message} bytes")
+            if end < start + length:
+                return
+            payload = _unmask(buffer[start:start + length], buffer[start - 4:start])
+            pos = start + length
+            if head == 0x81:
+                try:
+                    yield payload.decode("utf-8"), pos
+                except UnicodeDecodeError:
+                    self.end_reason = "protocol_error"
+                    self.close(CloseCode.PROTOCOL_ERROR, "text frame is not UTF-8")
+                    self._peer_ended = True
+                    return
+            elif head == 0x82:
+                yield payload, pos
+            elif head == 0x89:
+                self.outbox.put(encode_frame(payload, OP_PONG))
+                yield None, pos
+            else:  # a pong: the read itself counts as alive
+                yield None, pos
+
+    def _wsproto_messages(self, data: bytes) -> list[str | bytes]:
+        """The complete messages wsproto parses out of ``data``; sets
+        ``_peer_ended`` at a close frame or a protocol error."""
+        messages: list[str | bytes] = []
+        try:
+            self.ws.receive_data(data)
+            events = list(self.ws.events())
+        except RemoteProtocolError as exc:
+            self.end_reason = "protocol_error"
+            self.close(CloseCode.PROTOCOL_ERROR, str(exc)[:100])
+            self._peer_ended = True
+            return messages
+        for event in events:
+            if isinstance(event, TextMessage | BytesMessage):
+                self._size += len(event.data)
+                if self._size > self.max_message:
+                    raise MessageTooBig(f"message over {self.max_message} bytes")
+                self._parts.append(bytes(event.data) if isinstance(event, BytesMessage)
+                                   else event.data)
+                if event.message_finished:
+                    message: str | bytes = (
+                        "".join(self._parts) if isinstance(event, TextMessage)  # type: ignore[arg-type]
+                        else b"".join(self._parts)  # type: ignore[arg-type]
+                    )
+                    self._parts, self._size = [], 0
+                    messages.append(message)
+            elif isinstance(event, Ping):
+                self.outbox.put(encode_frame(bytes(event.payload), OP_PONG))
+            elif isinstance(event, CloseConnection):
+                self.end_reason = self.end_reason or "client"
+                if not self.closing:
+                    self.close(event.code or 1000)
+                self._peer_ended = True
+                break
+        return messages
