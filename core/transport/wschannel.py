@@ -2,11 +2,11 @@
 
 Shared by the plain WebSocket protocol and Socket.IO. The reader side parses
 client frames (the usual ones itself, any other kind with wsproto), answers
-pings, enforces the message size and yields complete text or binary messages. The writer side drains an
-:class:`~..outbox.Outbox` of ready frames with one ``send_all`` per wake-up
-(write coalescing). Once a close frame is queued, what is left must be written
-within ``CLOSE_WAIT`` seconds: a peer that does not read is cut instead of
-holding the connection (and its memory) forever.
+pings, enforces the message size and yields complete text or binary messages.
+The writer side drains an :class:`~..outbox.Outbox` of ready frames with one
+``send_all`` per wake-up (write coalescing). Once a close frame is queued,
+what is left must be written within ``CLOSE_WAIT`` seconds: a peer that does
+not read is cut instead of holding the connection (and its memory) forever.
 """
 
 from __future__ import annotations
