@@ -38,6 +38,7 @@ from ..recovery import RecoveryLog, SavedSession
 from ..session import Session
 from .answers import OrderedAnswers
 from .front import RequestHead
+from .inbox import drain, send_in_turn
 from .ws import bearer_token, reject_bytes, send_quietly
 from .wschannel import MessageTooBig, WsChannel
 
@@ -244,7 +245,7 @@ class EngineSocket:
             self._inbox_send, receive = trio.open_memory_channel[sio.Packet](INBOX_SIZE)
             self._nursery.start_soon(self._handle_packets, receive)
         try:
-            await self._inbox_send.send(packet)
+            await send_in_turn(self._inbox_send, packet)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the session is closing
 
@@ -253,6 +254,8 @@ class EngineSocket:
         while the transport keeps reading (acks, pongs)."""
         async for packet in inbox:
             await self._handle_safely(packet)
+            for queued in drain(inbox):
+                await self._handle_safely(queued)
 
     async def _handle_safely(self, packet: sio.Packet) -> None:
         try:

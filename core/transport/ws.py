@@ -29,6 +29,7 @@ from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
 from .answers import OrderedAnswers
+from .inbox import drain, send_in_turn
 from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
@@ -231,11 +232,13 @@ class WebSocketConnection:
             assert self._nursery is not None
             self._inbox, inbox = trio.open_memory_channel[envelope.Frame](INBOX_SIZE)
             self._nursery.start_soon(self._handle_frames, inbox)
-        await self._inbox.send(frame)
+        await send_in_turn(self._inbox, frame)
 
     async def _handle_frames(self, inbox: trio.MemoryReceiveChannel[envelope.Frame]) -> None:
         async for frame in inbox:
             await self._handle_frame(frame)
+            for queued in drain(inbox):
+                await self._handle_frame(queued)
 
     async def _handle_frame(self, frame: envelope.Frame) -> None:
         assert self.session is not None
