@@ -34,6 +34,7 @@ from .events import Deferred, unstructure
 from .hub import Hub
 from .metrics import Metrics
 from .pluginmanager import Plugins, call_async
+from .profiles import Inbound
 from .ratelimit import TokenBucket, ViolationCounter
 from .rooms import check_room_name
 from .session import Codec, Session, Transport
@@ -190,21 +191,37 @@ class App:
             else:
                 event = rule.event if isinstance(rule.event, str) else rule.event(data)
                 result = await self._dispatch(session, event, payload)
-            if isinstance(result, Deferred):
-                try:
-                    result = await result.wait()
-                except Exception as exc:
-                    raise server_failure(exc, name) from None
         except ClientError as exc:
-            if rule.on_error is None:
-                raise
-            for event, reply in rule.on_error(session, data, exc):
-                session.emit(event, reply, raw=True)
-            return None
+            return self._profiled_error(rule, session, data, exc)
+        if isinstance(result, Deferred):
+            # Translated when it is known, still without holding up the client's
+            # next events (a profiled chat client's messages share batches too).
+            deferred = result
+
+            async def translated() -> Any:
+                try:
+                    value = await deferred.wait()
+                except Exception as exc:
+                    return self._profiled_error(rule, session, data, server_failure(exc, name))
+                return self._profiled_result(rule, session, data, value)
+
+            return Deferred(translated)
+        return self._profiled_result(rule, session, data, result)
+
+    @staticmethod
+    def _profiled_result(rule: Inbound, session: Session, data: Any, result: Any) -> Any:
         if rule.on_result is not None:
             for event, reply in rule.on_result(session, data, result):
                 session.emit(event, reply, raw=True)
         return rule.ack(result)
+
+    @staticmethod
+    def _profiled_error(rule: Inbound, session: Session, data: Any, exc: ClientError) -> Any:
+        if rule.on_error is None:
+            raise exc
+        for event, reply in rule.on_error(session, data, exc):
+            session.emit(event, reply, raw=True)
+        return None
 
     async def _dispatch(self, session: Session, name: str, data: Any) -> Any:
         self.check_rate(session, name)

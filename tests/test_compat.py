@@ -109,6 +109,25 @@ class TestNextCRM:
         assert message["leadId"] == "123" and message["message"] == "Olá!"
         assert message["sender"] == "consultant-1"
 
+    async def test_messages_sent_back_to_back_are_acked_and_delivered_in_order(
+            self, switchboard: Harness) -> None:
+        """The profile's translation waits for each stored message without holding
+        up the next one: acks come in order, each the stored message."""
+        await create_conversation(switchboard, "123", participants=("consultant-1",))
+        consultant = await switchboard.connect(user="consultant-1", role="agent")
+        manager = await switchboard.connect(user="manager-1", role="agent")
+        for client in (consultant, manager):
+            await client.request("lead:join", "123")
+        for n in range(5):
+            await consultant.emit("chat:message", {"leadId": "123", "message": f"m{n}",
+                                                   "sender": "consultant-1"}, id=n)
+        acks = [(await consultant._wait(lambda f, n=n: f.get("id") == n, 10))["data"]
+                for n in range(5)]
+        assert [a["content"]["text"] for a in acks] == [f"m{n}" for n in range(5)]
+        assert [a["id"] for a in acks] == sorted(a["id"] for a in acks)
+        received = [(await manager.expect("chat:new_message"))["message"] for _ in range(5)]
+        assert received == [f"m{n}" for n in range(5)]
+
     async def test_typing_and_notifications_keep_their_names(self, switchboard: Harness) -> None:
         await create_conversation(switchboard, "123", participants=("consultant-1",))
         consultant = await switchboard.connect(user="consultant-1", role="agent")
