@@ -76,11 +76,18 @@ log = logging.getLogger("switchboard.chat")
 # -- settings and payloads ----------------------------------------------------
 
 
+def _conversation_id_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a conversation id: an identifier that also
+    makes a room name (``conversation:{id}``); None if nothing."""
+    problem = check_identifier(value)
+    if problem is None and not is_room_name(ROOM_PREFIX + value):
+        problem = "must be letters, digits and _.:@+-"
+    return problem
+
+
 def _conversation_id(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    """An identifier that also makes a room name (``conversation:{id}``)."""
-    identifier(instance, attribute, value)
-    if not is_room_name(ROOM_PREFIX + value):
-        raise ValueError("must be letters, digits and _.:@+-", attribute)
+    if (problem := _conversation_id_problem(value)) is not None:
+        raise ValueError(problem, attribute)
 
 
 def _optional_conversation_id(instance: Any, attribute: attrs.Attribute[Any],
@@ -357,8 +364,7 @@ class ChatPlugin:
 
     async def _participants_of(self, tenant: str, conversation: str) -> dict[str, str] | None:
         """user id -> role of a conversation's participants; None if it does not exist."""
-        if check_identifier(conversation) is not None or not is_room_name(
-                ROOM_PREFIX + conversation):
+        if _conversation_id_problem(conversation) is not None:
             return None  # no such id can have been created
         key = (tenant, conversation)
         cached = self._participants.get(key)
@@ -486,12 +492,11 @@ class ChatPlugin:
 
     async def _write_batch(self, batch: Sequence[NewMessage]) -> list[Stored]:
         """Write a batch in one transaction, then broadcast the new messages in
-        the order of their ids, before anyone is acknowledged."""
+        the order of their ids (the batch's order), before anyone is acknowledged."""
         results = await self._write(batch)
-        created = sorted(((stored.message["id"], message, stored)
-                          for message, stored in zip(batch, results, strict=True)
-                          if stored.created), key=lambda entry: entry[0])
-        for _, message, stored in created:
+        for message, stored in zip(batch, results, strict=True):
+            if not stored.created:
+                continue
             try:
                 await self.app.hub.publish(
                     message.tenant_id, ROOM_PREFIX + message.conversation_id, "message:new",
@@ -522,8 +527,6 @@ class ChatPlugin:
                 elif _key(m) not in first_of:  # a resend within the batch is filled below
                     first_of[_key(m)] = i
                     to_insert.append(i)
-            if not to_insert:
-                return []
             rows_in = [_row(batch[i]) for i in to_insert]
             # in the order of the rows sent (sort_by_parameter_order), without the skipped
             inserted = conn.execute(insert, rows_in).all()
@@ -569,18 +572,16 @@ class ChatPlugin:
                 return None
             where = sa.and_(part.c.tenant_id == tenant, part.c.conversation_id == conv,
                             part.c.user_id == user)
-            before = conn.execute(sa.select(part.c.last_delivered_id, part.c.last_read_id)
-                                  .where(where)).one()
             # The watermarks only move forward, decided by the UPDATE itself: two
             # receipts of the same user committing in any order end at the larger.
-            values = {"last_delivered_id": _at_least(part.c.last_delivered_id,
-                                                     receipt.messageId)}
+            marks = [part.c.last_delivered_id]
             if status == "read":
-                values["last_read_id"] = _at_least(part.c.last_read_id, receipt.messageId)
-            conn.execute(part.update().where(where).values(**values))
-            after = conn.execute(sa.select(part.c.last_delivered_id, part.c.last_read_id)
-                                 .where(where)).one()
-            return after.last_read_id, tuple(after) != tuple(before)
+                marks.append(part.c.last_read_id)
+            moved = conn.execute(part.update().where(
+                where, sa.or_(*(mark < receipt.messageId for mark in marks))
+            ).values({mark: _at_least(mark, receipt.messageId) for mark in marks})).rowcount
+            read_id = conn.execute(sa.select(part.c.last_read_id).where(where)).scalar_one()
+            return read_id, moved > 0
 
         marks = await self.app.store.run(mark)
         if marks is None:
