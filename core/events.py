@@ -91,12 +91,10 @@ class Deferred:
     def settled(self) -> Any:
         """With a source that is done: the answer (raises what the source raised)."""
         assert self.source is not None
-        result = self.transform(self.source.outcome())
-        return unstructure(result) if attrs.has(type(result)) else result
+        return _answer(self.transform(self.source.outcome()))
 
     async def wait(self) -> Any:
-        result = await self._fn()
-        return unstructure(result) if attrs.has(type(result)) else result
+        return _answer(await self._fn())
 
 
 class Completion(Protocol):
@@ -111,6 +109,10 @@ class Completion(Protocol):
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _answer(result: Any) -> Any:
+    return unstructure(result) if attrs.has(type(result)) else result
 
 
 def unstructure(value: Any) -> Any:

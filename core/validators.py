@@ -9,7 +9,8 @@ cursors fit a signed 64-bit integer column.
 >>> @attrs.frozen
 ... class Ref:
 ...     conversationId: str = attrs.field(validator=identifier)
-...     before: int | None = attrs.field(default=None, validator=optional_row_id)
+...     before: int | None = attrs.field(
+...         default=None, validator=attrs.validators.optional(row_id))
 """
 
 from __future__ import annotations
@@ -19,17 +20,8 @@ from typing import Any
 
 import attrs
 
-__all__ = [
-    "MAX_ID_LENGTH",
-    "MAX_ROW_ID",
-    "check_identifier",
-    "identifier",
-    "optional_identifier",
-    "optional_row_id",
-    "optional_text",
-    "row_id",
-    "text",
-]
+__all__ = ["MAX_ID_LENGTH", "MAX_ROW_ID", "check_identifier", "identifier", "max_length",
+           "row_id", "text"]
 
 #: Longest identifier (user, tenant, conversation, client message id, role).
 MAX_ID_LENGTH = 200
@@ -50,30 +42,24 @@ def identifier(instance: Any, attribute: attrs.Attribute[Any], value: str) -> No
         _fail(attribute, problem)
 
 
-def optional_identifier(instance: Any, attribute: attrs.Attribute[Any],
-                        value: str | None) -> None:
-    if value is not None:
-        identifier(instance, attribute, value)
-
-
 def text(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if "\x00" in value:
         _fail(attribute, "must not contain NUL characters")
 
 
-def optional_text(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None:
-        text(instance, attribute, value)
+def max_length(limit: int) -> Any:
+    """A validator: at most ``limit`` characters (naming the field, unlike attrs' max_len)."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+        if len(value) > limit:
+            _fail(attribute, f"longer than {limit} characters")
+
+    return check
 
 
 def row_id(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= MAX_ROW_ID:
         _fail(attribute, f"must be between 0 and {MAX_ROW_ID}")
-
-
-def optional_row_id(instance: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
-    if value is not None:
-        row_id(instance, attribute, value)
 
 
 def check_identifier(value: str) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import attrs
 import sqlalchemy as sa
+from attrs.validators import optional
 from quart import Blueprint, g, request
 from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
@@ -57,10 +58,9 @@ from switchboard.core.validators import (
     MAX_ROW_ID,
     check_identifier,
     identifier,
-    optional_identifier,
-    optional_row_id,
-    optional_text,
+    max_length,
     row_id,
+    text,
 )
 
 MessageType = Literal["text", "image", "video", "audio", "document"]
@@ -88,20 +88,6 @@ def _conversation_id_problem(value: str) -> str | None:
 def _conversation_id(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if (problem := _conversation_id_problem(value)) is not None:
         raise ValueError(problem, attribute)
-
-
-def _optional_conversation_id(instance: Any, attribute: attrs.Attribute[Any],
-                              value: str | None) -> None:
-    if value is not None:
-        _conversation_id(instance, attribute, value)
-
-
-def _max_length(limit: int) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-        if len(value) > limit:
-            raise ValueError(f"longer than {limit} characters", attribute)
-
-    return check
 
 
 @attrs.frozen
@@ -160,14 +146,14 @@ class SendMessage:
     conversationId: str = attrs.field(validator=_conversation_id)
     content: dict[str, Any] = attrs.field()
     type: MessageType = "text"
-    clientId: str | None = attrs.field(default=None, validator=optional_identifier)
+    clientId: str | None = attrs.field(default=None, validator=optional(identifier))
 
 
 @attrs.frozen
 class HistoryRequest:
     conversationId: str = attrs.field(validator=_conversation_id)
-    before: int | None = attrs.field(default=None, validator=optional_row_id)
-    after: int | None = attrs.field(default=None, validator=optional_row_id)
+    before: int | None = attrs.field(default=None, validator=optional(row_id))
+    after: int | None = attrs.field(default=None, validator=optional(row_id))
     limit: int | None = None
 
 
@@ -185,17 +171,17 @@ class Participant:
 
 @attrs.frozen
 class CreateConversation:
-    tenant: str | None = attrs.field(default=None, validator=optional_identifier)
-    id: str | None = attrs.field(default=None, validator=_optional_conversation_id)
-    title: str | None = attrs.field(default=None, validator=attrs.validators.optional(
-        [optional_text, _max_length(MAX_TITLE_LENGTH)]))
+    tenant: str | None = attrs.field(default=None, validator=optional(identifier))
+    id: str | None = attrs.field(default=None, validator=optional(_conversation_id))
+    title: str | None = attrs.field(default=None, validator=optional(
+        [text, max_length(MAX_TITLE_LENGTH)]))
     participants: list[Participant] = attrs.Factory(list)
 
 
 @attrs.frozen
 class AddParticipant:
     userId: str = attrs.field(validator=identifier)
-    tenant: str | None = attrs.field(default=None, validator=optional_identifier)
+    tenant: str | None = attrs.field(default=None, validator=optional(identifier))
     role: str = attrs.field(default="customer", validator=identifier)
 
 
@@ -203,10 +189,10 @@ class AddParticipant:
 class PostMessage:
     senderId: str = attrs.field(validator=identifier)
     content: dict[str, Any] = attrs.field()
-    tenant: str | None = attrs.field(default=None, validator=optional_identifier)
+    tenant: str | None = attrs.field(default=None, validator=optional(identifier))
     type: MessageType = "text"
     senderRole: str = attrs.field(default="system", validator=identifier)
-    clientId: str | None = attrs.field(default=None, validator=optional_identifier)
+    clientId: str | None = attrs.field(default=None, validator=optional(identifier))
 
 
 @attrs.frozen
