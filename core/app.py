@@ -33,12 +33,13 @@ from .errors import (
 from .events import Deferred, unstructure
 from .hub import Hub
 from .metrics import Metrics
-from .pluginmanager import Plugins, call_async
+from .pluginmanager import Plugins
 from .profiles import Inbound
 from .ratelimit import TokenBucket, ViolationCounter
 from .rooms import check_room_name
 from .session import Codec, Session, Transport
 from .store import Store
+from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
 
 log = logging.getLogger("switchboard")
@@ -63,18 +64,37 @@ class App:
         self._user_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._expiry_deadlines: weakref.WeakKeyDictionary[Identity, float] = (
             weakref.WeakKeyDictionary())
-        self._nursery: trio.Nursery | None = None
+        self._nursery: SupervisedNursery | None = None
         #: True once the server has been asked to stop.
         self.shutting_down = False
 
     # -- for plugins -------------------------------------------------------
 
     @property
-    def nursery(self) -> trio.Nursery:
-        """The server's nursery (for plugin helpers that outlive one request)."""
+    def nursery(self) -> SupervisedNursery:
+        """The server's nursery, for plugin work that outlives one request.
+
+        ``start_soon`` and ``start`` work as on a trio nursery, but a task that
+        raises is logged and counted (``switchboard_plugin_failures_total``)
+        instead of stopping the server.
+        """
         if self._nursery is None:
             raise RuntimeError("the server is not running")
         return self._nursery
+
+    def attach_nursery(self, nursery: trio.Nursery) -> None:
+        """Called by the server once its nursery is open."""
+        self._nursery = SupervisedNursery(nursery, self.task_failed)
+
+    def task_failed(self, what: str, exc: Exception) -> None:
+        """Log and count a plugin task that raised."""
+        self.metrics.plugin_failures.labels(_plugin_of(what), "task").inc()
+        log_failure(f"task {what}", exc)
+
+    def hook_failed(self, plugin: str, hook: str, exc: Exception) -> None:
+        """Log and count a plugin hook implementation that raised."""
+        self.metrics.plugin_failures.labels(plugin, hook).inc()
+        log_failure(f"plugin {plugin}: {hook}", exc)
 
     def settings(self, plugin: object) -> Any:
         """The structured ``[plugins.NAME]`` settings of ``plugin``."""
@@ -156,16 +176,14 @@ class App:
             await self._call_hook("switchboard_session_closed", session=session, reason=reason)
 
     async def call_hook(self, name: str, **kwargs: Any) -> list[Any]:
-        """Call a hook by name (a service of another plugin) and await its results."""
-        return await call_async(getattr(self.plugins.hook, name), **kwargs)
+        """Call a hook by name (a service of another plugin): each implementation
+        in turn, awaited before the next; their results, in call order. An
+        exception of an implementation is raised to the caller."""
+        return [result for _, result in await self.plugins.acall(name, **kwargs)]
 
     async def _call_hook(self, name: str, **kwargs: Any) -> None:
-        for plugin, result in self.plugins.results_by_plugin(name, **kwargs):
-            try:
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("plugin %s failed in %s", plugin, name)
+        """Tell every plugin something happened; one failing does not stop the others."""
+        await self.plugins.notify(name, self.hook_failed, **kwargs)
 
     # -- events ------------------------------------------------------------
 
@@ -294,8 +312,23 @@ class App:
             verdicts: list[Any] = [True]
         else:
             verdicts = []
-        verdicts += await call_async(self.plugins.hook.switchboard_authorize_join,
-                                     session=session, room=room)
+        for plugin, caller in self.plugins.callers("switchboard_authorize_join"):
+            try:
+                verdict = caller(session=session, room=room)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+            except ClientError:
+                raise
+            except Exception as exc:
+                # A failing policy refuses (fails closed) and is reported.
+                self.hook_failed(plugin, "switchboard_authorize_join", exc)
+                verdict = False
+            verdicts.append(verdict)
         if any(v is False for v in verdicts):
             return False
         return any(v is True for v in verdicts)
+
+
+def _plugin_of(task: str) -> str:
+    """The plugin label of a task name (its class, for ``Plugin.method``)."""
+    return task.split(".", 1)[0]

@@ -107,7 +107,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             arrow = "<-" if spec.direction == "in" else "->"
             payload = spec.payload.__name__ if spec.payload else "any"
             print(f"  {arrow} {spec.name} [{payload}] {spec.doc}".rstrip())
-        for name, profiles in plugins.results_by_plugin("switchboard_profiles"):
+        for name, profiles in plugins.declared_profiles():
             if name == info.name:
                 for profile in profiles or ():
                     print(f"  profile {profile.name}: {profile.doc}".rstrip())

@@ -7,6 +7,7 @@ Close codes used on WebSocket connections:
 1002 protocol error (bad WebSocket frame)
 1003 binary frame where JSON text was expected
 1009 message larger than ``server.max_payload``
+1011 the server failed (a bug; the log has the traceback)
 4401 missing, invalid or expired token
 4408 heartbeat timeout (no pong within ``heartbeat.timeout``)
 4429 too many rate-limit breaches
@@ -30,6 +31,7 @@ class CloseCode(IntEnum):
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
     MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
     UNAUTHORIZED = 4401
     HEARTBEAT_TIMEOUT = 4408
     RATE_LIMITED = 4429

@@ -9,6 +9,25 @@ instantiated without arguments) registered under a name through the
 Hooks may be plain functions or ``async def``: the server awaits whatever a
 hook returns when it is awaitable. Hook arguments are passed by name, so an
 implementation may accept only the arguments it needs.
+
+Hooks are called through pluggy, one implementation at a time, in pluggy's
+order (``@hookimpl(tryfirst=True)`` / ``trylast``; otherwise the plugin
+registered last first): an async implementation is awaited before the next
+one is called. Hook wrappers (``@hookimpl(wrapper=True)``) wrap the call of
+each implementation (for an async one they see the awaitable it returns).
+
+At start-up a method whose name starts with ``switchboard_`` must be one of
+the hooks below, marked with ``@hookimpl``, taking only arguments the hook
+has: anything else (a misspelled hook, a forgotten marker) is a config error
+naming the plugin, never silently ignored.
+
+Failures are contained: an exception in a notification hook
+(``switchboard_session_opened``, ``switchboard_session_closed``,
+``switchboard_room_left``, ``switchboard_shutdown``) is logged and counted
+(``switchboard_plugin_failures_total{plugin,hook}``) and the other plugins'
+implementations still run; one in ``switchboard_authorize_join`` refuses the
+join; one in ``switchboard_startup`` or a declaration hook stops the start-up
+with an error naming the plugin.
 """
 
 from __future__ import annotations
@@ -108,8 +127,10 @@ def switchboard_startup(app: App) -> Awaitable[None] | None:
 def switchboard_background_tasks(app: App) -> Iterable[Callable[[], Awaitable[None]]]:
     """Return async callables to run in the server's nursery for its lifetime.
 
-    They are cancelled at shutdown; an exception in one is logged and stops
-    the server (a crashed background task is a bug, not a state to run in).
+    They are cancelled at shutdown. One that raises is logged, counted
+    (``switchboard_plugin_failures_total{plugin,hook="background_task"}``) and
+    started again after a back-off (1 s, doubling up to 60 s); it never stops
+    the server. One that returns is not started again.
     """
 
 

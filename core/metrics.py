@@ -31,5 +31,13 @@ class Metrics:
         self.deliveries = Counter("switchboard_deliveries",
                                   "Frames queued to local sessions by fan-out", registry=r)
 
+        self.connection_failures = Counter(
+            "switchboard_connection_failures",
+            "Connections ended by an unexpected error on the server side", registry=r)
+        self.plugin_failures = Counter(
+            "switchboard_plugin_failures",
+            "Plugin hooks and plugin tasks that raised (logged; the server ran on)",
+            ["plugin", "hook"], registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -49,7 +49,14 @@ def discover() -> dict[str, tuple[object, str]]:
 
 
 class Plugins:
-    """The enabled plugins of one server, with their events and settings."""
+    """The enabled plugins of one server, with their events and settings.
+
+    Hooks are called through pluggy, one implementation at a time (see
+    :meth:`callers`, :meth:`acall` and :meth:`notify`): pluggy's call order
+    (``tryfirst``/``trylast``, the latest registered first) and its wrappers
+    apply, and an async implementation is awaited before the next one is
+    called, so one that fails cannot leave the others' coroutines unawaited.
+    """
 
     def __init__(self, config: Config, extra: Mapping[str, object] | None = None,
                  *, use_entry_points: bool = True) -> None:
@@ -68,11 +75,33 @@ class Plugins:
             plugin = _instantiate(obj)
             self.infos.append(PluginInfo(name, plugin, source, enabled))
             if enabled:
-                self.pm.register(plugin, name=name)
+                self._register(name, plugin)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise ConfigError(f"plugins.{self._name_or(exc.plugin)}", str(exc)) from None
         self.hook = self.pm.hook
+        self._callers: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
         self.settings = self._structure_settings(config)
         self.events = self._collect_events()
         self.profiles = self._collect_profiles(config)
+
+    def _register(self, name: str, plugin: object) -> None:
+        """Register ``plugin``, refusing hooks that do not exist or do not fit."""
+        for attr in dir(plugin):
+            if attr.startswith(f"{hookspec.PROJECT}_") and attr not in _HOOK_NAMES:
+                raise ConfigError(f"plugins.{name}",
+                                  f"{attr!r} is not a Switchboard hook (misspelled?)")
+            if attr in _HOOK_NAMES and self.pm.parse_hookimpl_opts(plugin, attr) is None:
+                raise ConfigError(f"plugins.{name}",
+                                  f"{attr!r} is not marked with @hookimpl")
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise ConfigError(f"plugins.{name}", str(exc)) from None
+
+    def _name_or(self, plugin: object) -> str:
+        return self.pm.get_name(plugin) or repr(plugin)
 
     def name_of(self, plugin: object) -> str:
         name = self.pm.get_name(plugin)
@@ -80,18 +109,67 @@ class Plugins:
             raise LookupError(f"{plugin!r} is not a registered plugin")
         return name
 
-    def results_by_plugin(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call one hook plugin by plugin, keeping who returned what."""
-        caller = getattr(self.pm.hook, hook_name)
-        out = []
-        for impl in reversed(caller.get_hookimpls()):
-            args = [kwargs[a] for a in impl.argnames]
-            out.append((impl.plugin_name, impl.function(*args)))
-        return out
+    # -- calling hooks -----------------------------------------------------
+
+    def callers(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
+        """``(plugin name, call)`` for each plugin implementing ``hook_name``, in
+        pluggy's call order. ``call(**kwargs)`` calls that plugin's
+        implementation through pluggy (with the hook's wrappers) and returns
+        its result."""
+        found = self._callers.get(hook_name)
+        if found is None:
+            caller = getattr(self.pm.hook, hook_name)
+            impls = [impl for impl in reversed(caller.get_hookimpls())
+                     if not (impl.hookwrapper or impl.wrapper)]
+            firstresult = bool(caller.spec and caller.spec.opts.get("firstresult"))
+            found = []
+            for impl in impls:
+                others = [i.plugin for i in impls if i is not impl]
+                found.append((impl.plugin_name,
+                              _one(self.pm.subset_hook_caller(hook_name, others), firstresult)))
+            self._callers[hook_name] = found
+        return found
+
+    async def acall(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook plugin by plugin, awaiting each awaitable result before
+        calling the next plugin: ``(plugin name, result)``. An exception ends
+        the call (and is raised)."""
+        results = []
+        for name, call in self.callers(hook_name):
+            result = call(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            results.append((name, result))
+        return results
+
+    async def notify(self, hook_name: str, on_error: Callable[[str, str, Exception], None],
+                     **kwargs: Any) -> None:
+        """Call a hook on every plugin, one at a time; a plugin that raises is
+        reported to ``on_error(plugin, hook, exception)`` and the others still run."""
+        for name, call in self.callers(hook_name):
+            try:
+                result = call(**kwargs)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                on_error(name, hook_name, exc)
+
+    def _declared(self, hook_name: str) -> list[tuple[str, Any]]:
+        """A declaration hook's results; a plugin failing in it is a start-up error."""
+        results = []
+        for name, call in self.callers(hook_name):
+            try:
+                results.append((name, call()))
+            except Exception as exc:
+                raise ConfigError(f"plugins.{name}",
+                                  f"{hook_name} failed: {exc!r}") from exc
+        return results
+
+    # -- declarations ------------------------------------------------------
 
     def _structure_settings(self, config: Config) -> dict[str, Any]:
         settings: dict[str, Any] = {}
-        for name, cls in self.results_by_plugin("switchboard_config_class"):
+        for name, cls in self._declared("switchboard_config_class"):
             if cls is None:
                 continue
             raw = config.plugin_settings(name)
@@ -108,7 +186,7 @@ class Plugins:
 
     def _collect_events(self) -> dict[str, EventSpec]:
         events: dict[str, EventSpec] = {}
-        for name, specs in self.results_by_plugin("switchboard_events"):
+        for name, specs in self._declared("switchboard_events"):
             for spec in specs or ():
                 spec = attrs.evolve(spec, plugin=name)
                 key = f"{spec.direction}:{spec.name}"
@@ -119,9 +197,13 @@ class Plugins:
                 events.setdefault(key, spec)
         return events
 
+    def declared_profiles(self) -> list[tuple[str, Any]]:
+        """``(plugin name, its profiles)`` for every plugin declaring profiles."""
+        return self._declared("switchboard_profiles")
+
     def _collect_profiles(self, config: Config) -> dict[str, Profile]:
         profiles: dict[str, Profile] = {}
-        for name, declared in self.results_by_plugin("switchboard_profiles"):
+        for name, declared in self.declared_profiles():
             for profile in declared or ():
                 if profile.name in profiles:
                     raise ConfigError(f"plugins.{name}",
@@ -140,11 +222,16 @@ class Plugins:
         return {s.name: s for s in self.events.values() if s.direction == "in"}
 
     def declare_tables(self, metadata: sa.MetaData) -> None:
-        self.hook.switchboard_tables(metadata=metadata)
+        for name, call in self.callers("switchboard_tables"):
+            try:
+                call(metadata=metadata)
+            except Exception as exc:
+                raise ConfigError(f"plugins.{name}",
+                                  f"switchboard_tables failed: {exc!r}") from exc
 
     def blueprints(self) -> list[Any]:
         out: list[Any] = []
-        for result in self.hook.switchboard_blueprints():
+        for _, result in self._declared("switchboard_blueprints"):
             if result is None:
                 continue
             if isinstance(result, Iterable):
@@ -154,11 +241,20 @@ class Plugins:
         return out
 
 
-async def call_async(caller: Any, **kwargs: Any) -> list[Any]:
-    """Call a hook and await each result that is awaitable, in order."""
-    results = []
-    for result in caller(**kwargs):
-        if inspect.isawaitable(result):
-            result = await result
-        results.append(result)
-    return results
+#: Names of the hooks a plugin may implement.
+_HOOK_NAMES = frozenset(name for name in dir(hookspec)
+                        if name.startswith(f"{hookspec.PROJECT}_"))
+
+
+def _one(caller: Callable[..., Any], firstresult: bool) -> Callable[..., Any]:
+    """A call of ``caller`` (limited to one implementation) giving that
+    implementation's result (pluggy gives a list, without ``None`` results,
+    unless the hook is ``firstresult``)."""
+    if firstresult:
+        return caller
+
+    def call(**kwargs: Any) -> Any:
+        results = caller(**kwargs)
+        return results[0] if results else None
+
+    return call

@@ -4,7 +4,7 @@ owns the task tree (server -> connection -> reader/writer/heartbeat)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
@@ -23,8 +23,9 @@ from .errors import CloseCode
 from .http import create_http_app
 from .hub import Hub
 from .metrics import Metrics
-from .pluginmanager import Plugins, call_async
+from .pluginmanager import Plugins
 from .store import Store
+from .supervise import keep_running, log_failure, task_name
 from .transport.engineio import EngineIOServer
 from .transport.front import Handler, PrefixedStream, RequestHead, route
 from .transport.publish import serve_publish
@@ -81,15 +82,18 @@ class Server:
         await self.store.open()
         try:
             async with trio.open_nursery() as nursery:
-                self.app._nursery = nursery
+                self.app.attach_nursery(nursery)
                 await nursery.start(self.broker.run, self.hub.deliver)
                 lifespan = Lifespan(self._asgi, self._hyper_config, self._lifespan_state)
                 await nursery.start(lifespan.handle_lifespan)
                 await lifespan.wait_for_startup()
-                await call_async(self.plugins.hook.switchboard_startup, app=self.app)
-                for tasks in self.plugins.hook.switchboard_background_tasks(app=self.app):
+                await self.plugins.acall("switchboard_startup", app=self.app)
+                for plugin, tasks in await self.plugins.acall("switchboard_background_tasks",
+                                                              app=self.app):
                     for task in tasks or ():
-                        nursery.start_soon(task)
+                        what = f"{plugin}: background task {task_name(task)}"
+                        nursery.start_soon(keep_running, task, what,
+                                           self._background_failed(plugin))
                 async with trio.open_nursery() as connections:
                     self._connections = connections
                     if listen:
@@ -97,7 +101,8 @@ class Server:
                     task_status.started(self)
                     await self._shutdown.wait()
                     await self._drain(connections)
-                await call_async(self.plugins.hook.switchboard_shutdown, app=self.app)
+                await self.plugins.notify("switchboard_shutdown", self.app.hook_failed,
+                                          app=self.app)
                 await lifespan.wait_for_shutdown()
                 nursery.cancel_scope.cancel()
         finally:
@@ -160,10 +165,26 @@ class Server:
     def _signal_closed(self) -> None:
         self._connection_closed.set()
 
-    def _spawn(self, fn: Any) -> None:
+    def _background_failed(self, plugin: str) -> Callable[[str, Exception], None]:
+        def report(what: str, exc: Exception) -> None:
+            self.metrics.plugin_failures.labels(plugin, "background_task").inc()
+            log_failure(what, exc)
+        return report
+
+    def _spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` (one client's work) in the connections nursery, guarded."""
         if self._connections is None:
             raise RuntimeError("the server is not running")
-        self._connections.start_soon(fn)
+        self._connections.start_soon(self._guard, fn)
+
+    async def _guard(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """One client's work: an exception in it is logged and counted, and ends
+        only that work (never the connections nursery, the listener or the server)."""
+        try:
+            await fn()
+        except Exception as exc:
+            self.metrics.connection_failures.inc()
+            log_failure(f"connection task {task_name(fn)}", exc)
 
     async def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         assert self.engineio is not None
@@ -175,10 +196,22 @@ class Server:
         await serving
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
-        """Serve one accepted connection (a socket, or an in-memory stream in tests)."""
-        await route(stream, timeout=self.config.server.handshake_timeout,
-                    ws_paths=self._ws_paths, http=self._serve_http,
-                    http_paths={("POST", "/api/v1/emit"): self._serve_publish})
+        """Serve one accepted connection (a socket, or an in-memory stream in tests).
+
+        Whatever goes wrong while serving it ends this connection only: the
+        failure is logged once and counted, the stream is closed, and the
+        listener and every other connection go on.
+        """
+        try:
+            await route(stream, timeout=self.config.server.handshake_timeout,
+                        ws_paths=self._ws_paths, http=self._serve_http,
+                        http_paths={("POST", "/api/v1/emit"): self._serve_publish})
+        except Exception as exc:
+            self.metrics.connection_failures.inc()
+            log_failure("connection", exc)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await trio.aclose_forcefully(stream)
 
     async def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         if self.shutting_down:

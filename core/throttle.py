@@ -8,16 +8,19 @@ ends. So a burst of N updates costs at most two deliveries per interval.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
+
+if TYPE_CHECKING:
+    from .supervise import SupervisedNursery
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 class Coalescer(Generic[K, V]):
-    def __init__(self, nursery: trio.Nursery, interval: float,
+    def __init__(self, nursery: trio.Nursery | SupervisedNursery, interval: float,
                  deliver: Callable[[K, V], Awaitable[None]]) -> None:
         self._nursery = nursery
         self.interval = interval

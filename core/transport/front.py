@@ -9,18 +9,34 @@ architecture section for the measurements behind this split.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import json
+import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import attrs
 import trio
 
+log = logging.getLogger("switchboard.http")
 MAX_HEAD = 16384
+#: A method or header name: an RFC 9110 token.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_VERSIONS = ("HTTP/1.0", "HTTP/1.1")
 
 
 class HeadError(Exception):
-    pass
+    """A request head that cannot be served; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @attrs.frozen
@@ -41,29 +57,125 @@ class RequestHead:
         return (self.headers.get("upgrade", "").lower() == "websocket"
                 and "upgrade" in self.headers.get("connection", "").lower())
 
+    @property
+    def content_length(self) -> int | None:
+        """The body's length, ``None`` without a Content-Length (checked by
+        :func:`parse_head`: ASCII digits only)."""
+        value = self.headers.get("content-length")
+        return None if value is None else int(value)
+
 
 async def read_head(stream: trio.abc.Stream, buffered: bytes = b"") -> RequestHead:
     """Read up to the end of the request head (after ``buffered``, bytes already
-    read); what was read past it stays in ``raw``."""
+    read); what was read past it stays in ``raw``. Raises :class:`HeadError`
+    for a head that is too large or malformed, and when the peer closes
+    before the head is complete (status 0: nothing to answer)."""
     buf = bytearray(buffered)
     while b"\r\n\r\n" not in buf:
         if len(buf) > MAX_HEAD:
-            raise HeadError("request head too large")
+            raise HeadError("request head too large", 431)
         chunk = await stream.receive_some(MAX_HEAD)
         if not chunk:
-            raise HeadError("connection closed before the request head")
+            raise HeadError("connection closed before the request head", 0)
         buf += chunk
-    head = bytes(buf)
-    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    return parse_head(bytes(buf))
+
+
+def parse_head(raw: bytes) -> RequestHead:
+    """Parse an HTTP/1.x request head (sans-IO); ``raw`` holds it up to and
+    past its blank line. Raises :class:`HeadError` (400) for anything that is
+    not a well-formed request this server could answer, so that no malformed
+    head reaches a handler or the HTTP framework."""
+    end = raw.index(b"\r\n\r\n")
+    if end > MAX_HEAD:
+        raise HeadError("request head too large", 431)
+    lines = raw[:end].decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3:
         raise HeadError("malformed request line")
+    method, target, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise HeadError("malformed method")
+    if version not in _VERSIONS:
+        raise HeadError("unsupported HTTP version", 505 if version.startswith("HTTP/") else 400)
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return RequestHead(parts[0], urlsplit(parts[1]).path, headers, head, parts[2])
+        if not sep or not _TOKEN.fullmatch(name):
+            raise HeadError("malformed header line")
+        key, value = name.lower(), value.strip(" \t")
+        if any(c in value for c in "\r\n\0"):
+            raise HeadError(f"malformed {name} header")
+        if key in headers and key in ("content-length", "host", "transfer-encoding"):
+            if key != "content-length" or headers[key] != value:
+                raise HeadError(f"more than one {name} header")
+        headers[key] = value
+    length = headers.get("content-length")
+    if length is not None and not (length.isascii() and length.isdigit() and len(length) < 19):
+        raise HeadError("malformed Content-Length")
+    if length is not None and "transfer-encoding" in headers:
+        raise HeadError("both Content-Length and Transfer-Encoding")
+    host = headers.get("host")
+    if host is None and version == "HTTP/1.1":
+        raise HeadError("missing Host header")
+    if host is not None and not valid_host(host):
+        raise HeadError("malformed Host header")
+    return RequestHead(method, target_path(target), headers, raw, version)
+
+
+def target_path(target: str) -> str:
+    """The path of a request target (origin form ``/p?q``, absolute form
+    ``http://h/p?q``); ``""`` for the other forms. :class:`HeadError` when it
+    is malformed."""
+    if target.startswith("/"):
+        return target.split("?", 1)[0].split("#", 1)[0]
+    if target == "*":
+        return ""
+    try:
+        parts = urlsplit(target)
+        parts.port  # noqa: B018  (parses the port: raises ValueError when it is bad)
+    except ValueError:
+        raise HeadError("malformed request target") from None
+    if parts.scheme.lower() not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise HeadError("malformed request target")
+    return parts.path or "/"
+
+
+def valid_host(value: str) -> bool:
+    """Is ``value`` a Host header this server can answer (a DNS name, IPv4 or
+    bracketed IPv6 address, with an optional port)?"""
+    if value.startswith("["):
+        address, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not (rest[0] == ":" and _PORT.fullmatch(rest[1:]))):
+            return False
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return False
+        return True
+    name, sep, port = value.partition(":")
+    if sep and not _PORT.fullmatch(port):
+        return False
+    return bool(_HOST_NAME.fullmatch(name)) and len(name) <= 253
+
+
+def error_response(status: int, code: str, message: str) -> bytes:
+    """A complete HTTP/1.1 answer with a JSON error body that closes the connection."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+async def refuse(stream: trio.abc.Stream, error: HeadError) -> None:
+    """Answer a bad request head (if there is anything to answer) and close."""
+    log.info("bad request head: %s", error)
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        if error.status:
+            code = "head_too_large" if error.status == 431 else "bad_request"
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(error_response(error.status, code, str(error)))
+        await trio.aclose_forcefully(stream)
 
 
 class _LoopbackSocket:
@@ -118,9 +230,12 @@ async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, 
     try:
         with trio.fail_after(timeout):
             head = await read_head(stream)
-    except (HeadError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+    except HeadError as exc:
+        await refuse(stream, exc)
+        return
+    except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
         with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await stream.aclose()
+            await trio.aclose_forcefully(stream)
         return
     if head.is_websocket:
         handler = ws_paths.get(head.path)

@@ -21,7 +21,7 @@ import trio
 from ..errors import ClientError
 from ..http import find_api_key, presented_key, publish_emits
 from ..protocol import jsontext
-from .front import HeadError, PrefixedStream, RequestHead, read_head
+from .front import HeadError, PrefixedStream, RequestHead, read_head, refuse
 
 if TYPE_CHECKING:
     from ..app import App
@@ -71,7 +71,7 @@ def _simple(head: RequestHead) -> bool:
     """Requests this path serves itself; the others go to hypercorn."""
     return (head.method == "POST" and head.path == "/api/v1/emit"
             and "transfer-encoding" not in head.headers and "expect" not in head.headers
-            and head.headers.get("content-length", "").isdigit())
+            and head.content_length is not None)
 
 
 async def serve_publish(app: App, stream: trio.abc.Stream, head: RequestHead,
@@ -81,7 +81,8 @@ async def serve_publish(app: App, stream: trio.abc.Stream, head: RequestHead,
         if not _simple(head):
             await fallback(PrefixedStream(stream, head.raw), head)
             return
-        length = int(head.headers["content-length"])
+        length = head.content_length
+        assert length is not None
         close = (head.version == "HTTP/1.0"
                  or head.headers.get("connection", "").lower() == "close")
         if length > MAX_BODY:
@@ -104,5 +105,8 @@ async def serve_publish(app: App, stream: trio.abc.Stream, head: RequestHead,
         try:
             with trio.fail_after(KEEP_ALIVE):
                 head = await read_head(stream, data[length:])
-        except (HeadError, trio.TooSlowError):
+        except HeadError as exc:
+            await refuse(stream, exc)
+            return
+        except trio.TooSlowError:
             return

@@ -28,6 +28,7 @@ from ..profiles import ProfiledCodec
 from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
+from ..supervise import log_failure
 from .answers import OrderedAnswers
 from .inbox import drain, send_in_turn
 from .wschannel import MessageTooBig, WsChannel
@@ -154,6 +155,13 @@ class WebSocketConnection:
                 await self._reader()
                 # The peer is gone or has closed: let the writer flush, then stop.
                 self.close(CloseCode.GOING_AWAY, "closing")
+        except Exception as exc:
+            # A bug in this connection's reader, handler, writer or heartbeat:
+            # it ends this connection (1011), never the server.
+            self.close_reason = "internal_error"
+            self.app.metrics.connection_failures.inc()
+            log_failure(f"websocket session {session.id}", exc)
+            await self.channel.abort(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             reason = self.close_reason or _peer_reason(self.channel.end_reason)
             await self.app.close_session(session, reason)
@@ -290,6 +298,7 @@ _REASONS = {
     CloseCode.MESSAGE_TOO_BIG: "message_too_big",
     CloseCode.PROTOCOL_ERROR: "protocol_error",
     CloseCode.UNSUPPORTED_DATA: "unsupported_data",
+    CloseCode.INTERNAL_ERROR: "internal_error",
 }
 
 

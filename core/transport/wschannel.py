@@ -11,6 +11,7 @@ not read is cut instead of holding the connection (and its memory) forever.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Iterator
 
 import trio
@@ -60,6 +61,8 @@ class WsChannel:
         #: Set on every read; a heartbeat clears it when it pings.
         self.alive = True
         self._write_scope = trio.CancelScope()
+        #: A write is under way (cut short, it would leave half a frame on the wire).
+        self._writing = False
         #: Reading is over: the peer's close frame came, or its frames broke the protocol.
         self._peer_ended = False
         #: Set at the first client frame that is not simple: from then on
@@ -97,7 +100,9 @@ class WsChannel:
         try:
             with self._write_scope:
                 while data := await self.outbox.take(self.linger):
+                    self._writing = True
                     await self.stream.send_all(data)
+                    self._writing = False
                     del data  # do not keep the last write (a whole burst) while idle
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.end_reason = self.end_reason or "transport_error"
@@ -107,6 +112,18 @@ class WsChannel:
             return
         with trio.move_on_after(CLOSE_WAIT):
             await self.peer_closed.wait()
+
+    async def abort(self, code: int, reason: str) -> None:
+        """After the writer is gone (the connection failed): write a close frame
+        directly, unless a write was cut short (the frame would be garbled),
+        then close the stream."""
+        self.closing = True
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            if not self._writing:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
+                                         trio.BusyResourceError):
+                    await self.stream.send_all(close_frame(code, reason))
+            await trio.aclose_forcefully(self.stream)
 
     async def messages(self) -> AsyncGenerator[str | bytes, None]:
         """Complete client messages until the peer closes; raise
