@@ -164,6 +164,9 @@ class StoreConfig:
     #: SQLAlchemy URL; empty means ``sqlite:///{data_dir}/switchboard.db``.
     url: str = ""
     pool_size: int = 8
+    #: SQLite: seconds a write waits for the database lock (another process
+    #: writing) before it fails with ``store_unavailable``.
+    busy_timeout: float = 10.0
 
 
 @attrs.frozen

@@ -43,7 +43,8 @@ class Server:
         verifier, self.development_secret = make_verifier(config)
         self.broker = make_broker(config.broker.url)
         self.hub = Hub(self.broker, self.metrics, agent_roles=config.rooms.agent_roles)
-        self.store = Store(config.store_url, pool_size=config.store.pool_size)
+        self.store = Store(config.store_url, pool_size=config.store.pool_size,
+                           busy_timeout=config.store.busy_timeout)
         self.app = App(config, self.plugins, self.hub, self.store, self.metrics, verifier)
         self.engineio: EngineIOServer | None = None
         if config.socketio.enabled:

@@ -44,7 +44,6 @@ __all__ = ["Store", "StoreError", "StoreUnavailable"]
 
 T = TypeVar("T")
 
-_SQLITE_BUSY_TIMEOUT_MS = 10_000
 _PG_CONNECT_TIMEOUT_S = 10
 # What sqlite3 says when the database file is busy or cannot be used right now.
 _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open",
@@ -66,7 +65,7 @@ class StoreUnavailable(StoreError):
 class Store:
     """Transactions on one database, each run in a worker thread."""
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, busy_timeout: float = 10.0) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         try:
@@ -77,6 +76,9 @@ class Store:
             parsed = parsed.set(drivername="postgresql+psycopg")
         self._url: URL = parsed
         self._pool_size = pool_size
+        #: SQLite: seconds a statement waits for a lock before the database
+        #: counts as unavailable.
+        self._busy_timeout_ms = max(0, round(busy_timeout * 1000))
         self._memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
         self._limiter = trio.CapacityLimiter(1 if self._memory else pool_size)
         self._engine: sqlalchemy.Engine | None = None
@@ -223,7 +225,7 @@ class Store:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             try:
-                cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+                cursor.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
                 if wal:
                     cursor.execute("PRAGMA journal_mode = WAL")
             finally:

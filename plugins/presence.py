@@ -8,11 +8,16 @@
 - ``presence:update {status}`` sets online / busy / away / offline for all the
   user's devices; the resulting ``presence:user_updated`` broadcasts are
   coalesced per user (at most one per ``update_interval``, carrying the latest).
-- Last-seen is kept in the ``presence_last_seen`` table.
+- Last-seen is kept in the ``presence_last_seen`` table, written by one
+  background task in batches. While the database is unavailable the times
+  wait in memory (the latest per user) and the write is retried with a
+  back-off; at shutdown what is waiting (and the users still in their grace
+  period) is written once more.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Literal
 
@@ -22,6 +27,14 @@ import trio
 from quart import Blueprint
 from switchboard.core import App, Rate, Session, hookimpl, incoming, outgoing, tenant_room
 from switchboard.core.http import api_key_tenant_allowed, error_response, require_api_key
+from switchboard.core.store import StoreUnavailable
+
+log = logging.getLogger("switchboard.presence")
+#: Back-off of the last-seen writer while the database is unavailable.
+RETRY_FIRST = 1.0
+RETRY_LONGEST = 30.0
+#: Seconds the shutdown gives the last write of last-seen times.
+SHUTDOWN_WRITE = 5.0
 
 Status = Literal["online", "busy", "away", "offline"]
 
@@ -76,6 +89,9 @@ class PresencePlugin:
     def __init__(self) -> None:
         self._users: dict[tuple[str, str], _User] = {}
         self.table: sa.Table | None = None
+        #: Last-seen times not yet written, the latest per (tenant, user).
+        self._unsaved: dict[tuple[str, str], float] = {}
+        self._unsaved_added = trio.Event()
 
     # -- declaration -------------------------------------------------------
 
@@ -128,7 +144,11 @@ class PresencePlugin:
             state = self._users.get((tenant, user))
             if state is not None and state.devices:
                 return attrs.asdict(self._view(user, state))
-            last_seen = await self.last_seen(tenant, user)
+            last_seen = self._unsaved.get((tenant, user))
+            if last_seen is None and state is not None:
+                last_seen = state.last_seen  # in the grace period
+            if last_seen is None:
+                last_seen = await self.last_seen(tenant, user)
             if last_seen is None:
                 return error_response(404, "not_found", f"no presence known for {user!r}")
             return {"userId": user, "status": "offline", "devices": 0, "lastSeen": last_seen}
@@ -142,6 +162,28 @@ class PresencePlugin:
         self.app = app
         self.settings = app.settings(self)
         self._updates = app.coalescer(self.settings.update_interval, self._send_update)
+
+    @hookimpl
+    def switchboard_background_tasks(self) -> list[Any]:
+        return [self._write_last_seen]
+
+    @hookimpl
+    async def switchboard_shutdown(self) -> None:
+        for key, user in self._users.items():
+            if user.devices == 0 and user.last_seen is not None:  # in its grace period
+                self._unsaved[key] = user.last_seen
+        if not self._unsaved:
+            return
+        unsaved, self._unsaved = self._unsaved, {}
+        try:
+            with trio.move_on_after(SHUTDOWN_WRITE):
+                await self._save_last_seen(unsaved)
+                return
+            log.warning("last-seen times of %d users not saved: the database did not "
+                        "answer within %g s of the shutdown", len(unsaved), SHUTDOWN_WRITE)
+        except StoreUnavailable as exc:
+            log.warning("last-seen times of %d users not saved at shutdown: %s",
+                        len(unsaved), exc)
 
     @hookimpl
     async def switchboard_session_opened(self, session: Session) -> None:
@@ -186,7 +228,28 @@ class PresencePlugin:
         # overtaken by this user:offline.
         await self.app.publish(tenant, tenant_room(tenant), "user:offline",
                                UserOffline(user_id, last_seen))
-        await self._save_last_seen(tenant, user_id, last_seen)
+        self._unsaved[key] = last_seen
+        self._unsaved_added.set()
+
+    async def _write_last_seen(self) -> None:
+        """Write waiting last-seen times, batched; retry while the database is down."""
+        delay = RETRY_FIRST
+        while True:
+            if not self._unsaved:
+                await self._unsaved_added.wait()
+                self._unsaved_added = trio.Event()
+            batch, self._unsaved = self._unsaved, {}
+            try:
+                await self._save_last_seen(batch)
+            except StoreUnavailable as exc:
+                for key, when in batch.items():  # a time noted meanwhile is newer
+                    self._unsaved.setdefault(key, when)
+                log.warning("last-seen times of %d users not saved (%s); trying again in "
+                            "%g s", len(self._unsaved), exc, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_LONGEST)
+                continue
+            delay = RETRY_FIRST
 
     # -- events ------------------------------------------------------------
 
@@ -228,12 +291,18 @@ class PresencePlugin:
             sa.select(t.c.last_seen).where(t.c.tenant_id == tenant, t.c.user_id == user))
         return None if row is None else float(row["last_seen"])
 
-    async def _save_last_seen(self, tenant: str, user: str, when: float) -> None:
+    async def _save_last_seen(self, times: dict[tuple[str, str], float]) -> None:
+        """Upsert ``times`` in one transaction (delete, then insert: the same on
+        SQLite and PostgreSQL)."""
         assert self.table is not None
         t = self.table
+        keys = [{"tenant": tenant, "user": user} for tenant, user in times]
+        rows = [{"tenant_id": tenant, "user_id": user, "last_seen": when}
+                for (tenant, user), when in times.items()]
 
         def upsert(conn: sa.Connection) -> None:
-            conn.execute(t.delete().where(t.c.tenant_id == tenant, t.c.user_id == user))
-            conn.execute(t.insert().values(tenant_id=tenant, user_id=user, last_seen=when))
+            conn.execute(t.delete().where(t.c.tenant_id == sa.bindparam("tenant"),
+                                          t.c.user_id == sa.bindparam("user")), keys)
+            conn.execute(t.insert(), rows)
 
         await self.app.store.run(upsert)

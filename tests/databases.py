@@ -3,6 +3,7 @@ on the real server at 127.0.0.1:5432 (trust auth, user postgres)."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,3 +37,42 @@ def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def _admin(sql: str, **params: object) -> None:
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(sql), params)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def database_down(url: str) -> Iterator[None]:
+    """The database at ``url`` cannot be used until the block ends.
+
+    PostgreSQL refuses new connections and its open sessions are ended (as in
+    a restart or a failover); a SQLite file is locked by another connection
+    holding a write transaction (writers wait out their busy timeout, then
+    fail; readers still read, as WAL allows).
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        assert parsed.database
+        holder = sqlite3.connect(parsed.database, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    name = parsed.database
+    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    try:
+        _admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+               "WHERE datname = :db AND pid <> pg_backend_pid()", db=name)
+        yield
+    finally:
+        _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import databases
 import pytest
-import sqlalchemy as sa
-from databases import PG_ADMIN_URL, database_url
+from databases import database_url
 from switchboard.core.config import Config
 from switchboard.testing import ErrorReply, Harness, make_config
 
@@ -19,26 +19,11 @@ def switchboard_config(tmp_path: Path) -> Iterator[Config]:
         yield make_config({"store": {"url": url}})
 
 
-def _admin(sql: str, **params: object) -> None:
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(sql), params)
-    finally:
-        engine.dispose()
-
-
 @asynccontextmanager
 async def database_down(switchboard: Harness) -> AsyncIterator[None]:
     """The server's database refuses new connections and its sessions end."""
-    name = sa.engine.make_url(switchboard.config.store_url).database
-    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    try:
-        _admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-               "WHERE datname = :db AND pid <> pg_backend_pid()", db=name)
+    with databases.database_down(switchboard.config.store_url):
         yield
-    finally:
-        _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 async def test_messages_fail_with_store_unavailable_then_go_through_again(
