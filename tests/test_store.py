@@ -13,7 +13,6 @@ import sqlalchemy as sa
 import trio
 import trio.testing
 from databases import PG_ADMIN_URL, database_url
-from switchboard.core import store as store_module
 from switchboard.core.store import Store, StoreError, StoreUnavailable
 
 THREAD_WAIT_S = 10  # upper bound for a worker thread waiting on the test; never reached
@@ -315,11 +314,9 @@ async def test_a_wrong_statement_is_a_store_error_not_unavailable(store: Store) 
     assert "no_such_table" in str(info.value)
 
 
-async def test_sqlite_locked_past_the_busy_timeout_is_unavailable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "_SQLITE_BUSY_TIMEOUT_MS", 50)
+async def test_sqlite_locked_past_the_busy_timeout_is_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
-    store = Store(f"sqlite:///{path}", pool_size=2)
+    store = Store(f"sqlite:///{path}", pool_size=2, busy_timeout=0.05)
     _messages_table(store.metadata)
     await store.open()
     other = sqlite3.connect(path, isolation_level=None)
