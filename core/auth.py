@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import jwt
 
-from .config import AuthConfig, Config
+from .config import AuthConfig, Config, ConfigError
 from .validators import check_identifier
 
 
@@ -32,8 +32,29 @@ class Identity:
     claims: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
+#: The latest ``exp`` accepted (the end of year 9999): beyond it a timestamp is
+#: nonsense, and a huge number would overflow the float it becomes.
+MAX_EXP = 253_402_300_799
+#: The family of each algorithm: a token's ``alg`` must fit the configured key.
+_FAMILIES = {"HS": "hmac", "RS": "rsa", "PS": "rsa", "ES": "ec", "Ed": "okp"}
+
+
+def _family(algorithm: str) -> str:
+    return _FAMILIES.get(algorithm[:2], algorithm)
+
+
 class TokenVerifier:
-    def __init__(self, config: AuthConfig, *, secret: str | None = None) -> None:
+    """Verifies JWTs with one key (an HS secret or a PEM public key).
+
+    A token is refused (:class:`AuthError`), never an exception of another
+    kind, whatever it holds: a signature by an algorithm that is not
+    configured or does not fit the key, a claim of the wrong type (user,
+    tenant and role are strings, or integers for user and tenant; ``exp`` a
+    number up to :data:`MAX_EXP`), or no ``exp`` when ``require_exp``.
+    """
+
+    def __init__(self, config: AuthConfig, *, secret: str | None = None,
+                 require_exp: bool | None = None) -> None:
         self._config = config
         key = config.public_key
         if not key and config.public_key_file:
@@ -41,46 +62,101 @@ class TokenVerifier:
         self._key: str = key or secret or config.secret
         if not self._key:
             raise ValueError("no auth secret or public key configured")
-        self._algorithms = list(config.algorithms)
+        family = "hmac" if not key else _public_key_family(key)
+        #: The configured algorithms this key can verify.
+        self._algorithms = [a for a in config.algorithms if _family(a) == family]
+        self._require_exp = bool(config.require_exp if require_exp is None else require_exp)
 
     def verify(self, token: str | None) -> Identity:
         if not token:
             raise AuthError("missing token")
         cfg = self._config
-        options: dict[str, Any] = {"require": []}
         try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm not in cfg.algorithms:
+                raise AuthError(f"invalid token: algorithm {algorithm!r} is not allowed")
+            if algorithm not in self._algorithms:
+                raise AuthError(f"invalid token: algorithm {algorithm!r} does not fit "
+                                "the configured key")
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._key,
-                algorithms=self._algorithms,
+                algorithms=[algorithm],
                 audience=cfg.audience or None,
                 issuer=cfg.issuer or None,
                 leeway=cfg.leeway,
-                options=options,  # type: ignore[arg-type]
+                options={"require": ["exp"] if self._require_exp else []},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # InvalidTokenError, InvalidKeyError...
             raise AuthError(f"invalid token: {exc}") from None
-        user = claims.get(cfg.user_claim)
-        tenant = claims.get(cfg.tenant_claim, cfg.default_tenant or None)
-        if user is None or user == "":
-            raise AuthError(f"token has no {cfg.user_claim!r} claim")
-        if tenant is None or tenant == "":
-            raise AuthError(f"token has no {cfg.tenant_claim!r} claim")
-        role = claims.get(cfg.role_claim, "")
-        for claim, value in ((cfg.user_claim, user), (cfg.tenant_claim, tenant),
-                             (cfg.role_claim, role)):
-            if value != "" and (problem := check_identifier(str(value))) is not None:
-                raise AuthError(f"invalid token: claim {claim!r} {problem}")
-        exp = claims.get("exp")
+        except (ValueError, TypeError, OverflowError) as exc:  # what a key refuses
+            raise AuthError(f"invalid token: {type(exc).__name__}") from None
         return Identity(
-            user_id=str(user),
-            tenant_id=str(tenant),
-            role=str(role or ""),
-            expires_at=float(exp) + cfg.leeway if exp is not None else None,
+            user_id=self._identifier(claims, cfg.user_claim, None),
+            tenant_id=self._identifier(claims, cfg.tenant_claim, cfg.default_tenant),
+            role=self._role(claims),
+            expires_at=_expiry(claims.get("exp"), cfg.leeway),
             claims=claims,
         )
+
+    @staticmethod
+    def _identifier(claims: dict[str, Any], claim: str, default: str | None) -> str:
+        value = claims.get(claim, default or None)
+        if value is None or value == "":
+            raise AuthError(f"token has no {claim!r} claim")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise AuthError(f"invalid token: claim {claim!r} must be a string")
+        text = str(value)
+        if (problem := check_identifier(text)) is not None:
+            raise AuthError(f"invalid token: claim {claim!r} {problem}")
+        return text
+
+    def _role(self, claims: dict[str, Any]) -> str:
+        claim = self._config.role_claim
+        role = claims.get(claim, "")
+        if role is None or role == "":
+            return ""
+        if not isinstance(role, str):
+            raise AuthError(f"invalid token: claim {claim!r} must be a string")
+        if (problem := check_identifier(role)) is not None:
+            raise AuthError(f"invalid token: claim {claim!r} {problem}")
+        return role
+
+
+def _expiry(exp: Any, leeway: float) -> float | None:
+    """The expiry of a verified token (``exp`` plus the leeway), checked."""
+    if exp is None:
+        return None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 <= exp <= MAX_EXP:
+        raise AuthError("invalid token: claim 'exp' must be a number of seconds since "
+                        "1970 (at most year 9999)")
+    return float(exp) + leeway
+
+
+def _public_key_family(pem: str) -> str:
+    """``rsa``, ``ec`` or ``okp`` for a PEM public key (or certificate)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    data = pem.encode()
+    try:
+        key: Any = serialization.load_pem_public_key(data)
+    except ValueError:
+        try:
+            key = x509.load_pem_x509_certificate(data).public_key()
+        except ValueError:
+            raise ConfigError("auth.public_key",
+                              "not a PEM public key or certificate") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec"
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return "okp"
+    raise ConfigError("auth.public_key", f"unsupported key type {type(key).__name__}")
 
 
 def development_secret(data_dir: str | Path) -> str:
@@ -107,10 +183,13 @@ def signing_secret(config: Config) -> tuple[str, bool]:
 
 
 def make_verifier(config: Config) -> tuple[TokenVerifier, bool]:
+    require_exp = config.auth.require_exp
+    if require_exp is None:
+        require_exp = config.mode == "production"
     if config.auth.public_key or config.auth.public_key_file:
-        return TokenVerifier(config.auth), False
+        return TokenVerifier(config.auth, require_exp=require_exp), False
     secret, generated = signing_secret(config)
-    return TokenVerifier(config.auth, secret=secret), generated
+    return TokenVerifier(config.auth, secret=secret, require_exp=require_exp), generated
 
 
 def mint_token(config: Config, *, sub: str, tenant: str, role: str, ttl: float | None,

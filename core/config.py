@@ -89,6 +89,8 @@ class AuthConfig:
     leeway: float = 0.0
     #: Tenant given to tokens without a tenant claim; empty rejects them.
     default_tenant: str = ""
+    #: Refuse tokens without ``exp``. Unset: required in production mode only.
+    require_exp: bool | None = None
 
 
 @attrs.frozen

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from switchboard.core.auth import (
     make_verifier,
     mint_token,
 )
-from switchboard.core.config import AuthConfig, Config
+from switchboard.core.config import AuthConfig, Config, ConfigError
 from switchboard.testing import make_config
 
 SECRET = "unit-test-secret-0123456789abcdef"
@@ -262,3 +266,100 @@ def test_development_tokens_use_a_secret_kept_in_the_data_dir(tmp_path: Path) ->
     verifier, generated = make_verifier(config)
     assert generated is True
     assert verifier.verify(token).user_id == "bob"
+
+
+# -- tokens that must be refused, never crash the verifier ------------------------
+
+
+def signed_by_hand(body: dict[str, Any], secret: bytes) -> str:
+    """An HS256 token made without pyjwt (which refuses a PEM key as a secret)."""
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(body).encode())
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + part(signature)
+
+
+def rs_verifier(key: PrivateKey, algorithms: list[str]) -> TokenVerifier:
+    return TokenVerifier(AuthConfig(public_key=public_pem(key), algorithms=algorithms))
+
+
+def test_an_hs256_token_signed_with_the_public_key_is_refused(
+        rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = rs_verifier(rsa_key, ["RS256", "HS256"])
+    # the classic algorithm confusion: the public key used as an HMAC secret
+    token = signed_by_hand(claims(sub="eve"), public_pem(rsa_key).encode())
+    with pytest.raises(AuthError, match="does not fit the configured key"):
+        verifier.verify(token)
+
+
+def test_a_token_of_another_key_family_is_refused(rsa_key: rsa.RSAPrivateKey,
+                                                    ec_key: ec.EllipticCurvePrivateKey) -> None:
+    verifier = rs_verifier(rsa_key, ["RS256", "ES256"])
+    with pytest.raises(AuthError, match="does not fit"):
+        verifier.verify(jwt.encode(claims(), ec_key, algorithm="ES256"))
+
+
+def test_a_token_of_another_curve_is_refused(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    verifier = rs_verifier(ec_key, ["ES256", "ES384"])
+    other = ec.generate_private_key(ec.SECP384R1())
+    with pytest.raises(AuthError, match="invalid token"):
+        verifier.verify(jwt.encode(claims(), other, algorithm="ES384"))
+
+
+@pytest.mark.parametrize("exp", [10**400, -1, "2000000000", True, 1e300, [2000000000]])
+def test_a_validly_signed_token_with_an_impossible_exp_is_refused(exp: Any) -> None:
+    token = jwt.api_jws.encode(
+        json.dumps({"sub": "alice", "tenant_id": "acme", "exp": exp}).encode()
+        if exp != 10**400 else
+        b'{"sub":"alice","tenant_id":"acme","exp":' + str(exp).encode() + b"}",
+        SECRET, algorithm="HS256")
+    with pytest.raises(AuthError):
+        hs_verifier().verify(token)
+
+
+@pytest.mark.parametrize("claim, value", [
+    ("tenant_id", ["acme", "globex"]),
+    ("tenant_id", {"id": "acme"}),
+    ("role", ["agent"]),
+    ("role", 7),
+])
+def test_claims_of_the_wrong_type_are_refused(claim: str, value: Any) -> None:
+    with pytest.raises(AuthError, match=f"claim '{claim}' must be a string"):
+        hs_verifier().verify(hs_token(claims(**{claim: value})))
+
+
+@pytest.mark.parametrize("value", [True, 1.5, ["alice"]])
+def test_a_user_claim_of_the_wrong_type_is_refused(value: Any) -> None:
+    verifier = hs_verifier(user_claim="user_id")
+    with pytest.raises(AuthError, match="claim 'user_id' must be a string"):
+        verifier.verify(hs_token(claims(user_id=value)))
+    with pytest.raises(AuthError, match="invalid token"):  # pyjwt checks 'sub' itself
+        hs_verifier().verify(hs_token(claims(sub=value)))
+
+
+def test_integer_user_and_tenant_ids_are_taken_as_text() -> None:
+    identity = hs_verifier(user_claim="user_id").verify(hs_token(claims(user_id=42,
+                                                                         tenant_id=7)))
+    assert (identity.user_id, identity.tenant_id) == ("42", "7")
+
+
+def test_exp_is_required_in_production_mode_unless_configured_otherwise() -> None:
+    body = claims()
+    del body["exp"]
+    production = make_config({"mode": "production"})
+    verifier, _ = make_verifier(production)
+    with pytest.raises(AuthError, match="exp"):
+        verifier.verify(hs_token(body, secret=production.auth.secret))
+    relaxed = make_config({"mode": "production", "auth": {"require_exp": False}})
+    assert make_verifier(relaxed)[0].verify(
+        hs_token(body, secret=relaxed.auth.secret)).expires_at is None
+    strict = make_config({"auth": {"require_exp": True}})
+    with pytest.raises(AuthError, match="exp"):
+        make_verifier(strict)[0].verify(hs_token(body, secret=strict.auth.secret))
+
+
+def test_a_public_key_that_is_not_pem_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        TokenVerifier(AuthConfig(public_key="not a key", algorithms=["RS256"]))
+    assert info.value.key == "auth.public_key"

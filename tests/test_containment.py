@@ -330,3 +330,32 @@ class TestPluginTasks:
         assert any("a helper task failed" in r.getMessage() for r in tracebacks(caplog))
         await switchboard.app.publish("t1", "tenant:t1", "still:here", {})
         assert await client.expect("still:here") == {}
+
+
+class TestMixedKeyFamilies:
+    """``auth.algorithms`` naming algorithms of two key families."""
+
+    @pytest.fixture
+    def switchboard_config(self) -> Config:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return make_config({"auth": {"secret": "", "public_key": pem,
+                                     "algorithms": ["RS256", "HS256"]}})
+
+    async def test_a_token_of_the_other_family_is_refused_401_over_a_real_socket(
+            self, switchboard_live: Harness) -> None:
+        from trio_websocket import ConnectionRejected, open_websocket_url
+
+        token = switchboard_live.token("eve", "t1", secret="some-hmac-secret-0123456789abcdefghij")
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(switchboard_live.ws_url(token)):
+                pass
+        assert info.value.status_code == 401
+        async with httpx.AsyncClient() as http:
+            health = await http.get(switchboard_live.http_url("/health"))
+        assert health.status_code == 200
