@@ -98,3 +98,34 @@ async def test_a_frame_announcing_more_than_the_limit_closes_before_it_arrives(
     await client._send_raw(too_big[:14])  # only the header: nothing is buffered waiting
     code, _ = await client.expect_closed(timeout=10)
     assert code == 1009
+
+
+async def test_a_close_without_a_status_code_is_answered_1000(switchboard: Harness) -> None:
+    # RFC 6455 forbids sending 1005 ("no status"); a browser's ws.close() sends
+    # a close frame with no code, and must see a clean 1000 back.
+    client = await switchboard.connect()
+    await client._send_raw(frame(b"", opcode=0x8))
+    code, _ = await client.expect_closed(timeout=10)
+    assert code == 1000
+
+
+async def test_a_message_in_too_many_fragments_closes_1009(switchboard: Harness) -> None:
+    client = await switchboard.connect()
+    other = await switchboard.connect(user="u2")
+    await client._send_raw(frame(b"{", fin=False) + frame(b"", opcode=0x0, fin=False) * 1100)
+    code, _ = await client.expect_closed(timeout=10)
+    assert code == 1009
+    await other.emit("ping", {"probe": "still here"})
+    assert await pongs(other, 1) == ["still here"]
+
+
+async def test_a_message_in_many_small_fragments_within_the_limit_arrives(
+        switchboard: Harness) -> None:
+    client = await switchboard.connect()
+    whole = ping_envelope("in pieces")
+    pieces = [whole[i:i + 1] for i in range(len(whole))]
+    frames = [frame(pieces[0], fin=False)]
+    frames += [frame(p, opcode=0x0, fin=False) for p in pieces[1:-1]]
+    frames.append(frame(pieces[-1], opcode=0x0))
+    await client._send_raw(b"".join(frames))
+    assert await pongs(client, 1) == ["in pieces"]

@@ -28,6 +28,12 @@ RECEIVE_SIZE = 65536
 #: After our close frame is queued: time to write what is left, then time to
 #: wait for the peer's close frame.
 CLOSE_WAIT = 2.0
+#: Frames one message may come in, at most (empty continuation frames cost
+#: memory and time too, whatever the message's size).
+MAX_FRAGMENTS = 1024
+#: Close codes a peer may not send on the wire (RFC 6455 7.4.1): a close
+#: frame without a code, or with one of these, is answered 1000.
+_NOT_ON_THE_WIRE = frozenset((1005, 1006, 1015))
 
 
 #: First bytes of the frames parsed without wsproto: FIN, no RSV bits, and the
@@ -70,6 +76,7 @@ class WsChannel:
         self._wsproto_from_here: int | None = None
         self._parts: list[str | bytes] = []
         self._size = 0
+        self._fragments = 0
 
     def send(self, frame: bytes) -> bool:
         """Queue a ready frame; False if the outbox is full (a slow consumer)."""
@@ -224,21 +231,26 @@ class WsChannel:
                 self._size += len(event.data)
                 if self._size > self.max_message:
                     raise MessageTooBig(f"message over {self.max_message} bytes")
-                self._parts.append(bytes(event.data) if isinstance(event, BytesMessage)
-                                   else event.data)
+                self._fragments += 1
+                if self._fragments > MAX_FRAGMENTS:
+                    raise MessageTooBig(f"message in more than {MAX_FRAGMENTS} frames")
+                if event.data or event.message_finished:
+                    self._parts.append(bytes(event.data) if isinstance(event, BytesMessage)
+                                       else event.data)
                 if event.message_finished:
                     message: str | bytes = (
                         "".join(self._parts) if isinstance(event, TextMessage)  # type: ignore[arg-type]
                         else b"".join(self._parts)  # type: ignore[arg-type]
                     )
-                    self._parts, self._size = [], 0
+                    self._parts, self._size, self._fragments = [], 0, 0
                     messages.append(message)
             elif isinstance(event, Ping):
                 self.outbox.put(encode_frame(bytes(event.payload), OP_PONG))
             elif isinstance(event, CloseConnection):
                 self.end_reason = self.end_reason or "client"
                 if not self.closing:
-                    self.close(event.code or 1000)
+                    code = event.code
+                    self.close(1000 if not code or code in _NOT_ON_THE_WIRE else code)
                 self._peer_ended = True
                 break
         return messages
