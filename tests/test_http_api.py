@@ -179,6 +179,23 @@ async def test_a_body_nested_too_deep_is_400_invalid_json_on_any_route(
     assert (await response.get_json())["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+async def test_nan_and_infinity_are_400_invalid_json_and_never_published(
+        switchboard: Harness, constant: bytes) -> None:
+    member = await switchboard.connect(user="u1", tenant="t1")
+    status, body = await emit(switchboard, data=b'{"event":"x","tenant":"t1","user":"u1",'
+                                                 b'"data":[' + constant + b"]}")
+    assert (status, body["code"]) == (400, "invalid_json")
+    response = await switchboard.http().post(
+        "/api/v1/notifications", headers=switchboard.api_headers(),
+        data=b'{"tenant":"t1","user":"u1","title":"t","message":"m","data":{"x":'
+             + constant + b"}}")
+    assert response.status_code == 400
+    assert (await response.get_json())["code"] == "invalid_json"
+    await member.settle(1)
+    assert member.received("x") == []
+
+
 async def test_emit_without_an_api_key_is_401(switchboard: Harness) -> None:
     status, body = await emit(switchboard, {"event": "x", "tenant": "acme"}, headers={})
     assert (status, body["code"]) == (401, "unauthorized")

@@ -114,6 +114,23 @@ def test_events_survive_an_encode_decode_round_trip(event: str, args: list[Any],
         else socketio.PacketType.EVENT, namespace, [event, *args], ack)
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_in_envelopes_and_packets(constant: str) -> None:
+    with pytest.raises(ClientError) as info:
+        envelope.decode('{"type":"ping","data":' + constant + "}")
+    assert info.value.code == "invalid_json"
+    with pytest.raises(socketio.SocketIOError):
+        socketio.Decoder().feed('2["echo",' + constant + "]")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_and_infinity_are_never_encoded(value: float) -> None:
+    with pytest.raises(ValueError):
+        envelope.encode_event("x", value)
+    with pytest.raises(ValueError):
+        socketio.encode_event_text("/", "x", value)
+
+
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 

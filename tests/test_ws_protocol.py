@@ -62,6 +62,16 @@ async def test_json_nested_too_deep_is_answered_invalid_json(switchboard: Harnes
     await assert_answers_ping(other)
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_answered_invalid_json_and_never_echoed(
+        switchboard: Harness, constant: str) -> None:
+    client = await switchboard.connect()
+    await client.send_text('{"type":"ping","data":[' + constant + "]}")
+    await client.expect_error("invalid_json")
+    assert client.received("pong") == []
+    await assert_answers_ping(client)
+
+
 @pytest.mark.parametrize("text", ["[1, 2, 3]", "42", '"room:join"', "null"])
 async def test_json_that_is_not_an_object_is_answered_invalid_frame(
         switchboard: Harness, text: str) -> None:

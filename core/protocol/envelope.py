@@ -21,7 +21,9 @@ import attrs
 from ..errors import INVALID_FRAME, INVALID_JSON, ClientError
 from . import jsontext
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Strict JSON out: a NaN or infinity (from a plugin) is an error here, not a
+#: frame that clients' parsers reject.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 @attrs.frozen

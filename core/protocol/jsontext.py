@@ -6,6 +6,10 @@ value is encoded again (a broadcast, an ack). Client JSON nested deeper than
 :data:`MAX_DEPTH` is therefore refused where it is parsed. Counting brackets
 first keeps this free for the usual frame: only text with more than
 ``MAX_DEPTH`` brackets is walked.
+
+``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259): Python's
+parser takes them, but members of a room and backends with strict parsers
+would reject the frames they end up in, so they are refused here too.
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ def loads(text: str | bytes) -> Any:
     """``json.loads`` that raises ``ValueError`` (never ``RecursionError``) for
     malformed text and for nesting deeper than :data:`MAX_DEPTH`."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if _brackets(text) > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _brackets(text: str | bytes) -> int:

@@ -20,7 +20,9 @@ import attrs
 
 from . import jsontext
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Strict JSON out: a NaN or infinity (from a plugin) is an error here, not a
+#: frame that clients' parsers reject.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class PacketType(IntEnum):
