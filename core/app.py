@@ -36,7 +36,7 @@ from .metrics import Metrics
 from .pluginmanager import Plugins
 from .profiles import Inbound
 from .ratelimit import TokenBucket, ViolationCounter
-from .rooms import check_room_name
+from .rooms import agents_room, check_room_name, tenant_room, user_room
 from .session import Codec, Session, Transport
 from .store import Store
 from .supervise import SupervisedNursery, log_failure
@@ -244,7 +244,7 @@ class App:
     async def _dispatch(self, session: Session, name: str, data: Any) -> Any:
         self.check_rate(session, name)
         if name == "auth":
-            return self._reauthenticate(session, data)
+            return await self._reauthenticate(session, data)
         spec = self.events.get(name)
         if spec is None:
             raise ClientError(UNKNOWN_EVENT, f"unknown event {name!r}", event=name)
@@ -276,7 +276,14 @@ class App:
                 raise ClientError(RATE_LIMITED, "too many events, slow down", event=name,
                                   retry_after=round(bucket.retry_after(), 3))
 
-    def _reauthenticate(self, session: Session, data: Any) -> Any:
+    async def _reauthenticate(self, session: Session, data: Any) -> Any:
+        """``auth {token}``: the same user and tenant with a fresh token.
+
+        When the role changes, membership follows: ``tenant:{id}:agents`` is
+        joined or left, and every other room the session is in is authorized
+        again for the new identity; the rooms it may no longer be in are left
+        (``switchboard_room_left`` is called for each) and listed in the ack.
+        """
         token = data.get("token") if isinstance(data, dict) else None
         try:
             identity = self.authenticate(token if isinstance(token, str) else None)
@@ -284,8 +291,32 @@ class App:
             raise ClientError(UNAUTHORIZED, str(exc)) from None
         if (identity.user_id, identity.tenant_id) != (session.user_id, session.tenant_id):
             raise ClientError(UNAUTHORIZED, "token is for another user or tenant")
+        old_role = session.role
         session.identity = identity
-        return {"expires_at": identity.expires_at}
+        left: list[str] = []
+        if identity.role != old_role:
+            left = await self._rooms_after_role_change(session)
+        return {"expires_at": identity.expires_at, "left": left}
+
+    async def _rooms_after_role_change(self, session: Session) -> list[str]:
+        rooms = self.hub.rooms
+        agents = agents_room(session.tenant_id)
+        canonical = {user_room(session.user_id), tenant_room(session.tenant_id), agents}
+        left = []
+        if self.hub.is_agent(session):
+            rooms.add(session, agents)
+        elif rooms.discard(session, agents):
+            left.append(agents)
+        for room in sorted(session.rooms - canonical):
+            if not await self.authorize_join(session, room):
+                rooms.discard(session, room)
+                left.append(room)
+        for room in left:
+            await self._call_hook("switchboard_room_left", session=session, room=room)
+        if left:
+            log.info("session %s left %s after its role changed to %r", session.id,
+                     ", ".join(left), session.role)
+        return left
 
     # -- rooms -------------------------------------------------------------
 

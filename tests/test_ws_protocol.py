@@ -328,6 +328,28 @@ async def test_reauthentication_with_another_tenants_token_is_refused(
     await assert_answers_ping(client)
 
 
+async def test_reauthentication_as_a_customer_leaves_the_rooms_of_an_agent(
+        switchboard: Harness) -> None:
+    agent = await switchboard.connect(user="u1", tenant="t1", role="agent")
+    await agent.request("room:join", {"room": "lead:7"})
+    await agent.request("room:join", {"room": "user:u1"})
+    ack = await agent.request("auth", {"token": switchboard.token("u1", "t1", "customer")})
+    assert sorted(ack["left"]) == ["lead:7", "tenant:t1:agents"]
+    await switchboard.app.publish("t1", "tenant:t1:agents", "for:agents", {})
+    await switchboard.app.publish("t1", "lead:7", "for:lead", {})
+    await switchboard.app.publish("t1", "user:u1", "for:me", {})
+    assert await agent.expect("for:me") == {}
+    assert agent.received("for:agents") == agent.received("for:lead") == []
+    with pytest.raises(ErrorReply) as refused:
+        await agent.request("room:join", {"room": "lead:7"})
+    assert refused.value.code == "forbidden"
+    # and back to agent: the agents' room again, nothing left
+    ack = await agent.request("auth", {"token": switchboard.token("u1", "t1", "agent")})
+    assert ack["left"] == []
+    await switchboard.app.publish("t1", "tenant:t1:agents", "for:agents", {"n": 2})
+    assert await agent.expect("for:agents") == {"n": 2}
+
+
 @pytest.mark.parametrize("data", [None, {}, {"token": 5}, {"token": "forged"}, "tok"])
 async def test_reauthentication_without_a_valid_token_is_refused(
         switchboard: Harness, data: Any) -> None:
