@@ -19,7 +19,6 @@ from .app import App
 from .auth import make_verifier
 from .broker import make_broker
 from .config import Config
-from .errors import CloseCode
 from .http import create_http_app
 from .hub import Hub
 from .metrics import Metrics
@@ -145,7 +144,7 @@ class Server:
         if listen_scope := getattr(self, "_listen_scope", None):
             listen_scope.cancel()
         for connection in list(self._ws_connections):
-            connection.close(CloseCode.GOING_AWAY, "server shutting down")
+            connection.shut_down()
         if self.engineio is not None:
             self.engineio.close_all()
         await self._hyper_context.terminated.set()

@@ -94,3 +94,53 @@ async def test_after_stop_the_port_refuses_connections(switchboard_live: Harness
     await switchboard_live.stop()
     with pytest.raises(OSError):
         await trio.open_tcp_stream(host, port)
+
+
+class TestAnswersDueAtShutdown:
+    """Messages stored but not yet acknowledged when the server stops."""
+
+    @pytest.fixture
+    def switchboard_config(self) -> Config:
+        # a batch waits 0.5 s for company: the acks are still due at the shutdown
+        return make_config({"server": {"drain_timeout": 5.0},
+                            "plugins": {"chat": {"batch_linger": 0.5}}})
+
+    async def test_acks_of_messages_in_flight_go_out_before_the_1001_close(
+            self, switchboard: Harness) -> None:
+        response = await switchboard.http().post(
+            "/api/v1/conversations", headers=switchboard.api_headers(),
+            json={"tenant": "t1", "id": "c1", "participants": [{"userId": "carl"}]})
+        assert response.status_code == 201
+        carl = await switchboard.connect(user="carl", role="customer")
+        await carl.request("conversation:join", {"conversationId": "c1"})
+        for n in range(16):
+            await carl.emit("message:send", {"conversationId": "c1", "clientId": f"m{n}",
+                                             "type": "text", "content": {"text": str(n)}},
+                            id=100 + n)
+        await trio.sleep(0.1)  # all read and queued for the batch, none written yet
+        assert [f for f in carl.frames if f.get("type") == "ack"] == []
+        switchboard.server.shutdown()
+        code, _ = await carl.expect_closed(timeout=10)
+        assert code == 1001
+        acks = [f["id"] for f in carl.frames if f.get("type") == "ack"]
+        assert acks == [100 + n for n in range(16)]
+
+    async def test_an_event_sent_while_draining_is_refused_with_shutting_down(
+            self, switchboard: Harness) -> None:
+        response = await switchboard.http().post(
+            "/api/v1/conversations", headers=switchboard.api_headers(),
+            json={"tenant": "t1", "id": "c1", "participants": [{"userId": "carl"}]})
+        assert response.status_code == 201
+        carl = await switchboard.connect(user="carl", role="customer")
+        await carl.request("conversation:join", {"conversationId": "c1"})
+        await carl.emit("message:send", {"conversationId": "c1", "clientId": "first",
+                                         "type": "text", "content": {"text": "1"}}, id=1)
+        await trio.sleep(0.1)
+        switchboard.server.shutdown()
+        await carl.emit("presence:list", {}, id=2)
+        code, _ = await carl.expect_closed(timeout=10)
+        assert code == 1001
+        answers = {f["id"]: f for f in carl.frames if "id" in f}
+        assert answers[1]["type"] == "ack"
+        assert answers[2]["type"] == "error"
+        assert answers[2]["data"]["code"] == "shutting_down"

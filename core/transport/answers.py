@@ -48,7 +48,7 @@ class _Answer:
 
 
 class OrderedAnswers:
-    __slots__ = ("_nursery", "_queue", "_send", "_space")
+    __slots__ = ("_idle", "_nursery", "_queue", "_send", "_space")
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -56,6 +56,7 @@ class OrderedAnswers:
         #: Deferred answers without a source, for the task that awaits them.
         self._send: trio.MemorySendChannel[tuple[_Answer, Deferred]] | None = None
         self._space: trio.Event | None = None
+        self._idle: trio.Event | None = None
 
     async def answer(self, result: Any, send: Send, fail: Fail) -> None:
         """Send ``result`` (or, for a Deferred, its outcome) after earlier answers."""
@@ -107,3 +108,18 @@ class OrderedAnswers:
         if self._space is not None and len(queue) < QUEUE_SIZE:
             self._space.set()
             self._space = None
+        if self._idle is not None and not queue:
+            self._idle.set()
+            self._idle = None
+
+    @property
+    def pending(self) -> int:
+        """Answers not sent yet."""
+        return len(self._queue)
+
+    async def wait_idle(self) -> None:
+        """Return once every answer so far has been sent (or failed)."""
+        if self._queue:
+            if self._idle is None:
+                self._idle = trio.Event()
+            await self._idle.wait()

@@ -9,6 +9,7 @@ and the heartbeat.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import struct
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("switchboard.ws")
+#: Queued behind a connection's events when the server stops (see ``shut_down``).
+_SHUTDOWN = envelope.Frame("")
 #: Client events read ahead of the handler task (past it, reading waits).
 INBOX_SIZE = 64
 
@@ -92,6 +95,8 @@ class WebSocketConnection:
         self._nursery: trio.Nursery | None = None
         self._inbox: trio.MemorySendChannel[envelope.Frame] | None = None
         self._answers: OrderedAnswers | None = None
+        #: The server is stopping: new events are refused, answers still go out.
+        self._draining = False
 
     # -- Transport ---------------------------------------------------------
 
@@ -110,6 +115,31 @@ class WebSocketConnection:
         if self.close_reason is None:
             self.close_reason = _REASONS.get(code, reason)
         self.channel.close(code, reason)
+
+    def shut_down(self) -> None:
+        """The server is stopping: refuse new events, send the answers still due
+        (a stored chat message's ack), then close with 1001."""
+        if self._draining or self.channel.closing:
+            return
+        self._draining = True
+        if self._nursery is None:
+            self.close(CloseCode.GOING_AWAY, "server shutting down")
+        else:
+            self._nursery.start_soon(self._close_when_answered)
+
+    async def _close_when_answered(self) -> None:
+        if self._inbox is not None:
+            # Behind the events already read (sent before the shutdown): the
+            # handler task closes when it gets there (``_handle_frames``).
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._inbox.send(_SHUTDOWN)
+            return
+        await self._closing_after_answers()
+
+    async def _closing_after_answers(self) -> None:
+        if self._answers is not None:
+            await self._answers.wait_idle()
+        self.close(CloseCode.GOING_AWAY, "server shutting down")
 
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
         """Send ``event`` with an id ``s<n>``; wait for the client's ``ack`` of it."""
@@ -233,6 +263,10 @@ class WebSocketConnection:
             result.append(frame.data)
             done.set()
             return
+        if self._draining:
+            self._error(ClientError("shutting_down", "the server is shutting down; "
+                                    "reconnect and send it again", retry_after=1), frame.id)
+            return
         if self._inbox is None:
             # Handlers run in their own task (started with the first event), so
             # one that waits for this client's answer (``session.call``) does not
@@ -244,9 +278,11 @@ class WebSocketConnection:
 
     async def _handle_frames(self, inbox: trio.MemoryReceiveChannel[envelope.Frame]) -> None:
         async for frame in inbox:
-            await self._handle_frame(frame)
-            for queued in drain(inbox):
-                await self._handle_frame(queued)
+            for each in (frame, *drain(inbox)):
+                if each is _SHUTDOWN:
+                    await self._closing_after_answers()
+                    return
+                await self._handle_frame(each)
 
     async def _handle_frame(self, frame: envelope.Frame) -> None:
         assert self.session is not None
