@@ -63,6 +63,21 @@ class ServerConfig:
 
 
 @attrs.frozen
+class HttpConfig:
+    """The HTTP API's limits; every phase of an exchange is bounded."""
+
+    #: Seconds a kept-alive connection may wait for its next request.
+    keep_alive_timeout: float = 5.0
+    #: Seconds a request body may take to arrive, after its head (the head
+    #: itself has ``server.handshake_timeout``).
+    body_timeout: float = 30.0
+    #: Largest request body, in bytes; a bigger one is answered 413.
+    max_body: int = 4_194_304
+    #: Events one ``POST /api/v1/emit`` may publish, at most.
+    max_emit_items: int = 1000
+
+
+@attrs.frozen
 class HeartbeatConfig:
     #: Seconds between server pings; told to the client in the first frame.
     interval: float = 25.0
@@ -181,6 +196,7 @@ class Config:
     mode: Literal["development", "production"] = "development"
     data_dir: str = "data"
     server: ServerConfig = ServerConfig()
+    http: HttpConfig = HttpConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     auth: AuthConfig = AuthConfig()
     api_keys: list[ApiKey] = attrs.Factory(list)
@@ -236,6 +252,9 @@ def _validate(config: Config) -> None:
                               "not a namespace listed in socketio.namespaces")
     if not (config.socketio.path.startswith("/") and config.socketio.path.endswith("/")):
         raise ConfigError("socketio.path", "must start and end with '/'")
+    for key in ("keep_alive_timeout", "body_timeout", "max_body", "max_emit_items"):
+        if getattr(config.http, key) <= 0:
+            raise ConfigError(f"http.{key}", "must be positive")
     if config.heartbeat.interval <= 0:
         raise ConfigError("heartbeat.interval", "must be positive")
     if config.heartbeat.timeout <= 0:

@@ -13,6 +13,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
+import trio
 from quart import Blueprint, Response, current_app, g, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -27,6 +28,8 @@ from .structure import first_error, make_converter
 if TYPE_CHECKING:
     from .app import App
 
+#: Events of one emit request published between two yields to the event loop.
+PUBLISH_SLICE = 64
 P = ParamSpec("P")
 R = TypeVar("R")
 _converter = make_converter()
@@ -122,6 +125,10 @@ async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
     key's); nothing is published unless all are valid.
     """
     items = body if isinstance(body, list) else [body]
+    limit = app.config.http.max_emit_items
+    if len(items) > limit:
+        raise ClientError("too_many_events", f"at most {limit} events per request",
+                          max=limit)
     requests = [structure_body(item, EmitRequest, f"{i}" if isinstance(body, list) else "")
                 for i, item in enumerate(items)]
     for req in requests:
@@ -132,17 +139,20 @@ async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
             raise ClientError(INVALID_PAYLOAD, "give 'user' or 'room', not both", field="room")
         if req.room is not None:
             check_room_name(req.room)
-    for req in requests:
+    for n, req in enumerate(requests, 1):
         room = (user_room(req.user) if req.user is not None
                 else req.room if req.room is not None else tenant_room(req.tenant))
         await app.hub.publish(req.tenant, room, req.event, req.data)
+        if n % PUBLISH_SLICE == 0:
+            # Let the members' writers (and everyone else) run between slices.
+            await trio.lowlevel.checkpoint()
     return len(requests)
 
 
 def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio:
     http = QuartTrio("switchboard.core.http")
     http.extensions["switchboard"] = app
-    http.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
+    http.config["MAX_CONTENT_LENGTH"] = app.config.http.max_body
 
     @http.get("/health")
     async def health() -> Any:

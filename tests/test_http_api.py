@@ -196,6 +196,33 @@ async def test_nan_and_infinity_are_400_invalid_json_and_never_published(
     assert member.received("x") == []
 
 
+async def test_an_emit_of_more_events_than_allowed_is_refused_whole(
+        switchboard: Harness) -> None:
+    member = await switchboard.connect(user="u1", tenant="t1")
+    limit = switchboard.config.http.max_emit_items
+    batch = [{"event": "x", "tenant": "t1", "user": "u1", "data": n} for n in range(limit + 1)]
+    status, body = await emit(switchboard, batch)
+    assert (status, body["code"], body["max"]) == (400, "too_many_events", limit)
+    await member.settle(1)
+    assert member.received("x") == []
+
+
+async def test_an_emit_of_the_largest_batch_reaches_members_without_cutting_them(
+        switchboard: Harness) -> None:
+    # 1.1 MB for each member, more than its outbox holds: the publisher must let
+    # the members' writers run between slices of the batch
+    members = [await switchboard.connect(user=f"u{i}", tenant="t1") for i in range(20)]
+    limit = switchboard.config.http.max_emit_items
+    batch = [{"event": "tick", "tenant": "t1", "data": {"n": n, "pad": "x" * 1100}}
+             for n in range(limit)]
+    status, body = await emit(switchboard, batch)
+    assert (status, body) == (202, {"published": limit})
+    for member in members:
+        ticks = [await member.expect("tick") for _ in range(limit)]
+        assert [t["n"] for t in ticks] == list(range(limit))
+        assert member.close_code is None
+
+
 async def test_emit_without_an_api_key_is_401(switchboard: Harness) -> None:
     status, body = await emit(switchboard, {"event": "x", "tenant": "acme"}, headers={})
     assert (status, body["code"]) == (401, "unauthorized")

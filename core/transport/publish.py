@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("switchboard.http")
-MAX_BODY = 4 * 1024 * 1024
-#: Seconds a kept-alive connection may wait for its next request.
-KEEP_ALIVE = 5.0
 _REASONS = {202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
             413: "Payload Too Large"}
 FallBack = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
@@ -85,12 +82,14 @@ async def serve_publish(app: App, stream: trio.abc.Stream, head: RequestHead,
         assert length is not None
         close = (head.version == "HTTP/1.0"
                  or head.headers.get("connection", "").lower() == "close")
-        if length > MAX_BODY:
-            await stream.send_all(_response(413, _error(413, "payload_too_large",
-                                                        "request body over 4 MiB"), close=True))
+        limits = app.config.http
+        if length > limits.max_body:
+            await stream.send_all(_response(413, _error(
+                413, "payload_too_large", f"request body over {limits.max_body} bytes"),
+                close=True))
             return
         data = head.raw[head.body_start:]
-        with trio.move_on_after(KEEP_ALIVE) as body_timeout:
+        with trio.move_on_after(limits.body_timeout) as body_timeout:
             while len(data) < length:
                 chunk = await stream.receive_some(65536)
                 if not chunk:
@@ -103,7 +102,7 @@ async def serve_publish(app: App, stream: trio.abc.Stream, head: RequestHead,
         if close:
             return
         try:
-            with trio.fail_after(KEEP_ALIVE):
+            with trio.fail_after(limits.keep_alive_timeout):
                 head = await read_head(stream, data[length:])
         except HeadError as exc:
             await refuse(stream, exc)
