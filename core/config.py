@@ -252,9 +252,9 @@ def _validate(config: Config) -> None:
                               "not a namespace listed in socketio.namespaces")
     if not (config.socketio.path.startswith("/") and config.socketio.path.endswith("/")):
         raise ConfigError("socketio.path", "must start and end with '/'")
-    for key in ("keep_alive_timeout", "body_timeout", "max_body", "max_emit_items"):
-        if getattr(config.http, key) <= 0:
-            raise ConfigError(f"http.{key}", "must be positive")
+    for setting in ("keep_alive_timeout", "body_timeout", "max_body", "max_emit_items"):
+        if getattr(config.http, setting) <= 0:
+            raise ConfigError(f"http.{setting}", "must be positive")
     if config.heartbeat.interval <= 0:
         raise ConfigError("heartbeat.interval", "must be positive")
     if config.heartbeat.timeout <= 0:
