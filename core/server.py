@@ -26,6 +26,7 @@ from .pluginmanager import Plugins
 from .store import Store
 from .supervise import keep_running, log_failure, task_name
 from .transport.engineio import EngineIOServer
+from .transport.exchange import TIMER_KEY, ExchangeTimer, timed_asgi
 from .transport.front import Handler, PrefixedStream, RequestHead, route
 from .transport.publish import serve_publish
 from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
@@ -53,7 +54,7 @@ class Server:
         self._hyper_config = HyperConfig()
         self._hyper_config.accesslog = None
         self._hyper_config.graceful_timeout = config.server.drain_timeout
-        self._asgi = ASGIWrapper(self.http_app)
+        self._asgi = ASGIWrapper(timed_asgi(self.http_app))
         self._lifespan_state: dict[str, Any] = {}
         self._hyper_context = WorkerContext(None)
         self._ws_connections: set[WebSocketConnection] = set()
@@ -236,16 +237,25 @@ class Server:
 
     async def _serve_http_rest(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         """Hypercorn on a stream whose next bytes are exactly what the client sent."""
-        server = TCPServer(self._asgi, self._hyper_config, self._hyper_context,
-                           ConnectionState(self._lifespan_state.copy()),
-                           stream)  # type: ignore[arg-type]
-        await server.run()
+        await self._run_hypercorn(stream, b"")
 
     async def _serve_http(self, stream: trio.abc.Stream, head: RequestHead) -> None:
-        server = TCPServer(self._asgi, self._hyper_config, self._hyper_context,
-                           ConnectionState(self._lifespan_state.copy()),
-                           PrefixedStream(stream, head.raw))  # type: ignore[arg-type]
-        await server.run()
+        await self._run_hypercorn(stream, head.raw)
+
+    async def _run_hypercorn(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        """Serve HTTP on ``stream`` (after ``prefix``, bytes already read) with
+        hypercorn, each phase of each exchange bounded (see ``exchange``)."""
+        limits = self.config.http
+        with trio.CancelScope() as scope:
+            timer = ExchangeTimer(scope, head=self.config.server.handshake_timeout,
+                                  body=limits.body_timeout, keep_alive=limits.keep_alive_timeout)
+            state = ConnectionState({**self._lifespan_state, TIMER_KEY: timer})
+            http_stream = PrefixedStream(stream, prefix, on_data=timer.data_received)
+            server = TCPServer(self._asgi, self._hyper_config, self._hyper_context, state,
+                               http_stream)  # type: ignore[arg-type]
+            await server.run()
+        if overran := timer.overran:
+            log.info("HTTP connection closed: %s not done within its time", overran)
 
     def start_connection(self, stream: trio.abc.Stream) -> None:
         """Serve ``stream`` in the connections nursery (in-memory transports)."""

@@ -193,9 +193,12 @@ class _LoopbackSocket:
 class PrefixedStream(trio.abc.Stream):
     """A stream whose first bytes were already read (the request head)."""
 
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes, *,
+                 on_data: Callable[[], None] | None = None) -> None:
         self._stream = stream
         self._prefix = prefix
+        #: Called whenever bytes arrive from the peer.
+        self._on_data = on_data
         self.socket = getattr(stream, "socket", None) or _LoopbackSocket()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -203,7 +206,10 @@ class PrefixedStream(trio.abc.Stream):
             data, self._prefix = self._prefix, b""
             await trio.lowlevel.checkpoint()
             return data
-        return bytes(await self._stream.receive_some(max_bytes))
+        data = bytes(await self._stream.receive_some(max_bytes))
+        if data and self._on_data is not None:
+            self._on_data()
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
