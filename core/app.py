@@ -308,7 +308,11 @@ class App:
         elif rooms.discard(session, agents):
             left.append(agents)
         for room in sorted(session.rooms - canonical):
-            if not await self.authorize_join(session, room):
+            try:
+                allowed = await self.authorize_join(session, room)
+            except ClientError:  # a policy refusing with its own error
+                allowed = False
+            if not allowed:
                 rooms.discard(session, room)
                 left.append(room)
         for room in left:

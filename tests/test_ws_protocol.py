@@ -350,6 +350,18 @@ async def test_reauthentication_as_a_customer_leaves_the_rooms_of_an_agent(
     assert await agent.expect("for:agents") == {"n": 2}
 
 
+async def test_reauthentication_leaves_a_conversation_whose_policy_now_refuses(
+        switchboard: Harness) -> None:
+    response = await switchboard.http().post(
+        "/api/v1/conversations", headers=switchboard.api_headers(),
+        json={"tenant": "t1", "id": "c1", "participants": [{"userId": "carl"}]})
+    assert response.status_code == 201
+    agent = await switchboard.connect(user="u1", tenant="t1", role="agent")
+    await agent.request("room:join", {"room": "conversation:c1"})
+    ack = await agent.request("auth", {"token": switchboard.token("u1", "t1", "customer")})
+    assert "conversation:c1" in ack["left"]
+
+
 @pytest.mark.parametrize("data", [None, {}, {"token": 5}, {"token": "forged"}, "tok"])
 async def test_reauthentication_without_a_valid_token_is_refused(
         switchboard: Harness, data: Any) -> None:
