@@ -10,6 +10,7 @@ and the heartbeat.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import struct
@@ -278,7 +279,7 @@ class WebSocketConnection:
 
     async def _handle_frames(self, inbox: trio.MemoryReceiveChannel[envelope.Frame]) -> None:
         async for frame in inbox:
-            for each in (frame, *drain(inbox)):
+            for each in itertools.chain((frame,), drain(inbox)):  # lazily: see inbox
                 if each is _SHUTDOWN:
                     await self._closing_after_answers()
                     return
