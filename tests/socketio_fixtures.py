@@ -12,6 +12,7 @@ import itertools
 import json
 import shutil
 import subprocess
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -20,10 +21,23 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from switchboard.core import Session, hookimpl, incoming
 from switchboard.core.config import Config, merge
 from switchboard.core.transport.engineio import EngineSocket
-from switchboard.testing import TEST_API_KEY, Harness, make_config
+from switchboard.testing import TEST_API_KEY, HandshakeRejected, Harness, make_config
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
 
 #: Upper bound for anything that should happen at once over loopback.
 TIMEOUT = 15.0
@@ -96,6 +110,134 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = TIMEOUT,
     with trio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110  (nothing to wait on but the state)
             await trio.sleep(step)
+
+
+# -- raw Engine.IO on the mock clock -------------------------------------------------
+
+
+class EnginePolling:
+    """Raw Engine.IO long-polling requests through the HTTP app (in-process, so
+    on the ``switchboard`` fixture's mock clock), as the protocol's own test
+    suite sends them."""
+
+    def __init__(self, harness: Harness, path: str = "/socket.io/") -> None:
+        self.http = harness.http()
+        self.path = path
+
+    def url(self, sid: str | None = None, query: str = "EIO=4&transport=polling") -> str:
+        return f"{self.path}?{query}" + (f"&sid={sid}" if sid else "")
+
+    async def request(self, method: str, sid: str | None = None, body: str | None = None,
+                      *, query: str = "EIO=4&transport=polling",
+                      headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """One request; its status and body text."""
+        response = await self.http.open(self.url(sid, query), method=method,
+                                        data=body, headers=dict(headers or {}))
+        return response.status_code, (await response.get_data()).decode()
+
+    async def handshake(self, token: str | None = None) -> str:
+        """Open a session; its sid."""
+        query = "EIO=4&transport=polling" + (f"&token={token}" if token else "")
+        status, body = await self.request("GET", query=query)
+        assert status == 200 and body.startswith("0{"), (status, body)
+        sid: str = json.loads(body[1:])["sid"]
+        return sid
+
+    async def get(self, sid: str) -> tuple[int, str]:
+        return await self.request("GET", sid)
+
+    async def post(self, sid: str, body: str) -> tuple[int, str]:
+        return await self.request("POST", sid, body)
+
+
+class WebSocketClosed(Exception):
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"closed with {code}")
+        self.code = code
+
+
+class MemoryWebSocket:
+    """A raw WebSocket client over an in-memory stream into the server (the
+    ``switchboard`` fixture: mock clock, no port)."""
+
+    def __init__(self, stream: trio.abc.Stream, ws: WSConnection) -> None:
+        self.stream = stream
+        self.ws = ws
+        self.close_code: int | None = None
+        self._messages: deque[str | bytes] = deque()
+        self._parts: list[Any] = []
+
+    @classmethod
+    async def connect(cls, harness: Harness, target: str,
+                      headers: Mapping[str, str] | None = None) -> MemoryWebSocket:
+        """Open a WebSocket to ``target``; raise ``HandshakeRejected`` if refused."""
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+        harness.server.start_connection(server_stream)
+        ws = WSConnection(ConnectionType.CLIENT)
+        await client_stream.send_all(ws.send(Request(
+            host="switchboard.test", target=target, extra_headers=list((headers or {}).items()))))
+        status, body = 0, b""
+        while True:
+            data = await client_stream.receive_some(65536)
+            if not data:
+                raise HandshakeRejected(status, {"message": "connection closed"})
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    return cls(client_stream, ws)
+                if isinstance(event, RejectConnection):
+                    status = event.status_code
+                    if not event.has_body:
+                        raise HandshakeRejected(status, {})
+                elif isinstance(event, RejectData):
+                    body += event.data
+                    if event.body_finished:
+                        raise HandshakeRejected(status, json.loads(body or b"{}"))
+
+    async def send(self, message: str | bytes) -> None:
+        await self.stream.send_all(self.ws.send(Message(data=message)))
+
+    async def receive(self) -> str | bytes:
+        """The next message; raise :class:`WebSocketClosed` once the server closed."""
+        while not self._messages:
+            if self.close_code is not None:
+                raise WebSocketClosed(self.close_code)
+            data = await self.stream.receive_some(65536)
+            if not data:
+                self.close_code = self.close_code or 1006
+                continue
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, TextMessage | BytesMessage):
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        joined = ("" if isinstance(event, TextMessage) else b"").join(self._parts)
+                        self._messages.append(joined)
+                        self._parts = []
+                elif isinstance(event, Ping):
+                    await self.stream.send_all(self.ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    self.close_code = event.code
+                    await self.stream.send_all(self.ws.send(event.response()))
+        return self._messages.popleft()
+
+    async def receive_until(self, wanted: str) -> list[str | bytes]:
+        """Messages up to and including ``wanted``."""
+        messages = [await self.receive()]
+        while messages[-1] != wanted:
+            messages.append(await self.receive())
+        return messages
+
+    async def closed(self) -> int | None:
+        """Read until the server closes; its close code."""
+        try:
+            while True:
+                await self.receive()
+        except WebSocketClosed as exc:
+            return exc.code
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 # -- socket.io-client (npm) in Node ---------------------------------------------

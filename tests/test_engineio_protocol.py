@@ -6,7 +6,15 @@ import json
 
 import pytest
 from switchboard.core.protocol import engineio as eio
-from switchboard.core.protocol.engineio import EngineIOError, Packet, PacketType
+from switchboard.core.protocol.engineio import (
+    CloseKind,
+    EngineEvent,
+    EngineIOError,
+    EngineState,
+    ErrorCode,
+    Packet,
+    PacketType,
+)
 
 # -- the handshake -----------------------------------------------------------------
 
@@ -121,4 +129,93 @@ def test_error_codes_have_the_reference_messages() -> None:
         3: "Bad request",
         4: "Forbidden",
         5: "Unsupported protocol version",
+    }
+
+
+# -- the session's state ----------------------------------------------------------------
+
+LIVE = [EngineState.OPENING, EngineState.POLLING, EngineState.UPGRADING, EngineState.WEBSOCKET]
+
+
+def run(events: list[EngineEvent]) -> list[EngineState | None]:
+    """The states after each of ``events`` from OPENING (None: refused, state kept)."""
+    state, seen = EngineState.OPENING, []
+    for event in events:
+        after = eio.next_state(state, event)
+        seen.append(after)
+        state = after or state
+    return seen
+
+
+def test_polling_session_upgrades_through_a_probe_to_websocket() -> None:
+    assert run([EngineEvent.OPENED_POLLING, EngineEvent.PROBE_STARTED, EngineEvent.UPGRADED,
+                EngineEvent.CLOSE, EngineEvent.GONE]) == [
+        EngineState.POLLING, EngineState.UPGRADING, EngineState.WEBSOCKET,
+        EngineState.CLOSING, EngineState.CLOSED]
+
+
+def test_probe_that_ends_leaves_the_session_on_polling_and_upgradable_again() -> None:
+    assert run([EngineEvent.OPENED_POLLING, EngineEvent.PROBE_STARTED,
+                EngineEvent.PROBE_ENDED, EngineEvent.PROBE_STARTED]) == [
+        EngineState.POLLING, EngineState.UPGRADING, EngineState.POLLING,
+        EngineState.UPGRADING]
+
+
+@pytest.mark.parametrize("events", [
+    [EngineEvent.PROBE_STARTED],  # no open packet yet
+    [EngineEvent.OPENED_WEBSOCKET, EngineEvent.PROBE_STARTED],  # already on a WebSocket
+    [EngineEvent.OPENED_POLLING, EngineEvent.PROBE_STARTED, EngineEvent.PROBE_STARTED],
+    [EngineEvent.OPENED_POLLING, EngineEvent.UPGRADED],  # upgrade without a probe socket
+    [EngineEvent.OPENED_POLLING, EngineEvent.CLOSE, EngineEvent.PROBE_STARTED],
+    [EngineEvent.OPENED_POLLING, EngineEvent.CLOSE, EngineEvent.CLOSE],
+    [EngineEvent.OPENED_POLLING, EngineEvent.GONE, EngineEvent.CLOSE],
+    [EngineEvent.OPENED_POLLING, EngineEvent.GONE, EngineEvent.GONE],
+    [EngineEvent.OPENED_POLLING, EngineEvent.OPENED_WEBSOCKET],
+], ids=lambda events: ",".join(e.value for e in events))
+def test_event_that_cannot_happen_in_a_state_is_refused(events: list[EngineEvent]) -> None:
+    assert run(events)[-1] is None
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_every_live_state_closes_then_is_forgotten(state: EngineState) -> None:
+    assert eio.next_state(state, EngineEvent.CLOSE) is EngineState.CLOSING
+    assert eio.next_state(state, EngineEvent.GONE) is EngineState.CLOSED
+    assert eio.next_state(EngineState.CLOSING, EngineEvent.GONE) is EngineState.CLOSED
+
+
+@pytest.mark.parametrize(("state", "refusal"), [
+    (None, ErrorCode.UNKNOWN_SID),
+    (EngineState.CLOSED, ErrorCode.UNKNOWN_SID),
+    (EngineState.POLLING, None),
+    (EngineState.OPENING, ErrorCode.BAD_REQUEST),
+    (EngineState.UPGRADING, ErrorCode.BAD_REQUEST),
+    (EngineState.WEBSOCKET, ErrorCode.BAD_REQUEST),
+    (EngineState.CLOSING, ErrorCode.BAD_REQUEST),
+])
+def test_only_a_session_on_polling_takes_a_websocket(
+        state: EngineState | None, refusal: ErrorCode | None) -> None:
+    assert eio.websocket_refusal(state) is refusal
+
+
+@pytest.mark.parametrize(("state", "transport", "refusal"), [
+    (None, "polling", ErrorCode.UNKNOWN_SID),
+    (EngineState.CLOSED, "polling", ErrorCode.UNKNOWN_SID),
+    (EngineState.POLLING, "polling", None),
+    (EngineState.UPGRADING, "polling", None),
+    (EngineState.CLOSING, "polling", None),  # its last poll takes the close packet
+    (EngineState.WEBSOCKET, "websocket", ErrorCode.BAD_REQUEST),
+    (EngineState.CLOSING, "websocket", ErrorCode.BAD_REQUEST),
+    (EngineState.OPENING, "polling", ErrorCode.BAD_REQUEST),
+])
+def test_polling_requests_are_served_while_the_session_is_on_polling(
+        state: EngineState | None, transport: str, refusal: ErrorCode | None) -> None:
+    assert eio.polling_refusal(state, transport) is refusal
+
+
+def test_close_kinds_decide_the_waiting_poll_answer_and_when_the_sid_is_forgotten() -> None:
+    assert {kind: (eio.waiting_poll_answer(kind), eio.forgotten_at_once(kind))
+            for kind in CloseKind} == {
+        CloseKind.SERVER: (b"1", False),
+        CloseKind.ERROR: (b"1", True),
+        CloseKind.CLIENT: (b"6", True),
     }

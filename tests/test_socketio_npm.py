@@ -530,6 +530,8 @@ async def test_event_the_server_fails_to_answer_closes_only_that_session(
     ("EIO=4&transport=carrier-pigeon", "GET", 0, "Transport unknown"),
     ("EIO=4&transport=polling&sid=nope", "GET", 1, "Session ID unknown"),
     ("EIO=4&transport=polling", "POST", 2, "Bad handshake method"),
+    ("EIO=4&transport=polling", "PUT", 2, "Bad handshake method"),
+    ("EIO=4&transport=polling", "DELETE", 2, "Bad handshake method"),
 ])
 async def test_bad_engineio_requests_get_the_reference_error_answers(
         switchboard_live: Harness, query: str, method: str, code: int, message: str) -> None:

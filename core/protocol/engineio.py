@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 import attrs
 
@@ -52,6 +52,119 @@ ERROR_MESSAGES = {
 
 class EngineIOError(ValueError):
     """A malformed packet or payload."""
+
+
+# -- the session's state ----------------------------------------------------------
+
+
+class EngineState(Enum):
+    """Where one Engine.IO session (one ``sid``) stands."""
+
+    #: Created; its open packet is not out yet.
+    OPENING = "opening"
+    #: Open on HTTP long-polling.
+    POLLING = "polling"
+    #: Open on long-polling while a WebSocket with its sid probes (``2probe``,
+    #: ``3probe``, then ``5``); polling goes on until the upgrade packet.
+    UPGRADING = "upgrading"
+    #: Open on a WebSocket (from the start, or upgraded).
+    WEBSOCKET = "websocket"
+    #: Closed by the server and saying so: a WebSocket's close frame is on its
+    #: way, or a polling client's close packet waits for its next poll.
+    CLOSING = "closing"
+    #: Gone: its sid is unknown from now on.
+    CLOSED = "closed"
+
+
+class EngineEvent(Enum):
+    """What moves a session from one :class:`EngineState` to another."""
+
+    OPENED_POLLING = "opened_polling"
+    OPENED_WEBSOCKET = "opened_websocket"
+    #: A WebSocket carrying the sid was accepted to probe an upgrade.
+    PROBE_STARTED = "probe_started"
+    #: The probing WebSocket sent the upgrade packet ``5``.
+    UPGRADED = "upgraded"
+    #: The probing WebSocket went away before the upgrade packet.
+    PROBE_ENDED = "probe_ended"
+    CLOSE = "close"
+    #: The session is forgotten (its close delivered, or at once).
+    GONE = "gone"
+
+
+_LIVE = (EngineState.OPENING, EngineState.POLLING, EngineState.UPGRADING,
+         EngineState.WEBSOCKET)
+_TRANSITIONS: dict[tuple[EngineState, EngineEvent], EngineState] = {
+    (EngineState.OPENING, EngineEvent.OPENED_POLLING): EngineState.POLLING,
+    (EngineState.OPENING, EngineEvent.OPENED_WEBSOCKET): EngineState.WEBSOCKET,
+    (EngineState.POLLING, EngineEvent.PROBE_STARTED): EngineState.UPGRADING,
+    (EngineState.UPGRADING, EngineEvent.UPGRADED): EngineState.WEBSOCKET,
+    (EngineState.UPGRADING, EngineEvent.PROBE_ENDED): EngineState.POLLING,
+    **{(state, EngineEvent.CLOSE): EngineState.CLOSING for state in _LIVE},
+    **{(state, EngineEvent.GONE): EngineState.CLOSED
+       for state in (*_LIVE, EngineState.CLOSING)},
+}
+
+
+def next_state(state: EngineState, event: EngineEvent) -> EngineState | None:
+    """The state after ``event``, or None when ``event`` cannot happen in ``state``
+    (a probe for a session that is not on polling, a close of a closed one...)."""
+    return _TRANSITIONS.get((state, event))
+
+
+def websocket_refusal(state: EngineState | None) -> ErrorCode | None:
+    """Why a WebSocket handshake carrying the sid of a session in ``state``
+    (None: no such session) is refused; None accepts it as an upgrade probe.
+
+    Only a session on long-polling can be upgraded: one that is already
+    probing, upgraded, opening or closing refuses a second WebSocket.
+    """
+    if state is None or state is EngineState.CLOSED:
+        return ErrorCode.UNKNOWN_SID
+    if state is EngineState.POLLING:
+        return None
+    return ErrorCode.BAD_REQUEST
+
+
+def polling_refusal(state: EngineState | None, transport: str) -> ErrorCode | None:
+    """Why a polling request (GET or POST) with the sid of a session in
+    ``state`` whose current transport is ``transport`` is refused; None serves it.
+
+    After an upgrade polling requests are refused and the session goes on; a
+    polling session that is closing still answers its last poll (the close
+    packet).
+    """
+    if state is None or state is EngineState.CLOSED:
+        return ErrorCode.UNKNOWN_SID
+    if transport != "polling" or state is EngineState.OPENING:
+        return ErrorCode.BAD_REQUEST
+    return None
+
+
+class CloseKind(Enum):
+    """Who ended a session, which decides what a polling client sees of it."""
+
+    #: The server's decision (shutdown, slow consumer, connect timeout...): a
+    #: polling client gets the close packet from its next poll, and the sid is
+    #: known until then.
+    SERVER = "server"
+    #: A timeout or an error (no pong, a malformed packet, an overlapping poll):
+    #: the sid is forgotten at once; a poll already waiting gets the close packet.
+    ERROR = "error"
+    #: The client's own close packet: the sid is forgotten at once; a poll
+    #: already waiting is ended with a noop.
+    CLIENT = "client"
+
+
+def waiting_poll_answer(kind: CloseKind) -> bytes:
+    """What a poll waiting when the session closes is answered."""
+    return b"6" if kind is CloseKind.CLIENT else b"1"
+
+
+def forgotten_at_once(kind: CloseKind) -> bool:
+    """Whether the sid is unknown right after the close (else after the close
+    packet has been polled)."""
+    return kind is not CloseKind.SERVER
 
 
 @attrs.frozen

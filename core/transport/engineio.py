@@ -24,12 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 from quart import Blueprint, Response, request
+from werkzeug.exceptions import MethodNotAllowed
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
+from ..http import error_response
 from ..profiles import Profile, ProfiledCodec
 from ..protocol import engineio as eio
 from ..protocol import socketio as sio
@@ -97,7 +99,9 @@ class NamespaceTransport:
 
     def close(self, code: CloseCode, reason: str) -> None:
         if code in (CloseCode.GOING_AWAY, CloseCode.SLOW_CONSUMER, CloseCode.HEARTBEAT_TIMEOUT):
-            self.engine.close(_REASONS.get(code, reason), code)
+            self.engine.close(_REASONS.get(code, reason), code,
+                              kind=eio.CloseKind.ERROR if code == CloseCode.HEARTBEAT_TIMEOUT
+                              else eio.CloseKind.SERVER)
         else:
             self.engine.disconnect_namespace(self.namespace, _REASONS.get(code, reason))
 
@@ -115,25 +119,28 @@ _REASONS = {
 
 
 class EngineSocket:
-    def __init__(self, server: EngineIOServer, sid: str, *, token: str | None,
-                 websocket: bool) -> None:
+    def __init__(self, server: EngineIOServer, sid: str, *, token: str | None) -> None:
         self.server = server
         self.app = server.app
         self.sid = sid
         #: Token from the handshake (Authorization header or ``token`` query).
         self.handshake_token = token
+        #: Where the session stands; see :class:`~..protocol.engineio.EngineState`.
+        self.state = eio.EngineState.OPENING
+        #: The WebSocket of the session, once it is on one (from the start or upgraded).
         self.channel: WsChannel | None = None
-        self._started_on_websocket = websocket
+        #: A WebSocket probing an upgrade (state ``UPGRADING``).
+        self._probe: WsChannel | None = None
         self._records: list[bytes] = []
         self._records_size = 0
-        #: Polling only: the waiting GET, and the poll that took the close packet.
+        #: Polling only: where the GET waiting for packets parks.
         self._poll_lot: trio.lowlevel.ParkingLot | None = None
-        self._close_polled: trio.Event | None = None if websocket else trio.Event()
-        self.polling = False
+        #: Set when the state reaches CLOSING, then CLOSED.
+        self._closing = trio.Event()
+        self._gone = trio.Event()
         self.sessions: dict[str, Session] = {}
         self.pids: dict[str, str] = {}
         self.decoder = sio.Decoder()
-        self.closed = trio.Event()
         self.close_reason = "transport_close"
         self._pong = trio.Event()
         self._wake: trio.CancelScope | None = None
@@ -146,14 +153,60 @@ class EngineSocket:
         self._answers: OrderedAnswers | None = None
 
     @property
-    def on_websocket(self) -> bool:
-        return self.channel is not None
+    def transport_name(self) -> str:
+        """The transport packets go out on now: ``polling`` or ``websocket``."""
+        return "polling" if self.channel is None else "websocket"
+
+    @property
+    def ending(self) -> bool:
+        """Closing or closed: nothing more is sent or handled."""
+        return self.state in (eio.EngineState.CLOSING, eio.EngineState.CLOSED)
+
+    @property
+    def poll_waiting(self) -> bool:
+        """A polling GET is waiting for packets."""
+        return self._poll_lot is not None and len(self._poll_lot) > 0
+
+    def _advance(self, event: eio.EngineEvent) -> bool:
+        """Move to the state after ``event``; False (and no change) when it cannot
+        happen now."""
+        state = eio.next_state(self.state, event)
+        if state is None:
+            return False
+        self.state = state
+        if state is eio.EngineState.CLOSING:
+            self._closing.set()
+        elif state is eio.EngineState.CLOSED:
+            self._closing.set()
+            self._gone.set()
+        return True
+
+    def opened(self) -> None:
+        """The open packet is out, on the session's first transport."""
+        self._advance(eio.EngineEvent.OPENED_POLLING if self.channel is None
+                      else eio.EngineEvent.OPENED_WEBSOCKET)
+
+    def begin_upgrade(self) -> None:
+        """A WebSocket with this sid is being accepted to probe an upgrade."""
+        self._advance(eio.EngineEvent.PROBE_STARTED)
+
+    def end_upgrade(self) -> None:
+        """The probing WebSocket is gone before it upgraded the session."""
+        self._probe = None
+        self._advance(eio.EngineEvent.PROBE_ENDED)
+
+    def _forget(self) -> None:
+        """Make the sid unknown (state CLOSED)."""
+        if self._advance(eio.EngineEvent.GONE):
+            if self.server.engines.get(self.sid) is self:
+                del self.server.engines[self.sid]
+            self.server.on_closed()
 
     # -- outgoing ----------------------------------------------------------
 
     def put_frame(self, frame: bytes) -> None:
         """Queue bytes already encoded for the current transport."""
-        if self.closed.is_set():
+        if self.ending:
             return
         if self.channel is not None:
             if not self.channel.send(frame):
@@ -186,20 +239,18 @@ class EngineSocket:
 
     async def poll(self) -> bytes:
         """Answer one polling GET: wait for packets and return them as a payload."""
-        self.polling = True
-        try:
-            while not self._records and not self.closed.is_set() and self.channel is None:
-                if self._poll_lot is None:
-                    self._poll_lot = trio.lowlevel.ParkingLot()
-                await self._poll_lot.park()
-            if not self._records:
-                return b"6" if self.channel is not None else b"1"
-            records, self._records, self._records_size = self._records, [], 0
-            return eio.encode_payload(records)
-        finally:
-            self.polling = False
-            if self.closed.is_set() and self._close_polled is not None:
-                self._close_polled.set()
+        while not self._records and self.state in (eio.EngineState.POLLING,
+                                                   eio.EngineState.UPGRADING):
+            if self._poll_lot is None:
+                self._poll_lot = trio.lowlevel.ParkingLot()
+            await self._poll_lot.park()
+        if not self._records:
+            # upgraded while waiting (the probe's noop was taken by another poll)
+            return b"6" if self.state is eio.EngineState.WEBSOCKET else b"1"
+        records, self._records, self._records_size = self._records, [], 0
+        if self.state is eio.EngineState.CLOSING:
+            self._forget()  # this poll carries the close packet: the sid is done
+        return eio.encode_payload(records)
 
     async def receive_payload(self, body: str) -> None:
         for packet in eio.decode_payload(body):
@@ -208,13 +259,15 @@ class EngineSocket:
     # -- incoming ----------------------------------------------------------
 
     async def on_packet(self, packet: eio.Packet) -> None:
+        if self.ending:
+            return  # (a POST read while the session closed)
         kind = packet.type
         if kind == eio.PacketType.MESSAGE:
             await self._on_message(packet.data)
         elif kind == eio.PacketType.PONG:
             self._pong.set()
         elif kind == eio.PacketType.CLOSE:
-            self.close("transport_close")
+            self.close("transport_close", kind=eio.CloseKind.CLIENT)
         elif kind in (eio.PacketType.NOOP, eio.PacketType.PING, eio.PacketType.UPGRADE):
             pass
         else:
@@ -285,7 +338,7 @@ class EngineSocket:
     def _protocol_error(self, message: str) -> None:
         self.app.metrics.client_errors.labels("parse_error").inc()
         log.warning("%s: malformed Socket.IO packet: %s", self.sid, message)
-        self.close("parse_error", CloseCode.PROTOCOL_ERROR)
+        self.close("parse_error", CloseCode.PROTOCOL_ERROR, kind=eio.CloseKind.ERROR)
 
     async def _event(self, session: Session, packet: sio.Packet) -> None:
         name, *args = packet.data
@@ -318,6 +371,8 @@ class EngineSocket:
 
     async def _connect(self, packet: sio.Packet) -> None:
         namespace = packet.namespace
+        if self.ending:
+            return  # no session may outlive its engine
         if namespace not in self.server.namespaces:
             self.send_sio(sio.Packet(sio.PacketType.CONNECT_ERROR, namespace,
                                      {"message": "Invalid namespace"}))
@@ -397,19 +452,25 @@ class EngineSocket:
 
     # -- lifetime ----------------------------------------------------------
 
-    def close(self, reason: str, code: int = 1000, *, drop_queued: bool = False) -> None:
-        if self.closed.is_set():
+    def close(self, reason: str, code: int = 1000, *, drop_queued: bool = False,
+              kind: eio.CloseKind = eio.CloseKind.SERVER) -> None:
+        """Close the session (``kind`` says who ended it: see
+        :class:`~..protocol.engineio.CloseKind`)."""
+        if not self._advance(eio.EngineEvent.CLOSE):
             return
         self.close_reason = reason
+        if self._probe is not None:  # an upgrade under way ends with the session
+            self._probe.close(1000)
         if self.channel is not None:
             self.channel.close(code, reason.replace("_", " "), drop_queued=drop_queued)
-        else:
-            if drop_queued:
-                self._records, self._records_size = [], 0
-            self._records.append(b"1")
-        self.closed.set()
+            return
+        if drop_queued or kind is not eio.CloseKind.SERVER:
+            self._records, self._records_size = [], 0
+        self._records.append(eio.waiting_poll_answer(kind))
         if self._poll_lot is not None:
             self._poll_lot.unpark_all()
+        if eio.forgotten_at_once(kind):
+            self._forget()
 
     async def run(self, channel: WsChannel | None = None, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -422,7 +483,7 @@ class EngineSocket:
                 if channel is not None:
                     nursery.start_soon(partial(self.serve_channel, channel, upgrade=False))
                 task_status.started()
-                await self.closed.wait()
+                await self._closing.wait()
                 if channel is not None:
                     await channel.peer_closed.wait()  # let the close frame out
                 nursery.cancel_scope.cancel()
@@ -435,14 +496,13 @@ class EngineSocket:
                     await self.app.close_session(session, self.close_reason)
                 self.sessions.clear()
             try:
-                if self.channel is None and self._records and self._close_polled is not None:
+                if self.channel is None and self.state is eio.EngineState.CLOSING:
                     # A polling client learns of the close from its next poll: keep
                     # the sid known until then (the poll may be on its way).
                     with trio.move_on_after(CLOSE_POLL_GRACE):
-                        await self._close_polled.wait()
+                        await self._gone.wait()
             finally:
-                self.server.engines.pop(self.sid, None)
-                self.server.on_closed()
+                self._forget()
 
     def _save_for_recovery(self, namespace: str, session: Session) -> None:
         recovery = self.server.recovery
@@ -482,7 +542,8 @@ class EngineSocket:
                     next_ping = now + interval
                 elif now >= pong_deadline:
                     log.info("%s: ping timeout", self.sid)
-                    self.close("heartbeat_timeout", CloseCode.HEARTBEAT_TIMEOUT)
+                    self.close("heartbeat_timeout", CloseCode.HEARTBEAT_TIMEOUT,
+                               kind=eio.CloseKind.ERROR)
                     return
             elif now >= next_ping:
                 self._pong = trio.Event()
@@ -496,33 +557,35 @@ class EngineSocket:
     # -- websocket ---------------------------------------------------------
 
     async def serve_channel(self, channel: WsChannel, *, upgrade: bool) -> None:
-        """Run a WebSocket for this session: the upgrade dance, then packets."""
+        """Run a WebSocket for this session: with ``upgrade`` (the session is
+        UPGRADING), the probe and the upgrade first; then its packets."""
+        if upgrade:
+            self._probe = channel
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write, channel, nursery.cancel_scope)
-            upgraded = not upgrade
             try:
                 async with aclosing(channel.messages()) as messages:
                     async for message in messages:
-                        if not await self._on_ws_message(channel, message, upgraded):
+                        if not await self._on_ws_message(channel, message):
                             break
-                        upgraded = upgraded or self.channel is channel
             except MessageTooBig as exc:
                 log.info("%s: %s", self.sid, exc)
                 channel.end_reason = "message_too_big"
-                if upgraded:
+                if self.channel is channel:
                     self.close("message_too_big", CloseCode.MESSAGE_TOO_BIG)
                 else:
                     channel.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
             finally:
-                if upgraded:
-                    if not self.closed.is_set():
+                if self.channel is channel:
+                    if not self.ending:
                         reason = channel.end_reason or "transport_close"
                         self.close("transport_close" if reason == "client" else reason)
                 else:
+                    if self._probe is channel:  # the probe went away: polling goes on
+                        self.end_upgrade()
                     channel.close(1000)
 
-    async def _on_ws_message(self, channel: WsChannel, message: str | bytes,
-                             upgraded: bool) -> bool:
+    async def _on_ws_message(self, channel: WsChannel, message: str | bytes) -> bool:
         """Handle one WebSocket message; False to stop reading."""
         if isinstance(message, bytes):
             packet = eio.Packet(eio.PacketType.MESSAGE, message)
@@ -532,7 +595,7 @@ class EngineSocket:
             except eio.EngineIOError as exc:
                 self._protocol_error(str(exc))
                 return False
-        if not upgraded:
+        if self.channel is not channel:
             self._upgrade_step(channel, packet)
             return True
         try:
@@ -540,13 +603,15 @@ class EngineSocket:
         except eio.EngineIOError as exc:
             self._protocol_error(str(exc))
             return False
-        return not self.closed.is_set()
+        return not self.ending
 
     async def _write(self, channel: WsChannel, scope: trio.CancelScope) -> None:
         await channel.writer()
         scope.cancel()
 
     def _upgrade_step(self, channel: WsChannel, packet: eio.Packet) -> None:
+        if self.state is not eio.EngineState.UPGRADING or self._probe is not channel:
+            return  # closed meanwhile: the probe's close frame is on its way
         if packet.type == eio.PacketType.PING and packet.data == "probe":
             channel.send_text("3probe")
             self.put_frame(b"6")  # ends the pending poll so the client can pause polling
@@ -564,6 +629,8 @@ class EngineSocket:
                 channel.send(text_frame(record))
         self._records, self._records_size = [], 0
         self.channel = channel
+        self._probe = None
+        self._advance(eio.EngineEvent.UPGRADED)
         for namespace, session in self.sessions.items():
             session.codec = self._codec(namespace)
         if self._poll_lot is not None:
@@ -601,9 +668,9 @@ class EngineIOServer:
         return eio.open_packet(sid, upgrades=upgrades, ping_interval=hb.interval,
                                ping_timeout=hb.timeout, max_payload=self.config.max_payload)
 
-    def _new_engine(self, token: str | None, *, websocket: bool) -> EngineSocket:
+    def _new_engine(self, token: str | None) -> EngineSocket:
         sid = secrets.token_urlsafe(15)
-        engine = EngineSocket(self, sid, token=token, websocket=websocket)
+        engine = EngineSocket(self, sid, token=token)
         self.engines[sid] = engine
         return engine
 
@@ -627,8 +694,8 @@ class EngineIOServer:
         error = _check_query(query, "websocket")
         sid = query.get("sid", [None])[0]
         engine = self.engines.get(sid) if sid else None
-        if error is None and sid and (engine is None or engine.on_websocket):
-            error = eio.ErrorCode.UNKNOWN_SID if engine is None else eio.ErrorCode.BAD_REQUEST
+        if error is None and sid:
+            error = eio.websocket_refusal(engine.state if engine is not None else None)
         allowed = self.app.config.server.allowed_origins
         origin = dict(req.extra_headers).get(b"origin")
         if error is None and allowed and origin is not None \
@@ -639,7 +706,12 @@ class EngineIOServer:
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
             await send_quietly(stream, reject_bytes(ws, status, body))
             return
+        if engine is not None:
+            # from here a second WebSocket for this sid is refused
+            engine.begin_upgrade()
         if not await send_quietly(stream, ws.send(AcceptConnection())):
+            if engine is not None:
+                engine.end_upgrade()
             return
         assert ws.connection is not None  # keep only the frame-level state
         channel = WsChannel(stream, ws.connection,
@@ -653,9 +725,10 @@ class EngineIOServer:
             if engine is not None:
                 await engine.serve_channel(channel, upgrade=True)
                 return
-            engine = self._new_engine(token, websocket=True)
+            engine = self._new_engine(token)
             engine.channel = channel
             channel.send_text(self._open_packet(engine.sid, []))
+            engine.opened()
             await engine.run(channel)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -667,7 +740,16 @@ class EngineIOServer:
         bp = Blueprint("engineio", __name__)
         bp.add_url_rule(self.config.path, "engineio", self._polling,
                         methods=["GET", "POST", "OPTIONS"])
+        bp.app_errorhandler(MethodNotAllowed)(self._method_not_allowed)
         return bp
+
+    async def _method_not_allowed(self, exc: MethodNotAllowed) -> Response:
+        """Other methods on the Engine.IO path get its JSON error, with 400 (the
+        reference server's answer), not the router's 405."""
+        if request.path != self.config.path:
+            return error_response(405, "method_not_allowed",
+                                  exc.description or "method_not_allowed")
+        return await self._polling()
 
     def _cors(self, response: Response) -> Response:
         origin = request.headers.get("Origin")
@@ -703,30 +785,38 @@ class EngineIOServer:
             token = bearer_token([(k.lower().encode(), v.encode())
                                   for k, v in request.headers.items()],
                                  request.full_path)
-            engine = self._new_engine(token, websocket=False)
+            engine = self._new_engine(token)
             self._spawn(engine.run)
-            return self._text(self._open_packet(engine.sid, ["websocket"]).encode())
+            opening = self._text(self._open_packet(engine.sid, ["websocket"]).encode())
+            engine.opened()
+            return opening
         found = self.engines.get(sid)
-        if found is None:
-            return self._error(eio.ErrorCode.UNKNOWN_SID)
+        error = eio.polling_refusal(found.state if found is not None else None,
+                                    found.transport_name if found is not None else "polling")
+        if error is not None:
+            return self._error(error)
+        assert found is not None
         if request.method == "GET":
-            if found.polling or found.on_websocket:
-                found.close("transport_error")
+            if found.poll_waiting:
+                # two polls at once: the client is broken (the waiting one gets the close)
+                found.close("transport_error", kind=eio.CloseKind.ERROR)
                 return self._error(eio.ErrorCode.BAD_REQUEST)
             return self._text(await found.poll())
-        return await self._post(found)
+        if request.method == "POST":
+            return await self._post(found)
+        return self._error(eio.ErrorCode.BAD_REQUEST)
 
     async def _post(self, engine: EngineSocket) -> Response:
         length = request.content_length
         if length is not None and length > self.config.max_payload:
-            engine.close("message_too_big")
+            engine.close("message_too_big", kind=eio.CloseKind.ERROR)
             return self._cors(Response('{"code":3,"message":"Payload too large"}', status=413,
                                        content_type="application/json"))
         body = await request.get_data(as_text=False)
         if isinstance(body, str):
             body = body.encode()
         if len(body) > self.config.max_payload:
-            engine.close("message_too_big")
+            engine.close("message_too_big", kind=eio.CloseKind.ERROR)
             return self._cors(Response('{"code":3,"message":"Payload too large"}', status=413,
                                        content_type="application/json"))
         try:

@@ -1,0 +1,295 @@
+"""The Engine.IO server over raw HTTP long-polling and WebSocket requests, as the
+engine.io-protocol test suite sends them, on the mock clock (in-memory
+transports): handshake errors, heartbeat, close, upgrade."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from socketio_fixtures import EchoPlugin, EnginePolling, MemoryWebSocket, socketio_config
+from switchboard.core.config import Config
+from switchboard.core.protocol.engineio import EngineState
+from switchboard.testing import HandshakeRejected, Harness
+
+INTERVAL = 10.0
+PING_TIMEOUT = 5.0
+#: Mock-clock bound for a step that should happen at once.
+SOON = 1.0
+
+
+@pytest.fixture
+def switchboard_config() -> Config:
+    return socketio_config({"heartbeat": {"interval": INTERVAL, "timeout": PING_TIMEOUT}})
+
+
+@pytest.fixture
+def switchboard_plugins() -> Mapping[str, object]:
+    return {"echo": EchoPlugin}
+
+
+@pytest.fixture
+def polling(switchboard: Harness) -> EnginePolling:
+    return EnginePolling(switchboard)
+
+
+def error(code: int) -> dict[str, Any]:
+    messages = {1: "Session ID unknown", 2: "Bad handshake method", 3: "Bad request"}
+    return {"code": code, "message": messages[code]}
+
+
+def refused(answer: tuple[int, str], code: int) -> bool:
+    status, body = answer
+    return status == 400 and json.loads(body) == error(code)
+
+
+def ws_target(sid: str | None = None) -> str:
+    return "/socket.io/?EIO=4&transport=websocket" + (f"&sid={sid}" if sid else "")
+
+
+async def connected_session(switchboard: Harness, polling: EnginePolling) -> str:
+    """A polling session with the default namespace connected; its sid."""
+    sid = await polling.handshake(switchboard.token("alice", "acme"))
+    assert await polling.post(sid, "40") == (200, "ok")
+    status, body = await polling.get(sid)
+    assert status == 200 and body.startswith("40{")
+    return sid
+
+
+async def probe(switchboard: Harness, sid: str) -> MemoryWebSocket:
+    """A WebSocket for ``sid`` that has probed (``2probe``, ``3probe``), not upgraded."""
+    ws = await MemoryWebSocket.connect(switchboard, ws_target(sid))
+    await ws.send("2probe")
+    assert await ws.receive() == "3probe"
+    return ws
+
+
+def state(switchboard: Harness, sid: str) -> EngineState | None:
+    assert switchboard.server.engineio is not None
+    found = switchboard.server.engineio.engines.get(sid)
+    return found.state if found is not None else None
+
+
+# -- handshake ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_handshake_with_a_method_other_than_get_is_a_400_bad_handshake_method(
+        polling: EnginePolling, method: str) -> None:
+    assert refused(await polling.request(method), 2)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+async def test_request_of_a_session_with_an_unsupported_method_is_a_400_bad_request(
+        switchboard: Harness, polling: EnginePolling, method: str) -> None:
+    sid = await polling.handshake(switchboard.token("alice", "acme"))
+    assert refused(await polling.request(method, sid), 3)
+    # the session goes on
+    assert await polling.post(sid, "40") == (200, "ok")
+    assert (await polling.get(sid))[1].startswith("40{")
+
+
+async def test_other_paths_still_answer_405(switchboard: Harness) -> None:
+    response = await switchboard.http().put("/health")
+    assert response.status_code == 405
+
+
+async def test_polling_handshake_puts_the_session_on_polling(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await polling.handshake()
+    assert state(switchboard, sid) is EngineState.POLLING
+
+
+# -- heartbeat ---------------------------------------------------------------------
+
+
+async def test_poll_after_a_ping_timeout_is_refused_as_an_unknown_session(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    assert await polling.get(sid) == (200, "2")  # the ping, left unanswered
+    await trio.sleep(PING_TIMEOUT + 0.1)
+    assert refused(await polling.get(sid), 1)
+    assert refused(await polling.post(sid, "3"), 1)
+    assert not switchboard.server.hub.sessions
+
+
+async def test_poll_waiting_at_the_ping_timeout_gets_the_close_packet(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    assert await polling.get(sid) == (200, "2")
+    pinged = trio.current_time()
+    assert await polling.get(sid) == (200, "1")
+    assert trio.current_time() - pinged == pytest.approx(PING_TIMEOUT, abs=0.01)
+    assert refused(await polling.get(sid), 1)
+
+
+async def test_polling_client_answering_pings_stays_open(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    for _ in range(5):
+        assert await polling.get(sid) == (200, "2")
+        assert await polling.post(sid, "3") == (200, "ok")
+    assert state(switchboard, sid) is EngineState.POLLING
+    assert len(switchboard.server.hub.sessions) == 1
+
+
+# -- close -------------------------------------------------------------------------
+
+
+async def test_client_close_ends_the_waiting_poll_with_a_noop_and_the_session_at_once(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    answers: dict[str, tuple[int, str]] = {}
+
+    async def poll() -> None:
+        answers["poll"] = await polling.get(sid)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()  # the poll waits
+        assert await polling.post(sid, "1") == (200, "ok")
+    assert answers["poll"] == (200, "6")
+    assert refused(await polling.get(sid), 1)
+    assert not switchboard.server.hub.sessions
+
+
+async def test_malformed_post_closes_the_session_at_once(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    assert refused(await polling.post(sid, "abc"), 3)
+    assert refused(await polling.get(sid), 1)
+
+
+async def test_overlapping_polls_close_the_session(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await polling.handshake()
+    answers: dict[str, tuple[int, str]] = {}
+
+    async def poll() -> None:
+        answers["first"] = await polling.get(sid)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        answers["second"] = await polling.get(sid)
+    assert answers["first"] == (200, "1")
+    assert refused(answers["second"], 3)
+    assert refused(await polling.get(sid), 1)
+
+
+async def test_server_close_reaches_a_polling_client_on_its_next_poll(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    assert switchboard.server.engineio is not None
+    switchboard.server.engineio.engines[sid].close("transport_close")
+    assert await polling.get(sid) == (200, "1")
+    assert refused(await polling.get(sid), 1)
+
+
+# -- upgrade -----------------------------------------------------------------------
+
+
+async def test_upgrade_ends_the_waiting_poll_with_a_noop_then_runs_on_the_websocket(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    answers: dict[str, tuple[int, str]] = {}
+
+    async def poll() -> None:
+        answers["poll"] = await polling.get(sid)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        ws = await probe(switchboard, sid)
+        assert state(switchboard, sid) is EngineState.UPGRADING
+    assert answers["poll"] == (200, "6")
+    await ws.send("5")
+    await ws.send('421["echo",1]')
+    assert await ws.receive() == "431[1]"
+    assert state(switchboard, sid) is EngineState.WEBSOCKET
+
+
+async def test_polling_request_after_the_upgrade_is_refused_and_the_session_goes_on(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    ws = await probe(switchboard, sid)
+    await ws.send("5")
+    await ws.send('421["echo",1]')
+    assert await ws.receive() == "431[1]"
+    assert refused(await polling.get(sid), 3)
+    assert refused(await polling.post(sid, '422["echo",2]'), 3)
+    await ws.send('423["echo",3]')
+    assert await ws.receive() == "433[3]"
+
+
+async def test_second_websocket_while_an_upgrade_is_probing_is_refused_with_400(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    first = await probe(switchboard, sid)
+    with pytest.raises(HandshakeRejected) as info:
+        await MemoryWebSocket.connect(switchboard, ws_target(sid))
+    assert (info.value.status, info.value.body) == (400, error(3))
+    # the first probe still completes the upgrade
+    await first.send("5")
+    await first.send('421["echo",1]')
+    assert await first.receive() == "431[1]"
+
+
+async def test_second_websocket_before_the_first_has_probed_is_refused_too(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await polling.handshake()
+    first = await MemoryWebSocket.connect(switchboard, ws_target(sid))
+    with pytest.raises(HandshakeRejected) as info:
+        await MemoryWebSocket.connect(switchboard, ws_target(sid))
+    assert info.value.status == 400
+    await first.send("2probe")
+    assert await first.receive() == "3probe"
+
+
+async def test_second_websocket_after_the_upgrade_is_refused_with_400(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    first = await probe(switchboard, sid)
+    await first.send("5")
+    with pytest.raises(HandshakeRejected) as info:
+        await MemoryWebSocket.connect(switchboard, ws_target(sid))
+    assert (info.value.status, info.value.body) == (400, error(3))
+    await first.send('421["echo",1]')
+    assert await first.receive() == "431[1]"
+
+
+async def test_websocket_for_an_unknown_sid_is_refused_with_400(switchboard: Harness) -> None:
+    with pytest.raises(HandshakeRejected) as info:
+        await MemoryWebSocket.connect(switchboard, ws_target("nope"))
+    assert (info.value.status, info.value.body) == (400, error(1))
+
+
+async def test_probe_that_goes_away_leaves_the_session_on_polling_and_upgradable(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    gone = await probe(switchboard, sid)
+    await gone.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    assert state(switchboard, sid) is EngineState.POLLING
+    assert await polling.post(sid, '421["echo",1]') == (200, "ok")
+    status, body = await polling.get(sid)
+    # (the noop that answered the probe may still be queued: clients skip noops)
+    assert status == 200 and [p for p in body.split("\x1e") if p != "6"] == ["431[1]"]
+    second = await probe(switchboard, sid)
+    await second.send("5")
+    await second.send('422["echo",2]')
+    assert await second.receive() == "432[2]"
+
+
+async def test_session_closing_during_an_upgrade_closes_the_probe(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await connected_session(switchboard, polling)
+    ws = await probe(switchboard, sid)
+    with trio.fail_after(INTERVAL + PING_TIMEOUT + SOON):
+        # nobody answers the ping on polling: the ping timeout closes the session
+        assert await ws.closed() == 1000
+    assert refused(await polling.get(sid), 1)
