@@ -156,6 +156,10 @@ class SocketIOConfig:
     namespaces: list[str] = attrs.Factory(lambda: ["/"])
     #: Largest Engine.IO message or polling request body, in bytes.
     max_payload: int = 1_000_000
+    #: Seconds an Engine.IO session may stay open without a connected
+    #: namespace (as the reference server's ``connectTimeout``): at that time,
+    #: one with no namespace connected is closed.
+    connect_timeout: float = 45.0
     #: Origins allowed to use the polling transport from a browser (CORS);
     #: ``["*"]`` allows any. Empty sends no CORS headers.
     cors_origins: list[str] = attrs.Factory(list)
@@ -255,6 +259,8 @@ def _validate(config: Config) -> None:
     for setting in ("keep_alive_timeout", "body_timeout", "max_body", "max_emit_items"):
         if getattr(config.http, setting) <= 0:
             raise ConfigError(f"http.{setting}", "must be positive")
+    if config.socketio.connect_timeout <= 0:
+        raise ConfigError("socketio.connect_timeout", "must be positive")
     if config.heartbeat.interval <= 0:
         raise ConfigError("heartbeat.interval", "must be positive")
     if config.heartbeat.timeout <= 0:

@@ -180,6 +180,12 @@ def test_port_out_of_range_is_refused(tmp_path: Path) -> None:
     assert error_of(tmp_path, "[server]\nport = 70000\n").key == "server.port"
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_connect_timeout_must_be_positive(tmp_path: Path, value: str) -> None:
+    err = error_of(tmp_path, f"[socketio]\nconnect_timeout = {value}\n")
+    assert (err.key, err.message) == ("socketio.connect_timeout", "must be positive")
+
+
 def test_file_that_is_not_toml_is_an_error(tmp_path: Path) -> None:
     err = error_of(tmp_path, "this is not toml\n")
     assert "not valid TOML" in str(err)

@@ -11,13 +11,20 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from socketio_fixtures import EchoPlugin, EnginePolling, MemoryWebSocket, socketio_config
+from socketio_fixtures import (
+    EchoPlugin,
+    EnginePolling,
+    MemoryWebSocket,
+    WebSocketClosed,
+    socketio_config,
+)
 from switchboard.core.config import Config
 from switchboard.core.protocol.engineio import EngineState
 from switchboard.testing import HandshakeRejected, Harness
 
 INTERVAL = 10.0
 PING_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 45.0  # the default
 #: Mock-clock bound for a step that should happen at once.
 SOON = 1.0
 
@@ -293,3 +300,86 @@ async def test_session_closing_during_an_upgrade_closes_the_probe(
         # nobody answers the ping on polling: the ping timeout closes the session
         assert await ws.closed() == 1000
     assert refused(await polling.get(sid), 1)
+
+
+# -- connect timeout ---------------------------------------------------------------
+
+
+async def answer_pings_on_polling(polling: EnginePolling, sid: str) -> tuple[int, str]:
+    """Poll and answer every ping until a poll brings something else; that poll."""
+    while True:
+        answer = await polling.get(sid)
+        if answer != (200, "2"):
+            return answer
+        assert await polling.post(sid, "3") == (200, "ok")
+
+
+async def answer_pings_on_websocket(ws: MemoryWebSocket) -> int | None:
+    """Answer every ping until the server closes; its close code."""
+    try:
+        while True:
+            if await ws.receive() == "2":
+                await ws.send("3")
+    except WebSocketClosed as exc:
+        return exc.code
+
+
+async def test_polling_session_without_a_namespace_is_closed_at_the_connect_timeout(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    opened = trio.current_time()
+    sid = await polling.handshake(switchboard.token("alice", "acme"))
+    with trio.fail_after(CONNECT_TIMEOUT + SOON):
+        assert await answer_pings_on_polling(polling, sid) == (200, "1")
+    assert trio.current_time() - opened == pytest.approx(CONNECT_TIMEOUT, abs=0.01)
+    assert refused(await polling.get(sid), 1)
+    metrics = (await (await switchboard.http().get("/metrics")).get_data()).decode()
+    assert 'switchboard_handshake_rejects_total{reason="connect_timeout"} 1.0' in metrics
+
+
+async def test_websocket_session_without_a_namespace_is_closed_at_the_connect_timeout(
+        switchboard: Harness) -> None:
+    opened = trio.current_time()
+    ws = await MemoryWebSocket.connect(switchboard, ws_target())
+    assert (await ws.receive()).startswith("0{")
+    with trio.fail_after(CONNECT_TIMEOUT + SOON):
+        assert await answer_pings_on_websocket(ws) == 1000
+    assert trio.current_time() - opened == pytest.approx(CONNECT_TIMEOUT, abs=0.01)
+    await trio.testing.wait_all_tasks_blocked()
+    assert switchboard.server.engineio is not None
+    assert not switchboard.server.engineio.engines
+
+
+async def test_refused_connect_does_not_hold_the_session_open(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    sid = await polling.handshake()
+    bad = switchboard.token("alice", "acme", secret="not-the-server-secret-0123456789ab")
+    assert await polling.post(sid, f'40{{"token":"{bad}"}}') == (200, "ok")
+    status, body = await polling.get(sid)
+    assert status == 200 and body.startswith('44{"message":"Unauthorized"')
+    with trio.fail_after(CONNECT_TIMEOUT + SOON):
+        assert await answer_pings_on_polling(polling, sid) == (200, "1")
+
+
+async def test_session_with_a_connected_namespace_outlives_the_connect_timeout(
+        switchboard: Harness) -> None:
+    token = switchboard.token("alice", "acme")
+    ws = await MemoryWebSocket.connect(switchboard, ws_target())
+    assert (await ws.receive()).startswith("0{")
+    await ws.send(f'40{{"token":"{token}"}}')
+    assert str(await ws.receive()).startswith("40{")
+    with trio.move_on_after(3 * CONNECT_TIMEOUT):
+        await answer_pings_on_websocket(ws)
+    assert ws.close_code is None
+    await ws.send('421["echo","still here"]')
+    assert await ws.receive_until('431["still here"]')
+
+
+@pytest.mark.parametrize("switchboard_config", [
+    socketio_config({"socketio": {"connect_timeout": 5}})], ids=["5s"])
+async def test_connect_timeout_is_configurable(
+        switchboard: Harness, polling: EnginePolling) -> None:
+    opened = trio.current_time()
+    sid = await polling.handshake()
+    with trio.fail_after(5 + SOON):
+        assert await polling.get(sid) == (200, "1")
+    assert trio.current_time() - opened == pytest.approx(5, abs=0.01)

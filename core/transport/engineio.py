@@ -516,15 +516,18 @@ class EngineSocket:
                                         trio.current_time()))
 
     async def _heartbeat(self) -> None:
-        """Ping every interval, expect the pong within the timeout; expire tokens."""
+        """Ping every interval, expect the pong within the timeout; expire tokens;
+        close the session if no namespace is connected at the connect timeout."""
         interval = self.app.config.heartbeat.interval
         timeout = self.app.config.heartbeat.timeout
         next_ping = trio.current_time() + interval
+        connect_by = trio.current_time() + self.server.config.connect_timeout
         pong_deadline: float | None = None
         while True:
             expiry = min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
                          default=float("inf"))
-            deadline = min(next_ping if pong_deadline is None else pong_deadline, expiry)
+            deadline = min(next_ping if pong_deadline is None else pong_deadline, expiry,
+                           connect_by)
             with trio.CancelScope(deadline=deadline) as wake:
                 self._wake = wake
                 if pong_deadline is None:
@@ -532,6 +535,14 @@ class EngineSocket:
                 else:
                     await self._pong.wait()
             now = trio.current_time()
+            if now >= connect_by:
+                connect_by = float("inf")
+                if not self.sessions:
+                    log.info("%s: no namespace connected within %ss: closed", self.sid,
+                             self.server.config.connect_timeout)
+                    self.app.metrics.handshake_rejects.labels("connect_timeout").inc()
+                    self.close("connect_timeout")
+                    return
             for namespace, session in list(self.sessions.items()):
                 if now >= self.app.expiry_deadline(session.identity):
                     log.info("%s: token of session %s expired", self.sid, session.id)
