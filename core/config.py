@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .origins import entry_problem
 from .structure import first_error, make_converter
 
 ENV_PREFIX = "SWITCHBOARD_"
@@ -50,8 +51,12 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     #: On SIGINT/SIGTERM: time allowed to flush queues and close sockets.
     drain_timeout: float = 5.0
-    #: Origins allowed for browser WebSocket handshakes; empty allows any.
-    allowed_origins: list[str] = attrs.Factory(list)
+    #: Browser origins allowed to connect, on every transport (plain WebSocket,
+    #: Socket.IO WebSocket and long-polling, whose CORS headers follow it):
+    #: exact origins or glob patterns (``https://*.example.com``); ``*`` allows
+    #: any. A request without an ``Origin`` header (not a browser) is always
+    #: allowed, so an empty list allows no browser and every other client.
+    allowed_origins: list[str] = attrs.Factory(lambda: ["*"])
     #: Seconds a connection's writer waits after its first queued frame for
     #: more, so that events arriving one by one share a write (0: write at once).
     write_linger: float = 0.0
@@ -160,9 +165,6 @@ class SocketIOConfig:
     #: namespace (as the reference server's ``connectTimeout``): at that time,
     #: one with no namespace connected is closed.
     connect_timeout: float = 45.0
-    #: Origins allowed to use the polling transport from a browser (CORS);
-    #: ``["*"]`` allows any. Empty sends no CORS headers.
-    cors_origins: list[str] = attrs.Factory(list)
     #: Seconds a disconnected client may come back and get the events it
     #: missed (connection state recovery, as in socket.io 4.6+); 0 disables it.
     #: When on, every room event carries its offset as an extra last argument
@@ -228,7 +230,19 @@ class Config:
 _converter = make_converter()
 
 
+#: Settings that no longer exist: (section, key) -> what to do instead.
+_REMOVED = {
+    ("socketio", "cors_origins"): (
+        "removed: use server.allowed_origins, one list of allowed browser origins for "
+        "the plain WebSocket, Socket.IO's WebSocket and its long-polling (CORS)"),
+}
+
+
 def structure_config(data: Mapping[str, Any]) -> Config:
+    for (section, key), advice in _REMOVED.items():
+        table = data.get(section)
+        if isinstance(table, Mapping) and key in table:
+            raise ConfigError(f"{section}.{key}", advice)
     try:
         config = _converter.structure(dict(data), Config)
     except Exception as exc:  # cattrs raises exception groups
@@ -247,6 +261,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"plugins.{name}.enabled", "expected bool")
     if config.server.port < 0 or config.server.port > 65535:
         raise ConfigError("server.port", "must be between 0 and 65535")
+    for i, entry in enumerate(config.server.allowed_origins):
+        if problem := entry_problem(entry):
+            raise ConfigError(f"server.allowed_origins.{i}", problem)
     for i, namespace in enumerate(config.socketio.namespaces):
         if not namespace.startswith("/"):
             raise ConfigError(f"socketio.namespaces.{i}", "must start with '/'")

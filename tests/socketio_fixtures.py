@@ -329,11 +329,17 @@ class NodeClients:
                 and all(r.get(k) == v for k, v in fields.items())]
 
     async def connect(self, client: str, token: str, *, namespace: str = "/",
-                      answers: Mapping[str, Any] | None = None, **opts: Any) -> None:
-        """Open a socket with ``auth: {token}`` (and ``opts``); do not wait."""
+                      answers: Mapping[str, Any] | None = None, page: str | None = None,
+                      **opts: Any) -> None:
+        """Open a socket with ``auth: {token}`` (and ``opts``); do not wait.
+
+        With ``page`` (an origin), the socket acts as one of a browser page of
+        that origin: it sends it as ``Origin`` and enforces CORS on polling.
+        """
         url = self.base_url + ("" if namespace == "/" else namespace)
         await self.send(op="connect", client=client, url=url,
-                        opts={"auth": {"token": token}, **opts}, answers=dict(answers or {}))
+                        opts={"auth": {"token": token}, **opts}, answers=dict(answers or {}),
+                        page=page)
 
     async def connected(self, client: str, token: str, **kwargs: Any) -> dict[str, Any]:
         """Open a socket and wait for its ``connect``; return the report."""

@@ -180,6 +180,26 @@ def test_port_out_of_range_is_refused(tmp_path: Path) -> None:
     assert error_of(tmp_path, "[server]\nport = 70000\n").key == "server.port"
 
 
+def test_any_origin_is_allowed_by_default() -> None:
+    assert load_config(None, {}).server.allowed_origins == ["*"]
+
+
+def test_removed_socketio_cors_origins_points_to_server_allowed_origins(
+        tmp_path: Path) -> None:
+    err = error_of(tmp_path, '[socketio]\ncors_origins = ["*"]\n')
+    assert err.key == "socketio.cors_origins"
+    assert "server.allowed_origins" in err.message
+    from_env = error_of(None, environ={"SWITCHBOARD_SOCKETIO__CORS_ORIGINS": "[]"})
+    assert from_env.key == "socketio.cors_origins"
+
+
+@pytest.mark.parametrize("entry", ["https://app.example.com/", "app.example.com"])
+def test_allowed_origin_that_no_browser_can_send_is_refused(tmp_path: Path, entry: str) -> None:
+    err = error_of(tmp_path, f'[server]\nallowed_origins = ["*", "{entry}"]\n')
+    assert err.key == "server.allowed_origins.1"
+    assert "scheme://host[:port]" in err.message
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_connect_timeout_must_be_positive(tmp_path: Path, value: str) -> None:
     err = error_of(tmp_path, f"[socketio]\nconnect_timeout = {value}\n")

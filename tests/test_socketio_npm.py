@@ -543,35 +543,77 @@ async def test_bad_engineio_requests_get_the_reference_error_answers(
     assert response.json() == {"code": code, "message": message}
 
 
-# -- CORS -----------------------------------------------------------------------------------
+# -- origins ------------------------------------------------------------------------------
+
+PAGE = "https://app.example.test"
 
 
-@overrides({"socketio": {"cors_origins": ["https://app.example.test"]}})
-async def test_polling_handshake_from_an_allowed_origin_gets_cors_headers(
+async def test_browser_page_of_any_origin_connects_on_the_defaults(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    """A page on another origin, with the default socket.io-client transports
+    (polling first): the browser needs CORS headers on every polling answer."""
+    await node.connected("a", switchboard_live.token("alice", "acme"), page=PAGE)
+    # (the engine reports "upgrade" only when it moves off long-polling)
+    assert (await node.expect("a", "upgrade"))["transport"] == "websocket"
+    assert (await node.call("a", "echo", "hi"))["args"] == ["hi"]
+
+
+@overrides({"server": {"allowed_origins": ["https://*.example.test"]}})
+async def test_browser_page_of_an_origin_matching_a_pattern_connects(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"), page=PAGE)
+    assert (await node.expect("a", "upgrade"))["transport"] == "websocket"
+    assert (await node.call("a", "echo", "hi"))["args"] == ["hi"]
+
+
+@overrides({"server": {"allowed_origins": [PAGE]}})
+async def test_client_of_a_refused_origin_is_refused_by_the_server(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    """Refused by the server itself (Node enforces no CORS), with no session
+    left behind."""
+    token = switchboard_live.token("alice", "acme")
+    await node.connect("a", token, reconnection=False,
+                       extraHeaders={"Origin": "https://evil.example.test"})
+    assert (await node.expect("a", "connect_error"))["message"] == "xhr poll error"
+    await node.connect("b", token, reconnection=False, **WEBSOCKET_ONLY,
+                       extraHeaders={"Origin": "https://evil.example.test"})
+    assert (await node.expect("b", "connect_error"))["message"] == "websocket error"
+    assert switchboard_live.server.engineio is not None
+    assert not switchboard_live.server.engineio.engines
+    await node.connected("c", token, page=PAGE)
+
+
+@overrides({"server": {"allowed_origins": [PAGE]}})
+async def test_polling_from_a_refused_origin_is_a_403_with_the_engineio_error(
         switchboard_live: Harness) -> None:
     url = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
     async with httpx.AsyncClient() as http:
         with trio.fail_after(TIMEOUT):
-            allowed = await http.get(url, headers={"Origin": "https://app.example.test"})
+            allowed = await http.get(url, headers={"Origin": PAGE})
             other = await http.get(url, headers={"Origin": "https://evil.example.test"})
+            sid = json.loads(allowed.text[1:])["sid"]
+            with_sid = await http.post(f"{url}&sid={sid}", content="40",
+                                       headers={"Origin": "https://evil.example.test"})
     assert allowed.status_code == 200 and allowed.text.startswith("0{")
-    assert allowed.headers["access-control-allow-origin"] == "https://app.example.test"
+    assert allowed.headers["access-control-allow-origin"] == PAGE
     assert allowed.headers["access-control-allow-credentials"] == "true"
-    assert other.status_code == 200
-    assert "access-control-allow-origin" not in other.headers
+    for refused in (other, with_sid):
+        assert refused.status_code == 403
+        assert refused.json() == {"code": 4, "message": "Forbidden"}
+        assert "access-control-allow-origin" not in refused.headers
 
 
-@overrides({"socketio": {"cors_origins": ["https://app.example.test"]}})
+@overrides({"server": {"allowed_origins": [PAGE]}})
 async def test_polling_preflight_from_an_allowed_origin_is_answered(
         switchboard_live: Harness) -> None:
     url = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
     async with httpx.AsyncClient() as http:
         with trio.fail_after(TIMEOUT):
             response = await http.options(url, headers={
-                "Origin": "https://app.example.test",
+                "Origin": PAGE,
                 "Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": "content-type"})
     assert response.status_code == 204
-    assert response.headers["access-control-allow-origin"] == "https://app.example.test"
+    assert response.headers["access-control-allow-origin"] == PAGE
     assert "POST" in response.headers["access-control-allow-methods"]
     assert response.headers["access-control-allow-headers"] == "content-type"

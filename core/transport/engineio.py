@@ -32,6 +32,7 @@ from wsproto.utilities import RemoteProtocolError
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
 from ..http import error_response
+from ..origins import origin_allowed
 from ..profiles import Profile, ProfiledCodec
 from ..protocol import engineio as eio
 from ..protocol import socketio as sio
@@ -702,16 +703,17 @@ class EngineIOServer:
         if req is None:
             await send_quietly(stream, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
             return
-        error = _check_query(query, "websocket")
+        origin = dict(req.extra_headers).get(b"origin")
         sid = query.get("sid", [None])[0]
         engine = self.engines.get(sid) if sid else None
+        if not origin_allowed(self.app.config.server.allowed_origins,
+                              None if origin is None else origin.decode("latin-1")):
+            self.app.metrics.handshake_rejects.labels("origin").inc()
+            error: eio.ErrorCode | None = eio.ErrorCode.FORBIDDEN
+        else:
+            error = _check_query(query, "websocket")
         if error is None and sid:
             error = eio.websocket_refusal(engine.state if engine is not None else None)
-        allowed = self.app.config.server.allowed_origins
-        origin = dict(req.extra_headers).get(b"origin")
-        if error is None and allowed and origin is not None \
-                and origin.decode("latin-1") not in allowed:
-            error = eio.ErrorCode.FORBIDDEN
         if error is not None:
             body = {"code": int(error), "message": eio.ERROR_MESSAGES[error]}
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
@@ -763,9 +765,11 @@ class EngineIOServer:
         return await self._polling()
 
     def _cors(self, response: Response) -> Response:
+        """The CORS headers of an allowed browser origin (requests from another
+        origin are refused before they get here)."""
         origin = request.headers.get("Origin")
-        allowed = self.config.cors_origins
-        if origin and ("*" in allowed or origin in allowed):
+        if origin is not None and origin_allowed(self.app.config.server.allowed_origins,
+                                                 origin):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers["Vary"] = "Origin"
@@ -778,6 +782,11 @@ class EngineIOServer:
         return self._cors(response)
 
     async def _polling(self) -> Response:
+        if not origin_allowed(self.app.config.server.allowed_origins,
+                              request.headers.get("Origin")):
+            # refused here, not only by the browser: no session for it
+            self.app.metrics.handshake_rejects.labels("origin").inc()
+            return self._error(eio.ErrorCode.FORBIDDEN, 403)
         if request.method == "OPTIONS":
             response = self._cors(Response("", status=204))
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"

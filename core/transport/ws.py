@@ -26,6 +26,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
+from ..origins import origin_allowed
 from ..profiles import ProfiledCodec
 from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, ping_frame, text_frame
@@ -353,8 +354,7 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
     if request is None:
         return
     origin = _header(request.extra_headers, b"origin")
-    allowed = app.config.server.allowed_origins
-    if allowed and origin is not None and origin not in allowed:
+    if not origin_allowed(app.config.server.allowed_origins, origin):
         app.metrics.handshake_rejects.labels("origin").inc()
         await send_quietly(stream, reject_bytes(ws, 403, {
             "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))

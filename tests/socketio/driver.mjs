@@ -4,10 +4,15 @@
 // is reported on stdout, one JSON object a line. Binary values travel as
 // {"$bytes": "<base64>"} both ways.
 //
-//   {"op": "connect", "client": "a", "url": "...", "opts": {...}, "answers": {"question": X}}
+//   {"op": "connect", "client": "a", "url": "...", "opts": {...}, "answers": {"question": X},
+//    "page": "https://app.example.test"}
 //       io(url, {forceNew: true, ...opts}); an event that arrives with an ack
 //       callback and has an entry in `answers` is answered with X ("$echo":
-//       the event's first argument).
+//       the event's first argument; {"$args": [...]}: those arguments).
+//       With "page", the socket behaves as one of a browser page of that
+//       origin: every request carries it as its Origin header, and a polling
+//       response without CORS headers allowing it fails as a browser fails it
+//       (polling through fetch, then the upgrade to WebSocket, as by default).
 //   {"op": "emit", "client": "a", "event": "e", "args": [...], "ref": 1, "ack": true}
 //       socket.emit; with "ack", the answer is reported as {"type": "ack", "ref"}.
 //   {"op": "state", "client": "a", "ref": 2}
@@ -20,7 +25,7 @@
 // | "ack" | "state" | "upgrade" | "error", ...}.
 
 import { createInterface } from "node:readline";
-import { io } from "socket.io-client";
+import { Fetch, NodeWebSocket, io } from "socket.io-client";
 
 const sockets = new Map();
 
@@ -67,6 +72,46 @@ function fromJson(value) {
   return value;
 }
 
+// What a browser does with a cross-origin response: without an
+// Access-Control-Allow-Origin for the page's origin, the script never sees it.
+const nodeFetch = globalThis.fetch;
+globalThis.fetch = async (resource, init = {}) => {
+  const origin = new Headers(init.headers).get("origin");
+  const response = await nodeFetch(resource, init);
+  if (origin !== null) {
+    const allowed = response.headers.get("access-control-allow-origin");
+    const credentials = init.credentials === "include";
+    const ok = credentials
+      ? allowed === origin && response.headers.get("access-control-allow-credentials") === "true"
+      : allowed === origin || allowed === "*";
+    if (!ok) {
+      throw new TypeError(`CORS: the response does not allow origin ${origin}`);
+    }
+  }
+  return response;
+};
+
+function browserOpts(page, opts) {
+  if (!page) {
+    return opts;
+  }
+  return {
+    ...opts,
+    transports: [Fetch, NodeWebSocket],
+    extraHeaders: { ...(opts.extraHeaders ?? {}), Origin: page },
+  };
+}
+
+function answerOf(answer, args) {
+  if (answer === "$echo") {
+    return [args[0]];
+  }
+  if (answer && typeof answer === "object" && Array.isArray(answer.$args)) {
+    return fromJson(answer.$args);
+  }
+  return [fromJson(answer)];
+}
+
 function transportOf(socket) {
   return socket.io.engine?.transport?.name ?? null;
 }
@@ -74,7 +119,8 @@ function transportOf(socket) {
 function connect(command) {
   const name = command.client;
   const answers = command.answers ?? {};
-  const socket = io(command.url, { forceNew: true, ...fromJson(command.opts ?? {}) });
+  const opts = browserOpts(command.page, fromJson(command.opts ?? {}));
+  const socket = io(command.url, { forceNew: true, ...opts });
   sockets.set(name, socket);
   socket.io.on("open", () => {
     socket.io.engine.on("upgrade", (transport) => {
@@ -103,8 +149,7 @@ function connect(command) {
       const callback = args.pop();
       acked = true;
       if (Object.hasOwn(answers, event)) {
-        const answer = answers[event];
-        callback(answer === "$echo" ? args[0] : fromJson(answer));
+        callback(...answerOf(answers[event], args));
       }
     }
     report({ client: name, type: "event", event, args: toJson(args), acked });
