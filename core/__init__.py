@@ -4,6 +4,7 @@
 """
 
 from .app import App
+from .args import Args
 from .auth import Identity
 from .config import Config, ConfigError, Rate, load_config
 from .errors import (
@@ -28,6 +29,7 @@ __all__ = [
     "RATE_LIMITED",
     "UNAUTHORIZED",
     "App",
+    "Args",
     "ClientError",
     "CloseCode",
     "Config",

@@ -1,4 +1,5 @@
-"""Event declarations: name, payload class, handler, rate limit."""
+"""Event declarations: name, payload class, handler, rate limit; and
+:class:`Args`, several arguments of one event or answer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
+from .args import Args, argument_list
 from .config import Rate
 from .errors import INVALID_PAYLOAD, ClientError
 from .structure import first_error, make_converter
@@ -17,6 +19,22 @@ if TYPE_CHECKING:
 Handler = Callable[["Session", Any], Awaitable[Any]]
 
 _converter = make_converter()
+
+
+# attrs instances among the values are unstructured; the Args stays an Args
+_converter.register_unstructure_hook(
+    Args, lambda args: Args(*(_converter.unstructure(value) for value in args.values)))
+
+
+def event_data(spec: EventSpec | None, arguments: list[Any]) -> Any:
+    """What a transport whose events carry argument lists (Socket.IO) hands to
+    ``App.dispatch`` for an event of ``spec`` that came with ``arguments``:
+    all of them (an :class:`Args`) for a handler declared with ``args=True``,
+    else the first (None when there is none; the others are ignored, as a
+    one-parameter JavaScript handler ignores them)."""
+    if spec is not None and spec.args:
+        return Args(*arguments)
+    return arguments[0] if arguments else None
 
 
 @attrs.frozen
@@ -31,9 +49,17 @@ class EventSpec:
     doc: str = ""
     #: Name of the plugin that declared it (filled in at registration).
     plugin: str = ""
+    #: The handler takes the event's whole argument list (a ``list``) instead
+    #: of one payload; ``payload`` is then None.
+    args: bool = False
 
     def structure(self, data: Any) -> Any:
-        """Turn the JSON payload into an instance of ``payload``."""
+        """Turn the JSON payload into an instance of ``payload`` (with ``args``,
+        into the list of the event's arguments)."""
+        if self.args:
+            return argument_list(data)
+        if isinstance(data, Args):  # a one-payload handler takes the first argument
+            data = data.values[0] if data.values else None
         if self.payload is None:
             return data
         if data is None:
@@ -121,13 +147,23 @@ def unstructure(value: Any) -> Any:
 
 
 def incoming(name: str, payload: type | None, handler: Handler, *,
-             rate: Rate | None = None, doc: str = "") -> EventSpec:
+             rate: Rate | None = None, doc: str = "", args: bool = False) -> EventSpec:
     """Declare a client-to-server event handled by ``handler(session, payload)``.
 
-    The handler's return value (attrs instances are unstructured) is the ack;
-    raising :class:`ClientError` answers an error with its code.
+    The payload is the event's first argument (None when it has none; a
+    Socket.IO client's further arguments are ignored). With ``args=True``
+    (``payload`` must be None) the handler gets every argument, as a ``list``:
+    ``socket.emit("x", 1, "two")`` gives ``[1, "two"]``; a plain WebSocket
+    client sends them as a JSON array in ``data``.
+
+    The handler's return value (attrs instances are unstructured) is the ack,
+    :class:`Args` for several ack arguments; raising :class:`ClientError`
+    answers an error with its code.
     """
-    return EventSpec(name, "in", payload, handler, rate, doc)
+    if args and payload is not None:
+        raise ValueError(f"event {name!r}: a handler of every argument (args=True) "
+                         "takes a list, so its payload class must be None")
+    return EventSpec(name, "in", payload, handler, rate, doc, args=args)
 
 
 def outgoing(name: str, payload: type | None = None, *, doc: str = "") -> EventSpec:

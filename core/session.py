@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, Protocol
 
+from .args import Args, argument_list
 from .auth import Identity
 from .errors import CloseCode
 from .profiles import Profile
@@ -95,22 +96,36 @@ class Session:
 
     def emit(self, event: str, data: Any, *, raw: bool = False) -> None:
         """Send one canonical event to this session only (``raw``: send it as
-        named, without the profile's translation)."""
+        named, without the profile's translation); ``Args(a, b)`` as ``data``
+        sends several arguments."""
         if not self.closed:
             frame = (self.codec.encode_raw(event, data) if raw
                      else self.codec.encode_event(event, data))
             if frame:
                 self.transport.send(frame)
 
-    async def call(self, event: str, data: Any, *, timeout: float = 10.0) -> Any:
-        """Send one event and wait for the client's answer (its ack).
+    async def call(self, event: str, data: Any, *, timeout: float = 10.0,
+                   args: bool = False) -> Any:
+        """Send one event (``Args(a, b)`` as ``data``: several arguments) and
+        wait for the client's answer (its ack).
 
-        Raises ``trio.TooSlowError`` when no answer comes within ``timeout``.
+        Returns the answer's first argument (None when the client answered
+        with none), or with ``args=True`` the list of all of them; a plain
+        WebSocket client's answer ``data`` is the first argument as it is, and
+        with ``args=True`` its arguments as an envelope carries them (a JSON
+        array is the list). Raises ``trio.TooSlowError`` when no answer comes
+        within ``timeout``.
         """
         call = getattr(self.transport, "call", None)
         if call is None:
             raise NotImplementedError(f"{self.transport.protocol} has no server-to-client acks")
-        return await call(event, data, timeout=timeout)
+        # an Args from transports whose acks carry argument lists (Socket.IO)
+        answer = await call(event, data, timeout=timeout)
+        if args:
+            return argument_list(answer)
+        if isinstance(answer, Args):
+            return answer.values[0] if answer.values else None
+        return answer
 
     def __repr__(self) -> str:
         ident = self.identity

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from switchboard.core import Session, hookimpl, incoming
+from switchboard.core import App, Args, Session, hookimpl, incoming, user_room
 from switchboard.core.config import Config, merge
 from switchboard.core.transport.engineio import EngineSocket
 from switchboard.testing import TEST_API_KEY, HandshakeRejected, Harness, make_config
@@ -52,7 +52,19 @@ NAMESPACES = ["/", "/atendimento"]
 class EchoPlugin:
     """Test-only events: ``echo`` acks its payload (binary included),
     ``echo:event`` sends it back as an ``echoed`` event, ``ask:me`` asks the
-    client a ``question`` (a server-to-client call) and acks the client's answer."""
+    client a ``question`` (a server-to-client call) and acks the client's answer.
+
+    With every argument (``args=True``): ``echo:args`` acks them all back;
+    ``emit:args`` sends them back as the arguments of a ``multi`` event to this
+    session and, through the hub, of a ``multi:user`` event to every session of
+    the user; ``ask:args`` asks a ``question`` with them and acks
+    ``{"first": ..., "all": [...]}`` of the client's answer."""
+
+    app: App
+
+    @hookimpl
+    def switchboard_startup(self, app: App) -> None:
+        self.app = app
 
     @hookimpl
     def switchboard_events(self) -> list[Any]:
@@ -60,7 +72,24 @@ class EchoPlugin:
             incoming("echo", None, self.echo),
             incoming("echo:event", None, self.echo_event),
             incoming("ask:me", None, self.ask),
+            incoming("echo:args", None, self.echo_args, args=True),
+            incoming("emit:args", None, self.emit_args, args=True),
+            incoming("ask:args", None, self.ask_args, args=True),
         ]
+
+    async def echo_args(self, session: Session, args: list[Any]) -> Args:
+        return Args(*args)
+
+    async def emit_args(self, session: Session, args: list[Any]) -> dict[str, Any]:
+        session.emit("multi", Args(*args))
+        await self.app.publish(session.tenant_id, user_room(session.user_id), "multi:user",
+                               Args(*args))
+        return {"sent": len(args)}
+
+    async def ask_args(self, session: Session, args: list[Any]) -> dict[str, Any]:
+        answer = await session.call("question", Args(*args), timeout=5, args=True)
+        first = await session.call("question", Args(*args), timeout=5)
+        return {"first": first, "all": answer}
 
     async def echo(self, session: Session, data: Any) -> Any:
         return data

@@ -160,7 +160,7 @@ async def test_server_call_through_the_session_api(
     [session] = [s for s in switchboard_live.server.hub.sessions.values()
                  if s.user_id == "alice"]
     with trio.fail_after(TIMEOUT):
-        answer = await session.transport.call("question", {"ping": 1}, timeout=5)  # type: ignore[attr-defined]
+        answer = await session.call("question", {"ping": 1}, timeout=5)
     assert answer == {"ping": 1}
 
 
@@ -355,6 +355,72 @@ async def test_binary_payload_comes_back_as_an_event(
     event = await node.expect("a", "event", event="echoed")
     assert from_wire(event["args"]) == [[b"\x00\xff", ALL_BYTES]]
     assert event["args"][0][0]["$kind"] in ("Buffer", "ArrayBuffer")
+
+
+# -- argument lists ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_handler_of_every_argument_gets_them_all_and_acks_several(
+        switchboard_live: Harness, node: NodeClients, transports: list[str]) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"), transports=transports)
+    ack = await node.call("a", "echo:args", 1, "two", to_wire(ALL_BYTES), None, [3, 4])
+    assert from_wire(ack["args"]) == [1, "two", ALL_BYTES, None, [3, 4]]
+    assert ack["args"][2]["$kind"] in ("Buffer", "ArrayBuffer")
+
+
+async def test_handler_of_every_argument_gets_none_when_the_event_has_none(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"), **WEBSOCKET_ONLY)
+    assert (await node.call("a", "emit:args"))["args"] == [{"sent": 0}]
+    ack = await node.call("a", "echo:args")
+    assert (ack["error"], ack["args"]) == (None, [])
+
+
+async def test_handler_of_one_payload_gets_the_first_argument_only(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"), **WEBSOCKET_ONLY)
+    assert (await node.call("a", "echo", {"n": 1}, "extra", 3))["args"] == [{"n": 1}]
+    assert (await node.call("a", "echo", [1, 2]))["args"] == [[1, 2]]
+    assert (await node.call("a", "echo"))["args"] == [None]
+    assert (await node.call("a", "room:join", {"room": "lead:1"}, "extra"))["args"] == [
+        {"room": "lead:1"}]
+
+
+async def test_server_emits_several_arguments_to_a_session_and_through_the_hub(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    token = switchboard_live.token("alice", "acme")
+    await node.connected("ws", token, **WEBSOCKET_ONLY)
+    await node.connected("poll", token, transports=["polling"])
+    ack = await node.call("ws", "emit:args", 1, to_wire(b"\x00\xff"), "three")
+    assert ack["args"] == [{"sent": 3}]
+    multi = await node.expect("ws", "event", event="multi")
+    assert from_wire(multi["args"]) == [1, b"\x00\xff", "three"]
+    for client in ("ws", "poll"):  # one encoding per transport
+        published = await node.expect(client, "event", event="multi:user")
+        assert from_wire(published["args"]) == [1, b"\x00\xff", "three"]
+    assert not node.received("poll", "event", event="multi")
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_server_call_sends_several_arguments_and_gets_every_answer_argument(
+        switchboard_live: Harness, node: NodeClients, transports: list[str]) -> None:
+    answer = {"$args": [42, to_wire(b"\x01\x02"), "x"]}
+    await node.connected("a", switchboard_live.token("alice", "acme"), transports=transports,
+                         answers={"question": answer})
+    ack = await node.call("a", "ask:args", 1, "two")
+    assert from_wire(ack["args"]) == [{"first": 42, "all": [42, b"\x01\x02", "x"]}]
+    for _ in range(2):
+        question = await node.expect("a", "event", event="question")
+        assert question["args"] == [1, "two"] and question["acked"]
+
+
+async def test_server_call_answered_with_no_argument_gets_none_or_an_empty_list(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    await node.connected("a", switchboard_live.token("alice", "acme"), **WEBSOCKET_ONLY,
+                         answers={"question": {"$args": []}})
+    ack = await node.call("a", "ask:args")
+    assert ack["args"] == [{"first": None, "all": []}]
 
 
 # -- disconnection and reconnection ---------------------------------------------

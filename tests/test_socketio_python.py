@@ -246,6 +246,35 @@ async def test_binary_payload_round_trips(
     assert await client.next("echoed") == ([b"\x00", ALL_BYTES],)
 
 
+# -- argument lists -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_several_arguments_reach_a_handler_of_every_argument_and_come_back(
+        switchboard_live: Harness, clients: Callable[..., PyClient],
+        transports: list[str]) -> None:
+    client = clients()
+    await client.connect(switchboard_live.token("alice", "acme"), transports=transports)
+    # a tuple is several arguments, both ways
+    assert tuple(await client.call("echo:args", (1, "two", ALL_BYTES))) == (1, "two", ALL_BYTES)
+    assert await client.call("emit:args", ()) == {"sent": 0}
+    assert await client.call("echo", ({"n": 1}, "extra")) == {"n": 1}
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_server_emits_and_calls_with_several_arguments(
+        switchboard_live: Harness, clients: Callable[..., PyClient],
+        transports: list[str]) -> None:
+    client = clients(answers={"question": (42, b"\x01", "x")})
+    await client.connect(switchboard_live.token("alice", "acme"), transports=transports)
+    assert await client.call("emit:args", (1, b"\x00\xff")) == {"sent": 2}
+    assert await client.next("multi") == (1, b"\x00\xff")
+    assert await client.next("multi:user") == (1, b"\x00\xff")
+    assert await client.call("ask:args", (1, "two")) == {"first": 42,
+                                                         "all": [42, b"\x01", "x"]}
+    assert await client.next("question") == (1, "two")
+
+
 # -- disconnection -----------------------------------------------------------------------------
 
 

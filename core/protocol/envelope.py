@@ -18,12 +18,15 @@ from typing import Any
 
 import attrs
 
+from ..args import json_default
 from ..errors import INVALID_FRAME, INVALID_JSON, ClientError
 from . import jsontext
 
 #: Strict JSON out: a NaN or infinity (from a plugin) is an error here, not a
-#: frame that clients' parsers reject.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: frame that clients' parsers reject. An ``Args`` of several arguments is a
+#: JSON array, in ``data`` or inside it.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=json_default).encode
 
 
 @attrs.frozen

@@ -18,11 +18,14 @@ from typing import Any
 
 import attrs
 
+from ..args import Args, json_default
 from . import jsontext
 
 #: Strict JSON out: a NaN or infinity (from a plugin) is an error here, not a
-#: frame that clients' parsers reject.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: frame that clients' parsers reject. An ``Args`` inside a value is a JSON
+#: array (at the top, the transport spreads it into the packet's arguments).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=json_default).encode
 
 
 class PacketType(IntEnum):
@@ -51,7 +54,7 @@ def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
     if isinstance(data, bytes | bytearray | memoryview):
         buffers.append(bytes(data))
         return {"_placeholder": True, "num": len(buffers) - 1}
-    if isinstance(data, list | tuple):
+    if isinstance(data, list | tuple | Args):
         return [_deconstruct(item, buffers) for item in data]
     if isinstance(data, dict):
         return {key: _deconstruct(value, buffers) for key, value in data.items()}
@@ -102,7 +105,7 @@ def encode_event_text(namespace: str, event: str, data: Any, offset: str | None 
 def has_binary(data: Any) -> bool:
     if isinstance(data, bytes | bytearray | memoryview):
         return True
-    if isinstance(data, list | tuple):
+    if isinstance(data, list | tuple | Args):
         return any(has_binary(item) for item in data)
     if isinstance(data, dict):
         return any(has_binary(value) for value in data.values())

@@ -29,8 +29,10 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
+from ..args import Args, wire_arguments
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
+from ..events import event_data
 from ..http import error_response
 from ..origins import origin_allowed
 from ..profiles import Profile, ProfiledCodec
@@ -71,6 +73,9 @@ class SioCodec(ProfiledCodec):
         self.websocket = websocket
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
+        if isinstance(data, Args):  # several arguments (any binary among them)
+            args = [event, *data.values] if offset is None else [event, *data.values, offset]
+            return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
         if sio.has_binary(data):
             args = [event, data] if offset is None else [event, data, offset]
             return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
@@ -106,7 +111,7 @@ class NamespaceTransport:
         else:
             self.engine.disconnect_namespace(self.namespace, _REASONS.get(code, reason))
 
-    async def call(self, event: str, data: Any, *, timeout: float) -> Any:
+    async def call(self, event: str, data: Any, *, timeout: float) -> Args:
         return await self.engine.call(self.namespace, event, data, timeout=timeout)
 
 
@@ -343,9 +348,13 @@ class EngineSocket:
 
     async def _event(self, session: Session, packet: sio.Packet) -> None:
         name, *args = packet.data
-        payload = args[0] if len(args) == 1 else (args or None)
+        # a profile's rule for the name takes its first argument, like any handler
+        # of one payload; a handler declared with args=True takes them all
+        profile = session.profile
+        spec = None if profile is not None and name in profile.inbound \
+            else self.app.events.get(name)
         try:
-            result = await self.app.dispatch(session, name, payload)
+            result = await self.app.dispatch(session, name, event_data(spec, args))
         except ClientError as exc:
             self._answer_error(packet, name, exc)
             return
@@ -357,7 +366,8 @@ class EngineSocket:
         await self._answers.answer(
             result,
             lambda value: None if packet.id is None else self.send_sio(
-                sio.Packet(sio.PacketType.ACK, packet.namespace, [value], packet.id)),
+                sio.Packet(sio.PacketType.ACK, packet.namespace, wire_arguments(value),
+                           packet.id)),
             lambda error: self._answer_error(packet, name, error))
 
     def _answer_error(self, packet: sio.Packet, name: str, exc: ClientError) -> None:
@@ -436,20 +446,22 @@ class EngineSocket:
 
     # -- server-to-client acks ---------------------------------------------
 
-    async def call(self, namespace: str, event: str, data: Any, *, timeout: float) -> Any:
-        """Emit ``event`` with an ack id and wait for the client's answer."""
+    async def call(self, namespace: str, event: str, data: Any, *, timeout: float) -> Args:
+        """Emit ``event`` (``data`` an ``Args``: several arguments) with an ack id
+        and wait for the client's answer: every argument of its ack."""
         self._next_call += 1
         ident = self._next_call
         done = trio.Event()
         result: list[Any] = []
         self._calls[ident] = (done, result)
         try:
-            self.send_sio(sio.Packet(sio.PacketType.EVENT, namespace, [event, data], ident))
+            self.send_sio(sio.Packet(sio.PacketType.EVENT, namespace,
+                                     [event, *wire_arguments(data)], ident))
             with trio.fail_after(timeout):
                 await done.wait()
         finally:
             self._calls.pop(ident, None)
-        return result[0] if len(result) == 1 else result
+        return Args(*result)
 
     # -- lifetime ----------------------------------------------------------
 
