@@ -141,9 +141,11 @@ class EngineSocket:
         self._records_size = 0
         #: Polling only: where the GET waiting for packets parks.
         self._poll_lot: trio.lowlevel.ParkingLot | None = None
-        #: Set when the state reaches CLOSING, then CLOSED.
+        #: Set when the state reaches CLOSING (or CLOSED at once).
         self._closing = trio.Event()
-        self._gone = trio.Event()
+        #: Set when it reaches CLOSED; made only to wait for a polling client's
+        #: last poll (a WebSocket session never needs it).
+        self._gone: trio.Event | None = None
         self.sessions: dict[str, Session] = {}
         self.pids: dict[str, str] = {}
         self.decoder = sio.Decoder()
@@ -184,7 +186,8 @@ class EngineSocket:
             self._closing.set()
         elif state is eio.EngineState.CLOSED:
             self._closing.set()
-            self._gone.set()
+            if self._gone is not None:
+                self._gone.set()
         return True
 
     def opened(self) -> None:
@@ -513,6 +516,7 @@ class EngineSocket:
                     # A polling client learns of the close from its next poll: keep
                     # the sid known until then (the poll may be on its way).
                     with trio.move_on_after(CLOSE_POLL_GRACE):
+                        self._gone = trio.Event()
                         await self._gone.wait()
             finally:
                 self._forget()
