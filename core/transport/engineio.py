@@ -73,11 +73,11 @@ class SioCodec(ProfiledCodec):
         self.websocket = websocket
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
-        if isinstance(data, Args):  # several arguments (any binary among them)
-            args = [event, *data.values] if offset is None else [event, *data.values, offset]
-            return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
-        if sio.has_binary(data):
-            args = [event, data] if offset is None else [event, data, offset]
+        if isinstance(data, Args) or sio.has_binary(data):
+            # several arguments (an Args) or attachments: the whole packet encoder
+            args = [event, *wire_arguments(data)]
+            if offset is not None:
+                args.append(offset)
             return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
         text = "4" + sio.encode_event_text(self.namespace, event, data, offset)
         return text_frame(text) if self.websocket else text.encode()
