@@ -257,6 +257,13 @@ class MemoryWebSocket:
             messages.append(await self.receive())
         return messages
 
+    async def receive_until_prefix(self, prefix: str) -> list[str | bytes]:
+        """Messages up to and including the first that starts with ``prefix``."""
+        messages = [await self.receive()]
+        while not str(messages[-1]).startswith(prefix):
+            messages.append(await self.receive())
+        return messages
+
     async def closed(self) -> int | None:
         """Read until the server closes; its close code."""
         try:

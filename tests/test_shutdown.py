@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from socketio_fixtures import WebSocketClosed
 from switchboard.core.config import Config
 from switchboard.testing import HandshakeRejected, Harness, TestClient, make_config
 
@@ -144,3 +145,32 @@ class TestAnswersDueAtShutdown:
         assert answers[1]["type"] == "ack"
         assert answers[2]["type"] == "error"
         assert answers[2]["data"]["code"] == "shutting_down"
+
+    async def test_socketio_acks_of_messages_in_flight_go_out_before_the_1001_close(
+            self, switchboard: Harness) -> None:
+        from socketio_fixtures import MemoryWebSocket
+
+        response = await switchboard.http().post(
+            "/api/v1/conversations", headers=switchboard.api_headers(),
+            json={"tenant": "t1", "id": "c1", "participants": [{"userId": "carl"}]})
+        assert response.status_code == 201
+        ws = await MemoryWebSocket.connect(switchboard,
+                                           "/socket.io/?EIO=4&transport=websocket")
+        assert str(await ws.receive()).startswith("0{")
+        token = switchboard.token("carl", "t1", "customer")
+        await ws.send(f'40{{"token":"{token}"}}')
+        assert str(await ws.receive()).startswith("40{")
+        await ws.send('421["conversation:join",{"conversationId":"c1"}]')
+        assert any(m.startswith("431[") for m in await ws.receive_until_prefix("431["))
+        for n in range(16):
+            await ws.send(f'42{100 + n}["message:send",{{"conversationId":"c1",'
+                          f'"clientId":"m{n}","type":"text","content":{{"text":"{n}"}}}}]')
+        await trio.sleep(0.1)  # all read and queued for the batch, none written yet
+        switchboard.server.shutdown()
+        received: list[str] = []
+        with pytest.raises(WebSocketClosed) as closed:
+            while True:
+                received.append(str(await ws.receive()))
+        assert closed.value.code == 1001
+        acks = [int(m[2:5]) for m in received if m.startswith("43")]
+        assert acks == [100 + n for n in range(16)]

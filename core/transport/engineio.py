@@ -15,6 +15,8 @@ writer of the socket.
 from __future__ import annotations
 
 import base64
+import contextlib
+import itertools
 import logging
 import secrets
 from contextlib import aclosing
@@ -56,6 +58,8 @@ log = logging.getLogger("switchboard.socketio")
 
 #: Close reasons after which a session may be recovered (not a deliberate leave).
 _RECOVERABLE = {"transport_close", "transport_error", "heartbeat_timeout", "shutdown"}
+#: Queued behind a session's packets when the server stops (see ``shut_down``).
+_SHUTDOWN = sio.Packet(sio.PacketType.DISCONNECT, "")
 #: Socket.IO packets read ahead of the handler task (past it, reading waits).
 INBOX_SIZE = 64
 #: How long a closed polling session waits for the poll that takes its close packet.
@@ -159,6 +163,8 @@ class EngineSocket:
         self._inbox_send: trio.MemorySendChannel[sio.Packet] | None = None
         self._nursery: trio.Nursery | None = None
         self._answers: OrderedAnswers | None = None
+        #: The server is stopping: new events are refused, answers still go out.
+        self._draining = False
 
     @property
     def transport_name(self) -> str:
@@ -299,6 +305,12 @@ class EngineSocket:
                 waiter[1].extend(packet.data)
                 waiter[0].set()
             return
+        if self._draining and packet.type in (sio.PacketType.EVENT,
+                                              sio.PacketType.BINARY_EVENT):
+            self._answer_error(packet, packet.data[0], ClientError(
+                "shutting_down", "the server is shutting down; reconnect and send it again",
+                retry_after=1))
+            return
         if self._inbox_send is None:
             if packet.type == sio.PacketType.CONNECT or self._nursery is None:
                 # Nothing is queued before it: handle it here, in order.
@@ -315,9 +327,11 @@ class EngineSocket:
         """Handle connects, events and disconnects one at a time, in arrival order,
         while the transport keeps reading (acks, pongs)."""
         async for packet in inbox:
-            await self._handle_safely(packet)
-            for queued in drain(inbox):
-                await self._handle_safely(queued)
+            for each in itertools.chain((packet,), drain(inbox)):  # lazily: see inbox
+                if each is _SHUTDOWN:
+                    await self._close_after_answers()
+                    return
+                await self._handle_safely(each)
 
     async def _handle_safely(self, packet: sio.Packet) -> None:
         try:
@@ -467,6 +481,31 @@ class EngineSocket:
         return Args(*result)
 
     # -- lifetime ----------------------------------------------------------
+
+    def shut_down(self) -> None:
+        """The server is stopping: refuse new events, send the answers still due
+        (a stored chat message's ack), then close (1001 on a WebSocket)."""
+        if self._draining or self.ending:
+            return
+        self._draining = True
+        if self._nursery is None:
+            self.close("shutdown", CloseCode.GOING_AWAY)
+        else:
+            self._nursery.start_soon(self._close_when_answered)
+
+    async def _close_when_answered(self) -> None:
+        if self._inbox_send is not None:
+            # Behind the packets already read (sent before the shutdown): the
+            # handler task closes when it gets there (``_handle_packets``).
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._inbox_send.send(_SHUTDOWN)
+            return
+        await self._close_after_answers()
+
+    async def _close_after_answers(self) -> None:
+        if self._answers is not None:
+            await self._answers.wait_idle()
+        self.close("shutdown", CloseCode.GOING_AWAY)
 
     def close(self, reason: str, code: int = 1000, *, drop_queued: bool = False,
               kind: eio.CloseKind = eio.CloseKind.SERVER) -> None:
@@ -703,8 +742,9 @@ class EngineIOServer:
         return engine
 
     def close_all(self) -> None:
+        """Server shutdown: every session sends what it owes, then closes."""
         for engine in list(self.engines.values()):
-            engine.close("shutdown", CloseCode.GOING_AWAY)
+            engine.shut_down()
 
     # -- websocket ---------------------------------------------------------
 
