@@ -43,6 +43,7 @@ from ..protocol import socketio as sio
 from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
 from ..recovery import RecoveryLog, SavedSession
 from ..session import Session
+from ..supervise import log_failure
 from .answers import OrderedAnswers
 from .front import RequestHead
 from .inbox import drain, send_in_turn
@@ -336,11 +337,12 @@ class EngineSocket:
     async def _handle_safely(self, packet: sio.Packet) -> None:
         try:
             await self._handle(packet)
-        except Exception:
+        except Exception as exc:
             # A bug, or data our encoder cannot take (nested too deeply for it):
             # end this client's session, not the server.
-            log.exception("%s: failed to handle a %s packet", self.sid, packet.type.name)
-            self.close("internal_error", 1011)
+            self.app.metrics.connection_failures.inc()
+            log_failure(f"socket.io session {self.sid}: a {packet.type.name} packet", exc)
+            self.close("internal_error", CloseCode.INTERNAL_ERROR)
 
     async def _handle(self, packet: sio.Packet) -> None:
         kind = packet.type
