@@ -359,3 +359,38 @@ class TestMixedKeyFamilies:
         async with httpx.AsyncClient() as http:
             health = await http.get(switchboard_live.http_url("/health"))
         assert health.status_code == 200
+
+
+async def test_a_handshake_that_fails_on_the_server_is_answered_500_alone(
+        switchboard_live: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    bystander = await switchboard_live.connect("bob", "t1")
+
+    def broken(token: str | None) -> Any:
+        raise RuntimeError("a bug in a verifier")
+
+    monkeypatch.setattr(switchboard_live.app, "authenticate", broken)
+    answer = await exchange(switchboard_live, (
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+    assert answer.startswith(b"HTTP/1.1 500 "), answer
+    monkeypatch.undo()
+    await assert_serving(switchboard_live, bystander)
+
+
+async def test_a_publish_that_fails_on_the_server_is_answered_500_alone(
+        switchboard_live: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    bystander = await switchboard_live.connect("bob", "t1")
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug in the hub")
+
+    monkeypatch.setattr(switchboard_live.app.hub, "publish", broken)
+    body = b'{"event":"x","tenant":"t1"}'
+    answer = await exchange(switchboard_live, (
+        b"POST /api/v1/emit HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer "
+        + TEST_API_KEY.encode() + b"\r\nContent-Length: " + str(len(body)).encode()
+        + b"\r\n\r\n" + body))
+    assert answer.startswith(b"HTTP/1.1 500 "), answer
+    assert b"internal_error" in answer
+    monkeypatch.undo()
+    await assert_serving(switchboard_live, bystander)

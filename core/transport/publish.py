@@ -21,6 +21,7 @@ import trio
 from ..errors import ClientError
 from ..http import find_api_key, presented_key, publish_emits
 from ..protocol import jsontext
+from ..supervise import log_failure
 from .front import HeadError, PrefixedStream, RequestHead, read_head, refuse
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.http")
 _REASONS = {202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            413: "Payload Too Large"}
+            413: "Payload Too Large", 500: "Internal Server Error"}
 FallBack = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
 
 
@@ -97,7 +98,13 @@ async def serve_publish(app: App, stream: trio.abc.Stream, head: RequestHead,
                 data += chunk
         if body_timeout.cancelled_caught:
             return
-        status, answer = await _answer(app, head, data[:length])
+        try:
+            status, answer = await _answer(app, head, data[:length])
+        except Exception as exc:  # a bug: this request fails alone, with a 500
+            app.metrics.connection_failures.inc()
+            log_failure("POST /api/v1/emit", exc)
+            status, answer, close = 500, _error(500, "internal_error",
+                                                "the request failed on the server"), True
         await stream.send_all(_response(status, answer, close=close))
         if close:
             return

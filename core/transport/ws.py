@@ -24,7 +24,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import RemoteProtocolError
 
-from ..auth import AuthError
+from ..auth import AuthError, Identity
 from ..errors import ClientError, CloseCode
 from ..origins import origin_allowed
 from ..profiles import ProfiledCodec
@@ -33,6 +33,7 @@ from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
 from ..supervise import log_failure
 from .answers import OrderedAnswers
+from .front import error_response
 from .inbox import drain, send_in_turn
 from .wschannel import MessageTooBig, WsChannel
 
@@ -343,32 +344,17 @@ _REASONS = {
 async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
                           connections: set[WebSocketConnection], codec: EnvelopeCodec) -> None:
     """Finish the handshake of an upgrade request whose bytes are ``head``."""
-    ws = WSConnection(ConnectionType.SERVER)
     try:
-        ws.receive_data(head)
-        request = next((e for e in ws.events() if isinstance(e, Request)), None)
-    except RemoteProtocolError as exc:
-        app.metrics.handshake_rejects.labels("bad_request").inc()
-        await send_quietly(stream, (exc.event_hint and ws.send(exc.event_hint)) or b"")
+        accepted = await _handshake(app, stream, head)
+    except Exception as exc:  # a bug: this handshake fails alone, with a 500
+        app.metrics.connection_failures.inc()
+        log_failure("websocket handshake", exc)
+        await send_quietly(stream, error_response(500, "internal_error",
+                                                  "the handshake failed on the server"))
         return
-    if request is None:
+    if accepted is None:
         return
-    origin = _header(request.extra_headers, b"origin")
-    if not origin_allowed(app.config.server.allowed_origins, origin):
-        app.metrics.handshake_rejects.labels("origin").inc()
-        await send_quietly(stream, reject_bytes(ws, 403, {
-            "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
-        return
-    try:
-        identity = app.authenticate(bearer_token(request.extra_headers, request.target))
-    except AuthError as exc:
-        app.metrics.handshake_rejects.labels("unauthorized").inc()
-        log.info("websocket handshake refused: %s", exc)
-        await send_quietly(stream, reject_bytes(ws, 401, {"code": "unauthorized",
-                                                          "message": str(exc)}))
-        return
-    if not await send_quietly(stream, ws.send(AcceptConnection())):
-        return
+    ws, identity = accepted
     # Keep only wsproto's frame-level connection: the handshake's state (an h11
     # connection, the request and its headers) would stay alive with the socket.
     assert ws.connection is not None
@@ -376,13 +362,47 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
                         max_message=app.config.server.max_payload,
                         linger=app.config.server.write_linger)
     connection = WebSocketConnection(app, channel)
-    del ws, request, head, origin
+    del ws, head, accepted
     session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile)
     connections.add(connection)
     try:
         await connection.run(session)
     finally:
         connections.discard(connection)
+
+
+async def _handshake(app: App, stream: trio.abc.Stream,
+                     head: bytes) -> tuple[WSConnection, Identity] | None:
+    """Check and accept the upgrade; ``None`` when it was refused (and answered)."""
+    ws = WSConnection(ConnectionType.SERVER)
+    try:
+        ws.receive_data(head)
+        request = next((e for e in ws.events() if isinstance(e, Request)), None)
+    except RemoteProtocolError as exc:
+        app.metrics.handshake_rejects.labels("bad_request").inc()
+        await send_quietly(stream, (exc.event_hint and ws.send(exc.event_hint)) or b"")
+        return None
+    if request is None:
+        await send_quietly(stream, error_response(400, "bad_request",
+                                                  "not a WebSocket handshake"))
+        return None
+    origin = _header(request.extra_headers, b"origin")
+    if not origin_allowed(app.config.server.allowed_origins, origin):
+        app.metrics.handshake_rejects.labels("origin").inc()
+        await send_quietly(stream, reject_bytes(ws, 403, {
+            "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
+        return None
+    try:
+        identity = app.authenticate(bearer_token(request.extra_headers, request.target))
+    except AuthError as exc:
+        app.metrics.handshake_rejects.labels("unauthorized").inc()
+        log.info("websocket handshake refused: %s", exc)
+        await send_quietly(stream, reject_bytes(ws, 401, {"code": "unauthorized",
+                                                          "message": str(exc)}))
+        return None
+    if not await send_quietly(stream, ws.send(AcceptConnection())):
+        return None
+    return ws, identity
 
 
 async def send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:
