@@ -123,6 +123,19 @@ def test_nan_and_infinity_are_not_json_in_envelopes_and_packets(constant: str) -
         socketio.Decoder().feed('2["echo",' + constant + "]")
 
 
+@pytest.mark.parametrize("text", ['"\\ud800"', '["x\\uDFFF"]', '{"\\udc00": 1}',
+                                  '"\\ude00\\ud83d"'])
+def test_a_lone_surrogate_is_not_json(text: str) -> None:
+    with pytest.raises(ValueError):
+        jsontext.loads(text)
+    with pytest.raises(ValueError):
+        jsontext.loads(text.encode())
+
+
+def test_a_surrogate_pair_is_one_character() -> None:
+    assert jsontext.loads('"\\ud83d\\ude00"') == "\U0001F600"
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_nan_and_infinity_are_never_encoded(value: float) -> None:
     with pytest.raises(ValueError):

@@ -72,6 +72,14 @@ async def test_nan_and_infinity_are_answered_invalid_json_and_never_echoed(
     await assert_answers_ping(client)
 
 
+async def test_a_lone_surrogate_is_answered_invalid_json_not_a_closed_connection(
+        switchboard: Harness) -> None:
+    client = await switchboard.connect()
+    await client.send_text('{"type":"ping","data":"\\ud800"}')
+    await client.expect_error("invalid_json")
+    await assert_answers_ping(client)
+
+
 @pytest.mark.parametrize("text", ["[1, 2, 3]", "42", '"room:join"', "null"])
 async def test_json_that_is_not_an_object_is_answered_invalid_frame(
         switchboard: Harness, text: str) -> None:

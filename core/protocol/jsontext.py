@@ -9,12 +9,16 @@ first keeps this free for the usual frame: only text with more than
 
 ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259): Python's
 parser takes them, but members of a room and backends with strict parsers
-would reject the frames they end up in, so they are refused here too.
+would reject the frames they end up in, so they are refused here too. So is
+a lone surrogate escape (``"\\ud800"``): it parses into a string that cannot
+be encoded as UTF-8 again (an echo, a broadcast, a database row). Only text
+with a ``\\ud`` escape in it is walked for them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "loads"]
@@ -32,7 +36,33 @@ def loads(text: str | bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
     if _brackets(text) > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if _may_have_surrogates(text) and _has_lone_surrogate(value):
+        raise ValueError("JSON string with a lone surrogate (not Unicode text)")
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _may_have_surrogates(text: str | bytes) -> bool:
+    if isinstance(text, str):
+        return "\\ud" in text or "\\uD" in text
+    return b"\\ud" in text or b"\\uD" in text
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _refuse_constant(name: str) -> Any:
