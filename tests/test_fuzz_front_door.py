@@ -1,0 +1,166 @@
+"""Fuzzing the front door through the real listener.
+
+Every case is sent over a real TCP connection to the server running in this
+test's Trio run (``switchboard.testing.fuzz``). After each case: the server is
+alive (``GET /health`` answers 200 on a new connection), a bystander WebSocket
+client connected before the case still receives a broadcast published with
+``POST /api/v1/emit``, nothing was logged with a traceback (nor at ERROR), no
+HTTP answer was a 5xx, and every JSON text the server sent or accepted was
+strict JSON (no ``NaN`` / ``Infinity``). A failure names its case and gives
+the bytes to reproduce it.
+
+Hypothesis runs in a worker thread and hands each case to the Trio thread, so
+the server, the bystander and the cases share one Trio run. Examples are
+derandomized and no example database is kept: every run generates the same
+cases. Shrinking is off (a case that kills the server would restart it for
+every shrinking step); the generators keep cases small and labelled instead.
+``contrib/fuzz/front_door.py`` runs the same generators for longer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+import trio
+from hypothesis import HealthCheck, Phase, example, given, settings
+from switchboard.testing import fuzz
+from switchboard.testing.fuzz import KNOWN, Case, FrontDoor, InProcessTarget
+
+FUZZ = settings(derandomize=True, database=None, deadline=None,
+                phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck),
+                print_blob=False, report_multiple_bugs=True)
+
+
+@pytest.fixture
+async def front_door(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
+                     ) -> AsyncIterator[FrontDoor]:
+    """The real server on an ephemeral port plus a connected bystander."""
+    caplog.set_level(logging.WARNING)
+    door = FrontDoor(InProcessTarget(nursery, records=lambda: caplog.records), nursery)
+    await door.start()
+    yield door
+    await door.stop()
+
+
+# Hypothesis calls these in a worker thread; each case runs in the Trio thread.
+
+@settings(FUZZ, max_examples=110)
+@example(case=KNOWN["ipv6 target"])
+@example(case=KNOWN["bad host"])
+@example(case=KNOWN["h2 preface"])
+@example(case=KNOWN["h2c upgrade"])
+@given(case=fuzz.request_heads())
+def check_request_heads(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=90)
+@example(case=KNOWN["superscript length"])
+@example(case=KNOWN["nan emit"])
+@example(case=KNOWN["infinity emit"])
+@given(case=fuzz.request_bodies())
+def check_request_bodies(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=80)
+@example(case=KNOWN["nan ping"])
+@given(case=fuzz.websocket_frames())
+def check_websocket_frames(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=50)
+@given(case=fuzz.engineio_polling_cases())
+def check_engineio_polling(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=60)
+@given(case=fuzz.engineio_websocket_cases())
+def check_engineio_websocket(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+async def test_request_heads(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_request_heads, front_door)
+
+
+async def test_request_bodies_and_their_framing(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_request_bodies, front_door)
+
+
+async def test_websocket_frames_after_the_handshake(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_websocket_frames, front_door)
+
+
+async def test_engineio_packets_over_polling(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_engineio_polling, front_door)
+
+
+async def test_engineio_packets_over_the_websocket(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_engineio_websocket, front_door)
+
+
+# The generators must reach the known crashes by themselves, not only through
+# the explicit examples above: each of these kinds must be a real share of
+# what they generate.
+
+def _urlsplit_fails(case: Case) -> bool:
+    line = case.data.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    try:
+        urlsplit(line[1]) if len(line) == 3 else None
+    except ValueError:
+        return True
+    return False
+
+
+def _isdigit_not_int(case: Case) -> bool:
+    for line in case.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            try:
+                int(value.strip())
+            except ValueError:
+                return True
+    return False
+
+
+def _idna_fails(case: Case) -> bool:
+    for line in case.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "host" and value.strip():
+            try:
+                value.strip().encode("idna")
+            except UnicodeError:
+                return True
+    return False
+
+
+def _non_standard_json(case: Case) -> bool:
+    return any(token in case.data for token in (b"NaN", b"Infinity", b"2e308"))
+
+
+@pytest.mark.parametrize(("strategy", "predicate", "share"), [
+    (fuzz.request_heads, _urlsplit_fails, 0.03),
+    (fuzz.request_heads, _idna_fails, 0.03),
+    (fuzz.request_bodies, _isdigit_not_int, 0.02),
+    (fuzz.request_bodies, _non_standard_json, 0.1),
+    (fuzz.websocket_frames, _non_standard_json, 0.03),
+    (fuzz.engineio_polling_cases, _non_standard_json, 0.05),
+], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet"])
+def test_generators_reach_the_known_crashes(strategy: object, predicate: object,
+                                            share: float) -> None:
+    drawn: list[Case] = []
+
+    @settings(FUZZ, max_examples=400, phases=(Phase.generate,))
+    @given(case=strategy())  # type: ignore[operator]
+    def draw(case: Case) -> None:
+        drawn.append(case)
+
+    draw()
+    hits = sum(1 for case in drawn if predicate(case))  # type: ignore[operator]
+    assert hits / len(drawn) >= share, f"{hits} of {len(drawn)} cases"
