@@ -49,7 +49,11 @@ async def front_door(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
 
 @settings(FUZZ, max_examples=110)
 @example(case=KNOWN["ipv6 target"])
+@example(case=KNOWN["ipv6 target not an address"])
 @example(case=KNOWN["bad host"])
+@example(case=KNOWN["upgrade to an http path"])
+@example(case=KNOWN["non-ascii connection header"])
+@example(case=KNOWN["non-ascii host on upgrade"])
 @example(case=KNOWN["h2 preface"])
 @example(case=KNOWN["h2c upgrade"])
 @given(case=fuzz.request_heads())
@@ -59,6 +63,7 @@ def check_request_heads(door: FrontDoor, case: Case) -> None:
 
 @settings(FUZZ, max_examples=90)
 @example(case=KNOWN["superscript length"])
+@example(case=KNOWN["pipelined after http/1.0"])
 @example(case=KNOWN["nan emit"])
 @example(case=KNOWN["infinity emit"])
 @given(case=fuzz.request_bodies())
