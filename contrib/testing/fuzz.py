@@ -246,7 +246,9 @@ def envelopes(draw: st.DrawFn) -> str:
         return draw(st.text(max_size=30))
     if kind == 1:
         return draw(json_texts)
-    if kind < 6:
+    if kind == 2:  # a ping's data comes back in the pong
+        fields = ['"type":"ping"', f'"data":{draw(json_or_deep())}']
+    elif kind < 6:
         event, data = draw(plausible_events())
         fields = [f'"type":{json.dumps(event)}', f'"data":{data}']
     else:
@@ -273,10 +275,12 @@ PATHS = ["/health", "/ready", "/metrics", "/api/v1/stats", "/api/v1/emit", "/ws"
          "/?" + "a" * 3000, "/ws?token=@TOKEN@&token=x"]
 #: Hosts for absolute-form targets and Host headers: bracketed IPv6 literals,
 #: broken or not, and names IDNA encoding refuses (empty or too long labels).
-HOSTS = ["127.0.0.1", "localhost", "[::1]", "[::1", "::1]", "[", "]", "[zz]", "[::1]:80",
-         "[::1]:x", "[v1.x]", "[::ffff:127.0.0.1]", "127.0.0.1:99999", "127.0.0..1", "..",
-         ".", "a..b", "", "xn--", "x" * 64 + ".test", "\xe9.test", "\xff", "ex ample",
-         "user@host", "host:1:2", "host\x00", "host/", "h?st"]
+HOSTS = ["127.0.0.1", "localhost", "127.0.0.1:99999", "127.0.0..1", "..", ".", "a..b", "",
+         "xn--", "x" * 64 + ".test", "\xe9.test", "\xff", "ex ample", "user@host", "host:1:2",
+         "host\x00", "host/", "h?st"]
+#: IPv6 literals, well-formed or not (an unclosed bracket, no address inside).
+IPV6_HOSTS = ["[::1]", "[::1", "::1]", "[", "]", "[zz]", "[::1]:80", "[::1]:x", "[v1.x]",
+              "[::ffff:127.0.0.1]", "[::1:80", "[fe80::1%eth0]"]
 SCHEMES = ["http://", "http://", "https://", "ws://", "HTTP://", "//", "http:/", "http:///"]
 VERSIONS = ["HTTP/1.1"] * 6 + ["HTTP/1.0", "HTTP/2.0", "HTTP/0.9", "HTTP/1.2", "http/1.1",
                                "HTTP/1.1 ", "HTTP/1.\xb2", "HTTP/\xb9.1", "", "HTTP/1.1\x00",
@@ -301,7 +305,8 @@ def _target(draw: st.DrawFn) -> str:
     kind = draw(st.integers(0, 9))
     path = draw(st.sampled_from(PATHS))
     if kind <= 3:  # absolute-form, often with an IPv6 literal
-        return draw(st.sampled_from(SCHEMES)) + draw(st.sampled_from(HOSTS)) + path
+        hosts = IPV6_HOSTS if draw(st.booleans()) else HOSTS
+        return draw(st.sampled_from(SCHEMES)) + draw(st.sampled_from(hosts)) + path
     if kind == 4:
         return draw(st.sampled_from(["*", "", "127.0.0.1:8080", "[::1]:8080", "[::1:80"]))
     if kind == 5:
@@ -330,7 +335,7 @@ def _request_head(draw: st.DrawFn) -> Case:
     lines = [sep.join([method, target, version])]
     host = None
     if draw(st.integers(0, 9)) > 0:
-        host = draw(st.sampled_from(HOSTS))
+        host = draw(st.sampled_from(HOSTS + IPV6_HOSTS))
         lines.append(f"Host: {host}")
     if draw(st.integers(0, 3)) == 0:
         lines += UPGRADE_LINES[:draw(st.integers(1, 4))]
@@ -375,11 +380,19 @@ def _mutated_request(draw: st.DrawFn) -> Case:
     return Case(HEAD, "mutated valid request: " + ", ".join(edits), _split(draw, bytes(data)))
 
 
+@st.composite
+def _any_head(draw: st.DrawFn) -> Case:
+    kind = draw(st.integers(0, 9))
+    if kind < 6:
+        return draw(_request_head())
+    if kind < 9:
+        return draw(_mutated_request())
+    return Case(HEAD, "random bytes", (draw(st.binary(max_size=40)) + b"\r\n\r\n",))
+
+
 def request_heads() -> st.SearchStrategy[Case]:
     """(a) Request heads: request line, method, target, version, headers, Host."""
-    return st.one_of(_request_head(), _request_head(), _mutated_request(),
-                     st.binary(max_size=40).map(
-                         lambda b: Case(HEAD, "random bytes", (b + b"\r\n\r\n",))))
+    return _any_head()
 
 
 # --- (b) bodies: Content-Length, Transfer-Encoding ---
@@ -594,7 +607,7 @@ def websocket_frames() -> st.SearchStrategy[Case]:
 
 # --- (d) Engine.IO / Socket.IO packets ---
 
-NAMESPACES = ["", "", "", "/", "/nope,", "/,", "/a/b,", "/\xe4,", "/" + "x" * 300 + ",", "/"]
+NAMESPACES = ["", "", "", "", "", "/,", "/nope,", "/a/b,", "/\xe4,", "/" + "x" * 300 + ",", "/"]
 ACK_IDS = ["", "", "", "0", "1", "12", "9" * 16, "9" * 17, "-1", "9007199254740991",
            "9007199254740992", "\xb2"]
 
@@ -623,7 +636,7 @@ def socketio_texts(draw: st.DrawFn) -> str:
                                               '{"_placeholder":true,"num":99}'])))
         body = "[" + ",".join(args) + "]"
     elif kind == "0" and body_kind < 5:
-        body = draw(st.sampled_from(["", '{"token":"@TOKEN@"}', '{"token":1}', "[]", "NaN",
+        body = draw(st.sampled_from(["", '{"token":"not-a-token"}', '{"token":1}', "[]", "NaN",
                                      '{"pid":"x","offset":"y"}']))
     elif body_kind < 6:
         body = draw(json_or_deep())
@@ -633,11 +646,22 @@ def socketio_texts(draw: st.DrawFn) -> str:
 
 
 @st.composite
+def socketio_events(draw: st.DrawFn) -> str:
+    """A well-formed Socket.IO EVENT of a known event, its data partly fuzzed."""
+    event, data = draw(plausible_events())
+    namespace = draw(st.sampled_from(["", "", "", "/nope,"]))
+    ack = draw(st.sampled_from(["", "1", "7", "9007199254740991"]))
+    return f"2{namespace}{ack}[{json.dumps(event)},{data}]"
+
+
+@st.composite
 def _engineio_record(draw: st.DrawFn) -> str:
     kind = draw(st.integers(0, 9))
-    if kind < 6:
+    if kind < 4:
+        return "4" + draw(socketio_events())
+    if kind < 7:
         return "4" + draw(socketio_texts())
-    if kind == 6:
+    if kind == 7:
         return "b" + draw(st.one_of(st.binary(max_size=12).map(
             lambda b: base64.b64encode(b).decode()), st.sampled_from(["!!", "a", "===", ""])))
     return draw(st.sampled_from(["2", "3", "3probe", "2probe", "5", "6", "1", "0", "0{}", "7",
@@ -1012,11 +1036,17 @@ def record_failures(records: Iterable[logging.LogRecord]) -> list[Failure]:
     return failures
 
 
+def fuzz_config() -> Any:
+    """The test config (known secret and API key, in-memory SQLite), with a short
+    drain at shutdown: the polling sessions the cases leave behind would hold it."""
+    return make_config({"server": {"drain_timeout": 0.5}})
+
+
 class InProcessTarget:
     """The real server in this Trio run, on an ephemeral 127.0.0.1 port; started
     again (on a new port) after it dies."""
 
-    def __init__(self, nursery: trio.Nursery, *, config: Callable[[], Any] = make_config,
+    def __init__(self, nursery: trio.Nursery, *, config: Callable[[], Any] = fuzz_config,
                  records: Callable[[], Sequence[logging.LogRecord]] | None = None) -> None:
         self._nursery = nursery
         self._config = config
