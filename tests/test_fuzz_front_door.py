@@ -67,6 +67,7 @@ def check_request_heads(door: FrontDoor, case: Case) -> None:
 @example(case=KNOWN["superscript length"])
 @example(case=KNOWN["pipelined after http/1.0"])
 @example(case=KNOWN["nan emit"])
+@example(case=KNOWN["surrogate emit"])
 @example(case=KNOWN["infinity emit"])
 @given(case=fuzz.request_bodies())
 def check_request_bodies(door: FrontDoor, case: Case) -> None:
@@ -75,6 +76,7 @@ def check_request_bodies(door: FrontDoor, case: Case) -> None:
 
 @settings(FUZZ, max_examples=80)
 @example(case=KNOWN["nan ping"])
+@example(case=KNOWN["surrogate ping"])
 @given(case=fuzz.websocket_frames())
 def check_websocket_frames(door: FrontDoor, case: Case) -> None:
     door.check(case)
@@ -87,6 +89,7 @@ def check_engineio_polling(door: FrontDoor, case: Case) -> None:
 
 
 @settings(FUZZ, max_examples=60)
+@example(case=KNOWN["surrogate event name"])
 @given(case=fuzz.engineio_websocket_cases())
 def check_engineio_websocket(door: FrontDoor, case: Case) -> None:
     door.check(case)
@@ -168,6 +171,11 @@ def _non_standard_json(case: Case) -> bool:
     return any(token in data for token in (b"NaN", b"Infinity", b"2e308"))
 
 
+def _lone_surrogate(case: Case) -> bool:
+    data = _client_payloads(case.data) if case.setup.startswith(("ws", "eio-ws")) else case.data
+    return any(token in data for token in (b"\\ud800\"", b"\\udfff", b"\\udc00b"))
+
+
 @functools.cache
 def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     """What ``strategy`` generates in the tests above (derandomized, so always the same)."""
@@ -190,8 +198,10 @@ def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     (fuzz.websocket_frames, _non_standard_json, 0.07),
     (fuzz.engineio_polling_cases, _non_standard_json, 0.1),
     (fuzz.engineio_websocket_cases, _non_standard_json, 0.05),
+    (fuzz.request_bodies, _lone_surrogate, 0.03),
+    (fuzz.websocket_frames, _lone_surrogate, 0.07),
 ], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
-        "nan-eio-frame"])
+        "nan-eio-frame", "surrogate-body", "surrogate-frame"])
 def test_generators_reach_the_known_crashes(strategy: Callable[[], SearchStrategy[Case]],
                                             predicate: Callable[[Case], bool],
                                             share: float) -> None:

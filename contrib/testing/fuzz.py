@@ -154,13 +154,15 @@ def _split(draw: st.DrawFn, data: bytes) -> tuple[bytes, ...]:
 
 
 JSON_LEAVES = ["null", "true", "false", "0", "-0", "1", "-1", "1.5", "1e3",
-               "123456789012345678901234567890", '""', '"x"', '"\\ud800"', '"\\u0000"',
-               '"lead:1"', '"fuzz"', '"bystander"']
+               "123456789012345678901234567890", '""', '"x"', '"lead:1"', '"fuzz"', '"bystander"']
 #: Refused by a strict parser (NaN, Infinity), or infinite once parsed by Python (2e308).
 NON_STANDARD = ["NaN", "Infinity", "-Infinity", "2e308", "-1e400"]
+#: Strings whose escapes decode to what UTF-8 cannot encode (lone surrogates), or to NUL.
+STRING_TRAPS = ['"\\ud800"', '"\\udfff"', '"a\\udc00b"', '"\\ud800\\udc00"', '"\\u0000"']
 #: JSON text (as sent by a client): standard values, and non-standard ones.
 json_texts: st.SearchStrategy[str] = st.recursive(
     st.one_of(st.sampled_from(JSON_LEAVES), st.sampled_from(NON_STANDARD),
+              st.sampled_from(STRING_TRAPS),
               st.integers(-(2**70), 2**70).map(str), st.text(max_size=10).map(json.dumps)),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda items: "[" + ",".join(items) + "]"),
@@ -246,7 +248,7 @@ def envelopes(draw: st.DrawFn) -> str:
         return draw(st.text(max_size=30))
     if kind == 1:
         return draw(json_texts)
-    if kind == 2:  # a ping's data comes back in the pong
+    if kind in (2, 3):  # a ping's data comes back in the pong
         fields = ['"type":"ping"', f'"data":{draw(json_or_deep())}']
     elif kind < 6:
         event, data = draw(plausible_events())
@@ -767,6 +769,16 @@ KNOWN: dict[str, Case] = {
     "non-ascii host on upgrade": Case(
         HEAD, "WebSocket upgrade on /ws with a non-ASCII byte in Host (wsproto decodes it as "
         "IDNA)", (b"GET /ws HTTP/1.1\r\nHost: \xaf\r\n" + _UPGRADE + b"\r\n",)),
+    "surrogate ping": Case(
+        WS_FRAMES, "ping envelope whose data is a lone surrogate (echoed in the pong, which "
+        "cannot be encoded as UTF-8)",
+        (ws_frame(b'{"type":"ping","data":"\\ud800"}', mask=b"\x01\x02\x03\x04"),),
+        setup="ws"),
+    "surrogate emit": _emit_case("emit of a lone surrogate to the bystander's tenant",
+                                 b'{"event":"x","tenant":"fuzz","data":"\\ud800"}'),
+    "surrogate event name": Case(
+        EIO_WS, "Socket.IO event named with a lone surrogate (its error cannot be encoded)",
+        (ws_frame(b'421["\\ud800",1]', mask=b"\x01\x02\x03\x04"),), setup="eio-ws+connect"),
     "h2 preface": Case(HEAD, "HTTP/2 connection preface", (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",)),
     "h2c upgrade": Case(HEAD, "h2c upgrade request",
                         (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, "
