@@ -141,7 +141,9 @@ def report(stats: Stats) -> list[dict[str, Any]]:
 async def run(args: argparse.Namespace, stats: Stats) -> int | None:
     """Fuzz until ``args.seconds`` have passed; the number of server restarts."""
     families = [f for f in FAMILIES if not args.families or any(
-        f.startswith(prefix) for prefix in args.families.split(","))]
+        word.strip() in f for word in args.families.split(","))]
+    if not families:
+        raise SystemExit(f"--families {args.families!r} names none of: {', '.join(FAMILIES)}")
     started = time.monotonic()
     async with trio.open_nursery() as nursery:
         target: Target
@@ -173,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's auth.secret, to sign client tokens")
     parser.add_argument("--api-key", default=TEST_API_KEY, help="an API key with tenant '*'")
     parser.add_argument("--server-log", help="the server's log file, read for tracebacks")
-    parser.add_argument("--families", help="comma-separated prefixes of the families to run "
-                        f"({', '.join(FAMILIES)})")
+    parser.add_argument("--families", help="comma-separated words of the families to run: "
+                        f"{', '.join(FAMILIES)} (e.g. head,polling)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (one per batch)")
     parser.add_argument("--batch", type=int, default=50, help="cases per family per seed")
     parser.add_argument("--out", help="write the distinct failures as JSON to this file")

@@ -45,7 +45,12 @@ import jwt
 import trio
 import trio.testing
 from hypothesis import strategies as st
-from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
 
 from . import TEST_API_KEY, TEST_SECRET, make_config
 
@@ -1200,17 +1205,40 @@ class RemoteTarget:
         with self._log.open("rb") as file:
             file.seek(mark)
             text = file.read().decode("utf-8", "replace")
-        failures = []
-        for block in re.split(r"\n(?=\S)", text):
-            if "Traceback (most recent call last)" in block:
-                lines = block.strip().splitlines()
-                failures.append(Failure("traceback logged", lines[0][:300], tuple(lines[-7:]),
-                                        f"traceback logged: {lines[-1][:120]}"))
-            elif re.search(r"\bERROR\b", block.split("\n", 1)[0]):
-                first = block.split("\n", 1)[0]
-                failures.append(Failure("error logged", first[:300], (),
-                                        f"error logged: {first[-80:]}"))
-        return failures
+        return log_text_failures(text)
+
+
+#: The first line of a log record (``switchboard serve``'s and hypercorn's formats).
+_RECORD_START = re.compile(r"^\[?\d{4}-\d\d-\d\d", re.MULTILINE)
+_EXCEPTION_LINE = re.compile(r"^[\s|]*((?:[a-z_]\w*\.)*[A-Z]\w*): ", re.MULTILINE)
+_FRAME_LINE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def log_text_failures(text: str) -> list[Failure]:
+    """Tracebacks and ERROR records in log text (one record per timestamped line
+    and the lines after it)."""
+    failures = []
+    starts = [m.start() for m in _RECORD_START.finditer(text)] or [0]
+    if starts[0] != 0:
+        starts.insert(0, 0)
+    for begin, end in itertools.pairwise([*starts, len(text)]):
+        record = text[begin:end].strip()
+        if not record:
+            continue
+        first = record.splitlines()[0][:300]
+        if "Traceback (most recent call last)" in record:
+            exceptions = _EXCEPTION_LINE.findall(record)
+            frames = _FRAME_LINE.findall(record)
+            where = f" at {_where(frames[-1][0])}:{frames[-1][1]}" if frames else ""
+            kind = exceptions[-1].rsplit(".", 1)[-1] if exceptions else "?"
+            lines = [f"{_where(f)}:{n} in {fn}" for f, n, fn in frames[-4:]]
+            last = [line.strip(" |") for line in record.splitlines()
+                    if _EXCEPTION_LINE.match(line)][-1:]
+            failures.append(Failure("traceback logged", first, (*lines, *last),
+                                    f"traceback logged: {kind}{where}"))
+        elif re.search(r"\bERROR\b", first):
+            failures.append(Failure("error logged", first, (), f"error logged: {first[-80:]}"))
+    return failures
 
 
 # -- the runner -------------------------------------------------------------
@@ -1400,7 +1428,11 @@ class FrontDoor:
     # -- one case --
 
     async def run(self, case: Case) -> Outcome:
-        await self._ready()
+        try:
+            await self._ready()
+        except (OSError, trio.TooSlowError, HandshakeError, ConnectionClosed) as exc:
+            raise RuntimeError(f"the server at {self.target.host}:{self.target.port} "
+                               f"stopped answering: {exc!r}") from exc
         started = time.perf_counter()
         mark = self.target.log_mark()
         user = f"case{next(self._cases)}"
