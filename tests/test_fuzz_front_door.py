@@ -56,6 +56,7 @@ async def front_door(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
 @example(case=KNOWN["upgrade to an http path"])
 @example(case=KNOWN["non-ascii connection header"])
 @example(case=KNOWN["non-ascii host on upgrade"])
+@example(case=KNOWN["query-only target"])
 @example(case=KNOWN["h2 preface"])
 @example(case=KNOWN["h2c upgrade"])
 @given(case=fuzz.request_heads())

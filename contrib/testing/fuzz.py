@@ -784,6 +784,8 @@ KNOWN: dict[str, Case] = {
     "surrogate event name": Case(
         EIO_WS, "Socket.IO event named with a lone surrogate (its error cannot be encoded)",
         (ws_frame(b'421["\\ud800",1]', mask=b"\x01\x02\x03\x04"),), setup="eio-ws+connect"),
+    "query-only target": Case(HEAD, "a target that is only a query (no path)",
+                              (b"GET ?x HTTP/1.1\r\nHost: x\r\n\r\n",)),
     "h2 preface": Case(HEAD, "HTTP/2 connection preface", (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",)),
     "h2c upgrade": Case(HEAD, "h2c upgrade request",
                         (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, "
@@ -1423,7 +1425,8 @@ class FrontDoor:
         """Run ``case``; raise :class:`FrontDoorFailure` naming it if anything failed."""
         outcome = self.run_blocking(case)
         if outcome.failures:
-            raise failure_type(outcome.failures[0].signature)(outcome.report())
+            signature = " + ".join(sorted({f.signature for f in outcome.failures}))
+            raise failure_type(signature)(outcome.report())
 
     # -- one case --
 
