@@ -1,0 +1,211 @@
+"""Fuzzing the front door through the real listener.
+
+Every case is sent over a real TCP connection to the server running in this
+test's Trio run (``switchboard.testing.fuzz``). After each case: the server is
+alive (``GET /health`` answers 200 on a new connection), a bystander WebSocket
+client connected before the case still receives a broadcast published with
+``POST /api/v1/emit``, nothing was logged with a traceback (nor at ERROR), no
+HTTP answer was a 5xx, and every JSON text the server sent or accepted was
+strict JSON (no ``NaN`` / ``Infinity``). A failure names its case and gives
+the bytes to reproduce it.
+
+Hypothesis runs in a worker thread and hands each case to the Trio thread, so
+the server, the bystander and the cases share one Trio run. Examples are
+derandomized and no example database is kept: every run generates the same
+cases. Shrinking is off (a case that kills the server would restart it for
+every shrinking step); the generators keep cases small and labelled instead.
+``contrib/fuzz/front_door.py`` runs the same generators for longer.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+import pytest
+import trio
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis.strategies import SearchStrategy
+from switchboard.testing import fuzz
+from switchboard.testing.fuzz import KNOWN, Case, FrontDoor, InProcessTarget
+
+FUZZ = settings(derandomize=True, database=None, deadline=None,
+                phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck),
+                print_blob=False, report_multiple_bugs=True)
+
+
+@pytest.fixture
+async def front_door(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
+                     ) -> AsyncIterator[FrontDoor]:
+    """The real server on an ephemeral port plus a connected bystander."""
+    caplog.set_level(logging.WARNING)
+    door = FrontDoor(InProcessTarget(nursery, records=lambda: caplog.records), nursery)
+    await door.start()
+    yield door
+    await door.stop()
+
+
+# Hypothesis calls these in a worker thread; each case runs in the Trio thread.
+
+@settings(FUZZ, max_examples=110)
+@example(case=KNOWN["ipv6 target"])
+@example(case=KNOWN["ipv6 target not an address"])
+@example(case=KNOWN["bad host"])
+@example(case=KNOWN["upgrade to an http path"])
+@example(case=KNOWN["non-ascii connection header"])
+@example(case=KNOWN["non-ascii host on upgrade"])
+@example(case=KNOWN["query-only target"])
+@example(case=KNOWN["h2 preface"])
+@example(case=KNOWN["h2c upgrade"])
+@given(case=fuzz.request_heads())
+def check_request_heads(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=90)
+@example(case=KNOWN["superscript length"])
+@example(case=KNOWN["pipelined after http/1.0"])
+@example(case=KNOWN["nan emit"])
+@example(case=KNOWN["surrogate emit"])
+@example(case=KNOWN["infinity emit"])
+@given(case=fuzz.request_bodies())
+def check_request_bodies(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=80)
+@example(case=KNOWN["nan ping"])
+@example(case=KNOWN["surrogate ping"])
+@given(case=fuzz.websocket_frames())
+def check_websocket_frames(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=50)
+@given(case=fuzz.engineio_polling_cases())
+def check_engineio_polling(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+@settings(FUZZ, max_examples=60)
+@example(case=KNOWN["surrogate event name"])
+@given(case=fuzz.engineio_websocket_cases())
+def check_engineio_websocket(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
+async def test_request_heads(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_request_heads, front_door)
+
+
+async def test_request_bodies_and_their_framing(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_request_bodies, front_door)
+
+
+async def test_websocket_frames_after_the_handshake(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_websocket_frames, front_door)
+
+
+async def test_engineio_packets_over_polling(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_engineio_polling, front_door)
+
+
+async def test_engineio_packets_over_the_websocket(front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_engineio_websocket, front_door)
+
+
+# The generators must reach the known crashes by themselves, not only through
+# the explicit examples above: each of these kinds must be a real share of
+# what they generate.
+
+def _urlsplit_fails(case: Case) -> bool:
+    line = case.data.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    try:
+        urlsplit(line[1]) if len(line) == 3 else None
+    except ValueError:
+        return True
+    return False
+
+
+def _isdigit_not_int(case: Case) -> bool:
+    for line in case.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            try:
+                int(value.strip())
+            except ValueError:
+                return True
+    return False
+
+
+def _idna_fails(case: Case) -> bool:
+    for line in case.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "host" and value.strip():
+            try:
+                value.strip().encode("idna")
+            except UnicodeError:
+                return True
+    return False
+
+
+def _client_payloads(data: bytes) -> bytes:
+    """The unmasked payloads of the client frames in ``data``, joined."""
+    payloads, pos = [], 0
+    while len(data) - pos >= 2:
+        length, start = data[pos + 1] & 0x7F, pos + 2
+        if length >= 126:
+            width = 2 if length == 126 else 8
+            length, start = int.from_bytes(data[start:start + width], "big"), start + width
+        mask = data[start:start + 4] if data[pos + 1] & 0x80 else b"\0\0\0\0"
+        start += 4 if data[pos + 1] & 0x80 else 0
+        payload = data[start:start + length]
+        payloads.append(bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        pos = start + length
+    return b"".join(payloads)
+
+
+def _non_standard_json(case: Case) -> bool:
+    data = _client_payloads(case.data) if case.setup.startswith(("ws", "eio-ws")) else case.data
+    return any(token in data for token in (b"NaN", b"Infinity", b"2e308"))
+
+
+def _lone_surrogate(case: Case) -> bool:
+    data = _client_payloads(case.data) if case.setup.startswith(("ws", "eio-ws")) else case.data
+    return any(token in data for token in (b"\\ud800\"", b"\\udfff", b"\\udc00b"))
+
+
+@functools.cache
+def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
+    """What ``strategy`` generates in the tests above (derandomized, so always the same)."""
+    drawn: list[Case] = []
+
+    @settings(FUZZ, max_examples=150, phases=(Phase.generate,))
+    @given(case=strategy())
+    def draw(case: Case) -> None:
+        drawn.append(case)
+
+    draw()
+    return drawn
+
+
+@pytest.mark.parametrize(("strategy", "predicate", "share"), [
+    (fuzz.request_heads, _urlsplit_fails, 0.03),
+    (fuzz.request_heads, _idna_fails, 0.04),
+    (fuzz.request_bodies, _isdigit_not_int, 0.05),
+    (fuzz.request_bodies, _non_standard_json, 0.07),
+    (fuzz.websocket_frames, _non_standard_json, 0.07),
+    (fuzz.engineio_polling_cases, _non_standard_json, 0.1),
+    (fuzz.engineio_websocket_cases, _non_standard_json, 0.05),
+    (fuzz.request_bodies, _lone_surrogate, 0.03),
+    (fuzz.websocket_frames, _lone_surrogate, 0.07),
+], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
+        "nan-eio-frame", "surrogate-body", "surrogate-frame"])
+def test_generators_reach_the_known_crashes(strategy: Callable[[], SearchStrategy[Case]],
+                                            predicate: Callable[[Case], bool],
+                                            share: float) -> None:
+    cases = _generated(strategy)
+    hits = sum(1 for case in cases if predicate(case))
+    assert hits / len(cases) >= share, f"{hits} of {len(cases)} cases"
