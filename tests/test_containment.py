@@ -65,6 +65,11 @@ def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     pytest.param(b"POST /api/v1/emit HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
                  b"Transfer-Encoding: chunked\r\n\r\n", id="length-and-chunked"),
     pytest.param(b"GET /health\r\n\r\n", id="no-version"),
+    pytest.param(b"GET ?x HTTP/1.1\r\nHost: x\r\n\r\n", id="query-only-target"),
+    pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", id="http2-preface"),
+    pytest.param(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\xda\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n", id="non-ascii-connection-on-upgrade"),
 ])
 async def test_a_malformed_request_head_is_answered_400_and_the_server_serves_on(
         switchboard_live: Harness, caplog: pytest.LogCaptureFixture, head: bytes) -> None:
@@ -72,6 +77,17 @@ async def test_a_malformed_request_head_is_answered_400_and_the_server_serves_on
     answer = await exchange(switchboard_live, head)
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert b'"code": "bad_request"' in answer
+    await assert_serving(switchboard_live, bystander)
+    assert tracebacks(caplog) == []
+
+
+async def test_an_upgrade_to_a_path_without_websockets_is_answered_404(
+        switchboard_live: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    bystander = await switchboard_live.connect("bob", "t1")
+    answer = await exchange(switchboard_live, (
+        b"GET /health HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nx"))
+    assert answer.startswith(b"HTTP/1.1 404 "), answer
     await assert_serving(switchboard_live, bystander)
     assert tracebacks(caplog) == []
 

@@ -756,7 +756,7 @@ class EngineIOServer:
         try:
             ws.receive_data(head.raw)
             req = next((e for e in ws.events() if isinstance(e, Request)), None)
-        except RemoteProtocolError:
+        except (RemoteProtocolError, ValueError):  # (ValueError: bytes it cannot decode)
             req = None
         if req is None:
             await send_quietly(stream, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")

@@ -97,7 +97,7 @@ def parse_head(raw: bytes) -> RequestHead:
     if not _TOKEN.fullmatch(method):
         raise HeadError("malformed method")
     if version not in _VERSIONS:
-        raise HeadError("unsupported HTTP version", 505 if version.startswith("HTTP/") else 400)
+        raise HeadError("unsupported HTTP version (HTTP/1.0 and HTTP/1.1 are served)")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -172,7 +172,7 @@ async def refuse(stream: trio.abc.Stream, error: HeadError) -> None:
     log.info("bad request head: %s", error)
     with trio.CancelScope(shield=True), trio.move_on_after(1):
         if error.status:
-            code = "head_too_large" if error.status == 431 else "bad_request"
+            code = {404: "not_found", 431: "head_too_large"}.get(error.status, "bad_request")
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await stream.send_all(error_response(error.status, code, str(error)))
         await trio.aclose_forcefully(stream)
@@ -199,6 +199,7 @@ class PrefixedStream(trio.abc.Stream):
         self._prefix = prefix
         #: Called whenever bytes arrive from the peer.
         self._on_data = on_data
+        self._send_lock = trio.Lock()
         self.socket = getattr(stream, "socket", None) or _LoopbackSocket()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -212,7 +213,8 @@ class PrefixedStream(trio.abc.Stream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        async with self._send_lock:
+            await self._stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
@@ -221,7 +223,10 @@ class PrefixedStream(trio.abc.Stream):
         send_eof = getattr(self._stream, "send_eof", None)
         if send_eof is None:
             raise AttributeError("send_eof")
-        await send_eof()
+        # hypercorn may close (send_eof) while one of its tasks is still sending:
+        # one at a time, or trio raises BusyResourceError in one of them.
+        async with self._send_lock:
+            await send_eof()
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -245,6 +250,9 @@ async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, 
         return
     if head.is_websocket:
         handler = ws_paths.get(head.path)
+        if handler is None:  # (hypercorn has nothing to upgrade either)
+            await refuse(stream, HeadError(f"no WebSocket endpoint at {head.path}", 404))
+            return
     else:
         handler = (http_paths or {}).get((head.method, head.path))
     serving = (handler or http)(stream, head)

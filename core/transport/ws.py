@@ -382,6 +382,12 @@ async def _handshake(app: App, stream: trio.abc.Stream,
         app.metrics.handshake_rejects.labels("bad_request").inc()
         await send_quietly(stream, (exc.event_hint and ws.send(exc.event_hint)) or b"")
         return None
+    except ValueError as exc:  # bytes wsproto cannot decode (non-ASCII tokens)
+        app.metrics.handshake_rejects.labels("bad_request").inc()
+        log.info("websocket handshake refused: %r", exc)
+        await send_quietly(stream, error_response(400, "bad_request",
+                                                  "malformed WebSocket handshake"))
+        return None
     if request is None:
         await send_quietly(stream, error_response(400, "bad_request",
                                                   "not a WebSocket handshake"))
