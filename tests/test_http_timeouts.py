@@ -181,3 +181,21 @@ async def test_an_app_that_raises_before_answering_gets_a_500_and_one_log_line(
     assert b"internal_error" in sent[1]["body"]  # type: ignore[operator]
     assert [r.getMessage() for r in caplog.records if r.exc_info] == [
         "GET /x failed: ValueError('broken before answering')"]
+
+
+@pytest.mark.parametrize("request_head", [
+    b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET /health HTTP/1.0\r\nHost: a\r\n\r\n",
+])
+async def test_a_connection_the_client_asked_to_close_is_closed_after_its_answer(
+        switchboard: Harness, request_head: bytes) -> None:
+    client = Raw(switchboard)
+    await client.send(request_head)
+    assert b" 200 " in (await client.response()).split(b"\r\n")[0]
+    assert await client.closed_after() <= 1.0
+
+
+async def test_a_head_with_bare_lf_line_endings_is_answered_400(switchboard: Harness) -> None:
+    client = Raw(switchboard)
+    await client.send(b"GET /health HTTP/1.1\nHost: a\n\n")
+    assert (await client.response()).startswith(b"HTTP/1.1 400 ")

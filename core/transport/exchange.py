@@ -37,6 +37,9 @@ from ..supervise import log_failure
 
 log = logging.getLogger("switchboard.http")
 
+#: Seconds left to write out the last response of a connection the client
+#: asked to close (hypercorn itself does not always close it).
+CLOSE_GRACE = 1.0
 #: Key of the connection's timer in the ASGI scope's ``state``.
 TIMER_KEY = "switchboard.exchange_timer"
 
@@ -80,8 +83,13 @@ class ExchangeTimer:
         if self.phase is Phase.BODY:
             self._enter(Phase.RESPONDING)
 
-    def response_complete(self) -> None:
+    def response_complete(self, *, last: bool = False) -> None:
+        """The app has sent its response; ``last`` when the connection ends
+        with it (``Connection: close``, HTTP/1.0): then only the time to write
+        it out is left."""
         self._enter(Phase.IDLE)
+        if last:
+            self.scope.deadline = min(self.scope.deadline, trio.current_time() + CLOSE_GRACE)
 
     @property
     def overran(self) -> str | None:
@@ -90,6 +98,18 @@ class ExchangeTimer:
             return None
         return {Phase.HEAD: "request head", Phase.BODY: "request body",
                 Phase.IDLE: "idle keep-alive"}.get(self.phase)
+
+
+def _closes(scope: Scope) -> bool:
+    """Does the client want the connection closed after this exchange?"""
+    connection = b""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"connection":
+            connection += b"," + value.lower()
+    tokens = {token.strip() for token in connection.split(b",")}
+    if scope.get("http_version") == "1.0":
+        return b"keep-alive" not in tokens
+    return b"close" in tokens
 
 
 def timed_asgi(app: Any) -> Any:
@@ -103,6 +123,7 @@ def timed_asgi(app: Any) -> Any:
         timer: ExchangeTimer | None = (scope.get("state") or {}).get(TIMER_KEY)
         if timer is not None:
             timer.request_started()
+        last = _closes(scope)
         responded = False
 
         async def timed_receive() -> Message:
@@ -119,7 +140,7 @@ def timed_asgi(app: Any) -> Any:
                     and not message.get("more_body"):
                 # Before the send: the app is cancelled as soon as hypercorn has
                 # taken the last part, which may interrupt this await.
-                timer.response_complete()
+                timer.response_complete(last=last)
             await send(message)
 
         try:

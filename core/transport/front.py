@@ -74,6 +74,8 @@ async def read_head(stream: trio.abc.Stream, buffered: bytes = b"") -> RequestHe
     while b"\r\n\r\n" not in buf:
         if len(buf) > MAX_HEAD:
             raise HeadError("request head too large", 431)
+        if b"\n\n" in buf:
+            raise HeadError("request head with bare LF line endings (CRLF required)")
         chunk = await stream.receive_some(MAX_HEAD)
         if not chunk:
             raise HeadError("connection closed before the request head", 0)
