@@ -22,7 +22,11 @@ from switchboard.testing import Harness
 
 @pytest.fixture
 def switchboard_config() -> Config:
-    return socketio_config()
+    # python-socketio's polling client can lose its close packet on disconnect
+    # (its write loop stops once the state says disconnecting, before sending
+    # it) and then waits for its pending poll: a short ping interval ends that
+    # poll well within TIMEOUT, as the ping would on any server.
+    return socketio_config({"heartbeat": {"interval": 3.0, "timeout": 5.0}})
 
 
 @pytest.fixture
