@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from chats import create_conversation
 from socketio_fixtures import WebSocketClosed
 from switchboard.core.config import Config
 from switchboard.testing import HandshakeRejected, Harness, TestClient, make_config
@@ -108,10 +109,7 @@ class TestAnswersDueAtShutdown:
 
     async def test_acks_of_messages_in_flight_go_out_before_the_1001_close(
             self, switchboard: Harness) -> None:
-        response = await switchboard.http().post(
-            "/api/v1/conversations", headers=switchboard.api_headers(),
-            json={"tenant": "t1", "id": "c1", "participants": [{"userId": "carl"}]})
-        assert response.status_code == 201
+        await create_conversation(switchboard, participants=("carl",))
         carl = await switchboard.connect(user="carl", role="customer")
         await carl.request("conversation:join", {"conversationId": "c1"})
         for n in range(16):
@@ -128,10 +126,7 @@ class TestAnswersDueAtShutdown:
 
     async def test_an_event_sent_while_draining_is_refused_with_shutting_down(
             self, switchboard: Harness) -> None:
-        response = await switchboard.http().post(
-            "/api/v1/conversations", headers=switchboard.api_headers(),
-            json={"tenant": "t1", "id": "c1", "participants": [{"userId": "carl"}]})
-        assert response.status_code == 201
+        await create_conversation(switchboard, participants=("carl",))
         carl = await switchboard.connect(user="carl", role="customer")
         await carl.request("conversation:join", {"conversationId": "c1"})
         await carl.emit("message:send", {"conversationId": "c1", "clientId": "first",
@@ -150,10 +145,7 @@ class TestAnswersDueAtShutdown:
             self, switchboard: Harness) -> None:
         from socketio_fixtures import MemoryWebSocket
 
-        response = await switchboard.http().post(
-            "/api/v1/conversations", headers=switchboard.api_headers(),
-            json={"tenant": "t1", "id": "c1", "participants": [{"userId": "carl"}]})
-        assert response.status_code == 201
+        await create_conversation(switchboard, participants=("carl",))
         ws = await MemoryWebSocket.connect(switchboard,
                                            "/socket.io/?EIO=4&transport=websocket")
         assert str(await ws.receive()).startswith("0{")
