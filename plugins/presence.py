@@ -235,7 +235,7 @@ class PresencePlugin:
         """Write waiting last-seen times, batched; retry while the database is down."""
         delay = RETRY_FIRST
         while True:
-            if not self._unsaved:
+            while not self._unsaved:
                 await self._unsaved_added.wait()
                 self._unsaved_added = trio.Event()
             batch, self._unsaved = self._unsaved, {}
@@ -295,6 +295,8 @@ class PresencePlugin:
         """Upsert ``times`` in one transaction (delete, then insert: the same on
         SQLite and PostgreSQL)."""
         assert self.table is not None
+        if not times:
+            return
         t = self.table
         keys = [{"tenant": tenant, "user": user} for tenant, user in times]
         rows = [{"tenant_id": tenant, "user_id": user, "last_seen": when}

@@ -123,6 +123,17 @@ def test_nan_and_infinity_are_not_json_in_envelopes_and_packets(constant: str) -
         socketio.Decoder().feed('2["echo",' + constant + "]")
 
 
+@pytest.mark.parametrize("text", ["2e308", "[-1e400]", '{"a": 1' + "0" * 400 + ".0}"])
+def test_a_number_too_large_for_a_float_is_not_json(text: str) -> None:
+    with pytest.raises(ValueError):
+        jsontext.loads(text)
+
+
+def test_large_finite_numbers_and_big_integers_are_json() -> None:
+    assert jsontext.loads("[1e308, -1.5e-300, 123456789012345678901234567890]") == [
+        1e308, -1.5e-300, 123456789012345678901234567890]
+
+
 @pytest.mark.parametrize("text", ['"\\ud800"', '["x\\uDFFF"]', '{"\\udc00": 1}',
                                   '"\\ude00\\ud83d"'])
 def test_a_lone_surrogate_is_not_json(text: str) -> None:

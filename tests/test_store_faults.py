@@ -62,6 +62,20 @@ async def test_users_leaving_during_an_outage_go_offline_and_their_last_seen_is_
     assert (await answer.get_json())["status"] == "offline"
 
 
+async def test_users_leaving_while_the_writer_retries_are_all_stored_without_errors(
+        switchboard: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    ann = await switchboard.connect("ann", "t1")
+    bob = await switchboard.connect("bob", "t1")
+    with database_down(switchboard.config.store_url):
+        await ann.close()
+        await trio.sleep(5.5)  # ann's write failed: the writer waits to retry
+        await bob.close()
+        await trio.sleep(5.5)  # bob's time is noted while the writer waits
+    await trio.sleep(35)
+    assert set(last_seen_rows(switchboard)) == {"ann", "bob"}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def test_clients_connecting_during_an_outage_are_served(switchboard: Harness) -> None:
     await create_conversation(switchboard)
     with database_down(switchboard.config.store_url):

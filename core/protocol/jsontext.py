@@ -9,7 +9,8 @@ first keeps this free for the usual frame: only text with more than
 
 ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259): Python's
 parser takes them, but members of a room and backends with strict parsers
-would reject the frames they end up in, so they are refused here too. So is
+would reject the frames they end up in, so they are refused here too, with
+numbers too large for a float (``2e308``), which would become infinities. So is
 a lone surrogate escape (``"\\ud800"``): it parses into a string that cannot
 be encoded as UTF-8 again (an echo, a broadcast, a database row). Only text
 with a ``\\ud`` escape in it is walked for them.
@@ -18,6 +19,7 @@ with a ``\\ud`` escape in it is walked for them.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -31,7 +33,7 @@ def loads(text: str | bytes) -> Any:
     """``json.loads`` that raises ``ValueError`` (never ``RecursionError``) for
     malformed text and for nesting deeper than :data:`MAX_DEPTH`."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if _brackets(text) > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
@@ -67,6 +69,15 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a float (``2e308``) would
+    become an infinity, which no JSON can carry on."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 def _brackets(text: str | bytes) -> int:
