@@ -5,7 +5,7 @@
 
 from .app import App
 from .args import Args
-from .auth import Identity
+from .auth import AuthError, Identity
 from .config import Config, ConfigError, Rate, load_config
 from .errors import (
     FORBIDDEN,
@@ -17,6 +17,7 @@ from .errors import (
     CloseCode,
 )
 from .events import Deferred, EventSpec, incoming, outgoing
+from .handshake import Handshake
 from .hookspec import hookimpl
 from .rooms import agents_room, tenant_room, user_room
 from .session import Session
@@ -29,6 +30,7 @@ __all__ = [
     "RATE_LIMITED",
     "UNAUTHORIZED",
     "App",
+    "AuthError",
     "Args",
     "ClientError",
     "CloseCode",
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "Deferred",
     "EventSpec",
+    "Handshake",
     "Identity",
     "Rate",
     "Session",

@@ -31,12 +31,13 @@ from .errors import (
     server_failure,
 )
 from .events import Deferred, unstructure
+from .handshake import Handshake
 from .hub import Hub
 from .metrics import Metrics
 from .pluginmanager import Plugins
 from .profiles import Inbound
 from .ratelimit import TokenBucket, ViolationCounter
-from .rooms import agents_room, check_room_name, tenant_room, user_room
+from .rooms import agents_room, check_room_name, is_room_name, tenant_room, user_room
 from .session import Codec, Session, Transport
 from .store import Store
 from .supervise import SupervisedNursery, log_failure
@@ -112,9 +113,30 @@ class App:
 
     # -- authentication ----------------------------------------------------
 
-    def authenticate(self, token: str | None) -> Identity:
-        """Verify a token; :class:`AuthError` on a missing, bad or expired one."""
-        return self.verifier.verify(token)
+    async def authenticate(self, handshake: Handshake) -> Identity:
+        """Who is connecting: the first identity a ``switchboard_authenticate``
+        implementation returns. :class:`AuthError` when one refuses, when none
+        accepts, or when one fails (``internal_error``, logged and counted)."""
+        for plugin, call in self.plugins.callers("switchboard_authenticate"):
+            try:
+                result = call(handshake=handshake)
+                if inspect.isawaitable(result):
+                    result = await result
+            except AuthError:
+                raise
+            except Exception as exc:
+                self.hook_failed(plugin, "switchboard_authenticate", exc)
+                raise AuthError("authentication failed on the server", code="internal_error",
+                                status=500) from None
+            if result is None:
+                continue
+            if not isinstance(result, Identity):
+                self.hook_failed(plugin, "switchboard_authenticate", TypeError(
+                    f"returned {type(result).__name__}, not an Identity"))
+                raise AuthError("authentication failed on the server", code="internal_error",
+                                status=500)
+            return result
+        raise AuthError("missing token" if handshake.token() is None else "not authenticated")
 
     def expiry_deadline(self, identity: Identity) -> float:
         """When (on Trio's clock) the identity's token expires.
@@ -135,7 +157,8 @@ class App:
     # -- sessions ----------------------------------------------------------
 
     def new_session(self, identity: Identity, transport: Transport, codec: Codec, *,
-                    session_id: str | None = None, profile: str = "") -> Session:
+                    session_id: str | None = None, profile: str = "",
+                    handshake: Handshake | None = None) -> Session:
         limits = self.config.limits
         key = (identity.tenant_id, identity.user_id)
         if key not in self._user_buckets:
@@ -147,13 +170,15 @@ class App:
             violations=ViolationCounter(limits.max_violations, limits.violation_window),
             session_id=session_id,
             profile=self.plugins.profiles[profile] if profile else None,
+            handshake=handshake.slim() if handshake is not None else None,
         )
 
     async def open_session(self, session: Session, rooms: Iterable[str] = ()) -> None:
         """Attach a new session (and put it back in ``rooms``, when recovered)."""
         self.hub.attach(session)
-        for room in rooms:
-            self.hub.rooms.add(session, room)
+        for room in (*session.identity.rooms, *rooms):  # granted by the authenticator
+            if is_room_name(room):
+                self.hub.rooms.add(session, room)
         self.metrics.connections.labels(session.transport.protocol).inc()
         self.metrics.connects.labels(session.transport.protocol).inc()
         log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,
@@ -247,7 +272,7 @@ class App:
             return await self._reauthenticate(session, data)
         spec = self.events.get(name)
         if spec is None:
-            raise ClientError(UNKNOWN_EVENT, f"unknown event {name!r}", event=name)
+            return await self._unhandled(session, name, data)
         payload = spec.structure(data)
         self.metrics.events_in.labels(name).inc()
         assert spec.handler is not None
@@ -256,6 +281,26 @@ class App:
         except Exception as exc:
             raise server_failure(exc, f"{name} (plugin {spec.plugin})") from None
         return unstructure(result) if attrs.has(type(result)) else result
+
+    async def _unhandled(self, session: Session, name: str, data: Any) -> Any:
+        """An event no plugin declared: a ``switchboard_unhandled_event``
+        implementation may take it (an event proxy); else ``unknown_event``."""
+        for plugin, call in self.plugins.callers("switchboard_unhandled_event"):
+            try:
+                answer = call(session=session, event=name, data=data)
+            except ClientError:
+                raise
+            except Exception as exc:
+                raise server_failure(exc, f"{name} (plugin {plugin})") from None
+            if answer is None:
+                continue
+            self.metrics.events_in.labels(name).inc()
+            try:
+                result = await answer if inspect.isawaitable(answer) else answer
+            except Exception as exc:
+                raise server_failure(exc, f"{name} (plugin {plugin})") from None
+            return unstructure(result) if attrs.has(type(result)) else result
+        raise ClientError(UNKNOWN_EVENT, f"unknown event {name!r}", event=name)
 
     def check_rate(self, session: Session, name: str) -> None:
         """Take a token for one client frame; raise ClientError(rate_limited) if none."""
@@ -284,11 +329,14 @@ class App:
         again for the new identity; the rooms it may no longer be in are left
         (``switchboard_room_left`` is called for each) and listed in the ack.
         """
-        token = data.get("token") if isinstance(data, dict) else None
+        base = session.handshake or Handshake(transport="reauth", path="")
+        handshake = attrs.evolve(base, transport="reauth",
+                                 auth=data if isinstance(data, dict) else None)
         try:
-            identity = self.authenticate(token if isinstance(token, str) else None)
+            identity = await self.authenticate(handshake)
         except AuthError as exc:
-            raise ClientError(UNAUTHORIZED, str(exc)) from None
+            raise ClientError(exc.code if exc.code != "internal_error" else UNAUTHORIZED,
+                              exc.message) from None
         if (identity.user_id, identity.tenant_id) != (session.user_id, session.tenant_id):
             raise ClientError(UNAUTHORIZED, "token is for another user or tenant")
         old_role = session.role

@@ -1,25 +1,51 @@
-"""JWT authentication (pyjwt): token -> :class:`Identity`.
+"""Identities, and JWT verification (pyjwt): token -> :class:`Identity`.
 
+Who a connection is comes from the ``switchboard_authenticate`` hook; JWT is
+its first implementation (the ``jwt`` plugin), with the verifier below.
 Tokens come from an ``Authorization: Bearer`` header, a ``token`` query
 parameter or (Socket.IO) the ``auth`` object; which claims carry the user,
-tenant and role is configurable.
+tenant and role is configurable. Keys are an HS secret, a PEM public key, or
+the JSON Web Key Set of an identity provider (:class:`JwksKeys`).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import jwt
+import trio
 
 from .config import AuthConfig, Config, ConfigError
 from .validators import check_identifier
 
+log = logging.getLogger("switchboard.auth")
+
 
 class AuthError(Exception):
-    """The token is missing, forged, malformed or expired."""
+    """A connection is refused: no credentials, or forged, malformed, expired
+    ones, or a backend that said no.
+
+    ``code`` and ``message`` reach the client (an HTTP answer with ``status``
+    to a WebSocket handshake, Socket.IO's ``connect_error`` data, an error
+    answer to ``auth``); ``data`` is added to what it gets.
+    """
+
+    def __init__(self, message: str, *, code: str = "unauthorized", status: int = 401,
+                 data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.data = dict(data or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.data, "code": self.code, "message": self.message}
 
 
 @attrs.frozen
@@ -30,6 +56,11 @@ class Identity:
     #: Expiry as a UNIX timestamp, or ``None`` for tokens without ``exp``.
     expires_at: float | None
     claims: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    #: Rooms (of the tenant) the connection joins when it opens, besides the
+    #: canonical ones: granted by whoever authenticated it (a connect proxy).
+    rooms: tuple[str, ...] = ()
+    #: Anything the authenticator passes on to plugins (a proxy's ``data``).
+    data: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 #: The latest ``exp`` accepted (the end of year 9999): beyond it a timestamp is
@@ -37,6 +68,10 @@ class Identity:
 MAX_EXP = 253_402_300_799
 #: The family of each algorithm: a token's ``alg`` must fit the configured key.
 _FAMILIES = {"HS": "hmac", "RS": "rsa", "PS": "rsa", "ES": "ec", "Ed": "okp"}
+
+
+#: The algorithm family of each JWK key type (``kty``).
+_JWK_FAMILIES = {"oct": "hmac", "RSA": "rsa", "EC": "ec", "OKP": "okp"}
 
 
 def _family(algorithm: str) -> str:
@@ -54,20 +89,41 @@ class TokenVerifier:
     """
 
     def __init__(self, config: AuthConfig, *, secret: str | None = None,
-                 require_exp: bool | None = None) -> None:
+                 require_exp: bool | None = None, jwks: JwksKeys | None = None) -> None:
         self._config = config
+        self._jwks = jwks
         key = config.public_key
         if not key and config.public_key_file:
             key = Path(config.public_key_file).read_text()
         self._key: str = key or secret or config.secret
-        if not self._key:
-            raise ValueError("no auth secret or public key configured")
+        if not self._key and jwks is None:
+            raise ValueError("no auth secret, public key or JWKS URL configured")
         family = "hmac" if not key else _public_key_family(key)
         #: The configured algorithms this key can verify.
         self._algorithms = [a for a in config.algorithms if _family(a) == family]
         self._require_exp = bool(config.require_exp if require_exp is None else require_exp)
 
-    def verify(self, token: str | None) -> Identity:
+    @property
+    def jwks(self) -> JwksKeys | None:
+        return self._jwks
+
+    async def verify_async(self, token: str | None) -> Identity:
+        """:meth:`verify`, with the key from the JWKS when one is configured
+        (fetched, or fetched again for a key id it does not know yet)."""
+        if self._jwks is None or not token:
+            return self.verify(token)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise AuthError("invalid token: no key id ('kid') to find its key in the JWKS")
+        return self.verify(token, key=await self._jwks.key(kid))
+
+    def verify(self, token: str | None, *, key: jwt.PyJWK | None = None) -> Identity:
+        """The identity of a token signed with the configured key (or ``key``,
+        a key of the JWKS); :class:`AuthError` when it cannot be accepted."""
         if not token:
             raise AuthError("missing token")
         cfg = self._config
@@ -75,12 +131,14 @@ class TokenVerifier:
             algorithm = jwt.get_unverified_header(token).get("alg")
             if algorithm not in cfg.algorithms:
                 raise AuthError(f"invalid token: algorithm {algorithm!r} is not allowed")
-            if algorithm not in self._algorithms:
+            fits = (_family(algorithm) == _JWK_FAMILIES.get(key.key_type or "") if key is not None
+                    else algorithm in self._algorithms)
+            if not fits:
                 raise AuthError(f"invalid token: algorithm {algorithm!r} does not fit "
                                 "the configured key")
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
+                key if key is not None else self._key,
                 algorithms=[algorithm],
                 audience=cfg.audience or None,
                 issuer=cfg.issuer or None,
@@ -186,6 +244,10 @@ def make_verifier(config: Config) -> tuple[TokenVerifier, bool]:
     require_exp = config.auth.require_exp
     if require_exp is None:
         require_exp = config.mode == "production"
+    if config.auth.jwks_url:
+        jwks = JwksKeys(config.auth.jwks_url, max_age=config.auth.jwks_max_age,
+                        timeout=config.auth.jwks_timeout)
+        return TokenVerifier(config.auth, require_exp=require_exp, jwks=jwks), False
     if config.auth.public_key or config.auth.public_key_file:
         return TokenVerifier(config.auth, require_exp=require_exp), False
     secret, generated = signing_secret(config)
@@ -209,3 +271,77 @@ def mint_token(config: Config, *, sub: str, tenant: str, role: str, ttl: float |
     if config.auth.issuer:
         claims["iss"] = config.auth.issuer
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class JwksKeys:
+    """The signing keys of an identity provider, from its JWKS URL.
+
+    The key set is fetched on first use and kept ``max_age`` seconds; a token
+    whose key id is not in it makes it fetched again at once (the provider
+    rotated its keys), at most every :data:`REFETCH_AFTER` seconds. While the
+    URL cannot be fetched, keys already known keep working; a token whose key
+    is not known then is refused with ``auth_unavailable`` (503), saying why.
+    One fetch at a time: connections arriving meanwhile wait for its result.
+
+    pyjwt's ``PyJWKClient`` does the same over blocking ``urllib`` (a thread
+    per fetch); here the fetch is an ``httpx`` request on Trio and pyjwt
+    parses the set (``PyJWKSet``).
+    """
+
+    #: Seconds between two fetches for an unknown key id, at least.
+    REFETCH_AFTER = 10.0
+
+    def __init__(self, url: str, *, max_age: float = 300.0, timeout: float = 5.0) -> None:
+        self.url = url
+        self.max_age = max_age
+        self.timeout = timeout
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._lock: trio.Lock | None = None  # made in the running loop
+        self._client: httpx.AsyncClient | None = None  # made on first use
+        self._last_error: str | None = None
+
+    async def key(self, kid: str) -> jwt.PyJWK:
+        now = trio.current_time()
+        stale = self._fetched_at is None or now - self._fetched_at >= self.max_age
+        if kid in self._keys and not stale:
+            return self._keys[kid]
+        if self._lock is None:
+            self._lock = trio.Lock()
+        async with self._lock:
+            now = trio.current_time()
+            fetched_at = self._fetched_at
+            due = (fetched_at is None or now - fetched_at >= self.max_age
+                   or (kid not in self._keys and now - fetched_at >= self.REFETCH_AFTER))
+            if due:
+                await self._fetch()
+        if kid in self._keys:
+            return self._keys[kid]
+        if self._last_error is not None:
+            raise AuthError(f"the identity provider's keys could not be fetched "
+                            f"({self._last_error})", code="auth_unavailable", status=503)
+        raise AuthError(f"invalid token: no key {kid!r} in the identity provider's key set")
+
+    async def _fetch(self) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+        try:
+            with trio.fail_after(self.timeout):
+                response = await self._client.get(self.url)
+            response.raise_for_status()
+            keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (httpx.HTTPError, trio.TooSlowError, ValueError, jwt.PyJWTError) as exc:
+            self._last_error = (f"{self.url}: timed out" if isinstance(exc, trio.TooSlowError)
+                                else f"{self.url}: {type(exc).__name__}: {exc}"[:300])
+            self._fetched_at = trio.current_time()  # not again before REFETCH_AFTER
+            log.warning("JWKS not fetched: %s", self._last_error)
+            return
+        self._keys = {key.key_id: key for key in keys if key.key_id}
+        self._fetched_at = trio.current_time()
+        self._last_error = None
+        log.info("JWKS fetched from %s: %d keys", self.url, len(self._keys))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

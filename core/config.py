@@ -111,6 +111,13 @@ class AuthConfig:
     default_tenant: str = ""
     #: Refuse tokens without ``exp``. Unset: required in production mode only.
     require_exp: bool | None = None
+    #: JSON Web Key Set URL of an identity provider (Keycloak, Auth0...): tokens
+    #: are verified with its keys (``kid``), instead of a secret or public key.
+    jwks_url: str = ""
+    #: Seconds the key set is kept before it is fetched again.
+    jwks_max_age: float = 300.0
+    #: Seconds a fetch of the key set may take.
+    jwks_timeout: float = 5.0
 
 
 @attrs.frozen
@@ -287,11 +294,16 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"api_keys.{i}.key", "must be at least 16 characters")
     if config.mode == "production" and not (
         config.auth.secret or config.auth.public_key or config.auth.public_key_file
+        or config.auth.jwks_url
     ):
-        raise ConfigError("auth.secret", "required in production mode (or auth.public_key)")
+        raise ConfigError("auth.secret", "required in production mode (or auth.public_key, "
+                          "or auth.jwks_url)")
     if config.auth.secret and any(not a.startswith("HS") for a in config.auth.algorithms):
-        if not (config.auth.public_key or config.auth.public_key_file):
-            raise ConfigError("auth.algorithms", "RS/ES algorithms need auth.public_key")
+        if not (config.auth.public_key or config.auth.public_key_file or config.auth.jwks_url):
+            raise ConfigError("auth.algorithms", "RS/ES algorithms need auth.public_key "
+                              "or auth.jwks_url")
+    if config.auth.jwks_url and not config.auth.jwks_url.startswith(("https://", "http://")):
+        raise ConfigError("auth.jwks_url", "must be an http(s) URL")
 
 
 def _env_value(raw: str) -> Any:

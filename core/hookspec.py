@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from quart import Blueprint
 
     from .app import App
+    from .auth import Identity
     from .events import EventSpec
+    from .handshake import Handshake
     from .profiles import Profile
     from .session import Session
 
@@ -140,6 +142,30 @@ def switchboard_shutdown(app: App) -> Awaitable[None] | None:
 
 
 # -------------------------------------------------------------------------
+# Authentication: who is connecting.
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def switchboard_authenticate(handshake: Handshake) -> Awaitable[Identity | None] | Identity | None:
+    """Who is this connection? Called for every WebSocket handshake, every
+    Socket.IO namespace CONNECT and every ``auth`` event (re-authentication,
+    ``handshake.transport == "reauth"``), one plugin at a time.
+
+    ``handshake`` has the transport, path, namespace, headers (and
+    ``cookies``), query, remote address and Socket.IO ``auth`` object (see
+    :class:`switchboard.core.Handshake`). Return an :class:`Identity` to
+    accept, raise :class:`switchboard.core.AuthError` (its code, message and
+    status reach the client) to refuse, or return ``None`` to let the next
+    plugin decide. The first identity wins; when no plugin returns one, the
+    connection is refused ``unauthorized``. A plugin that fails otherwise
+    refuses (``internal_error``), logged and counted. The ``jwt`` plugin
+    (tokens, ``[auth]``) implements it first (``tryfirst``); the ``proxy``
+    plugin asks a backend.
+    """
+
+
+# -------------------------------------------------------------------------
 # Sessions: one per connected client (per namespace, for Socket.IO).
 # -------------------------------------------------------------------------
 
@@ -175,6 +201,18 @@ def switchboard_authorize_join(session: Session, room: str) -> bool | Any | None
     ``forbidden``.
     """
     return None
+
+
+@hookspec(firstresult=True)
+def switchboard_unhandled_event(session: Session, event: str,
+                                data: Any) -> Awaitable[Any] | None:
+    """A client sent ``event``, which no plugin declared. Return an awaitable
+    whose result is the answer (the ack; raise ``ClientError`` to answer an
+    error), or ``None`` if this plugin does not take it either: when none
+    does, the client gets ``unknown_event``. The connection's and user's rate
+    limits apply before, and ``[limits.events]`` by the event's name. The
+    ``proxy`` plugin forwards events of configured patterns to a backend.
+    """
 
 
 # -------------------------------------------------------------------------

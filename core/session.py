@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from .args import Args, argument_list
 from .auth import Identity
 from .errors import CloseCode
+from .handshake import Handshake
 from .profiles import Profile
 from .ratelimit import TokenBucket, ViolationCounter
 
@@ -52,6 +53,7 @@ class Session:
         "codec",
         "connected_at",
         "event_buckets",
+        "handshake",
         "id",
         "identity",
         "profile",
@@ -65,7 +67,7 @@ class Session:
     def __init__(self, identity: Identity, transport: Transport, codec: Codec, *,
                  connected_at: float, rate_bucket: TokenBucket,
                  violations: ViolationCounter, session_id: str | None = None,
-                 profile: Profile | None = None) -> None:
+                 profile: Profile | None = None, handshake: Handshake | None = None) -> None:
         self.id = session_id or new_session_id()
         self.identity = identity
         self.transport = transport
@@ -81,6 +83,9 @@ class Session:
         self.violations = violations
         #: The compatibility profile of the endpoint this client came through.
         self.profile = profile
+        #: What the client sent at connect (transport, path, namespace, query,
+        #: Socket.IO ``auth`` object, remote address; not the headers).
+        self.handshake = handshake
 
     @property
     def user_id(self) -> str:

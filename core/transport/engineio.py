@@ -35,6 +35,7 @@ from ..args import Args, wire_arguments
 from ..auth import AuthError
 from ..errors import ClientError, CloseCode
 from ..events import event_data
+from ..handshake import Handshake, from_request, peer_address
 from ..http import error_response
 from ..origins import origin_allowed
 from ..profiles import Profile, ProfiledCodec
@@ -47,7 +48,7 @@ from ..supervise import log_failure
 from .answers import OrderedAnswers
 from .front import RequestHead
 from .inbox import drain, send_in_turn
-from .ws import bearer_token, reject_bytes, send_quietly
+from .ws import reject_bytes, send_quietly
 from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
@@ -130,12 +131,13 @@ _REASONS = {
 
 
 class EngineSocket:
-    def __init__(self, server: EngineIOServer, sid: str, *, token: str | None) -> None:
+    def __init__(self, server: EngineIOServer, sid: str, *, handshake: Handshake) -> None:
         self.server = server
         self.app = server.app
         self.sid = sid
-        #: Token from the handshake (Authorization header or ``token`` query).
-        self.handshake_token = token
+        #: The session's first request (headers, query, peer): each namespace
+        #: CONNECT is authenticated with it and its ``auth`` object.
+        self.handshake = handshake
         #: Where the session stands; see :class:`~..protocol.engineio.EngineState`.
         self.state = eio.EngineState.OPENING
         #: The WebSocket of the session, once it is on one (from the start or upgraded).
@@ -410,18 +412,19 @@ class EngineSocket:
         if namespace in self.sessions:
             return
         auth: dict[str, Any] = packet.data or {}
-        token = auth.get("token")
+        handshake = self.handshake.for_namespace(namespace, packet.data)
         try:
-            identity = self.app.authenticate(token if isinstance(token, str)
-                                             else self.handshake_token)
+            identity = await self.app.authenticate(handshake)
         except AuthError as exc:
-            self.app.metrics.handshake_rejects.labels("unauthorized").inc()
+            self.app.metrics.handshake_rejects.labels(exc.code).inc()
             log.info("%s: connect to %s refused: %s", self.sid, namespace, exc)
             self.send_sio(sio.Packet(sio.PacketType.CONNECT_ERROR, namespace, {
-                "message": "Unauthorized",
-                "data": {"code": "unauthorized", "message": str(exc)},
+                "message": "Unauthorized" if exc.code == "unauthorized" else exc.message,
+                "data": exc.to_dict(),
             }))
             return
+        if self.ending or namespace in self.sessions:
+            return  # (closed, or connected twice, while a backend was asked)
         recovery = self.server.recovery
         saved: SavedSession | None = None
         missed: list[Any] = []
@@ -438,7 +441,8 @@ class EngineSocket:
         transport = NamespaceTransport(self, namespace)
         session = self.app.new_session(identity, transport, self._codec(namespace),
                                        session_id=saved.session_id if saved else None,
-                                       profile=self.server.config.profiles.get(namespace, ""))
+                                       profile=self.server.config.profiles.get(namespace, ""),
+                                       handshake=handshake)
         self.sessions[namespace] = session
         self.identity_changed()  # the token-expiry timer must see the new session
         answer: dict[str, Any] = {"sid": session.id}
@@ -737,9 +741,9 @@ class EngineIOServer:
         return eio.open_packet(sid, upgrades=upgrades, ping_interval=hb.interval,
                                ping_timeout=hb.timeout, max_payload=self.config.max_payload)
 
-    def _new_engine(self, token: str | None) -> EngineSocket:
+    def _new_engine(self, handshake: Handshake) -> EngineSocket:
         sid = secrets.token_urlsafe(15)
-        engine = EngineSocket(self, sid, token=token)
+        engine = EngineSocket(self, sid, handshake=handshake)
         self.engines[sid] = engine
         return engine
 
@@ -789,14 +793,15 @@ class EngineIOServer:
                             outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)
-        token = bearer_token(req.extra_headers, req.target)
+        handshake = from_request("socket.io", req.target, req.extra_headers,
+                                 remote_addr=peer_address(stream))
         # the handshake's state must not live as long as the connection
         del ws, req, query, head, origin
         try:
             if engine is not None:
                 await engine.serve_channel(channel, upgrade=True)
                 return
-            engine = self._new_engine(token)
+            engine = self._new_engine(handshake)
             engine.channel = channel
             channel.send_text(self._open_packet(engine.sid, []))
             engine.opened()
@@ -860,10 +865,9 @@ class EngineIOServer:
         if sid is None:
             if request.method != "GET":
                 return self._error(eio.ErrorCode.BAD_HANDSHAKE_METHOD)
-            token = bearer_token([(k.lower().encode(), v.encode())
-                                  for k, v in request.headers.items()],
-                                 request.full_path)
-            engine = self._new_engine(token)
+            handshake = from_request("socket.io", request.full_path, request.headers.items(),
+                                     remote_addr=request.remote_addr)
+            engine = self._new_engine(handshake)
             self._spawn(engine.run)
             opening = self._text(self._open_packet(engine.sid, ["websocket"]).encode())
             engine.opened()

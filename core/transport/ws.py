@@ -17,7 +17,6 @@ import struct
 import time
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -26,6 +25,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError, Identity
 from ..errors import ClientError, CloseCode
+from ..handshake import Handshake, from_request, peer_address
 from ..origins import origin_allowed
 from ..profiles import ProfiledCodec
 from ..protocol import envelope
@@ -54,16 +54,6 @@ class EnvelopeCodec(ProfiledCodec):
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         return text_frame(envelope.encode_event(event, data))
-
-
-def bearer_token(headers: list[tuple[bytes, bytes]], target: str) -> str | None:
-    for name, value in headers:
-        if name.lower() == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    tokens = parse_qs(urlsplit(target).query).get("token")
-    return tokens[0] if tokens else None
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -354,7 +344,7 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
         return
     if accepted is None:
         return
-    ws, identity = accepted
+    ws, identity, handshake = accepted
     # Keep only wsproto's frame-level connection: the handshake's state (an h11
     # connection, the request and its headers) would stay alive with the socket.
     assert ws.connection is not None
@@ -363,7 +353,8 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
                         linger=app.config.server.write_linger)
     connection = WebSocketConnection(app, channel)
     del ws, head, accepted
-    session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile)
+    session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile,
+                              handshake=handshake)
     connections.add(connection)
     try:
         await connection.run(session)
@@ -372,7 +363,7 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
 
 
 async def _handshake(app: App, stream: trio.abc.Stream,
-                     head: bytes) -> tuple[WSConnection, Identity] | None:
+                     head: bytes) -> tuple[WSConnection, Identity, Handshake] | None:
     """Check and accept the upgrade; ``None`` when it was refused (and answered)."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
@@ -398,17 +389,18 @@ async def _handshake(app: App, stream: trio.abc.Stream,
         await send_quietly(stream, reject_bytes(ws, 403, {
             "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
         return None
+    handshake = from_request("websocket", request.target, request.extra_headers,
+                             remote_addr=peer_address(stream))
     try:
-        identity = app.authenticate(bearer_token(request.extra_headers, request.target))
+        identity = await app.authenticate(handshake)
     except AuthError as exc:
-        app.metrics.handshake_rejects.labels("unauthorized").inc()
+        app.metrics.handshake_rejects.labels(exc.code).inc()
         log.info("websocket handshake refused: %s", exc)
-        await send_quietly(stream, reject_bytes(ws, 401, {"code": "unauthorized",
-                                                          "message": str(exc)}))
+        await send_quietly(stream, reject_bytes(ws, exc.status, exc.to_dict()))
         return None
     if not await send_quietly(stream, ws.send(AcceptConnection())):
         return None
-    return ws, identity
+    return ws, identity, handshake
 
 
 async def send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:
