@@ -278,7 +278,7 @@ class JwksKeys:
 
     The key set is fetched on first use and kept ``max_age`` seconds; a token
     whose key id is not in it makes it fetched again at once (the provider
-    rotated its keys), at most every :data:`REFETCH_AFTER` seconds. While the
+    rotated its keys), at most every ``refetch_after`` seconds. While the
     URL cannot be fetched, keys already known keep working; a token whose key
     is not known then is refused with ``auth_unavailable`` (503), saying why.
     One fetch at a time: connections arriving meanwhile wait for its result.
@@ -288,13 +288,13 @@ class JwksKeys:
     parses the set (``PyJWKSet``).
     """
 
-    #: Seconds between two fetches for an unknown key id, at least.
-    REFETCH_AFTER = 10.0
-
-    def __init__(self, url: str, *, max_age: float = 300.0, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, max_age: float = 300.0, timeout: float = 5.0,
+                 refetch_after: float = 10.0) -> None:
         self.url = url
         self.max_age = max_age
         self.timeout = timeout
+        #: Seconds between two fetches for an unknown key id, at least.
+        self.refetch_after = refetch_after
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._lock: trio.Lock | None = None  # made in the running loop
@@ -312,7 +312,7 @@ class JwksKeys:
             now = trio.current_time()
             fetched_at = self._fetched_at
             due = (fetched_at is None or now - fetched_at >= self.max_age
-                   or (kid not in self._keys and now - fetched_at >= self.REFETCH_AFTER))
+                   or (kid not in self._keys and now - fetched_at >= self.refetch_after))
             if due:
                 await self._fetch()
         if kid in self._keys:
@@ -333,7 +333,7 @@ class JwksKeys:
         except (httpx.HTTPError, trio.TooSlowError, ValueError, jwt.PyJWTError) as exc:
             self._last_error = (f"{self.url}: timed out" if isinstance(exc, trio.TooSlowError)
                                 else f"{self.url}: {type(exc).__name__}: {exc}"[:300])
-            self._fetched_at = trio.current_time()  # not again before REFETCH_AFTER
+            self._fetched_at = trio.current_time()  # not again before refetch_after
             log.warning("JWKS not fetched: %s", self._last_error)
             return
         self._keys = {key.key_id: key for key in keys if key.key_id}
