@@ -58,9 +58,12 @@ class App:
         self.metrics = metrics
         self.verifier = verifier
         self.events = plugins.incoming()
+        #: Per-event rate limits: the plugins' defaults, overridden (or, for
+        #: events no plugin declares, such as those an event proxy forwards,
+        #: set) by ``[limits.events]``.
         self._event_rates = {
-            name: config.limits.events.get(name, spec.rate)
-            for name, spec in self.events.items()
+            **{name: spec.rate for name, spec in self.events.items()},
+            **config.limits.events,
         }
         self._user_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._expiry_deadlines: weakref.WeakKeyDictionary[Identity, float] = (
