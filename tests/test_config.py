@@ -258,7 +258,8 @@ def test_disabled_plugin_contributes_no_events(tmp_path: Path) -> None:
 EXAMPLES = Path(__file__).resolve().parent.parent / "config"
 
 
-@pytest.mark.parametrize("name", ["switchboard.toml", "production.example.toml"])
+@pytest.mark.parametrize("name", ["switchboard.toml", "production.example.toml",
+                                  "seeds/nextcrm.toml", "seeds/syszap.toml"])
 def test_shipped_example_configs_are_valid(name: str) -> None:
     config = load_config(EXAMPLES / name, {})
     Plugins(config)  # plugin sections and settings are checked too

@@ -1,0 +1,159 @@
+"""Seeds 000 and 003 behind their own backends, frontends unchanged: the
+shipped configs in config/seeds/, a real HTTP backend playing the seed's
+backend, and the seeds' real clients (socket.io-client in Node for the
+Next.js CRM, a plain WebSocket for sysZap)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+from backends import Backend, backend_fixture  # noqa: F401  (the backend fixture)
+from socketio_fixtures import (  # noqa: F401  (fixtures are found by name)
+    TIMEOUT,
+    NodeClients,
+    node_fixture,
+    node_modules_fixture,
+)
+from switchboard.core.config import Config, load_config, merge, structure_config
+from switchboard.testing import TEST_API_KEY, TEST_SECRET, Harness
+from trio_websocket import ConnectionRejected, open_websocket_url
+
+SEEDS = Path(__file__).resolve().parent.parent / "config" / "seeds"
+
+
+def seed_config(name: str, backend: Backend, urls: dict[str, str]) -> Config:
+    """The shipped seed config, its backend URLs pointed at the test's backend
+    through the environment (as a deployment overrides them), with the test
+    secret, API key and an in-memory store."""
+    environ = {f"SWITCHBOARD_PLUGINS__PROXY__{key.upper()}": json.dumps(backend.url(path))
+               for key, path in urls.items()}
+    shipped = attrs.asdict(load_config(SEEDS / name, environ))
+    return structure_config(merge(shipped, {
+        "auth": {"secret": TEST_SECRET},
+        "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"}],
+        "store": {"url": "sqlite://"}, "server": {"port": 0}}))
+
+
+class TestNextCRM:
+    """Seed 000: io({path: "/api/socket"}) with no token; the NextAuth session
+    cookie, checked by the CRM's backend."""
+
+    SESSIONS = {"cookie-of-consultant-1": "consultant-1", "cookie-of-manager-1": "manager-1"}
+
+    @pytest.fixture
+    def switchboard_config(self, backend: Backend) -> Config:
+        return seed_config("nextcrm.toml", backend, {
+            "connect_url": "/api/switchboard/connect", "join_url": "/api/switchboard/join",
+            "event_url": "/api/switchboard/event"})
+
+    def crm_backend(self, backend: Backend) -> None:
+        def connect(body: dict[str, Any]) -> Any:
+            user = self.SESSIONS.get(body["cookies"].get("next-auth.session-token", ""))
+            if user is None:
+                return {"error": {"code": "unauthenticated", "message": "log in first",
+                                  "status": 401}}
+            return {"result": {"user": user, "tenant": "crm", "role": "agent"}}
+
+        def join(body: dict[str, Any]) -> Any:  # canAccessLead(userId, leadId)
+            return {"result": {"allow": body["room"] != "lead:999"}}
+
+        def event(body: dict[str, Any]) -> Any:
+            if body["event"] == "lead:status_change":
+                change = body["payload"]
+                return {"result": {"success": True},
+                        "publish": [{"room": f"lead:{change['leadId']}",
+                                     "event": "lead:status_changed",
+                                     "data": {**change, "changedBy": body["user"]}}]}
+            return {"error": {"code": "not_supported", "message": body["event"]}}
+
+        backend.on("/api/switchboard/connect", connect)
+        backend.on("/api/switchboard/join", join)
+        backend.on("/api/switchboard/event", event)
+
+    async def open(self, node: NodeClients, name: str, cookie: str | None) -> None:
+        headers = {"Cookie": f"next-auth.session-token={cookie}; theme=dark"} if cookie \
+            else {}
+        await node.send(op="connect", client=name, url=node.base_url, answers={},
+                        opts={"path": "/api/socket", "extraHeaders": headers})
+
+    async def test_the_crm_connects_with_its_session_cookie_and_leads_go_to_its_backend(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        self.crm_backend(backend)
+        for name, cookie in (("consultant", "cookie-of-consultant-1"),
+                             ("manager", "cookie-of-manager-1")):
+            await self.open(node, name, cookie)
+            await node.expect(name, "connect")
+        await node.emit("consultant", "authenticate",
+                        {"userId": "consultant-1", "role": "consultant"})
+        assert (await node.expect("consultant", "event", event="authenticated"))["args"][0][
+            "userId"] == "consultant-1"
+        for name in ("consultant", "manager"):
+            ack = await node.call(name, "lead:join", "123")
+            assert "lead:123" in ack["args"][0]["rooms"]
+        await node.emit("manager", "lead:status_change",
+                        {"leadId": "123", "newStatus": "qualificacao"})
+        changed = await node.expect("consultant", "event", event="lead:status_changed")
+        assert changed["args"][0] == {"leadId": "123", "newStatus": "qualificacao",
+                                      "changedBy": "manager-1"}
+        forwarded = backend.calls_to("/api/switchboard/connect")[0].json
+        assert forwarded["cookies"] == {"next-auth.session-token": "cookie-of-consultant-1"}
+        assert forwarded["path"] == "/api/socket/"
+
+    async def test_without_a_session_the_crm_gets_the_backends_refusal(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        self.crm_backend(backend)
+        await self.open(node, "visitor", None)
+        refused = await node.expect("visitor", "connect_error")
+        assert refused["message"] == "log in first"
+        assert refused["data"]["code"] == "unauthenticated"
+
+
+class TestSysZap:
+    """Seed 003: ws://HOST/ws?companyId=..&userId=.., vouched for by the backend."""
+
+    @pytest.fixture
+    def switchboard_config(self, backend: Backend) -> Config:
+        return seed_config("syszap.toml", backend,
+                           {"connect_url": "/switchboard/connect"})
+
+    async def test_the_session_page_connects_and_receives_the_qr_code(
+            self, switchboard_live: Harness, backend: Backend) -> None:
+        def connect(body: dict[str, Any]) -> Any:
+            query = body["query"]
+            if body["cookies"].get("sz_session") != f"session-of-{query.get('userId')}":
+                return {"error": {"code": "forbidden", "message": "not your company"}}
+            return {"result": {"user": query["userId"], "tenant": query["companyId"],
+                               "role": "agent"}}
+
+        backend.on("/switchboard/connect", connect)
+        host, port = switchboard_live.server.addresses[0]
+        url = f"ws://{host}:{port}/ws?companyId=company-1&userId=user-7"
+        async with open_websocket_url(url, extra_headers=[
+                ("Cookie", "sz_session=session-of-user-7")]) as ws:
+            with trio.fail_after(TIMEOUT):
+                session = json.loads(await ws.get_message())
+            assert (session["data"]["user_id"], session["data"]["tenant_id"]) == (
+                "user-7", "company-1")
+            # the sysZap backend's SessionController publishes the QR code
+            async with httpx.AsyncClient() as http:
+                response = await http.post(
+                    switchboard_live.http_url("/api/v1/emit"),
+                    headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                    json={"event": "qr_code", "tenant": "company-1",
+                          "data": {"sessionId": "s1", "qrCode": "data:image/png;base64,AA"}})
+            assert response.status_code == 202
+            with trio.fail_after(TIMEOUT):
+                while (frame := json.loads(await ws.get_message()))["type"] != "qr_code":
+                    pass
+            assert frame["data"]["sessionId"] == "s1"
+        with pytest.raises(ConnectionRejected) as info:  # someone else's company
+            async with open_websocket_url(url, extra_headers=[
+                    ("Cookie", "sz_session=session-of-user-8")]):
+                pass
+        assert info.value.status_code == 403
