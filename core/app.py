@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from .auth import AuthError, Identity, TokenVerifier
+from .broker import Publication
 from .config import Config
 from .errors import (
     FORBIDDEN,
@@ -113,6 +114,31 @@ class App:
                       exclude: Session | None = None) -> None:
         await self.hub.publish(tenant, room, event, unstructure(data),
                                exclude=exclude.id if exclude else None)
+
+    def watch_publications(self, patterns: Iterable[str],
+                           callback: Callable[[Publication], None]) -> None:
+        """Call ``callback(publication)`` for every publication (this node's:
+        from any plugin, handler or ``POST /api/v1/emit``) whose event name
+        matches one of the glob ``patterns``, before it is fanned out. The
+        callback must be quick and must not raise (queue the work; a failure
+        is logged and counted, and the publication goes on)."""
+        wanted = list(patterns)
+        decided: dict[str, bool] = {}
+
+        def watch(publication: Publication) -> None:
+            event = publication.event
+            match = decided.get(event)
+            if match is None:
+                match = any(fnmatch.fnmatchcase(event, p) for p in wanted)
+                if len(decided) < 10_000:
+                    decided[event] = match
+            if match:
+                try:
+                    callback(publication)
+                except Exception as exc:
+                    self.task_failed(f"publication watcher {callback!r}", exc)
+
+        self.hub.watchers.append(watch)
 
     # -- authentication ----------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from .broker import Broker, Publication
@@ -21,6 +22,9 @@ class Hub:
         self._agent_roles = frozenset(agent_roles)
         #: Recent publications for connection state recovery, when enabled.
         self.recovery: RecoveryLog | None = None
+        #: Called with every publication before it is fanned out (see
+        #: :meth:`App.watch_publications`).
+        self.watchers: list[Callable[[Publication], None]] = []
 
     def is_agent(self, session: Session) -> bool:
         return session.role in self._agent_roles
@@ -50,7 +54,10 @@ class Hub:
                       exclude: str | None = None) -> None:
         """Deliver ``event`` to every member of ``room`` of ``tenant``, on every node."""
         self.metrics.publications.inc()
-        await self.broker.publish(Publication(tenant, room, event, data, exclude))
+        publication = Publication(tenant, room, event, data, exclude)
+        for watch in self.watchers:
+            watch(publication)
+        await self.broker.publish(publication)
 
     async def emit_to_user(self, tenant: str, user: str, event: str, data: Any) -> None:
         await self.publish(tenant, user_room(user), event, data)

@@ -44,6 +44,7 @@ class Backend:
         #: accepts the connection and never answers).
         self.hang = trio.Event()
         self.hang.set()
+        self._arrived = trio.Event()
         app = QuartTrio(__name__)
 
         @app.route("/<path:path>", methods=["GET", "POST"])
@@ -51,6 +52,8 @@ class Backend:
             body = await request.get_data(as_text=False)
             assert isinstance(body, bytes)
             self.calls.append(Call("/" + path, request.method, dict(request.headers), body))
+            self._arrived.set()
+            self._arrived = trio.Event()
             await self.hang.wait()
             route = self.routes.get("/" + path)
             if route is None:
@@ -72,6 +75,13 @@ class Backend:
 
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
+
+    async def wait_calls(self, path: str, count: int, *, timeout: float = 10.0) -> list[Call]:
+        """The calls to ``path`` once there are at least ``count`` of them."""
+        with trio.fail_after(timeout):
+            while len(self.calls_to(path)) < count:
+                await self._arrived.wait()
+        return self.calls_to(path)
 
 
 @pytest.fixture(name="backend")
