@@ -61,6 +61,9 @@ class Identity:
     rooms: tuple[str, ...] = ()
     #: Anything the authenticator passes on to plugins (a proxy's ``data``).
     data: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    #: A confined identity (a website guest) is put in its own user room only,
+    #: not in ``tenant:{id}`` (nor its agents' room), and may not join them.
+    confined: bool = False
 
 
 #: The latest ``exp`` accepted (the end of year 9999): beyond it a timestamp is

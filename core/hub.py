@@ -27,7 +27,7 @@ class Hub:
         self.watchers: list[Callable[[Publication], None]] = []
 
     def is_agent(self, session: Session) -> bool:
-        return session.role in self._agent_roles
+        return session.role in self._agent_roles and not session.identity.confined
 
     # -- sessions ---------------------------------------------------------
 
@@ -35,6 +35,8 @@ class Hub:
         """Register a new session and put it in its canonical rooms."""
         self.sessions[session.id] = session
         self.rooms.add(session, user_room(session.user_id))
+        if session.identity.confined:
+            return
         self.rooms.add(session, tenant_room(session.tenant_id))
         if self.is_agent(session):
             self.rooms.add(session, agents_room(session.tenant_id))

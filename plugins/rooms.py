@@ -52,7 +52,7 @@ class RoomsPlugin:
             return rest == session.user_id
         if kind == "tenant":
             tenant, _, sub = rest.partition(":")
-            if tenant != session.tenant_id:
+            if tenant != session.tenant_id or session.identity.confined:
                 return False
             if sub == "":
                 return True

@@ -107,8 +107,8 @@ async def test_a_delivery_that_keeps_failing_becomes_a_dead_letter_and_can_be_re
         headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
         stats = (await http.get(switchboard_live.http_url("/api/v1/webhooks"),
                                 headers=headers)).json()
-        assert stats == {"endpoints": [{"endpoint": "crm", "pending": 0, "dead": 1,
-                                        "lastError": "HTTP 500"}]}
+        [crm] = stats["endpoints"]
+        assert (crm["endpoint"], crm["dead"], crm["lastError"]) == ("crm", 1, "HTTP 500")
         backend.on("/hooks", lambda body: {})
         retried = (await http.post(switchboard_live.http_url("/api/v1/webhooks/dead/retry"),
                                    headers=headers)).json()
