@@ -253,7 +253,7 @@ def structure_config(data: Mapping[str, Any]) -> Config:
     try:
         config = _converter.structure(dict(data), Config)
     except Exception as exc:  # cattrs raises exception groups
-        err = first_error(exc)
+        err = first_error(exc, data=data)
         raise ConfigError(err.field, err.message) from None
     _validate(config)
     return config

@@ -69,7 +69,7 @@ class EventSpec:
         try:
             return _converter.structure(data, self.payload)
         except Exception as exc:
-            err = first_error(exc)
+            err = first_error(exc, data=data)
             raise ClientError(INVALID_PAYLOAD, f"{err.field}: {err.message}" if err.field
                               else err.message, field=err.field or None) from None
 

@@ -113,7 +113,7 @@ def structure_body(data: Any, cls: type[R], prefix: str = "") -> R:
     try:
         return _converter.structure(data, cls)
     except Exception as exc:
-        err = first_error(exc, prefix)
+        err = first_error(exc, prefix, data)
         raise ClientError(INVALID_PAYLOAD, f"{err.field}: {err.message}",
                           field=err.field or None) from None
 

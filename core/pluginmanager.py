@@ -176,7 +176,7 @@ class Plugins:
             try:
                 settings[name] = _converter.structure(raw, cls)
             except Exception as exc:
-                err = first_error(exc, f"plugins.{name}")
+                err = first_error(exc, f"plugins.{name}", raw)
                 raise ConfigError(err.field, err.message) from None
         for info in self.infos:
             if info.enabled and info.name not in settings and config.plugin_settings(info.name):

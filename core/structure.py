@@ -8,11 +8,12 @@ that names the field instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import cattrs
-from cattrs import transform_error
-from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.v import format_exception
 
 
@@ -49,35 +50,133 @@ def make_converter() -> cattrs.Converter:
 def _format(exc: BaseException, kind: type | None) -> str:
     """cattrs' messages, but keep what a validator said instead of "invalid value"."""
     if isinstance(exc, ValueError | TypeError) and kind is None and exc.args:
-        attribute = exc.args[1] if len(exc.args) > 1 else None
-        name = getattr(attribute, "name", None)
-        message = str(exc.args[0])
-        return f"{name}: {message}" if isinstance(name, str) else message
+        return str(exc.args[0])
     return format_exception(exc, kind)
 
 
 _LITERAL_ERROR = re.compile(r"unknown error \((.+) not in literal typing\.Literal\[(.*)\]\)")
+_converter = make_converter()
 
 
-def first_error(exc: BaseException, prefix: str = "") -> StructureError:
-    """Turn a cattrs error tree into its first concrete problem, with the dotted path."""
+@attrs.frozen
+class _Leaf:
+    """The first concrete problem in a cattrs error tree."""
+
+    exc: BaseException
+    #: Keys and indexes from the structured value down to the problem.
+    path: list[str]
+    #: The type being structured where a field failed (None: a class refused).
+    kind: type | None = None
+    #: When the class itself refused its values (a validator, a post-init
+    #: check): the class and the data it was given.
+    cls: type | None = None
+    data: Any = None
+
+
+def _first_leaf(exc: BaseException, data: Any, path: list[str]) -> _Leaf:
+    """The first problem, in the order of ``cattrs.transform_error``."""
+    if isinstance(exc, IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        if with_notes:
+            sub, inote = with_notes[0]
+            where = [*path, str(inote.index)]
+            inner = _item(data, inote.index)
+            if isinstance(sub, ClassValidationError | IterableValidationError):
+                return _first_leaf(sub, inner, where)
+            return _Leaf(sub, where, inote.type)
+        return _Leaf(without[0], path)
+    if isinstance(exc, ClassValidationError):
+        attr_notes, refused = exc.group_exceptions()
+        if attr_notes:
+            sub, anote = attr_notes[0]
+            where = [*path, anote.name]
+            inner = _item(data, anote.name)
+            if isinstance(sub, ClassValidationError | IterableValidationError):
+                return _first_leaf(sub, inner, where)
+            return _Leaf(sub, where, anote.type)
+        return _Leaf(refused[0], path, cls=exc.cl, data=data)
+    return _Leaf(exc, path)
+
+
+def _item(data: Any, key: Any) -> Any:
+    if isinstance(data, Mapping):
+        return data.get(key)
+    if isinstance(data, list | tuple) and isinstance(key, int) and 0 <= key < len(data):
+        return data[key]
+    return None
+
+
+def _refusing_field(leaf: _Leaf) -> str | None:
+    """Which field of ``leaf.cls`` its checks refused, when the error does not say.
+
+    attrs runs validators in ``__init__``, after cattrs has structured every
+    field, so the error carries no field name unless the validator put one
+    in (``ValueError(message, attribute)``, as ``attrs.validators.in_`` and
+    :mod:`switchboard.core.validators` do) or raised an error with a ``key``
+    (:class:`~switchboard.core.config.ConfigError`). Otherwise each field's
+    validator is run again, in order, on the structured values without
+    ``__init__``: the first that refuses is the field.
+    """
+    exc, cls = leaf.exc, leaf.cls
+    for name in ("key", "field"):
+        named = getattr(exc, name, None)
+        if isinstance(named, str) and named:
+            return named
+    attribute = exc.args[1] if len(exc.args) > 1 else None
+    if isinstance(attribute, attrs.Attribute):
+        return attribute.name
+    if cls is None or not attrs.has(cls) or not isinstance(leaf.data, Mapping):
+        return None
+    try:
+        attrs.resolve_types(cls)
+        fields = attrs.fields(cls)
+        instance = object.__new__(cls)
+        for field in fields:
+            if field.init and field.name in leaf.data:
+                value = _converter.structure(leaf.data[field.name], field.type)
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                factory = field.default.factory
+                value = factory(instance) if field.default.takes_self else factory()
+            elif field.default is not attrs.NOTHING:
+                value = field.default
+            else:
+                return None
+            object.__setattr__(instance, field.name, value)
+    except Exception:  # the values cannot be rebuilt: leave the field unnamed
+        return None
+    for field in fields:
+        if field.validator is None:
+            continue
+        try:
+            field.validator(instance, field, getattr(instance, field.name))
+        except Exception:
+            return str(field.name)
+    return None
+
+
+def first_error(exc: BaseException, prefix: str = "", data: Any = None) -> StructureError:
+    """Turn a cattrs error tree into its first concrete problem, with the dotted path.
+
+    ``data`` is what was structured: with it, a check of a class that does not
+    name its field (an attrs validator such as ``attrs.validators.gt(0)``) is
+    still attributed to the field it refused.
+    """
     if not isinstance(exc, ClassValidationError | IterableValidationError):
         return StructureError(prefix, str(exc) or type(exc).__name__)
-    line = transform_error(exc, path="$", format_exception=_format)[0]
-    message, _, where = line.rpartition(" @ ")
-    parts = [p for p in re.split(r"\.|\[|\]", where.removeprefix("$")) if p]
-    named = re.fullmatch(r"(\w+): (.*)", message)
-    if named and not message.startswith(("invalid value", "invalid type")):
-        parts.append(named.group(1))
-        message = named.group(2)
-    if prefix:
-        parts.insert(0, prefix)
-    extra = re.fullmatch(r"extra fields found \((.+)\)", message)
-    if extra:
-        parts.append(extra.group(1).split(", ")[0])
+    leaf = _first_leaf(exc, data, [])
+    parts = list(leaf.path)
+    message = _format(leaf.exc, leaf.kind)
+    if isinstance(leaf.exc, ForbiddenExtraKeysError):
+        extra = sorted(leaf.exc.extra_fields)
+        parts.append(extra[0])
         message = "unknown key"
-    elif message == "required field missing":
+    elif leaf.cls is not None and (field := _refusing_field(leaf)) is not None:
+        parts.append(field)
+        message = str(getattr(leaf.exc, "message", "") or message)
+    if message == "required field missing":
         message = "required"
     elif literal := re.fullmatch(_LITERAL_ERROR, message):
         message = f"{literal.group(1)!r} is not one of {literal.group(2)}"
-    return StructureError(".".join(p.strip("'\"") for p in parts), message)
+    if prefix:
+        parts.insert(0, prefix)
+    return StructureError(".".join(parts), message)

@@ -438,7 +438,7 @@ class ChatPlugin:
         try:
             value = _converter.structure(content, cls)
         except Exception as exc:
-            err = first_error(exc, "content")
+            err = first_error(exc, "content", content)
             raise ClientError("invalid_payload", f"{err.field}: {err.message}",
                               field=err.field) from None
         if isinstance(value, TextContent):

@@ -271,3 +271,92 @@ def test_default_config_file_holds_exactly_the_defaults() -> None:
     assert attrs.evolve(from_file, plugins={}) == defaults
     assert Plugins(from_file).settings == Plugins(defaults).settings
     assert all(from_file.plugin_enabled(name) for name in from_file.plugins)
+
+
+# -- a plugin's own checks name the setting ------------------------------------------
+
+
+def _must_be_odd(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value % 2 == 0:
+        raise ValueError("must be odd")  # says nothing of which field
+
+
+@attrs.frozen
+class _Limits:
+    burst: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+
+
+@attrs.frozen
+class _CheckedSettings:
+    delay: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    name: str = attrs.field(default="bot", validator=attrs.validators.max_len(10))
+    odd: int = attrs.field(default=1, validator=_must_be_odd)
+    kind: str = attrs.field(default="a", validator=attrs.validators.in_(["a", "b"]))
+    limits: _Limits = _Limits()
+    windows: list[_Limits] = attrs.Factory(list)
+    first: int = 0
+    last: int = attrs.field(default=10)
+
+    @last.validator
+    def _after_first(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < self.first:
+            raise ValueError("must not be before first")
+
+    def __attrs_post_init__(self) -> None:
+        if self.name == "forbidden":
+            raise ConfigError("name", "is reserved")
+
+
+class _CheckedPlugin:
+    from switchboard.core import hookimpl
+
+    @hookimpl
+    def switchboard_config_class(self) -> type:
+        return _CheckedSettings
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("delay = -1", "plugins.checked.delay"),
+    ('name = "far too long a name"', "plugins.checked.name"),
+    ("odd = 2", "plugins.checked.odd"),
+    ('kind = "c"', "plugins.checked.kind"),
+    ("first = 5\nlast = 4", "plugins.checked.last"),
+    ("limits = { burst = 0 }", "plugins.checked.limits.burst"),
+    ("windows = [{ burst = 1 }, { burst = 0 }]", "plugins.checked.windows.1.burst"),
+    ('name = "forbidden"', "plugins.checked.name"),
+    ('delay = "soon"', "plugins.checked.delay"),
+], ids=["gt", "max_len", "own_validator", "in_", "method_validator", "nested",
+        "in_a_list", "post_init_config_error", "wrong_type"])
+def test_a_failed_check_of_a_plugin_setting_names_the_setting(tmp_path: Path, section: str,
+                                                              key: str) -> None:
+    config = load(tmp_path, f"[plugins.checked]\n{section}\n")
+    with pytest.raises(ConfigError) as info:
+        Plugins(config, {"checked": _CheckedPlugin})
+    assert info.value.key == key
+    assert info.value.message  # and says what is wrong
+
+
+def test_a_setting_that_passes_its_checks_is_structured(tmp_path: Path) -> None:
+    config = load(tmp_path, "[plugins.checked]\ndelay = 5\nodd = 3\nfirst = 1\nlast = 2\n")
+    settings = Plugins(config, {"checked": _CheckedPlugin}).settings["checked"]
+    assert (settings.delay, settings.odd, settings.last) == (5.0, 3, 2)
+
+
+@attrs.frozen
+class _Order:
+    quantity: int = attrs.field(validator=attrs.validators.gt(0))
+    note: str = attrs.field(default="", validator=attrs.validators.max_len(5))
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    ({"quantity": 0}, "quantity"), ({"quantity": 1, "note": "too long"}, "note"),
+])
+def test_a_payload_refused_by_an_attrs_validator_names_the_field(payload: dict[str, int],
+                                                                 field: str) -> None:
+    from switchboard.core import ClientError, incoming
+
+    async def handler(session: object, order: _Order) -> None: ...
+
+    with pytest.raises(ClientError) as info:
+        incoming("order:place", _Order, handler).structure(payload)
+    assert (info.value.code, info.value.field) == ("invalid_payload", field)
