@@ -30,17 +30,29 @@ on it run one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import sqlalchemy
 import trio
+from sqlalchemy.dialects import postgresql as sa_postgresql
+from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["Store", "StoreError", "StoreUnavailable"]
+__all__ = ["ConflictInsert", "LockKey", "Store", "StoreError", "StoreUnavailable",
+           "serialize_on"]
+
+#: An INSERT that takes ``ON CONFLICT`` clauses: ``on_conflict_do_nothing``,
+#: ``on_conflict_do_update`` and ``excluded`` (SQLAlchemy's SQLite and
+#: PostgreSQL inserts, which spell them the same).
+ConflictInsert: TypeAlias = sa_sqlite.Insert | sa_postgresql.Insert
+#: What :func:`serialize_on` serializes on: one or more strings and integers
+#: (``("notifications", tenant, user)``).
+LockKey: TypeAlias = "str | int | tuple[str | int, ...]"
 
 T = TypeVar("T")
 
@@ -114,14 +126,73 @@ class Store:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(engine.dispose)
 
-    async def run(self, fn: Callable[[sqlalchemy.Connection], T]) -> T:
+    async def run(self, fn: Callable[[sqlalchemy.Connection], T], *,
+                  serialize_on: LockKey | None = None) -> T:
         """Run ``fn(conn)`` in a worker thread inside one transaction; return its result.
 
         ``fn`` is synchronous. The transaction commits if ``fn`` returns and rolls back
         if it raises. SQLAlchemy errors are raised as :class:`StoreError`, other
         exceptions from ``fn`` unchanged.
+
+        ``serialize_on``: a key (``("notifications", tenant, user)``); transactions
+        given the same key run one after the other, each seeing what the one
+        before committed, whatever node of the cluster runs them (see
+        :func:`serialize_on`, which does the same from inside ``fn``).
         """
+        if serialize_on is not None:
+            key = serialize_on if isinstance(serialize_on, tuple) else (serialize_on,)
+            inner = fn
+
+            def fn(conn: sqlalchemy.Connection) -> T:
+                _lock(conn, key)
+                return inner(conn)
+
         return await self._call(fn, begin="BEGIN IMMEDIATE")
+
+    # -- portable statements -------------------------------------------------
+
+    def insert(self, table: sqlalchemy.Table) -> ConflictInsert:
+        """An INSERT into ``table`` that takes ``ON CONFLICT`` clauses on this
+        database: ``.on_conflict_do_nothing(index_elements=[...])``,
+        ``.on_conflict_do_update(index_elements=[...], set_={...})`` with
+        ``.excluded`` for the values that were to be inserted. SQLite and
+        PostgreSQL only.
+        """
+        if self.dialect == "postgresql":
+            return sa_postgresql.insert(table)
+        if self.dialect == "sqlite":
+            return sa_sqlite.insert(table)
+        raise StoreError(f"ON CONFLICT needs SQLite or PostgreSQL, not {self.dialect}")
+
+    def upsert(self, table: sqlalchemy.Table, values: Mapping[str, Any] | None = None, *,
+               key: Iterable[str], update: Iterable[str] | None = None) -> ConflictInsert:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE``: insert a row, or update the
+        row that has the same ``key`` (a primary key or the columns of a unique
+        index), in one statement that concurrent transactions cannot race.
+
+        ``update`` names the columns overwritten with the new values; by default
+        every column of ``values`` (without ``values``: of the table) that is
+        not part of ``key``. An empty ``update`` keeps the existing row as it is
+        (``DO NOTHING``). Without ``values``, pass the rows to
+        :meth:`execute_many` (every row with the same columns). Chain
+        ``.returning(...)`` to read what was written. Run it with
+        :meth:`execute`, :meth:`execute_many` or inside :meth:`run`.
+        """
+        key_names = list(key)
+        if not key_names:
+            raise ValueError("upsert needs the key columns of a unique index")
+        stmt = self.insert(table)
+        if values is not None:
+            stmt = stmt.values(dict(values))
+        if update is None:
+            names = values.keys() if values is not None else table.columns.keys()
+            update = [name for name in names if name not in key_names]
+        columns = list(update)
+        index = [table.c[name] for name in key_names]
+        if not columns:
+            return stmt.on_conflict_do_nothing(index_elements=index)
+        return stmt.on_conflict_do_update(
+            index_elements=index, set_={name: stmt.excluded[name] for name in columns})
 
     async def execute(
         self, stmt: sqlalchemy.Executable, params: Mapping[str, Any] | None = None
@@ -263,3 +334,30 @@ class Store:
             return isinstance(exc, sqlalchemy.exc.OperationalError) and any(
                 word in detail.lower() for word in _SQLITE_UNAVAILABLE)
         return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+
+
+def serialize_on(conn: sqlalchemy.Connection, *key: str | int) -> None:
+    """From inside a :meth:`Store.run` function: wait until no other transaction
+    serialized on the same ``key`` is running, and keep them waiting until this
+    one ends (commits or rolls back).
+
+    Use it where two transactions could each read what the other is about to
+    change (a count, a "does it exist yet"), so that the second reads what the
+    first committed. On PostgreSQL it is ``pg_advisory_xact_lock`` on a 64-bit
+    hash of the key (a hash collision only makes two unrelated transactions
+    wait for each other); on SQLite nothing is needed, as :meth:`Store.run`
+    begins with ``BEGIN IMMEDIATE`` and SQLite runs one writing transaction at
+    a time.
+    """
+    _lock(conn, key)
+
+
+def _lock(conn: sqlalchemy.Connection, key: tuple[str | int, ...]) -> None:
+    if not key:
+        raise ValueError("serialize_on needs a key")
+    if conn.dialect.name != "postgresql":
+        return
+    text = "\x00".join(str(part) for part in key)
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    conn.execute(sqlalchemy.select(
+        sqlalchemy.func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -129,21 +128,6 @@ def _check_lengths(values: dict[str, Any]) -> None:
         if "\x00" in value:  # PostgreSQL text cannot hold it
             raise ClientError(INVALID_PAYLOAD, f"{field}: must not contain NUL characters",
                               field=field)
-
-
-def _serialize_user(conn: sa.Connection, tenant: str, user: str) -> None:
-    """Make this transaction wait for any other of the same user marking reads.
-
-    Without it, two devices marking different notifications read at the same
-    moment on PostgreSQL would each count the other's as still unread and
-    announce a count one too high. SQLite runs one writing transaction at a
-    time already.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    digest = hashlib.blake2b(f"{tenant}\x00{user}".encode(), digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def _check_page(before: int | None, limit: int) -> None:
@@ -315,7 +299,6 @@ class NotificationsPlugin:
         mine = self._owner(session.tenant_id, session.user_id)
 
         def read(conn: sa.Connection) -> tuple[bool, bool, int]:
-            _serialize_user(conn, session.tenant_id, session.user_id)
             exists = conn.execute(
                 sa.select(t.c.read_at).where(mine, t.c.id == req.id)).first()
             if exists is None:
@@ -325,7 +308,8 @@ class NotificationsPlugin:
                 .values(read_at=time.time())).rowcount > 0
             return True, changed, self._unread_count(conn, mine)
 
-        found, changed, unread = await self.app.store.run(read)
+        found, changed, unread = await self.app.store.run(
+            read, serialize_on=self._reads_of(session))
         if not found:
             raise ClientError(NOT_FOUND, f"no notification {req.id}", id=req.id)
         if changed:
@@ -337,7 +321,6 @@ class NotificationsPlugin:
         mine = self._owner(session.tenant_id, session.user_id)
 
         def read_all(conn: sa.Connection) -> tuple[list[int], int]:
-            _serialize_user(conn, session.tenant_id, session.user_id)
             ids = [int(i) for i in conn.execute(
                 sa.select(t.c.id).where(mine, t.c.read_at.is_(None)).order_by(t.c.id)
             ).scalars()]
@@ -346,10 +329,20 @@ class NotificationsPlugin:
                              .values(read_at=time.time()))
             return ids, self._unread_count(conn, mine)
 
-        ids, unread = await self.app.store.run(read_all)
+        ids, unread = await self.app.store.run(read_all, serialize_on=self._reads_of(session))
         if ids:
             await self._announce_read(session, ids, unread)
         return {"count": len(ids), "unreadCount": unread}
+
+    @staticmethod
+    def _reads_of(session: Session) -> tuple[str, str, str]:
+        """The key that makes a user's read markings wait for each other.
+
+        Without it, two devices marking different notifications read at the
+        same moment on PostgreSQL would each count the other's as still
+        unread and announce a count one too high.
+        """
+        return ("notifications:read", session.tenant_id, session.user_id)
 
     async def _announce_read(self, session: Session, ids: list[int], unread: int) -> None:
         await self.app.publish(session.tenant_id, user_room_of(session.user_id),

@@ -292,19 +292,11 @@ class PresencePlugin:
         return None if row is None else float(row["last_seen"])
 
     async def _save_last_seen(self, times: dict[tuple[str, str], float]) -> None:
-        """Upsert ``times`` in one transaction (delete, then insert: the same on
-        SQLite and PostgreSQL)."""
+        """Insert or overwrite ``times`` in one transaction."""
         assert self.table is not None
         if not times:
             return
-        t = self.table
-        keys = [{"tenant": tenant, "user": user} for tenant, user in times]
         rows = [{"tenant_id": tenant, "user_id": user, "last_seen": when}
                 for (tenant, user), when in times.items()]
-
-        def upsert(conn: sa.Connection) -> None:
-            conn.execute(t.delete().where(t.c.tenant_id == sa.bindparam("tenant"),
-                                          t.c.user_id == sa.bindparam("user")), keys)
-            conn.execute(t.insert(), rows)
-
-        await self.app.store.run(upsert)
+        await self.app.store.execute_many(
+            self.app.store.upsert(self.table, key=["tenant_id", "user_id"]), rows)

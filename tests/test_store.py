@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import trio
 import trio.testing
 from databases import PG_ADMIN_URL, database_url
-from switchboard.core.store import Store, StoreError, StoreUnavailable
+from switchboard.core.store import Store, StoreError, StoreUnavailable, serialize_on
 
 THREAD_WAIT_S = 10  # upper bound for a worker thread waiting on the test; never reached
 
@@ -28,6 +28,17 @@ def _messages_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _counters_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "counters",
+        metadata,
+        sa.Column("tenant", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Integer, nullable=False),
+        sa.Column("note", sa.Text, nullable=True),
+    )
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url(request.param, tmp_path) as url:
@@ -38,6 +49,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 async def store(db_url: str) -> AsyncIterator[Store]:
     s = Store(db_url, pool_size=8)
     _messages_table(s.metadata)
+    _counters_table(s.metadata)
     await s.open()
     try:
         yield s
@@ -330,3 +342,175 @@ async def test_sqlite_locked_past_the_busy_timeout_is_unavailable(tmp_path: Path
     finally:
         other.close()
         await store.close()
+
+
+# -- portable statements: upsert, ON CONFLICT, transactions serialized on a key ------
+
+
+def counters(store: Store) -> sa.Table:
+    table: sa.Table = store.metadata.tables["counters"]
+    return table
+
+
+async def counter_rows(store: Store) -> dict[tuple[str, str], tuple[int, str | None]]:
+    t = counters(store)
+    rows = await store.fetch_all(sa.select(t))
+    return {(r["tenant"], r["name"]): (r["value"], r["note"]) for r in rows}
+
+
+async def test_upsert_inserts_then_overwrites_the_row_with_the_same_key(store: Store) -> None:
+    t = counters(store)
+    await store.execute(store.upsert(t, {"tenant": "a", "name": "x", "value": 1, "note": "one"},
+                                     key=["tenant", "name"]))
+    await store.execute(store.upsert(t, {"tenant": "a", "name": "x", "value": 2, "note": "two"},
+                                     key=["tenant", "name"]))
+    await store.execute(store.upsert(t, {"tenant": "b", "name": "x", "value": 7},
+                                     key=["tenant", "name"]))
+    assert await counter_rows(store) == {("a", "x"): (2, "two"), ("b", "x"): (7, None)}
+
+
+async def test_upsert_overwrites_only_the_columns_named_in_update(store: Store) -> None:
+    t = counters(store)
+    await store.execute(store.upsert(t, {"tenant": "a", "name": "x", "value": 1, "note": "kept"},
+                                     key=["tenant", "name"]))
+    await store.execute(store.upsert(t, {"tenant": "a", "name": "x", "value": 5, "note": "new"},
+                                     key=["tenant", "name"], update=["value"]))
+    assert await counter_rows(store) == {("a", "x"): (5, "kept")}
+
+
+async def test_upsert_with_nothing_to_update_keeps_the_first_row(store: Store) -> None:
+    t = counters(store)
+    for value in (1, 2):
+        await store.execute(store.upsert(t, {"tenant": "a", "name": "x", "value": value},
+                                         key=["tenant", "name"], update=[]))
+    assert await counter_rows(store) == {("a", "x"): (1, None)}
+
+
+async def test_upsert_of_many_rows_and_returning_in_one_statement(store: Store) -> None:
+    t = counters(store)
+    await store.execute(t.insert(), {"tenant": "a", "name": "x", "value": 1})
+    rows = [{"tenant": "a", "name": n, "value": v} for n, v in (("x", 10), ("y", 20))]
+    assert await store.execute_many(store.upsert(t, key=["tenant", "name"]), rows) == 2
+    assert await counter_rows(store) == {("a", "x"): (10, None), ("a", "y"): (20, None)}
+
+    def bump(conn: sa.Connection) -> list[int]:
+        stmt = store.upsert(t, {"tenant": "a", "name": "z", "value": 3}, key=["tenant", "name"])
+        return list(conn.execute(stmt.returning(t.c.value)).scalars())
+
+    assert await store.run(bump) == [3]
+
+
+async def test_insert_takes_on_conflict_clauses_on_both_databases(store: Store) -> None:
+    t = counters(store)
+    stmt = store.insert(t).values(tenant="a", name="x", value=1)
+    assert await store.execute(stmt.on_conflict_do_nothing(
+        index_elements=[t.c.tenant, t.c.name])) == 1
+    assert await store.execute(stmt.on_conflict_do_nothing(
+        index_elements=[t.c.tenant, t.c.name])) == 0
+    again = store.insert(t).values(tenant="a", name="x", value=4)
+    await store.execute(again.on_conflict_do_update(
+        index_elements=[t.c.tenant, t.c.name], set_={"value": t.c.value + again.excluded.value}))
+    assert await counter_rows(store) == {("a", "x"): (5, None)}
+
+
+def _read_then_write(t: sa.Table, read: threading.Event | None = None,
+                     release: threading.Event | None = None) -> Callable[[sa.Connection], int]:
+    """A transaction that increments a counter by reading it first: two of them
+    interleaved lose an update unless they are serialized."""
+
+    def increment(conn: sa.Connection) -> int:
+        value = conn.execute(sa.select(t.c.value).where(t.c.name == "hits")).scalar_one()
+        if read is not None and release is not None:
+            read.set()
+            assert release.wait(THREAD_WAIT_S)
+        conn.execute(t.update().where(t.c.name == "hits").values(value=value + 1))
+        return int(value) + 1
+
+    return increment
+
+
+def _lock_waiters_or(url: str, done: threading.Event) -> None:
+    """Return once a session of the database waits on a lock, or ``done`` is set."""
+    if sa.engine.make_url(url).get_backend_name() != "postgresql":
+        return  # SQLite: a second writer waits in BEGIN IMMEDIATE, unseen
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            while not done.is_set():
+                waiting = conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalar_one()
+                conn.rollback()  # pg_stat_activity is a snapshot per transaction
+                if waiting:
+                    return
+                done.wait(0.01)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("how", ["argument", "inside"])
+async def test_transactions_serialized_on_a_key_lose_no_update(store: Store, db_url: str,
+                                                               how: str) -> None:
+    """The first increment has read the counter and waits; the second, on the
+    same key, must wait for it instead of reading the same value (on
+    PostgreSQL's READ COMMITTED it would, and one of the two updates would be
+    lost)."""
+    t = counters(store)
+    await store.execute(t.insert(), {"tenant": "a", "name": "hits", "value": 0})
+    read, release, second_done = threading.Event(), threading.Event(), threading.Event()
+
+    def serialized(fn: Callable[[sa.Connection], int]) -> Callable[[sa.Connection], int]:
+        def run(conn: sa.Connection) -> int:
+            serialize_on(conn, "counter", "a", 1)
+            return fn(conn)
+        return run
+
+    async def increment(fn: Callable[[sa.Connection], int]) -> None:
+        if how == "argument":
+            await store.run(fn, serialize_on=("counter", "a", 1))
+        else:
+            await store.run(serialized(fn))
+
+    async def second() -> None:
+        await increment(_read_then_write(t))
+        second_done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(increment, _read_then_write(t, read, release))
+        await trio.to_thread.run_sync(read.wait, THREAD_WAIT_S)
+        nursery.start_soon(second)
+        await trio.to_thread.run_sync(_lock_waiters_or, db_url, second_done)
+        release.set()
+    assert (await counter_rows(store))[("a", "hits")] == (2, None)
+
+
+async def test_transactions_serialized_on_other_keys_do_not_wait_for_each_other(
+        tmp_path: Path) -> None:
+    """PostgreSQL only: SQLite runs one writing transaction at a time, whatever the key."""
+    with database_url("postgresql", tmp_path) as url:
+        s = Store(url)
+        t = _counters_table(s.metadata)
+        await s.open()
+        await _other_keys_go_through(s, t)
+
+
+async def _other_keys_go_through(s: Store, t: sa.Table) -> None:
+    try:
+        await s.execute(t.insert(), {"tenant": "a", "name": "hits", "value": 0})
+        read, release = threading.Event(), threading.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: s.run(_read_then_write(t, read, release),
+                                             serialize_on=("counter", "a")))
+            await trio.to_thread.run_sync(read.wait, THREAD_WAIT_S)
+            # the first one still holds its key: another key goes through at once
+            assert await s.run(lambda conn: 42, serialize_on=("counter", "b")) == 42
+            release.set()
+    finally:
+        await s.close()
+
+
+async def test_store_helpers_refuse_what_they_cannot_do(store: Store) -> None:
+    with pytest.raises(ValueError, match="key"):
+        store.upsert(counters(store), {"tenant": "a"}, key=[])
+    with pytest.raises(ValueError, match="key"):
+        await store.run(lambda conn: serialize_on(conn))
