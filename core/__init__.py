@@ -1,54 +1,166 @@
 """Switchboard's public surface for plugin authors: one import.
 
-    from switchboard.core import hookimpl, incoming, outgoing, ClientError, Session
+    from switchboard.core import App, ClientError, Session, hookimpl, incoming, outgoing
+
+Everything a plugin needs is here, each with its docstring; the README's
+"Writing a plugin" lists them. What is not exported is the server's own
+machinery and may change without notice.
+
+- The hooks: :data:`hookimpl` (the specifications are in
+  :mod:`switchboard.core.hookspec`).
+- The server and its clients: :class:`App`, :class:`Session`,
+  :class:`Identity`, :class:`Args`, :class:`Config`, :class:`Rate`.
+- Events: :func:`incoming`, :func:`outgoing`, :class:`EventSpec`,
+  :class:`Deferred`, :func:`structure_payload`, :func:`unstructure`,
+  :class:`ClientError` and the error codes, :class:`CloseCode`.
+- Rooms: :func:`user_room`, :func:`tenant_room`, :func:`agents_room`,
+  :func:`is_room_name`, :func:`check_room_name`.
+- HTTP routes: :func:`require_api_key`, :func:`request_api_key`,
+  :func:`api_key_tenant`, :func:`api_key_tenant_allowed`, :func:`read_json`,
+  :func:`structure_body`, :func:`error_response`.
+- Validators for payload fields: :func:`identifier`, :func:`text`,
+  :func:`max_length`, :func:`row_id`, :func:`check_identifier`.
+- Storage: :class:`Store` (with :meth:`Store.upsert`, :meth:`Store.insert`
+  and ``run(fn, serialize_on=KEY)``), :func:`serialize_on`,
+  :class:`StoreError`, :class:`StoreUnavailable`; :class:`Batcher` for
+  batched writes.
+- Other plugins' services and the values they pass: :class:`ChatService`,
+  :class:`NotificationsService`, :class:`PresenceService` and the rest of
+  :mod:`switchboard.core.services`.
+- Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
+  :class:`Inbound`.
 """
 
 from .app import App
 from .args import Args
 from .auth import AuthError, Identity
-from .config import Config, ConfigError, Rate, load_config
+from .batching import Batcher, Pending
+from .config import ApiKey, Config, ConfigError, Rate, load_config
 from .errors import (
+    CONFLICT,
     FORBIDDEN,
     INVALID_PAYLOAD,
     INVALID_ROOM,
+    NOT_FOUND,
     RATE_LIMITED,
     UNAUTHORIZED,
     ClientError,
     CloseCode,
 )
-from .events import Deferred, EventSpec, incoming, outgoing
+from .events import (
+    Deferred,
+    EventSpec,
+    incoming,
+    outgoing,
+    structure_payload,
+    unstructure,
+)
 from .handshake import Handshake
 from .hookspec import hookimpl
-from .rooms import agents_room, tenant_room, user_room
+from .http import (
+    api_key_tenant,
+    api_key_tenant_allowed,
+    error_response,
+    read_json,
+    request_api_key,
+    require_api_key,
+    structure_body,
+)
+from .profiles import Inbound, Profile
+from .rooms import agents_room, check_room_name, is_room_name, tenant_room, user_room
+from .services import (
+    ChatConversation,
+    ChatHistory,
+    ChatMessage,
+    ChatParticipant,
+    ChatService,
+    ChatStatusChange,
+    MessageSource,
+    Notification,
+    NotificationsService,
+    PresenceInfo,
+    PresenceService,
+)
 from .session import Session
-from .store import Store, StoreError
+from .store import Store, StoreError, StoreUnavailable, serialize_on
+from .supervise import SupervisedNursery
+from .throttle import Coalescer
+from .validators import (
+    MAX_ID_LENGTH,
+    MAX_ROW_ID,
+    check_identifier,
+    identifier,
+    max_length,
+    row_id,
+    text,
+)
 
 __all__ = [
+    "CONFLICT",
     "FORBIDDEN",
     "INVALID_PAYLOAD",
     "INVALID_ROOM",
+    "MAX_ID_LENGTH",
+    "MAX_ROW_ID",
+    "NOT_FOUND",
     "RATE_LIMITED",
     "UNAUTHORIZED",
+    "ApiKey",
     "App",
     "Args",
     "AuthError",
+    "Batcher",
+    "ChatConversation",
+    "ChatHistory",
+    "ChatMessage",
+    "ChatParticipant",
+    "ChatService",
+    "ChatStatusChange",
     "ClientError",
     "CloseCode",
+    "Coalescer",
     "Config",
     "ConfigError",
     "Deferred",
     "EventSpec",
     "Handshake",
     "Identity",
+    "Inbound",
+    "MessageSource",
+    "Notification",
+    "NotificationsService",
+    "Pending",
+    "PresenceInfo",
+    "PresenceService",
+    "Profile",
     "Rate",
     "Session",
     "Store",
     "StoreError",
+    "StoreUnavailable",
+    "SupervisedNursery",
     "agents_room",
+    "api_key_tenant",
+    "api_key_tenant_allowed",
+    "check_identifier",
+    "check_room_name",
+    "error_response",
     "hookimpl",
+    "identifier",
     "incoming",
+    "is_room_name",
     "load_config",
+    "max_length",
     "outgoing",
+    "read_json",
+    "request_api_key",
+    "require_api_key",
+    "row_id",
+    "serialize_on",
+    "structure_body",
+    "structure_payload",
     "tenant_room",
+    "text",
+    "unstructure",
     "user_room",
 ]

@@ -2,7 +2,7 @@
 
 Transports (plain WebSocket, Socket.IO) authenticate a client, wrap it in a
 :class:`Session` and hand each incoming event to :meth:`App.dispatch`; they
-never know what the events mean. Plugins get this object in
+never know what the events mean. Plugins get the :class:`App` in
 ``switchboard_startup`` as their handle on the server.
 """
 
@@ -11,10 +11,11 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import logging
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import attrs
 import trio
@@ -44,21 +45,53 @@ from .store import Store
 from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
 
+if TYPE_CHECKING:
+    from .services import ChatService, NotificationsService, PresenceService
+
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 class App:
+    """The server as a plugin sees it; plugins get it in ``switchboard_startup``.
+
+    For plugins:
+
+    - ``config`` (the whole :class:`~switchboard.core.Config`, e.g.
+      ``config.rooms.agent_roles``), :meth:`settings` (this plugin's
+      ``[plugins.NAME]``), ``store`` (:class:`~switchboard.core.Store`).
+    - Delivering: :meth:`publish` to a room of a tenant, :meth:`user_sessions`
+      (a user's connected sessions, each with ``emit`` and ``call``).
+    - Rooms: :meth:`join`, :meth:`leave`, :meth:`authorize_join`,
+      :meth:`recheck_rooms`, :meth:`is_agent`.
+    - Other plugins: :meth:`service` (``app.service("chat")``), :meth:`notify`
+      and :meth:`notify_soon` (call a notification hook on every plugin),
+      :meth:`call_hook` (call a hook and get its results), :meth:`implements`.
+    - Work that outlives a request: :attr:`nursery`, :meth:`coalescer`;
+      ``shutting_down`` is True once the server has been asked to stop.
+
+    ``hub``, ``plugins``, ``metrics`` and ``verifier`` are the server's own
+    parts: a plugin has no need of them.
+    """
+
     def __init__(self, config: Config, plugins: Plugins, hub: Hub, store: Store,
                  metrics: Metrics, verifier: TokenVerifier) -> None:
+        #: The server's configuration (frozen attrs classes).
         self.config = config
         self.plugins = plugins
         self.hub = hub
+        #: The database (SQLite or PostgreSQL) every plugin's tables are in.
         self.store = store
         self.metrics = metrics
         self.verifier = verifier
         self.events = plugins.incoming()
+        # notification hook calls queued by notify_soon, run by _run_notifications
+        self._soon_in, self._soon_out = trio.open_memory_channel[
+            tuple[str, dict[str, Any]]](math.inf)
+        self._soon_pending = 0
+        self._soon_idle = trio.Event()
+        self._soon_idle.set()
         #: Per-event rate limits: the plugins' defaults, overridden (or, for
         #: events no plugin declares, such as those an event proxy forwards,
         #: set) by ``[limits.events]``.
@@ -90,6 +123,7 @@ class App:
     def attach_nursery(self, nursery: trio.Nursery) -> None:
         """Called by the server once its nursery is open."""
         self._nursery = SupervisedNursery(nursery, self.task_failed)
+        nursery.start_soon(self._run_notifications)
 
     def task_failed(self, what: str, exc: Exception) -> None:
         """Log and count a plugin task that raised."""
@@ -107,11 +141,22 @@ class App:
 
     def coalescer(self, interval: float,
                   deliver: Callable[[K, V], Awaitable[None]]) -> Coalescer[K, V]:
-        """A coalescing throttle running in the server's nursery."""
+        """A coalescing throttle running in the server's nursery:
+        ``await coalescer.submit(key, value)`` delivers the first value of a key
+        at once and, within ``interval`` seconds, only the latest of the rest."""
         return Coalescer(self.nursery, interval, deliver)
 
     async def publish(self, tenant: str, room: str, event: str, data: Any, *,
                       exclude: Session | None = None) -> None:
+        """Send ``event`` with ``data`` to every session in ``room`` of ``tenant``,
+        on every node (``exclude``: except that session).
+
+        ``data`` is any JSON value; attrs instances are unstructured, and
+        :class:`~switchboard.core.Args` sends several arguments. Rooms are
+        per tenant: ``user_room(id)``, ``tenant_room(id)``, ``agents_room(id)``
+        and any name a plugin uses (``conversation:{id}``, ``lead:{id}``).
+        A room nobody is in costs nothing.
+        """
         await self.hub.publish(tenant, room, event, unstructure(data),
                                exclude=exclude.id if exclude else None)
 
@@ -139,6 +184,82 @@ class App:
                     self.task_failed(f"publication watcher {callback!r}", exc)
 
         self.hub.watchers.append(watch)
+
+    def user_sessions(self, tenant: str, user: str) -> set[Session]:
+        """The sessions of a user connected to this node (empty when none is)."""
+        return self.hub.user_sessions(tenant, user)
+
+    def is_agent(self, session: Session) -> bool:
+        """Whether the session's role is one of ``rooms.agent_roles``."""
+        return self.hub.is_agent(session)
+
+    # -- other plugins -----------------------------------------------------
+
+    @overload
+    def service(self, name: Literal["chat"]) -> ChatService: ...
+
+    @overload
+    def service(self, name: Literal["notifications"]) -> NotificationsService: ...
+
+    @overload
+    def service(self, name: Literal["presence"]) -> PresenceService: ...
+
+    @overload
+    def service(self, name: str) -> Any: ...
+
+    def service(self, name: str) -> Any:
+        """The service another plugin offers under ``name`` (with the
+        ``switchboard_services`` hook): ``app.service("chat")``.
+
+        The first-party ones are typed (see :mod:`switchboard.core.services`);
+        annotate a third-party one yourself. Raises :class:`LookupError` when
+        no enabled plugin offers it, so a plugin that needs one fails at its
+        start-up, naming it, when it looks it up there.
+        """
+        found = self.plugins.services.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.plugins.services)) or "none"
+            raise LookupError(f"no enabled plugin offers the service {name!r} "
+                              f"(offered: {known})")
+        return found[1]
+
+    def implements(self, hook: str) -> bool:
+        """Whether any enabled plugin implements ``hook`` (to skip preparing the
+        arguments of a call nobody listens to)."""
+        return self.plugins.implements(hook)
+
+    async def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call notification hook ``hook`` of every plugin now, one at a time;
+        one that raises is logged and counted and the others still run."""
+        await self.plugins.notify(hook, self.hook_failed, **kwargs)
+
+    def notify_soon(self, hook: str, **kwargs: Any) -> None:
+        """Queue a :meth:`notify` of ``hook`` and return at once.
+
+        Queued calls run in a background task of the server, one after the
+        other in the order they were queued, so a slow implementation never
+        holds up the caller; nothing is queued when no plugin implements
+        ``hook``. Calls still queued when the server stops run before
+        ``switchboard_shutdown`` (for up to ``server.drain_timeout``).
+        """
+        if not self.plugins.implements(hook):
+            return
+        self._soon_pending += 1
+        self._soon_idle = trio.Event()
+        self._soon_in.send_nowait((hook, kwargs))
+
+    async def _run_notifications(self) -> None:
+        async for hook, kwargs in self._soon_out:
+            try:
+                await self.notify(hook, **kwargs)
+            finally:
+                self._soon_pending -= 1
+                if self._soon_pending == 0:
+                    self._soon_idle.set()
+
+    async def notifications_done(self) -> None:
+        """Wait until every call queued by :meth:`notify_soon` has run."""
+        await self._soon_idle.wait()
 
     # -- authentication ----------------------------------------------------
 
@@ -212,7 +333,7 @@ class App:
         self.metrics.connects.labels(session.transport.protocol).inc()
         log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,
                  session.user_id, session.tenant_id, session.transport.protocol)
-        await self._call_hook("switchboard_session_opened", session=session)
+        await self.notify("switchboard_session_opened", session=session)
         if session.profile is not None and session.profile.on_connect is not None:
             for event, data in session.profile.on_connect(session):
                 session.emit(event, data, raw=True)
@@ -227,17 +348,13 @@ class App:
             self._user_buckets.pop((session.tenant_id, session.user_id), None)
         log.info("session %s closed: %s", session.id, reason)
         with trio.CancelScope(shield=True):
-            await self._call_hook("switchboard_session_closed", session=session, reason=reason)
+            await self.notify("switchboard_session_closed", session=session, reason=reason)
 
     async def call_hook(self, name: str, **kwargs: Any) -> list[Any]:
-        """Call a hook by name (a service of another plugin): each implementation
+        """Call a hook by name and collect what it returns: each implementation
         in turn, awaited before the next; their results, in call order. An
         exception of an implementation is raised to the caller."""
         return [result for _, result in await self.plugins.acall(name, **kwargs)]
-
-    async def _call_hook(self, name: str, **kwargs: Any) -> None:
-        """Tell every plugin something happened; one failing does not stop the others."""
-        await self.plugins.notify(name, self.hook_failed, **kwargs)
 
     # -- events ------------------------------------------------------------
 
@@ -372,37 +489,19 @@ class App:
         session.identity = identity
         left: list[str] = []
         if identity.role != old_role:
-            left = await self._rooms_after_role_change(session)
+            left = await self.recheck_rooms(session)
+            if left:
+                log.info("session %s left %s after its role changed to %r", session.id,
+                         ", ".join(left), session.role)
         return {"expires_at": identity.expires_at, "left": left}
-
-    async def _rooms_after_role_change(self, session: Session) -> list[str]:
-        rooms = self.hub.rooms
-        agents = agents_room(session.tenant_id)
-        canonical = {user_room(session.user_id), tenant_room(session.tenant_id), agents}
-        left = []
-        if self.hub.is_agent(session):
-            rooms.add(session, agents)
-        elif rooms.discard(session, agents):
-            left.append(agents)
-        for room in sorted(session.rooms - canonical):
-            try:
-                allowed = await self.authorize_join(session, room)
-            except ClientError:  # a policy refusing with its own error
-                allowed = False
-            if not allowed:
-                rooms.discard(session, room)
-                left.append(room)
-        for room in left:
-            await self._call_hook("switchboard_room_left", session=session, room=room)
-        if left:
-            log.info("session %s left %s after its role changed to %r", session.id,
-                     ", ".join(left), session.role)
-        return left
 
     # -- rooms -------------------------------------------------------------
 
     async def join(self, session: Session, room: object) -> str:
-        """Authorize and join; raise ClientError(forbidden) when refused."""
+        """Put ``session`` in ``room`` if :meth:`authorize_join` allows it; return
+        the room name. Raises :class:`ClientError`: ``invalid_room`` for a
+        name that is not one, ``forbidden`` when refused or past
+        ``rooms.max_rooms_per_connection`` (or a policy's own error)."""
         name = check_room_name(room)
         if name in session.rooms:
             return name
@@ -414,12 +513,50 @@ class App:
         return name
 
     async def leave(self, session: Session, room: object) -> str:
+        """Take ``session`` out of ``room`` (nothing if it was not in it) and call
+        ``switchboard_room_left``; return the room name."""
         name = check_room_name(room)
         if self.hub.rooms.discard(session, name):
-            await self._call_hook("switchboard_room_left", session=session, room=name)
+            await self.notify("switchboard_room_left", session=session, room=name)
         return name
 
+    async def recheck_rooms(self, session: Session, rooms: Iterable[str] | None = None
+                            ) -> list[str]:
+        """Authorize ``session`` again for ``rooms`` it is in (by default every
+        room it is in), after something it was allowed by changed (its role, a
+        conversation's participants); take it out of those it may no longer
+        be in, calling ``switchboard_room_left`` for each, and return them.
+
+        ``user:{id}`` and ``tenant:{id}`` always stay; ``tenant:{id}:agents``
+        follows the session's role.
+        """
+        hub_rooms = self.hub.rooms
+        agents = agents_room(session.tenant_id)
+        canonical = {user_room(session.user_id), tenant_room(session.tenant_id), agents}
+        wanted = set(session.rooms if rooms is None else rooms) & session.rooms
+        left = []
+        if rooms is None or agents in wanted:
+            if self.hub.is_agent(session):
+                hub_rooms.add(session, agents)
+            elif hub_rooms.discard(session, agents):
+                left.append(agents)
+        for room in sorted(wanted - canonical):
+            try:
+                allowed = await self.authorize_join(session, room)
+            except ClientError:  # a policy refusing with its own error
+                allowed = False
+            if not allowed:
+                hub_rooms.discard(session, room)
+                left.append(room)
+        for room in left:
+            await self.notify("switchboard_room_left", session=session, room=room)
+        return left
+
     async def authorize_join(self, session: Session, room: str) -> bool:
+        """Whether ``session`` may join ``room``: one plugin's
+        ``switchboard_authorize_join`` (or ``rooms.public_patterns``) allows it
+        and none refuses. A policy that raises refuses, except that a
+        :class:`ClientError` it raises (``not_found``) is raised to the caller."""
         if any(fnmatch.fnmatchcase(room, p) for p in self.config.rooms.public_patterns):
             verdicts: list[Any] = [True]
         else:

@@ -50,6 +50,9 @@ class AuthError(Exception):
 
 @attrs.frozen
 class Identity:
+    """Who a verified token says the client is (``session.identity``); the
+    token's other claims are in ``claims``."""
+
     user_id: str
     tenant_id: str
     role: str

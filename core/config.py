@@ -122,6 +122,9 @@ class AuthConfig:
 
 @attrs.frozen
 class ApiKey:
+    """A configured API key (``[[api_keys]]``): the secret, the tenant it may
+    use (``*``: all) and a name for logs."""
+
     key: str
     #: Tenant this key may publish to; ``*`` for every tenant.
     tenant: str = "*"
@@ -139,6 +142,8 @@ class RoomsConfig:
 
 @attrs.frozen
 class Rate:
+    """A token-bucket rate limit: ``rate`` events per second, bursts of ``burst``."""
+
     #: Tokens added per second.
     rate: float
     #: Bucket size: the burst allowed at once.
@@ -206,6 +211,11 @@ class LogConfig:
 
 @attrs.frozen
 class Config:
+    """The whole configuration (``app.config``): one attribute per section of
+    the file (``server``, ``http``, ``heartbeat``, ``auth``, ``api_keys``,
+    ``rooms``, ``limits``, ``socketio``, ``broker``, ``store``, ``log``,
+    ``plugins``), each documented in ``config/switchboard.toml``."""
+
     mode: Literal["development", "production"] = "development"
     data_dir: str = "data"
     server: ServerConfig = ServerConfig()
@@ -228,6 +238,7 @@ class Config:
         return self.store.url or f"sqlite:///{Path(self.data_dir) / 'switchboard.db'}"
 
     def plugin_enabled(self, name: str) -> bool:
+        """Whether ``[plugins.NAME] enabled`` is true (the default)."""
         return bool(self.plugins.get(name, {}).get("enabled", True))
 
     def plugin_settings(self, name: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ log = logging.getLogger("switchboard")
 
 
 class CloseCode(IntEnum):
+    """WebSocket close codes the server uses (see the table above)."""
+
     GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
@@ -71,6 +73,8 @@ UNKNOWN_EVENT = "unknown_event"
 INVALID_PAYLOAD = "invalid_payload"
 RATE_LIMITED = "rate_limited"
 FORBIDDEN = "forbidden"
+NOT_FOUND = "not_found"
+CONFLICT = "conflict"
 INVALID_ROOM = "invalid_room"
 UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal_error"

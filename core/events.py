@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 Handler = Callable[["Session", Any], Awaitable[Any]]
+T = TypeVar("T")
 
 _converter = make_converter()
 
@@ -39,6 +40,8 @@ def event_data(spec: EventSpec | None, arguments: list[Any]) -> Any:
 
 @attrs.frozen
 class EventSpec:
+    """A declared event (build it with :func:`incoming` or :func:`outgoing`)."""
+
     name: str
     direction: Literal["in", "out"]
     #: attrs class of the payload; ``None`` accepts any JSON value as is.
@@ -139,6 +142,22 @@ def _same(value: Any) -> Any:
 
 def _answer(result: Any) -> Any:
     return unstructure(result) if attrs.has(type(result)) else result
+
+
+def structure_payload(data: Any, cls: type[T], field: str = "") -> T:
+    """``data`` (a JSON object) as an instance of the attrs class ``cls``, with
+    the same strict rules as event payloads; otherwise :class:`ClientError`
+    ``invalid_payload`` naming the first bad field (under ``field``:
+    ``content.url``)."""
+    if not isinstance(data, dict):
+        raise ClientError(INVALID_PAYLOAD, f"{field}: expected a JSON object" if field
+                          else "expected a JSON object", field=field or None)
+    try:
+        return _converter.structure(data, cls)
+    except Exception as exc:
+        err = first_error(exc, field, data)
+        raise ClientError(INVALID_PAYLOAD, f"{err.field}: {err.message}" if err.field
+                          else err.message, field=err.field or None) from None
 
 
 def unstructure(value: Any) -> Any:

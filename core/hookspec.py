@@ -21,18 +21,22 @@ the hooks below, marked with ``@hookimpl``, taking only arguments the hook
 has: anything else (a misspelled hook, a forgotten marker) is a config error
 naming the plugin, never silently ignored.
 
-Failures are contained: an exception in a notification hook
-(``switchboard_session_opened``, ``switchboard_session_closed``,
-``switchboard_room_left``, ``switchboard_shutdown``) is logged and counted
+Failures are contained: an exception in a notification hook (the session
+hooks, ``switchboard_shutdown`` and the domain events of the first-party
+plugins) is logged and counted
 (``switchboard_plugin_failures_total{plugin,hook}``) and the other plugins'
 implementations still run; one in ``switchboard_authorize_join`` refuses the
 join; one in ``switchboard_startup`` or a declaration hook stops the start-up
 with an error naming the plugin.
+
+The hooks are grouped below: declaration, lifecycle, authentication,
+sessions, domain events of the first-party plugins, and the one service hook
+kept from before services (see :mod:`switchboard.core.services`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from .events import EventSpec
     from .handshake import Handshake
     from .profiles import Profile
+    from .services import ChatMessage, ChatStatusChange, MessageSource, Notification
     from .session import Session
 
 PROJECT = "switchboard"
@@ -107,7 +112,20 @@ def switchboard_blueprints() -> Iterable[Blueprint] | Blueprint | None:
     """Return quart Blueprints with this plugin's HTTP routes.
 
     Routes are served on the same port as everything else; use
-    :func:`switchboard.core.http.require_api_key` for server-to-server routes.
+    :func:`switchboard.core.require_api_key` for server-to-server routes.
+    """
+
+
+@hookspec
+def switchboard_services() -> Mapping[str, object] | None:
+    """Return the services this plugin offers other plugins, by name
+    (``{"chat": self.service}``).
+
+    Called once at start-up, before any ``switchboard_startup``, so every
+    service exists whatever order the plugins start in; other plugins obtain
+    one with ``app.service(NAME)``. Two plugins offering the same name is a
+    start-up error. The first-party services and the values they pass are
+    specified in :mod:`switchboard.core.services`.
     """
 
 
@@ -216,8 +234,50 @@ def switchboard_unhandled_event(session: Session, event: str,
 
 
 # -------------------------------------------------------------------------
-# Services that plugins offer each other (call them with
-# ``await app.call_hook("NAME", ...)``).
+# Domain events of the first-party plugins. Called in the background, in the
+# order the events happened, one implementation at a time, after what they
+# report is stored (and broadcast): they never hold up the client or the
+# batch that caused them, and nothing is done for them when no plugin
+# implements them. An implementation that takes long delays the next of
+# these calls (start long work with ``app.nursery.start_soon``); one that
+# raises is logged and counted. Calls still queued when the server stops run
+# before ``switchboard_shutdown``, for up to ``server.drain_timeout``.
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def switchboard_chat_message_stored(message: ChatMessage,
+                                    source: MessageSource) -> Awaitable[None] | None:
+    """The ``chat`` plugin stored a new message (a resend of a ``clientId``
+    stored before is not new), whatever its ``source``: a client's
+    ``message:send`` (``"socket"``), the HTTP API (``"http"``, e.g. a WhatsApp
+    webhook), or another plugin (``"plugin"``, including a message posted by
+    an implementation of this hook). ``message`` is as stored, with its id;
+    it has already been broadcast as ``message:new``. The return value is
+    ignored.
+    """
+
+
+@hookspec
+def switchboard_chat_status_changed(change: ChatStatusChange) -> Awaitable[None] | None:
+    """A participant's ``message:delivered`` / ``message:read`` receipt moved
+    their watermark (a receipt that moves nothing is not reported); the change
+    has been stored and broadcast as ``message:status``. The return value is
+    ignored.
+    """
+
+
+@hookspec
+def switchboard_notification_created(notification: Notification) -> Awaitable[None] | None:
+    """The ``notifications`` plugin stored a notification (created over HTTP or
+    by a plugin) and pushed it to the user's devices. The return value is
+    ignored.
+    """
+
+
+# -------------------------------------------------------------------------
+# Called by a plugin rather than by the server (with
+# ``await app.call_hook("NAME", ...)``): kept from before services.
 # -------------------------------------------------------------------------
 
 
@@ -227,6 +287,7 @@ def switchboard_create_notification(
 ) -> Awaitable[Any] | None:
     """Create a notification for a user (``title``, ``message``, ``type``,
     ``link``, ``data``). Implemented by the ``notifications`` plugin, which
-    stores it and pushes it to every device of the user; other plugins call it
-    instead of importing that plugin. Returns the stored notification.
+    stores it and pushes it to every device of the user. Returns the stored
+    notification as the HTTP API shows it. New code uses
+    ``app.service("notifications").create(...)``, which is typed.
     """

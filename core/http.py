@@ -3,6 +3,14 @@
 ``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus),
 ``GET /api/v1/stats`` and ``POST /api/v1/emit`` (API key), plus the routes of
 the plugins' blueprints. Errors are JSON ``{"code", "message", "field"?}``.
+
+For plugins' routes (also exported from :mod:`switchboard.core`):
+:func:`require_api_key`, :func:`request_api_key`, :func:`api_key_tenant`,
+:func:`api_key_tenant_allowed`, :func:`read_json`, :func:`structure_body`,
+:func:`error_response` and :func:`switchboard` (the :class:`App`). A
+:class:`ClientError` raised in a route is answered as JSON with the status of
+its code (:data:`ERROR_STATUS`; 400 for any other), a database that cannot
+be reached 503 ``store_unavailable``.
 """
 
 from __future__ import annotations
@@ -20,19 +28,34 @@ from werkzeug.exceptions import HTTPException
 
 from .config import ApiKey
 from .errors import INVALID_PAYLOAD, ClientError, server_failure
+from .events import structure_payload
 from .protocol import jsontext
 from .rooms import check_room_name, tenant_room, user_room
 from .store import StoreUnavailable
-from .structure import first_error, make_converter
+from .validators import check_identifier
 
 if TYPE_CHECKING:
     from .app import App
 
+__all__ = [
+    "ERROR_STATUS",
+    "api_key_tenant",
+    "api_key_tenant_allowed",
+    "error_response",
+    "read_json",
+    "request_api_key",
+    "require_api_key",
+    "structure_body",
+    "switchboard",
+]
+
 #: Events of one emit request published between two yields to the event loop.
 PUBLISH_SLICE = 64
+#: HTTP status of a :class:`ClientError` raised in a route, by code (else 400).
+ERROR_STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409,
+                "payload_too_large": 413}
 P = ParamSpec("P")
 R = TypeVar("R")
-_converter = make_converter()
 
 
 def switchboard() -> App:
@@ -42,6 +65,8 @@ def switchboard() -> App:
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    """A JSON error answer ``{"code", "message", **extra}`` with ``status``
+    (raising :class:`ClientError` does the same with the status of its code)."""
     response = jsonify({"code": code, "message": message, **extra})
     response.status_code = status
     return response
@@ -69,9 +94,33 @@ def _find_key(presented: str) -> ApiKey | None:
     return find_api_key(switchboard().config.api_keys, presented)
 
 
-def api_key_tenant_allowed(tenant: str) -> bool:
+def request_api_key() -> ApiKey:
+    """The configured API key the current request presented (in a view behind
+    :func:`require_api_key`): its ``name`` and the ``tenant`` it may use."""
     key: ApiKey = g.api_key
-    return key.tenant in ("*", tenant)
+    return key
+
+
+def api_key_tenant_allowed(tenant: str) -> bool:
+    """Whether the current request's API key may act on ``tenant`` (a key for
+    every tenant, ``*``, or for that one)."""
+    return request_api_key().tenant in ("*", tenant)
+
+
+def api_key_tenant(given: str | None) -> str:
+    """The tenant a request acts on: ``given`` (from its body or query), else
+    the tenant of a tenant-scoped API key. Raises :class:`ClientError`:
+    ``invalid_payload`` (field ``tenant``) when there is none or it is not an
+    identifier, ``forbidden`` when the key may not use it."""
+    key_tenant = request_api_key().tenant
+    tenant = given or (key_tenant if key_tenant != "*" else None)
+    if tenant is None:
+        raise ClientError(INVALID_PAYLOAD, "tenant: required", field="tenant")
+    if (problem := check_identifier(tenant)) is not None:
+        raise ClientError(INVALID_PAYLOAD, f"tenant: {problem}", field="tenant")
+    if not api_key_tenant_allowed(tenant):
+        raise ClientError("forbidden", f"this API key may not use tenant {tenant!r}")
+    return tenant
 
 
 def require_api_key(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
@@ -101,6 +150,7 @@ class EmitRequest:
 
 
 async def read_json() -> Any:
+    """The current request's body as JSON; ``invalid_json`` (400) if it is not."""
     try:
         return jsontext.loads(await request.get_data(as_text=False))
     except (ValueError, UnicodeDecodeError):
@@ -108,14 +158,10 @@ async def read_json() -> Any:
 
 
 def structure_body(data: Any, cls: type[R], prefix: str = "") -> R:
-    if not isinstance(data, dict):
-        raise ClientError(INVALID_PAYLOAD, "expected a JSON object", field=prefix or None)
-    try:
-        return _converter.structure(data, cls)
-    except Exception as exc:
-        err = first_error(exc, prefix, data)
-        raise ClientError(INVALID_PAYLOAD, f"{err.field}: {err.message}",
-                          field=err.field or None) from None
+    """A request body (a JSON object) as an instance of the attrs class ``cls``,
+    or :class:`ClientError` ``invalid_payload`` (400) naming the first bad
+    field; the same as :func:`~switchboard.core.structure_payload`."""
+    return structure_payload(data, cls, prefix)
 
 
 async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
@@ -190,7 +236,7 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     @http.errorhandler(ClientError)
     async def client_error(exc: ClientError) -> Response:
         app.metrics.client_errors.labels(exc.code).inc()
-        status = 403 if exc.code == "forbidden" else 400
+        status = ERROR_STATUS.get(exc.code, 400)
         return error_response(status, exc.code, exc.message,
                               **({"field": exc.field} if exc.field else {}), **exc.extra)
 

@@ -85,6 +85,8 @@ class Plugins:
         self.settings = self._structure_settings(config)
         self.events = self._collect_events()
         self.profiles = self._collect_profiles(config)
+        #: Service name -> (name of the plugin offering it, the service).
+        self.services = self._collect_services()
 
     def _register(self, name: str, plugin: object) -> None:
         """Register ``plugin``, refusing hooks that do not exist or do not fit."""
@@ -217,6 +219,24 @@ class Plugins:
                 known = ", ".join(sorted(profiles)) or "none"
                 raise ConfigError(key, f"no profile {profile_name!r} (available: {known})")
         return profiles
+
+    def _collect_services(self) -> dict[str, tuple[str, object]]:
+        services: dict[str, tuple[str, object]] = {}
+        for name, offered in self._declared("switchboard_services"):
+            for service, impl in (offered or {}).items():
+                if not isinstance(service, str) or not service:
+                    raise ConfigError(f"plugins.{name}",
+                                      f"service names are strings, not {service!r}")
+                if service in services:
+                    raise ConfigError(f"plugins.{name}",
+                                      f"service {service!r} is already offered by "
+                                      f"{services[service][0]!r}")
+                services[service] = (name, impl)
+        return services
+
+    def implements(self, hook_name: str) -> bool:
+        """Whether any enabled plugin implements ``hook_name``."""
+        return bool(self.callers(hook_name))
 
     def incoming(self) -> dict[str, EventSpec]:
         return {s.name: s for s in self.events.values() if s.direction == "in"}

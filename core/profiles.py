@@ -61,6 +61,9 @@ class Inbound:
 
 @attrs.frozen
 class Profile:
+    """A frontend's vocabulary: its inbound events, the outbound translations
+    and its greeting on connect (return them from ``switchboard_profiles``)."""
+
     name: str
     inbound: Mapping[str, Inbound] = attrs.Factory(dict)
     #: Canonical event -> (frontend event, data), or ``None`` to drop it.
@@ -70,6 +73,7 @@ class Profile:
     doc: str = ""
 
     def translate_out(self, event: str, data: Any) -> tuple[str, Any] | None:
+        """A canonical event as this frontend gets it, or None to drop it."""
         rule = self.outbound.get(event)
         return (event, data) if rule is None else rule(data)
 

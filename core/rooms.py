@@ -25,22 +25,28 @@ RoomKey = tuple[str, str]
 
 
 def user_room(user_id: str) -> str:
+    """``user:{id}``: every session of the user is in it."""
     return f"user:{user_id}"
 
 
 def tenant_room(tenant_id: str) -> str:
+    """``tenant:{id}``: every session of the tenant is in it."""
     return f"tenant:{tenant_id}"
 
 
 def agents_room(tenant_id: str) -> str:
+    """``tenant:{id}:agents``: the sessions of the tenant whose role is in
+    ``rooms.agent_roles``."""
     return f"tenant:{tenant_id}:agents"
 
 
 def is_room_name(room: object) -> TypeGuard[str]:
+    """Whether ``room`` is a room name: 1-256 letters, digits and ``_.:@+-``."""
     return isinstance(room, str) and _ROOM_RE.fullmatch(room) is not None
 
 
 def check_room_name(room: object) -> str:
+    """``room`` if it is a room name, else :class:`ClientError` ``invalid_room``."""
     if not is_room_name(room):
         raise ClientError(
             INVALID_ROOM,

@@ -102,6 +102,9 @@ class Server:
                     task_status.started(self)
                     await self._shutdown.wait()
                     await self._drain(connections)
+                # domain-event hooks of what was stored before the stop still run
+                with trio.move_on_after(self.config.server.drain_timeout):
+                    await self.app.notifications_done()
                 await self.plugins.notify("switchboard_shutdown", self.app.hook_failed,
                                           app=self.app)
                 await lifespan.wait_for_shutdown()

@@ -48,6 +48,12 @@ def new_session_id() -> str:
 
 
 class Session:
+    """One connected client as plugins see it, whatever its protocol (one per
+    Socket.IO namespace): who it is (``user_id``, ``tenant_id``, ``role``,
+    ``identity``), its ``rooms``, per-plugin ``state`` (a dict keyed by plugin
+    name), and :meth:`emit` / :meth:`call` to reach it alone. ``closed`` is
+    True once it has gone."""
+
     __slots__ = (
         "closed",
         "codec",
@@ -89,14 +95,18 @@ class Session:
 
     @property
     def user_id(self) -> str:
+        """The user, from the token's ``auth.user_claim``."""
         return self.identity.user_id
 
     @property
     def tenant_id(self) -> str:
+        """The tenant, from the token's ``auth.tenant_claim``; rooms are per tenant."""
         return self.identity.tenant_id
 
     @property
     def role(self) -> str:
+        """The role, from the token's ``auth.role_claim`` (it may change when the
+        client re-authenticates); ``app.is_agent(session)`` tells agents."""
         return self.identity.role
 
     def emit(self, event: str, data: Any, *, raw: bool = False) -> None:

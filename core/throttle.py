@@ -20,6 +20,14 @@ V = TypeVar("V")
 
 
 class Coalescer(Generic[K, V]):
+    """Deliver the updates of each key at most about once per ``interval``
+    (get one with ``app.coalescer(interval, deliver)``).
+
+    ``await submit(key, value)``: the first value of a key is delivered at
+    once; later ones within the interval replace each other, and the latest
+    is delivered when the interval ends.
+    """
+
     def __init__(self, nursery: trio.Nursery | SupervisedNursery, interval: float,
                  deliver: Callable[[K, V], Awaitable[None]]) -> None:
         self._nursery = nursery
@@ -29,6 +37,7 @@ class Coalescer(Generic[K, V]):
         self._pending: dict[K, V] = {}
 
     async def submit(self, key: K, value: V) -> None:
+        """Deliver ``value`` for ``key`` now, or as the latest at the end of the interval."""
         now = trio.current_time()
         last = self._last_sent.get(key)
         if key in self._pending:

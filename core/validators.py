@@ -37,12 +37,14 @@ def _fail(attribute: attrs.Attribute[Any], message: str) -> None:
 
 
 def identifier(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    """attrs validator: 1 to :data:`MAX_ID_LENGTH` characters, no control characters."""
     problem = check_identifier(value)
     if problem is not None:
         _fail(attribute, problem)
 
 
 def text(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    """attrs validator: no NUL character (PostgreSQL text cannot hold it)."""
     if "\x00" in value:
         _fail(attribute, "must not contain NUL characters")
 
@@ -58,6 +60,7 @@ def max_length(limit: int) -> Any:
 
 
 def row_id(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    """attrs validator: an id or cursor from 0 to :data:`MAX_ROW_ID`."""
     if not 0 <= value <= MAX_ROW_ID:
         _fail(attribute, f"must be between 0 and {MAX_ROW_ID}")
 

@@ -1,9 +1,11 @@
 """Notifications: stored per user, pushed live to every device, replayed on connect.
 
 - Created by the HTTP API (``POST /api/v1/notifications``) or by another plugin
-  through the ``switchboard_create_notification`` hook. A notification is
+  through the ``notifications`` service (``app.service("notifications")``,
+  or the older ``switchboard_create_notification`` hook). A notification is
   stored first, then pushed as ``notification:new`` to ``user:{id}``; it is
-  marked delivered when a device of the user is connected to this node.
+  marked delivered when a device of the user is connected to this node, and
+  reported to ``switchboard_notification_created``.
 - A device that connects gets the notifications its user missed (not yet
   delivered), oldest first, then ``notification:unread_count``.
 - Clients list them (newest first, paginated by id) and mark them read; the
@@ -15,23 +17,35 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
 import sqlalchemy as sa
 from quart import Blueprint, request
-from switchboard.core import App, ClientError, Rate, Session, hookimpl, incoming, outgoing
-from switchboard.core import user_room as user_room_of
-from switchboard.core.errors import INVALID_PAYLOAD
-from switchboard.core.http import (
+from switchboard.core import (
+    INVALID_PAYLOAD,
+    MAX_ROW_ID,
+    App,
+    ClientError,
+    EventSpec,
+    Notification,
+    NotificationsService,
+    Rate,
+    Session,
     api_key_tenant_allowed,
+    check_identifier,
     error_response,
+    hookimpl,
+    incoming,
+    outgoing,
     read_json,
     require_api_key,
+    row_id,
     structure_body,
+    structure_payload,
 )
-from switchboard.core.validators import MAX_ROW_ID, check_identifier, row_id
+from switchboard.core import user_room as user_room_of
 
 T = TypeVar("T")
 
@@ -89,7 +103,7 @@ class ReadRequest:
 
 
 @attrs.frozen
-class Notification:
+class ClientNotification:
     """A notification as its user's devices see it."""
 
     id: int
@@ -150,7 +164,12 @@ class NotificationsPlugin:
         return NotificationsSettings
 
     @hookimpl
-    def switchboard_events(self) -> list[Any]:
+    def switchboard_services(self) -> Mapping[str, object]:
+        service: NotificationsService = Notifications(self)  # (mypy checks the contract)
+        return {"notifications": service}
+
+    @hookimpl
+    def switchboard_events(self) -> list[EventSpec]:
         return [
             incoming("notification:list", ListRequest, self.list_for_client,
                      rate=Rate(rate=5.0, burst=20.0),
@@ -162,7 +181,7 @@ class NotificationsPlugin:
             incoming("notification:read_all", None, self.mark_all_read,
                      rate=Rate(rate=1.0, burst=5.0),
                      doc="Mark all your notifications read; ack {count, unreadCount}."),
-            outgoing("notification:new", Notification,
+            outgoing("notification:new", ClientNotification,
                      doc="To user:{id}: a new notification; on connect, the ones missed."),
             outgoing("notification:unread_count", UnreadCount,
                      doc="To a device that connects: how many notifications are unread."),
@@ -203,7 +222,7 @@ class NotificationsPlugin:
                 return error_response(403, "forbidden",
                                       f"this API key may not notify tenant {req.tenant!r}")
             content = NotificationContent(req.title, req.message, req.type, req.link, req.data)
-            return await self.create(req.tenant, req.user, content), 201
+            return self._stored_view(await self.create(req.tenant, req.user, content)), 201
 
         @bp.get("/api/v1/notifications/<tenant>/<user>")
         @require_api_key
@@ -240,8 +259,7 @@ class NotificationsPlugin:
                 sa.select(t).where(mine, t.c.delivered_at.is_(None))
                 .order_by(t.c.id.desc()).limit(limit))
             rows = newest[::-1]
-        count = await self.app.store.fetch_one(self._unread_query(mine))
-        unread = int(count["n"]) if count is not None else 0
+        unread = await self.unread_count(session.tenant_id, session.user_id)
         for row in rows:
             session.emit("notification:new", self._client_view(row))
         session.emit("notification:unread_count", attrs.asdict(UnreadCount(unread)))
@@ -258,11 +276,12 @@ class NotificationsPlugin:
     async def switchboard_create_notification(self, tenant_id: str, user_id: str,
                                               notification: dict[str, Any]) -> dict[str, Any]:
         content = structure_body(notification, NotificationContent)
-        return await self.create(tenant_id, user_id, content)
+        return self._stored_view(await self.create(tenant_id, user_id, content))
 
     async def create(self, tenant: str, user: str,
                      content: NotificationContent) -> dict[str, Any]:
-        """Store a notification, push it to the user's devices; return it as stored."""
+        """Store a notification, push it to the user's devices and report it to
+        ``switchboard_notification_created``; return the stored row."""
         _check_lengths({"tenant": tenant, "user": user, **attrs.asdict(content)})
         t = self.table
         values: dict[str, Any] = {
@@ -284,7 +303,13 @@ class NotificationsPlugin:
             row["delivered_at"] = time.time()
             await self.app.store.execute(
                 t.update().where(t.c.id == row["id"]).values(delivered_at=row["delivered_at"]))
-        return self._stored_view(row)
+        if self.app.implements(CREATED):
+            self.app.notify_soon(CREATED, notification=_notification(row))
+        return row
+
+    async def unread_count(self, tenant: str, user: str) -> int:
+        count = await self.app.store.fetch_one(self._unread_query(self._owner(tenant, user)))
+        return int(count["n"]) if count is not None else 0
 
     # -- client events -----------------------------------------------------
 
@@ -379,7 +404,7 @@ class NotificationsPlugin:
 
     @staticmethod
     def _client_view(row: Any) -> dict[str, Any]:
-        return attrs.asdict(Notification(
+        return attrs.asdict(ClientNotification(
             id=int(row["id"]), title=row["title"], message=row["message"], type=row["type"],
             link=row["link"], data=row["data"], createdAt=row["created_at"],
             read=row["read_at"] is not None))
@@ -388,6 +413,44 @@ class NotificationsPlugin:
     def _stored_view(cls, row: Any) -> dict[str, Any]:
         return {**cls._client_view(row), "tenant": row["tenant_id"], "user": row["user_id"],
                 "readAt": row["read_at"], "deliveredAt": row["delivered_at"]}
+
+
+CREATED = "switchboard_notification_created"
+
+
+def _notification(row: Mapping[str, Any]) -> Notification:
+    return Notification(
+        id=int(row["id"]), tenant_id=row["tenant_id"], user_id=row["user_id"],
+        title=row["title"], message=row["message"], type=row["type"], link=row["link"],
+        data=row["data"], created_at=row["created_at"], read_at=row["read_at"],
+        delivered_at=row["delivered_at"])
+
+
+class Notifications:
+    """The ``notifications`` service (:class:`switchboard.core.NotificationsService`)."""
+
+    def __init__(self, plugin: NotificationsPlugin) -> None:
+        self._plugin = plugin
+
+    async def create(self, tenant_id: str, user_id: str, *, title: str, message: str,
+                     type: str = "info", link: str | None = None,
+                     data: dict[str, Any] | None = None) -> Notification:
+        _check_owner(tenant_id, user_id)
+        content = structure_payload({"title": title, "message": message, "type": type,
+                                     "link": link, "data": data}, NotificationContent)
+        return _notification(await self._plugin.create(tenant_id, user_id, content))
+
+    async def unread_count(self, tenant_id: str, user_id: str) -> int:
+        _check_owner(tenant_id, user_id)
+        return await self._plugin.unread_count(tenant_id, user_id)
+
+
+def _check_owner(tenant_id: object, user_id: object) -> None:
+    for field, value in (("tenant_id", tenant_id), ("user_id", user_id)):
+        problem = (check_identifier(value) if isinstance(value, str)
+                   else "must be a string")
+        if problem is not None:
+            raise ClientError(INVALID_PAYLOAD, f"{field}: {problem}", field=field)
 
 
 # -- query strings ---------------------------------------------------------------

@@ -13,21 +13,38 @@
   wait in memory (the latest per user) and the write is retried with a
   back-off; at shutdown what is waiting (and the users still in their grace
   period) is written once more.
+- Other plugins ask through the ``presence`` service
+  (``app.service("presence")``): who is online, one user's presence.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
 import sqlalchemy as sa
 import trio
 from quart import Blueprint
-from switchboard.core import App, Rate, Session, hookimpl, incoming, outgoing, tenant_room
-from switchboard.core.http import api_key_tenant_allowed, error_response, require_api_key
-from switchboard.core.store import StoreUnavailable
+from switchboard.core import (
+    App,
+    EventSpec,
+    PresenceInfo,
+    PresenceService,
+    Rate,
+    Session,
+    StoreUnavailable,
+    api_key_tenant_allowed,
+    check_identifier,
+    error_response,
+    hookimpl,
+    incoming,
+    outgoing,
+    require_api_key,
+    tenant_room,
+)
 
 log = logging.getLogger("switchboard.presence")
 #: Back-off of the last-seen writer while the database is unavailable.
@@ -100,7 +117,12 @@ class PresencePlugin:
         return PresenceSettings
 
     @hookimpl
-    def switchboard_events(self) -> list[Any]:
+    def switchboard_services(self) -> Mapping[str, object]:
+        service: PresenceService = self  # (mypy checks the contract)
+        return {"presence": service}
+
+    @hookimpl
+    def switchboard_events(self) -> list[EventSpec]:
         return [
             incoming("presence:update", PresenceUpdate, self.update,
                      rate=Rate(rate=1.0, burst=5.0),
@@ -141,17 +163,11 @@ class PresencePlugin:
         async def one(tenant: str, user: str) -> Any:
             if not api_key_tenant_allowed(tenant):
                 return error_response(403, "forbidden", "API key not valid for this tenant")
-            state = self._users.get((tenant, user))
-            if state is not None and state.devices:
-                return attrs.asdict(self._view(user, state))
-            last_seen = self._unsaved.get((tenant, user))
-            if last_seen is None and state is not None:
-                last_seen = state.last_seen  # in the grace period
-            if last_seen is None:
-                last_seen = await self.last_seen(tenant, user)
-            if last_seen is None:
+            info = await self.presence_of(tenant, user)
+            if info is None:
                 return error_response(404, "not_found", f"no presence known for {user!r}")
-            return {"userId": user, "status": "offline", "devices": 0, "lastSeen": last_seen}
+            return {"userId": user, "status": info.status, "devices": info.devices,
+                    "lastSeen": info.last_seen}
 
         return bp
 
@@ -275,7 +291,30 @@ class PresencePlugin:
         await self.app.publish(tenant, tenant_room(tenant), "presence:user_updated",
                                self._view(user_id, user))
 
-    # -- queries -----------------------------------------------------------
+    # -- queries (and the presence service) --------------------------------
+
+    def online(self, tenant_id: str) -> list[PresenceInfo]:
+        """The users of the tenant with a device connected to this node."""
+        return [PresenceInfo(user_id, user.status, user.devices, user.last_seen, user.role)
+                for (t, user_id), user in sorted(self._users.items())
+                if t == tenant_id and user.devices > 0]
+
+    async def presence_of(self, tenant_id: str, user_id: str) -> PresenceInfo | None:
+        """One user's presence, online or not; None if they were never seen."""
+        if check_identifier(tenant_id) or check_identifier(user_id):
+            return None  # no such user can have been seen
+        state = self._users.get((tenant_id, user_id))
+        if state is not None and state.devices:
+            return PresenceInfo(user_id, state.status, state.devices, state.last_seen,
+                                state.role)
+        last_seen = self._unsaved.get((tenant_id, user_id))
+        if last_seen is None and state is not None:
+            last_seen = state.last_seen  # in the grace period
+        if last_seen is None:
+            last_seen = await self.last_seen(tenant_id, user_id)
+        if last_seen is None:
+            return None
+        return PresenceInfo(user_id, "offline", 0, last_seen)
 
     def snapshot(self, tenant: str) -> list[UserPresence]:
         return [self._view(user_id, user) for (t, user_id), user in sorted(self._users.items())

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 import trio
 from databases import database_url
-from switchboard.core import App, Session, hookimpl, incoming
+from switchboard.core import App, ClientError, Notification, Session, hookimpl, incoming
 from switchboard.core.config import Config, merge
 from switchboard.testing import ErrorReply, Harness, TestClient, make_config
 
@@ -51,9 +51,17 @@ def switchboard_config(request: pytest.FixtureRequest, extra_config: dict[str, A
 
 class NotifierPlugin:
     """Another plugin: ``test:notify {user, notification}`` creates a notification
-    through the hook and acks what it returned."""
+    through the hook and acks what it returned; it records every notification
+    reported created."""
 
     app: App
+
+    def __init__(self) -> None:
+        self.created: list[Notification] = []
+
+    @hookimpl
+    def switchboard_notification_created(self, notification: Notification) -> None:
+        self.created.append(notification)
 
     @hookimpl
     def switchboard_startup(self, app: App) -> None:
@@ -466,3 +474,64 @@ async def test_http_list_of_values_the_store_cannot_keep_is_400(switchboard: Har
     response = await switchboard.http().get(path, headers=switchboard.api_headers())
     assert response.status_code == 400
     assert (await response.get_json())["field"] == field
+
+
+# -- the service and the hook, for other plugins -------------------------------------------
+
+
+def notifier(switchboard: Harness) -> NotifierPlugin:
+    found: NotifierPlugin = switchboard.server.plugins.pm.get_plugin("notifier")
+    return found
+
+
+async def test_another_plugin_creates_notifications_through_the_service(
+        switchboard: Harness) -> None:
+    phone = await connect(switchboard, user="alice")
+    service = switchboard.app.service("notifications")
+    created = await service.create("acme", "alice", title="Handover",
+                                   message="A customer asks for you", type="handover",
+                                   data={"conversationId": "c1"})
+    assert (created.tenant_id, created.user_id, created.type) == ("acme", "alice", "handover")
+    assert created.delivered_at is not None and created.read_at is None
+    pushed = await phone.expect("notification:new")
+    assert (pushed["id"], pushed["data"]) == (created.id, {"conversationId": "c1"})
+    assert await service.unread_count("acme", "alice") == 1
+    await phone.request("notification:read", {"id": created.id})
+    assert await service.unread_count("acme", "alice") == 0
+    assert await service.unread_count("acme", "nobody") == 0
+
+
+@pytest.mark.parametrize(("arguments", "field"), [
+    ({"tenant_id": ""}, "tenant_id"),
+    ({"user_id": "a\x00b"}, "user_id"),
+    ({"title": 5}, "title"),
+    ({"title": "t" * 201}, "title"),
+    ({"message": None}, "message"),
+    ({"type": "t" * 51}, "type"),
+    ({"data": ["not", "an", "object"]}, "data"),
+])
+async def test_the_service_refuses_bad_arguments_naming_them(
+        switchboard: Harness, arguments: dict[str, Any], field: str) -> None:
+    call: dict[str, Any] = {"tenant_id": "acme", "user_id": "alice", "title": "Hi",
+                            "message": "there", **arguments}
+    with pytest.raises(ClientError) as refused:
+        await switchboard.app.service("notifications").create(
+            call.pop("tenant_id"), call.pop("user_id"), **call)
+    assert (refused.value.code, refused.value.field) == ("invalid_payload", field)
+    listed = await switchboard.http().get("/api/v1/notifications/acme/alice",
+                                          headers=switchboard.api_headers())
+    assert (await listed.get_json())["items"] == []
+
+
+async def test_every_created_notification_is_reported_whoever_created_it(
+        switchboard: Harness) -> None:
+    bot = await connect(switchboard, user="bot")
+    over_http = await notify(switchboard, user="alice")
+    through_hook = await bot.request("test:notify", {"user": "bob", "notification": {
+        "title": "Handover", "message": "A customer asks for you"}})
+    through_service = await switchboard.app.service("notifications").create(
+        "acme", "carol", title="Lead", message="New lead")
+    await bot.settle(1)
+    assert [(n.id, n.user_id, n.title) for n in notifier(switchboard).created] == [
+        (over_http["id"], "alice", "New lead"), (through_hook["id"], "bob", "Handover"),
+        (through_service.id, "carol", "Lead")]

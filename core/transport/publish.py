@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..errors import ClientError
-from ..http import find_api_key, presented_key, publish_emits
+from ..http import ERROR_STATUS, find_api_key, presented_key, publish_emits
 from ..protocol import jsontext
 from ..supervise import log_failure
 from .front import HeadError, PrefixedStream, RequestHead, read_head, refuse
@@ -60,7 +60,7 @@ async def _answer(app: App, head: RequestHead, body: bytes) -> tuple[int, dict[s
         published = await publish_emits(app, key, data)
     except ClientError as exc:
         app.metrics.client_errors.labels(exc.code).inc()
-        status = 403 if exc.code == "forbidden" else 400
+        status = ERROR_STATUS.get(exc.code, 400)
         return status, exc.to_dict()
     return 202, {"published": published}
 

@@ -1,0 +1,267 @@
+"""Services that first-party plugins offer other plugins, and the values they pass.
+
+A plugin that owns data (chat, notifications, presence) lets other plugins
+use it through a small service object instead of its module internals or its
+HTTP routes. The contract lives here, in core, like the hook specifications;
+the implementation lives in the plugin, which registers it under a name with
+the ``switchboard_services`` hook. Another plugin obtains it from the app::
+
+    chat = app.service("chat")          # typed: ChatService
+    conversation, created = await chat.get_or_create_conversation(
+        tenant_id, "whatsapp:+5511987654321",
+        participants=[ChatParticipant("+5511987654321", "customer")])
+    await chat.post_message(tenant_id, conversation.id, sender_id="autoreply",
+                            sender_role="bot", content={"text": "We will be right with you"})
+
+Services are for the server's running life: call them from event handlers,
+HTTP routes, hooks and background tasks (not from ``switchboard_startup``,
+which may run before the providing plugin has started). Bad input is refused
+with :class:`~switchboard.core.ClientError` (``invalid_payload`` naming the
+argument, ``not_found``, ``conflict``), which an event handler or a route can
+let through to its client as it is; a database that cannot be reached raises
+:class:`~switchboard.core.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Protocol
+
+import attrs
+
+__all__ = [
+    "ChatConversation",
+    "ChatHistory",
+    "ChatMessage",
+    "ChatParticipant",
+    "ChatService",
+    "ChatStatusChange",
+    "MessageSource",
+    "Notification",
+    "NotificationsService",
+    "PresenceInfo",
+    "PresenceService",
+]
+
+#: Where a stored chat message came from: a client's ``message:send``
+#: (``"socket"``), ``POST /api/v1/conversations/{id}/messages`` (``"http"``),
+#: or another plugin through :meth:`ChatService.post_message` (``"plugin"``).
+MessageSource = Literal["socket", "http", "plugin"]
+
+
+# -- chat ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ChatParticipant:
+    """A participant of a conversation: a user id and the role they take in it
+    (``customer`` by default; any identifier, e.g. ``agent``, ``bot``)."""
+
+    user_id: str
+    role: str = "customer"
+
+
+@attrs.frozen
+class ChatConversation:
+    """A conversation of a tenant and its participants."""
+
+    tenant_id: str
+    id: str
+    title: str | None
+    participants: tuple[ChatParticipant, ...] = ()
+
+    @property
+    def room(self) -> str:
+        """The room its messages are broadcast to: ``conversation:{id}``."""
+        return f"conversation:{self.id}"
+
+    def participant(self, user_id: str) -> ChatParticipant | None:
+        """The participant ``user_id``, or None if they are not one."""
+        return next((p for p in self.participants if p.user_id == user_id), None)
+
+
+@attrs.frozen
+class ChatMessage:
+    """A stored chat message.
+
+    ``sender_role`` says what kind of sender wrote it: the token role of a
+    client (``customer``, ``agent``...), ``system`` (the default of the HTTP
+    API), ``bot``, or any identifier a plugin chooses. ``status`` is ``sent``,
+    or ``delivered`` / ``read`` once every other participant's receipt passed
+    it (as history reports it).
+    """
+
+    id: int
+    tenant_id: str
+    conversation_id: str
+    sender_id: str
+    sender_role: str
+    client_id: str | None
+    type: str
+    content: dict[str, Any]
+    created_at: float
+    status: str = "sent"
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as clients get it in ``message:new`` and history."""
+        return {
+            "id": self.id, "conversationId": self.conversation_id, "senderId": self.sender_id,
+            "senderRole": self.sender_role, "clientId": self.client_id, "type": self.type,
+            "content": self.content, "createdAt": self.created_at, "status": self.status,
+        }
+
+
+@attrs.frozen
+class ChatHistory:
+    """One page of a conversation's messages, oldest first.
+
+    ``next_before`` (paging back) or ``next_after`` (catching up) is the
+    cursor of the next page when ``has_more``.
+    """
+
+    messages: list[ChatMessage]
+    has_more: bool
+    next_before: int | None = None
+    next_after: int | None = None
+
+
+@attrs.frozen
+class ChatStatusChange:
+    """A participant's receipt moved their watermark: every message of the
+    conversation up to ``message_id`` is now ``delivered`` to, or ``read`` by,
+    ``user_id`` (what clients get as ``message:status``)."""
+
+    tenant_id: str
+    conversation_id: str
+    message_id: int
+    user_id: str
+    status: Literal["delivered", "read"]
+
+
+class ChatService(Protocol):
+    """The ``chat`` plugin's service: ``app.service("chat")``."""
+
+    async def post_message(self, tenant_id: str, conversation_id: str, *, sender_id: str,
+                           content: Mapping[str, Any], type: str = "text",
+                           sender_role: str = "system",
+                           client_id: str | None = None) -> ChatMessage:
+        """Store a message and broadcast it as ``message:new`` to
+        ``conversation:{id}``, like a client's ``message:send``; return it as
+        stored (with its id, in the history like any other).
+
+        The sender need not be a participant or a connected user: a bot, the
+        system, a customer writing through WhatsApp. ``type`` and ``content``
+        are validated as for clients (``invalid_payload`` naming e.g.
+        ``content.text``). With a ``client_id``, posting again returns the
+        message stored the first time and broadcasts nothing. Raises
+        ``not_found`` for a conversation that does not exist.
+        """
+        ...
+
+    async def get_conversation(self, tenant_id: str,
+                               conversation_id: str) -> ChatConversation | None:
+        """The conversation with its participants, or None if there is none."""
+        ...
+
+    async def create_conversation(
+            self, tenant_id: str, conversation_id: str | None = None, *,
+            title: str | None = None,
+            participants: Iterable[ChatParticipant] = ()) -> ChatConversation:
+        """Create a conversation (a random id when none is given); raises
+        ``conflict`` if it exists already."""
+        ...
+
+    async def get_or_create_conversation(
+            self, tenant_id: str, conversation_id: str, *, title: str | None = None,
+            participants: Iterable[ChatParticipant] = ()) -> tuple[ChatConversation, bool]:
+        """The conversation, created with ``title`` and ``participants`` if it
+        does not exist yet (an existing one is returned as it is), and whether
+        it was created. Safe against a concurrent creation."""
+        ...
+
+    async def add_participant(self, tenant_id: str, conversation_id: str, user_id: str,
+                              role: str = "customer") -> ChatParticipant:
+        """Add a participant; for someone already in it, change the role and
+        keep their receipts. Raises ``not_found`` for an unknown conversation."""
+        ...
+
+    async def remove_participant(self, tenant_id: str, conversation_id: str,
+                                 user_id: str) -> bool:
+        """Remove a participant (False if they were not one). Their connected
+        sessions that may no longer be in ``conversation:{id}`` leave it.
+        Raises ``not_found`` for an unknown conversation."""
+        ...
+
+    async def history(self, tenant_id: str, conversation_id: str, *,
+                      before: int | None = None, after: int | None = None,
+                      limit: int | None = None) -> ChatHistory:
+        """A page of messages, oldest first, as ``message:history`` gives it:
+        the newest without a cursor, older ones with ``before``, everything
+        after an id with ``after``. Raises ``not_found`` for an unknown
+        conversation."""
+        ...
+
+
+# -- notifications -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Notification:
+    """A stored notification."""
+
+    id: int
+    tenant_id: str
+    user_id: str
+    title: str
+    message: str
+    type: str
+    link: str | None
+    data: dict[str, Any] | None
+    created_at: float
+    read_at: float | None = None
+    #: When a device of the user was connected to get it (None: not yet).
+    delivered_at: float | None = None
+
+
+class NotificationsService(Protocol):
+    """The ``notifications`` plugin's service: ``app.service("notifications")``."""
+
+    async def create(self, tenant_id: str, user_id: str, *, title: str, message: str,
+                     type: str = "info", link: str | None = None,
+                     data: dict[str, Any] | None = None) -> Notification:
+        """Store a notification and push it as ``notification:new`` to every
+        device of the user; return it as stored. Invalid values are refused
+        with ``invalid_payload`` naming the argument."""
+        ...
+
+    async def unread_count(self, tenant_id: str, user_id: str) -> int:
+        """How many of the user's notifications are not read."""
+        ...
+
+
+# -- presence ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class PresenceInfo:
+    """What presence knows of a user: ``status`` and ``devices`` connected
+    now (``offline`` and 0 when none is), ``role`` while online, and when they
+    were last seen (None if never)."""
+
+    user_id: str
+    status: Literal["online", "busy", "away", "offline"]
+    devices: int
+    last_seen: float | None
+    role: str | None = None
+
+
+class PresenceService(Protocol):
+    """The ``presence`` plugin's service: ``app.service("presence")``."""
+
+    def online(self, tenant_id: str) -> list[PresenceInfo]:
+        """The users of the tenant with at least one device connected to this node."""
+        ...
+
+    async def presence_of(self, tenant_id: str, user_id: str) -> PresenceInfo | None:
+        """One user's presence, online or not; None if they were never seen."""
+        ...
