@@ -308,9 +308,9 @@ class WebhooksPlugin:
         """Record a failed try; the time of the next one, or None for a dead letter."""
         assert self.table is not None
         t = self.table
-        attempts = row["attempts"] + 1
+        attempts = int(row["attempts"]) + 1
         dead = attempts >= self.settings.max_attempts
-        wait = min(self.settings.retry_first * 2 ** (attempts - 1), self.settings.retry_longest)
+        wait = min(self.settings.retry_first * 2.0 ** (attempts - 1), self.settings.retry_longest)
         next_at = time.time() + wait
         await self.app.store.execute(
             t.update().where(t.c.id == row["id"])
