@@ -189,9 +189,11 @@ class App:
         """The sessions of a user connected to this node (empty when none is)."""
         return self.hub.user_sessions(tenant, user)
 
-    def is_agent(self, session: Session) -> bool:
-        """Whether the session's role is one of ``rooms.agent_roles``."""
-        return self.hub.is_agent(session)
+    def is_agent(self, who: Session | str) -> bool:
+        """Whether a session's role (or a role) is one of ``rooms.agent_roles``:
+        agents may join any room of their tenant and are in ``tenant:{id}:agents``."""
+        role = who if isinstance(who, str) else who.role
+        return role in self.config.rooms.agent_roles
 
     # -- other plugins -----------------------------------------------------
 

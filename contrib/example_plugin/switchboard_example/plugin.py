@@ -34,11 +34,13 @@ from switchboard.core import (
     Rate,
     Session,
     agents_room,
+    api_key_tenant_allowed,
+    error_response,
     hookimpl,
     incoming,
     outgoing,
+    require_api_key,
 )
-from switchboard.core.http import api_key_tenant_allowed, error_response, require_api_key
 
 #: Longest accepted reason, in characters.
 MAX_REASON = 500

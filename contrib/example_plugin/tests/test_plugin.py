@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 import trio
-from switchboard.core import ConfigError
-from switchboard.core.config import Config
+from switchboard.core import Config, ConfigError
 from switchboard.core.server import Server
 from switchboard.testing import ErrorReply, Harness, make_config
 from switchboard_example.plugin import MAX_REASON, HelpRequestPlugin
