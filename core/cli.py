@@ -111,6 +111,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if name == info.name:
                 for profile in profiles or ():
                     print(f"  profile {profile.name}: {profile.doc}".rstrip())
+        for service, (name, impl) in sorted(plugins.services.items()):
+            if name == info.name:
+                print(f"  service {service} [{type(impl).__name__}]")
     return 0
 
 
@@ -141,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds until it expires (default 3600)")
     token.set_defaults(func=cmd_token)
 
-    plugins = sub.add_parser("plugins", help="list plugins and their events")
+    plugins = sub.add_parser("plugins", help="list plugins, their events and services")
     plugins.add_argument("--config")
     plugins.set_defaults(func=cmd_plugins)
 

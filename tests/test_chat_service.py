@@ -472,3 +472,27 @@ def test_a_disabled_chat_offers_no_service() -> None:
     with pytest.raises(LookupError):
         server.app.service("chat")
     assert server.app.service("notifications") is not None
+
+
+async def test_a_failure_of_the_batch_writer_is_counted_and_the_chat_goes_on(
+        switchboard: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    await create_conversation(switchboard)
+    carl = await joined(switchboard, "carl")
+    ann = await joined(switchboard, "ann")
+    writer = plugin(switchboard, "chat").chat._writer
+    real = writer._flush_some
+    failures = [RuntimeError("a bug in the writer")]
+
+    async def flush_some() -> None:
+        if failures:
+            raise failures.pop()
+        await real()
+
+    monkeypatch.setattr(writer, "_flush_some", flush_some)
+    sent = await carl.request("message:send", {"conversationId": "c1", **text("still here")})
+    assert (await ann.expect("message:new"))["id"] == sent["id"]
+    metrics = switchboard.app.metrics.render().decode()
+    assert 'switchboard_plugin_failures_total{hook="task",plugin="ChatPlugin"} 1.0' in metrics
+    await trio.sleep(2)  # started again: later messages are written as before
+    again = await carl.request("message:send", {"conversationId": "c1", **text("and here")})
+    assert (await ann.expect("message:new"))["id"] == again["id"]

@@ -199,6 +199,7 @@ def test_plugins_lists_presence_and_rooms_with_their_events(
             "room:join", "room:leave"} <= events
     assert any(line.strip().startswith("<- room:join [RoomRequest]") for line in lines)
     assert any(line.strip().startswith("-> user:online") for line in lines)
+    assert "  service chat [Chat]" in lines
 
 
 def test_plugins_shows_a_disabled_plugin(capsys: pytest.CaptureFixture[str],
