@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 import trio
 from switchboard.core import ChatParticipant, ChatService, Config, ConfigError
-from switchboard.core.config import merge
-from switchboard.core.server import Server
+from switchboard.core.server import Server  # (a server outside the fixture, as the example)
 from switchboard.testing import Harness, TestClient, make_config
 from switchboard_autoreply.plugin import AutoReplyPlugin
 
@@ -32,10 +31,10 @@ def switchboard_plugins() -> dict[str, object]:
 def switchboard_config(request: pytest.FixtureRequest, database: str) -> Config:
     """The test config on ``database``, with the overrides given by indirect
     parametrization."""
-    return make_config(merge({"store": {"url": database},
-                              "api_keys": [{"key": "test-api-key-0123456789", "tenant": "*"},
-                                           {"key": ACME_KEY, "tenant": "acme"}]},
-                             getattr(request, "param", None) or {}))
+    return make_config({"store": {"url": database},
+                        "api_keys": [{"key": "test-api-key-0123456789", "tenant": "*"},
+                                     {"key": ACME_KEY, "tenant": "acme"}],
+                        **(getattr(request, "param", None) or {})})
 
 
 def chat_of(switchboard: Harness) -> ChatService:
