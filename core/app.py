@@ -62,7 +62,8 @@ class App:
       ``config.rooms.agent_roles``), :meth:`settings` (this plugin's
       ``[plugins.NAME]``), ``store`` (:class:`~switchboard.core.Store`).
     - Delivering: :meth:`publish` to a room of a tenant, :meth:`user_sessions`
-      (a user's connected sessions, each with ``emit`` and ``call``).
+      (a user's connected sessions, each with ``emit`` and ``call``),
+      :meth:`watch_publications` (see what is published).
     - Rooms: :meth:`join`, :meth:`leave`, :meth:`authorize_join`,
       :meth:`recheck_rooms`, :meth:`is_agent`.
     - Other plugins: :meth:`service` (``app.service("chat")``), :meth:`notify`
