@@ -259,7 +259,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "config"
 
 
 @pytest.mark.parametrize("name", ["switchboard.toml", "production.example.toml",
-                                  "seeds/nextcrm.toml", "seeds/syszap.toml"])
+                                  "seeds/nextcrm.toml", "seeds/syszap.toml",
+                                  "seeds/pytake.toml"])
 def test_shipped_example_configs_are_valid(name: str) -> None:
     config = load_config(EXAMPLES / name, {})
     Plugins(config)  # plugin sections and settings are checked too

@@ -1,7 +1,7 @@
-"""Seeds 000 and 003 behind their own backends, frontends unchanged: the
+"""Seeds 000, 001 and 003 behind their own backends, frontends unchanged: the
 shipped configs in config/seeds/, a real HTTP backend playing the seed's
 backend, and the seeds' real clients (socket.io-client in Node for the
-Next.js CRM, a plain WebSocket for sysZap)."""
+Next.js CRM and PyTake, a plain WebSocket for sysZap)."""
 
 from __future__ import annotations
 
@@ -157,3 +157,51 @@ class TestSysZap:
                     ("Cookie", "sz_session=session-of-user-8")]):
                 pass
         assert info.value.status_code == 403
+
+
+class TestPyTake:
+    """Seed 001: joins of conversations that live in PyTake's own database."""
+
+    KNOWN = {"org-1": {"5f0c8d6e-2b1c-4b7e-9a51-3f4f4a2f9c11": ["agent-1", "contact-9"]}}
+
+    @pytest.fixture
+    def switchboard_config(self, backend: Backend) -> Config:
+        return seed_config("pytake.toml", backend,
+                           {"join_url": "/api/v1/switchboard/join"})
+
+    async def test_agents_join_conversations_their_backend_knows(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        def join(body: dict[str, Any]) -> Any:
+            conversation = body["room"].removeprefix("conversation:")
+            members = self.KNOWN.get(body["tenant"], {}).get(conversation)
+            if members is None:
+                return {"error": {"code": "not_found",
+                                  "message": f"conversation {conversation} not found"}}
+            return {"result": {"allow": body["role"] == "agent" or body["user"] in members}}
+
+        backend.on("/api/v1/switchboard/join", join)
+        conv = "5f0c8d6e-2b1c-4b7e-9a51-3f4f4a2f9c11"
+        options: dict[str, Any] = {"path": "/socket.io", "transports": ["websocket", "polling"]}
+        await node.connected("agent", switchboard_live.token("agent-1", "org-1", "agent"),
+                             **options)
+        await node.connected("outsider", switchboard_live.token("contact-7", "org-1",
+                                                                "customer"), **options)
+        await node.emit("agent", "join_conversation", {"conversation_id": conv})
+        joined = await node.expect("agent", "event", event="joined_conversation")
+        assert joined["args"][0]["conversation_id"] == conv
+        await node.emit("outsider", "join_conversation", {"conversation_id": conv})
+        refused = await node.expect("outsider", "event", event="error")
+        assert "not allowed" in refused["args"][0]["message"]
+        await node.emit("agent", "join_conversation", {"conversation_id": "unknown-1"})
+        unknown = await node.expect("agent", "event", event="error")
+        assert "unknown-1 not found" in unknown["args"][0]["message"]
+        # the backend's own broadcast to the conversation reaches the agent
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                switchboard_live.http_url("/api/v1/emit"),
+                headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                json={"event": "conversation:assigned", "tenant": "org-1",
+                      "room": f"conversation:{conv}", "data": {"agent_id": "agent-1"}})
+        assert response.status_code == 202
+        assigned = await node.expect("agent", "event", event="conversation:assigned")
+        assert assigned["args"][0] == {"agent_id": "agent-1"}

@@ -65,6 +65,10 @@ class ChatSettings:
     max_text_length: int = 4096
     #: Conversations whose participants are kept in memory.
     cache_size: int = 10_000
+    #: A join of ``conversation:{id}`` for an id this plugin does not know:
+    #: ``not_found``, or ``defer`` to the other join policies (a join proxy,
+    #: when the deployment's conversations live in its own backend).
+    unknown_conversations: Literal["not_found", "defer"] = "not_found"
 
 
 @attrs.frozen

@@ -75,5 +75,9 @@ class ChatPlugin:
     async def switchboard_authorize_join(self, session: Session, room: str) -> bool | None:
         if not room.startswith(ROOM_PREFIX):
             return None
-        await self.chat.check_access(session, room.removeprefix(ROOM_PREFIX))
+        conversation = room.removeprefix(ROOM_PREFIX)
+        if self.chat.settings.unknown_conversations == "defer" \
+                and await self.chat.members(session.tenant_id, conversation) is None:
+            return None  # not ours: the other policies (a join proxy) decide
+        await self.chat.check_access(session, conversation)
         return True
