@@ -8,6 +8,12 @@ connects with it, or connects with the key itself and gets its token in a
 route, or when connecting), it keeps the visitor's id. A guest is a
 ``customer`` of the widget's tenant, confined to its own user room (not in
 the tenant's rooms), and new guests are limited per IP address.
+
+``guest:start`` (a guest's event) opens the guest's conversation with the
+tenant (``guest:{id}``, through the chat service: stored, with a history),
+joins it and tells the tenant's agents (``guest:started`` to
+``tenant:{id}:agents``); started again, it is the same conversation. A guest
+can only be in the conversations it started, as a chat participant.
 """
 
 from __future__ import annotations
@@ -24,18 +30,24 @@ from quart import Blueprint, request
 from switchboard.core import (
     App,
     AuthError,
+    ChatParticipant,
+    ChatService,
+    ClientError,
     ConfigError,
     Handshake,
     Identity,
     Rate,
     Session,
+    agents_room,
     hookimpl,
+    incoming,
     outgoing,
 )
 from switchboard.core.auth import signing_secret
 from switchboard.core.http import error_response, read_json
 from switchboard.core.origins import origin_allowed
 from switchboard.core.ratelimit import TokenBucket
+from switchboard.core.validators import max_length, text
 
 ISSUER = "switchboard/guests"
 #: IP addresses whose buckets are kept, at most (the least recent go first).
@@ -54,6 +66,12 @@ class Widget:
     def __attrs_post_init__(self) -> None:
         if len(self.key) < 8:
             raise ValueError("key: must be at least 8 characters")
+
+
+@attrs.frozen
+class GuestStart:
+    title: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        [text, max_length(200)]))
 
 
 @attrs.frozen
@@ -86,9 +104,35 @@ class GuestsPlugin:
 
     @hookimpl
     def switchboard_events(self) -> list[Any]:
-        return [outgoing("guest:token", None,
-                         doc="To a guest that connected with a widget key: {token, userId, "
-                             "expiresAt}, to connect with next time.")]
+        return [
+            incoming("guest:start", GuestStart, self.start, rate=Rate(rate=0.2, burst=3.0),
+                     doc="A guest opens its conversation ({title?}): ack {conversationId, "
+                         "room, created}; the guest is in its room."),
+            outgoing("guest:token", None,
+                     doc="To a guest that connected with a widget key: {token, userId, "
+                         "expiresAt}, to connect with next time."),
+            outgoing("guest:started", None,
+                     doc="To tenant:{id}:agents: a guest opened a conversation "
+                         "{conversationId, userId, widget, title}."),
+        ]
+
+    async def start(self, session: Session, request: GuestStart) -> dict[str, Any]:
+        if not session.identity.data.get("guest"):
+            raise ClientError("forbidden", "only a website guest starts a guest conversation")
+        chat: ChatService = self.app.service("chat")
+        conversation, created = await chat.get_or_create_conversation(
+            session.tenant_id, f"guest:{session.user_id}", title=request.title,
+            participants=[ChatParticipant(session.user_id, "customer")])
+        await self.app.join(session, conversation.room)
+        if created:
+            await self.app.publish(session.tenant_id, agents_room(session.tenant_id),
+                                   "guest:started",
+                                   {"conversationId": conversation.id,
+                                    "userId": session.user_id,
+                                    "widget": session.identity.data.get("widget"),
+                                    "title": request.title})
+        return {"conversationId": conversation.id, "room": conversation.room,
+                "created": created}
 
     @hookimpl
     def switchboard_blueprints(self) -> Blueprint:

@@ -111,3 +111,40 @@ async def test_a_tampered_guest_token_is_refused(switchboard: Harness) -> None:
     with pytest.raises(HandshakeRejected) as info:
         await switchboard.connect(token="", path=f"/ws?guest={head}.{payload}.{sig[::-1]}")
     assert info.value.status == 401
+
+
+async def test_a_guest_starts_its_conversation_and_is_confined_to_it(
+        switchboard: Harness) -> None:
+    _, guest = await issue(switchboard, {"widget": WIDGET})
+    _, other = await issue(switchboard, {"widget": WIDGET})
+    agent = await switchboard.connect("ann", "acme", role="agent")
+    client = await switchboard.connect(token="", path=f"/ws?guest={guest['token']}")
+    started = await client.request("guest:start", {"title": "Question about my order"})
+    assert started == {"conversationId": f"guest:{guest['userId']}",
+                       "room": f"conversation:guest:{guest['userId']}", "created": True}
+    told = await agent.expect("guest:started")
+    assert told["userId"] == guest["userId"] and told["widget"] == WIDGET
+    # the agent answers in the guest's conversation; the guest gets it
+    await agent.request("conversation:join", {"conversationId": started["conversationId"]})
+    await agent.request("message:send", {"conversationId": started["conversationId"],
+                                         "type": "text", "content": {"text": "Hello!"}})
+    assert (await client.expect("message:new"))["content"] == {"text": "Hello!"}
+    # started again: the same conversation, nobody told twice
+    again = await client.request("guest:start", {})
+    assert again["conversationId"] == started["conversationId"] and not again["created"]
+    # another guest cannot reach into it
+    intruder = await switchboard.connect(token="", path=f"/ws?guest={other['token']}")
+    answer = await intruder.request("conversation:join",
+                                    {"conversationId": started["conversationId"]})
+    assert answer["success"] is False and answer["error"]["code"] == "forbidden"
+    with pytest.raises(ErrorReply) as info:
+        await intruder.request("message:history",
+                               {"conversationId": started["conversationId"]})
+    assert info.value.code == "forbidden"
+
+
+async def test_only_a_guest_starts_a_guest_conversation(switchboard: Harness) -> None:
+    customer = await switchboard.connect("carl", "acme", role="customer")
+    with pytest.raises(ErrorReply) as info:
+        await customer.request("guest:start", {})
+    assert info.value.code == "forbidden"
