@@ -176,10 +176,11 @@ def installed_plugins() -> list[str]:
 
 
 def plugin_sections(enabled: str) -> str:
-    """``[plugins.NAME] enabled = false`` for every installed plugin not in ``enabled``."""
+    """``[plugins.NAME] enabled = false`` for every installed plugin not in ``enabled``
+    (``jwt`` is always kept: the load clients connect with tokens)."""
     if enabled == "all":
         return ""
-    keep = {name.strip() for name in enabled.split(",")}
+    keep = {name.strip() for name in enabled.split(",")} | {"jwt"}
     return "".join(f"\n[plugins.{name}]\nenabled = false\n"
                    for name in installed_plugins() if name not in keep)
 
