@@ -117,13 +117,14 @@ class Store:
         """Create the engine and the tables of :attr:`metadata`; check the database answers."""
         if self._engine is not None:
             raise StoreError(f"store for {self._safe_url} is already open")
-        self._engine = await trio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+        with self.around_call():
+            self._engine = await trio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
 
     async def close(self) -> None:
         """Close the pooled connections. Safe to call twice."""
         engine, self._engine = self._engine, None
         if engine is not None:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True), self.around_call():
                 await trio.to_thread.run_sync(engine.dispose)
 
     async def run(self, fn: Callable[[sqlalchemy.Connection], T], *,
