@@ -91,7 +91,11 @@ class Store:
         #: SQLite: seconds a statement waits for a lock before the database
         #: counts as unavailable.
         self._busy_timeout_ms = max(0, round(busy_timeout * 1000))
-        self._memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
+        #: An in-memory SQLite database: private (``sqlite://``) or named
+        #: (``sqlite:///file:NAME?mode=memory&cache=shared&uri=true``, shared by
+        #: the connections of one process). One connection serves it.
+        self._memory = self.dialect == "sqlite" and (
+            parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory")
         self._limiter = trio.CapacityLimiter(1 if self._memory else pool_size)
         self._engine: sqlalchemy.Engine | None = None
         self.metadata = sqlalchemy.MetaData()
