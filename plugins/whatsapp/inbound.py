@@ -1,0 +1,116 @@
+"""What a session's webhooks bring in: messages into chat conversations (one
+per session and contact), contacts created or changed, delivery statuses of
+what was sent."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from switchboard.core import ChatParticipant, ClientError, agents_room
+
+from . import events
+from .model import (
+    Contact,
+    ContactUpdate,
+    Event,
+    InboundMessage,
+    StatusUpdate,
+)
+from .storage import ContactChange, SessionRow
+
+if TYPE_CHECKING:
+    from .engine import WhatsApp
+
+log = logging.getLogger("switchboard.whatsapp")
+
+CONVERSATION_PREFIX = "whatsapp:"
+CONTACT_PREFIX = "wa:"
+
+
+def conversation_id(session: str, wa_id: str) -> str:
+    """The chat conversation of a session and a contact."""
+    return f"{CONVERSATION_PREFIX}{session}:{wa_id}"
+
+
+def contact_user(wa_id: str) -> str:
+    """The chat participant (user id) a contact writes as."""
+    return CONTACT_PREFIX + wa_id
+
+
+def parse_conversation(conversation: str) -> tuple[str, str] | None:
+    """(session, wa_id) of a WhatsApp conversation id; None for another one."""
+    if not conversation.startswith(CONVERSATION_PREFIX):
+        return None
+    session, _, wa_id = conversation.removeprefix(CONVERSATION_PREFIX).partition(":")
+    if not session or not wa_id.isdigit():
+        return None
+    return session, wa_id
+
+
+def contact_json(tenant: str, session: str, change: ContactChange) -> dict[str, Any]:
+    contact = change.contact
+    return {"tenant": tenant, "sessionId": session, "waId": contact.wa_id,
+            "userId": contact_user(contact.wa_id),
+            "name": contact.name, "picture": contact.picture,
+            "conversationId": conversation_id(session, contact.wa_id),
+            "created": change.created, "lastContactAt": change.last_contact_at}
+
+
+class Inbound:
+    def __init__(self, engine: WhatsApp) -> None:
+        self.engine = engine
+
+    async def handle(self, row: SessionRow, happened: list[Event]) -> None:
+        """Act on the events of one webhook, in order."""
+        for event in happened:
+            if isinstance(event, InboundMessage):
+                await self._message(row, event)
+            elif isinstance(event, StatusUpdate):
+                await self._status(row, event)
+            elif isinstance(event, ContactUpdate):
+                await self._contact(row, event.contact, message=False)
+        await self.engine.sessions.apply(row.tenant, row.id, happened)
+
+    async def _contact(self, row: SessionRow, contact: Contact, *,
+                       message: bool) -> ContactChange:
+        change = await self.engine.storage.touch_contact(row.tenant, row.id, contact,
+                                                         message=message)
+        if change.created or change.changed:
+            await self.engine.app.publish(row.tenant, agents_room(row.tenant), events.CONTACT,
+                                          contact_json(row.tenant, row.id, change))
+        return change
+
+    async def _message(self, row: SessionRow, message: InboundMessage) -> None:
+        tenant = row.tenant
+        change = await self._contact(row, message.contact, message=True)
+        contact = change.contact
+        chat = self.engine.app.service("chat")
+        user = contact_user(contact.wa_id)
+        conversation, _ = await chat.get_or_create_conversation(
+            tenant, conversation_id(row.id, contact.wa_id),
+            title=contact.name or f"+{contact.wa_id}",
+            participants=[ChatParticipant(user, "customer")])
+        try:
+            stored = await chat.post_message(
+                tenant, conversation.id, sender_id=user, sender_role="customer",
+                type=message.type, content=message.content, client_id=message.provider_id)
+        except ClientError as exc:
+            if exc.code != "invalid_payload":
+                raise
+            log.info("whatsapp message %s kept as text: %s", message.provider_id, exc.message)
+            stored = await chat.post_message(
+                tenant, conversation.id, sender_id=user, sender_role="customer",
+                content={"text": f"({message.type} message)"}, client_id=message.provider_id)
+        if await self.engine.storage.took_in(tenant, row.id, message.provider_id, stored.id):
+            await self.engine.app.publish(tenant, agents_room(tenant), events.MESSAGE, {
+                "sessionId": row.id, "direction": "in", "message": stored.to_json(),
+                "contact": contact_json(row.tenant, row.id, change), "timestamp": time.time()})
+
+    async def _status(self, row: SessionRow, update: StatusUpdate) -> None:
+        storage = self.engine.storage
+        sent = await storage.by_provider_id(row.tenant, row.id, update.provider_id)
+        if sent is None or not await storage.move_status(sent, update.status, update.error):
+            return  # not ours, or nothing moved (a repeat, or one arriving late)
+        await self.engine.announce_status(sent, update.status, update.error)

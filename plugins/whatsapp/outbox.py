@@ -1,0 +1,121 @@
+"""The durable send outbox: messages of agents (and bots) in WhatsApp
+conversations, sent through their session's provider.
+
+A message is written to ``whatsapp_outbox`` (one row per chat message, so it
+is sent once) before anything is sent. One sender per number takes its
+messages in order, at most ``rate_per_number`` a second. A 429, a 5xx, a
+transient Graph error or a network failure is tried again after a back-off
+(``retry_first`` doubling up to ``retry_longest``, or the provider's
+``Retry-After``) on Trio's clock, holding that number's later messages so
+they keep their order; after ``max_attempts`` tries, or at once for a
+refusal, the message is ``failed`` with the provider's reason. After a
+restart every pending message is sent at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from switchboard.core import StoreUnavailable
+
+from .model import Outgoing
+from .providers import send
+from .storage import OutboxRow
+
+if TYPE_CHECKING:
+    from .engine import WhatsApp
+
+log = logging.getLogger("switchboard.whatsapp")
+
+
+class Outbox:
+    def __init__(self, engine: WhatsApp) -> None:
+        self.engine = engine
+        #: (tenant, session) -> the event that wakes its sender.
+        self._wake: dict[tuple[str, str], trio.Event] = {}
+        #: Sends tried (for stats and tests).
+        self.tries = 0
+
+    def wake(self, tenant: str, session: str) -> None:
+        """New messages for a number: wake its sender (started on first use)."""
+        key = (tenant, session)
+        event = self._wake.get(key)
+        if event is None:
+            self._wake[key] = trio.Event()
+            self.engine.app.nursery.start_soon(self._sender, tenant, session)
+        else:
+            event.set()
+
+    async def resume(self) -> None:
+        """At start-up: the senders of numbers with messages waiting."""
+        delay = 1.0
+        while True:
+            try:
+                due = await self.engine.storage.senders_due()
+                break
+            except StoreUnavailable:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        for tenant, session in due:
+            self.wake(tenant, session)
+
+    async def _sender(self, tenant: str, session: str) -> None:
+        key = (tenant, session)
+        settings = self.engine.settings
+        interval = 1.0 / settings.rate_per_number
+        next_slot = trio.current_time()
+        while True:
+            self._wake[key] = trio.Event()
+            try:
+                rows = await self.engine.storage.pending(tenant, session)
+            except StoreUnavailable:
+                rows = []
+                await trio.sleep(1.0)
+            for row in rows:
+                await trio.sleep_until(next_slot)
+                try:
+                    wait = await self._send(row)
+                except Exception as exc:  # the store, most likely: this row again later
+                    self.engine.app.task_failed(f"whatsapp sender {tenant}/{session}", exc)
+                    wait = settings.retry_first
+                next_slot = trio.current_time() + interval
+                if wait is not None:
+                    await trio.sleep(wait)
+                    break  # read the queue again: this row first
+            else:
+                if not rows:
+                    await self._wake[key].wait()
+
+    async def _send(self, row: OutboxRow) -> float | None:
+        """Try one message; the back-off before trying it again, or None."""
+        engine = self.engine
+        settings = engine.settings
+        session = await engine.storage.session(row.tenant, row.session)
+        if session is None:
+            await engine.storage.attempted(row.id, row.attempts, "the session was deleted",
+                                           failed=True)
+            return None
+        provider = engine.sessions.provider(session)
+        self.tries += 1
+        outcome = await send(provider, engine.client, Outgoing(row.to, row.type, row.content))
+        attempts = row.attempts + 1
+        if outcome.provider_id is not None:
+            await engine.storage.sent(row.id, attempts, outcome.provider_id)
+            await engine.announce_status(row, "sent", None)
+            return None
+        error = outcome.error or "refused"
+        if outcome.retry and attempts < settings.max_attempts:
+            await engine.storage.attempted(row.id, attempts, error, failed=False)
+            wait = min(settings.retry_first * 2.0 ** (attempts - 1), settings.retry_longest)
+            if outcome.retry_after is not None:
+                wait = max(wait, min(outcome.retry_after, settings.retry_longest))
+            log.info("whatsapp send %s failed (%s); try %d in %g s", row.id, error,
+                     attempts + 1, wait)
+            return wait
+        await engine.storage.attempted(row.id, attempts, error, failed=True)
+        log.warning("whatsapp send %s failed for good after %d tries: %s", row.id,
+                    attempts, error)
+        await engine.announce_status(row, "failed", error)
+        return None

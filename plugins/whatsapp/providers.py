@@ -1,0 +1,220 @@
+"""The two providers behind one interface: the Cloud API and a QR bridge.
+
+A :class:`Provider` is made from a session's stored settings. It checks a
+webhook's authenticity, parses it into :mod:`model` events (the sans-IO
+parts are ``cloud.py`` and ``bridge.py``), sends messages and, for a bridge,
+drives the linked device (connect, restart, log out). Calls go out with
+httpx on Trio, bounded by ``timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+import httpx
+import trio
+from attrs.validators import instance_of
+from switchboard.core import identifier, max_length
+
+from . import bridge, cloud
+from .model import ConnectionUpdate, Event, Outgoing, SendOutcome
+from .settings import WhatsAppSettings
+
+
+def _http_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.startswith(("http://", "https://")) or len(value) > 500:
+        raise ValueError("must be an http(s) URL of at most 500 characters", attribute)
+
+
+def _secret(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not 1 <= len(value) <= 1000 or not value.isprintable():
+        raise ValueError("must be 1 to 1000 printable characters", attribute)
+
+
+def _digits(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.isascii() or not value.isdigit() or not 1 <= len(value) <= 30:
+        raise ValueError("must be 1 to 30 digits", attribute)
+
+
+@attrs.frozen
+class CloudConfig:
+    """A number of the WhatsApp Cloud API."""
+
+    phoneNumberId: str = attrs.field(validator=[instance_of(str), _digits])
+    accessToken: str = attrs.field(validator=[instance_of(str), _secret])
+    #: The Meta app's secret: webhooks are signed with it.
+    appSecret: str = attrs.field(validator=[instance_of(str), _secret])
+    #: What the subscription handshake must present as ``hub.verify_token``.
+    verifyToken: str = attrs.field(validator=[instance_of(str), _secret])
+
+
+@attrs.frozen
+class BridgeConfig:
+    """An instance of a QR-linked device bridge (Evolution API's shape)."""
+
+    url: str = attrs.field(validator=[instance_of(str), _http_url])
+    apiKey: str = attrs.field(validator=[instance_of(str), _secret])
+    instance: str = attrs.field(validator=[instance_of(str), identifier, max_length(100)])
+
+
+class ProviderError(Exception):
+    """A provider call that did not work: ``retry`` if worth trying again."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class Provider(Protocol):
+    name: str
+
+    def authentic(self, body: bytes, headers: Mapping[str, str], parsed: Any) -> bool:
+        """Whether a webhook really comes from this session's provider."""
+        ...
+
+    def parse(self, parsed: Any) -> list[Event]:
+        """The events of an authentic webhook body."""
+        ...
+
+    async def send(self, client: httpx.AsyncClient, message: Outgoing) -> SendOutcome:
+        ...
+
+    async def start(self, client: httpx.AsyncClient) -> list[Event]:
+        """Start (or link) the session; the events that says at once."""
+        ...
+
+    async def restart(self, client: httpx.AsyncClient) -> list[Event]:
+        ...
+
+    async def logout(self, client: httpx.AsyncClient) -> None:
+        ...
+
+
+class CloudProvider:
+    name = "cloud"
+
+    def __init__(self, config: CloudConfig, settings: WhatsAppSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.base = f"{settings.graph_url.rstrip('/')}/{settings.graph_version}"
+
+    def authentic(self, body: bytes, headers: Mapping[str, str], parsed: Any) -> bool:
+        return cloud.signature_ok(self.config.appSecret, body,
+                                  headers.get("X-Hub-Signature-256"))
+
+    def parse(self, parsed: Any) -> list[Event]:
+        return cloud.parse_webhook(parsed, self.config.phoneNumberId, self.base)
+
+    async def send(self, client: httpx.AsyncClient, message: Outgoing) -> SendOutcome:
+        url, headers, body = cloud.send_request(self.base, self.config.phoneNumberId,
+                                                self.config.accessToken, message)
+        status, answer_headers, answer = await _call(client, "POST", url, headers, body,
+                                                     self.settings.timeout)
+        return cloud.send_outcome(status, answer_headers, answer)
+
+    async def start(self, client: httpx.AsyncClient) -> list[Event]:
+        # A Cloud API number has no device to link: it is there once configured.
+        return [ConnectionUpdate("connected")]
+
+    async def restart(self, client: httpx.AsyncClient) -> list[Event]:
+        return [ConnectionUpdate("connected")]
+
+    async def logout(self, client: httpx.AsyncClient) -> None:
+        return None
+
+
+class BridgeProvider:
+    name = "bridge"
+
+    def __init__(self, config: BridgeConfig, settings: WhatsAppSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.base = config.url.rstrip("/")
+        self.headers = {"apikey": config.apiKey, "Content-Type": "application/json"}
+
+    def authentic(self, body: bytes, headers: Mapping[str, str], parsed: Any) -> bool:
+        return bridge.key_ok(parsed, self.config.apiKey)
+
+    def parse(self, parsed: Any) -> list[Event]:
+        return bridge.parse_webhook(parsed, self.config.instance)
+
+    async def send(self, client: httpx.AsyncClient, message: Outgoing) -> SendOutcome:
+        url, headers, body = bridge.send_request(self.base, self.config.instance,
+                                                 self.config.apiKey, message)
+        status, answer_headers, answer = await _call(client, "POST", url, headers, body,
+                                                     self.settings.timeout)
+        return bridge.send_outcome(status, answer_headers, answer)
+
+    async def _instance(self, client: httpx.AsyncClient, method: str, path: str) -> Any:
+        try:
+            status, _, answer = await _call(
+                client, method, f"{self.base}/instance/{path}/{self.config.instance}",
+                self.headers, None, self.settings.timeout)
+        except _Unreachable as exc:
+            raise ProviderError(str(exc), retry=True) from None
+        if not 200 <= status < 300:
+            raise ProviderError(f"the bridge answered HTTP {status} to {path}",
+                                retry=status >= 500)
+        return answer
+
+    async def start(self, client: httpx.AsyncClient) -> list[Event]:
+        answer = await self._instance(client, "GET", "connect")
+        qr = bridge.connect_qr(answer)
+        instance = answer.get("instance") if isinstance(answer, dict) else None
+        state = instance.get("state") if isinstance(instance, dict) else None
+        if state == "open":
+            return [ConnectionUpdate("connected")]
+        return [ConnectionUpdate("connecting"), *([qr] if qr else [])]
+
+    async def restart(self, client: httpx.AsyncClient) -> list[Event]:
+        await self._instance(client, "POST", "restart")
+        return [ConnectionUpdate("connecting")]
+
+    async def logout(self, client: httpx.AsyncClient) -> None:
+        await self._instance(client, "DELETE", "logout")
+
+
+class _Unreachable(Exception):
+    pass
+
+
+async def _call(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str],
+                body: Any, timeout: float) -> tuple[int, Mapping[str, str], Any]:
+    """One HTTP call: its status, headers and JSON answer (None if not JSON).
+    A network error or no answer within ``timeout`` is an :class:`_Unreachable`
+    (which a send turns into a retry)."""
+    try:
+        with trio.fail_after(timeout):
+            response = await client.request(method, url, headers=headers,
+                                            content=None if body is None
+                                            else json.dumps(body).encode())
+            content = await response.aread()
+    except trio.TooSlowError:
+        raise _Unreachable(f"no answer within {timeout} s") from None
+    except httpx.HTTPError as exc:
+        raise _Unreachable(f"{type(exc).__name__}: {exc}"[:300]) from None
+    try:
+        answer = json.loads(content) if content else None
+    except ValueError:
+        answer = None
+    return response.status_code, response.headers, answer
+
+
+async def send(provider: Provider, client: httpx.AsyncClient,
+               message: Outgoing) -> SendOutcome:
+    """Send through ``provider``; a network failure is an outcome worth a retry."""
+    try:
+        return await provider.send(client, message)
+    except _Unreachable as exc:
+        return SendOutcome(error=str(exc), retry=True)
+
+
+def make_provider(name: str, config: Mapping[str, Any],
+                  settings: WhatsAppSettings) -> Provider:
+    """The provider of a stored session."""
+    if name == "cloud":
+        return CloudProvider(CloudConfig(**config), settings)
+    return BridgeProvider(BridgeConfig(**config), settings)
