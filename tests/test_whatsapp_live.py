@@ -5,6 +5,7 @@ a sysZap frontend. SQLite, then PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 from databases import database_url
+from switchboard.core import ChatParticipant
 from switchboard.core.config import Config
 from switchboard.testing import Harness, make_config
 from switchboard.whatsapp_simulator import Simulator
@@ -36,7 +38,7 @@ async def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path,
             "server": {"ws_profile": "syszap"} if "syszap" in request.node.name else {},
             "plugins": {"whatsapp": {"graph_url": simulator.base_url, "retry_first": 0.05,
                                      "retry_longest": 0.2, "max_attempts": 20,
-                                     "qr_lifetime": 30.0}}})
+                                     "qr_lifetime": 30.0, "rate_per_number": 20.0}}})
 
 
 @pytest.fixture
@@ -165,3 +167,41 @@ async def test_syszap_frontend_sees_the_qr_flow_from_qr_to_connected(
     assert all(c["sessionId"] == "phone" and c["qrCode"].startswith("data:image/png;base64,")
                for c in codes)
     assert codes[0]["qrCode"] != codes[1]["qrCode"]  # the bridge rotated it
+
+
+async def test_pending_sends_survive_a_restart_and_an_outage_and_go_once_in_order(
+        cloud: Harness, simulator: Simulator) -> None:  # noqa: F811
+    simulator.config.statuses = False
+    chat = cloud.app.service("chat")
+    await chat.get_or_create_conversation(TENANT, CONVERSATION, participants=[
+        ChatParticipant(f"wa:{CUSTOMER}", "customer")])
+    simulator.fail_next(503, 10_000)  # the provider is down for now
+    for n in range(3):
+        await chat.post_message(TENANT, CONVERSATION, sender_id="ann", sender_role="agent",
+                                content={"text": f"reply {n}"})
+    with trio.fail_after(10):
+        await simulator.wait_requests(3)
+    assert {r.json["text"]["body"] for r in simulator.requests} == {"reply 0"}  # in order
+    await cloud.restart()
+    simulator.requests.clear()
+    simulator._failures.clear()  # the provider is back
+    with trio.fail_after(10):
+        await simulator.wait_requests(3, accepted=True)
+    await trio.sleep(0.5)
+    assert [r.json["text"]["body"] for r in simulator.requests] == [
+        "reply 0", "reply 1", "reply 2"]  # each once
+
+
+async def test_sends_are_spaced_by_the_rate_per_number(cloud: Harness,
+                                                       simulator: Simulator) -> None:  # noqa: F811
+    simulator.config.statuses = False
+    chat = cloud.app.service("chat")
+    await chat.get_or_create_conversation(TENANT, CONVERSATION, participants=[
+        ChatParticipant(f"wa:{CUSTOMER}", "customer")])
+    for n in range(4):
+        await chat.post_message(TENANT, CONVERSATION, sender_id="ann", sender_role="agent",
+                                content={"text": f"m{n}"})
+    with trio.fail_after(10):
+        await simulator.wait_requests(4, accepted=True)
+    times = [r.at for r in simulator.accepted]
+    assert all(later - earlier >= 0.045 for earlier, later in itertools.pairwise(times))

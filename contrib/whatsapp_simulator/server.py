@@ -47,6 +47,8 @@ class Received:
     headers: dict[str, str]
     json: Any
     status: int
+    #: When it came (Trio's clock).
+    at: float = 0.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -67,6 +69,7 @@ class Simulator:
         self._serving: trio.CancelScope | None = None
         self._qr_scope: trio.CancelScope | None = None
         self._client = httpx.AsyncClient()
+        self._arrived = trio.Event()
         self.app = self._make_app()
 
     # -- running ---------------------------------------------------------------------
@@ -120,6 +123,13 @@ class Simulator:
         await self._client.aclose()
 
     # -- what a test (or a person) does --------------------------------------------------
+
+    async def wait_requests(self, count: int, *, accepted: bool = False) -> list[Received]:
+        """The send requests (or the accepted ones) once there are ``count``."""
+        while len(self.accepted if accepted else self.requests) < count:
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+        return self.accepted if accepted else self.requests
 
     def fail_next(self, status: int, count: int = 1) -> None:
         """The next ``count`` sends answer ``status`` (429, 500...)."""
@@ -192,7 +202,8 @@ class Simulator:
         async def record(status: int) -> None:
             body = await request.get_json(force=True, silent=True)
             sim.requests.append(Received(request.method, request.path, dict(request.headers),
-                                         body, status))
+                                         body, status, trio.current_time()))
+            sim._arrived.set()
 
         @app.post("/<version>/<number>/messages")
         async def graph_send(version: str, number: str) -> Response:
@@ -299,9 +310,12 @@ class Simulator:
     async def _statuses(self, wamid: str, to: str) -> None:
         for status in ("sent", "delivered"):
             await trio.sleep(0.01)
-            await self.cloud_webhook({"statuses": [{
-                "id": wamid, "status": status, "timestamp": str(int(time.time())),
-                "recipient_id": to}]})
+            try:
+                await self.cloud_webhook({"statuses": [{
+                    "id": wamid, "status": status, "timestamp": str(int(time.time())),
+                    "recipient_id": to}]})
+            except httpx.HTTPError:
+                return  # (Meta would retry; the simulator lets it go)
 
 
 def cloud_body(phone_number_id: str, value: dict[str, Any]) -> bytes:

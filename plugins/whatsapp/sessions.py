@@ -86,7 +86,7 @@ class Sessions:
         if not await self.engine.storage.create_session(tenant, session, provider, config):
             current = await self.get(tenant, session)
             raise ClientError("conflict", f"WhatsApp session {session!r} exists",
-                              sessionId=session, status=current.status)
+                              sessionId=session, state=current.status)
         return self.describe(await self.get(tenant, session))
 
     async def command(self, tenant: str, session: str, command: str) -> dict[str, Any]:
@@ -98,7 +98,7 @@ class Sessions:
             if command == "start":
                 if row.status in ("connecting", "qr", "connected"):
                     raise ClientError("conflict", f"the session is {row.status} already",
-                                      sessionId=session, status=row.status)
+                                      sessionId=session, state=row.status)
                 await self._set(row, "connecting", None)
                 await self.apply(tenant, session, await provider.start(client))
             elif command == "restart":
@@ -107,7 +107,7 @@ class Sessions:
             elif command == "logout":
                 if row.status == "logged_out":
                     raise ClientError("conflict", "the session is logged out already",
-                                      sessionId=session, status=row.status)
+                                      sessionId=session, state=row.status)
                 await provider.logout(client)
                 await self.apply(tenant, session, [ConnectionUpdate("logged_out", "logged out")])
             elif command == "delete":

@@ -1,0 +1,241 @@
+"""The whatsapp plugin on the mock clock: webhooks delivered twice, QR codes
+that expire, session commands and their errors, tenant isolation, bad input,
+an outbox that outlives a restart and a provider outage. The plugin reaches
+the provider simulator's app in-process. SQLite, then PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from databases import database_url
+from switchboard.core.config import Config
+from switchboard.testing import TEST_API_KEY, ErrorReply, Harness, make_config
+from switchboard.whatsapp_simulator import Simulator
+from whatsapps import (
+    CUSTOMER,
+    TENANT,
+    create_session,
+    in_process,
+    post_bridge,
+    post_cloud,
+    text_message,
+)
+
+CONVERSATION = f"whatsapp:main:{CUSTOMER}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
+    with database_url(request.param, tmp_path) as url:
+        yield make_config({
+            "store": {"url": url},
+            "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"},
+                         {"key": "globex-only-key-0123", "tenant": "globex"}],
+            "plugins": {"whatsapp": {"graph_url": "http://graph.simulator", "qr_lifetime": 40.0,
+                                     "retry_first": 2.0, "retry_longest": 60.0,
+                                     "max_attempts": 20, "rate_per_number": 2.0}}})
+
+
+@pytest.fixture
+def sim(switchboard: Harness, nursery: trio.Nursery) -> Simulator:
+    simulator = Simulator()
+    in_process(switchboard, simulator, nursery)
+    simulator.config.statuses = False
+    return simulator
+
+
+def headers(key: str = TEST_API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_a_webhook_delivered_twice_stores_one_message(switchboard: Harness,
+                                                           sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    agent = await switchboard.connect("ann", TENANT, role="agent")
+    for _ in range(2):
+        response = await post_cloud(switchboard, sim, text_message("once", "wamid.A1"))
+        assert response.status_code == 200
+    await agent.expect("whatsapp:message")
+    history = await switchboard.app.service("chat").history(TENANT, CONVERSATION)
+    assert [m.content for m in history.messages] == [{"text": "once"}]
+    await agent.settle(1)
+    assert agent.received("whatsapp:message") == []  # not a second time
+
+
+async def test_every_common_message_type_is_stored(switchboard: Harness,
+                                                   sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    kinds = [
+        {"type": "image", "image": {"id": "991", "mime_type": "image/jpeg", "caption": "look"}},
+        {"type": "document", "document": {"id": "992", "mime_type": "application/pdf",
+                                          "filename": "bill.pdf"}},
+        {"type": "audio", "audio": {"id": "993", "mime_type": "audio/ogg; codecs=opus"}},
+        {"type": "video", "video": {"id": "994", "mime_type": "video/mp4"}},
+        {"type": "location", "location": {"latitude": -23.5, "longitude": -46.6,
+                                          "name": "Shop"}},
+        {"type": "contacts", "contacts": [{"name": {"formatted_name": "Bob"},
+                                           "phones": [{"phone": "+1 555"}]}]},
+        {"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {
+            "id": "yes", "title": "Yes please"}}},
+    ]
+    messages = [{"from": CUSTOMER, "id": f"wamid.K{n}", "timestamp": "1", **kind}
+                for n, kind in enumerate(kinds)]
+    response = await post_cloud(switchboard, sim, {
+        "contacts": [{"profile": {"name": "Ana"}, "wa_id": CUSTOMER}], "messages": messages})
+    assert (await response.get_json()) == {"received": 7}
+    history = await switchboard.app.service("chat").history(TENANT, CONVERSATION)
+    stored = [(m.type, m.content) for m in history.messages]
+    assert stored[0] == ("image", {"url": "http://graph.simulator/v21.0/991",
+                                   "mimeType": "image/jpeg", "caption": "look"})
+    assert stored[1] == ("document", {"url": "http://graph.simulator/v21.0/992",
+                                      "mimeType": "application/pdf", "fileName": "bill.pdf"})
+    assert [t for t, _ in stored[2:4]] == ["audio", "video"]
+    assert stored[4][1]["text"].startswith("Location: Shop")
+    assert stored[5][1] == {"text": "Contact: Bob +1 555"}
+    assert stored[6][1] == {"text": "Yes please"}
+
+
+async def test_contact_name_and_picture_changes_are_announced(switchboard: Harness,
+                                                              sim: Simulator) -> None:
+    await create_session(switchboard, sim, "phone", "bridge")
+    agent = await switchboard.connect("ann", TENANT, role="agent")
+    jid = f"{CUSTOMER}@s.whatsapp.net"
+    message = {"key": {"remoteJid": jid, "fromMe": False, "id": "3EB0A"}, "pushName": "Ana",
+               "message": {"conversation": "oi"}, "messageType": "conversation"}
+    assert (await post_bridge(switchboard, sim, "messages.upsert", message)).status_code == 200
+    created = await agent.expect("whatsapp:contact")
+    assert (created["created"], created["name"]) == (True, "Ana")
+    await post_bridge(switchboard, sim, "contacts.update", [{
+        "remoteJid": jid, "pushName": "Ana Maria", "profilePicUrl": "https://pps.example/a.jpg"}])
+    changed = await agent.expect("whatsapp:contact")
+    assert (changed["created"], changed["name"], changed["picture"]) == (
+        False, "Ana Maria", "https://pps.example/a.jpg")
+    await post_bridge(switchboard, sim, "contacts.update", [{"remoteJid": jid,
+                                                             "pushName": "Ana Maria"}])
+    await agent.settle(1)
+    assert agent.received("whatsapp:contact") == []  # nothing changed the third time
+
+
+async def test_a_bridge_webhook_without_the_key_is_refused(switchboard: Harness,
+                                                           sim: Simulator) -> None:
+    await create_session(switchboard, sim, "phone", "bridge")
+    response = await post_bridge(switchboard, sim, "qrcode.updated",
+                                 {"qrcode": {"code": "2@x"}}, key="wrong")
+    assert response.status_code == 401
+    response = await switchboard.http().get(f"/api/v1/whatsapp/sessions/phone?tenant={TENANT}",
+                                            headers=headers())
+    assert (await response.get_json())["status"] == "disconnected"
+
+
+async def test_the_qr_code_expires_after_its_lifetime_unless_rotated(
+        switchboard: Harness, sim: Simulator) -> None:
+    await create_session(switchboard, sim, "phone", "bridge")
+    agent = await switchboard.connect("ann", TENANT, role="agent")
+    await post_bridge(switchboard, sim, "qrcode.updated", {"qrcode": {"code": "2@first"}})
+    first = await agent.expect("whatsapp:qr")
+    assert first["qr"] == "2@first"
+    assert first["svg"].startswith("data:image/svg+xml")
+    assert first["png"].startswith("data:image/png;base64,")
+    await switchboard.advance(30)
+    await post_bridge(switchboard, sim, "QRCODE_UPDATED", {"qrcode": {"code": "2@second"}})
+    assert (await agent.expect("whatsapp:qr"))["qr"] == "2@second"
+    await switchboard.advance(30)  # the first one's lifetime is over, the second's is not
+    assert agent.received("whatsapp:qr_expired") == []
+    expired = await agent.expect("whatsapp:qr_expired", timeout=20)
+    assert expired["sessionId"] == "phone"
+    response = await switchboard.http().get(f"/api/v1/whatsapp/sessions/phone?tenant={TENANT}",
+                                            headers=headers())
+    assert (await response.get_json())["qr"] is None
+
+
+async def test_session_commands_over_sockets_are_for_admin_roles(switchboard: Harness,
+                                                                 sim: Simulator) -> None:
+    await create_session(switchboard, sim, "phone", "bridge")
+    agent = await switchboard.connect("ann", TENANT, role="agent")
+    with pytest.raises(ErrorReply) as refused:
+        await agent.request("whatsapp:session:start", {"sessionId": "phone"})
+    assert refused.value.data["code"] == "forbidden"
+    admin = await switchboard.connect("boss", TENANT, role="admin")
+    started = await admin.request("whatsapp:session:start", {"sessionId": "phone"})
+    assert started["status"] == "qr" and started["qr"]["qr"] == sim.qr_codes[0]
+    with pytest.raises(ErrorReply) as again:
+        await admin.request("whatsapp:session:start", {"sessionId": "phone"})
+    assert (again.value.data["code"], again.value.data["state"]) == ("conflict", "qr")
+    with pytest.raises(ErrorReply) as unknown:
+        await admin.request("whatsapp:session:logout", {"sessionId": "nope"})
+    assert unknown.value.data["code"] == "not_found"
+    with pytest.raises(ErrorReply) as bad:
+        await admin.request("whatsapp:session:start", {"sessionId": "no spaces"})
+    assert (bad.value.data["code"], bad.value.data["field"]) == ("invalid_payload", "sessionId")
+    logged_out = await admin.request("whatsapp:session:logout", {"sessionId": "phone"})
+    assert logged_out["status"] == "logged_out"
+    await admin.request("whatsapp:session:delete", {"sessionId": "phone"})
+    assert (await agent.request("whatsapp:sessions"))["sessions"] == []
+
+
+async def test_another_tenant_sees_and_changes_nothing(switchboard: Harness,
+                                                       sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    http = switchboard.http()
+    globex = headers("globex-only-key-0123")
+    listed = await http.get("/api/v1/whatsapp/sessions", headers=globex)
+    assert (await listed.get_json()) == {"sessions": []}
+    for method, path in (("get", "/api/v1/whatsapp/sessions/main"),
+                         ("post", "/api/v1/whatsapp/sessions/main/start"),
+                         ("delete", "/api/v1/whatsapp/sessions/main")):
+        response = await getattr(http, method)(path, headers=globex)
+        assert response.status_code == 404, path
+        response = await getattr(http, method)(f"{path}?tenant={TENANT}", headers=globex)
+        assert response.status_code == 403, path
+    # acme's webhook, posted to globex's path, finds no session there
+    response = await post_cloud(switchboard, sim, text_message("hi", "wamid.X"),
+                                tenant="globex")
+    assert response.status_code == 404
+    spy = await switchboard.connect("eve", "globex", role="admin")
+    with pytest.raises(ErrorReply) as refused:
+        await spy.request("whatsapp:session:logout", {"sessionId": "main"})
+    assert refused.value.data["code"] == "not_found"
+    assert (await spy.request("whatsapp:sessions"))["sessions"] == []
+
+
+async def test_bad_session_bodies_name_the_field(switchboard: Harness, sim: Simulator) -> None:
+    http = switchboard.http()
+    for body, field in (
+        ({"tenant": TENANT, "id": "a b", "provider": "cloud"}, "id"),
+        ({"tenant": TENANT, "id": "x", "provider": "telegram"}, "provider"),
+        ({"tenant": TENANT, "id": "x", "provider": "cloud"}, "cloud"),
+        ({"tenant": TENANT, "id": "x", "provider": "cloud", "cloud": {
+            "phoneNumberId": "12a", "accessToken": "t", "appSecret": "s",
+            "verifyToken": "v"}}, "cloud.phoneNumberId"),
+        ({"tenant": TENANT, "id": "x", "provider": "bridge", "bridge": {
+            "url": "ftp://bridge", "apiKey": "k", "instance": "i"}}, "bridge.url"),
+    ):
+        response = await http.post("/api/v1/whatsapp/sessions", headers=headers(), json=body)
+        answer = await response.get_json()
+        assert (response.status_code, answer["code"], answer["field"]) == (
+            400, "invalid_payload", field), body
+    await create_session(switchboard, sim)
+    again = await http.post("/api/v1/whatsapp/sessions", headers=headers(), json={
+        "tenant": TENANT, "id": "main", "provider": "bridge", "bridge": {
+            "url": "http://b", "apiKey": "k", "instance": "i"}})
+    assert again.status_code == 409
+    assert (await again.get_json())["state"] == "disconnected"
+    for junk in (b"not json", b"[1, 2]", b'{"entry": [{"changes": "x"}]}'):
+        response = await http.post(f"/api/v1/whatsapp/webhooks/{TENANT}/main", data=junk,
+                                   headers={"X-Hub-Signature-256": "sha256=00"})
+        assert response.status_code == 401
+
+
+async def test_the_cloud_verification_handshake(switchboard: Harness, sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    http = switchboard.http()
+    path = f"/api/v1/whatsapp/webhooks/{TENANT}/main"
+    ok = await http.get(f"{path}?hub.mode=subscribe&hub.verify_token=verify-me"
+                        "&hub.challenge=1158201444")
+    assert (ok.status_code, await ok.get_data(as_text=True)) == (200, "1158201444")
+    wrong = await http.get(f"{path}?hub.mode=subscribe&hub.verify_token=guess"
+                           "&hub.challenge=1158201444")
+    assert wrong.status_code == 403
