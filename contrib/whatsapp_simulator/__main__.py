@@ -55,7 +55,7 @@ def cli() -> None:
                                      description=__doc__)
     parser.add_argument("--switchboard", default="http://127.0.0.1:8080",
                         help="the Switchboard to talk to")
-    parser.add_argument("--api-key", default="demo-key", help="an API key of it")
+    parser.add_argument("--api-key", default="demo-key-change-me", help="an API key of it")
     parser.add_argument("--tenant", default="demo")
     parser.add_argument("--port", type=int, default=9009,
                         help="the simulator's port (the config's graph_url points there)")
