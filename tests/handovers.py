@@ -15,11 +15,13 @@ import trio.testing
 from databases import database_url
 from switchboard.core.config import Config
 from switchboard.core.server import Server
-from switchboard.testing import ErrorReply, Harness, TestClient, make_config
+from switchboard.testing import TEST_API_KEY, ErrorReply, Harness, TestClient, make_config
 
 #: What handover tests run with unless they say otherwise: no escalation, so
 #: that nothing but the test moves a request.
 QUIET: dict[str, Any] = {"escalate_after": 0.0}
+#: An API key of tenant t2 only.
+T2_KEY = "t2-api-key-0123456789"
 
 
 @pytest.fixture
@@ -38,6 +40,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def switchboard_config(database: str, handover_settings: Mapping[str, Any]) -> Config:
     return make_config({"store": {"url": database},
+                        "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"},
+                                     {"key": T2_KEY, "tenant": "t2", "name": "t2"}],
                         "plugins": {"handover": dict(handover_settings)}})
 
 
