@@ -20,7 +20,8 @@ from handovers import (  # noqa: F401  (fixtures are found by name)
     switchboard_config,
 )
 from switchboard.core import ClientError, HandoverChange, hookimpl
-from switchboard.testing import Harness
+from switchboard.core.server import Server
+from switchboard.testing import Harness, make_config
 
 
 async def call(switchboard: Harness, method: str, path: str, body: Any = None, *,
@@ -265,3 +266,16 @@ async def test_many_accepts_at_once_through_the_service_one_wins(switchboard: Ha
     assert stored.version == 2
     pending = await service.pending("t1")
     assert pending == []
+
+
+def test_without_the_chat_plugin_the_start_up_fails_naming_it() -> None:
+    async def start() -> None:
+        server = Server(make_config({"plugins": {"chat": {"enabled": False}}}))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lambda task_status: server.run(listen=False,
+                                                               task_status=task_status))
+            server.shutdown()
+
+    with pytest.raises(BaseExceptionGroup) as refused:
+        trio.run(start)
+    assert refused.group_contains(LookupError, match="handover.*'chat'", depth=None)

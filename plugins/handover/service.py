@@ -97,7 +97,12 @@ class Handover:
         self.app = app
         self.settings = settings
         self.storage.store = app.store
-        self.chat = app.service("chat")
+        try:
+            self.chat = app.service("chat")
+        except LookupError as exc:
+            raise LookupError("the handover plugin keeps its requests in chat conversations: "
+                              "enable the plugin that offers the service 'chat' (or disable "
+                              "[plugins.handover])") from exc
         if self._clock is None:
             # Times are stored as UNIX timestamps but move on Trio's clock, so
             # that escalations follow trio.testing.MockClock in tests.
