@@ -3,18 +3,13 @@ handover settings a test asks for, conversations, and connected clients."""
 
 from __future__ import annotations
 
-import contextlib
-import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 from databases import database_url
 from switchboard.core.config import Config
-from switchboard.core.server import Server
 from switchboard.testing import TEST_API_KEY, ErrorReply, Harness, TestClient, make_config
 
 #: What handover tests run with unless they say otherwise: no escalation, so
@@ -86,36 +81,3 @@ async def history_texts(switchboard: Harness, conv_id: str = "c1",
     """(senderRole, text) of the conversation's messages, oldest first."""
     page = await switchboard.app.service("chat").history(tenant, conv_id)
     return [(m.sender_role, m.content.get("text", "")) for m in page.messages]
-
-
-class ClockHold:
-    """Keep an autojump clock still while a server's database call runs (what
-    the ``switchboard`` fixture does for its own server), for a second server
-    started in a test."""
-
-    def __init__(self, clock: trio.testing.MockClock) -> None:
-        self._clock = clock
-        self._threshold = clock.autojump_threshold
-        self._in_flight = 0
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        if self._in_flight == 0:
-            self._threshold = self._clock.autojump_threshold
-            self._clock.autojump_threshold = math.inf
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._clock.autojump_threshold = self._threshold
-
-
-async def start_server(config: Config, plugins: Mapping[str, object], nursery: trio.Nursery,
-                       clock: trio.testing.MockClock) -> Harness:
-    """Another server in this test (a restart: the same config, the same database)."""
-    server = Server(config, plugins=plugins)
-    server.store.around_call = ClockHold(clock)
-    await nursery.start(lambda task_status: server.run(listen=False, task_status=task_status))
-    return Harness(server, nursery)
