@@ -24,6 +24,7 @@ let through to its client as it is; a database that cannot be reached raises
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
@@ -329,7 +330,8 @@ class HandoverRequest:
     def to_json(self) -> dict[str, Any]:
         """The request as clients get it in the ``handover:*`` events, acks and
         the HTTP API (``leadId`` and ``consultantId`` repeat ``conversationId``
-        and ``assignee`` under the Next.js CRM's names)."""
+        and ``assignee`` under the Next.js CRM's names, ``timestamp`` is
+        ``updated_at`` in ISO 8601)."""
         return {
             "id": self.id, "conversationId": self.conversation_id,
             "leadId": self.conversation_id, "requestedBy": self.requested_by,
@@ -340,6 +342,8 @@ class HandoverRequest:
             "createdAt": self.created_at, "updatedAt": self.updated_at,
             "acceptedAt": self.accepted_at, "closedAt": self.closed_at, "dueAt": self.due_at,
             "note": self.note,
+            "timestamp": datetime.datetime.fromtimestamp(self.updated_at,
+                                                         datetime.UTC).isoformat(),
         }
 
 

@@ -4,6 +4,8 @@ and tenant isolation. Every test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 import trio
 from handovers import (  # noqa: F401  (fixtures are found by name)
@@ -34,6 +36,8 @@ async def test_a_request_is_announced_to_the_agents_and_acked(switchboard: Harne
     assert ack["status"] == "pending" and ack["leadId"] == "c1"
     assert ack["conversationId"] == "c1" and ack["requestedBy"] == "carl"
     assert ack["reason"] == "Dúvida técnica" and ack["priority"] == "high"
+    assert datetime.datetime.fromisoformat(ack["timestamp"]).timestamp() == \
+        pytest.approx(ack["updatedAt"])
     announced = await ana.expect("handover:new_request")
     assert announced == ack
     assert carl.received("handover:new_request") == []
