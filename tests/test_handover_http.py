@@ -19,7 +19,7 @@ from handovers import (  # noqa: F401  (fixtures are found by name)
     history_texts,
     switchboard_config,
 )
-from switchboard.core import ClientError, HandoverChange, hookimpl
+from switchboard.core import ClientError, ConfigError, HandoverChange, hookimpl
 from switchboard.core.server import Server
 from switchboard.testing import Harness, make_config
 
@@ -279,3 +279,16 @@ def test_without_the_chat_plugin_the_start_up_fails_naming_it() -> None:
     with pytest.raises(BaseExceptionGroup) as refused:
         trio.run(start)
     assert refused.group_contains(LookupError, match="handover.*'chat'", depth=None)
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ({"escalate_after": -1.0}, "plugins.handover.escalate_after"),
+    ({"max_escalations": -1}, "plugins.handover.max_escalations"),
+    ({"poll_interval": 0.0}, "plugins.handover.poll_interval"),
+    ({"system_sender": ""}, "plugins.handover.system_sender"),
+    ({"escalate_afer": 3.0}, "plugins.handover.escalate_afer"),
+])
+def test_bad_settings_stop_the_start_naming_them(section: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Server(make_config({"plugins": {"handover": section}}))
+    assert refused.value.key == key
