@@ -172,6 +172,9 @@ async def test_the_customer_cancels_a_pending_request(switchboard: Harness) -> N
     ana = await agent(switchboard, "ana")
     carl, ack = await requested(switchboard)
     await ana.expect("handover:new_request")
+    eve = await switchboard.connect(user="eve", role="customer")
+    assert (await error_of(eve, "handover:cancel", {"requestId": ack["id"]})).code == \
+        "forbidden"
     cancelled = await carl.request("handover:cancel", {"requestId": ack["id"],
                                                        "reason": "never mind"})
     assert cancelled["status"] == "cancelled" and cancelled["note"] == "never mind"

@@ -169,6 +169,14 @@ async def test_the_list_filters_and_pages(switchboard: Harness) -> None:
     _, page = await call(switchboard, "GET",
                          "/api/v1/handovers?tenant=t1&conversationId=c2&status=pending")
     assert [r["conversationId"] for r in page["items"]] == ["c2"]
+    await call(switchboard, "POST", f"/api/v1/handovers/{page['items'][0]['id']}/cancel",
+               {"tenant": "t1"})
+    _, page = await call(switchboard, "GET", "/api/v1/handovers?tenant=t1")
+    assert [r["conversationId"] for r in page["items"]] == ["c0", "c1", "c3", "c4"]
+    _, page = await call(switchboard, "GET", "/api/v1/handovers?tenant=t1&status=cancelled")
+    assert [r["conversationId"] for r in page["items"]] == ["c2"]
+    _, page = await call(switchboard, "GET", "/api/v1/handovers?tenant=t1&status=all")
+    assert len(page["items"]) == 5
 
 
 # -- the service and the hook ------------------------------------------------------

@@ -88,8 +88,9 @@ def blueprint(engine: Handover) -> Blueprint:
             raw = args.get(name)
             filters[name] = None if raw in (None, "") else check_argument(
                 raw, name, room_prefix=prefix)
+        status = _query_choice("status", (*STATUSES, "all")) or "pending"
         return await engine.page(
-            tenant, status=_query_choice("status", STATUSES), queue=filters["queue"],
+            tenant, status=None if status == "all" else status, queue=filters["queue"],
             conversation=filters["conversationId"], assignee=filters["assignee"],
             priority=_query_choice("priority", PRIORITIES),
             after=_query_int("after", 0, MAX_ROW_ID),
