@@ -298,3 +298,16 @@ async def test_system_messages_follow_the_settings(switchboard: Harness) -> None
     _, ack = await requested(switchboard)
     await ana.request("handover:accept", {"requestId": ack["id"]})
     assert await history_texts(switchboard) == [("system", "Hi, I am ana!")]
+
+
+@pytest.mark.parametrize("handover_settings", [{"escalate_after": 60.0, "max_escalations": 1}])
+async def test_the_installed_plugin_escalates_on_the_mock_clock(switchboard: Harness) -> None:
+    ana = await agent(switchboard, "ana")
+    _, ack = await requested(switchboard)
+    assert ack["dueAt"] == pytest.approx(ack["createdAt"] + 60)
+    await switchboard.advance(59)
+    assert ana.received("handover:escalated") == []
+    await switchboard.advance(2)
+    escalated = await ana.expect("handover:escalated")
+    assert escalated["escalationLevel"] == 1 and escalated["priority"] == "urgent"
+    assert escalated["dueAt"] is None
