@@ -25,7 +25,8 @@ machinery and may change without notice.
   :class:`StoreError`, :class:`StoreUnavailable`; :class:`Batcher` for
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
-  :class:`NotificationsService`, :class:`PresenceService` and the rest of
+  :class:`NotificationsService`, :class:`PresenceService`,
+  :class:`HandoverService` and the rest of
   :mod:`switchboard.core.services`.
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
@@ -75,6 +76,9 @@ from .services import (
     ChatParticipant,
     ChatService,
     ChatStatusChange,
+    HandoverChange,
+    HandoverRequest,
+    HandoverService,
     MessageSource,
     Notification,
     NotificationsService,
@@ -123,6 +127,9 @@ __all__ = [
     "ConfigError",
     "Deferred",
     "EventSpec",
+    "HandoverChange",
+    "HandoverRequest",
+    "HandoverService",
     "Handshake",
     "Identity",
     "Inbound",
