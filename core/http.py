@@ -31,7 +31,7 @@ from .config import ApiKey
 from .errors import INVALID_PAYLOAD, ClientError, server_failure
 from .events import structure_payload
 from .protocol import jsontext
-from .rooms import check_room_name, tenant_room, user_room
+from .rooms import ALL_TENANTS, check_room_name, tenant_room, user_room
 from .store import StoreUnavailable
 from .validators import check_identifier
 
@@ -184,11 +184,16 @@ async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
                               f"this API key may not publish to tenant {req.tenant!r}")
         if req.user is not None and req.room is not None:
             raise ClientError(INVALID_PAYLOAD, "give 'user' or 'room', not both", field="room")
+        if req.tenant == ALL_TENANTS and (req.user is not None or req.room is not None):
+            raise ClientError(INVALID_PAYLOAD, "a publish to every tenant (tenant '*') goes "
+                              "to each tenant's room: no 'user' or 'room'",
+                              field="user" if req.user is not None else "room")
         if req.room is not None:
             check_room_name(req.room)
     for n, req in enumerate(requests, 1):
         room = (user_room(req.user) if req.user is not None
-                else req.room if req.room is not None else tenant_room(req.tenant))
+                else req.room if req.room is not None
+                else ALL_TENANTS if req.tenant == ALL_TENANTS else tenant_room(req.tenant))
         await app.hub.publish(req.tenant, room, req.event, req.data)
         if n % PUBLISH_SLICE == 0:
             # Let the members' writers (and everyone else) run between slices.

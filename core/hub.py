@@ -9,7 +9,7 @@ from typing import Any
 from .broker import Broker, Publication
 from .metrics import Metrics
 from .recovery import RecoveryLog
-from .rooms import Rooms, agents_room, tenant_room, user_room
+from .rooms import ALL_TENANTS, Rooms, agents_room, tenant_room, user_room
 from .session import Codec, Session
 
 
@@ -69,6 +69,8 @@ class Hub:
 
     def deliver(self, publication: Publication) -> int:
         """Local fan-out: encode once per codec, queue the same bytes to each member."""
+        if publication.tenant == ALL_TENANTS and publication.room == ALL_TENANTS:
+            return self._deliver_everywhere(publication)
         offset = self.recovery.record(publication) if self.recovery is not None else None
         members = self.rooms.members(publication.tenant, publication.room)
         if not members:
@@ -87,6 +89,28 @@ class Hub:
             if frame:
                 session.transport.send(frame)
                 count += 1
+        self.metrics.deliveries.inc(count)
+        return count
+
+    def _deliver_everywhere(self, publication: Publication) -> int:
+        """A system-wide announcement: every member of every ``tenant:{id}``
+        room of this node (no recovery offset: it belongs to no one room)."""
+        count = 0
+        frames: dict[Codec, bytes] = {}
+        for tenant, room in list(self.rooms):
+            if room != tenant_room(tenant):
+                continue
+            for session in list(self.rooms.members(tenant, room)):
+                if session.closed:
+                    continue
+                codec = session.codec
+                frame = frames.get(codec)
+                if frame is None:
+                    frame = frames[codec] = codec.encode_event(publication.event,
+                                                               publication.data, None)
+                if frame:
+                    session.transport.send(frame)
+                    count += 1
         self.metrics.deliveries.inc(count)
         return count
 

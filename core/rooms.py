@@ -24,6 +24,13 @@ _ROOM_RE = re.compile(rf"[A-Za-z0-9_.:@+\-]{{1,{MAX_ROOM_LENGTH}}}")
 RoomKey = tuple[str, str]
 
 
+#: Tenant and room of a publication to every tenant (``POST /api/v1/emit``
+#: with ``"tenant": "*"``, an API key for every tenant): delivered to every
+#: ``tenant:{id}`` room. No room name can be ``*``, so no client event can
+#: make such a publication.
+ALL_TENANTS = "*"
+
+
 def user_room(user_id: str) -> str:
     """``user:{id}``: every session of the user is in it."""
     return f"user:{user_id}"
