@@ -205,3 +205,25 @@ async def test_sends_are_spaced_by_the_rate_per_number(cloud: Harness,
         await simulator.wait_requests(4, accepted=True)
     times = [r.at for r in simulator.accepted]
     assert all(later - earlier >= 0.045 for earlier, later in itertools.pairwise(times))
+
+
+async def test_a_reply_stored_just_before_a_stop_is_sent_after_the_restart(
+        cloud: Harness, simulator: Simulator) -> None:  # noqa: F811
+    simulator.config.statuses = False
+    await simulator.customer_writes(CUSTOMER, "Hi")
+    plugin = cloud.server.plugins.pm.get_plugin("whatsapp")
+
+    async def stopped_before_queueing(message: object, *, wake: bool = True) -> None:
+        return None
+
+    plugin.engine.message_stored = stopped_before_queueing
+    chat = cloud.app.service("chat")
+    await chat.post_message(TENANT, CONVERSATION, sender_id="ann", sender_role="agent",
+                            content={"text": "cut off by the deploy"})
+    await cloud.restart()
+    with trio.fail_after(10):
+        [request] = await simulator.wait_requests(1, accepted=True)
+    assert request.json["text"]["body"] == "cut off by the deploy"
+    await cloud.restart()  # nothing is sent twice
+    await trio.sleep(0.5)
+    assert len(simulator.requests) == 1

@@ -71,9 +71,10 @@ class WhatsApp:
 
     # -- outgoing -------------------------------------------------------------------------
 
-    async def message_stored(self, message: ChatMessage) -> None:
+    async def message_stored(self, message: ChatMessage, *, wake: bool = True) -> None:
         """A chat message was stored: queue it for WhatsApp if it is a message
-        of a WhatsApp conversation that the contact did not write."""
+        of a WhatsApp conversation that the contact did not write (and wake
+        its number's sender)."""
         where = parse_conversation(message.conversation_id)
         if where is None or message.sender_id.startswith(CONTACT_PREFIX):
             return
@@ -84,7 +85,8 @@ class WhatsApp:
         if not await self.storage.queue(tenant, session, message.conversation_id, message.id,
                                         wa_id, message.type, message.content):
             return
-        self.outbox.wake(tenant, session)
+        if wake:
+            self.outbox.wake(tenant, session)
         contact = await self.storage.contact(tenant, session, wa_id)
         await self.app.publish(tenant, agents_room(tenant), events.MESSAGE, {
             "sessionId": session, "direction": "out", "message": message.to_json(),

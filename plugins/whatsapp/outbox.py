@@ -15,11 +15,13 @@ restart every pending message is sent at once.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import trio
-from switchboard.core import StoreUnavailable
+from switchboard.core import ClientError, StoreUnavailable
 
+from .inbound import conversation_id
 from .model import Outgoing
 from .providers import send
 from .storage import OutboxRow
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from .engine import WhatsApp
 
 log = logging.getLogger("switchboard.whatsapp")
+#: Seconds after a contact's last message in which a business may answer freely.
+SERVICE_WINDOW = 24 * 3600.0
 
 
 class Outbox:
@@ -49,10 +53,13 @@ class Outbox:
             event.set()
 
     async def resume(self) -> None:
-        """At start-up: the senders of numbers with messages waiting."""
+        """At start-up: the messages a stop cut off between the chat storing
+        them and this plugin queueing them, then the senders of numbers with
+        messages waiting."""
         delay = 1.0
         while True:
             try:
+                await self._catch_up()
                 due = await self.engine.storage.senders_due()
                 break
             except StoreUnavailable:
@@ -60,6 +67,28 @@ class Outbox:
                 delay = min(delay * 2, 30.0)
         for tenant, session in due:
             self.wake(tenant, session)
+
+    async def _catch_up(self) -> None:
+        """Queue the agents' messages of recent conversations (the contact
+        wrote within WhatsApp's 24-hour service window, the only ones that can
+        be answered freely) stored after the last message this plugin
+        recorded for their number, and not queued yet."""
+        chat = self.engine.app.service("chat")
+        since = time.time() - SERVICE_WINDOW
+        for tenant, session, wa_id, watermark in await self.engine.storage.recent_contacts(
+                since):
+            conversation = conversation_id(session, wa_id)
+            after = watermark
+            while True:
+                try:
+                    page = await chat.history(tenant, conversation, after=after, limit=200)
+                except ClientError:
+                    break  # (no such conversation)
+                for message in page.messages:
+                    await self.engine.message_stored(message, wake=False)
+                if not page.has_more or not page.messages:
+                    break
+                after = page.messages[-1].id
 
     async def _sender(self, tenant: str, session: str) -> None:
         key = (tenant, session)

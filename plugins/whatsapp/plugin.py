@@ -15,6 +15,7 @@ from switchboard.core import (
     MessageSource,
     Profile,
     Session,
+    StoreUnavailable,
     hookimpl,
     incoming,
     outgoing,
@@ -97,7 +98,21 @@ class WhatsAppPlugin:
     @hookimpl
     async def switchboard_chat_message_stored(self, message: ChatMessage,
                                               source: MessageSource) -> None:
-        await self.engine.message_stored(message)
+        try:
+            await self.engine.message_stored(message)
+        except StoreUnavailable:
+            # queued again in the background until the store answers
+            self.engine.app.nursery.start_soon(self._queue_later, message)
+
+    async def _queue_later(self, message: ChatMessage) -> None:
+        delay = 1.0
+        while True:
+            await trio.sleep(delay)
+            try:
+                await self.engine.message_stored(message)
+                return
+            except StoreUnavailable:
+                delay = min(delay * 2, 30.0)
 
     # -- socket events -------------------------------------------------------------------
 

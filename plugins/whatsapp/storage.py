@@ -214,6 +214,27 @@ class WhatsAppStorage:
                                t.c.session == session).order_by(t.c.id).limit(limit))
         return [_outbox(r) for r in rows]
 
+    async def recent_contacts(self, since: float) -> list[tuple[str, str, str, int]]:
+        """(tenant, session, wa_id, watermark) of contacts who wrote since
+        ``since``: the watermark is the highest chat message id this plugin
+        recorded for their session (sent or taken in), 0 if none."""
+        c, o, i = self.contacts, self.outbox, self.inbound
+
+        def fn(conn: sa.Connection) -> list[tuple[str, str, str, int]]:
+            marks: dict[tuple[str, str], int] = {}
+            for table in (o, i):
+                rows = conn.execute(sa.select(table.c.tenant, table.c.session,
+                                              sa.func.max(table.c.message_id))
+                                    .group_by(table.c.tenant, table.c.session))
+                for tenant, session, top in rows:
+                    key = (tenant, session)
+                    marks[key] = max(marks.get(key, 0), int(top or 0))
+            contacts = conn.execute(sa.select(c.c.tenant, c.c.session, c.c.wa_id)
+                                    .where(c.c.last_contact_at >= since))
+            return [(t, s, w, marks.get((t, s), 0)) for t, s, w in contacts]
+
+        return await self.store.run(fn)
+
     async def senders_due(self) -> list[tuple[str, str]]:
         """(tenant, session) of every number with messages waiting."""
         t = self.outbox
