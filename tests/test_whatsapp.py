@@ -239,3 +239,26 @@ async def test_the_cloud_verification_handshake(switchboard: Harness, sim: Simul
     wrong = await http.get(f"{path}?hub.mode=subscribe&hub.verify_token=guess"
                            "&hub.challenge=1158201444")
     assert wrong.status_code == 403
+
+
+async def test_signed_junk_is_taken_without_harm(switchboard: Harness, sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    for value in (
+        {"messages": "not a list", "statuses": [None, 1, {"id": 5, "status": "read"}]},
+        {"messages": [{"from": "not digits", "id": "wamid.1", "type": "text"},
+                      {"from": CUSTOMER, "id": None, "type": "text"},
+                      {"from": CUSTOMER, "id": "wamid.2", "type": "image",
+                       "image": {"id": "../../etc"}},
+                      {"from": CUSTOMER, "id": "wamid.3", "type": "text",
+                       "text": {"body": "\x00" * 10 + "x" * 10_000}},
+                      {"from": CUSTOMER, "id": "wamid.4", "type": ["weird"]}]},
+        {"contacts": [{"wa_id": {"x": 1}}], "statuses": [{"id": "wamid.unknown",
+                                                          "status": "failed"}]},
+    ):
+        response = await post_cloud(switchboard, sim, value)
+        assert response.status_code == 200, await response.get_data()
+    history = await switchboard.app.service("chat").history(TENANT, CONVERSATION)
+    contents = [m.content for m in history.messages]
+    assert contents[0] == {"text": "(image)"}  # a media id that is no id
+    assert len(contents[1]["text"]) == 4096 and "\x00" not in contents[1]["text"]
+    assert len(contents) == 2

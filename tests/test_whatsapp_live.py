@@ -227,3 +227,43 @@ async def test_a_reply_stored_just_before_a_stop_is_sent_after_the_restart(
     await cloud.restart()  # nothing is sent twice
     await trio.sleep(0.5)
     assert len(simulator.requests) == 1
+
+
+async def test_a_bridge_session_carries_messages_both_ways(
+        switchboard_live: Harness, simulator: Simulator) -> None:  # noqa: F811
+    await create_session(switchboard_live, simulator, "phone", "bridge")
+    simulator.config.bridge_webhook = webhook_url(switchboard_live, "phone")
+    agent = await switchboard_live.connect("ann", TENANT, role="agent")
+    jid = f"{CUSTOMER}@s.whatsapp.net"
+    answer = await simulator.bridge_event("messages.upsert", {
+        "key": {"remoteJid": jid, "fromMe": False, "id": "3EB0C0FFEE"}, "pushName": "Ana",
+        "message": {"imageMessage": {"url": "https://mmg.example/a.jpg",
+                                     "mimetype": "image/jpeg", "caption": "my receipt"}},
+        "messageType": "imageMessage", "messageTimestamp": 1700000000})
+    assert answer.status_code == 200
+    announced = await agent.expect("whatsapp:message")
+    conversation = f"whatsapp:phone:{CUSTOMER}"
+    assert announced["message"]["type"] == "image"
+    assert announced["message"]["content"] == {"url": "https://mmg.example/a.jpg",
+                                               "mimeType": "image/jpeg",
+                                               "caption": "my receipt"}
+    await agent.request("conversation:join", {"conversationId": conversation})
+    sent = await agent.request("message:send", {
+        "conversationId": conversation, "type": "document",
+        "content": {"url": "https://files.example/invoice.pdf", "fileName": "invoice.pdf",
+                    "mimeType": "application/pdf"}})
+    status = await agent.expect("message:status")
+    assert (status["status"], status["messageId"]) == ("sent", sent["id"])
+    [request] = simulator.accepted
+    assert request.path == f"/message/sendMedia/{simulator.config.instance}"
+    assert request.headers["Apikey"] == simulator.config.bridge_api_key
+    assert request.json == {"number": CUSTOMER, "mediatype": "document",
+                            "media": "https://files.example/invoice.pdf",
+                            "fileName": "invoice.pdf", "mimetype": "application/pdf"}
+    plugin = switchboard_live.server.plugins.pm.get_plugin("whatsapp")
+    delivery = await plugin.engine.delivery(TENANT, sent["id"])
+    await simulator.bridge_event("messages.update", {
+        "keyId": delivery["providerMessageId"], "remoteJid": jid, "fromMe": True,
+        "status": "READ"})
+    read = await agent.expect("message:status")
+    assert (read["status"], read["messageId"]) == ("read", sent["id"])
