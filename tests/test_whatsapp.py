@@ -5,6 +5,7 @@ the provider simulator's app in-process. SQLite, then PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -262,3 +263,67 @@ async def test_signed_junk_is_taken_without_harm(switchboard: Harness, sim: Simu
     assert contents[0] == {"text": "(image)"}  # a media id that is no id
     assert len(contents[1]["text"]) == 4096 and "\x00" not in contents[1]["text"]
     assert len(contents) == 2
+
+
+async def _conversation_with_customer(switchboard: Harness, sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    response = await post_cloud(switchboard, sim, text_message("hi", "wamid.first"))
+    assert response.status_code == 200
+
+
+async def _reply(switchboard: Harness, text: str) -> int:
+    message = await switchboard.app.service("chat").post_message(
+        TENANT, CONVERSATION, sender_id="ann", sender_role="agent", content={"text": text})
+    return message.id
+
+
+async def test_failed_sends_back_off_doubling_on_the_server_clock(switchboard: Harness,
+                                                                  sim: Simulator) -> None:
+    await _conversation_with_customer(switchboard, sim)
+    sim.fail_next(500, 3)
+    await _reply(switchboard, "patience")
+    with trio.fail_after(60):
+        requests = await sim.wait_requests(4)
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(requests)]
+    assert [r.status for r in requests] == [500, 500, 500, 200]
+    assert gaps == pytest.approx([2.0, 4.0, 8.0], abs=0.01)  # retry_first 2 s, doubling
+
+
+async def test_a_retry_after_is_honoured(switchboard: Harness, sim: Simulator) -> None:
+    await _conversation_with_customer(switchboard, sim)
+    sim.fail_next(429)
+    sim.retry_after = 30
+    await _reply(switchboard, "later")
+    with trio.fail_after(60):
+        first, second = await sim.wait_requests(2)
+    assert (first.status, second.status) == (429, 200)
+    assert second.at - first.at == pytest.approx(30.0, abs=0.01)
+
+
+async def test_a_send_that_keeps_failing_is_failed_with_the_reason(switchboard: Harness,
+                                                                   sim: Simulator) -> None:
+    await _conversation_with_customer(switchboard, sim)
+    agent = await switchboard.connect("ann", TENANT, role="agent")
+    await agent.request("conversation:join", {"conversationId": CONVERSATION})
+    sim.fail_next(503, 100)
+    message_id = await _reply(switchboard, "never")
+    status = await agent.expect("message:status", timeout=3600)
+    assert (status["status"], status["messageId"]) == ("failed", message_id)
+    assert "(131000) Something went wrong (HTTP 503)" in status["error"]
+    assert len(sim.requests) == 20  # max_attempts
+    delivery = await switchboard.http().get(
+        f"/api/v1/whatsapp/messages/{message_id}?tenant={TENANT}", headers=headers())
+    assert (await delivery.get_json())["attempts"] == 20
+
+
+async def test_sends_of_one_number_keep_their_order_and_rate(switchboard: Harness,
+                                                             sim: Simulator) -> None:
+    await _conversation_with_customer(switchboard, sim)
+    sim.fail_next(500)
+    for n in range(4):
+        await _reply(switchboard, f"m{n}")
+    with trio.fail_after(60):
+        accepted = await sim.wait_requests(4, accepted=True)
+    assert [r.json["text"]["body"] for r in accepted] == ["m0", "m1", "m2", "m3"]
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(accepted)]
+    assert min(gaps) >= 0.5 - 0.001  # rate_per_number = 2

@@ -64,6 +64,8 @@ class Simulator:
         self.state = "close"
         self.qr_codes: list[str] = []
         self._failures: list[int] = []
+        #: Seconds a 429 answer asks to wait (``Retry-After``), if set.
+        self.retry_after: float | None = None
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._serving: trio.CancelScope | None = None
@@ -218,9 +220,12 @@ class Simulator:
                 status = sim._failures.pop(0)
                 await record(status)
                 code = 130429 if status == 429 else 131000
-                return json_response(status, {"error": {
+                response = json_response(status, {"error": {
                     "message": "Rate limit hit" if status == 429 else "Something went wrong",
                     "type": "OAuthException", "code": code, "fbtrace_id": "SIM"}})
+                if status == 429 and sim.retry_after is not None:
+                    response.headers["Retry-After"] = f"{sim.retry_after:g}"
+                return response
             body = await request.get_json(force=True, silent=True) or {}
             if body.get("messaging_product") != "whatsapp" or not body.get("to"):
                 await record(400)
