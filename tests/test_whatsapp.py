@@ -327,3 +327,26 @@ async def test_sends_of_one_number_keep_their_order_and_rate(switchboard: Harnes
     assert [r.json["text"]["body"] for r in accepted] == ["m0", "m1", "m2", "m3"]
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(accepted)]
     assert min(gaps) >= 0.5 - 0.001  # rate_per_number = 2
+
+
+async def test_http_commands_restart_and_an_unreachable_bridge(switchboard: Harness,
+                                                               sim: Simulator) -> None:
+    await create_session(switchboard, sim, "phone", "bridge")
+    http = switchboard.http()
+    path = "/api/v1/whatsapp/sessions/phone"
+    started = await http.post(f"{path}/start", headers=headers(), json={"tenant": TENANT})
+    assert (await started.get_json())["status"] == "qr"
+    restarted = await http.post(f"{path}/restart?tenant={TENANT}", headers=headers())
+    assert (await restarted.get_json())["status"] == "connecting"
+    unknown = await http.post(f"{path}/explode?tenant={TENANT}", headers=headers())
+    assert unknown.status_code == 404
+    sim.config.bridge_api_key = "rotated"  # the bridge refuses us now
+    refused = await http.post(f"{path}/logout?tenant={TENANT}", headers=headers())
+    body = await refused.get_json()
+    assert (refused.status_code, body["code"]) == (502, "provider_unavailable")
+    shown = await http.get(f"{path}?tenant={TENANT}", headers=headers())
+    assert (await shown.get_json())["status"] == "disconnected"
+    deleted = await http.delete(f"{path}?tenant={TENANT}", headers=headers())
+    assert deleted.status_code == 204  # deleting does not wait for the bridge
+    gone = await http.get(f"{path}?tenant={TENANT}", headers=headers())
+    assert gone.status_code == 404

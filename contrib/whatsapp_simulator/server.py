@@ -258,12 +258,16 @@ class Simulator:
 
         @app.post("/instance/restart/<instance>")
         async def restart(instance: str) -> Response:
+            if request.headers.get("apikey") != sim.config.bridge_api_key:
+                return json_response(401, {"status": 401, "error": "Unauthorized"})
             sim.state = "close" if sim.state != "open" else "open"
             return json_response(200, {"instance": {"instanceName": instance,
                                                     "state": sim.state}})
 
         @app.delete("/instance/logout/<instance>")
         async def logout(instance: str) -> Response:
+            if request.headers.get("apikey") != sim.config.bridge_api_key:
+                return json_response(401, {"status": 401, "error": "Unauthorized"})
             if sim._qr_scope is not None:
                 sim._qr_scope.cancel()
             sim.state = "close"
