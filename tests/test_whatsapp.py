@@ -140,10 +140,10 @@ async def test_the_qr_code_expires_after_its_lifetime_unless_rotated(
     assert first["qr"] == "2@first"
     assert first["svg"].startswith("data:image/svg+xml")
     assert first["png"].startswith("data:image/png;base64,")
-    await switchboard.advance(30)
+    await trio.sleep(30)
     await post_bridge(switchboard, sim, "QRCODE_UPDATED", {"qrcode": {"code": "2@second"}})
     assert (await agent.expect("whatsapp:qr"))["qr"] == "2@second"
-    await switchboard.advance(30)  # the first one's lifetime is over, the second's is not
+    await trio.sleep(30)  # the first one's lifetime is over, the second's is not
     assert agent.received("whatsapp:qr_expired") == []
     expired = await agent.expect("whatsapp:qr_expired", timeout=20)
     assert expired["sessionId"] == "phone"
@@ -350,3 +350,18 @@ async def test_http_commands_restart_and_an_unreachable_bridge(switchboard: Harn
     assert deleted.status_code == 204  # deleting does not wait for the bridge
     gone = await http.get(f"{path}?tenant={TENANT}", headers=headers())
     assert gone.status_code == 404
+
+
+async def test_hostile_paths_and_ids_are_refused_cleanly(switchboard: Harness,
+                                                         sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    http = switchboard.http()
+    for path in ("/api/v1/whatsapp/webhooks/ac%00me/main", "/api/v1/whatsapp/webhooks/acme/ma%0Ain",
+                 f"/api/v1/whatsapp/webhooks/{'x' * 300}/main"):
+        assert (await http.post(path, data=b"{}")).status_code == 404, path
+        assert (await http.get(path)).status_code == 404, path
+    huge = await http.get(f"/api/v1/whatsapp/messages/{2**70}?tenant={TENANT}",
+                          headers=headers())
+    assert huge.status_code == 404
+    response = await post_cloud(switchboard, sim, text_message("sneaky", "wamid.\nline"))
+    assert (await response.get_json()) == {"received": 0}

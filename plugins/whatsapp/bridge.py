@@ -27,6 +27,7 @@ from .model import (
     SendOutcome,
     StatusUpdate,
     digits,
+    ident_of,
     text_of,
 )
 
@@ -84,7 +85,7 @@ def parse_webhook(body: Any, instance: str) -> list[Event]:
     elif name == "messages.update":
         for item in (data if isinstance(data, list) else [data]):
             item = _dict(item)
-            provider_id = text_of(item.get("keyId") or _dict(item.get("key")).get("id"), 200)
+            provider_id = ident_of(item.get("keyId") or _dict(item.get("key")).get("id"))
             status = ACKS.get(str(item.get("status")))
             if provider_id and status:
                 error = text_of(item.get("error"), 500) or "the bridge reported an error" \
@@ -111,7 +112,7 @@ def _message(item: dict[str, Any]) -> InboundMessage | None:
     if key.get("fromMe") or not isinstance(jid, str) or not jid.endswith("@s.whatsapp.net"):
         return None  # our own messages, groups, broadcasts
     wa_id = digits(jid)
-    provider_id = text_of(key.get("id"), 200)
+    provider_id = ident_of(key.get("id"))
     if wa_id is None or provider_id is None:
         return None
     message = _dict(item.get("message"))

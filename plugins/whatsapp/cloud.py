@@ -21,6 +21,7 @@ from .model import (
     SendOutcome,
     StatusUpdate,
     digits,
+    ident_of,
     text_of,
 )
 
@@ -94,7 +95,7 @@ def parse_webhook(body: Any, phone_number_id: str, media_base: str) -> list[Even
 def _message(message: dict[str, Any], names: dict[str, Contact],
              media_base: str) -> InboundMessage | None:
     wa_id = digits(message.get("from"))
-    provider_id = text_of(message.get("id"), 200)
+    provider_id = ident_of(message.get("id"))
     kind = message.get("type")
     if wa_id is None or provider_id is None or not isinstance(kind, str):
         return None
@@ -105,7 +106,7 @@ def _message(message: dict[str, Any], names: dict[str, Contact],
         text = text_of(body.get("body"))
         content = {"text": text or "(empty)"}
     elif kind in MEDIA_TYPES:
-        media_id = text_of(body.get("id"), 200)
+        media_id = ident_of(body.get("id"))
         url = body.get("link") if isinstance(body.get("link"), str) else None
         if url is None and media_id is not None and media_id.replace("_", "").isalnum():
             url = f"{media_base}/{media_id}"
@@ -151,7 +152,7 @@ def _message(message: dict[str, Any], names: dict[str, Contact],
 
 
 def _status(status: dict[str, Any]) -> StatusUpdate | None:
-    provider_id = text_of(status.get("id"), 200)
+    provider_id = ident_of(status.get("id"))
     value = status.get("status")
     if provider_id is None or value not in ("sent", "delivered", "read", "failed"):
         return None

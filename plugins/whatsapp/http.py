@@ -9,8 +9,10 @@ import attrs
 from attrs.validators import optional
 from quart import Blueprint, Response, request
 from switchboard.core import (
+    MAX_ROW_ID,
     ClientError,
     api_key_tenant,
+    check_identifier,
     error_response,
     identifier,
     max_length,
@@ -34,6 +36,11 @@ class CreateSession:
     tenant: str | None = attrs.field(default=None, validator=optional(identifier))
     cloud: CloudConfig | None = None
     bridge: BridgeConfig | None = None
+
+
+def _check_tenant(tenant: str) -> None:
+    if check_identifier(tenant) is not None:
+        raise ClientError("not_found", "no such tenant")
 
 
 def _check_session_id(session: str) -> None:
@@ -96,10 +103,13 @@ def blueprint(engine: WhatsApp) -> Blueprint:
     @require_api_key
     async def delivery(message_id: int) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
+        if message_id > MAX_ROW_ID:
+            raise ClientError("not_found", "no such message")
         return await engine.delivery(tenant, message_id)
 
     @bp.get(f"{PREFIX}/webhooks/<tenant>/<session>")
     async def verify(tenant: str, session: str) -> Any:
+        _check_tenant(tenant)
         _check_session_id(session)
         row = await engine.sessions.get(tenant, session)
         challenge = None
@@ -111,6 +121,7 @@ def blueprint(engine: WhatsApp) -> Blueprint:
 
     @bp.post(f"{PREFIX}/webhooks/<tenant>/<session>")
     async def webhook(tenant: str, session: str) -> Any:
+        _check_tenant(tenant)
         _check_session_id(session)
         body = await request.get_data(as_text=False)
         assert isinstance(body, bytes)

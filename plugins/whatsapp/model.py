@@ -108,6 +108,13 @@ def text_of(value: Any, limit: int = 4096) -> str | None:
     return value.replace("\x00", "")[:limit]
 
 
+def ident_of(value: Any) -> str | None:
+    """``value`` as a provider's id: 1 to 200 printable characters, else None."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 200 or not value.isprintable():
+        return None
+    return value
+
+
 def digits(value: Any) -> str | None:
     """A WhatsApp number as digits (``+55 11 9...``, ``5511...@s.whatsapp.net``)."""
     if isinstance(value, int) and not isinstance(value, bool):
