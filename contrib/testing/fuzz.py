@@ -231,6 +231,9 @@ TEMPLATES: list[tuple[str, list[tuple[str, list[str]]]]] = [
     ("handover:transfer", [("requestId", ["1"]), ("toAgentId", ['"x"']),
                            ("toQueue", ['"billing"']), ("note", ['"n"'])]),
     ("handover:list", [("limit", ["5"]), ("after", ["0"]), ("status", ['"pending"'])]),
+    ("whatsapp:sessions", []),
+    ("whatsapp:session:start", [("sessionId", ['"main"', '"a b"'])]),
+    ("whatsapp:session:logout", [("sessionId", ['"main"'])]),
 ]
 
 
@@ -285,6 +288,8 @@ PATHS = ["/health", "/ready", "/metrics", "/api/v1/stats", "/api/v1/emit", "/ws"
          "/socket.io/", "/api/v1/presence/fuzz", "/api/v1/presence/fuzz/bystander",
          "/api/v1/notifications/fuzz/bystander?limit=x", "/api/v1/conversations/c1?tenant=fuzz",
          "/api/v1/handovers?tenant=fuzz&limit=x", "/api/v1/handovers/1?tenant=fuzz",
+         "/api/v1/whatsapp/sessions?tenant=fuzz", "/api/v1/whatsapp/webhooks/fuzz/main",
+         "/api/v1/whatsapp/webhooks/fuzz/main?hub.mode=subscribe&hub.challenge=1",
          "/", "//ws", "/ws/", "/%77s", "/ws#x", "/ws?token=%ZZ", "/%", "/a%00b", "/\xb2",
          "/?" + "a" * 3000, "/ws?token=@TOKEN@&token=x"]
 #: Hosts for absolute-form targets and Host headers: bracketed IPv6 literals,
@@ -413,6 +418,7 @@ def request_heads() -> st.SearchStrategy[Case]:
 
 ROUTES = ["/api/v1/emit"] * 4 + ["/api/v1/notifications", "/api/v1/conversations",
                                  "/api/v1/conversations/c1/messages", "/api/v1/handovers",
+                                 "/api/v1/whatsapp/sessions", "/api/v1/whatsapp/webhooks/fuzz/main",
                                  "/socket.io/?EIO=4&transport=polling&sid=@SID@",
                                  "/socket.io/?EIO=4&transport=polling&sid=@SID@"]
 #: Content-Length values; ``None`` is the body's real length. '\xb2', '\xb3' and
@@ -451,6 +457,11 @@ def _json_body(draw: st.DrawFn, route: str) -> str:
     if route == "/api/v1/handovers":
         return ('{"tenant":"fuzz","leadId":"c1","requestedBy":' + draw(json_texts)
                 + ',"priority":' + draw(json_texts) + "}")
+    if route == "/api/v1/whatsapp/sessions":
+        return ('{"tenant":"fuzz","id":"main","provider":' + draw(json_texts)
+                + ',"bridge":' + draw(json_texts) + "}")
+    if route.startswith("/api/v1/whatsapp/webhooks/"):
+        return '{"event":"qrcode.updated","apikey":' + draw(json_texts) + ',"data":{}}'
     if route == "/api/v1/notifications":
         return ('{"tenant":"fuzz","user":"bystander","title":' + draw(json_texts)
                 + ',"message":"m","data":' + draw(json_texts) + "}")
