@@ -199,6 +199,19 @@ class ChatService(Protocol):
         Raises ``not_found`` for an unknown conversation."""
         ...
 
+    async def mark_receipt(self, tenant_id: str, conversation_id: str, user_id: str,
+                           message_id: int, status: Literal["delivered", "read"]
+                           ) -> ChatStatusChange:
+        """A participant's receipt given on their behalf (a WhatsApp contact's
+        ``delivered`` or ``read`` reported by the provider), as their own
+        ``message:delivered`` / ``message:read`` would: their watermark moves
+        up to ``message_id`` (never back), ``message:status`` is broadcast and
+        ``switchboard_chat_status_changed`` called when it moved. Returns what
+        the participant has now. Raises ``not_found`` for an unknown
+        conversation or message, ``invalid_payload`` for a user who is not a
+        participant."""
+        ...
+
     async def history(self, tenant_id: str, conversation_id: str, *,
                       before: int | None = None, after: int | None = None,
                       limit: int | None = None) -> ChatHistory:

@@ -496,3 +496,33 @@ async def test_a_failure_of_the_batch_writer_is_counted_and_the_chat_goes_on(
     await trio.sleep(2)  # started again: later messages are written as before
     again = await carl.request("message:send", {"conversationId": "c1", **text("and here")})
     assert (await ann.expect("message:new"))["id"] == again["id"]
+
+
+async def test_a_receipt_given_on_a_participants_behalf(switchboard: Harness) -> None:
+    chat = chat_of(switchboard)
+    await chat.create_conversation("t1", "wa1", participants=[
+        ChatParticipant("wa:5511", "customer"), ChatParticipant("ann", "agent")])
+    ann = await switchboard.connect("ann", "t1", role="agent")
+    await ann.request("conversation:join", {"conversationId": "wa1"})
+    first = await chat.post_message("t1", "wa1", sender_id="ann", sender_role="agent",
+                                    content={"text": "one"})
+    second = await chat.post_message("t1", "wa1", sender_id="ann", sender_role="agent",
+                                     content={"text": "two"})
+    change = await chat.mark_receipt("t1", "wa1", "wa:5511", second.id, "read")
+    assert change == ChatStatusChange("t1", "wa1", second.id, "wa:5511", "read")
+    status = await ann.expect("message:status")
+    assert (status["userId"], status["status"], status["messageId"]) == (
+        "wa:5511", "read", second.id)
+    late = await chat.mark_receipt("t1", "wa1", "wa:5511", first.id, "delivered")
+    assert late.status == "read"  # a watermark never moves back
+    history = await chat.history("t1", "wa1")
+    assert [m.status for m in history.messages] == ["read", "read"]
+    with pytest.raises(ClientError) as stranger:
+        await chat.mark_receipt("t1", "wa1", "eve", first.id, "read")
+    assert (stranger.value.code, stranger.value.field) == ("invalid_payload", "user_id")
+    with pytest.raises(ClientError) as missing:
+        await chat.mark_receipt("t1", "wa1", "wa:5511", 10**9, "read")
+    assert missing.value.code == "not_found"
+    with pytest.raises(ClientError) as elsewhere:
+        await chat.mark_receipt("t2", "wa1", "wa:5511", first.id, "read")
+    assert elsewhere.value.code == "not_found"

@@ -83,6 +83,8 @@ async def test_an_agent_reply_is_the_exact_graph_api_request_and_its_statuses_fo
     assert [accepted["status"], delivered["status"]] == ["sent", "delivered"]
     assert accepted["messageId"] == delivered["messageId"] == sent["id"]
     assert delivered["userId"] == f"wa:{CUSTOMER}"
+    history = await agent.request("message:history", {"conversationId": CONVERSATION})
+    assert history["messages"][-1]["status"] == "delivered"  # the contact's watermark
     [request] = simulator.accepted
     assert request.path == f"/v21.0/{simulator.config.phone_number_id}/messages"
     assert request.headers["Authorization"] == f"Bearer {simulator.config.access_token}"

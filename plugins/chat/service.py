@@ -204,7 +204,11 @@ class Chat:
         members = await self.check_access(session, conversation)
         if session.user_id not in members:
             raise ClientError("forbidden", "only participants send receipts")
-        tenant, user = session.tenant_id, session.user_id
+        return await self._receipt(session.tenant_id, conversation, session.user_id,
+                                   message_id, status)
+
+    async def _receipt(self, tenant: str, conversation: str, user: str, message_id: int,
+                       status: Literal["delivered", "read"]) -> dict[str, Any]:
         marks = await self.storage.mark(tenant, conversation, user, message_id, status)
         if marks is None:
             raise ClientError("not_found", f"no message {message_id} in this conversation",
@@ -353,6 +357,27 @@ class Chat:
                 if room in session.rooms:
                     await self.app.recheck_rooms(session, [room])
         return removed
+
+    async def mark_receipt(self, tenant_id: str, conversation_id: str, user_id: str,
+                           message_id: int, status: Literal["delivered", "read"]
+                           ) -> ChatStatusChange:
+        check_argument(tenant_id, "tenant_id")
+        check_argument(user_id, "user_id")
+        if status not in ("delivered", "read"):
+            raise ClientError("invalid_payload", "status: must be delivered or read",
+                              field="status")
+        if not isinstance(message_id, int) or isinstance(message_id, bool) \
+                or not 0 <= message_id <= MAX_ROW_ID:
+            raise ClientError("invalid_payload",
+                              f"message_id: must be an integer from 0 to {MAX_ROW_ID}",
+                              field="message_id")
+        members = await self._existing(tenant_id, conversation_id)
+        if user_id not in members:
+            raise ClientError("invalid_payload", f"user_id: {user_id!r} is not a participant",
+                              field="user_id")
+        event = await self._receipt(tenant_id, conversation_id, user_id, message_id, status)
+        return ChatStatusChange(tenant_id, conversation_id, message_id, user_id,
+                                event["status"])
 
     async def history(self, tenant_id: str, conversation_id: str, *,
                       before: int | None = None, after: int | None = None,

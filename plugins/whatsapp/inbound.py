@@ -113,4 +113,15 @@ class Inbound:
         sent = await storage.by_provider_id(row.tenant, row.id, update.provider_id)
         if sent is None or not await storage.move_status(sent, update.status, update.error):
             return  # not ours, or nothing moved (a repeat, or one arriving late)
+        if update.status in ("delivered", "read"):
+            # the contact's receipt: the chat moves their watermark (history shows
+            # it) and broadcasts message:status
+            try:
+                await self.engine.app.service("chat").mark_receipt(
+                    row.tenant, sent.conversation, contact_user(sent.to), sent.message_id,
+                    update.status)
+            except ClientError as exc:  # (the contact left the conversation meanwhile)
+                log.info("whatsapp receipt of message %s not kept: %s", sent.message_id,
+                         exc.message)
+            return
         await self.engine.announce_status(sent, update.status, update.error)
