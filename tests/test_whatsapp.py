@@ -365,3 +365,26 @@ async def test_hostile_paths_and_ids_are_refused_cleanly(switchboard: Harness,
     assert huge.status_code == 404
     response = await post_cloud(switchboard, sim, text_message("sneaky", "wamid.\nline"))
     assert (await response.get_json()) == {"received": 0}
+
+
+async def test_a_send_a_stopped_node_left_half_done_is_sent_after_a_restart(
+        switchboard: Harness, sim: Simulator, nursery: trio.Nursery) -> None:
+    await _conversation_with_customer(switchboard, sim)
+    sim.fail_next(503, 1000)
+    message_id = await _reply(switchboard, "stuck")
+    with trio.fail_after(60):
+        await sim.wait_requests(1)
+    plugin = switchboard.server.plugins.pm.get_plugin("whatsapp")
+    outbox = plugin.engine.storage.outbox
+    # as if this node had taken it and stopped before it knew how the send went
+    await switchboard.app.store.execute(outbox.update().where(
+        outbox.c.message_id == message_id).values(status="sending", claimed_at=0.0))
+    await switchboard.restart()
+    sim.requests.clear()
+    sim._failures.clear()
+    in_process(switchboard, sim, nursery)
+    with trio.fail_after(600):
+        [request] = await sim.wait_requests(1, accepted=True)
+    assert request.json["text"]["body"] == "stuck"
+    await trio.sleep(120)
+    assert len(sim.requests) == 1

@@ -14,9 +14,9 @@ SessionStatus = Literal["connecting", "qr", "connected", "disconnected", "logged
 SESSION_STATUSES: tuple[str, ...] = ("connecting", "qr", "connected", "disconnected",
                                      "logged_out")
 ProviderName = Literal["cloud", "bridge"]
-#: Where an outgoing message is: queued, accepted by WhatsApp, on the phone,
+#: Where an outgoing message is: queued, being sent, accepted by WhatsApp, on the phone,
 #: seen, or given up (with the provider's reason).
-DeliveryStatus = Literal["pending", "sent", "delivered", "read", "failed"]
+DeliveryStatus = Literal["pending", "sending", "sent", "delivered", "read", "failed"]
 #: Order of the statuses a message moves through (failed stands apart).
 STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 

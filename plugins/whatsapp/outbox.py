@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.whatsapp")
 #: Seconds after a contact's last message in which a business may answer freely.
 SERVICE_WINDOW = 24 * 3600.0
+#: Seconds between looks for sends a stopped node left half done.
+STALE_CHECK = 60.0
 
 
 class Outbox:
@@ -55,18 +57,27 @@ class Outbox:
     async def resume(self) -> None:
         """At start-up: the messages a stop cut off between the chat storing
         them and this plugin queueing them, then the senders of numbers with
-        messages waiting."""
+        messages waiting; then, every ``STALE_CHECK`` seconds, the messages a
+        sender took and never finished (its node stopped mid-send) are pending
+        again and sent."""
         delay = 1.0
         while True:
             try:
                 await self._catch_up()
-                due = await self.engine.storage.senders_due()
                 break
             except StoreUnavailable:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        for tenant, session in due:
-            self.wake(tenant, session)
+        while True:
+            try:
+                # a send takes at most `timeout`: older claims are a stopped node's
+                await self.engine.storage.release_stale(
+                    time.time() - 2 * self.engine.settings.timeout - 5.0)
+                for tenant, session in await self.engine.storage.senders_due():
+                    self.wake(tenant, session)
+            except StoreUnavailable:
+                pass
+            await trio.sleep(STALE_CHECK)
 
     async def _catch_up(self) -> None:
         """Queue the agents' messages of recent conversations (the contact
@@ -127,6 +138,8 @@ class Outbox:
                                            failed=True)
             return None
         provider = engine.sessions.provider(session)
+        if not await engine.storage.claim(row.id):
+            return None  # another sender has it
         self.tries += 1
         outcome = await send(provider, engine.client, Outgoing(row.to, row.type, row.content))
         attempts = row.attempts + 1

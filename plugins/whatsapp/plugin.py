@@ -89,7 +89,6 @@ class WhatsAppPlugin:
 
     async def _resume(self) -> None:
         await self.engine.outbox.resume()
-        await trio.sleep_forever()  # the senders run in the server's nursery
 
     @hookimpl
     async def switchboard_shutdown(self) -> None:

@@ -107,6 +107,8 @@ class WhatsAppStorage:
             sa.Column("last_error", sa.String(500), nullable=True),
             sa.Column("provider_id", sa.String(200), nullable=True),
             sa.Column("created_at", sa.Float, nullable=False),
+            #: When a sender took it (status ``sending``): one sender at a time.
+            sa.Column("claimed_at", sa.Float, nullable=True),
             sa.UniqueConstraint("tenant", "message_id", name="whatsapp_outbox_message"),
             sa.Index("whatsapp_outbox_provider", "tenant", "session", "provider_id"),
             sa.Index("whatsapp_outbox_pending", "status", "tenant", "session", "id"),
@@ -242,17 +244,33 @@ class WhatsAppStorage:
             sa.select(t.c.tenant, t.c.session).where(t.c.status == "pending").distinct())
         return [(r["tenant"], r["session"]) for r in rows]
 
-    async def attempted(self, row_id: int, attempts: int, error: str, *, failed: bool) -> None:
+    async def claim(self, row_id: int) -> bool:
+        """Take a pending message to send it (``sending``); False if another
+        sender (of this or another node) took it, or it is no longer pending."""
         t = self.outbox
-        values: dict[str, Any] = {"attempts": attempts, "last_error": error}
-        if failed:
-            values["status"] = "failed"
-        await self.store.execute(t.update().where(t.c.id == row_id).values(**values))
+        return await self.store.execute(
+            t.update().where(t.c.id == row_id, t.c.status == "pending")
+            .values(status="sending", claimed_at=time.time())) == 1
+
+    async def release_stale(self, older_than: float) -> int:
+        """Messages taken before ``older_than`` by a sender that never said how
+        the send went (its node stopped): pending again."""
+        t = self.outbox
+        return await self.store.execute(
+            t.update().where(t.c.status == "sending", t.c.claimed_at < older_than)
+            .values(status="pending", claimed_at=None))
+
+    async def attempted(self, row_id: int, attempts: int, error: str, *, failed: bool) -> None:
+        """A failed try: pending again (to be tried later), or failed for good."""
+        t = self.outbox
+        await self.store.execute(t.update().where(t.c.id == row_id).values(
+            attempts=attempts, last_error=error, status="failed" if failed else "pending",
+            claimed_at=None))
 
     async def sent(self, row_id: int, attempts: int, provider_id: str) -> None:
         t = self.outbox
         await self.store.execute(t.update().where(t.c.id == row_id).values(
-            status="sent", attempts=attempts, provider_id=provider_id))
+            status="sent", attempts=attempts, provider_id=provider_id, claimed_at=None))
 
     async def by_provider_id(self, tenant: str, session: str,
                              provider_id: str) -> OutboxRow | None:
@@ -266,7 +284,7 @@ class WhatsAppStorage:
         ``read`` changes nothing; ``failed`` only before ``delivered``)."""
         t = self.outbox
         if status == "failed":
-            allowed: Sequence[str] = ("pending", "sent")
+            allowed: Sequence[str] = ("pending", "sending", "sent")
         else:
             allowed = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
         values: dict[str, Any] = {"status": status}
@@ -290,7 +308,7 @@ class WhatsAppStorage:
                                                       self.contacts.c.session == session))
             o = self.outbox
             conn.execute(o.update().where(o.c.tenant == tenant, o.c.session == session,
-                                          o.c.status == "pending")
+                                          o.c.status.in_(["pending", "sending"]))
                          .values(status="failed", last_error="the session was deleted"))
         await self.store.run(fn)
 
