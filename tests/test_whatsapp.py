@@ -179,7 +179,7 @@ async def test_session_commands_over_sockets_are_for_admin_roles(switchboard: Ha
 
 async def test_another_tenant_sees_and_changes_nothing(switchboard: Harness,
                                                        sim: Simulator) -> None:
-    await create_session(switchboard, sim)
+    await _conversation_with_customer(switchboard, sim)
     http = switchboard.http()
     globex = headers("globex-only-key-0123")
     listed = await http.get("/api/v1/whatsapp/sessions", headers=globex)
@@ -195,6 +195,15 @@ async def test_another_tenant_sees_and_changes_nothing(switchboard: Harness,
     response = await post_cloud(switchboard, sim, text_message("hi", "wamid.X"),
                                 tenant="globex")
     assert response.status_code == 404
+    message = await switchboard.app.service("chat").post_message(
+        TENANT, CONVERSATION, sender_id="ann", sender_role="agent", content={"text": "x"})
+    with trio.fail_after(60):
+        await sim.wait_requests(1)
+    mine = await http.get(f"/api/v1/whatsapp/messages/{message.id}?tenant={TENANT}",
+                          headers=headers())
+    assert mine.status_code == 200
+    theirs = await http.get(f"/api/v1/whatsapp/messages/{message.id}", headers=globex)
+    assert theirs.status_code == 404
     spy = await switchboard.connect("eve", "globex", role="admin")
     with pytest.raises(ErrorReply) as refused:
         await spy.request("whatsapp:session:logout", {"sessionId": "main"})
