@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from databases import database_url
+from databases import database_down, database_url
 from switchboard.core import ChatParticipant
 from switchboard.core.config import Config
 from switchboard.testing import Harness, make_config
@@ -34,7 +34,7 @@ async def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path,
                              simulator: Simulator) -> AsyncIterator[Config]:  # noqa: F811
     with database_url(request.param, tmp_path) as url:
         yield make_config({
-            "store": {"url": url},
+            "store": {"url": url, "busy_timeout": 0.5},
             "server": {"ws_profile": "syszap"} if "syszap" in request.node.name else {},
             "plugins": {"whatsapp": {"graph_url": simulator.base_url, "retry_first": 0.05,
                                      "retry_longest": 0.2, "max_attempts": 20,
@@ -269,3 +269,25 @@ async def test_a_bridge_session_carries_messages_both_ways(
         "status": "READ"})
     read = await agent.expect("message:status")
     assert (read["status"], read["messageId"]) == ("read", sent["id"])
+
+
+async def test_a_store_outage_while_sending_loses_and_repeats_nothing(
+        cloud: Harness, simulator: Simulator) -> None:  # noqa: F811
+    simulator.config.statuses = False
+    await simulator.customer_writes(CUSTOMER, "Hi")
+    simulator.fail_next(503, 10_000)
+    message = await cloud.app.service("chat").post_message(
+        TENANT, CONVERSATION, sender_id="ann", sender_role="agent",
+        content={"text": "through it all"})
+    with trio.fail_after(10):
+        await simulator.wait_requests(1)
+    with database_down(cloud.config.store.url):
+        simulator._failures.clear()  # the provider is back, the store is not
+        await trio.sleep(1.5)
+        assert simulator.accepted == []  # nothing is sent that cannot be recorded
+    with trio.fail_after(20):
+        await simulator.wait_requests(1, accepted=True)
+    await trio.sleep(1)
+    assert len(simulator.accepted) == 1
+    plugin = cloud.server.plugins.pm.get_plugin("whatsapp")
+    assert (await plugin.engine.delivery(TENANT, message.id))["status"] == "sent"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 from switchboard.core import ClientError, StoreUnavailable
@@ -110,9 +111,11 @@ class Outbox:
             self._wake[key] = trio.Event()
             try:
                 rows = await self.engine.storage.pending(tenant, session)
-            except StoreUnavailable:
-                rows = []
-                await trio.sleep(1.0)
+            except Exception as exc:  # the store: look again in a moment
+                if not isinstance(exc, StoreUnavailable):
+                    self.engine.app.task_failed(f"whatsapp sender {tenant}/{session}", exc)
+                await trio.sleep(settings.retry_first)
+                continue
             for row in rows:
                 await trio.sleep_until(next_slot)
                 try:
@@ -143,21 +146,38 @@ class Outbox:
         self.tries += 1
         outcome = await send(provider, engine.client, Outgoing(row.to, row.type, row.content))
         attempts = row.attempts + 1
+        # What the provider said is recorded whatever it takes: a message left
+        # claimed would wait for the stale check, and then be sent again.
         if outcome.provider_id is not None:
-            await engine.storage.sent(row.id, attempts, outcome.provider_id)
+            await self._record(engine.storage.sent, row.id, attempts, outcome.provider_id)
             await engine.announce_status(row, "sent", None)
             return None
         error = outcome.error or "refused"
         if outcome.retry and attempts < settings.max_attempts:
-            await engine.storage.attempted(row.id, attempts, error, failed=False)
+            await self._record(engine.storage.attempted, row.id, attempts, error,
+                               failed=False)
             wait = min(settings.retry_first * 2.0 ** (attempts - 1), settings.retry_longest)
             if outcome.retry_after is not None:
                 wait = max(wait, min(outcome.retry_after, settings.retry_longest))
             log.info("whatsapp send %s failed (%s); try %d in %g s", row.id, error,
                      attempts + 1, wait)
             return wait
-        await engine.storage.attempted(row.id, attempts, error, failed=True)
+        await self._record(engine.storage.attempted, row.id, attempts, error, failed=True)
         log.warning("whatsapp send %s failed for good after %d tries: %s", row.id,
                     attempts, error)
         await engine.announce_status(row, "failed", error)
         return None
+
+    async def _record(self, write: Callable[..., Awaitable[None]], *args: Any,
+                      **kwargs: Any) -> None:
+        """Run a write of the outbox, again and again while the store is
+        unavailable (this number's sender waits meanwhile, keeping its order)."""
+        delay = 0.5
+        while True:
+            try:
+                await write(*args, **kwargs)
+                return
+            except StoreUnavailable as exc:
+                log.warning("whatsapp outbox not written (%s); again in %g s", exc, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 10.0)
