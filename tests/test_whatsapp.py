@@ -397,3 +397,18 @@ async def test_a_send_a_stopped_node_left_half_done_is_sent_after_a_restart(
     assert request.json["text"]["body"] == "stuck"
     await trio.sleep(120)
     assert len(sim.requests) == 1
+
+
+async def test_a_cloud_number_starts_only_with_a_token_the_graph_api_knows(
+        switchboard: Harness, sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    http = switchboard.http()
+    path = f"/api/v1/whatsapp/sessions/main/start?tenant={TENANT}"
+    sim.config.access_token = "revoked"
+    refused = await http.post(path, headers=headers())
+    body = await refused.get_json()
+    assert (refused.status_code, body["code"]) == (502, "provider_unavailable")
+    assert "(190)" in body["message"]
+    sim.config.access_token = "sim-access-token"
+    started = await http.post(path, headers=headers())
+    assert (await started.get_json())["status"] == "connected"

@@ -90,8 +90,7 @@ class InProcess(httpx.AsyncBaseTransport):
         client = self.sim.app.test_client()
         body = await request.aread()
         response = await client.open(
-            request.url.path, method=request.method, data=body,
-            query_string=request.url.query.decode() or None,
+            request.url.raw_path.decode(), method=request.method, data=body,
             headers={k: v for k, v in request.headers.items()
                      if k.lower() not in ("host", "content-length", "transfer-encoding")})
         return httpx.Response(response.status_code, headers=list(response.headers.items()),

@@ -243,6 +243,17 @@ class Simulator:
                                                      "wa_id": body["to"]}],
                                        "messages": [{"id": wamid}]})
 
+        @app.get("/<version>/<number>")
+        async def graph_number(version: str, number: str) -> Response:
+            c = sim.config
+            if request.headers.get("Authorization") != f"Bearer {c.access_token}" \
+                    or number != c.phone_number_id:
+                return json_response(401, {"error": {
+                    "message": "Invalid OAuth access token.", "type": "OAuthException",
+                    "code": 190, "fbtrace_id": "SIM"}})
+            return json_response(200, {"display_phone_number": "15550000000",
+                                       "id": number})
+
         @app.get("/instance/connect/<instance>")
         async def connect(instance: str) -> Response:
             if request.headers.get("apikey") != sim.config.bridge_api_key:

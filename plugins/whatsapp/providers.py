@@ -116,11 +116,23 @@ class CloudProvider:
         return cloud.send_outcome(status, answer_headers, answer)
 
     async def start(self, client: httpx.AsyncClient) -> list[Event]:
-        # A Cloud API number has no device to link: it is there once configured.
+        # A Cloud API number has no device to link: it is there once the Graph
+        # API knows it with this token.
+        url = f"{self.base}/{self.config.phoneNumberId}?fields=display_phone_number"
+        try:
+            status, _, answer = await _call(
+                client, "GET", url, {"Authorization": f"Bearer {self.config.accessToken}"},
+                None, self.settings.timeout)
+        except _Unreachable as exc:
+            raise ProviderError(str(exc), retry=True) from None
+        if not 200 <= status < 300:
+            refused = cloud.send_outcome(status, {}, answer)
+            raise ProviderError(f"the Graph API refused the number: {refused.error}",
+                                retry=refused.retry)
         return [ConnectionUpdate("connected")]
 
     async def restart(self, client: httpx.AsyncClient) -> list[Event]:
-        return [ConnectionUpdate("connected")]
+        return await self.start(client)
 
     async def logout(self, client: httpx.AsyncClient) -> None:
         return None
