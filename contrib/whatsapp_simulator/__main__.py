@@ -40,7 +40,8 @@ async def main(args: argparse.Namespace) -> None:
                             json={"tenant": args.tenant})
             answer = await http.post(f"{base}/api/v1/whatsapp/sessions/phone/start",
                                      json={"tenant": args.tenant})
-            print(f"session 'phone' (bridge): {answer.json().get('status')}, a QR code every "
+            state = answer.json().get("status") or answer.json().get("state")
+            print(f"session 'phone' (bridge): {state}, a QR code every "
                   f"{args.qr_interval:g} s; link it: curl -X POST {sim.base_url}/sim/scan")
         answer = await sim.customer_writes("5511987654321", "Hello! Is my order on its way?")
         print(f"a customer wrote on session 'cloud' (webhook answered {answer.status_code}); "
