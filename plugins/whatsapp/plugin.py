@@ -14,6 +14,7 @@ from switchboard.core import (
     EventSpec,
     MessageSource,
     Profile,
+    Rate,
     Session,
     StoreUnavailable,
     hookimpl,
@@ -73,6 +74,7 @@ class WhatsAppPlugin:
                               command: str = command) -> dict[str, Any]:
                 return await self.command(session, payload, command)
             specs.append(incoming(f"whatsapp:session:{command}", SessionRef, handler,
+                                  rate=Rate(rate=1.0, burst=5),
                                   doc=f"admin roles: {{sessionId}}; ack the session "
                                       f"after {command}"))
         return specs
