@@ -412,3 +412,26 @@ async def test_a_cloud_number_starts_only_with_a_token_the_graph_api_knows(
     sim.config.access_token = "sim-access-token"
     started = await http.post(path, headers=headers())
     assert (await started.get_json())["status"] == "connected"
+
+
+async def test_a_failed_status_from_the_provider_fails_the_message_with_its_error(
+        switchboard: Harness, sim: Simulator) -> None:
+    await _conversation_with_customer(switchboard, sim)
+    agent = await switchboard.connect("ann", TENANT, role="agent")
+    await agent.request("conversation:join", {"conversationId": CONVERSATION})
+    message_id = await _reply(switchboard, "are you there?")
+    assert (await agent.expect("message:status"))["status"] == "sent"
+    plugin = switchboard.server.plugins.pm.get_plugin("whatsapp")
+    wamid = (await plugin.engine.delivery(TENANT, message_id))["providerMessageId"]
+    await post_cloud(switchboard, sim, {"statuses": [{
+        "id": wamid, "status": "failed", "timestamp": "1700000100", "recipient_id": CUSTOMER,
+        "errors": [{"code": 131026, "title": "Message undeliverable",
+                    "error_data": {"details": "the number is not on WhatsApp"}}]}]})
+    failed = await agent.expect("message:status")
+    assert (failed["status"], failed["messageId"]) == ("failed", message_id)
+    assert failed["error"] == "(131026) Message undeliverable - the number is not on WhatsApp"
+    # a late "delivered" for a failed message changes nothing
+    await post_cloud(switchboard, sim, {"statuses": [{"id": wamid, "status": "delivered"}]})
+    await agent.settle(1)
+    assert agent.received("message:status") == []
+    assert (await plugin.engine.delivery(TENANT, message_id))["status"] == "failed"
