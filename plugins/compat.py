@@ -43,6 +43,56 @@ def _field(data: Any, name: str) -> str:
     return str(value)
 
 
+# -- checks of outbound payloads ----------------------------------------------
+#
+# An outbound translation gets what a plugin or a backend published
+# (``POST /api/v1/emit`` included): it checks what it reads, and refuses a
+# payload it cannot translate with ``invalid_payload`` naming the field, which
+# the emit route answers as a 400 before anything is published.
+
+
+def _object(data: Any, event: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ClientError("invalid_payload", f"{event}: expected a JSON object")
+    return data
+
+
+def _optional(data: dict[str, Any], name: str, *types: type) -> Any:
+    """``data[name]`` if it is one of ``types`` (None when absent or null)."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        kinds = " or ".join(_KIND[t] for t in types)
+        raise ClientError("invalid_payload", f"{name}: expected {kinds}", field=name)
+    return value
+
+
+_KIND = {str: "a string", int: "a number", float: "a number", dict: "an object",
+         bool: "a boolean", list: "a list"}
+
+
+def _id(data: dict[str, Any], name: str, alias: str | None = None) -> str:
+    """A required id (a non-empty string or an integer), by ``name`` or ``alias``."""
+    value = data.get(name) if alias is None or name in data else data.get(alias)
+    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+        also = f" (or {alias})" if alias is not None else ""
+        raise ClientError("invalid_payload", f"{name}{also}: expected a non-empty string",
+                          field=name)
+    return str(value)
+
+
+def _timestamp(data: dict[str, Any], name: str) -> str:
+    """A time as ISO 8601: an epoch number converted, a string kept, else now."""
+    value = _optional(data, name, int, float, str)
+    if isinstance(value, str):
+        return value
+    try:
+        return _iso(value)
+    except (OverflowError, OSError, ValueError):
+        raise ClientError("invalid_payload", f"{name}: not a time", field=name) from None
+
+
 def _error_event(_: Session, __: Any, error: ClientError) -> Replies:
     return [("error", {"message": error.message, "code": error.code})]
 
@@ -53,58 +103,102 @@ def _conversation_room(room: Any) -> str | None:
     return None
 
 
+def _typing(typing: Any) -> tuple[str, Any, bool] | None:
+    """(conversation, user id, typing) of a ``typing:update`` of a conversation."""
+    data = _object(typing, "typing:update")
+    conversation = _conversation_room(data.get("room"))
+    if conversation is None:
+        return None
+    user = _optional(data, "userId", str, int)
+    return conversation, user, bool(data.get("typing"))
+
+
 # -- PyTake (seed 001) --------------------------------------------------------
 
 _SENDER_TYPE = {"customer": "contact", "contact": "contact", "bot": "bot", "system": "bot"}
+#: The fields of PyTake's own message (``message_dict``) that are text.
+_PYTAKE_TEXT = ("direction", "sender_type", "message_type", "status",
+                "whatsapp_message_id", "created_at", "sent_at")
 
 
-def _pytake_message(message: dict[str, Any]) -> tuple[str, Any]:
-    content = dict(message.get("content") or {})
+def _pytake_own_message(message: dict[str, Any]) -> tuple[str, Any]:
+    """A message PyTake's backend published in its own shape: kept as it is
+    (its ids are the backend's), once what the frontend reads is checked."""
+    _id(message, "id")
+    _id(message, "conversation_id")
+    _optional(message, "content", dict)
+    for name in _PYTAKE_TEXT:
+        _optional(message, name, str)
+    return "message:new", message
+
+
+def _pytake_message(data: Any) -> tuple[str, Any]:
+    message = _object(data, "message:new")
+    if "conversationId" not in message and "conversation_id" in message:
+        return _pytake_own_message(message)
+    conversation = _id(message, "conversationId", alias="conversation_id")
+    content = dict(_optional(message, "content", dict) or {})
     if "url" in content:
         content["media_url"] = content.pop("url")
     if "fileName" in content:
         content["filename"] = content.pop("fileName")
-    sender_type = _SENDER_TYPE.get(message.get("senderRole", ""), "agent")
+    sender_type = _SENDER_TYPE.get(_optional(message, "senderRole", str) or "", "agent")
+    created = _timestamp(message, "createdAt")
+    client_id = _optional(message, "clientId", str)
     return "message:new", {
-        "id": str(message["id"]),
-        "conversation_id": message["conversationId"],
+        "id": _id(message, "id"),
+        "conversation_id": conversation,
         "direction": "inbound" if sender_type == "contact" else "outbound",
         "sender_type": sender_type,
-        "sender_id": message.get("senderId"),
-        "message_type": message.get("type", "text"),
+        "sender_id": _optional(message, "senderId", str, int),
+        "message_type": _optional(message, "type", str) or "text",
         "content": content,
-        "status": message.get("status", "sent"),
-        "whatsapp_message_id": message.get("clientId") if sender_type != "agent" else None,
-        "created_at": _iso(message.get("createdAt")),
-        "sent_at": _iso(message.get("createdAt")),
+        "status": _optional(message, "status", str) or "sent",
+        "whatsapp_message_id": client_id if sender_type != "agent" else None,
+        "created_at": created,
+        "sent_at": created,
     }
 
 
-def _pytake_status(status: dict[str, Any]) -> tuple[str, Any]:
+def _pytake_status(data: Any) -> tuple[str, Any]:
+    status = _object(data, "message:status")
+    if "messageId" not in status and "message_id" in status:
+        # PyTake's own {message_id, status, timestamp}: kept as it is.
+        _id(status, "message_id")
+        _id(status, "status")
+        _optional(status, "timestamp", str)
+        return "message:status", status
     return "message:status", {
-        "message_id": str(status["messageId"]),
-        "conversation_id": status.get("conversationId"),
-        "user_id": status.get("userId"),
-        "status": status["status"],
+        "message_id": _id(status, "messageId", alias="message_id"),
+        "conversation_id": _optional(status, "conversationId", str, int),
+        "user_id": _optional(status, "userId", str, int),
+        "status": _id(status, "status"),
         "timestamp": _iso(),
     }
 
 
-def _pytake_typing(typing: dict[str, Any]) -> tuple[str, Any] | None:
-    conversation = _conversation_room(typing.get("room"))
-    if conversation is None:
+def _pytake_typing(data: Any) -> tuple[str, Any] | None:
+    typing = _typing(data)
+    if typing is None:
         return None
-    return "user_typing", {"conversation_id": conversation, "user_id": typing.get("userId"),
-                           "typing": bool(typing.get("typing"))}
+    conversation, user, on = typing
+    return "user_typing", {"conversation_id": conversation, "user_id": user, "typing": on}
 
 
 def _joined(_: Session, data: Any, result: Any) -> Replies:
-    if not result.get("success"):
-        return [("error", {"message": result["error"]["message"],
-                           "code": result["error"]["code"]})]
-    conversation = result["conversationId"]
+    if not isinstance(result, dict) or not result.get("success"):
+        error = result.get("error") if isinstance(result, dict) else None
+        error = error if isinstance(error, dict) else {}
+        return [("error", {"message": str(error.get("message", "join refused")),
+                           "code": str(error.get("code", "forbidden"))})]
+    conversation = result.get("conversationId")
     return [("joined_conversation", {"conversation_id": conversation,
                                      "message": f"Joined conversation {conversation}"})]
+
+
+def _left(_: Session, __: Any, result: Any) -> Replies:
+    conversation = result.get("conversationId") if isinstance(result, dict) else None
+    return [("left_conversation", {"conversation_id": conversation})]
 
 
 PYTAKE = Profile(
@@ -118,9 +212,7 @@ PYTAKE = Profile(
         "leave_conversation": Inbound(
             "conversation:leave",
             payload=lambda d: {"conversationId": _field(d, "conversation_id")},
-            on_result=lambda _s, _d, r: [("left_conversation",
-                                          {"conversation_id": r["conversationId"]})],
-            on_error=_error_event),
+            on_result=_left, on_error=_error_event),
         "typing_start": Inbound(
             "typing:start",
             payload=lambda d: {"room": "conversation:" + _field(d, "conversation_id")},
@@ -179,25 +271,27 @@ def _chat_message(data: Any) -> dict[str, Any]:
     return payload
 
 
-def _crm_message(message: dict[str, Any]) -> tuple[str, Any]:
-    content = message.get("content") or {}
+def _crm_message(data: Any) -> tuple[str, Any]:
+    message = _object(data, "message:new")
+    content = _optional(message, "content", dict) or {}
+    text = content.get("text", content.get("url", ""))
     return "chat:new_message", {
-        "id": str(message["id"]),
-        "leadId": message["conversationId"],
-        "message": content.get("text", content.get("url", "")),
-        "type": message.get("type", "text"),
-        "sender": message.get("senderId"),
-        "senderType": message.get("senderRole"),
-        "timestamp": _iso(message.get("createdAt")),
+        "id": _id(message, "id"),
+        "leadId": _id(message, "conversationId"),
+        "message": text if isinstance(text, str) else "",
+        "type": _optional(message, "type", str) or "text",
+        "sender": _optional(message, "senderId", str, int),
+        "senderType": _optional(message, "senderRole", str),
+        "timestamp": _timestamp(message, "createdAt"),
     }
 
 
-def _crm_typing(typing: dict[str, Any]) -> tuple[str, Any] | None:
-    lead = _conversation_room(typing.get("room"))
-    if lead is None:
+def _crm_typing(data: Any) -> tuple[str, Any] | None:
+    typing = _typing(data)
+    if typing is None:
         return None
-    return "chat:user_typing", {"leadId": lead, "userId": typing.get("userId"),
-                                "isTyping": bool(typing.get("typing"))}
+    lead, user, on = typing
+    return "chat:user_typing", {"leadId": lead, "userId": user, "isTyping": on}
 
 
 def _authenticate(session: Session, data: Any, _: Any) -> Replies:
