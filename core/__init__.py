@@ -25,7 +25,8 @@ machinery and may change without notice.
   :class:`StoreError`, :class:`StoreUnavailable`; :class:`Batcher` for
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
-  :class:`NotificationsService`, :class:`PresenceService` and the rest of
+  :class:`NotificationsService`, :class:`PresenceService`,
+  :class:`PipelineService` and the rest of
   :mod:`switchboard.core.services`.
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
@@ -75,9 +76,16 @@ from .services import (
     ChatParticipant,
     ChatService,
     ChatStatusChange,
+    Lead,
+    LeadAction,
+    LeadChange,
+    LeadPage,
     MessageSource,
     Notification,
     NotificationsService,
+    Pipeline,
+    PipelineService,
+    PipelineStage,
     PresenceInfo,
     PresenceService,
 )
@@ -164,3 +172,5 @@ __all__ = [
     "unstructure",
     "user_room",
 ]
+__all__ += ["Lead", "LeadAction", "LeadChange", "LeadPage", "Pipeline", "PipelineService",
+            "PipelineStage"]

@@ -46,7 +46,7 @@ from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
 
 if TYPE_CHECKING:
-    from .services import ChatService, NotificationsService, PresenceService
+    from .services import ChatService, NotificationsService, PipelineService, PresenceService
 
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
@@ -206,6 +206,9 @@ class App:
 
     @overload
     def service(self, name: Literal["presence"]) -> PresenceService: ...
+
+    @overload
+    def service(self, name: Literal["pipeline"]) -> PipelineService: ...
 
     @overload
     def service(self, name: str) -> Any: ...
@@ -430,6 +433,15 @@ class App:
         except Exception as exc:
             raise server_failure(exc, f"{name} (plugin {spec.plugin})") from None
         return unstructure(result) if attrs.has(type(result)) else result
+
+    async def offer_unhandled(self, session: Session, event: str, data: Any) -> Any:
+        """Offer a client event to the ``switchboard_unhandled_event``
+        implementations (an event proxy) as if no plugin declared it, and
+        return the answer of the one that takes it; ``unknown_event`` when
+        none does. For a compatibility profile whose frontend event goes to a
+        plugin for some payloads and to the deployment's backend for others
+        (a lead the pipeline plugin does not know)."""
+        return await self._unhandled(session, event, data)
 
     async def _unhandled(self, session: Session, name: str, data: Any) -> Any:
         """An event no plugin declared: a ``switchboard_unhandled_event``

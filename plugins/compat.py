@@ -26,7 +26,15 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from switchboard.core import App, ClientError, Session, hookimpl
+from switchboard.core import (
+    App,
+    ChatParticipant,
+    ClientError,
+    Lead,
+    PipelineService,
+    Session,
+    hookimpl,
+)
 from switchboard.core.profiles import Inbound, Profile, Replies
 
 
@@ -233,7 +241,19 @@ PYTAKE = Profile(
 )
 
 
-# -- Next.js CRM (seed 000): chat, typing, notifications ----------------------
+# -- Next.js CRM (seed 000): leads, chat, typing, notifications ---------------
+#
+# A lead the pipeline plugin knows has its conversation ``lead:{id}`` and its
+# changes go to the pipeline; a lead only the CRM's backend knows (its join
+# proxy allowed ``lead:{id}``) gets a conversation with the lead's own id,
+# and its changes go to the backend through the event proxy.
+
+#: Where a session's leads' conversations are kept (lead id -> conversation id).
+_CONVERSATIONS = "nextcrm.conversations"
+_STAGE_FIELDS = ("status", "stage", "stageId")
+_OWNER_FIELDS = ("ownerId", "owner", "assignedTo", "consultantId")
+_CONTACT_FIELDS = {"email": "email", "phone": "phone", "company": "company",
+                   "contactName": "name"}
 
 
 def _lead_id(data: Any) -> str:
@@ -244,31 +264,102 @@ def _lead_id(data: Any) -> str:
     raise ClientError("invalid_payload", "leadId required", field="leadId")
 
 
-async def _lead_join(app: App, session: Session, lead: str) -> dict[str, Any]:
-    rooms = [await app.join(session, f"lead:{lead}")]
+def _pipeline(app: App) -> PipelineService | None:
     try:
-        rooms.append(await app.join(session, f"conversation:{lead}"))
+        return app.service("pipeline")
+    except LookupError:
+        return None
+
+
+async def _known_lead(app: App, session: Session, lead_id: str) -> Lead | None:
+    pipeline = _pipeline(app)
+    return await pipeline.get_lead(session.tenant_id, lead_id) if pipeline else None
+
+
+async def _conversation_of(app: App, session: Session, lead_id: str) -> str:
+    """The lead's conversation: ``lead:{id}`` for the pipeline's leads, else
+    the lead's id (a conversation the backend registered)."""
+    known: dict[str, str] = session.state.setdefault(_CONVERSATIONS, {})
+    if lead_id not in known:
+        lead = await _known_lead(app, session, lead_id)
+        known[lead_id] = lead.conversation_id if lead is not None else lead_id
+    return known[lead_id]
+
+
+async def _backend_lead_conversation(app: App, session: Session, lead_id: str) -> None:
+    """A lead only the backend knows, whose room the backend let this session
+    join: its conversation exists, with this customer in it."""
+    try:
+        chat = app.service("chat")
+    except LookupError:
+        return
+    participants = [] if app.is_agent(session) else [ChatParticipant(session.user_id)]
+    _, created = await chat.get_or_create_conversation(session.tenant_id, lead_id,
+                                                       participants=participants)
+    if not created and participants:
+        conversation = await chat.get_conversation(session.tenant_id, lead_id)
+        if conversation is not None and conversation.participant(session.user_id) is None:
+            await chat.add_participant(session.tenant_id, lead_id, session.user_id)
+
+
+async def _lead_join(app: App, session: Session, lead_id: str) -> dict[str, Any]:
+    lead = await _known_lead(app, session, lead_id)
+    rooms = []
+    try:
+        rooms.append(await app.join(session, f"lead:{lead_id}"))
+    except ClientError as exc:
+        if exc.code != "not_found":
+            raise
+    if lead is None and rooms:
+        await _backend_lead_conversation(app, session, lead_id)
+    conversation = lead.conversation_id if lead is not None else lead_id
+    try:
+        rooms.append(await app.join(session, "conversation:" + conversation))
     except ClientError as exc:
         if exc.code != "not_found":  # a lead without a chat yet is fine
             raise
-    return {"leadId": lead, "rooms": rooms}
+    if not rooms:
+        raise ClientError("not_found", f"no lead {lead_id!r}", leadId=lead_id)
+    session.state.setdefault(_CONVERSATIONS, {})[lead_id] = conversation
+    return {"leadId": lead_id, "rooms": rooms}
 
 
-async def _lead_leave(app: App, session: Session, lead: str) -> dict[str, Any]:
-    for room in (f"lead:{lead}", f"conversation:{lead}"):
+async def _lead_leave(app: App, session: Session, lead_id: str) -> dict[str, Any]:
+    conversation = await _conversation_of(app, session, lead_id)
+    for room in (f"lead:{lead_id}", f"conversation:{conversation}"):
         await app.leave(session, room)
-    return {"leadId": lead}
+    return {"leadId": lead_id}
 
 
 def _chat_message(data: Any) -> dict[str, Any]:
     text = data.get("message") if isinstance(data, dict) else None
     if not isinstance(text, str):
         raise ClientError("invalid_payload", "message: expected a string", field="message")
-    payload: dict[str, Any] = {"conversationId": _field(data, "leadId"), "type": "text",
+    payload: dict[str, Any] = {"leadId": _field(data, "leadId"), "type": "text",
                                "content": {"text": text}}
     if isinstance(data.get("clientId"), str):
         payload["clientId"] = data["clientId"]
     return payload
+
+
+async def _send(app: App, session: Session, payload: dict[str, Any]) -> Any:
+    lead_id = payload.pop("leadId")
+    payload["conversationId"] = await _conversation_of(app, session, lead_id)
+    return await app.dispatch(session, "message:send", payload)
+
+
+def _typing_payload(data: Any) -> tuple[str, bool]:
+    return _field(data, "leadId"), bool(data.get("isTyping"))
+
+
+async def _typing_in(app: App, session: Session, payload: tuple[str, bool]) -> Any:
+    lead_id, on = payload
+    room = "conversation:" + await _conversation_of(app, session, lead_id)
+    return await app.dispatch(session, "typing:start" if on else "typing:stop", {"room": room})
+
+
+def _lead_of_conversation(conversation: str) -> str:
+    return conversation.removeprefix("lead:")
 
 
 def _crm_message(data: Any) -> tuple[str, Any]:
@@ -277,7 +368,7 @@ def _crm_message(data: Any) -> tuple[str, Any]:
     text = content.get("text", content.get("url", ""))
     return "chat:new_message", {
         "id": _id(message, "id"),
-        "leadId": _id(message, "conversationId"),
+        "leadId": _lead_of_conversation(_id(message, "conversationId")),
         "message": text if isinstance(text, str) else "",
         "type": _optional(message, "type", str) or "text",
         "sender": _optional(message, "senderId", str, int),
@@ -290,33 +381,164 @@ def _crm_typing(data: Any) -> tuple[str, Any] | None:
     typing = _typing(data)
     if typing is None:
         return None
-    lead, user, on = typing
-    return "chat:user_typing", {"leadId": lead, "userId": user, "isTyping": on}
+    conversation, user, on = typing
+    return "chat:user_typing", {"leadId": _lead_of_conversation(conversation), "userId": user,
+                                "isTyping": on}
 
 
-def _authenticate(session: Session, data: Any, _: Any) -> Replies:
+# lead:update and lead:status_change: the pipeline's leads, or the backend's
+
+
+def _lead_update(data: Any) -> dict[str, Any]:
+    _field(data, "leadId")
+    field = data.get("field")
+    if not isinstance(field, str) or not field:
+        raise ClientError("invalid_payload", "field: expected a field name", field="field")
+    return data  # type: ignore[no-any-return]
+
+
+def _status_change(data: Any) -> dict[str, Any]:
+    _field(data, "leadId")
+    _field(data, "newStatus")
+    return data  # type: ignore[no-any-return]
+
+
+async def _to_backend(app: App, session: Session, event: str, data: Any) -> Any:
+    """A lead the pipeline does not know: the backend's (its event proxy)."""
+    try:
+        return await app.offer_unhandled(session, event, data)
+    except ClientError as exc:
+        if exc.code != "unknown_event":
+            raise
+        lead_id = str(data["leadId"])
+        raise ClientError("not_found", f"no lead {lead_id!r}", leadId=lead_id) from None
+
+
+def _may_change(app: App, session: Session) -> None:
+    if not app.is_agent(session):
+        raise ClientError("forbidden", "only consultants may change a lead")
+
+
+async def _apply_update(app: App, session: Session, data: dict[str, Any]) -> Any:
+    lead = await _known_lead(app, session, str(data["leadId"]))
+    pipeline = _pipeline(app)
+    if lead is None or pipeline is None:
+        return await _to_backend(app, session, "lead:update", data)
+    _may_change(app, session)
+    field, value, actor = data["field"], data.get("value"), session.user_id
+    version = data.get("version") if isinstance(data.get("version"), int) else None
+    try:
+        if field in _STAGE_FIELDS:
+            lead = await pipeline.move_lead(session.tenant_id, lead.id, _stage(value),
+                                            version=version, actor=actor)
+        elif field in _OWNER_FIELDS:
+            lead = await pipeline.assign_lead(session.tenant_id, lead.id, value,
+                                              version=version, actor=actor)
+        else:
+            lead = await pipeline.update_lead(session.tenant_id, lead.id,
+                                              _changes(lead, field, value),
+                                              version=version, actor=actor)
+    except ClientError as exc:
+        if exc.code == "invalid_payload":  # named as the frontend sent it
+            raise ClientError("invalid_payload", f"value: {exc.message}", field="value") \
+                from None
+        raise
+    return {"success": True, "lead": lead.to_json()}
+
+
+def _stage(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ClientError("invalid_payload", "value: expected a status", field="value")
+    return value
+
+
+def _changes(lead: Lead, field: str, value: Any) -> dict[str, Any]:
+    if field in ("title", "name"):
+        return {"title": value}
+    if field in ("value", "tags", "customerId"):
+        return {field: value}
+    if field in _CONTACT_FIELDS:
+        return {"contact": {**lead.contact, _CONTACT_FIELDS[field]: value}}
+    return {"fields": {**lead.fields, field: value}}  # a custom field of the CRM
+
+
+async def _apply_status(app: App, session: Session, data: dict[str, Any]) -> Any:
+    lead = await _known_lead(app, session, str(data["leadId"]))
+    pipeline = _pipeline(app)
+    if lead is None or pipeline is None:
+        return await _to_backend(app, session, "lead:status_change", data)
+    _may_change(app, session)
+    try:
+        lead = await pipeline.move_lead(session.tenant_id, lead.id, str(data["newStatus"]),
+                                        actor=session.user_id)
+    except ClientError as exc:
+        if exc.field == "stageId":
+            raise ClientError(exc.code, exc.message.replace("stageId", "newStatus"),
+                              field="newStatus") from None
+        raise
+    return {"success": True, "lead": lead.to_json()}
+
+
+def _crm_lead_updated(data: Any) -> tuple[str, Any]:
+    changes = data.get("changes") if isinstance(data, dict) else None
+    if not isinstance(changes, dict) or "version" not in data:
+        return "lead:updated", data  # the backend's own shape: as it is
+    field, value = next(iter(changes.items()), (None, None))
+    return "lead:updated", {"leadId": data.get("leadId"), "field": field, "value": value,
+                            "changes": changes, "updatedBy": data.get("by"),
+                            "version": data.get("version"), "timestamp": _iso()}
+
+
+def _crm_lead_moved(data: Any) -> tuple[str, Any] | None:
+    if not isinstance(data, dict) or "fromStageId" not in data or "stageId" not in data:
+        return "lead:moved", data  # not the pipeline's: as it is
+    if data["fromStageId"] == data["stageId"]:
+        return None  # a reorder within its column: the status did not change
+    return "lead:status_changed", {
+        "leadId": data.get("leadId"), "oldStatus": data["fromStageId"],
+        "newStatus": data["stageId"], "changedBy": data.get("by"),
+        "version": data.get("version"), "timestamp": _iso()}
+
+
+# authenticate: checked against the token; a consultant's board is joined
+
+
+async def _authenticate_in(app: App, session: Session, data: Any) -> bool:
     claimed = data.get("userId") if isinstance(data, dict) else None
     if claimed is not None and str(claimed) != session.user_id:
+        return False
+    pipeline = _pipeline(app)
+    if pipeline is not None and app.is_agent(session):
+        board = await pipeline.get_pipeline(session.tenant_id)
+        if board is not None:  # the CRM's realtime pipeline: every consultant's board
+            await app.join(session, board.room)
+    return True
+
+
+def _authenticate(session: Session, _: Any, matched: Any) -> Replies:
+    if matched is not True:
         return [("error", {"message": "userId does not match the token"})]
     return [("authenticated", {"userId": session.user_id, "role": session.role})]
 
 
 NEXTCRM = Profile(
     name="nextcrm",
-    doc="Next.js CRM frontend: lead:join, chat:message, chat:typing, notification:new.",
+    doc="Next.js CRM frontend: lead:join, lead:update, lead:status_change, chat:message, "
+        "chat:typing, notification:new; handover:* as they are.",
     inbound={
-        "authenticate": Inbound(None, on_result=_authenticate),
+        "authenticate": Inbound(None, handler=_authenticate_in, on_result=_authenticate),
         "lead:join": Inbound(None, payload=_lead_id, handler=_lead_join),
         "lead:leave": Inbound(None, payload=_lead_id, handler=_lead_leave),
-        "chat:message": Inbound("message:send", payload=_chat_message),
-        "chat:typing": Inbound(
-            lambda d: "typing:start" if isinstance(d, dict) and d.get("isTyping")
-            else "typing:stop",
-            payload=lambda d: {"room": "conversation:" + _field(d, "leadId")}),
+        "lead:update": Inbound(None, payload=_lead_update, handler=_apply_update),
+        "lead:status_change": Inbound(None, payload=_status_change, handler=_apply_status),
+        "chat:message": Inbound(None, payload=_chat_message, handler=_send),
+        "chat:typing": Inbound(None, payload=_typing_payload, handler=_typing_in),
     },
     outbound={
         "message:new": _crm_message,
         "typing:update": _crm_typing,
+        "lead:updated": _crm_lead_updated,
+        "lead:moved": _crm_lead_moved,
     },
 )
 

@@ -112,15 +112,15 @@ class TestNextCRMFlow:
     async def test_consultant_chat_typing_and_notification_flow(
             self, switchboard_live: Harness, node: NodeClients) -> None:
         live = switchboard_live
-        await backend(live, "POST", "/api/v1/conversations", {
-            "tenant": "crm", "id": "123",
-            "participants": [{"userId": "consultant-1", "role": "consultant"}]})
+        # the CRM's backend creates the lead (its conversation comes with it)
+        await backend(live, "POST", "/api/v1/leads", {
+            "tenant": "crm", "id": "123", "title": "Lead 123", "ownerId": "consultant-1"})
         for name, user in (("consultant", "consultant-1"), ("manager", "manager-1")):
             await node.connected(name, live.token(user, "crm", "agent"))
             await node.emit(name, "authenticate", {"userId": user, "role": "consultant"})
             assert (await event(node, name, "authenticated"))["userId"] == user
             ack = await node.call(name, "lead:join", "123")
-            assert ack["args"][0]["rooms"] == ["lead:123", "conversation:123"]
+            assert ack["args"][0]["rooms"] == ["lead:123", "conversation:lead:123"]
         online = [(await event(node, "consultant", "user:online"))["userId"] for _ in range(2)]
         assert online == ["consultant-1", "manager-1"]
 
