@@ -148,9 +148,11 @@ class App:
         return Coalescer(self.nursery, interval, deliver)
 
     async def publish(self, tenant: str, room: str, event: str, data: Any, *,
-                      exclude: Session | None = None) -> None:
+                      exclude: Session | None = None, skip_room: str | None = None) -> None:
         """Send ``event`` with ``data`` to every session in ``room`` of ``tenant``,
-        on every node (``exclude``: except that session).
+        on every node (``exclude``: except that session; ``skip_room``: except
+        the members of that room, who got the same event through it: publish
+        to two rooms and each session gets it once).
 
         ``data`` is any JSON value; attrs instances are unstructured, and
         :class:`~switchboard.core.Args` sends several arguments. Rooms are
@@ -159,7 +161,7 @@ class App:
         A room nobody is in costs nothing.
         """
         await self.hub.publish(tenant, room, event, unstructure(data),
-                               exclude=exclude.id if exclude else None)
+                               exclude=exclude.id if exclude else None, skip_room=skip_room)
 
     def watch_publications(self, patterns: Iterable[str],
                            callback: Callable[[Publication], None]) -> None:

@@ -230,6 +230,23 @@ async def test_the_lead_room_is_for_agents_and_its_own_customer(switchboard: Har
     assert not dora.received("lead:updated")
 
 
+async def test_a_consultant_with_board_and_detail_open_gets_each_event_once(
+        switchboard: Harness) -> None:
+    ana = await consultant(switchboard, "ana")
+    bia = await consultant(switchboard, "bia")
+    lead = await create(ana, "ACME", customerId="carla")
+    carla = await switchboard.connect(user="carla", role="customer")
+    for client in (bia, carla):
+        await client.request("room:join", {"room": f"lead:{lead['id']}"})
+    await ana.request("lead:update", {"leadId": lead["id"], "changes": {"value": 1}})
+    await ana.request("lead:update", {"leadId": lead["id"], "changes": {"value": 2}})
+    for client in (bia, carla):
+        assert (await client.expect("lead:updated"))["version"] == 2
+        assert (await client.expect("lead:updated"))["version"] == 3
+    await bia.settle(1)
+    assert bia.received("lead:updated") == [] and carla.received("lead:updated") == []
+
+
 async def test_the_lead_conversation_goes_both_ways_from_its_creation(
         switchboard: Harness) -> None:
     ana = await consultant(switchboard, "ana")

@@ -254,11 +254,14 @@ class Pipelines:
             data["ownerId"] = lead.owner_id
         data.update(extra or {})
         event = EVENTS[action]
-        for room in (BOARD_ROOM + lead.pipeline_id, LEAD_ROOM + lead.id):
-            try:
-                await self.app.publish(lead.tenant_id, room, event, data)
-            except Exception:  # stored is stored: the change is not undone
-                log.exception("broadcasting %s of lead %s failed", event, lead.id)
+        board = BOARD_ROOM + lead.pipeline_id
+        try:
+            await self.app.publish(lead.tenant_id, board, event, data)
+            # the detail views: once to a session that has the board open too
+            await self.app.publish(lead.tenant_id, LEAD_ROOM + lead.id, event, data,
+                                   skip_room=board)
+        except Exception:  # stored is stored: the change is not undone
+            log.exception("broadcasting %s of lead %s failed", event, lead.id)
         self.app.notify_soon(LEAD_CHANGED, change=LeadChange(
             lead.tenant_id, action, lead, changes, actor))
 
