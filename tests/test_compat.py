@@ -264,3 +264,14 @@ class TestPyTakeBackendEmits:
         await switchboard.app.publish("t1", "conversation:c-1", "message:new", {"id": 1})
         await switchboard.app.publish("t1", "conversation:c-1", "message:new", PYTAKE_MESSAGE)
         assert (await ann.expect("message:new"))["id"] == PYTAKE_MESSAGE["id"]
+
+
+def test_nextcrm_leaves_handover_events_as_they_are() -> None:
+    """The handover plugin's canonical events are the CRM's own names: the
+    profile translates none of them, in either direction."""
+    from switchboard.plugins.compat import NEXTCRM
+
+    assert not [name for name in NEXTCRM.inbound if name.startswith("handover:")]
+    request = {"leadId": "lead-123", "reason": "Dúvida técnica", "priority": "high"}
+    for event in ("handover:new_request", "handover:accepted", "handover:taken"):
+        assert NEXTCRM.translate_out(event, request) == (event, request)

@@ -6,6 +6,7 @@ Next.js CRM and PyTake, a plain WebSocket for sysZap)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import trio
 from backends import Backend, backend_fixture  # noqa: F401  (the backend fixture)
+from databases import database_url
 from socketio_fixtures import (  # noqa: F401  (fixtures are found by name)
     TIMEOUT,
     NodeClients,
@@ -27,7 +29,8 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 SEEDS = Path(__file__).resolve().parent.parent / "config" / "seeds"
 
 
-def seed_config(name: str, backend: Backend, urls: dict[str, str]) -> Config:
+def seed_config(name: str, backend: Backend, urls: dict[str, str],
+                store: str = "sqlite://") -> Config:
     """The shipped seed config, its backend URLs pointed at the test's backend
     through the environment (as a deployment overrides them), with the test
     secret, API key and an in-memory store."""
@@ -37,7 +40,7 @@ def seed_config(name: str, backend: Backend, urls: dict[str, str]) -> Config:
     return structure_config(merge(shipped, {
         "auth": {"secret": TEST_SECRET},
         "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"}],
-        "store": {"url": "sqlite://"}, "server": {"port": 0}}))
+        "store": {"url": store}, "server": {"port": 0}}))
 
 
 class TestNextCRM:
@@ -164,10 +167,66 @@ class TestPyTake:
 
     KNOWN = {"org-1": {"5f0c8d6e-2b1c-4b7e-9a51-3f4f4a2f9c11": ["agent-1", "contact-9"]}}
 
-    @pytest.fixture
-    def switchboard_config(self, backend: Backend) -> Config:
-        return seed_config("pytake.toml", backend,
-                           {"join_url": "/api/v1/switchboard/join"})
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def switchboard_config(self, request: pytest.FixtureRequest, backend: Backend,
+                           tmp_path: Path) -> Iterator[Config]:
+        with database_url(request.param, tmp_path) as url:
+            yield seed_config("pytake.toml", backend,
+                              {"join_url": "/api/v1/switchboard/join"}, store=url)
+
+    def pytake_backend(self, backend: Backend) -> None:
+        def join(body: dict[str, Any]) -> Any:
+            conversation = body["room"].removeprefix("conversation:")
+            members = self.KNOWN.get(body["tenant"], {}).get(conversation)
+            if members is None:
+                return {"error": {"code": "not_found",
+                                  "message": f"conversation {conversation} not found"}}
+            return {"result": {"allow": body["role"] == "agent" or body["user"] in members}}
+
+        backend.on("/api/v1/switchboard/join", join)
+
+    async def test_the_backend_publishes_its_own_message_shapes_with_its_own_ids(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        """PyTake's emit_to_conversation('message:new', message_dict) and
+        ('message:status', {message_id, status, timestamp}) through the emit
+        API: the frontend gets them as the backend built them (UUIDs kept); a
+        payload that fits no shape is a 400 naming the field and nothing is
+        delivered."""
+        self.pytake_backend(backend)
+        conv = "5f0c8d6e-2b1c-4b7e-9a51-3f4f4a2f9c11"
+        options: dict[str, Any] = {"path": "/socket.io", "transports": ["websocket", "polling"]}
+        for name, user in (("agent", "agent-1"), ("contact", "contact-9")):
+            role = "agent" if name == "agent" else "customer"
+            await node.connected(name, switchboard_live.token(user, "org-1", role), **options)
+            await node.emit(name, "join_conversation", {"conversation_id": conv})
+            await node.expect(name, "event", event="joined_conversation")
+        message = {"id": "0f5c6d1e-3b1a-4c8e-9f47-2a7d0c1b9e55", "conversation_id": conv,
+                   "direction": "outbound", "sender_type": "agent", "message_type": "text",
+                   "content": {"text": "Olá! Como posso ajudar?"}, "status": "sent",
+                   "whatsapp_message_id": None, "created_at": "2026-11-29T12:00:00+00:00",
+                   "sent_at": "2026-11-29T12:00:00+00:00"}
+        status = {"message_id": message["id"], "status": "delivered",
+                  "timestamp": "2026-11-29T12:00:02+00:00"}
+        async with httpx.AsyncClient() as http:
+            async def emit(event: str, data: Any) -> httpx.Response:
+                return await http.post(
+                    switchboard_live.http_url("/api/v1/emit"),
+                    headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                    json={"event": event, "tenant": "org-1", "room": f"conversation:{conv}",
+                          "data": data})
+
+            broken = await emit("message:new", {**message, "conversation_id": None})
+            assert broken.status_code == 400
+            assert broken.json()["field"] == "data.conversation_id"
+            assert (await emit("message:status", {"message_id": message["id"]})).json()[
+                "field"] == "data.status"
+            assert (await emit("message:new", message)).status_code == 202
+            assert (await emit("message:status", status)).status_code == 202
+        for name in ("agent", "contact"):
+            new = await node.expect(name, "event", event="message:new")
+            assert new["args"][0] == message  # the refused one never arrived
+            assert (await node.expect(name, "event", event="message:status"))["args"][0] \
+                == status
 
     async def test_agents_join_conversations_their_backend_knows(
             self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:

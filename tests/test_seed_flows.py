@@ -41,9 +41,10 @@ class TestPyTakeFlow:
     transports: ['websocket', 'polling']})`, tokens with `organization_id`."""
 
     @pytest.fixture
-    def switchboard_config(self) -> Config:
+    def switchboard_config(self, database: str) -> Config:
         return make_config({"auth": {"tenant_claim": "organization_id"},
-                            "socketio": {"profiles": {"/": "pytake"}}})
+                            "socketio": {"profiles": {"/": "pytake"}},
+                            "store": {"url": database}})
 
     async def test_agent_chat_flow(self, switchboard_live: Harness, node: NodeClients) -> None:
         live = switchboard_live
