@@ -16,7 +16,8 @@ from switchboard.plugins.compat import NEXTCRM, PYTAKE
 
 PROFILES = [PYTAKE, NEXTCRM]
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+           | st.integers(min_value=10**300, max_value=10**400))
 json_values = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,

@@ -47,7 +47,10 @@ class TestNextCRM:
     """Seed 000: io({path: "/api/socket"}) with no token; the NextAuth session
     cookie, checked by the CRM's backend."""
 
-    SESSIONS = {"cookie-of-consultant-1": "consultant-1", "cookie-of-manager-1": "manager-1"}
+    SESSIONS = {"cookie-of-consultant-1": "consultant-1", "cookie-of-manager-1": "manager-1",
+                "cookie-of-client-5": "client-5", "cookie-of-client-6": "client-6"}
+    #: canAccessLead: the CRM's customers and their leads
+    CUSTOMERS = {"client-5": "123"}
 
     @pytest.fixture
     def switchboard_config(self, backend: Backend) -> Config:
@@ -61,10 +64,14 @@ class TestNextCRM:
             if user is None:
                 return {"error": {"code": "unauthenticated", "message": "log in first",
                                   "status": 401}}
-            return {"result": {"user": user, "tenant": "crm", "role": "agent"}}
+            role = "customer" if user.startswith("client-") else "agent"
+            return {"result": {"user": user, "tenant": "crm", "role": role}}
 
         def join(body: dict[str, Any]) -> Any:  # canAccessLead(userId, leadId)
-            return {"result": {"allow": body["room"] != "lead:999"}}
+            lead = body["room"].removeprefix("lead:")
+            if body["role"] == "customer":
+                return {"result": {"allow": self.CUSTOMERS.get(body["user"]) == lead}}
+            return {"result": {"allow": lead != "999"}}
 
         def event(body: dict[str, Any]) -> Any:
             if body["event"] == "lead:status_change":
@@ -107,6 +114,33 @@ class TestNextCRM:
         forwarded = backend.calls_to("/api/switchboard/connect")[0].json
         assert forwarded["cookies"] == {"next-auth.session-token": "cookie-of-consultant-1"}
         assert forwarded["path"] == "/api/socket/"
+
+    async def test_a_lead_only_the_backend_knows_has_its_chat_both_ways(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        """The backend's join proxy lets the lead's customer into lead:123:
+        its conversation is there for them and the consultants, no
+        registration first; another customer is refused by the backend."""
+        self.crm_backend(backend)
+        for name, cookie in (("consultant", "cookie-of-consultant-1"),
+                             ("customer", "cookie-of-client-5"),
+                             ("other", "cookie-of-client-6")):
+            await self.open(node, name, cookie)
+            await node.expect(name, "connect")
+        for name in ("consultant", "customer"):
+            ack = await node.call(name, "lead:join", "123")
+            assert ack["args"][0]["rooms"] == ["lead:123", "conversation:123"]
+        refused = await node.call("other", "lead:join", "123")
+        assert refused["args"][0]["error"]["code"] == "forbidden"
+        await node.emit("customer", "chat:message", {"leadId": "123", "message": "Oi"})
+        message = (await node.expect("consultant", "event", event="chat:new_message"))["args"]
+        assert message[0]["leadId"] == "123" and message[0]["sender"] == "client-5"
+        await node.emit("consultant", "chat:message", {"leadId": "123", "message": "Olá!"})
+        reply = (await node.expect("customer", "event", event="chat:new_message"))["args"]
+        assert reply[0]["message"] == "Olá!" and reply[0]["sender"] == "consultant-1"
+        assert node.received("other", "event", event="chat:new_message") == []
+        not_theirs = await node.call("other", "chat:message", {"leadId": "123",
+                                                               "message": "psst"})
+        assert not_theirs["args"][0]["error"]["code"] == "forbidden"
 
     async def test_without_a_session_the_crm_gets_the_backends_refusal(
             self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:

@@ -122,10 +122,15 @@ def check_value(value: object) -> float | None:
         return None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise invalid("value", "must be a number or null")
-    number = float(value)
-    if not math.isfinite(number) or not -MAX_VALUE <= number <= MAX_VALUE:
+    if not _finite(value):
         raise invalid("value", f"must be a finite number within ±{MAX_VALUE:g}")
-    return number
+    return float(value)
+
+
+def _finite(number: int | float) -> bool:
+    """Within ±MAX_VALUE (an int of any size, a float not NaN or infinite)."""
+    return -MAX_VALUE <= number <= MAX_VALUE if isinstance(number, int) \
+        else math.isfinite(number) and -MAX_VALUE <= number <= MAX_VALUE
 
 
 def check_tags(value: object) -> tuple[str, ...]:
@@ -162,8 +167,8 @@ def check_fields(value: object) -> dict[str, Any]:
         elif item is None or isinstance(item, bool):
             fields[key] = item
         elif isinstance(item, int | float):
-            if not math.isfinite(item) or abs(item) > MAX_VALUE:
-                raise invalid(name, "must be a finite number")
+            if not _finite(item):
+                raise invalid(name, f"must be a finite number within ±{MAX_VALUE:g}")
             fields[key] = item
         else:
             raise invalid(name, "must be a string, a number, a boolean or null")
