@@ -237,6 +237,8 @@ def _default_pipelines() -> list[PipelineConfig]:
 class PipelineSettings:
     #: Pipelines every tenant (or the one named) has without creating them.
     pipelines: list[PipelineConfig] = attrs.Factory(_default_pipelines)
+    #: Changes written in one transaction, at most.
+    max_batch: int = 200
     #: Default and largest page of a stage's leads.
     page_size: int = 50
     page_max: int = 200

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import trio
+import attrs
 from switchboard.core import (
     App,
+    Batcher,
     ChatParticipant,
     ClientError,
     Lead,
@@ -30,6 +30,7 @@ from switchboard.core import (
     Pipeline,
     PipelineStage,
     Session,
+    StoreUnavailable,
 )
 
 from .payloads import (
@@ -53,7 +54,9 @@ from .storage import (
     Changed,
     Conflict,
     Missing,
+    Op,
     PipelineStorage,
+    Plan,
     decode_cursor,
     encode_cursor,
 )
@@ -95,14 +98,22 @@ class Pipelines:
 
     def __init__(self, storage: PipelineStorage) -> None:
         self.storage = storage
-        #: Changes of one lead are stored and broadcast one after the other, so
-        #: its events leave this node in the order of its versions.
-        self._locks: dict[tuple[str, str], tuple[trio.Lock, int]] = {}
+        #: The batch writer of changes: one transaction per batch, and the
+        #: broadcasts in commit order (a lead's events leave in version order).
+        self._writer: Batcher[Op, Any] | None = None
+        self._report = False
 
-    def start(self, app: App, settings: PipelineSettings) -> None:
+    def start(self, app: App, settings: PipelineSettings) -> Batcher[Op, Any]:
+        """Bind to the running server; return the writer, for the plugin to run."""
         self.app = app
         self.settings = settings
         self.storage.store = app.store
+        self._report = app.implements(LEAD_CHANGED)
+        # A batch the database refused (not one it could not take) is written
+        # again change by change: a bad change fails alone.
+        self._writer = Batcher(self._write_batch, max_batch=settings.max_batch,
+                               retry_alone=lambda exc: not isinstance(exc, StoreUnavailable))
+        return self._writer
 
     # -- pipelines ---------------------------------------------------------------------
 
@@ -225,20 +236,36 @@ class Pipelines:
 
     # -- changing -------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _one_at_a_time(self, tenant: str, lead_id: str) -> AsyncIterator[None]:
-        key = (tenant, lead_id)
-        lock, users = self._locks.get(key) or (trio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+    def _running(self) -> Batcher[Op, Any]:
+        if self._writer is None:
+            raise RuntimeError("the pipeline service is used before the pipeline plugin "
+                               "started: call it from events, routes, hooks or tasks")
+        return self._writer
+
+    async def _write_batch(self, ops: Sequence[Op]) -> list[Any]:
+        """Write a batch of changes in one transaction, then broadcast each
+        change made, in commit order, before anyone is answered."""
+        results = await self.storage.write(ops)
+        for result in results:
+            if isinstance(result, Announcement):
+                await self._reranked(result.lead, result.reranked)
+                await self._announce(result.action, result.lead, result.changes,
+                                     result.actor, result.extra)
+        return results
+
+    async def _submit(self, tenant: str, lead_id: str, op: Op) -> Any:
+        result = await self._running().submit(op)
+        if isinstance(result, Missing):
+            raise not_found(lead_id)
+        if isinstance(result, Conflict):
+            raise conflict(lead_of(result.row))
+        if isinstance(result, ClientError):
+            if result.code == "conflict":  # a neighbour moved away meanwhile
+                current = await self.get_lead(tenant, lead_id)
+                if current is not None:
+                    raise conflict(current, result.message, result.field)
+            raise result
+        return result
 
     async def _announce(self, action: LeadAction, lead: Lead, changes: dict[str, Any],
                         actor: str, extra: Mapping[str, Any] | None = None) -> None:
@@ -262,8 +289,9 @@ class Pipelines:
                                    skip_room=board)
         except Exception:  # stored is stored: the change is not undone
             log.exception("broadcasting %s of lead %s failed", event, lead.id)
-        self.app.notify_soon(LEAD_CHANGED, change=LeadChange(
-            lead.tenant_id, action, lead, changes, actor))
+        if self._report:
+            self.app.notify_soon(LEAD_CHANGED, change=LeadChange(
+                lead.tenant_id, action, lead, changes, actor))
 
     async def _reranked(self, lead: Lead, ranks: dict[str, str]) -> None:
         """The stage was renumbered to fit ``lead`` in: its board gets the new ranks."""
@@ -300,23 +328,25 @@ class Pipelines:
             if value_ is not None:
                 check_lead_id(value_, field)
         record = {"title": row["title"], "pipelineId": pipeline.id, "stageId": stage}
-        stored = await self.storage.create_lead(row, after_id=after_id, before_id=before_id,
-                                                actor=actor, record=record)
+        stored = await self._submit(tenant_id, new_id, Op(tenant_id, lambda conn: (
+            self.storage.create_lead(conn, row, after_id=after_id, before_id=before_id,
+                                     actor=actor, record=record))))
         if stored is None:
             raise ClientError("conflict", f"lead {new_id!r} exists", field="id", leadId=new_id)
         reranked = stored.pop(RERANKED)
         lead = lead_of(stored)
-        await self._reranked(lead, reranked)
+        # its conversation first, so that a client told of the lead can join it
         await self._open_conversation(lead)
-        async with self._one_at_a_time(tenant_id, lead.id):
-            await self._announce("created", lead, record, actor)
+        await self._reranked(lead, reranked)
+        await self._announce("created", lead, record, actor)
         return lead
 
     async def _open_conversation(self, lead: Lead) -> None:
         """The lead's chat, with its customer and owner (when the chat plugin is on)."""
-        if "chat" not in self.app.plugins.services:
+        try:
+            chat = self.app.service("chat")
+        except LookupError:
             return
-        chat = self.app.service("chat")
         participants = []
         if lead.customer_id is not None:
             participants.append(ChatParticipant(lead.customer_id, "customer"))
@@ -331,29 +361,20 @@ class Pipelines:
                                            participant.user_id, participant.role)
 
     async def _change(self, tenant: str, lead_id: str, action: LeadAction, *,
-                      version: int | None, actor: str, plan: Any,
-                      extra: Any = None) -> Lead:
+                      version: int | None, actor: str, plan: Plan,
+                      extra: Callable[[Changed], dict[str, Any]] | None = None) -> Lead:
         check_lead_id(lead_id)
-        async with self._one_at_a_time(tenant, lead_id):
-            try:
-                changed: Changed = await self.storage.change(
-                    tenant, lead_id, version=version, action=action, actor=actor,
-                    at=time.time(), plan=plan)
-            except Missing:
-                raise not_found(lead_id) from None
-            except Conflict as stale:
-                raise conflict(lead_of(stale.row)) from None
-            except ClientError as exc:
-                if exc.code == "conflict":  # a neighbour moved away meanwhile
-                    current = await self.get_lead(tenant, lead_id)
-                    if current is not None:
-                        raise conflict(current, exc.message, exc.field) from None
-                raise
-            lead = lead_of(changed.after)
-            await self._reranked(lead, changed.reranked)
-            await self._announce(action, lead, changed.changes, actor,
-                                 extra(changed) if extra is not None else None)
-        return lead
+        at = time.time()
+
+        def apply(conn: Any) -> Announcement:
+            changed = self.storage.change(conn, tenant, lead_id, version=version,
+                                          action=action, actor=actor, at=at, plan=plan)
+            return Announcement(action, lead_of(changed.after), changed.changes, actor,
+                                extra(changed) if extra is not None else {},
+                                changed.reranked)
+
+        done: Announcement = await self._submit(tenant, lead_id, Op(tenant, apply))
+        return done.lead
 
     async def update_lead(self, tenant_id: str, lead_id: str, changes: Mapping[str, Any], *,
                           version: int | None = None, actor: str = "system") -> Lead:
@@ -369,19 +390,27 @@ class Pipelines:
             await self._open_conversation(lead)
         return lead
 
+    def _stages_in(self, conn: Any, tenant: str, pipeline_id: str) -> list[str]:
+        configured = next((p for p in self._configured(tenant) if p.id == pipeline_id), None)
+        if configured is not None:
+            return [s.id for s in configured.stages]
+        return self.storage.stage_ids(conn, tenant, pipeline_id)
+
     async def move_lead(self, tenant_id: str, lead_id: str, stage_id: str, *,
                         after_id: str | None = None, before_id: str | None = None,
                         version: int | None = None, actor: str = "system") -> Lead:
+        check_lead_id(lead_id)
         for field, value in (("afterId", after_id), ("beforeId", before_id)):
             if value is not None and check_lead_id(value, field) == lead_id:
                 raise invalid(field, "a lead cannot be placed next to itself")
-        current = await self._existing(tenant_id, lead_id)
-        pipeline = await self.require_pipeline(tenant_id, current.pipeline_id)
-        if pipeline.stage(stage_id) is None:
-            raise invalid("stageId", f"no stage {stage_id!r} in pipeline {pipeline.id!r}")
+        if not isinstance(stage_id, str) or not stage_id:
+            raise invalid("stageId", "must be a stage id")
         rank = self.storage.rank_plan(tenant_id, stage_id, after_id, before_id)
 
         def plan(conn: Any, row: dict[str, Any]) -> dict[str, Any]:
+            if stage_id not in self._stages_in(conn, tenant_id, row["pipeline_id"]):
+                raise invalid("stageId", f"no stage {stage_id!r} in pipeline "
+                              f"{row['pipeline_id']!r}")
             new_rank, reranked = rank(conn, row)
             return {"stageId": stage_id, "rank": new_rank, RERANKED: reranked}
 
@@ -403,17 +432,28 @@ class Pipelines:
     async def delete_lead(self, tenant_id: str, lead_id: str, *,
                           version: int | None = None, actor: str = "system") -> Lead:
         check_lead_id(lead_id)
-        async with self._one_at_a_time(tenant_id, lead_id):
-            try:
-                row = await self.storage.delete(tenant_id, lead_id, version=version,
-                                                actor=actor, at=time.time())
-            except Missing:
-                raise not_found(lead_id) from None
-            except Conflict as stale:
-                raise conflict(lead_of(stale.row)) from None
-            lead = lead_of({**row, "version": row["version"] + 1})
-            await self._announce("deleted", lead, {}, actor)
-        return lead
+        at = time.time()
+
+        def apply(conn: Any) -> Announcement:
+            row = self.storage.delete(conn, tenant_id, lead_id, version=version, actor=actor,
+                                      at=at)
+            return Announcement("deleted", lead_of({**row, "version": row["version"] + 1}),
+                                {}, actor, {}, {})
+
+        done: Announcement = await self._submit(tenant_id, lead_id, Op(tenant_id, apply))
+        return done.lead
+
+
+@attrs.frozen
+class Announcement:
+    """A change as committed, for the writer to broadcast."""
+
+    action: LeadAction
+    lead: Lead
+    changes: dict[str, Any]
+    actor: str
+    extra: dict[str, Any]
+    reranked: dict[str, str]
 
 
 def _column(name: str) -> str:

@@ -1,16 +1,18 @@
 """The pipeline plugin's tables and every statement it runs on them.
 
-Each method is one transaction of the store, on SQLite and PostgreSQL alike.
-Every change of a lead runs serialized on its tenant's board (``serialize_on``):
-the rank of a moved card is computed from its neighbours as committed, and a
-stale ``version`` is refused against the committed one.
+Reads are one transaction each. Changes of leads are batched (``write``):
+concurrent changes share one transaction, serialized on their tenants'
+boards (``serialize_on``), each applied in order and seeing the ones before
+it, so the rank of a moved card is computed from its neighbours as they are,
+and a stale ``version`` is refused against the current one; a refused change
+writes nothing and does not fail the others. SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -79,6 +81,24 @@ class Missing(Exception):
 
 #: (conn, current row) -> the changes to make (client names).
 Plan = Callable[[sa.Connection, dict[str, Any]], dict[str, Any]]
+
+
+#: Where a batch's transaction collects its activity entries (``conn.info``).
+_ACTIVITY = "pipeline_activity"
+
+
+def _log(conn: sa.Connection, **entry: Any) -> None:
+    """An entry of a lead's activity log, written at the end of the batch."""
+    conn.info.setdefault(_ACTIVITY, []).append(entry)
+
+
+@attrs.frozen
+class Op:
+    """One change for the batch writer: ``apply(conn)`` inside the batch's
+    transaction (serialized on the tenant's board)."""
+
+    tenant: str
+    apply: Callable[[sa.Connection], Any]
 
 
 class PipelineStorage:
@@ -265,81 +285,96 @@ class PipelineStorage:
             conn.execute(update, [{"lead_id": i, "new_rank": k} for i, k in others.items()])
         return mine, others
 
-    async def create_lead(self, row: dict[str, Any], *, after_id: str | None,
-                          before_id: str | None, actor: str,
-                          record: dict[str, Any]) -> dict[str, Any] | None:
+    # -- changes, each run inside a batch's transaction (see ``write``) -----------------
+
+    def create_lead(self, conn: sa.Connection, row: dict[str, Any], *, after_id: str | None,
+                    before_id: str | None, actor: str,
+                    record: dict[str, Any]) -> dict[str, Any] | None:
         """Insert a lead at its place, with its first activity entry; None if
-        the id exists."""
-        _, leads, activity = self._tables()
+        the id exists. The new row has the renumbered others under ``RERANKED``."""
+        _, leads, _ = self._tables()
         tenant = row["tenant_id"]
+        exists = conn.execute(sa.select(leads.c.id).where(
+            leads.c.tenant_id == tenant, leads.c.id == row["id"])).first()
+        if exists is not None:
+            return None
+        rank, reranked = self._rank(
+            conn, tenant, row["pipeline_id"], row["stage_id"], after_id=after_id,
+            before_id=before_id, moving=None, current=None)
+        values = {**row, "rank": rank}
+        conn.execute(leads.insert().values(values))
+        _log(conn, tenant_id=tenant, lead_id=row["id"], version=row["version"],
+             action="created", actor=actor, changes=record, at=row["created_at"])
+        return {**values, RERANKED: reranked}
 
-        def create(conn: sa.Connection) -> dict[str, Any] | None:
-            serialize_on(conn, "pipeline", tenant)
-            exists = conn.execute(sa.select(leads.c.id).where(
-                leads.c.tenant_id == tenant, leads.c.id == row["id"])).first()
-            if exists is not None:
-                return None
-            rank, reranked = self._rank(
-                conn, tenant, row["pipeline_id"], row["stage_id"], after_id=after_id,
-                before_id=before_id, moving=None, current=None)
-            values = {**row, "rank": rank}
-            conn.execute(leads.insert().values(values))
-            conn.execute(activity.insert().values(
-                tenant_id=tenant, lead_id=row["id"], version=row["version"],
-                action="created", actor=actor, changes=record, at=row["created_at"]))
-            return {**values, RERANKED: reranked}
-
-        return await self.store.run(create)
-
-    async def change(self, tenant: str, lead_id: str, *, version: int | None, action: str,
-                     actor: str, at: float, plan: Plan) -> Changed:
+    def change(self, conn: sa.Connection, tenant: str, lead_id: str, *, version: int | None,
+               action: str, actor: str, at: float, plan: Plan) -> Changed:
         """Apply ``plan``'s changes to the lead if ``version`` is current (any
         version when None), bump its version and log the activity. Raises
-        :class:`Missing`, :class:`Conflict`, or what ``plan`` raises."""
-        _, leads, activity = self._tables()
+        :class:`Missing`, :class:`Conflict`, or what ``plan`` raises, before
+        writing anything."""
+        _, leads, _ = self._tables()
         where = sa.and_(leads.c.tenant_id == tenant, leads.c.id == lead_id)
+        found = conn.execute(sa.select(leads).where(where)).mappings().first()
+        if found is None:
+            raise Missing(lead_id)
+        before = dict(found)
+        if version is not None and version != before["version"]:
+            raise Conflict(before)
+        changes = plan(conn, before)
+        reranked = changes.pop(RERANKED, {})
+        values = {COLUMNS[name]: value for name, value in changes.items()}
+        values.update(version=before["version"] + 1, updated_at=at)
+        conn.execute(leads.update().where(where).values(values))
+        _log(conn, tenant_id=tenant, lead_id=lead_id, version=values["version"],
+             action=action, actor=actor, changes=changes, at=at)
+        return Changed(before, {**before, **values}, changes, reranked)
 
-        def change(conn: sa.Connection) -> Changed:
-            serialize_on(conn, "pipeline", tenant)
-            found = conn.execute(sa.select(leads).where(where)).mappings().first()
-            if found is None:
-                raise Missing(lead_id)
-            before = dict(found)
-            if version is not None and version != before["version"]:
-                raise Conflict(before)
-            changes = plan(conn, before)
-            reranked = changes.pop(RERANKED, {})
-            values = {COLUMNS[name]: value for name, value in changes.items()}
-            values.update(version=before["version"] + 1, updated_at=at)
-            conn.execute(leads.update().where(where).values(values))
-            conn.execute(activity.insert().values(
-                tenant_id=tenant, lead_id=lead_id, version=values["version"], action=action,
-                actor=actor, changes=changes, at=at))
-            return Changed(before, {**before, **values}, changes, reranked)
-
-        return await self.store.run(change)
-
-    async def delete(self, tenant: str, lead_id: str, *, version: int | None, actor: str,
-                     at: float) -> dict[str, Any]:
+    def delete(self, conn: sa.Connection, tenant: str, lead_id: str, *, version: int | None,
+               actor: str, at: float) -> dict[str, Any]:
         """Delete the lead (its activity log stays, with a last entry); its row
         as it was. Raises :class:`Missing`, :class:`Conflict`."""
-        _, leads, activity = self._tables()
+        _, leads, _ = self._tables()
         where = sa.and_(leads.c.tenant_id == tenant, leads.c.id == lead_id)
+        found = conn.execute(sa.select(leads).where(where)).mappings().first()
+        if found is None:
+            raise Missing(lead_id)
+        if version is not None and version != found["version"]:
+            raise Conflict(dict(found))
+        conn.execute(leads.delete().where(where))
+        _log(conn, tenant_id=tenant, lead_id=lead_id, version=found["version"] + 1,
+             action="deleted", actor=actor, changes={}, at=at)
+        return dict(found)
 
-        def delete(conn: sa.Connection) -> dict[str, Any]:
-            serialize_on(conn, "pipeline", tenant)
-            found = conn.execute(sa.select(leads).where(where)).mappings().first()
-            if found is None:
-                raise Missing(lead_id)
-            if version is not None and version != found["version"]:
-                raise Conflict(dict(found))
-            conn.execute(leads.delete().where(where))
-            conn.execute(activity.insert().values(
-                tenant_id=tenant, lead_id=lead_id, version=found["version"] + 1,
-                action="deleted", actor=actor, changes={}, at=at))
-            return dict(found)
+    def stage_ids(self, conn: sa.Connection, tenant: str, pipeline: str) -> list[str]:
+        """The stages of a pipeline created over HTTP (none for another)."""
+        pipelines, _, _ = self._tables()
+        stages = conn.execute(sa.select(pipelines.c.stages).where(
+            pipelines.c.tenant_id == tenant, pipelines.c.id == pipeline)).scalar()
+        return [stage["id"] for stage in stages or ()]
 
-        return await self.store.run(delete)
+    async def write(self, ops: Sequence[Op]) -> list[Any]:
+        """Run a batch of changes in one transaction, in order: what each
+        returned, or the refusal it raised before writing anything
+        (:class:`ClientError`, :class:`Missing`, :class:`Conflict`)."""
+        tenants = sorted({op.tenant for op in ops})
+        _, _, activity = self._tables()
+
+        def write(conn: sa.Connection) -> list[Any]:
+            for tenant in tenants:  # (in one order: no two batches wait on each other)
+                serialize_on(conn, "pipeline", tenant)
+            results: list[Any] = []
+            for op in ops:
+                try:
+                    results.append(op.apply(conn))
+                except (ClientError, Missing, Conflict) as refused:
+                    results.append(refused)
+            entries = conn.info.pop(_ACTIVITY, [])
+            if entries:  # the batch's activity log, in one statement
+                conn.execute(activity.insert(), entries)
+            return results
+
+        return await self.store.run(write)
 
     def rank_plan(self, tenant: str, stage: str, after_id: str | None, before_id: str | None
                   ) -> Callable[[sa.Connection, Mapping[str, Any]], tuple[str, dict[str, str]]]:
