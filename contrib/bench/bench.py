@@ -1,9 +1,11 @@
 """Switchboard benchmark: fan-out, connection rate, idle memory, latency, the
-transport design comparison, Socket.IO against the reference servers, and
-durable chat on SQLite and PostgreSQL, over real loopback sockets.
+transport design comparison, Socket.IO against the reference servers,
+durable chat and the lead pipeline's board on SQLite and PostgreSQL, over
+real loopback sockets.
 
     python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
-        [--rate 1000] [--secs 10] [--only fanout,connect,idle,latency,designs,sio,chat]
+        [--rate 1000] [--secs 10]
+        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline]
 
 Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
 a generated config in a temporary directory); the load clients are the Node.js
