@@ -22,9 +22,16 @@ from switchboard.testing import ErrorReply, Harness, TestClient, make_config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url(request.param, tmp_path) as url:
-        yield make_config({"store": {"url": url}})
+        yield url
+
+
+@pytest.fixture
+def switchboard_config(request: pytest.FixtureRequest, database: str) -> Config:
+    """SQLite and PostgreSQL; settings of the plugin by indirect parametrization."""
+    settings = getattr(request, "param", {})
+    return make_config({"store": {"url": database}, "plugins": {"pipeline": settings}})
 
 
 async def consultant(switchboard: Harness, user: str, tenant: str = "t1") -> TestClient:
@@ -308,14 +315,17 @@ async def test_tenants_never_see_or_change_each_others_leads(switchboard: Harnes
         with pytest.raises(ErrorReply) as error:
             await otto.request(event, {"leadId": lead["id"], **data})
         assert error.value.code == "not_found", event
-    with pytest.raises(ErrorReply):
-        await otto.request("room:join", {"room": f"lead:{lead['id']}"})
+    # the same room name in t2 is another room: nothing of t1's lead reaches it
+    await otto.request("room:join", {"room": f"lead:{lead['id']}"})
+    await ana.request("lead:update", {"leadId": lead["id"], "changes": {"title": "x"}})
+    assert (await ana.expect("lead:updated"))["changes"] == {"title": "x"}
     assert await column(otto, "novo") == []
     assert not otto.received("lead:created")
     response = await switchboard.http().get(
         f"/api/v1/leads/{lead['id']}?tenant=t2", headers=switchboard.api_headers())
     assert response.status_code == 404
-    assert (await ana.request("lead:get", {"leadId": lead["id"]}))["version"] == 1
+    assert (await ana.request("lead:get", {"leadId": lead["id"]}))["version"] == 2
+    assert not otto.received("lead:updated")
 
 
 async def test_the_activity_log_says_who_changed_what_and_when(switchboard: Harness) -> None:
@@ -433,3 +443,24 @@ async def test_plugins_create_leads_in_process_and_hear_of_every_change(
     conversation = await chat.get_conversation("t1", lead.conversation_id)
     assert conversation is not None and conversation.participant("+5511") is not None
     assert conversation.participant("ana") is not None  # the owner joined it
+
+
+@pytest.mark.parametrize("switchboard_config", [{"unknown_leads": "not_found"}],
+                         indirect=True)
+async def test_with_unknown_leads_not_found_an_unknown_lead_room_is_refused(
+        switchboard: Harness) -> None:
+    ana = await switchboard.connect(user="ana", role="agent")
+    for room in ("lead:ghost", "pipeline:ghost"):
+        with pytest.raises(ErrorReply) as refused:
+            await ana.request("room:join", {"room": room})
+        assert refused.value.code == "not_found"
+
+
+async def test_by_default_an_unknown_lead_room_is_the_other_policies_call(
+        switchboard: Harness) -> None:
+    ana = await switchboard.connect(user="ana", role="agent")
+    carla = await switchboard.connect(user="carla", role="customer")
+    assert (await ana.request("room:join", {"room": "lead:ghost"}))["room"] == "lead:ghost"
+    with pytest.raises(ErrorReply) as refused:
+        await carla.request("room:join", {"room": "lead:ghost"})
+    assert refused.value.code == "forbidden"

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from switchboard.core import ClientError, EventSpec, Rate, Session, incoming, outgoing
+from switchboard.core import (
+    ClientError,
+    EventSpec,
+    Rate,
+    Session,
+    incoming,
+    outgoing,
+    structure_payload,
+)
 
 from .payloads import (
     BOARD_ROOM,
@@ -21,6 +30,8 @@ from .payloads import (
 from .service import Pipelines, not_found
 
 CHANGES = Rate(rate=20.0, burst=40.0)
+R = TypeVar("R")
+Handler = Callable[[Session, Any], Awaitable[Any]]
 
 
 def _pipeline_json(pipeline: Any) -> dict[str, Any]:
@@ -43,21 +54,23 @@ class PipelineEvents:
                      doc="Ack {pipelines: [{id, name, stages}]} of your tenant (agents)."),
             incoming("lead:list", ListLeads, self.list_leads,
                      doc="A stage's leads in board order: ack {leads, nextCursor}."),
-            incoming("lead:get", LeadRef, self.get,
-                     doc="Ack the lead (agents, and the lead's own customer)."),
+            self.about_lead("lead:get", LeadRef, self.get,
+                            doc="Ack the lead (agents, and the lead's own customer)."),
             incoming("lead:create", CreateLead, self.create, rate=CHANGES,
                      doc="Create a lead with its conversation; ack the lead."),
-            incoming("lead:update", UpdateLead, self.update, rate=CHANGES,
-                     doc="Change fields {leadId, changes, version?}; ack the lead, "
-                         "conflict with the current one when stale."),
-            incoming("lead:move", MoveLead, self.move, rate=CHANGES,
-                     doc="Move {leadId, stageId, afterId?|beforeId?, version?}; ack the lead."),
-            incoming("lead:assign", AssignLead, self.assign, rate=CHANGES,
-                     doc="Give the lead to {ownerId} (null: nobody); ack the lead."),
-            incoming("lead:delete", DeleteLead, self.delete, rate=CHANGES,
-                     doc="Delete the lead {leadId, version?}; ack {leadId, deleted: true}."),
-            incoming("lead:activity", ActivityRequest, self.activity,
-                     doc="The lead's activity log, newest first: ack {entries, nextBefore}."),
+            self.about_lead("lead:update", UpdateLead, self.update, rate=CHANGES,
+                            doc="Change fields {leadId, changes, version?}; ack the lead, "
+                                "conflict with the current one when stale."),
+            self.about_lead("lead:move", MoveLead, self.move, rate=CHANGES,
+                            doc="Move {leadId, stageId, afterId?|beforeId?, version?}; "
+                                "ack the lead."),
+            self.about_lead("lead:assign", AssignLead, self.assign, rate=CHANGES,
+                            doc="Give the lead to {ownerId} (null: nobody); ack the lead."),
+            self.about_lead("lead:delete", DeleteLead, self.delete, rate=CHANGES,
+                            doc="Delete the lead {leadId, version?}; ack {leadId, deleted: true}."),
+            self.about_lead("lead:activity", ActivityRequest, self.activity,
+                            doc="The lead's activity log, newest first: "
+                                "ack {entries, nextBefore}."),
             outgoing("lead:created", doc="To pipeline:{id} and lead:{id}: {leadId, "
                                          "pipelineId, version, by, lead}."),
             outgoing("lead:updated", doc="{leadId, pipelineId, version, by, changes} "
@@ -70,6 +83,44 @@ class PipelineEvents:
             outgoing("stage:reranked", doc="To pipeline:{id}: {pipelineId, stageId, ranks: "
                                            "{leadId: rank}}, a stage renumbered (rare)."),
         ]
+
+    def about_lead(self, name: str, cls: type[R],
+                   handler: Callable[[Session, R], Awaitable[Any]], *, doc: str,
+                   rate: Rate | None = None) -> EventSpec:
+        """An incoming event about one lead (see :meth:`lead_event`)."""
+        return incoming(name, None, self.lead_event(name, cls, handler), rate=rate, doc=doc)
+
+    def lead_event(self, name: str, cls: type[R],
+                   handler: Callable[[Session, R], Awaitable[Any]]) -> Handler:
+        """The handler of an event about one lead. Its payload is checked here
+        rather than by the event's declaration so that an event this plugin
+        cannot take (a payload of another shape, a lead it does not know) is
+        offered to the event proxy (the deployment's backend, which may own
+        that lead); when no proxy takes it, the plugin's own error answers."""
+
+        async def handle(session: Session, data: Any) -> Any:
+            try:
+                request = structure_payload({} if data is None else data, cls)
+            except ClientError as refused:
+                return await self._backend_or(session, name, data, refused)
+            try:
+                return await handler(session, request)
+            except ClientError as exc:
+                if exc.code == "not_found" and exc.extra.get("leadId") == getattr(
+                        request, "leadId", None):
+                    return await self._backend_or(session, name, data, exc)
+                raise
+
+        return handle
+
+    async def _backend_or(self, session: Session, name: str, data: Any,
+                          error: ClientError) -> Any:
+        try:
+            return await self.pipelines.app.offer_unhandled(session, name, data)
+        except ClientError as exc:
+            if exc.code == "unknown_event":  # no proxy takes it: ours is the answer
+                raise error from None
+            raise
 
     def _agent(self, session: Session) -> None:
         if not self.pipelines.app.is_agent(session):

@@ -243,9 +243,10 @@ class PipelineSettings:
     page_size: int = 50
     page_max: int = 200
     #: A join of ``lead:{id}`` or ``pipeline:{id}`` for an id this plugin does
-    #: not know: ``not_found``, or ``defer`` to the other join policies (a
-    #: join proxy, when the deployment keeps leads in its own backend).
-    unknown_leads: Literal["not_found", "defer"] = "not_found"
+    #: not know: ``defer`` to the other join policies (the default room policy
+    #: lets the tenant's agents in; a join proxy decides for leads the
+    #: deployment keeps in its own backend), or ``not_found``.
+    unknown_leads: Literal["not_found", "defer"] = "defer"
 
 
 # -- payloads of events -------------------------------------------------------------------
