@@ -46,7 +46,13 @@ from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
 
 if TYPE_CHECKING:
-    from .services import ChatService, NotificationsService, PipelineService, PresenceService
+    from .services import (
+        ChatService,
+        HandoverService,
+        NotificationsService,
+        PipelineService,
+        PresenceService,
+    )
 
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
@@ -211,6 +217,9 @@ class App:
 
     @overload
     def service(self, name: Literal["pipeline"]) -> PipelineService: ...
+
+    @overload
+    def service(self, name: Literal["handover"]) -> HandoverService: ...
 
     @overload
     def service(self, name: str) -> Any: ...

@@ -50,7 +50,14 @@ if TYPE_CHECKING:
     from .events import EventSpec
     from .handshake import Handshake
     from .profiles import Profile
-    from .services import ChatMessage, ChatStatusChange, LeadChange, MessageSource, Notification
+    from .services import (
+        ChatMessage,
+        ChatStatusChange,
+        HandoverChange,
+        LeadChange,
+        MessageSource,
+        Notification,
+    )
     from .session import Session
 
 PROJECT = "switchboard"
@@ -283,6 +290,17 @@ def switchboard_pipeline_lead_changed(change: LeadChange) -> Awaitable[None] | N
     service; it has been broadcast to ``pipeline:{id}`` and ``lead:{id}``.
     ``change.changes`` holds the changed fields (their new values). The
     return value is ignored.
+    """
+
+
+@hookspec
+def switchboard_handover_changed(change: HandoverChange) -> Awaitable[None] | None:
+    """The ``handover`` plugin changed a request for a human agent: requested,
+    accepted, transferred, escalated, cancelled, resolved or expired
+    (``change.action``), from a socket event, the HTTP API, the ``handover``
+    service or its escalation timer (``change.source``). The change has been
+    stored and announced to clients; ``change.request`` is the request as it
+    is now. The return value is ignored.
     """
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from databases import database_url
+from quart import Blueprint, url_for
 from switchboard.core import App, ChatParticipant, hookimpl
 from switchboard.testing import Harness, Timeout, make_config
 
@@ -151,3 +153,31 @@ async def test_each_config_gets_a_database_of_its_own(switchboard: Harness) -> N
             assert await other.app.service("chat").get_conversation("t1", "c1") is None
         finally:
             await other.stop()
+
+
+class Widgets:
+    """A plugin route that answers a creation with the URL of what it made."""
+
+    @hookimpl
+    def switchboard_blueprints(self) -> Blueprint:
+        bp = Blueprint("widgets", __name__)
+
+        @bp.post("/api/v1/widgets/<tenant>")
+        async def create(tenant: str) -> Any:
+            return {}, 201, {"Location": url_for("widgets.show", tenant=tenant, widget=7,
+                                                 color="blue")}
+
+        @bp.get("/api/v1/widgets/<tenant>/<int:widget>")
+        async def show(tenant: str, widget: int) -> Any:
+            return {"widget": widget}
+
+        return bp
+
+
+@pytest.mark.parametrize("switchboard_plugins", [{"widgets": Widgets}])
+async def test_routes_build_their_urls(switchboard: Harness) -> None:
+    """URL builders are made on first use (a server's start skips them): they
+    still build what werkzeug builds, query string included."""
+    response = await switchboard.http().post("/api/v1/widgets/acme")
+    assert response.status_code == 201
+    assert response.headers["Location"] == "/api/v1/widgets/acme/7?color=blue"
