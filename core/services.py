@@ -498,8 +498,9 @@ class Lead:
 
     @property
     def conversation_id(self) -> str:
-        """Its chat conversation, created with it: ``lead:{id}``."""
-        return f"lead:{self.id}"
+        """Its chat conversation, created with it: the conversation with the
+        lead's id (as the ``handover`` plugin and the CRM read ``leadId``)."""
+        return self.id
 
     def to_json(self) -> dict[str, Any]:
         """The lead as clients get it (acks, ``lead:created``, the HTTP API)."""
@@ -564,7 +565,7 @@ class PipelineService(Protocol):
                           fields: Mapping[str, Any] | None = None,
                           actor: str = "system") -> Lead:
         """Create a lead (in the pipeline's first stage by default, at its
-        end) with its chat conversation (``lead:{id}``, the customer and the
+        end) with its chat conversation (the lead's id; the customer and the
         owner as participants). A random id when none is given; ``conflict``
         if it exists."""
         ...

@@ -243,13 +243,13 @@ PYTAKE = Profile(
 
 # -- Next.js CRM (seed 000): leads, chat, typing, notifications ---------------
 #
-# A lead the pipeline plugin knows has its conversation ``lead:{id}`` and its
-# changes go to the pipeline; a lead only the CRM's backend knows (its join
-# proxy allowed ``lead:{id}``) gets a conversation with the lead's own id,
-# and its changes go to the backend through the event proxy.
+# A lead's chat is the conversation with the lead's id (the pipeline creates
+# it with the lead; the handover plugin reads ``leadId`` the same way). A lead
+# the pipeline plugin knows has its changes go to the pipeline; a lead only
+# the CRM's backend knows (its join proxy allowed ``lead:{id}``) gets its
+# conversation on the first join, and its changes go to the backend through
+# the event proxy.
 
-#: Where a session's leads' conversations are kept (lead id -> conversation id).
-_CONVERSATIONS = "nextcrm.conversations"
 _STAGE_FIELDS = ("status", "stage", "stageId")
 _OWNER_FIELDS = ("ownerId", "owner", "assignedTo", "consultantId")
 _CONTACT_FIELDS = {"email": "email", "phone": "phone", "company": "company",
@@ -274,16 +274,6 @@ def _pipeline(app: App) -> PipelineService | None:
 async def _known_lead(app: App, session: Session, lead_id: str) -> Lead | None:
     pipeline = _pipeline(app)
     return await pipeline.get_lead(session.tenant_id, lead_id) if pipeline else None
-
-
-async def _conversation_of(app: App, session: Session, lead_id: str) -> str:
-    """The lead's conversation: ``lead:{id}`` for the pipeline's leads, else
-    the lead's id (a conversation the backend registered)."""
-    known: dict[str, str] = session.state.setdefault(_CONVERSATIONS, {})
-    if lead_id not in known:
-        lead = await _known_lead(app, session, lead_id)
-        known[lead_id] = lead.conversation_id if lead is not None else lead_id
-    return known[lead_id]
 
 
 async def _backend_lead_conversation(app: App, session: Session, lead_id: str) -> None:
@@ -312,21 +302,18 @@ async def _lead_join(app: App, session: Session, lead_id: str) -> dict[str, Any]
             raise
     if lead is None and rooms:
         await _backend_lead_conversation(app, session, lead_id)
-    conversation = lead.conversation_id if lead is not None else lead_id
     try:
-        rooms.append(await app.join(session, "conversation:" + conversation))
+        rooms.append(await app.join(session, "conversation:" + lead_id))
     except ClientError as exc:
         if exc.code != "not_found":  # a lead without a chat yet is fine
             raise
     if not rooms:
         raise ClientError("not_found", f"no lead {lead_id!r}", leadId=lead_id)
-    session.state.setdefault(_CONVERSATIONS, {})[lead_id] = conversation
     return {"leadId": lead_id, "rooms": rooms}
 
 
 async def _lead_leave(app: App, session: Session, lead_id: str) -> dict[str, Any]:
-    conversation = await _conversation_of(app, session, lead_id)
-    for room in (f"lead:{lead_id}", f"conversation:{conversation}"):
+    for room in (f"lead:{lead_id}", f"conversation:{lead_id}"):
         await app.leave(session, room)
     return {"leadId": lead_id}
 
@@ -335,31 +322,11 @@ def _chat_message(data: Any) -> dict[str, Any]:
     text = data.get("message") if isinstance(data, dict) else None
     if not isinstance(text, str):
         raise ClientError("invalid_payload", "message: expected a string", field="message")
-    payload: dict[str, Any] = {"leadId": _field(data, "leadId"), "type": "text",
+    payload: dict[str, Any] = {"conversationId": _field(data, "leadId"), "type": "text",
                                "content": {"text": text}}
     if isinstance(data.get("clientId"), str):
         payload["clientId"] = data["clientId"]
     return payload
-
-
-async def _send(app: App, session: Session, payload: dict[str, Any]) -> Any:
-    lead_id = payload.pop("leadId")
-    payload["conversationId"] = await _conversation_of(app, session, lead_id)
-    return await app.dispatch(session, "message:send", payload)
-
-
-def _typing_payload(data: Any) -> tuple[str, bool]:
-    return _field(data, "leadId"), bool(data.get("isTyping"))
-
-
-async def _typing_in(app: App, session: Session, payload: tuple[str, bool]) -> Any:
-    lead_id, on = payload
-    room = "conversation:" + await _conversation_of(app, session, lead_id)
-    return await app.dispatch(session, "typing:start" if on else "typing:stop", {"room": room})
-
-
-def _lead_of_conversation(conversation: str) -> str:
-    return conversation.removeprefix("lead:")
 
 
 def _crm_message(data: Any) -> tuple[str, Any]:
@@ -368,7 +335,7 @@ def _crm_message(data: Any) -> tuple[str, Any]:
     text = content.get("text", content.get("url", ""))
     return "chat:new_message", {
         "id": _id(message, "id"),
-        "leadId": _lead_of_conversation(_id(message, "conversationId")),
+        "leadId": _id(message, "conversationId"),
         "message": text if isinstance(text, str) else "",
         "type": _optional(message, "type", str) or "text",
         "sender": _optional(message, "senderId", str, int),
@@ -381,9 +348,8 @@ def _crm_typing(data: Any) -> tuple[str, Any] | None:
     typing = _typing(data)
     if typing is None:
         return None
-    conversation, user, on = typing
-    return "chat:user_typing", {"leadId": _lead_of_conversation(conversation), "userId": user,
-                                "isTyping": on}
+    lead, user, on = typing
+    return "chat:user_typing", {"leadId": lead, "userId": user, "isTyping": on}
 
 
 # lead:update and lead:status_change: the pipeline's leads, or the backend's
@@ -531,8 +497,11 @@ NEXTCRM = Profile(
         "lead:leave": Inbound(None, payload=_lead_id, handler=_lead_leave),
         "lead:update": Inbound(None, payload=_lead_update, handler=_apply_update),
         "lead:status_change": Inbound(None, payload=_status_change, handler=_apply_status),
-        "chat:message": Inbound(None, payload=_chat_message, handler=_send),
-        "chat:typing": Inbound(None, payload=_typing_payload, handler=_typing_in),
+        "chat:message": Inbound("message:send", payload=_chat_message),
+        "chat:typing": Inbound(
+            lambda d: "typing:start" if isinstance(d, dict) and d.get("isTyping")
+            else "typing:stop",
+            payload=lambda d: {"room": "conversation:" + _field(d, "leadId")}),
     },
     outbound={
         "message:new": _crm_message,

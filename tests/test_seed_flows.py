@@ -123,7 +123,7 @@ class TestNextCRMFlow:
             await node.emit(name, "authenticate", {"userId": user, "role": "consultant"})
             assert (await event(node, name, "authenticated"))["userId"] == user
             ack = await node.call(name, "lead:join", "123")
-            assert ack["args"][0]["rooms"] == ["lead:123", "conversation:lead:123"]
+            assert ack["args"][0]["rooms"] == ["lead:123", "conversation:123"]
         online = [(await event(node, "consultant", "user:online"))["userId"] for _ in range(2)]
         assert online == ["consultant-1", "manager-1"]
 
@@ -191,7 +191,7 @@ class TestNextCRMLeadFlow:
             assert (await event(node, name, "authenticated"))["userId"] == user
         for name in ("c1", "c2", "customer"):
             joined = await ack_of(node, name, "lead:join", self.LEAD)
-            assert joined["rooms"] == [f"lead:{self.LEAD}", f"conversation:lead:{self.LEAD}"]
+            assert joined["rooms"] == [f"lead:{self.LEAD}", f"conversation:{self.LEAD}"]
         refused = await ack_of(node, "stranger", "lead:join", self.LEAD)
         assert refused["error"]["code"] == "forbidden"
 
@@ -215,7 +215,7 @@ class TestNextCRMLeadFlow:
             "leadId": self.LEAD, "userId": "cliente-1", "isTyping": True}
         # the lead's chat history is stored (a consultant who reloads sees it)
         history = await backend(switchboard_live, "GET",
-                                f"/api/v1/conversations/lead:{self.LEAD}/messages?tenant=crm",
+                                f"/api/v1/conversations/{self.LEAD}/messages?tenant=crm",
                                 None)
         assert [m["content"]["text"] for m in history["messages"]] == [
             "Qual o prazo?", "Em 5 dias."]
@@ -272,6 +272,24 @@ class TestNextCRMLeadFlow:
         missing = await ack_of(node, "c1", "lead:update",
                                {"leadId": "lead-999", "field": "value", "value": 1})
         assert missing["error"]["code"] == "not_found"
+
+    async def test_the_customer_asks_for_a_consultant_and_one_accepts(
+            self, switchboard_live: Harness, node: NodeClients) -> None:
+        """Seed 000's handover on a pipeline lead: the CRM's own events, through
+        the profile unchanged, on the lead's conversation."""
+        await self.open(switchboard_live, node)
+        requested = await ack_of(node, "customer", "handover:request", {
+            "leadId": self.LEAD, "reason": "Dúvida técnica", "priority": "high"})
+        assert requested["leadId"] == self.LEAD and requested["status"] == "pending"
+        for name in ("c1", "c2"):
+            announced = await event(node, name, "handover:new_request")
+            assert (announced["leadId"], announced["reason"]) == (self.LEAD, "Dúvida técnica")
+        accepted = await ack_of(node, "c2", "handover:accept",
+                                {"leadId": self.LEAD, "consultantId": "consultor-2"})
+        assert accepted["status"] == "accepted" and accepted["consultantId"] == "consultor-2"
+        told = await event(node, "customer", "handover:accepted")
+        assert told["leadId"] == self.LEAD and told["consultantId"] == "consultor-2"
+        assert node.received("stranger", "event", event="handover:new_request") == []
 
     async def test_a_consultant_who_leaves_the_lead_hears_no_more_of_its_chat(
             self, switchboard_live: Harness, node: NodeClients) -> None:

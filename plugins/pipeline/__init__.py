@@ -12,7 +12,7 @@
 - Changes carry the version the client saw: a stale one is refused
   ``conflict`` with the lead's current state. Cards are ordered by rank keys
   (``ranks``): a move writes one row.
-- Each lead has its chat conversation (``lead:{id}``), created with it
+- Each lead has its chat conversation (the one with the lead's id), created with it
   through the ``chat`` service, its customer and owner as participants.
 - The same operations over HTTP (API key) and for other plugins through the
   ``pipeline`` service (``app.service("pipeline")``); every change is
