@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import trio
 from databases import database_url
 from switchboard.core import ClientError, LeadChange, hookimpl
@@ -464,3 +465,31 @@ async def test_by_default_an_unknown_lead_room_is_the_other_policies_call(
     with pytest.raises(ErrorReply) as refused:
         await carla.request("room:join", {"room": "lead:ghost"})
     assert refused.value.code == "forbidden"
+
+
+async def refuse_title(switchboard: Harness, title: str) -> None:
+    store = switchboard.server.store
+    if store.dialect == "sqlite":
+        await store.execute(sa.text(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON pipeline_leads "
+            f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+    else:
+        await store.execute(sa.text(
+            f"ALTER TABLE pipeline_leads ADD CONSTRAINT refuse CHECK (title <> '{title}')"))
+
+
+async def test_a_change_the_database_refuses_fails_alone_and_leaves_no_trace(
+        switchboard: Harness) -> None:
+    ana = await consultant(switchboard, "ana")
+    bia = await consultant(switchboard, "bia")
+    first, second = await create(ana, "A"), await create(ana, "B")
+    await refuse_title(switchboard, "boom")
+    with pytest.raises(ErrorReply) as refused:
+        await ana.request("lead:update", {"leadId": first["id"], "changes": {"title": "boom"}})
+    assert refused.value.code == "internal_error"
+    await ana.request("lead:update", {"leadId": second["id"], "changes": {"title": "ok"}})
+    assert (await bia.expect("lead:updated"))["leadId"] == second["id"]  # only this one
+    assert (await ana.request("lead:get", {"leadId": first["id"]}))["version"] == 1
+    for lead, actions in ((first, ["created"]), (second, ["updated", "created"])):
+        log = await ana.request("lead:activity", {"leadId": lead["id"]})
+        assert [e["action"] for e in log["entries"]] == actions

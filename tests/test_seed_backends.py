@@ -52,11 +52,14 @@ class TestNextCRM:
     #: canAccessLead: the CRM's customers and their leads
     CUSTOMERS = {"client-5": "123"}
 
-    @pytest.fixture
-    def switchboard_config(self, backend: Backend) -> Config:
-        return seed_config("nextcrm.toml", backend, {
-            "connect_url": "/api/switchboard/connect", "join_url": "/api/switchboard/join",
-            "event_url": "/api/switchboard/event"})
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def switchboard_config(self, request: pytest.FixtureRequest, backend: Backend,
+                           tmp_path: Path) -> Iterator[Config]:
+        with database_url(request.param, tmp_path) as url:
+            yield seed_config("nextcrm.toml", backend, {
+                "connect_url": "/api/switchboard/connect",
+                "join_url": "/api/switchboard/join",
+                "event_url": "/api/switchboard/event"}, store=url)
 
     def crm_backend(self, backend: Backend) -> None:
         def connect(body: dict[str, Any]) -> Any:

@@ -361,6 +361,7 @@ class PipelineStorage:
         _, _, activity = self._tables()
 
         def write(conn: sa.Connection) -> list[Any]:
+            conn.info.pop(_ACTIVITY, None)  # (left by a batch that failed on this connection)
             for tenant in tenants:  # (in one order: no two batches wait on each other)
                 serialize_on(conn, "pipeline", tenant)
             results: list[Any] = []
