@@ -375,6 +375,9 @@ async def test_http_changes_are_announced_like_socket_ones(switchboard: Harness)
     assert response.status_code == 400 and (await response.get_json())["field"] == "title"
     response = await http.delete("/api/v1/leads/L-1?tenant=t1&version=x", headers=headers)
     assert response.status_code == 400
+    response = await http.delete("/api/v1/leads/L-1?tenant=t1&actor=" + "x" * 300,
+                                 headers=headers)
+    assert response.status_code == 400 and (await response.get_json())["field"] == "actor"
     response = await http.delete("/api/v1/leads/L-1?tenant=t1", headers=headers)
     assert response.status_code == 204
     assert (await ana.expect("lead:deleted"))["leadId"] == "L-1"

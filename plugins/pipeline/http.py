@@ -12,6 +12,7 @@ from switchboard.core import (
     ClientError,
     PipelineStage,
     api_key_tenant,
+    check_identifier,
     read_json,
     request_api_key,
     require_api_key,
@@ -28,6 +29,8 @@ def _pipeline_json(pipeline: Any) -> dict[str, Any]:
 
 
 def _actor(given: str | None) -> str:
+    if given is not None and (problem := check_identifier(given)) is not None:
+        raise ClientError("invalid_payload", f"actor: {problem}", field="actor")
     return given or f"api:{request_api_key().name}"
 
 
