@@ -145,6 +145,37 @@ class TestNextCRM:
                                                                "message": "psst"})
         assert not_theirs["args"][0]["error"]["code"] == "forbidden"
 
+    async def test_switchboards_leads_stay_switchboards_and_the_backends_go_to_it(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        """Both kinds of lead in one deployment: a lead created in the pipeline
+        (POST /api/v1/leads) is changed by the pipeline, with no call to the
+        backend; lead 123, which only the backend knows, goes to its event proxy."""
+        self.crm_backend(backend)
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                switchboard_live.http_url("/api/v1/leads"),
+                headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                json={"tenant": "crm", "id": "sb-1", "title": "Switchboard's lead"})
+        assert response.status_code == 201
+        for name, cookie in (("consultant", "cookie-of-consultant-1"),
+                             ("manager", "cookie-of-manager-1")):
+            await self.open(node, name, cookie)
+            await node.expect(name, "connect")
+            for lead in ("sb-1", "123"):
+                await node.call(name, "lead:join", lead)
+        await node.emit("manager", "lead:status_change",
+                        {"leadId": "sb-1", "newStatus": "proposta"})
+        ours = (await node.expect("consultant", "event", event="lead:status_changed"))["args"]
+        assert (ours[0]["leadId"], ours[0]["oldStatus"], ours[0]["newStatus"]) == (
+            "sb-1", "novo", "proposta")
+        assert backend.calls_to("/api/switchboard/event") == []
+        await node.emit("manager", "lead:status_change",
+                        {"leadId": "123", "newStatus": "qualificacao"})
+        theirs = (await node.expect("consultant", "event", event="lead:status_changed"))["args"]
+        assert theirs[0] == {"leadId": "123", "newStatus": "qualificacao",
+                             "changedBy": "manager-1"}
+        assert len(backend.calls_to("/api/switchboard/event")) == 1
+
     async def test_without_a_session_the_crm_gets_the_backends_refusal(
             self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
         self.crm_backend(backend)
