@@ -19,7 +19,7 @@ import trio
 from databases import database_url
 from switchboard.core import ClientError, LeadChange, hookimpl
 from switchboard.core.config import Config
-from switchboard.testing import ErrorReply, Harness, TestClient, make_config
+from switchboard.testing import TEST_API_KEY, ErrorReply, Harness, TestClient, make_config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,9 +30,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def switchboard_config(request: pytest.FixtureRequest, database: str) -> Config:
-    """SQLite and PostgreSQL; settings of the plugin by indirect parametrization."""
-    settings = getattr(request, "param", {})
-    return make_config({"store": {"url": database}, "plugins": {"pipeline": settings}})
+    """SQLite and PostgreSQL; settings of the plugin by indirect parametrization
+    (and under ``_config``, more of the server's config)."""
+    settings = dict(getattr(request, "param", {}))
+    more = settings.pop("_config", {})
+    return make_config({"store": {"url": database}, "plugins": {"pipeline": settings},
+                        **more})
 
 
 async def consultant(switchboard: Harness, user: str, tenant: str = "t1") -> TestClient:
@@ -496,3 +499,37 @@ async def test_a_change_the_database_refuses_fails_alone_and_leaves_no_trace(
     for lead, actions in ((first, ["created"]), (second, ["updated", "created"])):
         log = await ana.request("lead:activity", {"leadId": lead["id"]})
         assert [e["action"] for e in log["entries"]] == actions
+
+
+T1_KEY = "key-of-tenant-t1"
+
+
+@pytest.mark.parametrize("switchboard_config", [{"_config": {"api_keys": [
+    {"key": TEST_API_KEY, "tenant": "*", "name": "tests"},
+    {"key": T1_KEY, "tenant": "t1", "name": "crm-t1"}]}}], indirect=True)
+async def test_a_tenants_api_key_reaches_only_its_tenants_leads(
+        switchboard: Harness) -> None:
+    http, everyone = switchboard.http(), switchboard.api_headers()
+    t1 = switchboard.api_headers(T1_KEY)
+    response = await http.post("/api/v1/leads", headers=everyone,
+                               json={"tenant": "t2", "id": "L-2", "title": "t2's"})
+    assert response.status_code == 201
+    response = await http.post("/api/v1/leads", headers=t1, json={"title": "mine"})
+    assert response.status_code == 201  # the key's tenant, implied
+    assert (await response.get_json())["id"]
+    for method, path, body in [
+            ("post", "/api/v1/leads", {"tenant": "t2", "title": "x"}),
+            ("get", "/api/v1/leads/L-2?tenant=t2", None),
+            ("patch", "/api/v1/leads/L-2", {"tenant": "t2", "changes": {"title": "x"}}),
+            ("post", "/api/v1/leads/L-2/move", {"tenant": "t2", "stageId": "ganho"}),
+            ("delete", "/api/v1/leads/L-2?tenant=t2", None),
+            ("get", "/api/v1/pipelines?tenant=t2", None)]:
+        call = getattr(http, method)
+        response = await (call(path, headers=t1, json=body) if body is not None
+                          else call(path, headers=t1))
+        assert response.status_code == 403, (method, path)
+    # and without naming a tenant, t1's key does not see t2's lead
+    response = await http.get("/api/v1/leads/L-2", headers=t1)
+    assert response.status_code == 404
+    response = await http.get("/api/v1/leads/L-2?tenant=t2", headers=everyone)
+    assert (await response.get_json())["version"] == 1
