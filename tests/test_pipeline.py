@@ -533,3 +533,17 @@ async def test_a_tenants_api_key_reaches_only_its_tenants_leads(
     assert response.status_code == 404
     response = await http.get("/api/v1/leads/L-2?tenant=t2", headers=everyone)
     assert (await response.get_json())["version"] == 1
+
+
+@pytest.mark.parametrize("switchboard_config", [
+    {"_config": {"rooms": {"public_patterns": ["lead:*"]}}}], indirect=True)
+async def test_the_old_public_lead_rooms_workaround_no_longer_opens_a_lead_to_everyone(
+        switchboard: Harness) -> None:
+    ana = await consultant(switchboard, "ana")
+    lead = await create(ana, "ACME", customerId="carla")
+    carla = await switchboard.connect(user="carla", role="customer")
+    dora = await switchboard.connect(user="dora", role="customer")
+    assert await carla.request("room:join", {"room": f"lead:{lead['id']}"})
+    with pytest.raises(ErrorReply) as refused:
+        await dora.request("room:join", {"room": f"lead:{lead['id']}"})
+    assert refused.value.code == "forbidden"
