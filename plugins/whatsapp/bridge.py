@@ -1,7 +1,6 @@
-"""A QR-linked device bridge (Evolution API's shape; WPPConnect servers speak
-much the same), sans-IO: its webhooks (``qrcode.updated``,
-``connection.update``, ``messages.upsert``, ``messages.update``,
-``contacts.update``), its send endpoints and its instance calls (connect,
+"""A QR-linked device bridge speaking the Evolution API (v2), sans-IO: its
+webhooks (``qrcode.updated``, ``connection.update``, ``messages.upsert``,
+``messages.update``, ``contacts.update``), its send endpoints and its instance calls (connect,
 restart, log out).
 
 The bridge puts its API key in every webhook body (``apikey``); a webhook
