@@ -154,8 +154,10 @@ async def test_the_qr_code_expires_after_its_lifetime_unless_rotated(
 
 async def test_session_commands_over_sockets_are_for_admin_roles(switchboard: Harness,
                                                                  sim: Simulator) -> None:
-    await create_session(switchboard, sim, "phone", "bridge")
     agent = await switchboard.connect("ann", TENANT, role="agent")
+    await create_session(switchboard, sim, "phone", "bridge")
+    created = await agent.expect("whatsapp:session")
+    assert (created["sessionId"], created["status"]) == ("phone", "disconnected")
     with pytest.raises(ErrorReply) as refused:
         await agent.request("whatsapp:session:start", {"sessionId": "phone"})
     assert refused.value.data["code"] == "forbidden"

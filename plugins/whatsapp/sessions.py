@@ -87,7 +87,11 @@ class Sessions:
             current = await self.get(tenant, session)
             raise ClientError("conflict", f"WhatsApp session {session!r} exists",
                               sessionId=session, state=current.status)
-        return self.describe(await self.get(tenant, session))
+        row = await self.get(tenant, session)
+        await self._announce(tenant, events.SESSION, {
+            "sessionId": session, "status": row.status, "provider": provider, "reason": None,
+            "timestamp": time.time()})
+        return self.describe(row)
 
     async def command(self, tenant: str, session: str, command: str) -> dict[str, Any]:
         """Run ``start``, ``restart``, ``logout`` or ``delete``; the session after it."""
