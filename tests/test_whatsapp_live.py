@@ -291,3 +291,18 @@ async def test_a_store_outage_while_sending_loses_and_repeats_nothing(
     assert len(simulator.accepted) == 1
     plugin = cloud.server.plugins.pm.get_plugin("whatsapp")
     assert (await plugin.engine.delivery(TENANT, message.id))["status"] == "sent"
+
+
+async def test_a_status_that_beats_the_send_answer_is_not_lost(
+        cloud: Harness, simulator: Simulator) -> None:  # noqa: F811
+    simulator.config.statuses_first = True  # delivered arrives before the send's answer
+    agent = await cloud.connect("ann", TENANT, role="agent")
+    await simulator.customer_writes(CUSTOMER, "Hi")
+    await agent.expect("whatsapp:message")
+    await agent.request("conversation:join", {"conversationId": CONVERSATION})
+    sent = await agent.request("message:send", {"conversationId": CONVERSATION,
+                                                "content": {"text": "quick!"}})
+    accepted = await agent.expect("message:status")
+    delivered = await agent.expect("message:status")
+    assert [accepted["status"], delivered["status"]] == ["sent", "delivered"]
+    assert delivered["messageId"] == sent["id"]

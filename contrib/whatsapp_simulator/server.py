@@ -36,6 +36,9 @@ class SimulatorConfig:
     qr_interval: float = 20.0
     #: Fire sent/delivered status webhooks after each accepted Cloud send.
     statuses: bool = True
+    #: Fire them before answering the send (as Meta may: the webhook can beat
+    #: the API's answer).
+    statuses_first: bool = False
 
 
 @attrs.define
@@ -236,7 +239,9 @@ class Simulator:
                     "fbtrace_id": "SIM"}})
             await record(200)
             wamid = sim._wamid()
-            if c.statuses and c.cloud_webhook and sim._nursery is not None:
+            if c.statuses and c.cloud_webhook and c.statuses_first:
+                await sim._statuses(wamid, str(body["to"]))
+            elif c.statuses and c.cloud_webhook and sim._nursery is not None:
                 sim._nursery.start_soon(sim._statuses, wamid, str(body["to"]))
             return json_response(200, {"messaging_product": "whatsapp",
                                        "contacts": [{"input": body["to"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from switchboard.core import ChatParticipant, ClientError, agents_room
@@ -18,7 +19,7 @@ from .model import (
     InboundMessage,
     StatusUpdate,
 )
-from .storage import ContactChange, SessionRow
+from .storage import ContactChange, OutboxRow, SessionRow
 
 if TYPE_CHECKING:
     from .engine import WhatsApp
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.whatsapp")
 
 CONVERSATION_PREFIX = "whatsapp:"
+#: Statuses kept for provider ids not known yet, at most.
+MAX_EARLY = 10_000
 CONTACT_PREFIX = "wa:"
 
 
@@ -61,6 +64,8 @@ def contact_json(tenant: str, session: str, change: ContactChange) -> dict[str, 
 class Inbound:
     def __init__(self, engine: WhatsApp) -> None:
         self.engine = engine
+        #: Statuses of provider ids not known yet: (tenant, session, id) -> status.
+        self._early: OrderedDict[tuple[str, str, str], StatusUpdate] = OrderedDict()
 
     async def handle(self, row: SessionRow, happened: list[Event]) -> None:
         """Act on the events of one webhook, in order."""
@@ -111,14 +116,33 @@ class Inbound:
     async def _status(self, row: SessionRow, update: StatusUpdate) -> None:
         storage = self.engine.storage
         sent = await storage.by_provider_id(row.tenant, row.id, update.provider_id)
-        if sent is None or not await storage.move_status(sent, update.status, update.error):
-            return  # not ours, or nothing moved (a repeat, or one arriving late)
+        if sent is None:
+            # not ours, or ours before the provider's answer to the send was
+            # recorded: kept a while, and applied when it is (see apply_early)
+            self._early[(row.tenant, row.id, update.provider_id)] = update
+            while len(self._early) > MAX_EARLY:
+                self._early.popitem(last=False)
+            return
+        await self.apply_status(row.tenant, sent, update)
+
+    async def apply_early(self, tenant: str, sent: OutboxRow) -> None:
+        """A send's provider id is recorded: the statuses that came before it."""
+        if sent.provider_id is None:
+            return
+        update = self._early.pop((tenant, sent.session, sent.provider_id), None)
+        if update is not None:
+            await self.apply_status(tenant, sent, update)
+
+    async def apply_status(self, tenant: str, sent: OutboxRow, update: StatusUpdate) -> None:
+        storage = self.engine.storage
+        if not await storage.move_status(sent, update.status, update.error):
+            return  # nothing moved (a repeat, or one arriving late)
         if update.status in ("delivered", "read"):
             # the contact's receipt: the chat moves their watermark (history shows
             # it) and broadcasts message:status
             try:
                 await self.engine.app.service("chat").mark_receipt(
-                    row.tenant, sent.conversation, contact_user(sent.to), sent.message_id,
+                    tenant, sent.conversation, contact_user(sent.to), sent.message_id,
                     update.status)
             except ClientError as exc:  # (the contact left the conversation meanwhile)
                 log.info("whatsapp receipt of message %s not kept: %s", sent.message_id,

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 from switchboard.core import ClientError, StoreUnavailable
 
@@ -151,6 +152,8 @@ class Outbox:
         if outcome.provider_id is not None:
             await self._record(engine.storage.sent, row.id, attempts, outcome.provider_id)
             await engine.announce_status(row, "sent", None)
+            await engine.inbound.apply_early(row.tenant, attrs.evolve(
+                row, status="sent", provider_id=outcome.provider_id))
             return None
         error = outcome.error or "refused"
         if outcome.retry and attempts < settings.max_attempts:
