@@ -15,6 +15,7 @@ from databases import database_url
 from switchboard.core.config import Config
 from switchboard.testing import TEST_API_KEY, ErrorReply, Harness, make_config
 from switchboard.whatsapp_simulator import Simulator
+from switchboard.whatsapp_simulator.server import sign
 from whatsapps import (
     CUSTOMER,
     TENANT,
@@ -376,6 +377,16 @@ async def test_hostile_paths_and_ids_are_refused_cleanly(switchboard: Harness,
     assert huge.status_code == 404
     response = await post_cloud(switchboard, sim, text_message("sneaky", "wamid.\nline"))
     assert (await response.get_json()) == {"received": 0}
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = await http.post(f"/api/v1/whatsapp/webhooks/{TENANT}/main", data=deep,
+                               headers={"X-Hub-Signature-256": sign(sim.config.app_secret,
+                                                                    deep)})
+    assert (response.status_code, (await response.get_json())["code"]) == (400, "invalid_json")
+    huge = b'{"entry": [], "n": 1' + b"0" * 5000 + b"}"
+    response = await http.post(f"/api/v1/whatsapp/webhooks/{TENANT}/main", data=huge,
+                               headers={"X-Hub-Signature-256": sign(sim.config.app_secret,
+                                                                    huge)})
+    assert response.status_code in (200, 400)
 
 
 async def test_a_send_a_stopped_node_left_half_done_is_sent_after_a_restart(

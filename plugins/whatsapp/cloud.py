@@ -220,6 +220,6 @@ def _list(value: Any) -> list[Any]:
 def _number(value: Any) -> float | None:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if 0 <= number < 1e12 else None

@@ -59,7 +59,7 @@ class WhatsApp:
         provider = self.sessions.provider(row)
         try:
             parsed: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             parsed = None
         if not provider.authentic(body, headers, parsed):
             raise WebhookRefused(401, "unauthorized", "the webhook's signature or key is wrong")
