@@ -38,7 +38,8 @@ def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
                          {"key": "globex-only-key-0123", "tenant": "globex"}],
             "plugins": {"whatsapp": {"graph_url": "http://graph.simulator", "qr_lifetime": 40.0,
                                      "retry_first": 2.0, "retry_longest": 60.0,
-                                     "max_attempts": 20, "rate_per_number": 2.0}}})
+                                     "max_attempts": 20, "rate_per_number": 2.0,
+                                     "max_media_bytes": 1000}}})
 
 
 @pytest.fixture
@@ -448,3 +449,26 @@ async def test_a_failed_status_from_the_provider_fails_the_message_with_its_erro
     await agent.settle(1)
     assert agent.received("message:status") == []
     assert (await plugin.engine.delivery(TENANT, message_id))["status"] == "failed"
+
+
+async def test_a_customers_media_is_fetched_through_the_session(switchboard: Harness,
+                                                                sim: Simulator) -> None:
+    await create_session(switchboard, sim)
+    sim.media["991"] = ("image/jpeg", b"\xff\xd8\xff" + b"j" * 500)
+    sim.media["992"] = ("video/mp4", b"v" * 5000)
+    http = switchboard.http()
+    path = f"/api/v1/whatsapp/sessions/main/media/991?tenant={TENANT}"
+    response = await http.get(path, headers=headers())
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert await response.get_data(as_text=False) == b"\xff\xd8\xff" + b"j" * 500
+    too_large = await http.get(path.replace("991", "992"), headers=headers())
+    assert (too_large.status_code, (await too_large.get_json())["code"]) == (
+        413, "payload_too_large")
+    unknown = await http.get(path.replace("991", "993"), headers=headers())
+    assert unknown.status_code == 404
+    hostile = await http.get(path.replace("991", "..%2F..%2Fme"), headers=headers())
+    assert hostile.status_code == 404
+    theirs = await http.get("/api/v1/whatsapp/sessions/main/media/991",
+                            headers=headers("globex-only-key-0123"))
+    assert theirs.status_code == 404

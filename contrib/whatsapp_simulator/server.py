@@ -67,6 +67,8 @@ class Simulator:
         self.state = "close"
         self.qr_codes: list[str] = []
         self._failures: list[int] = []
+        #: Media a customer sent: media id -> (MIME type, bytes).
+        self.media: dict[str, tuple[str, bytes]] = {}
         #: Seconds a 429 answer asks to wait (``Retry-After``), if set.
         self.retry_after: float | None = None
         self._ids = itertools.count(1)
@@ -248,16 +250,36 @@ class Simulator:
                                                      "wa_id": body["to"]}],
                                        "messages": [{"id": wamid}]})
 
-        @app.get("/<version>/<number>")
-        async def graph_number(version: str, number: str) -> Response:
+        @app.get("/<version>/<node>")
+        async def graph_node(version: str, node: str) -> Response:
+            """The number (its details), or a media id (where to download it)."""
             c = sim.config
-            if request.headers.get("Authorization") != f"Bearer {c.access_token}" \
-                    or number != c.phone_number_id:
+            if request.headers.get("Authorization") != f"Bearer {c.access_token}":
                 return json_response(401, {"error": {
                     "message": "Invalid OAuth access token.", "type": "OAuthException",
                     "code": 190, "fbtrace_id": "SIM"}})
-            return json_response(200, {"display_phone_number": "15550000000",
-                                       "id": number})
+            if node == c.phone_number_id:
+                return json_response(200, {"display_phone_number": "15550000000",
+                                           "id": node})
+            if node in sim.media:
+                mime, data = sim.media[node]
+                return json_response(200, {
+                    "messaging_product": "whatsapp", "url": f"{sim.base_url}/sim/media/{node}",
+                    "mime_type": mime, "sha256": hashlib.sha256(data).hexdigest(),
+                    "file_size": len(data), "id": node})
+            return json_response(400, {"error": {
+                "message": f"Unsupported get request. Object with ID '{node}' does not exist",
+                "type": "GraphMethodException", "code": 100, "error_subcode": 33,
+                "fbtrace_id": "SIM"}})
+
+        @app.get("/sim/media/<node>")
+        async def media_download(node: str) -> Response:
+            if request.headers.get("Authorization") != f"Bearer {sim.config.access_token}":
+                return Response(b"", status=401)
+            if node not in sim.media:
+                return Response(b"", status=404)
+            mime, data = sim.media[node]
+            return Response(data, status=200, content_type=mime)
 
         @app.get("/instance/connect/<instance>")
         async def connect(instance: str) -> Response:

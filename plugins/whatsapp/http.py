@@ -24,7 +24,14 @@ from switchboard.core import (
 from . import cloud
 from .engine import WebhookRefused, WhatsApp
 from .events import COMMANDS, _session_id
-from .providers import BridgeConfig, CloudConfig
+from .providers import (
+    BridgeConfig,
+    CloudConfig,
+    CloudProvider,
+    MediaNotFound,
+    MediaTooLarge,
+    ProviderError,
+)
 
 PREFIX = "/api/v1/whatsapp"
 
@@ -98,6 +105,30 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         _check_session_id(session)
         await _run(engine, tenant, session, "delete")
         return "", 204
+
+    @bp.get(f"{PREFIX}/sessions/<session>/media/<media_id>")
+    @require_api_key
+    async def media(session: str, media_id: str) -> Any:
+        tenant = api_key_tenant(request.args.get("tenant"))
+        _check_session_id(session)
+        if not media_id.isascii() or not media_id.replace("_", "").isalnum() \
+                or len(media_id) > 200:
+            raise ClientError("not_found", "no such media")
+        row = await engine.sessions.get(tenant, session)
+        provider = engine.sessions.provider(row)
+        if not isinstance(provider, CloudProvider):
+            return error_response(404, "not_found",
+                                  "media are fetched from Cloud API sessions only")
+        limit = engine.settings.max_media_bytes
+        try:
+            mime, data = await provider.media(engine.client, media_id, limit)
+        except MediaNotFound:
+            return error_response(404, "not_found", f"no media {media_id!r}")
+        except MediaTooLarge:
+            return error_response(413, "payload_too_large", f"the media is over {limit} bytes")
+        except ProviderError as exc:
+            return error_response(502, "provider_unavailable", f"the provider failed: {exc}")
+        return Response(data, status=200, content_type=mime)
 
     @bp.get(f"{PREFIX}/messages/<int:message_id>")
     @require_api_key

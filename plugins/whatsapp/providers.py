@@ -68,6 +68,14 @@ class ProviderError(Exception):
         self.retry = retry
 
 
+class MediaNotFound(Exception):
+    """The provider knows no such media (or no longer: Cloud API media expire)."""
+
+
+class MediaTooLarge(Exception):
+    """The media is larger than ``max_media_bytes``."""
+
+
 class Provider(Protocol):
     name: str
 
@@ -114,6 +122,45 @@ class CloudProvider:
         status, answer_headers, answer = await _call(client, "POST", url, headers, body,
                                                      self.settings.timeout)
         return cloud.send_outcome(status, answer_headers, answer)
+
+    async def media(self, client: httpx.AsyncClient, media_id: str,
+                    limit: int) -> tuple[str, bytes]:
+        """A customer's media: its MIME type and bytes (the Graph API says
+        where to download it, with the same token)."""
+        auth = {"Authorization": f"Bearer {self.config.accessToken}"}
+        try:
+            status, _, answer = await _call(client, "GET", f"{self.base}/{media_id}", auth,
+                                            None, self.settings.timeout)
+        except _Unreachable as exc:
+            raise ProviderError(str(exc), retry=True) from None
+        url = answer.get("url") if isinstance(answer, dict) else None
+        if status in (400, 404) or (200 <= status < 300 and not isinstance(url, str)):
+            raise MediaNotFound(media_id)
+        if not 200 <= status < 300 or not isinstance(url, str) \
+                or not url.startswith(("http://", "https://")):
+            raise ProviderError(f"the Graph API answered HTTP {status} for the media",
+                                retry=status >= 500)
+        mime = answer.get("mime_type") if isinstance(answer.get("mime_type"), str) \
+            else "application/octet-stream"
+        try:
+            with trio.fail_after(self.settings.timeout):
+                async with client.stream("GET", url, headers=auth) as response:
+                    if not 200 <= response.status_code < 300:
+                        raise ProviderError(f"the media download answered HTTP "
+                                            f"{response.status_code}", retry=True)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise MediaTooLarge(limit)
+                        chunks.append(chunk)
+        except trio.TooSlowError:
+            raise ProviderError(f"no media within {self.settings.timeout} s",
+                                retry=True) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"{type(exc).__name__}: {exc}"[:300], retry=True) from None
+        return mime, b"".join(chunks)
 
     async def start(self, client: httpx.AsyncClient) -> list[Event]:
         # A Cloud API number has no device to link: it is there once the Graph

@@ -24,12 +24,16 @@ class WhatsAppSettings:
     retry_longest: float = 300.0
     #: Tries of a send before it is marked failed.
     max_attempts: int = 12
+    #: Largest media passed through ``GET .../media/{mediaId}``, in bytes.
+    max_media_bytes: int = 16 * 1024 * 1024
 
     def __attrs_post_init__(self) -> None:
         if not self.graph_url.startswith(("http://", "https://")):
             raise ValueError("graph_url: must be an http(s) URL")
-        if self.qr_lifetime <= 0 or self.timeout <= 0 or self.rate_per_number <= 0:
-            raise ValueError("qr_lifetime, timeout and rate_per_number must be positive")
+        if self.qr_lifetime <= 0 or self.timeout <= 0 or self.rate_per_number <= 0 \
+                or self.max_media_bytes <= 0:
+            raise ValueError("qr_lifetime, timeout, rate_per_number and max_media_bytes "
+                             "must be positive")
         if self.max_attempts < 1 or not 0 < self.retry_first <= self.retry_longest:
             raise ValueError("max_attempts must be at least 1, and "
                              "0 < retry_first <= retry_longest")
