@@ -472,3 +472,19 @@ async def test_a_customers_media_is_fetched_through_the_session(switchboard: Har
     theirs = await http.get("/api/v1/whatsapp/sessions/main/media/991",
                             headers=headers("globex-only-key-0123"))
     assert theirs.status_code == 404
+
+
+async def test_a_message_new_published_by_a_backend_sends_nothing(switchboard: Harness,
+                                                                  sim: Simulator) -> None:
+    await _conversation_with_customer(switchboard, sim)
+    response = await switchboard.http().post("/api/v1/emit", headers=headers(), json={
+        "event": "message:new", "tenant": TENANT, "room": f"conversation:{CONVERSATION}",
+        "data": {"id": 999, "conversationId": CONVERSATION, "senderId": "ann",
+                 "type": "text", "content": {"text": "forged"}}})
+    assert response.status_code == 202
+    real = await _reply(switchboard, "real")
+    with trio.fail_after(60):
+        [request] = await sim.wait_requests(1)
+    await trio.sleep(30)
+    assert request.json["text"]["body"] == "real" and len(sim.requests) == 1
+    assert real != 999

@@ -8,11 +8,10 @@ import sqlalchemy as sa
 import trio
 from quart import Blueprint
 from switchboard.core import (
+    MAX_ROW_ID,
     App,
-    ChatMessage,
     ClientError,
     EventSpec,
-    MessageSource,
     Profile,
     Rate,
     Session,
@@ -27,7 +26,11 @@ from .compat import SYSZAP
 from .engine import WhatsApp
 from .events import SessionRef
 from .http import blueprint
+from .inbound import CONVERSATION_PREFIX
 from .settings import WhatsAppSettings
+
+#: The rooms of WhatsApp conversations.
+WHATSAPP_ROOMS = "conversation:" + CONVERSATION_PREFIX
 
 
 class WhatsAppPlugin:
@@ -35,6 +38,9 @@ class WhatsAppPlugin:
 
     def __init__(self) -> None:
         self.engine = WhatsApp()
+        #: (tenant, conversation, message id) of messages heard, to queue.
+        self._heard: list[tuple[str, str, int]] = []
+        self._heard_event = trio.Event()
 
     # -- declaration -----------------------------------------------------------------
 
@@ -84,36 +90,57 @@ class WhatsAppPlugin:
     @hookimpl
     def switchboard_startup(self, app: App) -> None:
         self.engine.start(app, app.settings(self))
+        # New chat messages are heard from their broadcast, not from the chat's
+        # switchboard_chat_message_stored hook: a hook implementation makes the
+        # chat queue a call for every message of every conversation, where this
+        # looks at the room name of each and takes WhatsApp conversations only.
+        app.watch_publications(["message:new"], self._published)
 
     @hookimpl
     def switchboard_background_tasks(self) -> list[Any]:
-        return [self._resume]
+        return [self._resume, self._take_published]
 
     async def _resume(self) -> None:
         await self.engine.outbox.resume()
 
+    def _published(self, publication: Any) -> None:
+        room, data = publication.room, publication.data
+        if not room.startswith(WHATSAPP_ROOMS) or not isinstance(data, dict):
+            return
+        message_id = data.get("id")
+        if isinstance(message_id, int) and not isinstance(message_id, bool) \
+                and 1 <= message_id <= MAX_ROW_ID:
+            self._heard.append((publication.tenant, room.removeprefix("conversation:"),
+                                message_id))
+            self._heard_event.set()
+
+    async def _take_published(self) -> None:
+        """Queue the messages heard for WhatsApp, as the chat stored them (what
+        was published is only a hint: a backend may publish anything)."""
+        chat = self.engine.app.service("chat")
+        delay = 1.0
+        while True:
+            while not self._heard:
+                await self._heard_event.wait()
+                self._heard_event = trio.Event()
+            tenant, conversation, message_id = self._heard[0]
+            try:
+                page = await chat.history(tenant, conversation, after=message_id - 1, limit=1)
+                for message in page.messages[:1]:
+                    if message.id == message_id:
+                        await self.engine.message_stored(message)
+            except StoreUnavailable:
+                await trio.sleep(delay)  # the same message again, once the store answers
+                delay = min(delay * 2, 30.0)
+                continue
+            except ClientError:
+                pass  # no such conversation: nothing to send
+            delay = 1.0
+            self._heard.pop(0)
+
     @hookimpl
     async def switchboard_shutdown(self) -> None:
         await self.engine.close()
-
-    @hookimpl
-    async def switchboard_chat_message_stored(self, message: ChatMessage,
-                                              source: MessageSource) -> None:
-        try:
-            await self.engine.message_stored(message)
-        except StoreUnavailable:
-            # queued again in the background until the store answers
-            self.engine.app.nursery.start_soon(self._queue_later, message)
-
-    async def _queue_later(self, message: ChatMessage) -> None:
-        delay = 1.0
-        while True:
-            await trio.sleep(delay)
-            try:
-                await self.engine.message_stored(message)
-                return
-            except StoreUnavailable:
-                delay = min(delay * 2, 30.0)
 
     # -- socket events -------------------------------------------------------------------
 
