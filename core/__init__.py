@@ -25,7 +25,8 @@ machinery and may change without notice.
   :class:`StoreError`, :class:`StoreUnavailable`; :class:`Batcher` for
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
-  :class:`NotificationsService`, :class:`PresenceService` and the rest of
+  :class:`NotificationsService`, :class:`PresenceService`,
+  :class:`TicketService` and the rest of
   :mod:`switchboard.core.services`.
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
@@ -80,6 +81,10 @@ from .services import (
     NotificationsService,
     PresenceInfo,
     PresenceService,
+    Ticket,
+    TicketChange,
+    TicketPage,
+    TicketService,
 )
 from .session import Session
 from .store import Store, StoreError, StoreUnavailable, serialize_on
@@ -139,6 +144,10 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SupervisedNursery",
+    "Ticket",
+    "TicketChange",
+    "TicketPage",
+    "TicketService",
     "agents_room",
     "api_key_tenant",
     "api_key_tenant_allowed",

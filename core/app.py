@@ -46,7 +46,7 @@ from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
 
 if TYPE_CHECKING:
-    from .services import ChatService, NotificationsService, PresenceService
+    from .services import ChatService, NotificationsService, PresenceService, TicketService
 
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
@@ -206,6 +206,9 @@ class App:
 
     @overload
     def service(self, name: Literal["presence"]) -> PresenceService: ...
+
+    @overload
+    def service(self, name: Literal["tickets"]) -> TicketService: ...
 
     @overload
     def service(self, name: str) -> Any: ...

@@ -50,7 +50,13 @@ if TYPE_CHECKING:
     from .events import EventSpec
     from .handshake import Handshake
     from .profiles import Profile
-    from .services import ChatMessage, ChatStatusChange, MessageSource, Notification
+    from .services import (
+        ChatMessage,
+        ChatStatusChange,
+        MessageSource,
+        Notification,
+        TicketChange,
+    )
     from .session import Session
 
 PROJECT = "switchboard"
@@ -272,6 +278,17 @@ def switchboard_notification_created(notification: Notification) -> Awaitable[No
     """The ``notifications`` plugin stored a notification (created over HTTP or
     by a plugin) and pushed it to the user's devices. The return value is
     ignored.
+    """
+
+
+@hookspec
+def switchboard_ticket_changed(change: TicketChange) -> Awaitable[None] | None:
+    """The ``desk`` plugin stored a change of a ticket (``change.kind``:
+    ``created``, ``updated``, ``assigned``, ``transferred``, ``status``,
+    ``closed``, ``reopened``), made by an agent's socket event, the HTTP API,
+    another plugin through ``app.service("tickets")`` or the desk itself
+    (auto-assignment, an assignee gone offline: ``change.reason``). It has
+    already been announced as ``ticket:{kind}``. The return value is ignored.
     """
 
 

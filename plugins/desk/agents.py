@@ -1,0 +1,318 @@
+"""Agent status and queues: who may take tickets, and auto-assignment.
+
+- An agent (a role of ``rooms.agent_roles``) is ``online`` when their first
+  connection opens (``agent:online`` and ``agent:status`` to the tenant's
+  agents room) and ``offline`` ``offline_grace`` seconds after their last one
+  closed (``agent:offline``); between, they set ``online``, ``busy`` or
+  ``away`` themselves (``agent:status``). Only ``online`` agents are given
+  tickets.
+- Queue members' connections are put in ``queue:{id}``; only members and
+  the supervisor roles may join it.
+- A new, returned or reopened ticket of a queue without an assignee goes to
+  an online member below capacity, round-robin or least-busy; when none is
+  free it is announced to ``queue:{id}`` as ``ticket:queued`` and waits, to
+  be given to the next member who comes online or frees capacity.
+- An assignee offline for ``reassign_after`` seconds more loses their active
+  tickets back to their queues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import trio
+from switchboard.core import (
+    CONFLICT,
+    App,
+    ClientError,
+    Session,
+    Ticket,
+    TicketChange,
+    agents_room,
+)
+
+from .payloads import QUEUE_ROOM, AgentStatus, DeskSettings, QueueSettings
+from .storage import DeskStorage
+from .tickets import Tickets
+
+log = logging.getLogger("switchboard.desk")
+#: Waiting tickets looked at per queue each time capacity frees up.
+DRAIN_BATCH = 50
+
+
+@attrs.define
+class _Agent:
+    status: AgentStatus = "online"
+    sessions: int = 0
+    going: trio.CancelScope | None = None
+
+
+class Agents:
+    """Agent statuses (this node's connections), queues and auto-assignment."""
+
+    app: App
+    settings: DeskSettings
+
+    def __init__(self, storage: DeskStorage, tickets: Tickets) -> None:
+        self.storage = storage
+        self.tickets = tickets
+        self._agents: dict[tuple[str, str], _Agent] = {}
+        self._next: dict[tuple[str, str], int] = {}
+        self._draining: dict[tuple[str, str], trio.Lock] = {}
+        tickets.listeners.append(self._ticket_changed)
+
+    def start(self, app: App, settings: DeskSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def declare_queues(self, queues: Iterable[QueueSettings]) -> None:
+        for queue in queues:
+            self.tickets.check_queue_id(queue.id, "queues.id")
+            await self.put_queue(queue.tenant, queue.id, queue.name, queue.strategy,
+                                 [(m, None) for m in queue.members])
+
+    # -- status --------------------------------------------------------------------
+
+    def status(self, tenant: str, user: str) -> AgentStatus:
+        agent = self._agents.get((tenant, user))
+        return "offline" if agent is None else agent.status
+
+    def statuses(self, tenant: str) -> list[dict[str, Any]]:
+        return [{"userId": user, "status": agent.status}
+                for (t, user), agent in sorted(self._agents.items()) if t == tenant]
+
+    async def _broadcast(self, tenant: str, event: str, user: str, status: AgentStatus
+                         ) -> None:
+        await self.app.publish(tenant, agents_room(tenant), event,
+                               {"userId": user, "status": status,
+                                "at": self.tickets.clock.now()})
+
+    async def set_status(self, session: Session, status: AgentStatus) -> dict[str, Any]:
+        key = (session.tenant_id, session.user_id)
+        agent = self._agents.setdefault(key, _Agent(sessions=1))
+        if agent.status != status:
+            agent.status = status
+            await self._broadcast(session.tenant_id, "agent:status", session.user_id, status)
+            if status == "online":
+                await self.offer_to(session.tenant_id, session.user_id)
+        return {"userId": session.user_id, "status": status}
+
+    async def session_opened(self, session: Session) -> None:
+        if not self.app.is_agent(session) or session.identity.confined:
+            return
+        tenant, user = session.tenant_id, session.user_id
+        for queue in await self.queues_of(tenant, user):
+            self.app.hub.rooms.add(session, QUEUE_ROOM + queue)
+        agent = self._agents.get((tenant, user))
+        if agent is not None and agent.going is not None:  # back within the grace
+            agent.going.cancel()
+            agent.going = None
+            agent.sessions += 1
+            return
+        if agent is None:
+            agent = self._agents[(tenant, user)] = _Agent()
+        agent.sessions += 1
+        if agent.sessions == 1:
+            await self._broadcast(tenant, "agent:online", user, agent.status)
+            await self._broadcast(tenant, "agent:status", user, agent.status)
+            await self.offer_to(tenant, user)
+
+    async def session_closed(self, session: Session) -> None:
+        key = (session.tenant_id, session.user_id)
+        agent = self._agents.get(key)
+        if agent is None or agent.going is not None:
+            return
+        agent.sessions -= 1
+        if agent.sessions <= 0:
+            agent.going = trio.CancelScope()
+            self.app.nursery.start_soon(self._going, key, agent, agent.going)
+
+    async def _going(self, key: tuple[str, str], agent: _Agent, scope: trio.CancelScope
+                     ) -> None:
+        tenant, user = key
+        with scope:
+            await trio.sleep(self.settings.offline_grace)
+            del self._agents[key]
+            await self._broadcast(tenant, "agent:offline", user, "offline")
+            await self._broadcast(tenant, "agent:status", user, "offline")
+            await trio.sleep(self.settings.reassign_after)
+        if scope.cancelled_caught or key in self._agents:
+            return
+        await self.give_back(tenant, user)
+
+    async def give_back(self, tenant: str, user: str) -> None:
+        """Put the active tickets of an offline agent back in their queues."""
+        rows = await self.app.store.fetch_all(self.storage.held_by(tenant, user))
+        for row in rows:
+            try:
+                await self.tickets.assign(tenant, row["id"], None, reason="assignee_offline")
+            except ClientError as exc:  # changed meanwhile (closed, reassigned)
+                log.debug("ticket %s not given back: %s", row["id"], exc.message)
+
+    # -- queues ----------------------------------------------------------------------
+
+    async def put_queue(self, tenant: str, queue: str, name: str, strategy: str,
+                        members: list[tuple[str, int | None]] | None) -> None:
+        storage = self.storage
+        upsert = self.app.store.upsert(storage.queues, key=["tenant_id", "id"],
+                                       update=["name", "strategy"])
+        before = set() if members is None else await self.members_of(tenant, queue)
+        await self.app.store.run(lambda c: storage.put_queue(
+            c, upsert, tenant, queue, name, strategy, members),
+            serialize_on=("desk-queue", tenant, queue))
+        if members is not None:
+            await self._resync_room(tenant, queue, before, {m for m, _ in members})
+
+    async def add_member(self, tenant: str, queue: str, user: str, capacity: int | None
+                         ) -> None:
+        upsert = self.app.store.upsert(
+            self.storage.members, {"tenant_id": tenant, "queue_id": queue, "user_id": user,
+                                   "capacity": capacity},
+            key=["tenant_id", "queue_id", "user_id"])
+        await self.app.store.execute(upsert)
+        await self._resync_room(tenant, queue, set(), {user})
+        await self.offer_to(tenant, user)
+
+    async def remove_member(self, tenant: str, queue: str, user: str) -> bool:
+        m = self.storage.members
+        removed = await self.app.store.execute(m.delete().where(
+            m.c.tenant_id == tenant, m.c.queue_id == queue, m.c.user_id == user))
+        await self._resync_room(tenant, queue, {user}, set())
+        return removed > 0
+
+    async def _resync_room(self, tenant: str, queue: str, before: set[str],
+                           after: set[str]) -> None:
+        """Put the connections of new members in ``queue:{id}``, take out the
+        ones of members removed (unless their role lets them stay)."""
+        room = QUEUE_ROOM + queue
+        for user in after - before:
+            for session in list(self.app.user_sessions(tenant, user)):
+                if self.app.is_agent(session):
+                    self.app.hub.rooms.add(session, room)
+        for user in before - after:
+            for session in list(self.app.user_sessions(tenant, user)):
+                if room in session.rooms:
+                    await self.app.recheck_rooms(session, [room])
+
+    async def members_of(self, tenant: str, queue: str) -> set[str]:
+        rows = await self.app.store.fetch_all(self.storage.queue_members(tenant, queue))
+        return {row["user_id"] for row in rows}
+
+    async def queues_of(self, tenant: str, user: str) -> list[str]:
+        rows = await self.app.store.fetch_all(self.storage.queues_of(tenant, user))
+        return [row["queue_id"] for row in rows]
+
+    async def may_join_queue(self, session: Session, queue: str) -> bool:
+        if session.identity.confined:
+            return False
+        if session.role in self.settings.supervisor_roles:
+            return True
+        return self.app.is_agent(session) and \
+            queue in await self.queues_of(session.tenant_id, session.user_id)
+
+    async def describe(self, tenant: str) -> list[dict[str, Any]]:
+        store = self.app.store
+        queues = await store.fetch_all(self.storage.all_queues(tenant))
+        members = await store.fetch_all(self.storage.all_members(tenant))
+        return [{"id": q["id"], "name": q["name"], "strategy": q["strategy"],
+                 "members": [{"userId": m["user_id"], "capacity": m["capacity"],
+                              "status": self.status(tenant, m["user_id"])}
+                             for m in members if m["queue_id"] == q["id"]]}
+                for q in queues]
+
+    # -- assignment ------------------------------------------------------------------
+
+    async def _ticket_changed(self, change: TicketChange) -> None:
+        ticket = change.ticket
+        if not self.settings.auto_assign:
+            return
+        if ticket.queue_id is not None and ticket.assignee_id is None and ticket.is_active:
+            if change.kind in ("created", "reopened", "transferred", "assigned"):
+                self.app.nursery.start_soon(self.auto_assign, ticket)
+        previous = change.previous
+        if previous is not None and previous.assignee_id is not None and (
+                previous.is_active and (not ticket.is_active
+                                        or ticket.assignee_id != previous.assignee_id)):
+            # capacity freed: give that agent the next waiting ticket
+            self.app.nursery.start_soon(self.offer_to, ticket.tenant_id,
+                                        previous.assignee_id)
+
+    async def auto_assign(self, ticket: Ticket) -> Ticket | None:
+        """Give ``ticket`` to a free online member of its queue; announce it to
+        the queue as waiting when there is none. None if not assigned."""
+        tenant, queue = ticket.tenant_id, ticket.queue_id
+        assert queue is not None
+        rows = await self.app.store.fetch_all(self.storage.queue_members(tenant, queue))
+        online = [(row["user_id"], self.capacity(row["capacity"]))
+                  for row in rows if self.status(tenant, row["user_id"]) == "online"]
+        if online:
+            counts = {row["assignee_id"]: int(row["n"]) for row in await
+                      self.app.store.fetch_all(self.storage.active_counts(
+                          tenant, [user for user, _ in online]))}
+            free = [(user, cap) for user, cap in online if counts.get(user, 0) < cap]
+            strategy = await self._strategy(tenant, queue)
+            start = self._next.get((tenant, queue), 0)
+            order = sorted(range(len(free)),
+                           key=lambda i: (counts.get(free[i][0], 0), i)
+                           if strategy == "least_busy" else (i - start) % len(free))
+            for i in order:
+                user, capacity = free[i]
+                try:
+                    assigned = await self.tickets.assign(
+                        tenant, ticket.id, user, if_unassigned=True, capacity=capacity,
+                        reason="auto_assign")
+                except ClientError as exc:
+                    if exc.code == CONFLICT and exc.extra.get("reason") == "capacity":
+                        continue
+                    return None  # taken meanwhile, closed or gone
+                self._next[(tenant, queue)] = i + 1
+                return assigned
+        await self.app.publish(tenant, QUEUE_ROOM + queue, "ticket:queued",
+                               {"ticket": ticket.to_json()})
+        return None
+
+    def capacity(self, own: int | None) -> int:
+        return self.settings.default_capacity if own is None else own
+
+    async def _strategy(self, tenant: str, queue: str) -> str:
+        storage = self.storage
+        row = await self.app.store.run(lambda c: storage.queue_row(c, tenant, queue))
+        return "round_robin" if row is None else str(row["strategy"])
+
+    async def offer_to(self, tenant: str, user: str) -> None:
+        """An agent may take more: assign the waiting tickets of their queues."""
+        if not self.settings.auto_assign or self.status(tenant, user) != "online":
+            return
+        for queue in await self.queues_of(tenant, user):
+            await self.drain(tenant, queue)
+
+    async def drain(self, tenant: str, queue: str) -> None:
+        """Assign the waiting tickets of a queue, oldest first, while someone is free."""
+        lock = self._draining.setdefault((tenant, queue), trio.Lock())
+        async with lock:
+            rows = await self.app.store.fetch_all(
+                self.storage.waiting(tenant, queue, DRAIN_BATCH))
+            for row in rows:
+                ticket = await self.tickets.get(tenant, row["id"])
+                if ticket is None or ticket.assignee_id is not None or not ticket.is_active:
+                    continue
+                if await self._assign_quietly(ticket) is None:
+                    break
+
+    async def _assign_quietly(self, ticket: Ticket) -> Ticket | None:
+        """Like :meth:`auto_assign`, without announcing a ticket that stays waiting."""
+        tenant, queue = ticket.tenant_id, ticket.queue_id
+        assert queue is not None
+        rows = await self.app.store.fetch_all(self.storage.queue_members(tenant, queue))
+        if not any(self.status(tenant, row["user_id"]) == "online" for row in rows):
+            return None
+        counts_needed = [row["user_id"] for row in rows]
+        counts = {row["assignee_id"]: int(row["n"]) for row in await
+                  self.app.store.fetch_all(self.storage.active_counts(tenant, counts_needed))}
+        if all(counts.get(row["user_id"], 0) >= self.capacity(row["capacity"])
+               or self.status(tenant, row["user_id"]) != "online" for row in rows):
+            return None
+        return await self.auto_assign(ticket)
