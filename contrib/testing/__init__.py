@@ -264,10 +264,15 @@ class TestClient:
 class Harness:
     """A running server plus helpers to mint tokens and connect clients."""
 
-    def __init__(self, server: Server, nursery: trio.Nursery) -> None:
+    def __init__(self, server: Server, nursery: trio.Nursery, *,
+                 plugins: Mapping[str, object] | None = None, listen: bool = False,
+                 prepare: Any = None) -> None:
         self.server = server
         self.config = server.config
         self.nursery = nursery
+        self._plugins = plugins
+        self._listen = listen
+        self._prepare = prepare
 
     @property
     def app(self) -> Any:
@@ -322,3 +327,17 @@ class Harness:
     async def stop(self) -> None:
         self.server.shutdown()
         await self.server.wait_stopped()
+
+    async def restart(self) -> None:
+        """Stop the server and start a new one with the same config and plugins
+        (so on the same database, which must then be a file or PostgreSQL, not
+        ``sqlite://``): what survives a restart is what was stored. Clients of
+        the old server are disconnected; connect new ones."""
+        await self.stop()
+        server = Server(self.config, plugins=self._plugins)
+        if self._prepare is not None:
+            self._prepare(server)
+        listen = self._listen
+        await self.nursery.start(
+            lambda task_status: server.run(listen=listen, task_status=task_status))
+        self.server = server

@@ -83,11 +83,14 @@ class _ClockHold:
 async def _start(config: Config, plugins: Mapping[str, object] | None,
                  nursery: trio.Nursery, *, listen: bool,
                  clock: trio.testing.MockClock | None = None) -> Harness:
+    def prepare(server: Server) -> None:
+        if clock is not None:
+            server.store.around_call = _ClockHold(clock)
+
     server = Server(config, plugins=plugins)
-    if clock is not None:
-        server.store.around_call = _ClockHold(clock)
+    prepare(server)
     await nursery.start(lambda task_status: server.run(listen=listen, task_status=task_status))
-    return Harness(server, nursery)
+    return Harness(server, nursery, plugins=plugins, listen=listen, prepare=prepare)
 
 
 @pytest.fixture

@@ -91,6 +91,10 @@ class DeskEvents:
             outgoing("agent:online", doc="To the agents room: {userId, status, at}."),
             outgoing("agent:offline", doc="To the agents room: {userId, status, at}."),
             outgoing("agent:status", doc="To the agents room: {userId, status, at}."),
+            outgoing("sla:warning", doc="To the assignee and queue:{id}: {ticket, target, "
+                                        "dueAt}, a target is near."),
+            outgoing("sla:breached", doc="To the assignee and queue:{id}: {ticket, target, "
+                                         "dueAt}, a target passed."),
         ]
 
     def _agent(self, session: Session) -> None:

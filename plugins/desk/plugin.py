@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from .agents import Agents
 from .events import DeskEvents
 from .http import blueprint
 from .payloads import QUEUE_ROOM, TICKET_ROOM, DeskSettings
+from .sla import SlaTimers
 from .storage import DeskStorage
 from .tickets import Tickets, not_found
 
@@ -35,6 +36,7 @@ class DeskPlugin:
         #: The engine, and the service other plugins get with ``app.service("tickets")``.
         self.tickets = Tickets(self.storage)
         self.agents = Agents(self.storage, self.tickets)
+        self.sla = SlaTimers(self.storage, self.tickets)
         self.events = DeskEvents(self.tickets, self.agents)
 
     # -- declaration -------------------------------------------------------------
@@ -68,7 +70,12 @@ class DeskPlugin:
         settings: DeskSettings = app.settings(self)
         self.tickets.start(app, settings)
         self.agents.start(app, settings)
+        self.sla.start(app, settings)
         await self.agents.declare_queues(settings.queues)
+
+    @hookimpl
+    def switchboard_background_tasks(self) -> list[Callable[[], Awaitable[None]]]:
+        return [self.sla.run]
 
     @hookimpl
     async def switchboard_session_opened(self, session: Session) -> None:

@@ -53,12 +53,23 @@ Listener = Callable[[TicketChange], Awaitable[None]]
 Mutation = Callable[[sa.Connection, Ticket], dict[str, Any]]
 
 
+#: Wall clock minus Trio's clock, taken once per Trio run: a server started
+#: again in the same run (a test's restart on the mock clock) keeps the same
+#: time line.
+_OFFSET: trio.lowlevel.RunVar[float] = trio.lowlevel.RunVar("desk_clock_offset")
+
+
 class Clock:
     """Wall-clock seconds that advance with Trio's clock (so ``MockClock``
-    drives SLA due times in tests); set from the wall clock at start-up."""
+    drives SLA due times in tests); set from the wall clock when the first
+    server of the process (of the Trio run) starts."""
 
     def __init__(self) -> None:
-        self._offset = time.time() - trio.current_time()
+        try:
+            self._offset = _OFFSET.get()
+        except LookupError:
+            self._offset = time.time() - trio.current_time()
+            _OFFSET.set(self._offset)
 
     def now(self) -> float:
         return self._offset + trio.current_time()
