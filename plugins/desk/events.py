@@ -84,6 +84,9 @@ class DeskEvents:
                            f"({kind}).")
               for kind in ("created", "updated", "assigned", "transferred", "status",
                            "closed", "reopened")),
+            outgoing("ticket:message",
+                     doc="To ticket:{id}: {message, ticket}, a message of the ticket's "
+                         "conversation with its ticket."),
             outgoing("ticket:queued", doc="To queue:{id}: {ticket} waits for a free agent."),
             outgoing("ticket:message_unassigned",
                      doc="To queue:{id} (agents room without a queue): {message, ticket}, "

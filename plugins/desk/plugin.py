@@ -11,6 +11,7 @@ from switchboard.core import (
     App,
     ChatMessage,
     EventSpec,
+    Profile,
     Session,
     TicketService,
     agents_room,
@@ -18,6 +19,7 @@ from switchboard.core import (
 )
 
 from .agents import Agents
+from .compat import desk_profiles
 from .events import DeskEvents
 from .http import blueprint
 from .payloads import QUEUE_ROOM, TICKET_ROOM, DeskSettings
@@ -48,6 +50,10 @@ class DeskPlugin:
     @hookimpl
     def switchboard_events(self) -> list[EventSpec]:
         return self.events.specs()
+
+    @hookimpl
+    def switchboard_profiles(self) -> list[Profile]:
+        return desk_profiles()
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
@@ -109,6 +115,8 @@ class DeskPlugin:
         ticket = await self.tickets.get(message.tenant_id, ticket_id)
         if ticket is None:
             return
+        await self.app.publish(ticket.tenant_id, ticket.room, "ticket:message",
+                               {"message": message.to_json(), "ticket": ticket.to_json()})
         if message.sender_role in self.app.config.rooms.agent_roles:
             if ticket.first_response_at is None:
                 await self.tickets.mark_first_response(ticket.tenant_id, ticket.id,
