@@ -275,3 +275,17 @@ class TestConfiguredQueues:
                                      "strategy": "least_busy",
                                      "members": [{"userId": "ana", "capacity": None,
                                                   "status": "offline"}]}]
+
+
+async def test_a_status_set_through_presence_is_the_agent_status(switchboard: Harness) -> None:
+    await put_queue(switchboard, "support", ["ana"])
+    ana = await agent(switchboard, "ana")
+    bob = await agent(switchboard, "bob")
+    await ana.request("presence:update", {"status": "away"})
+    assert await status_of(bob, "ana") == "away"
+    await new_ticket(switchboard, queueId="support")
+    assert (await ana.expect("ticket:queued"))["ticket"]["assigneeId"] is None
+    await trio.sleep(2)  # past presence's coalescing window
+    await ana.request("presence:update", {"status": "online"})
+    assert await status_of(bob, "ana") == "online"
+    assert await assigned_to(ana) == "ana"

@@ -38,6 +38,7 @@ from .payloads import QUEUE_ROOM, AgentStatus, DeskSettings, QueueSettings
 from .storage import DeskStorage
 from .tickets import Tickets
 
+AGENT_STATUSES = ("online", "busy", "away", "offline")
 log = logging.getLogger("switchboard.desk")
 #: Waiting tickets looked at per queue each time capacity frees up.
 DRAIN_BATCH = 50
@@ -67,6 +68,30 @@ class Agents:
     def start(self, app: App, settings: DeskSettings) -> None:
         self.app = app
         self.settings = settings
+        # A status set through the presence plugin (presence:update) is the
+        # agent's status too.
+        app.watch_publications(["presence:user_updated"], self._presence_updated)
+
+    def _presence_updated(self, publication: Any) -> None:
+        """(``publication``: what ``App.watch_publications`` passes: tenant, event, data.)"""
+        data = publication.data
+        if not isinstance(data, dict) or data.get("status") not in AGENT_STATUSES:
+            return
+        key = (publication.tenant, str(data.get("userId")))
+        agent = self._agents.get(key)
+        status: AgentStatus = data["status"]
+        if agent is not None and agent.going is None and agent.status != status:
+            self.app.nursery.start_soon(self._changed_to, key, status)
+
+    async def _changed_to(self, key: tuple[str, str], status: AgentStatus) -> None:
+        agent = self._agents.get(key)
+        if agent is None or agent.status == status:
+            return
+        agent.status = status
+        tenant, user = key
+        await self._broadcast(tenant, "agent:status", user, status)
+        if status == "online":
+            await self.offer_to(tenant, user)
 
     async def declare_queues(self, queues: Iterable[QueueSettings]) -> None:
         for queue in queues:
@@ -92,12 +117,8 @@ class Agents:
 
     async def set_status(self, session: Session, status: AgentStatus) -> dict[str, Any]:
         key = (session.tenant_id, session.user_id)
-        agent = self._agents.setdefault(key, _Agent(sessions=1))
-        if agent.status != status:
-            agent.status = status
-            await self._broadcast(session.tenant_id, "agent:status", session.user_id, status)
-            if status == "online":
-                await self.offer_to(session.tenant_id, session.user_id)
+        self._agents.setdefault(key, _Agent(sessions=1))
+        await self._changed_to(key, status)
         return {"userId": session.user_id, "status": status}
 
     async def session_opened(self, session: Session) -> None:
