@@ -359,3 +359,37 @@ async def test_bad_requests_never_fail_on_the_server(switchboard: Harness) -> No
     with pytest.raises(ErrorReply) as bad_status:
         await agent.request("ticket:set_status", {"ticketId": ticket["id"], "status": "x"})
     assert bad_status.value.field == "status"
+
+
+DESK_EVENTS = ["ticket:join", "ticket:leave", "ticket:get", "ticket:list", "ticket:create",
+               "ticket:update", "ticket:set_status", "ticket:assign", "ticket:transfer",
+               "ticket:close", "ticket:reopen", "agent:status", "agent:list", "queue:list"]
+JUNK: list[Any] = [None, 7, "x", [], [1, 2], {"ticketId": None}, {"ticketId": "x" * 300},
+                   {"ticketId": "a\x00b"}, {"ticketId": "nope", "version": "one"},
+                   {"ticketId": "nope", "version": 2**70}, {"status": {"a": 1}},
+                   {"subject": ["x"], "customerId": "c"}, {"limit": 10**9},
+                   {"ticketId": "nope", "tags": "vip"}, {"ticketId": "nope", "note": 5}]
+
+
+async def test_junk_is_refused_with_a_code_and_never_fails_on_the_server(
+        switchboard: Harness) -> None:
+    agent = await switchboard.connect("ana", "acme", "agent")
+    customer = await switchboard.connect("cust-1", "acme", "customer")
+    for client in (agent, customer):
+        for name in DESK_EVENTS:
+            for payload in JUNK:
+                await trio.sleep(1.1)  # (mock time) under every rate limit
+                try:
+                    await client.request(name, payload)
+                except ErrorReply as exc:
+                    assert exc.code in ("invalid_payload", "not_found", "forbidden"), \
+                        (name, payload, exc.data)
+    # still serving, nothing stored
+    assert (await agent.request("ticket:list", {}))["items"] == []
+    for body in (None, [], "x", {"tenant": "acme", "subject": None, "customerId": "c"}):
+        response = await switchboard.http().post("/api/v1/tickets", json=body,
+                                                  headers=switchboard.api_headers())
+        assert response.status_code == 400
+    response = await switchboard.http().post("/api/v1/tickets", data=b"\xff{",
+                                             headers=switchboard.api_headers())
+    assert response.status_code == 400
