@@ -35,6 +35,7 @@ from switchboard.core import (
 )
 
 from .payloads import QUEUE_ROOM, AgentStatus, DeskSettings, QueueSettings
+from .queues import Queue, QueueDirectory
 from .storage import DeskStorage
 from .tickets import Tickets
 
@@ -57,17 +58,24 @@ class Agents:
     app: App
     settings: DeskSettings
 
-    def __init__(self, storage: DeskStorage, tickets: Tickets) -> None:
+    def __init__(self, storage: DeskStorage, tickets: Tickets, queues: QueueDirectory
+                 ) -> None:
         self.storage = storage
         self.tickets = tickets
+        self.queues = queues
         self._agents: dict[tuple[str, str], _Agent] = {}
-        self._next: dict[tuple[str, str], int] = {}
+        #: Round robin: the member who got a ticket of the queue last.
+        self._last: dict[tuple[str, str], str] = {}
         self._draining: dict[tuple[str, str], trio.Lock] = {}
         tickets.listeners.append(self._ticket_changed)
+        tickets.candidates = self.candidates
+        tickets.chosen = self._chosen
 
     def start(self, app: App, settings: DeskSettings) -> None:
         self.app = app
         self.settings = settings
+        if not settings.auto_assign:
+            self.tickets.candidates = None
         # A status set through the presence plugin (presence:update) is the
         # agent's status too.
         app.watch_publications(["presence:user_updated"], self._presence_updated)
@@ -184,6 +192,7 @@ class Agents:
         await self.app.store.run(lambda c: storage.put_queue(
             c, upsert, tenant, queue, name, strategy, members),
             serialize_on=("desk-queue", tenant, queue))
+        self.queues.forget(tenant, queue)
         if members is not None:
             await self._resync_room(tenant, queue, before, {m for m, _ in members})
 
@@ -194,6 +203,7 @@ class Agents:
                                    "capacity": capacity},
             key=["tenant_id", "queue_id", "user_id"])
         await self.app.store.execute(upsert)
+        self.queues.forget(tenant, queue)
         await self._resync_room(tenant, queue, set(), {user})
         await self.offer_to(tenant, user)
 
@@ -201,6 +211,7 @@ class Agents:
         m = self.storage.members
         removed = await self.app.store.execute(m.delete().where(
             m.c.tenant_id == tenant, m.c.queue_id == queue, m.c.user_id == user))
+        self.queues.forget(tenant, queue)
         await self._resync_room(tenant, queue, {user}, set())
         return removed > 0
 
@@ -246,13 +257,32 @@ class Agents:
 
     # -- assignment ------------------------------------------------------------------
 
+    def candidates(self, queue: Queue) -> list[tuple[str, int]]:
+        """The online members of ``queue`` (of this node) with their capacity,
+        in the order to offer them a ticket: after the last one given a ticket
+        for round robin; for least busy, the order is the database's to find
+        (see :meth:`auto_assign`), this one only breaks ties."""
+        tenant = queue.tenant
+        online = [(user, self.capacity(own)) for user, own in queue.members
+                  if self.status(tenant, user) == "online"]
+        last = self._last.get((tenant, queue.id))
+        if last is not None and queue.strategy == "round_robin":
+            after = [i for i, (user, _) in enumerate(online) if user > last]
+            start = after[0] if after else 0
+            online = online[start:] + online[:start]
+        return online
+
+    def _chosen(self, tenant: str, queue: str, user: str) -> None:
+        self._last[(tenant, queue)] = user
+
     async def _ticket_changed(self, change: TicketChange) -> None:
         ticket = change.ticket
         if not self.settings.auto_assign:
             return
-        if ticket.queue_id is not None and ticket.assignee_id is None and ticket.is_active:
-            if change.kind in ("created", "reopened", "transferred", "assigned"):
-                self.app.nursery.start_soon(self.auto_assign, ticket)
+        # (a new ticket is offered to its queue's members as it is created)
+        if ticket.queue_id is not None and ticket.assignee_id is None and ticket.is_active \
+                and change.kind in ("reopened", "transferred", "assigned"):
+            self.app.nursery.start_soon(self.auto_assign, ticket)
         previous = change.previous
         if previous is not None and previous.assignee_id is not None and (
                 previous.is_active and (not ticket.is_active
@@ -261,47 +291,44 @@ class Agents:
             self.app.nursery.start_soon(self.offer_to, ticket.tenant_id,
                                         previous.assignee_id)
 
-    async def auto_assign(self, ticket: Ticket) -> Ticket | None:
-        """Give ``ticket`` to a free online member of its queue; announce it to
-        the queue as waiting when there is none. None if not assigned."""
-        tenant, queue = ticket.tenant_id, ticket.queue_id
-        assert queue is not None
-        rows = await self.app.store.fetch_all(self.storage.queue_members(tenant, queue))
-        online = [(row["user_id"], self.capacity(row["capacity"]))
-                  for row in rows if self.status(tenant, row["user_id"]) == "online"]
-        if online:
-            counts = {row["assignee_id"]: int(row["n"]) for row in await
-                      self.app.store.fetch_all(self.storage.active_counts(
-                          tenant, [user for user, _ in online]))}
-            free = [(user, cap) for user, cap in online if counts.get(user, 0) < cap]
-            strategy = await self._strategy(tenant, queue)
-            start = self._next.get((tenant, queue), 0)
-            order = sorted(range(len(free)),
-                           key=lambda i: (counts.get(free[i][0], 0), i)
-                           if strategy == "least_busy" else (i - start) % len(free))
-            for i in order:
-                user, capacity = free[i]
-                try:
-                    assigned = await self.tickets.assign(
-                        tenant, ticket.id, user, if_unassigned=True, capacity=capacity,
-                        reason="auto_assign")
-                except ClientError as exc:
-                    if exc.code == CONFLICT and exc.extra.get("reason") == "capacity":
-                        continue
-                    return None  # taken meanwhile, closed or gone
-                self._next[(tenant, queue)] = i + 1
-                return assigned
-        await self.app.publish(tenant, QUEUE_ROOM + queue, "ticket:queued",
-                               {"ticket": ticket.to_json()})
-        return None
-
     def capacity(self, own: int | None) -> int:
         return self.settings.default_capacity if own is None else own
 
-    async def _strategy(self, tenant: str, queue: str) -> str:
-        storage = self.storage
-        row = await self.app.store.run(lambda c: storage.queue_row(c, tenant, queue))
-        return "round_robin" if row is None else str(row["strategy"])
+    async def _ordered(self, queue: Queue) -> list[tuple[str, int]]:
+        """The candidates of ``queue`` below capacity, in the order to try them."""
+        online = self.candidates(queue)
+        if not online:
+            return []
+        counts = {row["assignee_id"]: int(row["n"]) for row in await
+                  self.app.store.fetch_all(self.storage.active_counts(
+                      queue.tenant, [user for user, _ in online]))}
+        free = [(user, cap) for user, cap in online if counts.get(user, 0) < cap]
+        if queue.strategy == "least_busy":
+            free.sort(key=lambda member: counts.get(member[0], 0))
+        return free
+
+    async def auto_assign(self, ticket: Ticket, *, announce: bool = True) -> Ticket | None:
+        """Give ``ticket`` to a free online member of its queue; when there is
+        none, announce it to the queue as waiting (unless not ``announce``).
+        None if not assigned."""
+        tenant, queue_id = ticket.tenant_id, ticket.queue_id
+        assert queue_id is not None
+        queue = await self.queues.get(tenant, queue_id)
+        for user, capacity in [] if queue is None else await self._ordered(queue):
+            try:
+                assigned = await self.tickets.assign(
+                    tenant, ticket.id, user, if_unassigned=True, capacity=capacity,
+                    reason="auto_assign")
+            except ClientError as exc:
+                if exc.code == CONFLICT and exc.extra.get("reason") == "capacity":
+                    continue
+                return None  # taken meanwhile, closed or gone
+            self._chosen(tenant, queue_id, user)
+            return assigned
+        if announce:
+            await self.app.publish(tenant, QUEUE_ROOM + queue_id, "ticket:queued",
+                                   {"ticket": ticket.to_json()})
+        return None
 
     async def offer_to(self, tenant: str, user: str) -> None:
         """An agent may take more: assign the waiting tickets of their queues."""
@@ -320,20 +347,5 @@ class Agents:
                 ticket = await self.tickets.get(tenant, row["id"])
                 if ticket is None or ticket.assignee_id is not None or not ticket.is_active:
                     continue
-                if await self._assign_quietly(ticket) is None:
+                if await self.auto_assign(ticket, announce=False) is None:
                     break
-
-    async def _assign_quietly(self, ticket: Ticket) -> Ticket | None:
-        """Like :meth:`auto_assign`, without announcing a ticket that stays waiting."""
-        tenant, queue = ticket.tenant_id, ticket.queue_id
-        assert queue is not None
-        rows = await self.app.store.fetch_all(self.storage.queue_members(tenant, queue))
-        if not any(self.status(tenant, row["user_id"]) == "online" for row in rows):
-            return None
-        counts_needed = [row["user_id"] for row in rows]
-        counts = {row["assignee_id"]: int(row["n"]) for row in await
-                  self.app.store.fetch_all(self.storage.active_counts(tenant, counts_needed))}
-        if all(counts.get(row["user_id"], 0) >= self.capacity(row["capacity"])
-               or self.status(tenant, row["user_id"]) != "online" for row in rows):
-            return None
-        return await self.auto_assign(ticket)

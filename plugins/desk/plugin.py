@@ -23,6 +23,7 @@ from .compat import desk_profiles
 from .events import DeskEvents
 from .http import blueprint
 from .payloads import QUEUE_ROOM, TICKET_ROOM, DeskSettings
+from .queues import QueueDirectory
 from .sla import SlaTimers
 from .storage import DeskStorage
 from .tickets import Tickets, not_found
@@ -35,9 +36,10 @@ class DeskPlugin:
 
     def __init__(self) -> None:
         self.storage = DeskStorage()
+        self.queues = QueueDirectory(self.storage)
         #: The engine, and the service other plugins get with ``app.service("tickets")``.
-        self.tickets = Tickets(self.storage)
-        self.agents = Agents(self.storage, self.tickets)
+        self.tickets = Tickets(self.storage, self.queues)
+        self.agents = Agents(self.storage, self.tickets, self.queues)
         self.sla = SlaTimers(self.storage, self.tickets)
         self.events = DeskEvents(self.tickets, self.agents)
 
@@ -74,6 +76,7 @@ class DeskPlugin:
     async def switchboard_startup(self, app: App) -> None:
         self.app = app
         settings: DeskSettings = app.settings(self)
+        self.queues.start(app)
         self.tickets.start(app, settings)
         self.agents.start(app, settings)
         self.sla.start(app, settings)

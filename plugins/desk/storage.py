@@ -78,6 +78,7 @@ class DeskStorage:
 
     @staticmethod
     def ticket(row: Any) -> Ticket:
+        """A row (or the values of one just inserted) as a :class:`Ticket`."""
         return Ticket(
             id=row["id"], tenant_id=row["tenant_id"], number=int(row["number"]),
             subject=row["subject"], status=row["status"], priority=row["priority"],
@@ -85,10 +86,10 @@ class DeskStorage:
             customer_id=row["customer_id"], channel=row["channel"],
             tags=tuple(row["tags"] or ()), conversation_id=row["conversation_id"],
             version=int(row["version"]), created_at=row["created_at"],
-            updated_at=row["updated_at"], first_response_at=row["first_response_at"],
-            resolved_at=row["resolved_at"], closed_at=row["closed_at"],
-            first_response_due=row["first_response_due"],
-            resolution_due=row["resolution_due"])
+            updated_at=row["updated_at"], first_response_at=row.get("first_response_at"),
+            resolved_at=row.get("resolved_at"), closed_at=row.get("closed_at"),
+            first_response_due=row.get("first_response_due"),
+            resolution_due=row.get("resolution_due"))
 
     def next_number(self, conn: sa.Connection, tenant: str) -> int:
         t = self.tickets

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import attrs
 import sqlalchemy as sa
 import trio
 from switchboard.core import (
@@ -38,6 +39,7 @@ from switchboard.core.services import TicketChangeKind, TicketStatus
 from .payloads import (
     CONVERSATION_PREFIX,
     MAX_PAGE,
+    QUEUE_ROOM,
     TICKET_ROOM,
     DeskSettings,
     check_id,
@@ -47,10 +49,14 @@ from .payloads import (
     check_tags,
     invalid,
 )
+from .queues import Queue, QueueDirectory
 from .storage import DeskStorage
 
 Listener = Callable[[TicketChange], Awaitable[None]]
 Mutation = Callable[[sa.Connection, Ticket], dict[str, Any]]
+#: The members of a queue who may get a new ticket now, in the order to try
+#: them, with their capacity (given by the agents' side of the desk).
+Candidates = Callable[[Queue], list[tuple[str, int]]]
 
 
 #: Wall clock minus Trio's clock, taken once per Trio run: a server started
@@ -94,10 +100,15 @@ class Tickets:
     settings: DeskSettings
     clock: Clock
 
-    def __init__(self, storage: DeskStorage) -> None:
+    def __init__(self, storage: DeskStorage, queues: QueueDirectory) -> None:
         self.storage = storage
+        self.queues = queues
         #: Awaited after each change is announced (assignment, SLA timers).
         self.listeners: list[Listener] = []
+        #: Who may get a new ticket of a queue (None: no auto-assignment).
+        self.candidates: Candidates | None = None
+        #: Told who got a new ticket of a queue (for round robin).
+        self.chosen: Callable[[str, str, str], None] = lambda tenant, queue, user: None
 
     def start(self, app: App, settings: DeskSettings) -> None:
         self.app = app
@@ -120,16 +131,16 @@ class Tickets:
         return queue
 
     async def queue_exists(self, tenant: str, queue: str) -> bool:
-        storage = self.storage
-        return await self.app.store.run(lambda c: storage.queue_row(c, tenant, queue)) is not None
+        return await self.queues.get(tenant, queue) is not None
 
-    async def _check_queue(self, tenant: str, queue: str | None) -> str | None:
+    async def _check_queue(self, tenant: str, queue: str | None) -> Queue | None:
         if queue is None:
             return None
         self.check_queue_id(queue)
-        if not await self.queue_exists(tenant, queue):
+        found = await self.queues.get(tenant, queue)
+        if found is None:
             raise ClientError(NOT_FOUND, f"no queue {queue!r}", field="queueId")
-        return queue
+        return found
 
     def _due(self, priority: str, now: float) -> tuple[float | None, float | None]:
         target = self.settings.sla.get(priority)
@@ -143,9 +154,10 @@ class Tickets:
     async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
         check_id(tenant_id, "tenant")
         check_id(ticket_id, "ticketId")
-        storage = self.storage
-        row = await self.app.store.run(lambda c: storage.row(c, tenant_id, ticket_id))
-        return None if row is None else storage.ticket(row)
+        t = self.storage.tickets
+        row = await self.app.store.fetch_one(
+            t.select().where(t.c.id == ticket_id, t.c.tenant_id == tenant_id))
+        return None if row is None else self.storage.ticket(row)
 
     async def require(self, tenant_id: str, ticket_id: str) -> Ticket:
         ticket = await self.get(tenant_id, ticket_id)
@@ -187,7 +199,7 @@ class Tickets:
         if assignee_id is not None:
             check_id(assignee_id, "assigneeId")
         tag_list = check_tags(tags)
-        queue_id = await self._check_queue(tenant_id, queue_id)
+        queue = await self._check_queue(tenant_id, queue_id)
         ticket_id = str(uuid.uuid4())
         conversation = CONVERSATION_PREFIX + ticket_id
         await self.app.service("chat").get_or_create_conversation(
@@ -195,9 +207,13 @@ class Tickets:
             participants=[ChatParticipant(customer_id, "customer")])
         now = self.clock.now()
         first_due, resolution_due = self._due(priority, now)
+        # auto-assignment in the same transaction: the candidates are known now,
+        # their capacity is checked inside it
+        candidates = (self.candidates(queue) if queue is not None and assignee_id is None
+                      and self.candidates is not None else [])
         storage = self.storage
 
-        def insert(conn: sa.Connection) -> Ticket:
+        def insert(conn: sa.Connection) -> tuple[Ticket, Ticket | None]:
             values = {
                 "id": ticket_id, "tenant_id": tenant_id,
                 "number": storage.next_number(conn, tenant_id), "subject": subject,
@@ -209,10 +225,34 @@ class Tickets:
                 "sla_sent": "",
             }
             storage.insert(conn, values)
-            return storage.ticket(storage.row(conn, tenant_id, ticket_id))
+            created = storage.ticket(values)
+            order = candidates
+            if queue is not None and queue.strategy == "least_busy" and len(order) > 1:
+                load = {row[0]: int(row[1]) for row in conn.execute(storage.active_counts(
+                    tenant_id, [user for user, _ in order]))}
+                order = sorted(order, key=lambda member: load.get(member[0], 0))
+            for user, capacity in order:
+                serialize_on(conn, "desk-agent", tenant_id, user)
+                if storage.active_count(conn, tenant_id, user) < capacity:
+                    storage.update(conn, ticket_id, 1, {
+                        "assignee_id": user, "status": "in_progress", "version": 2})
+                    return created, attrs.evolve(created, assignee_id=user,
+                                                 status="in_progress", version=2)
+            return created, None
 
-        ticket = await self.app.store.run(insert, serialize_on=("desk-number", tenant_id))
+        ticket, assigned = await self.app.store.run(
+            insert, serialize_on=("desk-number", tenant_id))
         await self.announce(TicketChange("created", ticket, None, by))
+        if assigned is not None:
+            assert queue_id is not None and assigned.assignee_id is not None
+            self.chosen(tenant_id, queue_id, assigned.assignee_id)
+            await self.announce(TicketChange("assigned", assigned, ticket, None,
+                                             reason="auto_assign"))
+            return assigned
+        if queue_id is not None and assignee_id is None and self.candidates is not None:
+            # every free member was tried: it waits in its queue
+            await self.app.publish(tenant_id, QUEUE_ROOM + queue_id, "ticket:queued",
+                                   {"ticket": ticket.to_json()})
         return ticket
 
     # -- changing ----------------------------------------------------------------
@@ -373,7 +413,7 @@ class Tickets:
             raise invalid("queueId", "give a queueId, an assigneeId or both")
         if assignee_id is not None:
             check_id(assignee_id, "assigneeId")
-        queue_id = await self._check_queue(tenant_id, queue_id)
+        await self._check_queue(tenant_id, queue_id)
 
         def mutate(_: sa.Connection, current: Ticket) -> dict[str, Any]:
             if not current.is_active:
