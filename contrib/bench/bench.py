@@ -790,9 +790,11 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
               label: str) -> list[Row]:
     agents, queues = a.desk_agents, a.desk_queues
     tokens = desk_tokens(tmp, agents)
-    # capacity is not what is measured: agents never fill up
+    # capacity is not what is measured: agents never fill up; every ticket makes
+    # two events for each of the agents, so their writes are coalesced
     with chat_database(tmp, backend, a.pg_url) as store_url, \
-            environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000"}), \
+            environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
+                         "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger)}), \
             run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
         for q in range(queues):
             try:
@@ -822,7 +824,7 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         f"Switchboard, {label}",
         f"{agents} agents (plain WebSocket) in the agents room, members of {queues} queues "
         f"(round robin); POST /api/v1/tickets paced at {a.desk_rate:,}/s for {a.desk_secs} s "
-        f"(plugins {DESK_PLUGINS})",
+        f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
         f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "
         f"{result.get('sent', 0):,}); {result.get('assigned', 0):,} `ticket:assigned`; "
         f"request-to-assigned p50 / p99 / max {result.get('assign_p50_ms')} / {p99} / "
@@ -924,6 +926,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--desk-rate", type=int, default=1000,
                    help="desk: tickets created per second over HTTP")
     p.add_argument("--desk-secs", type=int, default=10, help="desk: seconds of creating")
+    p.add_argument("--desk-linger", type=float, default=0.005,
+                   help="desk: the server's write_linger in seconds (each ticket is two "
+                        "events to every agent)")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     a = p.parse_args(argv)
     a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
