@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import attrs
 import trio
 from quart import Blueprint, Response, current_app, g, jsonify, request
+from quart.routing import QuartRule
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -195,8 +196,32 @@ async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
     return len(requests)
 
 
+class _Rule(QuartRule):
+    """A route whose URL builders are made when a URL is first built.
+
+    werkzeug generates and compiles Python source for two builder functions per
+    route as the route is added, which is most of the cost of starting a server
+    (the test harness starts hundreds); the server itself never builds URLs.
+    """
+
+    def _compile_builder(self, append_unknown: bool = True) -> Callable[..., tuple[str, str]]:
+        built: Callable[..., tuple[str, str]] | None = None
+
+        def build(rule: _Rule, *args: Any, **kwargs: Any) -> tuple[str, str]:
+            nonlocal built
+            if built is None:
+                built = QuartRule._compile_builder(rule, append_unknown).__get__(rule, None)
+            return built(*args, **kwargs)
+
+        return build
+
+
+class _QuartTrio(QuartTrio):
+    url_rule_class = _Rule  # type: ignore[assignment]  # quart does the same
+
+
 def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio:
-    http = QuartTrio("switchboard.core.http")
+    http = _QuartTrio("switchboard.core.http")
     http.extensions["switchboard"] = app
     http.config["MAX_CONTENT_LENGTH"] = app.config.http.max_body
 

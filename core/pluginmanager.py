@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -36,16 +37,62 @@ def _instantiate(obj: object) -> object:
     return obj() if inspect.isclass(obj) else obj
 
 
+@functools.cache
+def _installed() -> tuple[tuple[str, str, str, Any], ...]:
+    """(name, target, distribution, entry point) of each installed plugin.
+
+    Read once per process: naming the distribution parses its metadata, which
+    costs more than the rest of a server's start (the harness starts hundreds).
+    """
+    return tuple(
+        (ep.name, ep.value, f"{ep.dist.name} {ep.dist.version}" if ep.dist else "", ep)
+        for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
 def discover() -> dict[str, tuple[object, str]]:
     """Plugins installed under the ``switchboard.plugins`` entry-point group."""
     found: dict[str, tuple[object, str]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ""
+    for name, target, dist, ep in _installed():
         try:
-            found[ep.name] = (ep.load(), dist)
+            found[name] = (ep.load(), dist)
         except Exception as exc:  # a broken third-party plugin must be named
-            raise ConfigError(f"plugins.{ep.name}", f"cannot load {ep.value}: {exc}") from exc
+            raise ConfigError(f"plugins.{name}", f"cannot load {target}: {exc}") from exc
     return found
+
+
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, looking only at attributes named like a hook.
+
+    pluggy inspects every attribute of a registered plugin for hook markers;
+    ours are all named ``switchboard_*`` (anything else so named but unknown
+    is refused in :meth:`Plugins._register`), so the rest need no look.
+    """
+
+    #: (plugin class, attribute) -> its hook options: a server's plugins are new
+    #: instances of the same classes at every start, and pluggy's static lookup
+    #: of an attribute is slow.
+    _class_opts: dict[tuple[type, str], Any] = {}
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
+        if not name.startswith(f"{hookspec.PROJECT}_"):
+            return None
+        if inspect.isclass(plugin) or inspect.ismodule(plugin) or name in _vars_of(plugin):
+            return super().parse_hookimpl_opts(plugin, name)
+        key = (type(plugin), name)
+        try:
+            return self._class_opts[key]
+        except KeyError:
+            opts = self._class_opts[key] = super().parse_hookimpl_opts(plugin, name)
+            return opts
+
+
+def _vars_of(obj: object) -> dict[str, Any]:
+    """``obj``'s own attributes, without running ``__getattr__`` or descriptors."""
+    try:
+        found = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 class Plugins:
@@ -67,7 +114,7 @@ class Plugins:
             if name not in available:
                 known = ", ".join(sorted(available)) or "none"
                 raise ConfigError(f"plugins.{name}", f"no such plugin (installed: {known})")
-        self.pm = pluggy.PluginManager(hookspec.PROJECT)
+        self.pm: pluggy.PluginManager = _PluginManager(hookspec.PROJECT)
         self.pm.add_hookspecs(hookspec)
         self.infos: list[PluginInfo] = []
         for name, (obj, source) in sorted(available.items()):

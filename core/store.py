@@ -91,7 +91,11 @@ class Store:
         #: SQLite: seconds a statement waits for a lock before the database
         #: counts as unavailable.
         self._busy_timeout_ms = max(0, round(busy_timeout * 1000))
-        self._memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
+        #: An in-memory SQLite database: private (``sqlite://``) or named
+        #: (``sqlite:///file:NAME?mode=memory&cache=shared&uri=true``, shared by
+        #: the connections of one process). One connection serves it.
+        self._memory = self.dialect == "sqlite" and (
+            parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory")
         self._limiter = trio.CapacityLimiter(1 if self._memory else pool_size)
         self._engine: sqlalchemy.Engine | None = None
         self.metadata = sqlalchemy.MetaData()
@@ -117,13 +121,14 @@ class Store:
         """Create the engine and the tables of :attr:`metadata`; check the database answers."""
         if self._engine is not None:
             raise StoreError(f"store for {self._safe_url} is already open")
-        self._engine = await trio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+        with self.around_call():
+            self._engine = await trio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
 
     async def close(self) -> None:
         """Close the pooled connections. Safe to call twice."""
         engine, self._engine = self._engine, None
         if engine is not None:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True), self.around_call():
                 await trio.to_thread.run_sync(engine.dispose)
 
     async def run(self, fn: Callable[[sqlalchemy.Connection], T], *,

@@ -1518,7 +1518,7 @@ class FrontDoor:
         async with trio.open_nursery() as nursery:
             async def receive() -> None:
                 try:
-                    got.append(await stream.receive_some(65536))
+                    got.append(bytes(await stream.receive_some(65536)))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     got.append(b"")
                 nursery.cancel_scope.cancel()
@@ -1715,8 +1715,9 @@ class FrontDoor:
             return Failure("bystander lost", f"no broadcast within {TIMEOUT:g} s", (),
                            "bystander lost: no broadcast")
         except ConnectionClosed as exc:
+            code = exc.reason.code if exc.reason is not None else None
             return Failure("bystander lost", f"its connection closed: {exc.reason}", (),
-                           f"bystander lost: closed {exc.reason.code}")
+                           f"bystander lost: closed {code}")
 
 
 def _unknown_transfer_coding(data: bytes) -> bool:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from switchboard.core.config import Config
-from switchboard.core.server import Server
 
 from . import Harness, make_config
 
@@ -52,55 +49,14 @@ def switchboard_plugins() -> Mapping[str, object] | None:
     return None
 
 
-class _ClockHold:
-    """Keep an autojump clock still while at least one database call runs.
-
-    Autojump advances time as soon as every task is blocked, and a task waiting
-    for a worker thread counts as blocked: without this, a database call made by
-    an event handler would let the clock leap to the next deadline (the
-    client's request timeout, a heartbeat) while the thread works.
-    """
-
-    def __init__(self, clock: trio.testing.MockClock) -> None:
-        self._clock = clock
-        self._threshold = clock.autojump_threshold
-        self._in_flight = 0
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        if self._in_flight == 0:
-            self._threshold = self._clock.autojump_threshold
-            self._clock.autojump_threshold = math.inf
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._clock.autojump_threshold = self._threshold
-
-
-async def _start(config: Config, plugins: Mapping[str, object] | None,
-                 nursery: trio.Nursery, *, listen: bool,
-                 clock: trio.testing.MockClock | None = None) -> Harness:
-    def prepare(server: Server) -> None:
-        if clock is not None:
-            server.store.around_call = _ClockHold(clock)
-
-    server = Server(config, plugins=plugins)
-    prepare(server)
-    await nursery.start(lambda task_status: server.run(listen=listen, task_status=task_status))
-    return Harness(server, nursery, plugins=plugins, listen=listen, prepare=prepare)
-
-
 @pytest.fixture
 async def switchboard(autojump_clock: trio.testing.MockClock, nursery: trio.Nursery,
                       switchboard_config: Config,
                       switchboard_plugins: Mapping[str, object] | None,
                       ) -> AsyncIterator[Harness]:
     """An in-process server on the autojump MockClock with in-memory transports."""
-    harness = await _start(switchboard_config, switchboard_plugins, nursery, listen=False,
-                           clock=autojump_clock)
+    harness = await Harness.start(switchboard_config, nursery, plugins=switchboard_plugins,
+                                  clock=autojump_clock)
     yield harness
     await harness.stop()
 
@@ -110,6 +66,7 @@ async def switchboard_live(nursery: trio.Nursery, switchboard_config: Config,
                            switchboard_plugins: Mapping[str, object] | None,
                            ) -> AsyncIterator[Harness]:
     """A server on an ephemeral 127.0.0.1 port, real clock, for socket tests."""
-    harness = await _start(switchboard_config, switchboard_plugins, nursery, listen=True)
+    harness = await Harness.start(switchboard_config, nursery, plugins=switchboard_plugins,
+                                  listen=True)
     yield harness
     await harness.stop()
