@@ -289,3 +289,21 @@ async def test_a_status_set_through_presence_is_the_agent_status(switchboard: Ha
     await ana.request("presence:update", {"status": "online"})
     assert await status_of(bob, "ana") == "online"
     assert await assigned_to(ana) == "ana"
+
+
+async def test_the_deadline_counts_from_the_last_time_an_assignee_went(
+        switchboard: Harness) -> None:
+    await put_queue(switchboard, "support", ["ana"])
+    ana = await agent(switchboard, "ana")
+    ticket = await new_ticket(switchboard, queueId="support")
+    await assigned_to(ana)
+    await ana.close()
+    await trio.sleep(30)  # offline since 10 s
+    ana = await agent(switchboard, "ana")
+    await ana.close()  # offline again at 40 s: the first deadline (70 s) does not count
+    await trio.sleep(50)
+    stored = await call(switchboard, "GET", f"/api/v1/tickets/{ticket['id']}?tenant=acme")
+    assert stored["assigneeId"] == "ana"
+    await trio.sleep(60)  # past 10 + 60 s after the second time
+    stored = await call(switchboard, "GET", f"/api/v1/tickets/{ticket['id']}?tenant=acme")
+    assert stored["assigneeId"] is None

@@ -64,6 +64,8 @@ class Agents:
         self.tickets = tickets
         self.queues = queues
         self._agents: dict[tuple[str, str], _Agent] = {}
+        #: Agents offline now, each as it was when it went (see :meth:`_going`).
+        self._gone: dict[tuple[str, str], _Agent] = {}
         #: Round robin: the member who got a ticket of the queue last.
         self._last: dict[tuple[str, str], str] = {}
         self._draining: dict[tuple[str, str], trio.Lock] = {}
@@ -135,6 +137,7 @@ class Agents:
         tenant, user = session.tenant_id, session.user_id
         for queue in await self.queues_of(tenant, user):
             self.app.hub.rooms.add(session, QUEUE_ROOM + queue)
+        self._gone.pop((tenant, user), None)
         agent = self._agents.get((tenant, user))
         if agent is not None and agent.going is not None:  # back within the grace
             agent.going.cancel()
@@ -165,11 +168,14 @@ class Agents:
         with scope:
             await trio.sleep(self.settings.offline_grace)
             del self._agents[key]
+            self._gone[key] = agent
             await self._broadcast(tenant, "agent:offline", user, "offline")
             await self._broadcast(tenant, "agent:status", user, "offline")
             await trio.sleep(self.settings.reassign_after)
-        if scope.cancelled_caught or key in self._agents:
+        # not if they came back since (and maybe went again, more recently)
+        if scope.cancelled_caught or self._gone.get(key) is not agent:
             return
+        del self._gone[key]
         await self.give_back(tenant, user)
 
     async def give_back(self, tenant: str, user: str) -> None:
