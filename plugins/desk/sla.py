@@ -56,6 +56,7 @@ class SlaTimers:
 
     def schedule(self, ticket: Ticket) -> None:
         clock = self.tickets.clock
+        pushed = False
         for target in TARGETS:
             due = ticket.first_response_due if target == "first_response" \
                 else ticket.resolution_due
@@ -67,7 +68,9 @@ class SlaTimers:
                 entry: Entry = (clock.trio_time(at), next(self._order), ticket.tenant_id,
                                 ticket.id, target, kind, due)
                 heapq.heappush(self._heap, entry)
-        self._added.set()
+                pushed = True
+        if pushed:
+            self._added.set()
 
     async def _changed(self, change: TicketChange) -> None:
         self.schedule(change.ticket)
