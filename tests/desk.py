@@ -13,11 +13,13 @@ ACME_KEY = "acme-only-key-0123456789"
 
 def desk_config(url: str, desk: dict[str, Any] | None = None,
                 extra: dict[str, Any] | None = None) -> Config:
+    """The desk owning its tickets (``unknown_tickets = "not_found"``) unless
+    ``desk`` says otherwise."""
     overrides: dict[str, Any] = {
         "store": {"url": url},
         "api_keys": [{"key": "test-api-key-0123456789", "tenant": "*", "name": "tests"},
                      {"key": ACME_KEY, "tenant": "acme", "name": "acme backend"}],
-        "plugins": {"desk": desk or {}},
+        "plugins": {"desk": {"unknown_tickets": "not_found", **(desk or {})}},
     }
     return make_config(merge(overrides, extra or {}))
 

@@ -307,3 +307,10 @@ async def test_the_deadline_counts_from_the_last_time_an_assignee_went(
     await trio.sleep(60)  # past 10 + 60 s after the second time
     stored = await call(switchboard, "GET", f"/api/v1/tickets/{ticket['id']}?tenant=acme")
     assert stored["assigneeId"] is None
+
+
+async def test_rooms_of_queues_the_desk_does_not_have_follow_the_other_policies(
+        switchboard: Harness) -> None:
+    bob = await agent(switchboard, "bob")
+    assert await bob.request("room:join", {"room": "queue:elsewhere"}) == {
+        "room": "queue:elsewhere"}

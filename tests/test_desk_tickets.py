@@ -393,3 +393,28 @@ async def test_junk_is_refused_with_a_code_and_never_fails_on_the_server(
     response = await switchboard.http().post("/api/v1/tickets", data=b"\xff{",
                                              headers=switchboard.api_headers())
     assert response.status_code == 400
+
+
+class TestUnknownTicketsDeferred:
+    """``unknown_tickets = "defer"`` (the default): rooms of tickets the desk
+    does not know follow the other policies, as before the desk."""
+
+    @pytest.fixture(params=["sqlite"])
+    def switchboard_config(self, request: pytest.FixtureRequest,
+                           tmp_path: Path) -> Iterator[Config]:
+        with database_url(request.param, tmp_path) as url:
+            yield desk_config(url, {"unknown_tickets": "defer"})
+
+    async def test_agents_join_rooms_of_tickets_kept_elsewhere(self, switchboard: Harness
+                                                               ) -> None:
+        agent = await switchboard.connect("ana", "acme", "agent")
+        customer = await switchboard.connect("cust-1", "acme", "customer")
+        assert await agent.request("room:join", {"room": "ticket:42"}) == {"room": "ticket:42"}
+        joined = await agent.request("ticket:join", {"ticketId": "43"})
+        assert joined == {"success": True, "ticketId": "43", "ticket": None}
+        refused = await customer.request("ticket:join", {"ticketId": "43"})
+        assert refused["success"] is False and refused["error"]["code"] == "forbidden"
+        # a ticket the desk knows still follows the desk's policy
+        ticket = await new_ticket(switchboard, customerId="cust-9")
+        refused = await customer.request("ticket:join", {"ticketId": ticket["id"]})
+        assert refused["error"]["code"] == "forbidden"

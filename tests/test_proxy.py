@@ -214,7 +214,7 @@ async def test_the_backend_decides_joins_of_its_rooms(switchboard_live: Harness,
     with pytest.raises(Exception) as info:  # the backend says no even to an agent
         await agent.request("room:join", {"room": "lead:8"})
     assert getattr(info.value, "code", None) == "forbidden"
-    assert await agent.request("room:join", {"room": "ticket:1"}) == {"room": "ticket:1"}
+    assert await agent.request("room:join", {"room": "team:1"}) == {"room": "team:1"}
     assert [c.json["room"] for c in backend.calls_to("/join")] == ["lead:7", "lead:8",
                                                                    "lead:8"]
     body = backend.calls_to("/join")[0].json

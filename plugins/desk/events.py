@@ -114,12 +114,17 @@ class DeskEvents:
     async def join(self, session: Session, ref: TicketRef) -> dict[str, Any]:
         app = self.tickets.app
         try:
+            # the desk's join policy admits the tenant's agents and the ticket's
+            # customer; a ticket it does not know is refused not_found, or with
+            # unknown_tickets = "defer" left to the other policies (a join proxy)
             await app.join(session, TICKET_ROOM + ref.ticketId)
-            ticket = await self._visible(session, ref.ticketId)
-            await app.join(session, "conversation:" + ticket.conversation_id)
+            ticket = await self.tickets.get(session.tenant_id, ref.ticketId)
+            if ticket is not None:
+                await app.join(session, "conversation:" + ticket.conversation_id)
         except ClientError as exc:
             return {"success": False, "ticketId": ref.ticketId, "error": exc.to_dict()}
-        return {"success": True, "ticketId": ref.ticketId, "ticket": ticket.to_json()}
+        return {"success": True, "ticketId": ref.ticketId,
+                "ticket": None if ticket is None else ticket.to_json()}
 
     async def leave(self, session: Session, ref: TicketRef) -> dict[str, Any]:
         app = self.tickets.app

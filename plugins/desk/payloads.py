@@ -79,6 +79,12 @@ class DeskSettings:
     sla: dict[str, SlaTarget] = attrs.Factory(dict)
     #: Seconds before a target that ``sla:warning`` is sent.
     sla_warning: float = 300.0
+    #: A join of ``ticket:{id}`` for an id the desk does not know: ``defer`` to
+    #: the other join policies (agents may join any room of their tenant, a
+    #: join proxy may decide, as before the desk: a deployment whose tickets
+    #: live in its own backend), or refuse it ``not_found`` (the desk owns
+    #: the tenant's tickets).
+    unknown_tickets: Literal["defer", "not_found"] = "defer"
 
 
 # -- checks --------------------------------------------------------------------

@@ -97,12 +97,17 @@ class DeskPlugin:
     @hookimpl
     async def switchboard_authorize_join(self, session: Session, room: str) -> bool | None:
         if room.startswith(QUEUE_ROOM):
-            return await self.agents.may_join_queue(session, room.removeprefix(QUEUE_ROOM))
+            queue = room.removeprefix(QUEUE_ROOM)
+            if not await self.tickets.queue_exists(session.tenant_id, queue):
+                return None  # not one of the desk's queues: the other policies decide
+            return await self.agents.may_join_queue(session, queue)
         if not room.startswith(TICKET_ROOM):
             return None
         ticket_id = room.removeprefix(TICKET_ROOM)
         ticket = await self.tickets.get(session.tenant_id, ticket_id)
         if ticket is None:
+            if self.tickets.settings.unknown_tickets == "defer":
+                return None  # not ours: the other policies (a join proxy) decide
             raise not_found(ticket_id)
         if self.app.is_agent(session) and not session.identity.confined:
             return True
