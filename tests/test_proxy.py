@@ -22,7 +22,7 @@ PROXY_TIMEOUT = 0.5
 def proxy_config(backend: Backend, **settings: Any) -> Config:
     proxy = {"connect_url": backend.url("/connect"), "join_url": backend.url("/join"),
              "join_rooms": ["lead:*"], "event_url": backend.url("/event"),
-             "events": ["lead:*", "handover:*"], "forward_cookies": ["session"],
+             "events": ["lead:*", "callback:*"], "forward_cookies": ["session"],
              "timeout": PROXY_TIMEOUT, "headers": {"X-Backend-Key": "b-secret"},
              **settings}
     return make_config({"plugins": {"proxy": proxy},
@@ -214,7 +214,7 @@ async def test_the_backend_decides_joins_of_its_rooms(switchboard_live: Harness,
     with pytest.raises(Exception) as info:  # the backend says no even to an agent
         await agent.request("room:join", {"room": "lead:8"})
     assert getattr(info.value, "code", None) == "forbidden"
-    assert await agent.request("room:join", {"room": "team:1"}) == {"room": "team:1"}
+    assert await agent.request("room:join", {"room": "ticket:1"}) == {"room": "ticket:1"}
     assert [c.json["room"] for c in backend.calls_to("/join")] == ["lead:7", "lead:8",
                                                                    "lead:8"]
     body = backend.calls_to("/join")[0].json
@@ -304,7 +304,7 @@ async def test_a_slow_event_backend_answers_backend_unavailable_in_time(
     carl = await switchboard_live.connect("carl", "acme", role="customer")
     started = trio.current_time()
     with pytest.raises(Exception) as info:
-        await carl.request("handover:request", {"leadId": 1})
+        await carl.request("callback:request", {"leadId": 1})
     assert getattr(info.value, "code", None) == "backend_unavailable"
     assert trio.current_time() - started < PROXY_TIMEOUT + 2
     assert await carl.request("presence:list") is not None  # the connection goes on
