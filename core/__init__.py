@@ -26,7 +26,7 @@ machinery and may change without notice.
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
   :class:`NotificationsService`, :class:`PresenceService`,
-  :class:`TicketService` and the rest of
+  :class:`TicketService`, :class:`HandoverService` and the rest of
   :mod:`switchboard.core.services`.
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
@@ -76,6 +76,9 @@ from .services import (
     ChatParticipant,
     ChatService,
     ChatStatusChange,
+    HandoverChange,
+    HandoverRequest,
+    HandoverService,
     MessageSource,
     Notification,
     NotificationsService,
@@ -128,6 +131,9 @@ __all__ = [
     "ConfigError",
     "Deferred",
     "EventSpec",
+    "HandoverChange",
+    "HandoverRequest",
+    "HandoverService",
     "Handshake",
     "Identity",
     "Inbound",

@@ -46,7 +46,13 @@ from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
 
 if TYPE_CHECKING:
-    from .services import ChatService, NotificationsService, PresenceService, TicketService
+    from .services import (
+        ChatService,
+        HandoverService,
+        NotificationsService,
+        PresenceService,
+        TicketService,
+    )
 
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
@@ -209,6 +215,9 @@ class App:
 
     @overload
     def service(self, name: Literal["tickets"]) -> TicketService: ...
+
+    @overload
+    def service(self, name: Literal["handover"]) -> HandoverService: ...
 
     @overload
     def service(self, name: str) -> Any: ...

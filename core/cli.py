@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 import trio
@@ -49,10 +49,10 @@ def tune_gc(thresholds: list[int]) -> None:
         gc.set_threshold(*thresholds)
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config, plugins: Mapping[str, object] | None = None) -> None:
     from .server import Server
 
-    server = Server(config)
+    server = Server(config, plugins=plugins)
     if server.development_secret:
         log.warning("development mode: no auth.secret configured, using the generated "
                     "secret in %s (mint tokens with `switchboard token`)",
@@ -73,16 +73,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config, host=args.host, port=args.port)
     logging.basicConfig(level=config.log.level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(config)
+
+
+def serve(config: Config, plugins: Mapping[str, object] | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM: 0 once it has drained, 1 (with the
+    reason logged) when it cannot start or fails."""
     try:
-        trio.run(_serve, config)
-    except StoreError as exc:
-        log.error("%s", exc)
-        return 1
-    except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", config.server.host, config.server.port,
-                  exc.strerror or exc)
+        trio.run(_serve, config, plugins)
+    except (Exception, BaseExceptionGroup) as exc:
+        failures = [f for f in _leaves(exc) if isinstance(f, Exception)]
+        if len(failures) < len(_leaves(exc)):
+            raise  # KeyboardInterrupt and the like: not a failure to report
+        for failure in failures:
+            _report_failure(config, failure)
         return 1
     return 0
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions in ``exc``, out of the groups Trio's nurseries wrap them in."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _report_failure(config: Config, exc: Exception) -> None:
+    """One log line for a failure the operator can act on; a traceback only for
+    a bug (in Switchboard or a plugin), where it is what a developer needs."""
+    if isinstance(exc, StoreError):
+        log.error("cannot start: %s", exc)
+    elif isinstance(exc, ConfigError):
+        log.error("cannot start: config: %s", exc)
+    elif isinstance(exc, OSError):
+        log.error("cannot listen on %s:%s: %s", config.server.host, config.server.port,
+                  exc.strerror or exc)
+    else:
+        log.error("cannot start: %s: %s", type(exc).__name__, exc, exc_info=exc)
 
 
 def cmd_token(args: argparse.Namespace) -> int:

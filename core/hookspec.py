@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .services import (
         ChatMessage,
         ChatStatusChange,
+        HandoverChange,
         MessageSource,
         Notification,
         TicketChange,
@@ -278,6 +279,17 @@ def switchboard_notification_created(notification: Notification) -> Awaitable[No
     """The ``notifications`` plugin stored a notification (created over HTTP or
     by a plugin) and pushed it to the user's devices. The return value is
     ignored.
+    """
+
+
+@hookspec
+def switchboard_handover_changed(change: HandoverChange) -> Awaitable[None] | None:
+    """The ``handover`` plugin changed a request for a human agent: requested,
+    accepted, transferred, escalated, cancelled, resolved or expired
+    (``change.action``), from a socket event, the HTTP API, the ``handover``
+    service or its escalation timer (``change.source``). The change has been
+    stored and announced to clients; ``change.request`` is the request as it
+    is now. The return value is ignored.
     """
 
 

@@ -24,6 +24,7 @@ let through to its client as it is; a database that cannot be reached raises
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
@@ -36,6 +37,12 @@ __all__ = [
     "ChatParticipant",
     "ChatService",
     "ChatStatusChange",
+    "HandoverAction",
+    "HandoverChange",
+    "HandoverPriority",
+    "HandoverRequest",
+    "HandoverService",
+    "HandoverStatus",
     "MessageSource",
     "Notification",
     "NotificationsService",
@@ -270,6 +277,158 @@ class PresenceService(Protocol):
 
     async def presence_of(self, tenant_id: str, user_id: str) -> PresenceInfo | None:
         """One user's presence, online or not; None if they were never seen."""
+        ...
+
+
+# -- handover ----------------------------------------------------------------------
+
+#: Where a handover request is in its life: waiting for an agent (``pending``),
+#: served by one (``accepted``), or closed: ``cancelled`` before anyone took it,
+#: ``resolved`` by its agent (or handed back to the bot), ``expired`` unanswered.
+HandoverStatus = Literal["pending", "accepted", "cancelled", "resolved", "expired"]
+#: How urgent a handover request is, lowest first.
+HandoverPriority = Literal["low", "normal", "high", "urgent"]
+#: What happened to a handover request (see :class:`HandoverChange`).
+HandoverAction = Literal["requested", "accepted", "transferred", "escalated", "cancelled",
+                         "resolved", "expired"]
+
+
+@attrs.frozen
+class HandoverRequest:
+    """A request for a human agent in a conversation, as stored.
+
+    ``queue`` is the queue it waits in (announced to ``queue:{queue}``; None:
+    the tenant's agents room); ``assignee`` the agent serving it once
+    ``accepted``; ``version`` grows with every change; ``escalation_level``
+    counts the escalations of an unanswered request, and ``widened`` says it
+    is announced to every agent of the tenant since one of them; ``due_at``
+    is when it next escalates or expires (None: never). Times are UNIX
+    timestamps (seconds).
+    """
+
+    id: int
+    tenant_id: str
+    conversation_id: str
+    requested_by: str
+    requester_role: str
+    reason: str | None
+    priority: HandoverPriority
+    queue: str | None
+    status: HandoverStatus
+    assignee: str | None
+    version: int
+    escalation_level: int
+    widened: bool
+    created_at: float
+    updated_at: float
+    accepted_at: float | None = None
+    closed_at: float | None = None
+    due_at: float | None = None
+    #: The note of the last transfer, or the reason of a cancellation or resolution.
+    note: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether it is ``pending`` or ``accepted`` (a conversation has at most
+        one open request)."""
+        return self.status in ("pending", "accepted")
+
+    def to_json(self) -> dict[str, Any]:
+        """The request as clients get it in the ``handover:*`` events, acks and
+        the HTTP API (``leadId`` and ``consultantId`` repeat ``conversationId``
+        and ``assignee`` under the Next.js CRM's names, ``timestamp`` is
+        ``updated_at`` in ISO 8601)."""
+        return {
+            "id": self.id, "conversationId": self.conversation_id,
+            "leadId": self.conversation_id, "requestedBy": self.requested_by,
+            "requesterRole": self.requester_role, "reason": self.reason,
+            "priority": self.priority, "queue": self.queue, "status": self.status,
+            "assignee": self.assignee, "consultantId": self.assignee, "version": self.version,
+            "escalationLevel": self.escalation_level, "widened": self.widened,
+            "createdAt": self.created_at, "updatedAt": self.updated_at,
+            "acceptedAt": self.accepted_at, "closedAt": self.closed_at, "dueAt": self.due_at,
+            "note": self.note,
+            "timestamp": datetime.datetime.fromtimestamp(self.updated_at,
+                                                         datetime.UTC).isoformat(),
+        }
+
+
+@attrs.frozen
+class HandoverChange:
+    """What ``switchboard_handover_changed`` reports: ``request`` as it is now,
+    after ``action``; ``actor`` is who did it (None for the server's own
+    escalation timer, or a backend that did not say), ``previous_assignee`` the
+    agent who had it before a transfer; ``source`` is ``"socket"``, ``"http"``,
+    ``"plugin"`` (the ``handover`` service) or ``"timer"`` (escalation, expiry)."""
+
+    action: HandoverAction
+    request: HandoverRequest
+    actor: str | None
+    source: Literal["socket", "http", "plugin", "timer"]
+    previous_assignee: str | None = None
+
+
+class HandoverService(Protocol):
+    """The ``handover`` plugin's service: ``app.service("handover")``.
+
+    Calls act for the server (as the HTTP API does): no role is checked, only
+    the state of the request (``conflict`` with the current ``request`` when it
+    is not in a state that allows the change). Every change is announced to
+    clients as the socket events are, and reported to
+    ``switchboard_handover_changed``.
+    """
+
+    async def request(self, tenant_id: str, conversation_id: str, *, requested_by: str,
+                      requester_role: str = "bot", reason: str | None = None,
+                      priority: HandoverPriority = "normal",
+                      queue: str | None = None) -> HandoverRequest:
+        """Ask for a human in an existing chat conversation: store a ``pending``
+        request, announce it (``handover:new_request`` to ``queue:{queue}``,
+        else the tenant's agents room) and post the system message. Raises
+        ``not_found`` for an unknown conversation, ``conflict`` (with the
+        current ``request``) when the conversation has an open one."""
+        ...
+
+    async def accept(self, tenant_id: str, request_id: int, agent_id: str, *,
+                     agent_name: str | None = None) -> HandoverRequest:
+        """Assign a ``pending`` request to ``agent_id`` (atomically: of two
+        accepts at once, one wins and the other raises ``conflict``); the agent
+        becomes a participant of the conversation."""
+        ...
+
+    async def transfer(self, tenant_id: str, request_id: int, *, by: str | None = None,
+                       to_agent: str | None = None, to_agent_name: str | None = None,
+                       to_queue: str | None = None,
+                       note: str | None = None) -> HandoverRequest:
+        """Hand an ``accepted`` request to another agent (it stays accepted) or
+        back to a queue (it is ``pending`` again, announced to that queue);
+        exactly one of ``to_agent`` and ``to_queue``."""
+        ...
+
+    async def cancel(self, tenant_id: str, request_id: int, *, by: str | None = None,
+                     reason: str | None = None) -> HandoverRequest:
+        """Withdraw a ``pending`` request (the customer no longer waits)."""
+        ...
+
+    async def resolve(self, tenant_id: str, request_id: int, *, by: str | None = None,
+                      return_to_bot: bool = False,
+                      note: str | None = None) -> HandoverRequest:
+        """Close an ``accepted`` request: the agent is done, or (``return_to_bot``)
+        hands the conversation back to the bot."""
+        ...
+
+    async def get(self, tenant_id: str, request_id: int) -> HandoverRequest | None:
+        """One request of the tenant, or None."""
+        ...
+
+    async def open_request(self, tenant_id: str,
+                           conversation_id: str) -> HandoverRequest | None:
+        """The conversation's open (``pending`` or ``accepted``) request, or None."""
+        ...
+
+    async def pending(self, tenant_id: str, *, queue: str | None = None,
+                      limit: int = 50) -> list[HandoverRequest]:
+        """The tenant's pending requests (of one queue, when given), oldest first."""
         ...
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from switchboard.core import App, hookimpl
 from switchboard.core.auth import TokenVerifier, development_secret, mint_token
-from switchboard.core.cli import main
+from switchboard.core.cli import main, serve
 from switchboard.core.config import AuthConfig, load_config
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -221,6 +222,38 @@ def test_serve_with_a_bad_config_exits_2(capsys: pytest.CaptureFixture[str],
     code, _, err = run_main(capsys, "serve", "--config", str(path))
     assert code == 2
     assert "heartbeat.interval" in err
+
+
+async def test_serve_without_its_database_says_so_in_one_line_and_exits_1(
+        tmp_path: Path) -> None:
+    """A database that does not answer at start is an operator's problem, not a
+    bug: one clear line, no traceback, exit status 1."""
+    port = free_port()  # nothing listens there
+    result = await trio.run_process(
+        [str(SCRIPT), "serve", "--port", "0"], check=False, capture_stdout=True,
+        capture_stderr=True, env=child_env(
+            SWITCHBOARD_STORE__URL=f"postgresql://postgres@127.0.0.1:{port}/switchboard",
+            SWITCHBOARD_DATA_DIR=str(tmp_path / "data")))
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert "cannot start: connecting to the database failed" in err
+    assert "Traceback" not in err
+
+
+class FailsToStart:
+    @hookimpl
+    def switchboard_startup(self, app: App) -> None:
+        raise RuntimeError("the widget cache is gone")
+
+
+def test_serve_with_a_plugin_that_fails_to_start_exits_1_naming_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config(None, {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+                                "SWITCHBOARD_SERVER__PORT": "0"})
+    assert serve(config, plugins={"failing": FailsToStart}) == 1
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == "cannot start: RuntimeError: the widget cache is gone"
+    assert record.exc_info is not None  # a bug: its traceback is kept for the developer
 
 
 def free_port() -> int:

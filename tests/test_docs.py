@@ -40,7 +40,8 @@ PUBLIC = sorted(switchboard.core.__all__)
 #: Classes whose public methods plugins call; each method needs a docstring.
 SURFACE_CLASSES = [App, Session, Store, services.ChatService, services.NotificationsService,
                    services.PresenceService, services.ChatConversation, services.ChatMessage,
-                   services.TicketService, services.Ticket]
+                   services.TicketService, services.Ticket,
+                   services.HandoverService, services.HandoverRequest]
 
 
 def first_party_events() -> list[Any]:
@@ -93,7 +94,7 @@ def test_every_public_method_of_the_surface_has_a_docstring(cls: type, member: s
 
 @pytest.mark.parametrize(("service", "method"), [
     (service, name) for service in (services.ChatService, services.NotificationsService,
-                                    services.PresenceService)
+                                    services.PresenceService, services.HandoverService)
     for name, _ in _public_members(service)] + [
     (services.TicketService, name) for name, _ in _public_members(services.TicketService)],
     ids=lambda v: v.__name__ if isinstance(v, type) else str(v))

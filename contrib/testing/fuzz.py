@@ -225,6 +225,12 @@ TEMPLATES: list[tuple[str, list[tuple[str, list[str]]]]] = [
     ("notification:read", [("id", ["1"])]),
     ("notification:list", [("limit", ["5"]), ("unreadOnly", ["true"]), ("before", ["9"])]),
     ("auth", [("token", ['"not-a-token"'])]),
+    ("handover:request", [("leadId", ['"c1"']), ("reason", ['"help"']),
+                          ("priority", ['"high"', '"urgent"']), ("queue", ['"billing"'])]),
+    ("handover:accept", [("leadId", ['"c1"']), ("requestId", ["1"]), ("consultantId", ['"x"'])]),
+    ("handover:transfer", [("requestId", ["1"]), ("toAgentId", ['"x"']),
+                           ("toQueue", ['"billing"']), ("note", ['"n"'])]),
+    ("handover:list", [("limit", ["5"]), ("after", ["0"]), ("status", ['"pending"'])]),
 ]
 
 
@@ -278,6 +284,7 @@ PATHS = ["/health", "/ready", "/metrics", "/api/v1/stats", "/api/v1/emit", "/ws"
          "/socket.io/?EIO=3&transport=polling", "/socket.io/?EIO=4&transport=polling&sid=x",
          "/socket.io/", "/api/v1/presence/fuzz", "/api/v1/presence/fuzz/bystander",
          "/api/v1/notifications/fuzz/bystander?limit=x", "/api/v1/conversations/c1?tenant=fuzz",
+         "/api/v1/handovers?tenant=fuzz&limit=x", "/api/v1/handovers/1?tenant=fuzz",
          "/", "//ws", "/ws/", "/%77s", "/ws#x", "/ws?token=%ZZ", "/%", "/a%00b", "/\xb2",
          "/?" + "a" * 3000, "/ws?token=@TOKEN@&token=x"]
 #: Hosts for absolute-form targets and Host headers: bracketed IPv6 literals,
@@ -405,7 +412,7 @@ def request_heads() -> st.SearchStrategy[Case]:
 # --- (b) bodies: Content-Length, Transfer-Encoding ---
 
 ROUTES = ["/api/v1/emit"] * 4 + ["/api/v1/notifications", "/api/v1/conversations",
-                                 "/api/v1/conversations/c1/messages",
+                                 "/api/v1/conversations/c1/messages", "/api/v1/handovers",
                                  "/socket.io/?EIO=4&transport=polling&sid=@SID@",
                                  "/socket.io/?EIO=4&transport=polling&sid=@SID@"]
 #: Content-Length values; ``None`` is the body's real length. '\xb2', '\xb3' and
@@ -441,6 +448,9 @@ def _json_body(draw: st.DrawFn, route: str) -> str:
         if draw(st.integers(0, 4)) == 0:
             return "[" + ",".join(draw(st.lists(_emit_text(), max_size=3))) + "]"
         return draw(_emit_text())
+    if route == "/api/v1/handovers":
+        return ('{"tenant":"fuzz","leadId":"c1","requestedBy":' + draw(json_texts)
+                + ',"priority":' + draw(json_texts) + "}")
     if route == "/api/v1/notifications":
         return ('{"tenant":"fuzz","user":"bystander","title":' + draw(json_texts)
                 + ',"message":"m","data":' + draw(json_texts) + "}")
