@@ -314,3 +314,21 @@ async def test_rooms_of_queues_the_desk_does_not_have_follow_the_other_policies(
     bob = await agent(switchboard, "bob")
     assert await bob.request("room:join", {"room": "queue:elsewhere"}) == {
         "room": "queue:elsewhere"}
+
+
+async def test_handover_requests_to_a_queue_reach_its_members_only(
+        switchboard: Harness) -> None:
+    """The handover plugin announces to ``queue:{id}``: the desk's queue rooms."""
+    await put_queue(switchboard, "vendas", ["ana"])
+    ana = await agent(switchboard, "ana")
+    bob = await agent(switchboard, "bob")
+    lead = await switchboard.connect("lead", "acme", "supervisor")
+    await lead.request("room:join", {"room": "queue:vendas"})
+    chat = switchboard.app.service("chat")
+    await chat.create_conversation("acme", "wa-1")
+    await switchboard.app.service("handover").request(
+        "acme", "wa-1", requested_by="bot", queue="vendas", reason="quer comprar")
+    for client in (ana, lead):
+        assert (await client.expect("handover:new_request"))["conversationId"] == "wa-1"
+    await trio.sleep(1)
+    assert bob.received("handover:new_request") == []
