@@ -157,11 +157,6 @@ class DeskStorage:
 
     # -- queues -------------------------------------------------------------------
 
-    def queue_row(self, conn: sa.Connection, tenant: str, queue: str) -> Any:
-        q = self.queues
-        return conn.execute(sa.select(q).where(q.c.tenant_id == tenant, q.c.id == queue)
-                            ).mappings().first()
-
     def put_queue(self, conn: sa.Connection, upsert: Any, tenant: str, queue: str, name: str,
                   strategy: str, members: Iterable[tuple[str, int | None]] | None) -> None:
         conn.execute(upsert, {"tenant_id": tenant, "id": queue, "name": name,

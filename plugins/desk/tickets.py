@@ -21,7 +21,6 @@ import sqlalchemy as sa
 import trio
 from switchboard.core import (
     CONFLICT,
-    FORBIDDEN,
     NOT_FOUND,
     App,
     ChatParticipant,
@@ -40,7 +39,6 @@ from .payloads import (
     CONVERSATION_PREFIX,
     MAX_PAGE,
     QUEUE_ROOM,
-    TICKET_ROOM,
     DeskSettings,
     check_id,
     check_note,
@@ -501,17 +499,9 @@ class Tickets:
         for listener in self.listeners:
             await listener(change)
 
-    # -- access ------------------------------------------------------------------
-
-    def ticket_of_room(self, room: str) -> str | None:
-        return room.removeprefix(TICKET_ROOM) if room.startswith(TICKET_ROOM) else None
-
     @staticmethod
     def ticket_of_conversation(conversation: str) -> str | None:
+        """The ticket id of a ticket's conversation id, or None for another."""
         if conversation.startswith(CONVERSATION_PREFIX):
             return conversation.removeprefix(CONVERSATION_PREFIX)
         return None
-
-    def check_agent(self, is_agent: bool) -> None:
-        if not is_agent:
-            raise ClientError(FORBIDDEN, "only agents may change tickets")
