@@ -332,3 +332,19 @@ async def test_handover_requests_to_a_queue_reach_its_members_only(
         assert (await client.expect("handover:new_request"))["conversationId"] == "wa-1"
     await trio.sleep(1)
     assert bob.received("handover:new_request") == []
+
+
+async def test_a_deleted_queue_empties_its_room_and_is_gone(switchboard: Harness) -> None:
+    await put_queue(switchboard, "support", ["ana"])
+    ana = await agent(switchboard, "ana")
+    await call(switchboard, "DELETE", "/api/v1/queues/support?tenant=globex", status=404)
+    await call(switchboard, "DELETE", "/api/v1/queues/support?tenant=acme", status=204)
+    await call(switchboard, "DELETE", "/api/v1/queues/support?tenant=acme", status=404)
+    assert (await call(switchboard, "GET", "/api/v1/queues?tenant=acme"))["queues"] == []
+    bad = await call(switchboard, "POST", "/api/v1/tickets",
+                     {"tenant": "acme", "subject": "x", "customerId": "c", "queueId": "support"},
+                     status=404)
+    assert bad["code"] == "not_found" and bad["field"] == "queueId"
+    await switchboard.app.publish("acme", "queue:support", "probe", {})
+    await trio.sleep(1)
+    assert ana.received("probe") == []

@@ -221,6 +221,26 @@ class Agents:
         await self._resync_room(tenant, queue, {user}, set())
         return removed > 0
 
+    async def delete_queue(self, tenant: str, queue: str) -> bool:
+        """Delete a queue and its members (its tickets keep their ``queueId``
+        and are no longer auto-assigned); its members' connections leave
+        ``queue:{id}``. False if there was no such queue."""
+        before = await self.members_of(tenant, queue)
+        storage = self.storage
+
+        def delete(conn: Any) -> int:
+            m, q = storage.members, storage.queues
+            conn.execute(m.delete().where(m.c.tenant_id == tenant, m.c.queue_id == queue))
+            return int(conn.execute(q.delete().where(q.c.tenant_id == tenant,
+                                                     q.c.id == queue)).rowcount)
+
+        deleted = await self.app.store.run(delete, serialize_on=("desk-queue", tenant, queue))
+        self.queues.forget(tenant, queue)
+        for user in before:
+            for session in list(self.app.user_sessions(tenant, user)):
+                await self.app.leave(session, QUEUE_ROOM + queue)
+        return deleted > 0
+
     async def _resync_room(self, tenant: str, queue: str, before: set[str],
                            after: set[str]) -> None:
         """Put the connections of new members in ``queue:{id}``, take out the

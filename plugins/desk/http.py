@@ -158,6 +158,15 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         tenant = api_key_tenant(request.args.get("tenant"))
         return {"queues": await agents.describe(tenant)}
 
+    @bp.delete("/api/v1/queues/<queue_id>")
+    @require_api_key
+    async def delete_queue(queue_id: str) -> Any:
+        tenant = api_key_tenant(request.args.get("tenant"))
+        tickets.check_queue_id(queue_id, "queueId")
+        if not await agents.delete_queue(tenant, queue_id):
+            return error_response(404, "not_found", f"no queue {queue_id!r}")
+        return "", 204
+
     @bp.put("/api/v1/queues/<queue_id>/members/<user_id>")
     @require_api_key
     async def put_member(queue_id: str, user_id: str) -> Any:
