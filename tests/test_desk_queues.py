@@ -348,3 +348,32 @@ async def test_a_deleted_queue_empties_its_room_and_is_gone(switchboard: Harness
     await switchboard.app.publish("acme", "queue:support", "probe", {})
     await trio.sleep(1)
     assert ana.received("probe") == []
+
+
+async def test_transfers_and_unassigning_go_through_the_queue(switchboard: Harness) -> None:
+    await put_queue(switchboard, "support", ["ana"])
+    await put_queue(switchboard, "billing", ["bob"])
+    ana = await agent(switchboard, "ana")
+    bob = await agent(switchboard, "bob")
+    ticket = await new_ticket(switchboard, queueId="support")
+    assert await assigned_to(ana) == "ana"
+    # to the billing queue: bob, its free member, gets it
+    moved = await ana.request("ticket:transfer", {"ticketId": ticket["id"],
+                                                  "queueId": "billing", "note": "invoice"})
+    assert moved["ticket"]["assigneeId"] is None and moved["ticket"]["status"] == "open"
+    event = await bob.expect("ticket:assigned")
+    while event["ticket"]["assigneeId"] != "bob":
+        event = await bob.expect("ticket:assigned")
+    assert event["reason"] == "auto_assign" and event["ticket"]["queueId"] == "billing"
+    # to a named agent, keeping the queue
+    direct = await bob.request("ticket:transfer", {"ticketId": ticket["id"], "userId": "carol",
+                                                   "version": event["ticket"]["version"]})
+    assert direct["ticket"]["assigneeId"] == "carol"
+    assert direct["ticket"]["status"] == "in_progress"
+    # given back: the queue assigns it again
+    back = await bob.request("ticket:assign", {"ticketId": ticket["id"], "unassign": True})
+    assert back["ticket"]["assigneeId"] is None
+    again = await bob.expect("ticket:assigned")
+    while again["ticket"]["assigneeId"] != "bob":
+        again = await bob.expect("ticket:assigned")
+    assert again["ticket"]["id"] == ticket["id"]
