@@ -133,3 +133,22 @@ async def test_a_restart_neither_loses_nor_repeats_a_timer(switchboard: Harness)
     await trio.sleep(2920)  # to 3520 s: the resolution warning (at 3480 s), no repeat
     assert [w["target"] for w in watcher.received("sla:warning")] == ["resolution"]
     assert watcher.received("sla:breached") == []
+
+
+async def test_a_ticket_reopened_into_pending_starts_paused(switchboard: Harness) -> None:
+    ticket = await new_ticket(switchboard, priority="urgent")
+    agent = await switchboard.connect("ana", "acme", "agent")
+    await agent.request("ticket:set_status", {"ticketId": ticket["id"], "status": "resolved"})
+    paused = await agent.request("ticket:set_status", {"ticketId": ticket["id"],
+                                                       "status": "pending"})
+    assert paused["ticket"]["resolvedAt"] is None
+    assert paused["ticket"]["resolutionDue"] is None
+    assert paused["ticket"]["firstResponseDue"] is None
+    await trio.sleep(500)
+    resumed = await agent.request("ticket:set_status", {"ticketId": ticket["id"],
+                                                        "status": "in_progress"})
+    # the full targets, from the moment it left pending
+    assert resumed["ticket"]["resolutionDue"] - resumed["ticket"]["updatedAt"] == \
+        pytest.approx(3600, abs=1)
+    assert resumed["ticket"]["firstResponseDue"] - resumed["ticket"]["updatedAt"] == \
+        pytest.approx(600, abs=1)

@@ -343,10 +343,15 @@ class Tickets:
             values.update(closed_at=now, first_response_due=None, resolution_due=None)
         elif current.status in ("resolved", "closed"):
             first, resolution = self._due(current.priority, now)
-            values.update(resolved_at=None, closed_at=None, resolution_due=resolution,
-                          sla_sent="")
-            if current.first_response_at is None:
-                values["first_response_due"] = first
+            if current.first_response_at is not None:
+                first = None
+            values.update(resolved_at=None, closed_at=None, sla_sent="")
+            if status == "pending":  # reopened straight into pending: paused at once
+                values.update(first_response_due=None, resolution_due=None,
+                              first_response_left=None if first is None else first - now,
+                              resolution_left=None if resolution is None else resolution - now)
+            else:
+                values.update(first_response_due=first, resolution_due=resolution)
         return values
 
     async def set_status(self, tenant_id: str, ticket_id: str, status: TicketStatus, *,
