@@ -377,3 +377,17 @@ async def test_transfers_and_unassigning_go_through_the_queue(switchboard: Harne
     while again["ticket"]["assigneeId"] != "bob":
         again = await bob.expect("ticket:assigned")
     assert again["ticket"]["id"] == ticket["id"]
+
+
+async def test_a_burst_of_tickets_is_shared_in_turn(switchboard: Harness) -> None:
+    await put_queue(switchboard, "support", ["ana", "bob", "cid"])
+    watcher = await agent(switchboard, "ana")
+    await agent(switchboard, "bob")
+    await agent(switchboard, "cid")
+    async with trio.open_nursery() as nursery:
+        for _ in range(6):
+            nursery.start_soon(lambda: new_ticket(switchboard, queueId="support"))
+    owners = sorted([await assigned_to(watcher) for _ in range(6)])
+    assert owners == ["ana", "ana", "bob", "bob", "cid", "cid"]
+    numbers = await call(switchboard, "GET", "/api/v1/tickets?tenant=acme")
+    assert sorted(t["number"] for t in numbers["items"]) == [1, 2, 3, 4, 5, 6]

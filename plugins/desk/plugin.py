@@ -78,6 +78,8 @@ class DeskPlugin:
         settings: DeskSettings = app.settings(self)
         self.queues.start(app)
         self.tickets.start(app, settings)
+        # running before any request can create a ticket
+        await app.nursery.start(self.tickets.writer.run)
         self.agents.start(app, settings)
         self.sla.start(app, settings)
         await self.agents.declare_queues(settings.queues)

@@ -11,9 +11,10 @@ passed to the desk's own listeners (assignment, SLA timers).
 
 from __future__ import annotations
 
+import builtins
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -23,8 +24,10 @@ from switchboard.core import (
     CONFLICT,
     NOT_FOUND,
     App,
+    Batcher,
     ChatParticipant,
     ClientError,
+    StoreUnavailable,
     Ticket,
     TicketChange,
     TicketPage,
@@ -55,6 +58,10 @@ Mutation = Callable[[sa.Connection, Ticket], dict[str, Any]]
 #: The members of a queue who may get a new ticket now, in the order to try
 #: them, with their capacity (given by the agents' side of the desk).
 Candidates = Callable[[Queue], list[tuple[str, int]]]
+#: Members of a queue to offer a ticket to, in order, with their capacity.
+Order = list[tuple[str, int]]
+#: A new ticket as created, and as auto-assigned in the same transaction.
+Created = tuple[Ticket, Ticket | None]
 
 
 #: Wall clock minus Trio's clock, taken once per Trio run: a server started
@@ -83,6 +90,15 @@ class Clock:
         return wall - self._offset
 
 
+@attrs.frozen
+class _NewTicket:
+    """A ticket to create: its row (without its number) and, to offer it to
+    its members, its queue."""
+
+    values: dict[str, Any]
+    queue: Queue | None
+
+
 def conflict(current: Ticket, message: str) -> ClientError:
     return ClientError(CONFLICT, message, ticket=current.to_json())
 
@@ -107,6 +123,11 @@ class Tickets:
         self.candidates: Candidates | None = None
         #: Told who got a new ticket of a queue (for round robin).
         self.chosen: Callable[[str, str, str], None] = lambda tenant, queue, user: None
+        #: Writes new tickets in batches: tickets created at the same time share
+        #: one transaction (run by the plugin in the server's nursery).
+        self.writer: Batcher[_NewTicket, Created] = Batcher(
+            self._write_new, max_batch=200,
+            retry_alone=lambda exc: not isinstance(exc, StoreUnavailable))
 
     def start(self, app: App, settings: DeskSettings) -> None:
         self.app = app
@@ -205,41 +226,15 @@ class Tickets:
             participants=[ChatParticipant(customer_id, "customer")])
         now = self.clock.now()
         first_due, resolution_due = self._due(priority, now)
-        # auto-assignment in the same transaction: the candidates are known now,
-        # their capacity is checked inside it
-        candidates = (self.candidates(queue) if queue is not None and assignee_id is None
-                      and self.candidates is not None else [])
-        storage = self.storage
-
-        def insert(conn: sa.Connection) -> tuple[Ticket, Ticket | None]:
-            values = {
-                "id": ticket_id, "tenant_id": tenant_id,
-                "number": storage.next_number(conn, tenant_id), "subject": subject,
-                "status": "in_progress" if assignee_id else "open", "priority": priority,
-                "queue_id": queue_id, "assignee_id": assignee_id, "customer_id": customer_id,
-                "channel": channel, "tags": list(tag_list), "conversation_id": conversation,
-                "version": 1, "created_at": now, "updated_at": now,
-                "first_response_due": first_due, "resolution_due": resolution_due,
-                "sla_sent": "",
-            }
-            storage.insert(conn, values)
-            created = storage.ticket(values)
-            order = candidates
-            if queue is not None and queue.strategy == "least_busy" and len(order) > 1:
-                load = {row[0]: int(row[1]) for row in conn.execute(storage.active_counts(
-                    tenant_id, [user for user, _ in order]))}
-                order = sorted(order, key=lambda member: load.get(member[0], 0))
-            for user, capacity in order:
-                serialize_on(conn, "desk-agent", tenant_id, user)
-                if storage.active_count(conn, tenant_id, user) < capacity:
-                    storage.update(conn, ticket_id, 1, {
-                        "assignee_id": user, "status": "in_progress", "version": 2})
-                    return created, attrs.evolve(created, assignee_id=user,
-                                                 status="in_progress", version=2)
-            return created, None
-
-        ticket, assigned = await self.app.store.run(
-            insert, serialize_on=("desk-number", tenant_id))
+        ticket, assigned = await self.writer.submit(_NewTicket(
+            {"id": ticket_id, "tenant_id": tenant_id, "subject": subject,
+             "status": "in_progress" if assignee_id else "open", "priority": priority,
+             "queue_id": queue_id, "assignee_id": assignee_id, "customer_id": customer_id,
+             "channel": channel, "tags": list(tag_list), "conversation_id": conversation,
+             "version": 1, "created_at": now, "updated_at": now,
+             "first_response_due": first_due, "resolution_due": resolution_due,
+             "sla_sent": ""},
+            queue if assignee_id is None else None))
         await self.announce(TicketChange("created", ticket, None, by))
         if assigned is not None:
             assert queue_id is not None and assigned.assignee_id is not None
@@ -252,6 +247,60 @@ class Tickets:
             await self.app.publish(tenant_id, QUEUE_ROOM + queue_id, "ticket:queued",
                                    {"ticket": ticket.to_json()})
         return ticket
+
+    async def _write_new(self, items: Sequence[_NewTicket]) -> Sequence[Created]:
+        """The batch writer of new tickets: one transaction for the tickets
+        created meanwhile, each numbered (serialized on its tenant) and, when
+        it has a queue, given to the first free candidate of its queue (the
+        capacity checked serialized on the agent)."""
+        storage = self.storage
+        orders: builtins.list[Order] = []
+        for item in items:
+            queue = item.queue
+            if queue is None or self.candidates is None:
+                orders.append([])
+                continue
+            order = self.candidates(queue)
+            orders.append(order)
+            if order and queue.strategy == "round_robin":
+                # the next ticket of the batch starts after this one's first choice
+                self.chosen(queue.tenant, queue.id, order[0][0])
+
+        def write(conn: sa.Connection) -> Sequence[Created]:
+            tenants = sorted({item.values["tenant_id"] for item in items})
+            for tenant in tenants:
+                serialize_on(conn, "desk-number", tenant)
+            numbers = {tenant: storage.next_number(conn, tenant) for tenant in tenants}
+            out: builtins.list[Created] = []
+            for item, order in zip(items, orders, strict=True):
+                values = dict(item.values)
+                tenant = values["tenant_id"]
+                values["number"] = numbers[tenant]
+                numbers[tenant] += 1
+                storage.insert(conn, values)
+                created = storage.ticket(values)
+                out.append((created, self._assign_new(conn, created, item.queue, order)))
+            return out
+
+        return await self.app.store.run(write)
+
+    def _assign_new(self, conn: sa.Connection, created: Ticket, queue: Queue | None,
+                    order: Order) -> Ticket | None:
+        """(In the creating transaction.) The ticket given to the first
+        candidate below capacity (the least busy first for that strategy)."""
+        storage, tenant = self.storage, created.tenant_id
+        if queue is not None and queue.strategy == "least_busy" and len(order) > 1:
+            load = {row[0]: int(row[1]) for row in conn.execute(storage.active_counts(
+                tenant, [user for user, _ in order]))}
+            order = sorted(order, key=lambda member: load.get(member[0], 0))
+        for user, capacity in order:
+            serialize_on(conn, "desk-agent", tenant, user)
+            if storage.active_count(conn, tenant, user) < capacity:
+                storage.update(conn, created.id, 1, {
+                    "assignee_id": user, "status": "in_progress", "version": 2})
+                return attrs.evolve(created, assignee_id=user, status="in_progress",
+                                    version=2)
+        return None
 
     # -- changing ----------------------------------------------------------------
 
