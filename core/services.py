@@ -25,7 +25,7 @@ let through to its client as it is; a database that cannot be reached raises
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -190,6 +190,16 @@ class ChatService(Protocol):
         """The conversation, created with ``title`` and ``participants`` if it
         does not exist yet (an existing one is returned as it is), and whether
         it was created. Safe against a concurrent creation."""
+        ...
+
+    async def create_conversations(
+            self, conversations: Sequence[ChatConversation]) -> list[bool]:
+        """Create many conversations (of any tenants, each with its ``id``,
+        ``title`` and ``participants``) in one transaction, for a plugin that
+        makes many at once; an existing one is left as it is. Returns, for
+        each, whether it was created. Bad values are refused as for
+        :meth:`create_conversation`, naming e.g. ``conversations.3.id``, and
+        then none is created."""
         ...
 
     async def add_participant(self, tenant_id: str, conversation_id: str, user_id: str,

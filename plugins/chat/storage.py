@@ -177,6 +177,29 @@ class ChatStorage:
 
         return await self.store.run(create_rows)
 
+    async def create_many(self, rows: Sequence[tuple[str, str, str | None, dict[str, str]]],
+                          created_at: float) -> list[bool]:
+        """Create many conversations (tenant, id, title, participants) in one
+        transaction; for each, False if it existed."""
+        conv, part, _ = self._tables()
+        insert = self.store.upsert(conv, key=["tenant_id", "id"], update=[])
+
+        def create_rows(conn: sa.Connection) -> list[bool]:
+            created = []
+            for tenant, conversation, title, members in rows:
+                made = conn.execute(insert, {"tenant_id": tenant, "id": conversation,
+                                             "title": title, "created_at": created_at}
+                                    ).rowcount == 1
+                created.append(made)
+                if made and members:
+                    conn.execute(part.insert(), [
+                        {"tenant_id": tenant, "conversation_id": conversation, "user_id": user,
+                         "role": role, "last_delivered_id": 0, "last_read_id": 0}
+                        for user, role in members.items()])
+            return created
+
+        return await self.store.run(create_rows)
+
     async def add_participant(self, tenant: str, conversation: str, user: str,
                               role: str) -> None:
         """Add a participant; for one already in it, change the role and keep

@@ -25,6 +25,7 @@ from switchboard.core import (
     NOT_FOUND,
     App,
     Batcher,
+    ChatConversation,
     ChatParticipant,
     ClientError,
     StoreUnavailable,
@@ -221,9 +222,6 @@ class Tickets:
         queue = await self._check_queue(tenant_id, queue_id)
         ticket_id = str(uuid.uuid4())
         conversation = CONVERSATION_PREFIX + ticket_id
-        await self.app.service("chat").get_or_create_conversation(
-            tenant_id, conversation, title=subject[:200],
-            participants=[ChatParticipant(customer_id, "customer")])
         now = self.clock.now()
         first_due, resolution_due = self._due(priority, now)
         ticket, assigned = await self.writer.submit(_NewTicket(
@@ -249,11 +247,17 @@ class Tickets:
         return ticket
 
     async def _write_new(self, items: Sequence[_NewTicket]) -> Sequence[Created]:
-        """The batch writer of new tickets: one transaction for the tickets
-        created meanwhile, each numbered (serialized on its tenant) and, when
-        it has a queue, given to the first free candidate of its queue (the
-        capacity checked serialized on the agent)."""
+        """The batch writer of new tickets: their conversations created in one
+        call of the chat service, then one transaction for the tickets, each
+        numbered (serialized on its tenant) and, when it has a queue, given to
+        the first free candidate of its queue (the capacity checked serialized
+        on the agent)."""
         storage = self.storage
+        # their conversations first, in one call of the chat service
+        await self.app.service("chat").create_conversations([ChatConversation(
+            item.values["tenant_id"], item.values["conversation_id"],
+            item.values["subject"][:200],
+            (ChatParticipant(item.values["customer_id"], "customer"),)) for item in items])
         orders: builtins.list[Order] = []
         for item in items:
             queue = item.queue
