@@ -808,7 +808,7 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         result = node.run("desk.mjs", [
             "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
             "--secs", str(a.desk_secs), "--tokens", str(tokens), "--api-key", API_KEY,
-            "--tenant", TENANT, "--server-pid", str(target.pid),
+            "--tenant", TENANT, "--server-pid", str(target.pid), "--holders", str(a.procs),
             target.ws_url, target.http], timeout=a.desk_secs + 180)
     log(f"desk {label}: {json.dumps(result)}")
     created = float(result.get("created_per_s") or 0)
@@ -822,7 +822,8 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
     return [Row(
         "service desk: tickets created/s and create-to-assigned latency",
         f"Switchboard, {label}",
-        f"{agents} agents (plain WebSocket) in the agents room, members of {queues} queues "
+        f"{agents} agents (plain WebSocket, in {a.procs} Node processes apart from the "
+        f"one sending and timing) in the agents room, members of {queues} queues "
         f"(round robin); POST /api/v1/tickets paced at {a.desk_rate:,}/s for {a.desk_secs} s "
         f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
         f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "

@@ -5,6 +5,7 @@
 // each ticket from its request to the `ticket:assigned` (auto-assignment)
 // that the first agent receives (every agent receives it: they all hold the
 // agents room). Prints one JSON line.
+import { fork } from 'node:child_process';
 import http from 'node:http';
 import { args, cpuSeconds, nowMs, openMany, request, sleep, urlMaker } from './lib.mjs';
 
@@ -19,6 +20,7 @@ const { values: o, positionals: [wsUrl, httpBase] } = args({
   tokens: { type: 'string' },
   'api-key': { type: 'string' },
   tenant: { type: 'string', default: 'bench' },
+  holders: { type: 'string', default: '2' },
   'server-pid': { type: 'string' },
 }, USAGE);
 if (o.help || !wsUrl || !httpBase) {
@@ -52,8 +54,42 @@ function onFrame(data) {
   }
 }
 
-const agents = await openMany(A, urlMaker(wsUrl, o.tokens),
-  (i) => ({ session: true, onFrame: i === 0 ? onFrame : null }));
+// Agents 1..A-1 are held by child processes (--holders of them), which only
+// read their frames: this process, which sends the requests and times them,
+// must not spend its event loop on every agent's copy of every event.
+const urlFor = urlMaker(wsUrl, o.tokens);
+if (process.env.DESK_HOLDER) {
+  const first = Number(process.env.DESK_FIRST);
+  const count = Number(process.env.DESK_COUNT);
+  const held = await openMany(count, (i) => urlFor(first + i), () => ({ session: true }));
+  process.send('ready');
+  process.on('message', () => {
+    for (const ws of held) ws.terminate();
+    process.exit(0);
+  });
+} else {
+  await main();
+}
+
+async function main() {
+const holders = [];
+const procs = Math.max(1, Number(o.holders));
+const others = A - 1;
+for (let p = 0; p < procs && others > 0; p++) {
+  const first = 1 + Math.floor((p * others) / procs);
+  const count = 1 + Math.floor(((p + 1) * others) / procs) - first;
+  const child = fork(process.argv[1], process.argv.slice(2), {
+    env: { ...process.env, DESK_HOLDER: '1', DESK_FIRST: String(first),
+      DESK_COUNT: String(count) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  holders.push(new Promise((resolve, reject) => {
+    child.once('message', () => resolve(child));
+    child.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
+  }));
+}
+const children = await Promise.all(holders);
+const agents = await openMany(1, urlFor, () => ({ session: true, onFrame }));
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const headers = { Authorization: `Bearer ${o['api-key']}`, 'Content-Type': 'application/json' };
 
@@ -117,5 +153,7 @@ console.log(JSON.stringify({
   first_error: firstError,
 }));
 for (const ws of agents) ws.terminate();
+for (const child of children) child.send('exit');
 agent.destroy();
 process.exit(0);
+}
