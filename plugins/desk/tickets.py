@@ -250,8 +250,9 @@ class Tickets:
         """The batch writer of new tickets: their conversations created in one
         call of the chat service, then one transaction for the tickets, each
         numbered (serialized on its tenant) and, when it has a queue, given to
-        the first free candidate of its queue (the capacity checked serialized
-        on the agent)."""
+        the first free candidate of its queue (the active tickets of the
+        candidates counted once, serialized with the tenant's other automatic
+        assignments), all rows in one INSERT."""
         storage = self.storage
         # their conversations first, in one call of the chat service
         await self.app.service("chat").create_conversations([ChatConversation(
@@ -274,37 +275,41 @@ class Tickets:
             tenants = sorted({item.values["tenant_id"] for item in items})
             for tenant in tenants:
                 serialize_on(conn, "desk-number", tenant)
+                serialize_on(conn, "desk-assign", tenant)
             numbers = {tenant: storage.next_number(conn, tenant) for tenant in tenants}
+            # the active tickets of every candidate, counted once for the batch
+            load: dict[tuple[str, str], int] = {}
+            for tenant in tenants:
+                users = sorted({user for item, order in zip(items, orders, strict=True)
+                                if item.values["tenant_id"] == tenant for user, _ in order})
+                if users:
+                    load.update(((tenant, row[0]), int(row[1])) for row in
+                                conn.execute(storage.active_counts(tenant, users)))
+            rows: builtins.list[dict[str, Any]] = []
             out: builtins.list[Created] = []
             for item, order in zip(items, orders, strict=True):
                 values = dict(item.values)
                 tenant = values["tenant_id"]
                 values["number"] = numbers[tenant]
                 numbers[tenant] += 1
-                storage.insert(conn, values)
                 created = storage.ticket(values)
-                out.append((created, self._assign_new(conn, created, item.queue, order)))
+                if item.queue is not None and item.queue.strategy == "least_busy":
+                    order = sorted(order, key=lambda member: load.get((tenant, member[0]), 0))
+                assigned = None
+                for user, capacity in order:
+                    if load.get((tenant, user), 0) < capacity:
+                        load[(tenant, user)] = load.get((tenant, user), 0) + 1
+                        # created and assigned in this one transaction: version 2
+                        values.update(assignee_id=user, status="in_progress", version=2)
+                        assigned = attrs.evolve(created, assignee_id=user,
+                                                status="in_progress", version=2)
+                        break
+                rows.append(values)
+                out.append((created, assigned))
+            conn.execute(storage.tickets.insert(), rows)
             return out
 
         return await self.app.store.run(write)
-
-    def _assign_new(self, conn: sa.Connection, created: Ticket, queue: Queue | None,
-                    order: Order) -> Ticket | None:
-        """(In the creating transaction.) The ticket given to the first
-        candidate below capacity (the least busy first for that strategy)."""
-        storage, tenant = self.storage, created.tenant_id
-        if queue is not None and queue.strategy == "least_busy" and len(order) > 1:
-            load = {row[0]: int(row[1]) for row in conn.execute(storage.active_counts(
-                tenant, [user for user, _ in order]))}
-            order = sorted(order, key=lambda member: load.get(member[0], 0))
-        for user, capacity in order:
-            serialize_on(conn, "desk-agent", tenant, user)
-            if storage.active_count(conn, tenant, user) < capacity:
-                storage.update(conn, created.id, 1, {
-                    "assignee_id": user, "status": "in_progress", "version": 2})
-                return attrs.evolve(created, assignee_id=user, status="in_progress",
-                                    version=2)
-        return None
 
     # -- changing ----------------------------------------------------------------
 
@@ -447,7 +452,7 @@ class Tickets:
             if not current.is_active and assignee_id is not None:
                 raise conflict(current, f"ticket is {current.status}; reopen it first")
             if assignee_id is not None and capacity is not None:
-                serialize_on(conn, "desk-agent", tenant_id, assignee_id)
+                serialize_on(conn, "desk-assign", tenant_id)
                 if storage.active_count(conn, tenant_id, assignee_id) >= capacity:
                     raise ClientError(CONFLICT, f"{assignee_id!r} is at capacity",
                                       reason="capacity", ticket=current.to_json())
