@@ -36,6 +36,7 @@ const ASSIGNED = Buffer.from('{"type":"ticket:assigned"');
 const sentAt = new Map();
 const latency = [];
 let created = 0;
+let inflight = 0;
 let createdInWindow = 0;
 let errors = 0;
 let firstError = null;
@@ -97,8 +98,10 @@ function create(n) {
   const body = JSON.stringify({ tenant: o.tenant, subject: `b-${n}`, customerId: `c${n % 5000}`,
     channel: 'whatsapp', queueId: `q${n % Q}` });
   sentAt.set(n, nowMs());
+  inflight++;
   request(`${httpBase}/api/v1/tickets`, { method: 'POST', headers, body, agent })
     .then((res) => {
+      inflight--;
       if (res.status === 201) {
         created++;
         if (nowMs() <= stopAt) createdInWindow++;
@@ -109,6 +112,7 @@ function create(n) {
       }
     })
     .catch((err) => {
+      inflight--;
       errors++;
       firstError ??= String(err);
       sentAt.delete(n);
@@ -126,7 +130,7 @@ while (nowMs() < stopAt) {
   await sleep(5);
 }
 const drainUntil = nowMs() + 20000;
-while (sentAt.size && nowMs() < drainUntil) await sleep(20);
+while ((sentAt.size || inflight) && nowMs() < drainUntil) await sleep(20);
 const elapsed = (nowMs() - t0) / 1000;
 const cpu1 = cpuSeconds(pid);
 
