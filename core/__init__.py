@@ -26,7 +26,8 @@ machinery and may change without notice.
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
   :class:`NotificationsService`, :class:`PresenceService`,
-  :class:`TicketService`, :class:`HandoverService` and the rest of
+  :class:`TicketService`, :class:`PipelineService`, :class:`HandoverService` and
+  the rest of
   :mod:`switchboard.core.services`.
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
@@ -79,9 +80,16 @@ from .services import (
     HandoverChange,
     HandoverRequest,
     HandoverService,
+    Lead,
+    LeadAction,
+    LeadChange,
+    LeadPage,
     MessageSource,
     Notification,
     NotificationsService,
+    Pipeline,
+    PipelineService,
+    PipelineStage,
     PresenceInfo,
     PresenceService,
     Ticket,
@@ -179,3 +187,5 @@ __all__ = [
     "unstructure",
     "user_room",
 ]
+__all__ += ["Lead", "LeadAction", "LeadChange", "LeadPage", "Pipeline", "PipelineService",
+            "PipelineStage"]

@@ -41,6 +41,7 @@ PUBLIC = sorted(switchboard.core.__all__)
 SURFACE_CLASSES = [App, Session, Store, services.ChatService, services.NotificationsService,
                    services.PresenceService, services.ChatConversation, services.ChatMessage,
                    services.TicketService, services.Ticket,
+                   services.PipelineService, services.Lead, services.Pipeline,
                    services.HandoverService, services.HandoverRequest]
 
 
@@ -94,7 +95,8 @@ def test_every_public_method_of_the_surface_has_a_docstring(cls: type, member: s
 
 @pytest.mark.parametrize(("service", "method"), [
     (service, name) for service in (services.ChatService, services.NotificationsService,
-                                    services.PresenceService, services.HandoverService)
+                                    services.PresenceService, services.PipelineService,
+                                    services.HandoverService)
     for name, _ in _public_members(service)] + [
     (services.TicketService, name) for name, _ in _public_members(services.TicketService)],
     ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
