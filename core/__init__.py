@@ -26,7 +26,8 @@ machinery and may change without notice.
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
   :class:`NotificationsService`, :class:`PresenceService`,
-  :class:`PipelineService`, :class:`HandoverService` and the rest of
+  :class:`TicketService`, :class:`PipelineService`, :class:`HandoverService` and
+  the rest of
   :mod:`switchboard.core.services`.
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
@@ -91,6 +92,10 @@ from .services import (
     PipelineStage,
     PresenceInfo,
     PresenceService,
+    Ticket,
+    TicketChange,
+    TicketPage,
+    TicketService,
 )
 from .session import Session
 from .store import Store, StoreError, StoreUnavailable, serialize_on
@@ -153,6 +158,10 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SupervisedNursery",
+    "Ticket",
+    "TicketChange",
+    "TicketPage",
+    "TicketService",
     "agents_room",
     "api_key_tenant",
     "api_key_tenant_allowed",
