@@ -112,6 +112,28 @@ class Inbound:
             await self.engine.app.publish(tenant, agents_room(tenant), events.MESSAGE, {
                 "sessionId": row.id, "direction": "in", "message": stored.to_json(),
                 "contact": contact_json(row.tenant, row.id, change), "timestamp": time.time()})
+            if change.created:
+                await self._open_ticket(tenant, row.id, contact, conversation.id)
+
+    async def _open_ticket(self, tenant: str, session: str, contact: Contact,
+                           conversation: str) -> None:
+        """A new contact's first message: a ticket in the configured queue, when
+        the service desk is on. Its failure never refuses the message."""
+        queue = self.engine.settings.ticket_queue
+        if not queue:
+            return
+        try:
+            tickets = self.engine.app.service("tickets")
+        except LookupError:
+            return  # no service desk
+        name = contact.name or f"+{contact.wa_id}"
+        try:
+            await tickets.create(tenant, subject=f"WhatsApp: {name}"[:200],
+                                 customer_id=contact_user(contact.wa_id), channel="whatsapp",
+                                 queue_id=queue, tags=[conversation], by="whatsapp")
+        except ClientError as exc:
+            log.warning("whatsapp: no ticket for %s of session %s of %s: %s",
+                        contact.wa_id, session, tenant, exc.message)
 
     async def _status(self, row: SessionRow, update: StatusUpdate) -> None:
         storage = self.engine.storage

@@ -26,6 +26,9 @@ class WhatsAppSettings:
     max_attempts: int = 12
     #: Largest media passed through ``GET .../media/{mediaId}``, in bytes.
     max_media_bytes: int = 16 * 1024 * 1024
+    #: With the service desk on: the queue (its id in each tenant) in which a
+    #: new contact's first message opens a ticket; "" opens none.
+    ticket_queue: str = ""
 
     def __attrs_post_init__(self) -> None:
         if not self.graph_url.startswith(("http://", "https://")):
