@@ -32,9 +32,9 @@ class WebhookRefused(Exception):
 class WhatsApp:
     app: App
     settings: WhatsAppSettings
-    client: httpx.AsyncClient
 
     def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
         self.storage = WhatsAppStorage()
         self.sessions = Sessions(self)
         self.inbound = Inbound(self)
@@ -44,10 +44,22 @@ class WhatsApp:
         self.app = app
         self.settings = settings
         self.storage.store = app.store
-        self.client = httpx.AsyncClient()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client of provider calls, made on first use (a server that
+        never talks to a provider builds no TLS context)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        return self._client
+
+    @client.setter
+    def client(self, client: httpx.AsyncClient) -> None:
+        self._client = client
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     # -- webhooks -----------------------------------------------------------------------
 
