@@ -28,6 +28,8 @@ machinery and may change without notice.
   :class:`NotificationsService`, :class:`PresenceService`,
   :class:`HandoverService` and the rest of
   :mod:`switchboard.core.services`.
+- Several nodes: :class:`Announcement` (of :meth:`App.on_announcement`),
+  :class:`BrokerUnavailable` (Redis unreachable: nothing was sent).
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
 """
@@ -36,6 +38,7 @@ from .app import App
 from .args import Args
 from .auth import AuthError, Identity
 from .batching import Batcher, Pending
+from .broker import Announcement, BrokerUnavailable
 from .config import ApiKey, Config, ConfigError, Rate, load_config
 from .errors import (
     CONFLICT,
@@ -109,11 +112,13 @@ __all__ = [
     "NOT_FOUND",
     "RATE_LIMITED",
     "UNAUTHORIZED",
+    "Announcement",
     "ApiKey",
     "App",
     "Args",
     "AuthError",
     "Batcher",
+    "BrokerUnavailable",
     "ChatConversation",
     "ChatHistory",
     "ChatMessage",

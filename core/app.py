@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from .auth import AuthError, Identity, TokenVerifier
-from .broker import Publication
+from .broker import Announcement, Publication
 from .config import Config
 from .errors import (
     FORBIDDEN,
@@ -64,6 +64,8 @@ class App:
     - Delivering: :meth:`publish` to a room of a tenant, :meth:`user_sessions`
       (a user's connected sessions, each with ``emit`` and ``call``),
       :meth:`watch_publications` (see what is published).
+    - Several nodes: :meth:`announce` and :meth:`on_announcement` (the
+      broker's control channel), :attr:`node_id`.
     - Rooms: :meth:`join`, :meth:`leave`, :meth:`authorize_join`,
       :meth:`recheck_rooms`, :meth:`is_agent`.
     - Other plugins: :meth:`service` (``app.service("chat")``), :meth:`notify`
@@ -185,6 +187,38 @@ class App:
                     self.task_failed(f"publication watcher {callback!r}", exc)
 
         self.hub.watchers.append(watch)
+
+    async def announce(self, topic: str, data: Any = None) -> None:
+        """Send ``data`` (any JSON value) on ``topic`` to every node of the
+        cluster, this one included: the handlers of :meth:`on_announcement`
+        get it. For what a plugin keeps per node and must tell the others
+        about: a cache entry to drop, a setting changed. On one node (the
+        in-memory broker) it is a local call. Raises
+        :class:`~switchboard.core.BrokerUnavailable` while Redis is unreachable
+        (an announcement is not queued: the caller decides)."""
+        await self.hub.broker.announce(topic, unstructure(data))
+
+    def on_announcement(self, topic: str, handler: Callable[[Announcement], None]) -> None:
+        """Call ``handler(announcement)`` with every announcement of ``topic``
+        (``announcement.data``, ``announcement.node``: the sender's node id,
+        ``app.node_id`` when it is this one). Announcements of one node
+        arrive in the order it sent them. The handler must be quick and must
+        not raise (a failure is logged and counted); start a task in
+        :attr:`nursery` for slow work. Name topics after the plugin
+        (``"chat:cache"``)."""
+
+        def guarded(announcement: Announcement) -> None:
+            try:
+                handler(announcement)
+            except Exception as exc:
+                self.task_failed(f"announcement handler {handler!r} of {topic!r}", exc)
+
+        self.hub.broker.on_announcement(topic, guarded)
+
+    @property
+    def node_id(self) -> str:
+        """This node's id in the cluster (random per start)."""
+        return self.hub.broker.node_id
 
     def user_sessions(self, tenant: str, user: str) -> set[Session]:
         """The sessions of a user connected to this node (empty when none is)."""

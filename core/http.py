@@ -27,9 +27,11 @@ from quart.routing import QuartRule
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from .broker import BrokerUnavailable
 from .config import ApiKey
 from .errors import INVALID_PAYLOAD, ClientError, server_failure
 from .events import structure_payload
+from .hub import cluster_stats
 from .protocol import jsontext
 from .rooms import check_room_name, tenant_room, user_room
 from .store import StoreUnavailable
@@ -233,6 +235,9 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     async def ready() -> Any:
         if switchboard().shutting_down:
             return error_response(503, "shutting_down", "the server is shutting down")
+        if not switchboard().hub.broker.available:
+            return error_response(503, "degraded", "the broker (Redis) is not answering: "
+                                  "this node serves its own connections only")
         return {"status": "ready"}
 
     @http.get("/metrics")
@@ -243,12 +248,14 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     @http.get("/api/v1/stats")
     @require_api_key
     async def stats() -> Any:
-        data = switchboard().hub.stats()
+        data = await cluster_stats(switchboard().hub)
         key: ApiKey = g.api_key
         if key.tenant != "*":
             tenants = data["tenants"]
-            data = {"tenants": {key.tenant: tenants.get(key.tenant, {
-                "connections": 0, "rooms": 0, "users_online": 0})}}
+            empty = {"connections": 0, "rooms": 0, "users_online": 0}
+            data = {"tenants": {key.tenant: tenants.get(key.tenant, empty)},
+                    "nodes": {node: {"tenants": {key.tenant: report.get("tenants", {}).get(
+                        key.tenant, empty)}} for node, report in data["nodes"].items()}}
         return data
 
     @http.post("/api/v1/emit")
@@ -266,7 +273,8 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
                               **({"field": exc.field} if exc.field else {}), **exc.extra)
 
     @http.errorhandler(StoreUnavailable)
-    async def store_unavailable(exc: StoreUnavailable) -> Response:
+    @http.errorhandler(BrokerUnavailable)
+    async def store_unavailable(exc: StoreUnavailable | BrokerUnavailable) -> Response:
         error = server_failure(exc, f"{request.method} {request.path}")
         app.metrics.client_errors.labels(error.code).inc()
         response = error_response(503, error.code, error.message)

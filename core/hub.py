@@ -6,9 +6,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from .broker import Broker, Publication
+from .broker import Broker, BrokerUnavailable, Publication
 from .metrics import Metrics
-from .recovery import RecoveryLog
+from .recovery import Recovery
 from .rooms import Rooms, agents_room, tenant_room, user_room
 from .session import Codec, Session
 
@@ -21,7 +21,7 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self._agent_roles = frozenset(agent_roles)
         #: Recent publications for connection state recovery, when enabled.
-        self.recovery: RecoveryLog | None = None
+        self.recovery: Recovery | None = None
         #: Called with every publication before it is fanned out (see
         #: :meth:`App.watch_publications`).
         self.watchers: list[Callable[[Publication], None]] = []
@@ -67,9 +67,17 @@ class Hub:
     async def emit_to_tenant(self, tenant: str, event: str, data: Any) -> None:
         await self.publish(tenant, tenant_room(tenant), event, data)
 
-    def deliver(self, publication: Publication) -> int:
-        """Local fan-out: encode once per codec, queue the same bytes to each member."""
-        offset = self.recovery.record(publication) if self.recovery is not None else None
+    def deliver(self, publication: Publication, position: str | None = None) -> int:
+        """Local fan-out: encode once per codec, queue the same bytes to each member.
+
+        ``position`` is the publication's place in the broker's stream (its
+        recovery offset), if the broker keeps one."""
+        offset = position
+        recovery = self.recovery
+        if recovery is None:
+            offset = None
+        elif recovery.local:
+            offset = recovery.record(publication)
         members = self.rooms.members(publication.tenant, publication.room)
         if not members:
             return 0
@@ -112,3 +120,36 @@ class Hub:
             "protocols": dict(protocols),
             "tenants": per_tenant,
         }
+
+
+async def cluster_stats(hub: Hub) -> dict[str, Any]:
+    """Stats of the whole cluster: the totals at the top (as :meth:`Hub.stats`
+    of one node), each live node's own under ``nodes`` (by node id), and this
+    node's id as ``node``. A user with devices on two nodes counts once on each
+    node, so ``users_online`` of the totals may count them twice. While the
+    broker is unreachable, only this node is known (``degraded``: true)."""
+    local = hub.stats()
+    broker = hub.broker
+    degraded = False
+    try:
+        nodes = dict(await broker.nodes())
+    except BrokerUnavailable:
+        nodes, degraded = {}, True
+    nodes[broker.node_id] = local
+    total: dict[str, Any] = {"connections": 0, "rooms": 0, "users_online": 0,
+                             "protocols": {}, "tenants": {}}
+    for report in nodes.values():
+        for key in ("connections", "rooms", "users_online"):
+            total[key] += int(report.get(key, 0))
+        for protocol, count in dict(report.get("protocols", {})).items():
+            total["protocols"][protocol] = total["protocols"].get(protocol, 0) + count
+        for tenant, entry in dict(report.get("tenants", {})).items():
+            into = total["tenants"].setdefault(tenant, {"connections": 0, "rooms": 0,
+                                                        "users_online": 0})
+            for key in ("connections", "rooms", "users_online"):
+                into[key] += int(entry.get(key, 0))
+    total["node"] = broker.node_id
+    total["nodes"] = nodes
+    if degraded:
+        total["degraded"] = True
+    return total

@@ -33,6 +33,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..args import Args, wire_arguments
 from ..auth import AuthError
+from ..broker import BrokerUnavailable
 from ..errors import ClientError, CloseCode
 from ..events import event_data
 from ..handshake import Handshake, from_request, peer_address
@@ -42,7 +43,7 @@ from ..profiles import Profile, ProfiledCodec
 from ..protocol import engineio as eio
 from ..protocol import socketio as sio
 from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
-from ..recovery import RecoveryLog, SavedSession
+from ..recovery import Recovery, SavedSession
 from ..session import Session
 from ..supervise import log_failure
 from .answers import OrderedAnswers
@@ -66,6 +67,8 @@ _SHUTDOWN = sio.Packet(sio.PacketType.DISCONNECT, "")
 INBOX_SIZE = 64
 #: How long a closed polling session waits for the poll that takes its close packet.
 CLOSE_POLL_GRACE = 2.0
+#: Seconds a dropped session's saving for recovery may take (on a broker).
+SAVE_TIMEOUT = 2.0
 
 
 class SioCodec(ProfiledCodec):
@@ -430,14 +433,17 @@ class EngineSocket:
         missed: list[Any] = []
         pid, offset = auth.get("pid"), auth.get("offset")
         if recovery is not None and isinstance(pid, str) and isinstance(offset, str):
-            candidate = recovery.restore(pid)
-            if (candidate is not None
-                    and candidate.identity.user_id == identity.user_id
-                    and candidate.identity.tenant_id == identity.tenant_id):
-                replay = recovery.missed(offset, candidate.rooms, identity.tenant_id,
-                                         candidate.session_id)
-                if replay is not None:
-                    saved, missed = candidate, replay
+            try:
+                candidate = await recovery.restore(pid)
+                if (candidate is not None
+                        and candidate.identity.user_id == identity.user_id
+                        and candidate.identity.tenant_id == identity.tenant_id):
+                    replay = await recovery.missed(offset, candidate.rooms,
+                                                   identity.tenant_id, candidate.session_id)
+                    if replay is not None:
+                        saved, missed = candidate, replay
+            except BrokerUnavailable as exc:  # a new session: the client re-syncs
+                log.info("%s: no recovery: %s", self.sid, exc)
         transport = NamespaceTransport(self, namespace)
         session = self.app.new_session(identity, transport, self._codec(namespace),
                                        session_id=saved.session_id if saved else None,
@@ -553,7 +559,7 @@ class EngineSocket:
                 self._inbox_send.close()
             with trio.CancelScope(shield=True):
                 for namespace, session in list(self.sessions.items()):
-                    self._save_for_recovery(namespace, session)
+                    await self._save_for_recovery(namespace, session)
                     await self.app.close_session(session, self.close_reason)
                 self.sessions.clear()
             try:
@@ -566,16 +572,21 @@ class EngineSocket:
             finally:
                 self._forget()
 
-    def _save_for_recovery(self, namespace: str, session: Session) -> None:
+    async def _save_for_recovery(self, namespace: str, session: Session) -> None:
         recovery = self.server.recovery
         pid = self.pids.get(namespace)
         if recovery is None or pid is None or self.close_reason not in _RECOVERABLE:
             return
         canonical = {f"user:{session.user_id}", f"tenant:{session.tenant_id}",
                      f"tenant:{session.tenant_id}:agents"}
-        recovery.save(pid, SavedSession(session.id, session.identity,
-                                        frozenset(session.rooms - canonical),
-                                        trio.current_time()))
+        saved = SavedSession(session.id, session.identity,
+                             frozenset(session.rooms - canonical), trio.current_time())
+        with trio.move_on_after(SAVE_TIMEOUT):  # (a broker that does not answer)
+            try:
+                await recovery.save(pid, saved)
+            except BrokerUnavailable as exc:
+                log.info("%s: session %s not saved for recovery: %s", self.sid, session.id,
+                         exc)
 
     async def _heartbeat(self) -> None:
         """Ping every interval, expect the pong within the timeout; expire tokens;
@@ -722,9 +733,9 @@ class EngineIOServer:
         self.engines: dict[str, EngineSocket] = {}
         self._spawn = spawn
         self._codecs: dict[tuple[str, bool], SioCodec] = {}
-        self.recovery: RecoveryLog | None = None
+        self.recovery: Recovery | None = None
         if self.config.recovery_window > 0:
-            self.recovery = app.hub.recovery = RecoveryLog(
+            self.recovery = app.hub.recovery = app.hub.broker.recovery(
                 self.config.recovery_window, self.config.recovery_max_events)
 
     def codec(self, namespace: str, websocket: bool) -> SioCodec:

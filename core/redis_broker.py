@@ -1,0 +1,456 @@
+"""The Redis broker: several nodes, one cluster.
+
+Keys (all under ``broker.prefix``, ``P`` below):
+
+- ``P:stream``: every publication of the cluster, in one Redis stream bounded
+  to about ``broker.history_size`` entries. A publication is added by a Lua
+  script that reads the epoch and adds the entry atomically; every node reads
+  the stream with a blocking ``XREAD`` from the last id it delivered, so each
+  publication reaches each node once and in the stream's order, whichever
+  node or HTTP request it started on. A node whose link to Redis broke reads
+  on from where it stopped when the link is back: nothing is lost as long as
+  the stream still holds it.
+- ``P:epoch``: a random string set when the stream is (re)created. Recovery
+  offsets are ``epoch:id``; an offset of another epoch (Redis restarted
+  without its data, the stream lost) is refused, so the client is told to
+  re-sync instead of silently missing events.
+- ``P:control``: the control channel (announcements), a smaller stream read
+  by the same ``XREAD``.
+- ``P:alive`` (sorted set: node -> expiry in Redis' clock) and ``P:reports``
+  (hash: node -> its latest stats): each node's heartbeat every
+  ``broker.heartbeat`` seconds. A node missing its heartbeats for
+  ``broker.node_ttl`` seconds (killed, cut off) is removed by the first live
+  node that sees it, which announces ``switchboard:node_gone`` so that the
+  plugins drop what that node held (presence: its devices).
+- ``P:session:{pid}``: a dropped Socket.IO session kept for recovery, expiring
+  after ``socketio.recovery_window``.
+
+While Redis cannot be reached, :meth:`RedisBroker.publish` raises
+:class:`~.broker.BrokerUnavailable` (clients get ``broker_unavailable``, the
+HTTP API 503), ``available`` is False (``/ready`` answers 503 ``degraded``),
+and the node goes on serving its connections; the reader and the heartbeat
+reconnect with a back-off.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import coredis
+import coredis.exceptions
+import trio
+from coredis.retry import NoRetryPolicy
+
+from .args import Args
+from .auth import Identity
+from .broker import (
+    Announcement,
+    AnnouncementHandler,
+    BrokerUnavailable,
+    ControlHandlers,
+    Deliver,
+    Publication,
+    new_node_id,
+)
+from .recovery import Recovery, SavedSession
+
+log = logging.getLogger("switchboard.broker")
+
+#: Seconds an ``XREAD`` blocks in Redis before it is asked again.
+READ_BLOCK = 1.0
+#: Entries taken by one ``XREAD``.
+READ_COUNT = 1000
+#: Back-off of the reader and the heartbeat while Redis is unreachable.
+RETRY_FIRST = 0.1
+RETRY_LONGEST = 2.0
+#: Seconds a command may take before Redis counts as unreachable.
+COMMAND_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+#: Announcements kept in the control stream, at most (about).
+CONTROL_SIZE = 1000
+#: Topic of the announcement that a node is gone (data: {"node": id}).
+NODE_GONE = "switchboard:node_gone"
+
+_UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
+                coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError)
+
+_PUBLISH = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[2], epoch)
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', epoch, 'p', ARGV[1])
+return {epoch, id}
+"""
+
+_EPOCH = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, node in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], node)
+  redis.call('HDEL', KEYS[2], node)
+end
+return dead
+"""
+
+_REPORTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local alive = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local out = {}
+for _, node in ipairs(alive) do
+  local report = redis.call('HGET', KEYS[2], node)
+  if report then
+    table.insert(out, node)
+    table.insert(out, report)
+  end
+end
+return out
+"""
+
+
+# -- encoding -----------------------------------------------------------------
+
+_BYTES = "\x00b"
+_ARGS = "\x00a"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Args):
+        return {_ARGS: list(value.values)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {_BYTES: base64.b64encode(bytes(value)).decode()}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if _BYTES in obj:
+            return base64.b64decode(obj[_BYTES])
+        if _ARGS in obj:
+            return Args(*obj[_ARGS])
+    return obj
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text, object_hook=_hook)
+
+
+def encode_publication(p: Publication) -> str:
+    return dumps([p.tenant, p.room, p.event, p.data, p.exclude])
+
+
+def decode_publication(text: str | bytes) -> Publication:
+    tenant, room, event, data, exclude = loads(text)
+    return Publication(tenant, room, event, data, exclude)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+# -- the broker ---------------------------------------------------------------
+
+
+class RedisBroker:
+    """:class:`~.broker.Broker` on Redis (see the module's docstring)."""
+
+    def __init__(self, url: str, *, prefix: str = "switchboard", heartbeat: float = 2.0,
+                 node_ttl: float = 6.0, history_size: int = 10_000) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        self.node_ttl = node_ttl
+        self.history_size = history_size
+        self.node_id = new_node_id()
+        self.control = ControlHandlers()
+        self.stream_key = f"{prefix}:stream"
+        self.control_key = f"{prefix}:control"
+        self.epoch_key = f"{prefix}:epoch"
+        self.alive_key = f"{prefix}:alive"
+        self.reports_key = f"{prefix}:reports"
+        #: The epoch of the stream as this node last saw it.
+        self.epoch: str | None = None
+        self._available = False
+        self._client: coredis.Redis[bytes] | None = None
+        self._running = trio.Event()
+
+    # -- clients ---------------------------------------------------------------
+
+    def _new_client(self, stream_timeout: float) -> coredis.Redis[bytes]:
+        return coredis.Redis.from_url(
+            self.url, decode_responses=False, retry_policy=NoRetryPolicy(),
+            stream_timeout=stream_timeout, connect_timeout=CONNECT_TIMEOUT)
+
+    def _redis(self) -> coredis.Redis[bytes]:
+        if self._client is None:
+            raise BrokerUnavailable("the broker is not running")
+        return self._client
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    def _lost(self, what: str, exc: BaseException) -> None:
+        if self._available:
+            log.warning("Redis unreachable (%s): %s", what, exc)
+        self._available = False
+
+    # -- publishing ------------------------------------------------------------
+
+    async def publish(self, publication: Publication) -> None:
+        redis = self._redis()
+        try:
+            await redis.eval(_PUBLISH, keys=[self.stream_key, self.epoch_key],
+                             args=[encode_publication(publication), self.history_size,
+                                   secrets.token_hex(8)])
+        except _UNREACHABLE as exc:
+            self._lost("publish", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def announce(self, topic: str, data: Any) -> None:
+        redis = self._redis()
+        try:
+            await redis.xadd(self.control_key,
+                             {"c": dumps([topic, data, self.node_id])},
+                             trim_strategy=coredis.PureToken.MAXLEN, threshold=CONTROL_SIZE,
+                             trim_operator=coredis.PureToken.APPROXIMATELY)
+        except _UNREACHABLE as exc:
+            self._lost("announce", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    def on_announcement(self, topic: str, handler: AnnouncementHandler) -> None:
+        self.control.add(topic, handler)
+
+    def recovery(self, window: float, max_events: int) -> Recovery:
+        return RedisRecovery(self, window)
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        redis = self._redis()
+        try:
+            flat = await redis.eval(_REPORTS, keys=[self.alive_key, self.reports_key])
+        except _UNREACHABLE as exc:
+            self._lost("stats", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+        assert isinstance(flat, list)
+        return {_text(flat[i]): loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self, deliver: Deliver, report: Callable[[], dict[str, Any]], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        commands = self._new_client(COMMAND_TIMEOUT)
+        reader = self._new_client(READ_BLOCK + COMMAND_TIMEOUT)
+        async with commands, reader, trio.open_nursery() as nursery:
+            self._client = commands
+            started = trio.Event()
+            nursery.start_soon(self._read, reader, deliver, started)
+            # Start serving when the reader knows where the stream is; if Redis
+            # is unreachable, serve anyway (degraded) and catch up when it is back.
+            with trio.move_on_after(CONNECT_TIMEOUT + COMMAND_TIMEOUT):
+                await started.wait()
+            nursery.start_soon(self._beat, commands, report)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._client = None
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    try:
+                        await commands.zrem(self.alive_key, [self.node_id])
+                        await commands.hdel(self.reports_key, [self.node_id])
+                    except Exception as exc:  # the others drop it after node_ttl
+                        log.info("node %s not removed from Redis: %r", self.node_id, exc)
+
+    async def _read(self, redis: coredis.Redis[bytes], deliver: Deliver,
+                    started: trio.Event) -> None:
+        last: str | None = None
+        last_control = "$"
+        delay = RETRY_FIRST
+        while True:
+            try:
+                epoch = _text(await redis.eval(_EPOCH, keys=[self.epoch_key],
+                                               args=[secrets.token_hex(8)]))
+                if last is None:
+                    newest = await redis.xrevrange(self.stream_key, count=1)
+                    last = _text(newest[0].identifier) if newest else "0-0"
+                    newest_control = await redis.xrevrange(self.control_key, count=1)
+                    last_control = _text(newest_control[0].identifier) \
+                        if newest_control else "0-0"
+                elif epoch != self.epoch:
+                    log.warning("the Redis stream was lost (new epoch): reading the new one "
+                                "from its start")
+                    last, last_control = "0-0", "0-0"
+                self.epoch = epoch
+                if not self._available:
+                    log.info("Redis reachable")
+                self._available = True
+                started.set()
+                delay = RETRY_FIRST
+                while True:
+                    answer = await redis.xread({self.stream_key: last,
+                                                self.control_key: last_control},
+                                               count=READ_COUNT, block=int(READ_BLOCK * 1000))
+                    if not answer:
+                        continue
+                    for key, entries in answer.items():
+                        if _text(key) == self.stream_key:
+                            for entry in entries:
+                                last = _text(entry.identifier)
+                                self._deliver_entry(deliver, last, entry.field_values)
+                        else:
+                            for entry in entries:
+                                last_control = _text(entry.identifier)
+                                self._dispatch(entry.field_values)
+            except _UNREACHABLE as exc:
+                self._lost("read", exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_LONGEST)
+
+    def _deliver_entry(self, deliver: Deliver, entry_id: str, fields: Any) -> None:
+        epoch = _text(fields.get(b"e", b""))
+        if epoch != self.epoch:
+            self.epoch = epoch
+        try:
+            publication = decode_publication(fields[b"p"])
+        except (KeyError, ValueError, TypeError) as exc:
+            log.error("unreadable publication %s in Redis: %s", entry_id, exc)
+            return
+        deliver(publication, f"{epoch}:{entry_id}")
+
+    def _dispatch(self, fields: Any) -> None:
+        try:
+            topic, data, node = loads(fields[b"c"])
+        except (KeyError, ValueError, TypeError) as exc:
+            log.error("unreadable announcement in Redis: %s", exc)
+            return
+        self.control.dispatch(Announcement(topic, data, node))
+
+    async def _beat(self, redis: coredis.Redis[bytes],
+                    report: Callable[[], dict[str, Any]]) -> None:
+        while True:
+            try:
+                dead = await redis.eval(_HEARTBEAT, keys=[self.alive_key, self.reports_key],
+                                        args=[self.node_id, int(self.node_ttl * 1000),
+                                              dumps(report())])
+                assert isinstance(dead, list)
+                for node in dead:
+                    gone = _text(node)
+                    if gone != self.node_id:
+                        log.warning("node %s missed its heartbeats: gone", gone)
+                        await self.announce(NODE_GONE, {"node": gone})
+            except (*_UNREACHABLE, BrokerUnavailable) as exc:
+                self._lost("heartbeat", exc)
+            await trio.sleep(self.heartbeat)
+
+
+# -- recovery -----------------------------------------------------------------
+
+
+def _identity_json(identity: Identity) -> dict[str, Any]:
+    return attrs.asdict(identity, recurse=False)
+
+
+def _identity_of(data: dict[str, Any]) -> Identity:
+    return Identity(**{**data, "rooms": tuple(data.get("rooms", ()))})
+
+
+class RedisRecovery:
+    """:class:`~.recovery.Recovery` in Redis: any node recovers any node's session."""
+
+    local = False
+
+    def __init__(self, broker: RedisBroker, window: float) -> None:
+        self.broker = broker
+        self.window = window
+
+    def record(self, publication: Publication) -> str:  # pragma: no cover (not local)
+        raise NotImplementedError("offsets come from the Redis stream")
+
+    def _key(self, pid: str) -> str:
+        return f"{self.broker.prefix}:session:{pid}"
+
+    async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
+                     session_id: str) -> list[tuple[str, Publication]] | None:
+        epoch, _, after = offset.partition(":")
+        try:
+            _stream_id(after)
+        except ValueError:
+            return None
+        broker = self.broker
+        redis = broker._redis()
+        try:
+            current = await redis.get(broker.epoch_key)
+            if current is None or _text(current) != epoch:
+                return None  # the history the offset belongs to is gone
+            if not await redis.xrange(broker.stream_key, after, after):
+                return None  # trimmed away (or never there): cannot tell what was missed
+            room_set = set(rooms)
+            out: list[tuple[str, Publication]] = []
+            start = f"({after}"
+            while True:
+                entries = await redis.xrange(broker.stream_key, start, "+", count=READ_COUNT)
+                for entry in entries:
+                    entry_id = _text(entry.identifier)
+                    publication = decode_publication(entry.field_values[b"p"])
+                    if (publication.tenant == tenant and publication.room in room_set
+                            and publication.exclude != session_id):
+                        out.append((f"{epoch}:{entry_id}", publication))
+                if len(entries) < READ_COUNT:
+                    return out
+                start = f"({_text(entries[-1].identifier)}"
+        except _UNREACHABLE as exc:
+            broker._lost("recovery", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def save(self, pid: str, saved: SavedSession) -> None:
+        redis = self.broker._redis()
+        value = dumps({"session_id": saved.session_id,
+                       "identity": _identity_json(saved.identity),
+                       "rooms": sorted(saved.rooms)})
+        try:
+            await redis.set(self._key(pid), value, px=max(1, int(self.window * 1000)))
+        except _UNREACHABLE as exc:
+            self.broker._lost("recovery", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def restore(self, pid: str) -> SavedSession | None:
+        redis = self.broker._redis()
+        try:
+            value = await redis.getdel(self._key(pid))
+        except _UNREACHABLE as exc:
+            self.broker._lost("recovery", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+        if value is None:
+            return None
+        try:
+            data = loads(value)
+            return SavedSession(data["session_id"], _identity_of(data["identity"]),
+                                frozenset(data["rooms"]), trio.current_time())
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("unreadable saved session in Redis: %s", exc)
+            return None

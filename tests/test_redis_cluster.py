@@ -1,0 +1,205 @@
+"""Several nodes on the real Redis: every publication reaches every member on
+every node once and in order, tenants stay apart, announcements reach every
+node, stats cover the cluster; Redis going away and coming back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+from switchboard.core import Announcement, BrokerUnavailable
+from switchboard.testing import TEST_API_KEY, Harness, TestClient
+
+from tests.redis_nodes import (
+    TIMEOUT,
+    OwnRedis,
+    cluster_config,
+    own_redis_fixture,  # noqa: F401  (fixture)
+    redis_prefix_fixture,  # noqa: F401  (fixture)
+    start_nodes,
+)
+
+ROOM = "lobby:1"
+
+
+async def members(nodes: list[Harness], per_node: int, *, tenant: str = "t1",
+                  room: str = ROOM) -> list[TestClient]:
+    clients = []
+    for n, node in enumerate(nodes):
+        for i in range(per_node):
+            client = await node.connect(f"user{n}-{i}", tenant, role="customer")
+            assert await client.request("room:join", {"room": room}) == {"room": room}
+            clients.append(client)
+    return clients
+
+
+async def values_of(client: TestClient, event: str, count: int) -> list[Any]:
+    return [await client.expect(event, timeout=TIMEOUT) for _ in range(count)]
+
+
+async def test_three_nodes_every_event_once_in_order(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(cluster_config(redis_prefix), nursery, 3)
+        clients = await members(nodes, 2)
+        # published one after the other from each node in turn, and through the
+        # HTTP API of another: every member sees 0..29 once, in that order
+        for i in range(30):
+            node = nodes[i % 3]
+            if i % 5 == 4:
+                async with node.http() as http:
+                    response = await http.post("/api/v1/emit", json={
+                        "tenant": "t1", "room": ROOM, "event": "tick", "data": i},
+                        headers=node.api_headers())
+                assert response.status_code == 202
+            else:
+                await node.app.publish("t1", ROOM, "tick", i)
+        for client in clients:
+            assert await values_of(client, "tick", 30) == list(range(30))
+        # published concurrently from the three nodes: every member sees the same
+        # order, each node's publications in the order it sent them
+        async with trio.open_nursery() as publishers:
+            for n, node in enumerate(nodes):
+                async def send(node: Harness = node, n: int = n) -> None:
+                    for i in range(20):
+                        await node.app.publish("t1", ROOM, "burst", [n, i])
+                publishers.start_soon(send)
+        orders = [await values_of(client, "burst", 60) for client in clients]
+        assert all(order == orders[0] for order in orders)
+        for n in range(3):
+            assert [i for m, i in orders[0] if m == n] == list(range(20))
+        # nothing twice: a marker after everything comes next
+        await nodes[0].app.publish("t1", ROOM, "marker", None)
+        for client in clients:
+            await client.expect("marker", timeout=TIMEOUT)
+            assert not client.received("tick")
+            assert not client.received("burst")
+        for node in nodes:
+            await node.stop()
+
+
+async def test_the_sender_is_left_out_and_tenants_stay_apart(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(cluster_config(redis_prefix), nursery, 2)
+        ours = await members(nodes, 1)
+        theirs = await members(nodes, 1, tenant="t2")  # the same room name in t2
+        sender = ours[0]
+        session = next(iter(nodes[0].app.user_sessions("t1", "user0-0")))
+        await nodes[0].app.publish("t1", ROOM, "said", "hi", exclude=session)
+        assert await ours[1].expect("said", timeout=TIMEOUT) == "hi"
+        await nodes[1].app.publish("t1", ROOM, "marker", None)
+        for client in [*ours, *theirs]:
+            if client in ours:
+                await client.expect("marker", timeout=TIMEOUT)
+        await nodes[1].app.publish("t2", ROOM, "marker", None)
+        for client in theirs:
+            await client.expect("marker", timeout=TIMEOUT)
+        assert not sender.received("said")
+        assert not any(client.received("said") for client in theirs)
+        assert not any(len(client.received("marker")) > 1 for client in [*ours, *theirs])
+        for node in nodes:
+            await node.stop()
+
+
+async def test_announcements_reach_every_node_once(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(cluster_config(redis_prefix), nursery, 3)
+        heard: list[list[Announcement]] = [[] for _ in nodes]
+        done = trio.Event()
+        for n, node in enumerate(nodes):
+            def handler(announcement: Announcement, n: int = n) -> None:
+                heard[n].append(announcement)
+                if all(len(h) == 3 for h in heard):
+                    done.set()
+            node.app.on_announcement("test:cache", handler)
+        for n, node in enumerate(nodes):
+            await node.app.announce("test:cache", {"drop": n})
+        with trio.fail_after(TIMEOUT):
+            await done.wait()
+        for n in range(3):
+            assert [a.data for a in heard[n]] == [{"drop": 0}, {"drop": 1}, {"drop": 2}]
+            assert [a.node for a in heard[n]] == [node.app.node_id for node in nodes]
+        for node in nodes:
+            await node.stop()
+
+
+async def test_stats_cover_the_cluster(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(cluster_config(redis_prefix), nursery, 3)
+        await members(nodes[:2], 2)
+        await members(nodes[2:], 1, tenant="t2")
+        ids = {node.app.node_id for node in nodes}
+
+        async def stats(key_headers: dict[str, str]) -> dict[str, Any]:
+            async with nodes[0].http() as http:
+                response = await http.get("/api/v1/stats", headers=key_headers)
+            assert response.status_code == 200
+            data: dict[str, Any] = await response.get_json()
+            return data
+
+        with trio.fail_after(TIMEOUT):  # every node's heartbeat has its sessions
+            while True:
+                data = await stats(nodes[0].api_headers())
+                if set(data["nodes"]) == ids and data["connections"] == 5:
+                    break
+                await trio.sleep(0.05)
+        assert data["node"] == nodes[0].app.node_id
+        assert data["tenants"]["t1"]["connections"] == 4
+        assert data["tenants"]["t2"]["connections"] == 1
+        assert data["users_online"] == 5
+        assert [data["nodes"][n.app.node_id]["connections"] for n in nodes] == [2, 2, 1]
+        for node in nodes:
+            await node.stop()
+
+
+async def test_redis_down_local_traffic_goes_on_then_it_resumes(own_redis: OwnRedis) -> None:
+    await own_redis.wait_answering()
+    config = cluster_config("sbdown", url=own_redis.url)
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(config, nursery, 2, listen=True)
+        clients = await members(nodes, 1)
+        await nodes[0].app.publish("t1", ROOM, "tick", 0)
+        for client in clients:
+            assert await client.expect("tick", timeout=TIMEOUT) == 0
+        own_redis.kill()
+        # a publish is refused with a clear error, never silently dropped
+        with trio.fail_after(TIMEOUT):
+            while True:
+                try:
+                    await nodes[0].app.publish("t1", ROOM, "tick", "lost")
+                except BrokerUnavailable:
+                    break
+                await trio.sleep(0.02)
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(nodes[0].http_url("/ready"))
+            assert ready.status_code == 503
+            assert ready.json()["code"] == "degraded"
+            emitted = await http.post(nodes[1].http_url("/api/v1/emit"), json={
+                "tenant": "t1", "room": ROOM, "event": "tick", "data": "lost"},
+                headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+            assert emitted.status_code == 503
+            assert emitted.json()["code"] == "broker_unavailable"
+        # the node still serves its connections: a request is answered, a new client joins
+        assert await clients[0].request("room:join", {"room": "lobby:2"}) == {"room": "lobby:2"}
+        late = await nodes[1].connect("late", "t1", role="customer")
+        assert await late.request("room:join", {"room": ROOM}) == {"room": ROOM}
+        # Redis comes back (empty, as after a crash): the nodes reconnect and resume
+        own_redis.start()
+        await own_redis.wait_answering()
+        async with httpx.AsyncClient() as http:
+            with trio.fail_after(TIMEOUT):
+                while (await http.get(  # noqa: ASYNC110 (a real process's state)
+                        nodes[0].http_url("/ready"))).status_code != 200:
+                    await trio.sleep(0.05)
+        with trio.fail_after(TIMEOUT):
+            while True:
+                try:
+                    await nodes[1].app.publish("t1", ROOM, "tick", 1)
+                    break
+                except BrokerUnavailable:  # (the node has not seen Redis back yet)
+                    await trio.sleep(0.05)
+        for client in [*clients, late]:
+            assert await client.expect("tick", timeout=TIMEOUT) == 1
+            assert "lost" not in client.received("tick")
+        for node in nodes:
+            await node.stop()
