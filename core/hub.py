@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from .auth import Identity
 from .broker import Broker, BrokerUnavailable, Publication
 from .metrics import Metrics
 from .recovery import Recovery
@@ -30,6 +31,15 @@ class Hub:
         return session.role in self._agent_roles and not session.identity.confined
 
     # -- sessions ---------------------------------------------------------
+
+    def canonical_rooms(self, identity: Identity) -> frozenset[str]:
+        """The rooms a session of ``identity`` is put in when it opens."""
+        rooms = {user_room(identity.user_id)}
+        if not identity.confined:
+            rooms.add(tenant_room(identity.tenant_id))
+            if identity.role in self._agent_roles:
+                rooms.add(agents_room(identity.tenant_id))
+        return frozenset(rooms)
 
     def attach(self, session: Session) -> None:
         """Register a new session and put it in its canonical rooms."""

@@ -25,6 +25,7 @@ from .auth import Identity
 
 if TYPE_CHECKING:
     from .broker import Publication
+    from .session import Session
 
 
 @attrs.frozen
@@ -54,6 +55,14 @@ class Recovery(Protocol):
 
     async def restore(self, pid: str) -> SavedSession | None:
         """Take back a saved session (once); None if unknown or too old."""
+
+    def track(self, pid: str, session: Session) -> None:
+        """``session`` (of private id ``pid``) is open on this node: a shared
+        store keeps its state current, so that it can be recovered on another
+        node if this one dies without saving it."""
+
+    def untrack(self, pid: str) -> None:
+        """The session of ``pid`` closed for good (the client left): forget it."""
 
 
 class RecoveryLog:
@@ -128,3 +137,9 @@ class LocalRecovery:
 
     async def restore(self, pid: str) -> SavedSession | None:
         return self.log.restore(pid)
+
+    def track(self, pid: str, session: Session) -> None:
+        pass  # this node's memory dies with it: nothing to keep current
+
+    def untrack(self, pid: str) -> None:
+        pass

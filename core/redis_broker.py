@@ -59,6 +59,7 @@ from .broker import (
     new_node_id,
 )
 from .recovery import Recovery, SavedSession
+from .session import Session
 
 log = logging.getLogger("switchboard.broker")
 
@@ -106,6 +107,19 @@ for _, node in ipairs(dead) do
   redis.call('HDEL', KEYS[2], node)
 end
 return dead
+"""
+
+_REFRESH = """
+local ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local value = ARGV[i + 1]
+  if value == '' then
+    redis.call('PEXPIRE', key, ttl)
+  else
+    redis.call('SET', key, value, 'PX', ttl)
+  end
+end
+return #KEYS
 """
 
 _REPORTS = """
@@ -197,7 +211,9 @@ class RedisBroker:
         self.epoch: str | None = None
         self._available = False
         self._client: coredis.Redis[bytes] | None = None
-        self._running = trio.Event()
+        self._recovery: RedisRecovery | None = None
+        self._forget: list[str] = []
+        self._forget_added = trio.Event()
 
     # -- clients ---------------------------------------------------------------
 
@@ -246,8 +262,24 @@ class RedisBroker:
     def on_announcement(self, topic: str, handler: AnnouncementHandler) -> None:
         self.control.add(topic, handler)
 
+    def forget_soon(self, key: str) -> None:
+        """Delete ``key`` in the background (best effort: it expires anyway)."""
+        self._forget.append(key)
+        self._forget_added.set()
+
+    async def _forget_keys(self, redis: coredis.Redis[bytes]) -> None:
+        while True:
+            await self._forget_added.wait()
+            self._forget_added = trio.Event()
+            keys, self._forget = self._forget, []
+            try:
+                await redis.delete(keys)
+            except _UNREACHABLE as exc:
+                self._lost("delete", exc)
+
     def recovery(self, window: float, max_events: int) -> Recovery:
-        return RedisRecovery(self, window)
+        self._recovery = RedisRecovery(self, window)
+        return self._recovery
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
         redis = self._redis()
@@ -274,6 +306,7 @@ class RedisBroker:
             with trio.move_on_after(CONNECT_TIMEOUT + COMMAND_TIMEOUT):
                 await started.wait()
             nursery.start_soon(self._beat, commands, report)
+            nursery.start_soon(self._forget_keys, commands)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -363,12 +396,19 @@ class RedisBroker:
                     if gone != self.node_id:
                         log.warning("node %s missed its heartbeats: gone", gone)
                         await self.announce(NODE_GONE, {"node": gone})
+                if self._recovery is not None:
+                    await self._recovery.refresh(redis)
             except (*_UNREACHABLE, BrokerUnavailable) as exc:
                 self._lost("heartbeat", exc)
             await trio.sleep(self.heartbeat)
 
 
 # -- recovery -----------------------------------------------------------------
+
+
+def _canonical(identity: Identity) -> frozenset[str]:
+    user, tenant = identity.user_id, identity.tenant_id
+    return frozenset((f"user:{user}", f"tenant:{tenant}", f"tenant:{tenant}:agents"))
 
 
 def _identity_json(identity: Identity) -> dict[str, Any]:
@@ -380,13 +420,52 @@ def _identity_of(data: dict[str, Any]) -> Identity:
 
 
 class RedisRecovery:
-    """:class:`~.recovery.Recovery` in Redis: any node recovers any node's session."""
+    """:class:`~.recovery.Recovery` in Redis: any node recovers any node's session.
+
+    The state of every open session (``track``) is kept in Redis too, written
+    when it opens and when its rooms change and refreshed with each heartbeat
+    (expiring ``node_ttl`` + ``window`` after the last): when its node dies
+    without saving it, another node can still recover it. A room joined less
+    than a heartbeat before such a death may be missing from the recovered
+    session."""
 
     local = False
 
     def __init__(self, broker: RedisBroker, window: float) -> None:
         self.broker = broker
         self.window = window
+        #: pid -> (session, rooms last written, or None for never)
+        self._tracked: dict[str, tuple[Session, frozenset[str] | None]] = {}
+
+    def track(self, pid: str, session: Session) -> None:
+        self._tracked[pid] = (session, None)
+
+    def untrack(self, pid: str) -> None:
+        if self._tracked.pop(pid, None) is not None:
+            self.broker.forget_soon(self._key(pid))
+
+    async def refresh(self, redis: coredis.Redis[bytes]) -> None:
+        """Write the tracked sessions whose rooms changed; extend the others."""
+        ttl = int((self.broker.node_ttl + self.window) * 1000)
+        items = list(self._tracked.items())
+        for start in range(0, len(items), 500):
+            keys: list[str] = []
+            values: list[str] = []
+            written: list[tuple[str, Session, frozenset[str]]] = []
+            for pid, (session, last) in items[start:start + 500]:
+                rooms = frozenset(session.rooms - _canonical(session.identity))
+                keys.append(self._key(pid))
+                values.append("" if rooms == last else self._value(session.id,
+                                                                     session.identity, rooms))
+                written.append((pid, session, rooms))
+            await redis.eval(_REFRESH, keys=keys, args=[ttl, *values])
+            for pid, session, rooms in written:
+                if pid in self._tracked:
+                    self._tracked[pid] = (session, rooms)
+
+    def _value(self, session_id: str, identity: Identity, rooms: frozenset[str]) -> str:
+        return dumps({"session_id": session_id, "identity": _identity_json(identity),
+                      "rooms": sorted(rooms)})
 
     def record(self, publication: Publication) -> str:  # pragma: no cover (not local)
         raise NotImplementedError("offsets come from the Redis stream")
@@ -428,10 +507,9 @@ class RedisRecovery:
             raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
 
     async def save(self, pid: str, saved: SavedSession) -> None:
+        self._tracked.pop(pid, None)
         redis = self.broker._redis()
-        value = dumps({"session_id": saved.session_id,
-                       "identity": _identity_json(saved.identity),
-                       "rooms": sorted(saved.rooms)})
+        value = self._value(saved.session_id, saved.identity, saved.rooms)
         try:
             await redis.set(self._key(pid), value, px=max(1, int(self.window * 1000)))
         except _UNREACHABLE as exc:

@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import coredis
@@ -116,3 +116,55 @@ def own_redis_fixture() -> Iterator[OwnRedis]:
     redis.start()
     yield redis
     redis.kill()
+
+
+class Balancer:
+    """A TCP load balancer of the test's own in front of the nodes: each new
+    connection goes to ``target`` (a port), so a client that reconnects after
+    its node died lands on another node at the same address."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._serve, listeners)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, client: trio.SocketStream) -> None:
+        try:
+            upstream = await trio.open_tcp_stream("127.0.0.1", self.target)
+        except OSError:
+            await client.aclose()
+            return
+
+        async def pipe(source: trio.abc.Stream, sink: trio.abc.Stream) -> None:
+            try:
+                while data := await source.receive_some(65536):
+                    await sink.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                with trio.CancelScope(shield=True):
+                    await sink.aclose()
+                    await source.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pipe, client, upstream)
+            nursery.start_soon(pipe, upstream, client)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *,
+                     timeout: float = TIMEOUT) -> None:
+    """Poll ``check`` (the state of Redis or of real processes, on real time)
+    until it holds."""
+    with trio.fail_after(timeout):
+        while not await check():  # noqa: ASYNC110 (nothing to wait on but the state)
+            await trio.sleep(0.05)

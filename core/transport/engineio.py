@@ -361,6 +361,7 @@ class EngineSocket:
             return
         if kind == sio.PacketType.DISCONNECT:
             del self.sessions[packet.namespace]
+            self._untrack(packet.namespace)
             await self.app.close_session(session, "client")
         elif kind in (sio.PacketType.EVENT, sio.PacketType.BINARY_EVENT):
             await self._event(session, packet)
@@ -438,8 +439,9 @@ class EngineSocket:
                 if (candidate is not None
                         and candidate.identity.user_id == identity.user_id
                         and candidate.identity.tenant_id == identity.tenant_id):
-                    replay = await recovery.missed(offset, candidate.rooms,
-                                                   identity.tenant_id, candidate.session_id)
+                    rooms = candidate.rooms | self.app.hub.canonical_rooms(identity)
+                    replay = await recovery.missed(offset, rooms, identity.tenant_id,
+                                                   candidate.session_id)
                     if replay is not None:
                         saved, missed = candidate, replay
             except BrokerUnavailable as exc:  # a new session: the client re-syncs
@@ -456,6 +458,7 @@ class EngineSocket:
             self.pids[namespace] = pid if saved and isinstance(pid, str) \
                 else secrets.token_urlsafe(12)
             answer["pid"] = self.pids[namespace]
+            recovery.track(self.pids[namespace], session)
         self.send_sio(sio.Packet(sio.PacketType.CONNECT, namespace, answer))
         for event_offset, publication in missed:
             session.transport.send(session.codec.encode_event(
@@ -470,6 +473,7 @@ class EngineSocket:
         if session is None:
             return
         self.send_sio(sio.Packet(sio.PacketType.DISCONNECT, namespace))
+        self._untrack(namespace)
         if self._nursery is not None:
             self._nursery.start_soon(self.app.close_session, session, reason)
 
@@ -572,10 +576,19 @@ class EngineSocket:
             finally:
                 self._forget()
 
+    def _untrack(self, namespace: str) -> None:
+        recovery = self.server.recovery
+        pid = self.pids.pop(namespace, None)
+        if recovery is not None and pid is not None:
+            recovery.untrack(pid)
+
     async def _save_for_recovery(self, namespace: str, session: Session) -> None:
         recovery = self.server.recovery
         pid = self.pids.get(namespace)
-        if recovery is None or pid is None or self.close_reason not in _RECOVERABLE:
+        if recovery is None or pid is None:
+            return
+        if self.close_reason not in _RECOVERABLE:
+            self._untrack(namespace)
             return
         canonical = {f"user:{session.user_id}", f"tenant:{session.tenant_id}",
                      f"tenant:{session.tenant_id}:agents"}
