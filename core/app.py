@@ -65,7 +65,8 @@ class App:
       (a user's connected sessions, each with ``emit`` and ``call``),
       :meth:`watch_publications` (see what is published).
     - Several nodes: :meth:`announce` and :meth:`on_announcement` (the
-      broker's control channel), :attr:`node_id`.
+      broker's control channel), :meth:`cluster_count` and
+      :meth:`cluster_counts` (counts shared by the nodes), :attr:`node_id`.
     - Rooms: :meth:`join`, :meth:`leave`, :meth:`authorize_join`,
       :meth:`recheck_rooms`, :meth:`is_agent`.
     - Other plugins: :meth:`service` (``app.service("chat")``), :meth:`notify`
@@ -214,6 +215,22 @@ class App:
                 self.task_failed(f"announcement handler {handler!r} of {topic!r}", exc)
 
         self.hub.broker.on_announcement(topic, guarded)
+
+    async def cluster_count(self, group: str, member: str, delta: int = 0) -> int:
+        """Add ``delta`` to this node's count of ``member`` in ``group`` and
+        return the total over the cluster's live nodes (``delta=0`` only
+        reads it). Atomic across nodes: of two nodes taking a total of 0 to 1
+        at once, one sees 1 and the other 2, so exactly one announces a
+        "first". The counts of a node that dies stop counting after
+        ``broker.node_ttl``; the announcement ``switchboard:node_gone`` then
+        lists, per group, the members whose total fell to 0 (its ``data``:
+        ``{"node", "emptied": {group: [member, ...]}}``). Raises
+        :class:`~switchboard.core.BrokerUnavailable` while Redis is unreachable."""
+        return await self.hub.broker.count(group, member, delta)
+
+    async def cluster_counts(self, group: str) -> dict[str, int]:
+        """The members of ``group`` with a total above 0 over the cluster."""
+        return await self.hub.broker.counts(group)
 
     @property
     def node_id(self) -> str:

@@ -13,6 +13,9 @@ nodes. A broker offers three things:
 - **Recovery**: :meth:`Broker.recovery` gives the store of the publications a
   reconnecting client missed and of the sessions that dropped; on Redis it is
   shared by every node, so a client whose node died recovers on another.
+- **Counts shared by the nodes**: :meth:`Broker.count` keeps a count per node
+  (devices of a user, say) and answers the cluster's total; the counts of a
+  node that dies stop counting (presence uses it).
 - **The control channel**: :meth:`Broker.announce` sends a small message on a
   topic to every node (cache invalidations, heartbeats); handlers registered
   with :meth:`Broker.on_announcement` get it as an :class:`Announcement`.
@@ -94,6 +97,14 @@ class Broker(Protocol):
     def recovery(self, window: float, max_events: int) -> Recovery:
         """The recovery store of this broker's cluster."""
 
+    async def count(self, group: str, member: str, delta: int) -> int:
+        """Add ``delta`` to this node's count of ``member`` in ``group``;
+        return the cluster's total (of live nodes). Atomic: of two nodes
+        adding 1 to a total of 0 at once, one sees 1 and the other 2."""
+
+    async def counts(self, group: str) -> dict[str, int]:
+        """The members of ``group`` with a total above 0, and their totals."""
+
     async def nodes(self) -> dict[str, dict[str, Any]]:
         """The live nodes' latest reports (node id -> what ``report`` gave)."""
 
@@ -131,6 +142,7 @@ class MemoryBroker:
         self.control = ControlHandlers()
         self._deliver: Deliver | None = None
         self._report: Callable[[], dict[str, Any]] | None = None
+        self._counts: dict[str, dict[str, int]] = {}
 
     @property
     def available(self) -> bool:
@@ -148,6 +160,20 @@ class MemoryBroker:
 
     def recovery(self, window: float, max_events: int) -> Recovery:
         return LocalRecovery(window, max_events)
+
+    async def count(self, group: str, member: str, delta: int) -> int:
+        members = self._counts.setdefault(group, {})
+        total = members.get(member, 0) + delta
+        if total > 0:
+            members[member] = total
+        else:
+            members.pop(member, None)
+            if not members:
+                del self._counts[group]
+        return max(total, 0)
+
+    async def counts(self, group: str) -> dict[str, int]:
+        return dict(self._counts.get(group, {}))
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
         return {self.node_id: self._report() if self._report is not None else {}}

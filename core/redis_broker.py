@@ -96,17 +96,85 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 """
 
+# KEYS: alive, reports; ARGV: node, ttl (ms), report, prefix
 _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+local out = {}
 for _, node in ipairs(dead) do
   redis.call('ZREM', KEYS[1], node)
   redis.call('HDEL', KEYS[2], node)
+  -- the dead node's counts stop counting; say which totals fell to 0
+  local mine = ARGV[4] .. ':node:' .. node .. ':counts'
+  local emptied = {}
+  for _, entry in ipairs(redis.call('SMEMBERS', mine)) do
+    local sep = string.find(entry, '\\0', 1, true)
+    local group, member = string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1)
+    local key = ARGV[4] .. ':count:' .. group .. ':' .. member
+    redis.call('HDEL', key, node)
+    local total = 0
+    for _, n in ipairs(redis.call('HVALS', key)) do total = total + tonumber(n) end
+    if total <= 0 then
+      redis.call('SREM', ARGV[4] .. ':members:' .. group, member)
+      table.insert(emptied, entry)
+    end
+  end
+  redis.call('DEL', mine)
+  table.insert(out, node)
+  table.insert(out, emptied)
 end
-return dead
+return out
+"""
+
+# KEYS: count hash, members set, alive, this node's count set
+# ARGV: node, delta, entry (group NUL member), member
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if n <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[4], ARGV[3])
+else
+  redis.call('SADD', KEYS[4], ARGV[3])
+end
+local total = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local expiry = redis.call('ZSCORE', KEYS[3], fields[i])
+  if fields[i] == ARGV[1] or (expiry and tonumber(expiry) > now) then
+    total = total + tonumber(fields[i + 1])
+  end
+end
+if total > 0 then
+  redis.call('SADD', KEYS[2], ARGV[4])
+else
+  redis.call('SREM', KEYS[2], ARGV[4])
+end
+return total
+"""
+
+# KEYS: members set, alive; ARGV: prefix, group
+_COUNTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local fields = redis.call('HGETALL', ARGV[1] .. ':count:' .. ARGV[2] .. ':' .. member)
+  local total = 0
+  for i = 1, #fields, 2 do
+    local expiry = redis.call('ZSCORE', KEYS[2], fields[i])
+    if expiry and tonumber(expiry) > now then total = total + tonumber(fields[i + 1]) end
+  end
+  if total > 0 then
+    table.insert(out, member)
+    table.insert(out, total)
+  end
+end
+return out
 """
 
 _REFRESH = """
@@ -213,6 +281,9 @@ class RedisBroker:
         self._client: coredis.Redis[bytes] | None = None
         self._recovery: RedisRecovery | None = None
         self._forget: list[str] = []
+        #: This node's counts (:meth:`count`), to write again if Redis lost them.
+        self._counts: dict[str, dict[str, int]] = {}
+        self._counts_lost = False
         self._forget_added = trio.Event()
 
     # -- clients ---------------------------------------------------------------
@@ -305,6 +376,11 @@ class RedisBroker:
             # is unreachable, serve anyway (degraded) and catch up when it is back.
             with trio.move_on_after(CONNECT_TIMEOUT + COMMAND_TIMEOUT):
                 await started.wait()
+            try:  # counts of this node's sessions count from the start
+                with trio.move_on_after(COMMAND_TIMEOUT):
+                    await self._heartbeat(commands, report)
+            except (*_UNREACHABLE, BrokerUnavailable) as exc:
+                self._lost("heartbeat", exc)
             nursery.start_soon(self._beat, commands, report)
             nursery.start_soon(self._forget_keys, commands)
             task_status.started()
@@ -338,6 +414,7 @@ class RedisBroker:
                     log.warning("the Redis stream was lost (new epoch): reading the new one "
                                 "from its start")
                     last, last_control = "0-0", "0-0"
+                    self._counts_lost = True
                 self.epoch = epoch
                 if not self._available:
                     log.info("Redis reachable")
@@ -383,19 +460,70 @@ class RedisBroker:
             return
         self.control.dispatch(Announcement(topic, data, node))
 
+    async def _heartbeat(self, redis: coredis.Redis[bytes],
+                         report: Callable[[], dict[str, Any]]) -> None:
+        if self._counts_lost:  # Redis came back without its data: count ours again
+            await self._restore_counts(redis)
+        dead = await redis.eval(_HEARTBEAT, keys=[self.alive_key, self.reports_key],
+                                args=[self.node_id, int(self.node_ttl * 1000),
+                                      dumps(report()), self.prefix])
+        assert isinstance(dead, list)
+        for i in range(0, len(dead), 2):
+            gone = _text(dead[i])
+            if gone == self.node_id:
+                continue
+            emptied: dict[str, list[str]] = {}
+            for entry in dead[i + 1]:
+                group, _, member = _text(entry).partition("\0")
+                emptied.setdefault(group, []).append(member)
+            log.warning("node %s missed its heartbeats: gone", gone)
+            await self.announce(NODE_GONE, {"node": gone, "emptied": emptied})
+
+    async def _restore_counts(self, redis: coredis.Redis[bytes]) -> None:
+        self._counts_lost = False
+        for group, members in list(self._counts.items()):
+            for member, n in list(members.items()):
+                await self._count(redis, group, member, n)
+
+    async def count(self, group: str, member: str, delta: int) -> int:
+        members = self._counts.setdefault(group, {})
+        n = members.get(member, 0) + delta
+        if n > 0:
+            members[member] = n
+        else:
+            members.pop(member, None)
+        try:
+            return await self._count(self._redis(), group, member, delta)
+        except _UNREACHABLE as exc:
+            self._lost("count", exc)
+            self._counts_lost = True  # written again, whole, with the next heartbeat
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def _count(self, redis: coredis.Redis[bytes], group: str, member: str,
+                     delta: int) -> int:
+        p = self.prefix
+        total = await redis.eval(
+            _COUNT, keys=[f"{p}:count:{group}:{member}", f"{p}:members:{group}",
+                          self.alive_key, f"{p}:node:{self.node_id}:counts"],
+            args=[self.node_id, delta, f"{group}\0{member}", member])
+        return max(int(total), 0)  # type: ignore[arg-type]
+
+    async def counts(self, group: str) -> dict[str, int]:
+        try:
+            flat = await self._redis().eval(_COUNTS, keys=[f"{self.prefix}:members:{group}",
+                                                           self.alive_key],
+                                            args=[self.prefix, group])
+        except _UNREACHABLE as exc:
+            self._lost("counts", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+        assert isinstance(flat, list)
+        return {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
     async def _beat(self, redis: coredis.Redis[bytes],
                     report: Callable[[], dict[str, Any]]) -> None:
         while True:
             try:
-                dead = await redis.eval(_HEARTBEAT, keys=[self.alive_key, self.reports_key],
-                                        args=[self.node_id, int(self.node_ttl * 1000),
-                                              dumps(report())])
-                assert isinstance(dead, list)
-                for node in dead:
-                    gone = _text(node)
-                    if gone != self.node_id:
-                        log.warning("node %s missed its heartbeats: gone", gone)
-                        await self.announce(NODE_GONE, {"node": gone})
+                await self._heartbeat(redis, report)
                 if self._recovery is not None:
                     await self._recovery.refresh(redis)
             except (*_UNREACHABLE, BrokerUnavailable) as exc:

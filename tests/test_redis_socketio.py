@@ -148,6 +148,9 @@ recovery_window = 30
 
 [rooms]
 public_patterns = ["lobby:*"]
+
+[plugins.presence]
+grace_period = 0.3
 """)
     return path
 
@@ -188,6 +191,11 @@ async def start_process_node(tmp_path: Path, nursery: trio.Nursery, prefix: str,
     return process, port
 
 
+async def presence_counts(node: Harness, expected: dict[str, int]) -> bool:
+    counts: dict[str, int] = await node.app.cluster_counts("presence:t1")
+    return counts == expected
+
+
 async def has_nodes(node: Harness, count: int) -> bool:
     async with node.http() as http:
         response = await http.get("/api/v1/stats", headers=node.api_headers())
@@ -197,7 +205,9 @@ async def has_nodes(node: Harness, count: int) -> bool:
 async def test_a_node_killed_during_a_stream_its_clients_recover_on_the_others(
         redis_prefix: str, sio: NodeClients, tmp_path: Path) -> None:
     store_url = f"sqlite:///{tmp_path / 'cluster.db'}"
-    config = cluster_config(redis_prefix, overrides={**RECOVERY, "store": {"url": store_url}})
+    config = cluster_config(redis_prefix, overrides={
+        **RECOVERY, "store": {"url": store_url},
+        "plugins": {"presence": {"grace_period": 0.3}}})
     async with trio.open_nursery() as nursery:
         a, b = await start_nodes(config, nursery, 2, listen=True)
         process, port = await start_process_node(tmp_path, nursery, redis_prefix, store_url)
@@ -211,7 +221,11 @@ async def test_a_node_killed_during_a_stream_its_clients_recover_on_the_others(
             assert first[name]["recovered"] is False
             assert (await sio.call(name, "room:join", {"room": ROOM}))["args"] == [
                 {"room": ROOM}]
-        watcher = await b.connect("watcher", "t1", role="customer")
+        # z is on the doomed node only and will not come back
+        sio.base_url = f"http://127.0.0.1:{port}"
+        await sio.connected("z", a.token("z", "t1", "customer"), transports=["websocket"],
+                            reconnection=False)
+        watcher = await b.connect("watcher", "t1", role="agent")
         assert await watcher.request("room:join", {"room": ROOM}) == {"room": ROOM}
         # the node to kill has had its heartbeat in Redis
         await eventually(lambda: has_nodes(a, 3))
@@ -247,8 +261,14 @@ async def test_a_node_killed_during_a_stream_its_clients_recover_on_the_others(
             assert not sio.received(name, "event", event="tick")
         # the recovered sessions are still in the room, now on node b
         assert len(b.app.hub.rooms.members("t1", ROOM)) == 3
-        # the dead node stops counting within node_ttl
+        # the dead node stops counting within node_ttl: its devices with it
         await eventually(lambda: has_nodes(a, 2))
+        offline = await watcher.expect("user:offline", timeout=TIMEOUT)
+        assert offline["userId"] == "z"
+        await eventually(lambda: presence_counts(a, {"x": 1, "y": 1, "watcher": 1}))
+        await b.app.publish("t1", "tenant:t1", "marker", None)
+        await watcher.expect("marker", timeout=TIMEOUT)
+        assert not watcher.received("user:offline")
         for node in (a, b):
             await node.stop()
         nursery.cancel_scope.cancel()
