@@ -1,0 +1,78 @@
+"""Typing and notifications over several nodes on the real Redis."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.redis_nodes import (
+    TIMEOUT,
+    cluster_config,
+    redis_prefix_fixture,  # noqa: F401  (fixture)
+    start_nodes,
+)
+
+ROOM = "lobby:1"
+FAST = {"plugins": {"typing": {"throttle_interval": 0.01, "idle_timeout": 30}}}
+
+
+async def test_typing_once_per_user_over_the_cluster(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=FAST), nursery, 2)
+        phone = await a.connect("alice", "t1", role="customer")
+        laptop = await b.connect("alice", "t1", role="customer")
+        carol = await a.connect("carol", "t1", role="customer")
+        bob = await b.connect("bob", "t1", role="customer")
+        for client in (phone, laptop, carol, bob):
+            assert await client.request("room:join", {"room": ROOM}) == {"room": ROOM}
+        await phone.request("typing:start", {"room": ROOM})
+        for watcher in (carol, bob):
+            assert await watcher.expect("typing:update", timeout=TIMEOUT) == {
+                "room": ROOM, "userId": "alice", "typing": True}
+        # her other device, on the other node: no second update either way
+        await laptop.request("typing:start", {"room": ROOM})
+        await phone.request("typing:stop", {"room": ROOM})
+        await laptop.request("typing:stop", {"room": ROOM})
+        for watcher in (carol, bob):
+            assert await watcher.expect("typing:update", timeout=TIMEOUT) == {
+                "room": ROOM, "userId": "alice", "typing": False}
+        await a.app.publish("t1", ROOM, "marker", None)
+        for watcher in (carol, bob):
+            await watcher.expect("marker", timeout=TIMEOUT)
+            assert not watcher.received("typing:update")
+        # a start on the other node after that is a new start
+        await laptop.request("typing:start", {"room": ROOM})
+        assert (await carol.expect("typing:update", timeout=TIMEOUT))["typing"] is True
+        for node in (a, b):
+            await node.stop()
+
+
+async def test_a_notification_is_delivered_to_a_device_on_another_node(
+        redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix), nursery, 2)
+        phone = await b.connect("alice", "t1", role="customer")
+        assert (await phone.expect("notification:unread_count", timeout=TIMEOUT)) == {
+            "count": 0}
+        async with a.http() as http:
+            response = await http.post("/api/v1/notifications", headers=a.api_headers(),
+                                        json={"tenant": "t1", "user": "alice",
+                                              "title": "Hi", "message": "there"})
+            assert response.status_code == 201
+            created = await response.get_json()
+            assert created["deliveredAt"] is not None  # her phone is on node b
+        assert (await phone.expect("notification:new", timeout=TIMEOUT))["id"] == created["id"]
+        # so another device does not get it again as missed (but counts it unread)
+        laptop = await a.connect("alice", "t1", role="customer")
+        assert (await laptop.expect("notification:unread_count", timeout=TIMEOUT)) == {
+            "count": 1}
+        assert not laptop.received("notification:new")
+        # and for a user connected nowhere it stays undelivered, replayed later
+        async with b.http() as http:
+            response = await http.post("/api/v1/notifications", headers=b.api_headers(),
+                                        json={"tenant": "t1", "user": "bob",
+                                              "title": "Hi", "message": "later"})
+            assert (await response.get_json())["deliveredAt"] is None
+        bob = await a.connect("bob", "t1", role="customer")
+        assert (await bob.expect("notification:new", timeout=TIMEOUT))["message"] == "later"
+        for node in (a, b):
+            await node.stop()
