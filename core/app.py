@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from .auth import AuthError, Identity, TokenVerifier
-from .broker import Announcement, Publication
+from .broker import Announcement, BrokerUnavailable, Publication
 from .config import Config
 from .errors import (
     FORBIDDEN,
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+#: Seconds a closing session may wait for the broker to count it out.
+USER_COUNT_TIMEOUT = 2.0
 
 
 class App:
@@ -128,6 +130,8 @@ class App:
         """Called by the server once its nursery is open."""
         self._nursery = SupervisedNursery(nursery, self.task_failed)
         nursery.start_soon(self._run_notifications)
+        if self.hub.broker.clustered:
+            nursery.start_soon(self._refresh_user_shares)
 
     def task_failed(self, what: str, exc: Exception) -> None:
         """Log and count a plugin task that raised."""
@@ -390,6 +394,8 @@ class App:
         self.metrics.connects.labels(session.transport.protocol).inc()
         log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,
                  session.user_id, session.tenant_id, session.transport.protocol)
+        if self.hub.broker.clustered:
+            await self._count_user(session, +1)
         await self.notify("switchboard_session_opened", session=session)
         if session.profile is not None and session.profile.on_connect is not None:
             for event, data in session.profile.on_connect(session):
@@ -404,6 +410,9 @@ class App:
         if not self.hub.user_sessions(session.tenant_id, session.user_id):
             self._user_buckets.pop((session.tenant_id, session.user_id), None)
         log.info("session %s closed: %s", session.id, reason)
+        if self.hub.broker.clustered:
+            with trio.CancelScope(shield=True), trio.move_on_after(USER_COUNT_TIMEOUT):
+                await self._count_user(session, -1)
         with trio.CancelScope(shield=True):
             await self.notify("switchboard_session_closed", session=session, reason=reason)
 
@@ -504,6 +513,45 @@ class App:
                 raise server_failure(exc, f"{name} (plugin {plugin})") from None
             return unstructure(result) if attrs.has(type(result)) else result
         raise ClientError(UNKNOWN_EVENT, f"unknown event {name!r}", event=name)
+
+    # -- the per-user limit over several nodes ------------------------------
+    #
+    # Each node limits a user's events with its own bucket; with several nodes
+    # the user's rate and burst are split between them in proportion to the
+    # user's devices on each (counted in the broker: group ``switchboard:users:
+    # {tenant}``), so that all the nodes together allow the configured rate.
+    # A node's share is set when a device of the user opens or closes on it
+    # and refreshed with every ``broker.heartbeat`` (a change on another node
+    # is seen within one heartbeat).
+
+    async def _count_user(self, session: Session, delta: int) -> None:
+        key = (session.tenant_id, session.user_id)
+        try:
+            total = await self.hub.broker.count(f"switchboard:users:{key[0]}", key[1], delta)
+        except BrokerUnavailable:
+            return  # the share stays as it was
+        self._set_user_share(key, total)
+
+    def _set_user_share(self, key: tuple[str, str], total: int) -> None:
+        bucket = self._user_buckets.get(key)
+        if bucket is None:
+            return
+        local = len(self.hub.user_sessions(*key))
+        share = 1.0 if total <= local or local == 0 else local / total
+        rate = self.config.limits.user
+        bucket.rate, bucket.burst = rate.rate * share, rate.burst * share
+
+    async def _refresh_user_shares(self) -> None:
+        while True:
+            await trio.sleep(self.config.broker.heartbeat)
+            for tenant in sorted({tenant for tenant, _ in self._user_buckets}):
+                try:
+                    totals = await self.hub.broker.counts(f"switchboard:users:{tenant}")
+                except BrokerUnavailable:
+                    break
+                for (t, user) in list(self._user_buckets):
+                    if t == tenant:
+                        self._set_user_share((t, user), totals.get(user, 0))
 
     def check_rate(self, session: Session, name: str) -> None:
         """Take a token for one client frame; raise ClientError(rate_limited) if none."""

@@ -79,6 +79,8 @@ def new_node_id() -> str:
 class Broker(Protocol):
     #: This node's id (random per start).
     node_id: str
+    #: True when other nodes may share the cluster (not the in-memory broker).
+    clustered: bool
 
     @property
     def available(self) -> bool:
@@ -136,6 +138,8 @@ class ControlHandlers:
 
 class MemoryBroker:
     """Single-node broker: publishing is delivering."""
+
+    clustered = False
 
     def __init__(self) -> None:
         self.node_id = new_node_id()

@@ -261,6 +261,8 @@ def _stream_id(value: str) -> tuple[int, int]:
 class RedisBroker:
     """:class:`~.broker.Broker` on Redis (see the module's docstring)."""
 
+    clustered = True
+
     def __init__(self, url: str, *, prefix: str = "switchboard", heartbeat: float = 2.0,
                  node_ttl: float = 6.0, history_size: int = 10_000) -> None:
         self.url = url

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import trio
+from switchboard.testing import ErrorReply
 
 from tests.redis_nodes import (
     TIMEOUT,
     cluster_config,
+    eventually,
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
 )
@@ -74,5 +76,38 @@ async def test_a_notification_is_delivered_to_a_device_on_another_node(
             assert (await response.get_json())["deliveredAt"] is None
         bob = await a.connect("bob", "t1", role="customer")
         assert (await bob.expect("notification:new", timeout=TIMEOUT))["message"] == "later"
+        for node in (a, b):
+            await node.stop()
+
+
+async def test_a_users_rate_limit_holds_over_all_their_devices_on_all_nodes(
+        redis_prefix: str) -> None:
+    limits = {"limits": {"user": {"rate": 0.01, "burst": 4}}}
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=limits), nursery, 2)
+        phone = await a.connect("alice", "t1", role="customer")
+        laptop = await b.connect("alice", "t1", role="customer")
+
+        async def split() -> bool:  # node a has seen the laptop (within a heartbeat)
+            return bool(a.app._user_buckets[("t1", "alice")].burst == 2)
+
+        await eventually(split)
+        answered, limited = 0, 0
+        for client in (phone, laptop):
+            for _ in range(3):
+                try:
+                    await client.request("presence:heartbeat")
+                    answered += 1
+                except ErrorReply as exc:
+                    assert exc.code == "rate_limited"
+                    limited += 1
+        assert (answered, limited) == (4, 2)  # the burst of 4, over both nodes
+        # once the laptop is gone, the phone's node has the whole limit again
+        await laptop.close()
+
+        async def whole() -> bool:
+            return bool(a.app._user_buckets[("t1", "alice")].burst == 4)
+
+        await eventually(whole)
         for node in (a, b):
             await node.stop()
