@@ -60,7 +60,7 @@ def cluster_config(prefix: str, url: str = REDIS_URL,
     """One config for every node of a test's cluster (same Redis prefix, same
     database: the in-memory SQLite of the test config is shared in-process)."""
     base: dict[str, Any] = {
-        "broker": {"url": url, "prefix": prefix, "heartbeat": 0.2, "node_ttl": 1.0},
+        "broker": {"url": url, "prefix": prefix, "heartbeat": 0.2, "node_ttl": 3.0},
         "rooms": {"public_patterns": ["lobby:*"]},
     }
     return make_config(merge(base, overrides or {}))

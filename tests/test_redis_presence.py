@@ -97,8 +97,10 @@ async def test_presence_of_a_user_on_another_node_and_tenants_apart(
         redis_prefix: str) -> None:
     async with trio.open_nursery() as nursery:
         a, b = await start_nodes(cluster_config(redis_prefix, overrides=GRACE), nursery, 2)
-        await b.connect("alice", "t1", role="agent")
+        alice = await b.connect("alice", "t1", role="agent")
+        await alice.request("presence:heartbeat")  # (her connect's hooks have run)
         other = await a.connect("mallory", "t2", role="agent")
+        await other.request("presence:heartbeat")
         info = await a.app.service("presence").presence_of("t1", "alice")
         assert (info.status, info.devices) == ("online", 1)
         assert await a.app.service("presence").presence_of("t2", "alice") is None

@@ -141,7 +141,7 @@ url = "{store_url}"
 url = "{REDIS_URL}"
 prefix = "{prefix}"
 heartbeat = 0.2
-node_ttl = 1.0
+node_ttl = 3.0
 
 [socketio]
 recovery_window = 30

@@ -3,7 +3,8 @@ transport design comparison, Socket.IO against the reference servers, and
 durable chat on SQLite and PostgreSQL, over real loopback sockets.
 
     python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
-        [--rate 1000] [--secs 10] [--only fanout,connect,idle,latency,designs,sio,chat]
+        [--rate 1000] [--secs 10]
+        [--only fanout,connect,idle,latency,designs,sio,chat,redis] [--redis-url URL]
 
 Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
 a generated config in a temporary directory); the load clients are the Node.js
@@ -44,7 +45,7 @@ HOST = "127.0.0.1"
 TENANT = "bench"
 API_KEY = "bench-" + secrets.token_hex(16)
 SECRET = secrets.token_hex(32)
-SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat")
+SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat", "redis")
 DESIGNS = (
     ("quart-trio route + hypercorn", ["quart_route.py"]),
     ("raw Trio, one send_all per frame", ["raw_trio.py"]),
@@ -155,6 +156,8 @@ class Target:
     port: int
     pid: int
     switchboard: bool
+    #: Ports of the cluster's other nodes (the clients are spread over all).
+    others: tuple[int, ...] = ()
 
     @property
     def ws_url(self) -> str:
@@ -167,8 +170,9 @@ class Target:
 
     @property
     def sio_url(self) -> str:
-        """Base URL of a Socket.IO server (the client adds ``/socket.io/``)."""
-        return self.http
+        """Base URL of a Socket.IO server (the client adds ``/socket.io/``); the
+        nodes' URLs separated by commas for a cluster."""
+        return ",".join(f"http://{HOST}:{port}" for port in (self.port, *self.others))
 
 
 def installed_plugins() -> list[str]:
@@ -186,7 +190,7 @@ def plugin_sections(enabled: str) -> str:
 
 
 def switchboard_config(tmp: Path, port: int, plugins: str, store_url: str = "",
-                       event_limits: Sequence[str] = ()) -> str:
+                       event_limits: Sequence[str] = (), broker: str = "") -> str:
     """The generated config; ``event_limits`` are event names whose per-connection
     rate limit is raised like the others."""
     store = store_url or f"sqlite:///{tmp / 'bench.db'}"
@@ -224,17 +228,17 @@ url = {json.dumps(store)}
 
 [log]
 level = "warning"
-{plugin_sections(plugins)}"""
+{broker}{plugin_sections(plugins)}"""
 
 
 @contextlib.contextmanager
 def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "", *, store_url: str = "",
-                    event_limits: Sequence[str] = ()) -> Iterator[Target]:
+                    event_limits: Sequence[str] = (), broker: str = "") -> Iterator[Target]:
     """Serve from this checkout; ``gc_threshold`` ("g0,g1,g2") sets the server's
     ``gc.set_threshold`` before it starts (a diagnostic, not a server option)."""
     port = free_port()
     config = tmp / f"switchboard-{port}.toml"
-    config.write_text(switchboard_config(tmp, port, plugins, store_url, event_limits))
+    config.write_text(switchboard_config(tmp, port, plugins, store_url, event_limits, broker))
     logfile = (tmp / f"switchboard-{port}.log").open("wb")
     if gc_threshold:
         thresholds = ", ".join(str(int(x)) for x in gc_threshold.split(","))
@@ -755,6 +759,57 @@ def bench_chat(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> li
 # -- report -------------------------------------------------------------------
 
 
+# -- several nodes on Redis -------------------------------------------------------
+
+
+def drop_redis_keys(url: str, prefix: str) -> None:
+    """Delete the run's keys (``prefix*``) with redis-cli, if it is installed."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        return
+    keys = subprocess.run([cli, "-u", url, "--scan", "--pattern", f"{prefix}*"],
+                          capture_output=True, text=True, check=False).stdout.split()
+    for i in range(0, len(keys), 500):
+        subprocess.run([cli, "-u", url, "del", *keys[i:i + 500]], capture_output=True,
+                       check=False)
+
+
+def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    """Socket.IO fan-out over two nodes sharing a Redis, the room's members split
+    between them, the trigger on the first: Switchboard (Redis broker) against
+    Node socket.io with its Redis adapter, in the same run."""
+    prefix = f"bench-{secrets.token_hex(4)}"
+    broker = (f'\n[broker]\nurl = {json.dumps(a.redis_url)}\nprefix = "{prefix}-sb"\n')
+    series: dict[str, list[float]] = {}
+    name = "Switchboard, 2 nodes on Redis"
+    try:
+        with run_switchboard(tmp, a.plugins, broker=broker) as first, \
+                run_switchboard(tmp, a.plugins, broker=broker) as second:
+            target = attrs.evolve(first, name=name, others=(second.port,))
+            series[name] = fanout_series(node, target, a, tokens, a.repeats, sio=True).rates
+        node_name = "Node socket.io 4 + Redis adapter, 2 nodes"
+        argv = ["node_socketio.cjs", "--redis", a.redis_url, "--key", f"{prefix}-node"]
+        with run_design(tmp, node_name, argv) as first, \
+                run_design(tmp, node_name, argv) as second:
+            target = attrs.evolve(first, others=(second.port,))
+            series[node_name] = fanout_series(node, target, a, tokens, a.repeats,
+                                              sio=True).rates
+    finally:
+        drop_redis_keys(a.redis_url, prefix)
+    ours = statistics.median(series[name])
+    theirs = statistics.median(series[node_name])
+    ratio = ours / theirs if theirs else float("inf")
+    load = (f"{a.clients} socket.io-client sockets (websocket transport) in 1 room, "
+            f"alternately on the 2 nodes; {a.messages} room broadcasts of 100 B each "
+            f"({a.clients * a.messages:,} deliveries), triggered on the first node; "
+            f"clients in {a.procs} Node processes")
+    return [Row("two nodes on Redis, Socket.IO fan-out: deliveries/s", server,
+                load, summary(rates, "/s"),
+                f">= Node + Redis adapter (medians): {ratio:.2f}x {verdict(ratio >= 1.0)}"
+                if server == name else "")
+            for server, rates in series.items()]
+
+
 def machine() -> str:
     cpus = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
@@ -826,6 +881,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
                    help="chat: PostgreSQL server (URL of a database to connect to while "
                         "creating and dropping the benchmark's own); empty skips PostgreSQL")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                   help="redis: the Redis both clusters of two nodes use (keys of the "
+                        "run's own prefix, deleted afterwards)")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     a = p.parse_args(argv)
     a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
@@ -856,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = write_tokens(tmp, max(a.clients, a.idle, a.chat_members))
         steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
                  "latency": bench_latency, "designs": bench_designs, "sio": bench_sio,
-                 "chat": bench_chat}
+                 "chat": bench_chat, "redis": bench_redis}
         for section in a.sections:
             log(f"--- {section}")
             try:

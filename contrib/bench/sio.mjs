@@ -65,7 +65,7 @@ export async function openManySio(n, url, optsFor, { batch = 200, pauseMs = 10 }
   const sockets = [];
   for (let i = 0; i < n; i += batch) {
     const opening = [];
-    for (let j = i; j < Math.min(n, i + batch); j++) opening.push(openSio(url, optsFor(j)));
+    for (let j = i; j < Math.min(n, i + batch); j++) opening.push(openSio(typeof url === 'function' ? url(j) : url, optsFor(j)));
     sockets.push(...(await Promise.all(opening)));
     if (pauseMs) await sleep(pauseMs);
   }
