@@ -65,6 +65,8 @@ log = logging.getLogger("switchboard.broker")
 
 #: Seconds an ``XREAD`` blocks in Redis before it is asked again.
 READ_BLOCK = 1.0
+#: Publications added by one script call, at most.
+PUBLISH_BATCH = 500
 #: Entries taken by one ``XREAD``.
 READ_COUNT = 1000
 #: Back-off of the reader and the heartbeat while Redis is unreachable.
@@ -89,6 +91,19 @@ if not epoch then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', epoch, 'p', ARGV[1])
 return {epoch, id}
+"""
+
+# KEYS: stream, epoch; ARGV: history size, new epoch, publication...
+_PUBLISH_MANY = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+end
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch, 'p', ARGV[i])
+end
+return #ARGV - 2
 """
 
 _EPOCH = """
@@ -320,6 +335,19 @@ class RedisBroker:
         except _UNREACHABLE as exc:
             self._lost("publish", exc)
             raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def publish_many(self, publications: list[Publication]) -> None:
+        redis = self._redis()
+        for start in range(0, len(publications), PUBLISH_BATCH):
+            batch = publications[start:start + PUBLISH_BATCH]
+            try:
+                await redis.eval(_PUBLISH_MANY, keys=[self.stream_key, self.epoch_key],
+                                 args=[self.history_size, secrets.token_hex(8),
+                                       *map(encode_publication, batch)])
+            except _UNREACHABLE as exc:
+                self._lost("publish", exc)
+                raise BrokerUnavailable(f"Redis is not answering ({exc}); "
+                                        f"{start} of {len(publications)} sent") from None
 
     async def announce(self, topic: str, data: Any) -> None:
         redis = self._redis()

@@ -774,40 +774,72 @@ def drop_redis_keys(url: str, prefix: str) -> None:
                        check=False)
 
 
+def redis_latency(node: Node, target: Target, a: argparse.Namespace, tokens: Path
+                  ) -> dict[str, Any]:
+    """Emit-to-receive latency over Socket.IO with the sockets spread over the
+    cluster's nodes and the events POSTed to the first node."""
+    if target.switchboard:
+        how = ["--tokens", str(tokens), "--tenant", TENANT, "--api-key", API_KEY,
+               target.sio_url, f"{target.http}/api/v1/emit"]
+    else:
+        how = ["--reference", target.sio_url, f"{target.http}/emit"]
+    result = node.run("latency-sio.mjs", [
+        "--clients", str(a.clients), "--room-size", "10", "--rate", str(a.rate),
+        "--secs", str(a.secs), *how], timeout=a.secs + 240)
+    log(f"latency {target.name}: {json.dumps(result)}")
+    wait_idle(target)
+    return result
+
+
 def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
-    """Socket.IO fan-out over two nodes sharing a Redis, the room's members split
-    between them, the trigger on the first: Switchboard (Redis broker) against
-    Node socket.io with its Redis adapter, in the same run."""
+    """Two nodes sharing a Redis, Socket.IO clients split between them, events
+    sent to the first: Switchboard (Redis broker) against Node socket.io with
+    its Redis adapter, in the same run. Fan-out deliveries/s (one room), then
+    emit-to-receive latency (rooms of 10, each split over the two nodes)."""
     prefix = f"bench-{secrets.token_hex(4)}"
     broker = (f'\n[broker]\nurl = {json.dumps(a.redis_url)}\nprefix = "{prefix}-sb"\n')
-    series: dict[str, list[float]] = {}
-    name = "Switchboard, 2 nodes on Redis"
+    ours, theirs = "Switchboard, 2 nodes on Redis", "Node socket.io 4 + Redis adapter, 2 nodes"
+    fanout: dict[str, list[float]] = {}
+    latency: dict[str, dict[str, Any]] = {}
     try:
         with run_switchboard(tmp, a.plugins, broker=broker) as first, \
                 run_switchboard(tmp, a.plugins, broker=broker) as second:
-            target = attrs.evolve(first, name=name, others=(second.port,))
-            series[name] = fanout_series(node, target, a, tokens, a.repeats, sio=True).rates
-        node_name = "Node socket.io 4 + Redis adapter, 2 nodes"
+            target = attrs.evolve(first, name=ours, others=(second.port,))
+            fanout[ours] = fanout_series(node, target, a, tokens, a.repeats, sio=True).rates
+            latency[ours] = redis_latency(node, target, a, tokens)
         argv = ["node_socketio.cjs", "--redis", a.redis_url, "--key", f"{prefix}-node"]
-        with run_design(tmp, node_name, argv) as first, \
-                run_design(tmp, node_name, argv) as second:
+        with run_design(tmp, theirs, argv) as first, run_design(tmp, theirs, argv) as second:
             target = attrs.evolve(first, others=(second.port,))
-            series[node_name] = fanout_series(node, target, a, tokens, a.repeats,
-                                              sio=True).rates
+            fanout[theirs] = fanout_series(node, target, a, tokens, a.repeats, sio=True).rates
+            latency[theirs] = redis_latency(node, target, a, tokens)
     finally:
         drop_redis_keys(a.redis_url, prefix)
-    ours = statistics.median(series[name])
-    theirs = statistics.median(series[node_name])
-    ratio = ours / theirs if theirs else float("inf")
+    ratio = statistics.median(fanout[ours]) / (statistics.median(fanout[theirs]) or 1e-9)
     load = (f"{a.clients} socket.io-client sockets (websocket transport) in 1 room, "
             f"alternately on the 2 nodes; {a.messages} room broadcasts of 100 B each "
             f"({a.clients * a.messages:,} deliveries), triggered on the first node; "
             f"clients in {a.procs} Node processes")
-    return [Row("two nodes on Redis, Socket.IO fan-out: deliveries/s", server,
-                load, summary(rates, "/s"),
+    rows = [Row("two nodes on Redis, Socket.IO fan-out: deliveries/s", server, load,
+                summary(rates, "/s"),
                 f">= Node + Redis adapter (medians): {ratio:.2f}x {verdict(ratio >= 1.0)}"
-                if server == name else "")
-            for server, rates in series.items()]
+                if server == ours else "")
+            for server, rates in fanout.items()]
+
+    def p99(result: dict[str, Any]) -> float:
+        return float(result.get("p99_ms") or "inf") if result.get("ok") else float("inf")
+
+    rooms = -(-a.clients // 10)
+    for server, result in latency.items():
+        lower = p99(latency[ours]) < p99(latency[theirs])
+        rows.append(Row(
+            "two nodes on Redis, Socket.IO emit-to-receive latency p50 / p99 / max", server,
+            f"{a.clients} socket.io-client sockets in {rooms} rooms of 10, each room split "
+            f"over the 2 nodes; {a.rate} events/s for {a.secs} s, one POST per event to the "
+            f"first node ({result.get('send_rate')} events/s sent)",
+            f"{result.get('p50_ms')} / {result.get('p99_ms')} / {result.get('max_ms')} ms; "
+            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}",
+            f"p99 below Node + Redis adapter's: {verdict(lower)}" if server == ours else ""))
+    return rows
 
 
 def machine() -> str:
