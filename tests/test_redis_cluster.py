@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import coredis
 import httpx
 import trio
 from switchboard.core import Announcement, BrokerUnavailable
@@ -21,6 +22,16 @@ from tests.redis_nodes import (
 )
 
 ROOM = "lobby:1"
+
+
+async def stream_offset(url: str, broker: Any) -> str:
+    """The recovery offset of the newest publication in the cluster's stream."""
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(url)
+    async with client:
+        epoch = await client.get(broker.epoch_key)
+        newest = await client.xrevrange(broker.stream_key, count=1)
+    assert epoch is not None and newest
+    return f"{epoch.decode()}:{newest[0].identifier.decode()}"
 
 
 async def members(nodes: list[Harness], per_node: int, *, tenant: str = "t1",
@@ -161,6 +172,13 @@ async def test_redis_down_local_traffic_goes_on_then_it_resumes(own_redis: OwnRe
         await nodes[0].app.publish("t1", ROOM, "tick", 0)
         for client in clients:
             assert await client.expect("tick", timeout=TIMEOUT) == 0
+        # the recovery offset of tick 0, as a Socket.IO client would hold it
+        broker = nodes[0].app.hub.broker
+        recovery = broker.recovery(30, 1000)
+        offset = await stream_offset(own_redis.url, broker)
+        await nodes[1].app.publish("t1", ROOM, "tick", 0.5)
+        missed = await recovery.missed(offset, {ROOM}, "t1", "someone")
+        assert [p.data for _, p in missed] == [0.5]
         own_redis.kill()
         # a publish is refused with a clear error, never silently dropped
         with trio.fail_after(TIMEOUT):
@@ -199,7 +217,12 @@ async def test_redis_down_local_traffic_goes_on_then_it_resumes(own_redis: OwnRe
                 except BrokerUnavailable:  # (the node has not seen Redis back yet)
                     await trio.sleep(0.05)
         for client in [*clients, late]:
+            if client is not late:
+                assert await client.expect("tick", timeout=TIMEOUT) == 0.5
             assert await client.expect("tick", timeout=TIMEOUT) == 1
             assert "lost" not in client.received("tick")
+        # Redis came back empty: the old offset's history is gone, and that is said
+        # (a client must re-sync) instead of replaying nothing as if nothing was missed
+        assert await recovery.missed(offset, {ROOM}, "t1", "someone") is None
         for node in nodes:
             await node.stop()
