@@ -83,16 +83,6 @@ NODE_GONE = "switchboard:node_gone"
 _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
                 coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError)
 
-_PUBLISH = """
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  epoch = ARGV[3]
-  redis.call('SET', KEYS[2], epoch)
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', epoch, 'p', ARGV[1])
-return {epoch, id}
-"""
-
 # KEYS: stream, epoch; ARGV: history size, new epoch, publication...
 _PUBLISH_MANY = """
 local epoch = redis.call('GET', KEYS[2])
@@ -298,6 +288,7 @@ class RedisBroker:
         self._client: coredis.Redis[bytes] | None = None
         self._recovery: RedisRecovery | None = None
         self._forget: list[str] = []
+        self._publisher: coredis.Redis[bytes] | None = None
         #: This node's counts (:meth:`count`), to write again if Redis lost them.
         self._counts: dict[str, dict[str, int]] = {}
         self._counts_lost = False
@@ -305,10 +296,10 @@ class RedisBroker:
 
     # -- clients ---------------------------------------------------------------
 
-    def _new_client(self, stream_timeout: float) -> coredis.Redis[bytes]:
+    def _new_client(self, stream_timeout: float, **options: Any) -> coredis.Redis[bytes]:
         return coredis.Redis.from_url(
             self.url, decode_responses=False, retry_policy=NoRetryPolicy(),
-            stream_timeout=stream_timeout, connect_timeout=CONNECT_TIMEOUT)
+            stream_timeout=stream_timeout, connect_timeout=CONNECT_TIMEOUT, **options)
 
     def _redis(self) -> coredis.Redis[bytes]:
         if self._client is None:
@@ -327,17 +318,18 @@ class RedisBroker:
     # -- publishing ------------------------------------------------------------
 
     async def publish(self, publication: Publication) -> None:
-        redis = self._redis()
-        try:
-            await redis.eval(_PUBLISH, keys=[self.stream_key, self.epoch_key],
-                             args=[encode_publication(publication), self.history_size,
-                                   secrets.token_hex(8)])
-        except _UNREACHABLE as exc:
-            self._lost("publish", exc)
-            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+        await self.publish_many([publication])
 
     async def publish_many(self, publications: list[Publication]) -> None:
-        redis = self._redis()
+        """Add ``publications`` to the stream, in order, and return once Redis
+        has them (so what a caller publishes next comes after them).
+
+        Every publication of this node goes through one connection
+        (pipelined: concurrent calls do not wait for each other's answers),
+        so Redis takes them in the order they were made."""
+        redis = self._publisher
+        if redis is None:
+            raise BrokerUnavailable("the broker is not running")
         for start in range(0, len(publications), PUBLISH_BATCH):
             batch = publications[start:start + PUBLISH_BATCH]
             try:
@@ -346,8 +338,8 @@ class RedisBroker:
                                        *map(encode_publication, batch)])
             except _UNREACHABLE as exc:
                 self._lost("publish", exc)
-                raise BrokerUnavailable(f"Redis is not answering ({exc}); "
-                                        f"{start} of {len(publications)} sent") from None
+                sent = f"; {start} of {len(publications)} sent" if start else ""
+                raise BrokerUnavailable(f"Redis is not answering ({exc}){sent}") from None
 
     async def announce(self, topic: str, data: Any) -> None:
         redis = self._redis()
@@ -397,9 +389,11 @@ class RedisBroker:
     async def run(self, deliver: Deliver, report: Callable[[], dict[str, Any]], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         commands = self._new_client(COMMAND_TIMEOUT)
+        publisher = self._new_client(COMMAND_TIMEOUT, max_connections=1)
         reader = self._new_client(READ_BLOCK + COMMAND_TIMEOUT)
-        async with commands, reader, trio.open_nursery() as nursery:
+        async with commands, publisher, reader, trio.open_nursery() as nursery:
             self._client = commands
+            self._publisher = publisher
             started = trio.Event()
             nursery.start_soon(self._read, reader, deliver, started)
             # Start serving when the reader knows where the stream is; if Redis
@@ -417,7 +411,7 @@ class RedisBroker:
             try:
                 await trio.sleep_forever()
             finally:
-                self._client = None
+                self._client = self._publisher = None
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     try:
                         await commands.zrem(self.alive_key, [self.node_id])
