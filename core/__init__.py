@@ -26,7 +26,7 @@ machinery and may change without notice.
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
   :class:`NotificationsService`, :class:`PresenceService`,
-  :class:`HandoverService` and the rest of
+  :class:`PipelineService`, :class:`HandoverService` and the rest of
   :mod:`switchboard.core.services`.
 - Several nodes: :class:`Announcement` (of :meth:`App.on_announcement`),
   :class:`BrokerUnavailable` (Redis unreachable: nothing was sent).
@@ -82,9 +82,16 @@ from .services import (
     HandoverChange,
     HandoverRequest,
     HandoverService,
+    Lead,
+    LeadAction,
+    LeadChange,
+    LeadPage,
     MessageSource,
     Notification,
     NotificationsService,
+    Pipeline,
+    PipelineService,
+    PipelineStage,
     PresenceInfo,
     PresenceService,
 )
@@ -176,3 +183,5 @@ __all__ = [
     "unstructure",
     "user_room",
 ]
+__all__ += ["Lead", "LeadAction", "LeadChange", "LeadPage", "Pipeline", "PipelineService",
+            "PipelineStage"]

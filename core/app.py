@@ -46,7 +46,13 @@ from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
 
 if TYPE_CHECKING:
-    from .services import ChatService, HandoverService, NotificationsService, PresenceService
+    from .services import (
+        ChatService,
+        HandoverService,
+        NotificationsService,
+        PipelineService,
+        PresenceService,
+    )
 
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
@@ -155,9 +161,11 @@ class App:
         return Coalescer(self.nursery, interval, deliver)
 
     async def publish(self, tenant: str, room: str, event: str, data: Any, *,
-                      exclude: Session | None = None) -> None:
+                      exclude: Session | None = None, skip_room: str | None = None) -> None:
         """Send ``event`` with ``data`` to every session in ``room`` of ``tenant``,
-        on every node (``exclude``: except that session).
+        on every node (``exclude``: except that session; ``skip_room``: except
+        the members of that room, who got the same event through it: publish
+        to two rooms and each session gets it once).
 
         ``data`` is any JSON value; attrs instances are unstructured, and
         :class:`~switchboard.core.Args` sends several arguments. Rooms are
@@ -166,7 +174,7 @@ class App:
         A room nobody is in costs nothing.
         """
         await self.hub.publish(tenant, room, event, unstructure(data),
-                               exclude=exclude.id if exclude else None)
+                               exclude=exclude.id if exclude else None, skip_room=skip_room)
 
     def watch_publications(self, patterns: Iterable[str],
                            callback: Callable[[Publication], None]) -> None:
@@ -261,6 +269,9 @@ class App:
 
     @overload
     def service(self, name: Literal["presence"]) -> PresenceService: ...
+
+    @overload
+    def service(self, name: Literal["pipeline"]) -> PipelineService: ...
 
     @overload
     def service(self, name: Literal["handover"]) -> HandoverService: ...
@@ -493,6 +504,15 @@ class App:
         except Exception as exc:
             raise server_failure(exc, f"{name} (plugin {spec.plugin})") from None
         return unstructure(result) if attrs.has(type(result)) else result
+
+    async def offer_unhandled(self, session: Session, event: str, data: Any) -> Any:
+        """Offer a client event to the ``switchboard_unhandled_event``
+        implementations (an event proxy) as if no plugin declared it, and
+        return the answer of the one that takes it; ``unknown_event`` when
+        none does. For a compatibility profile whose frontend event goes to a
+        plugin for some payloads and to the deployment's backend for others
+        (a lead the pipeline plugin does not know)."""
+        return await self._unhandled(session, event, data)
 
     async def _unhandled(self, session: Session, name: str, data: Any) -> Any:
         """An event no plugin declared: a ``switchboard_unhandled_event``

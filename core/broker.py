@@ -50,6 +50,9 @@ class Publication:
     data: Any
     #: Session id that must not receive it (the sender), if any.
     exclude: str | None = None
+    #: Members of this room (of the same tenant) do not receive it: they got
+    #: the same event through that room already.
+    skip_room: str | None = None
 
 
 @attrs.frozen

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         ChatMessage,
         ChatStatusChange,
         HandoverChange,
+        LeadChange,
         MessageSource,
         Notification,
     )
@@ -278,6 +279,17 @@ def switchboard_notification_created(notification: Notification) -> Awaitable[No
     """The ``notifications`` plugin stored a notification (created over HTTP or
     by a plugin) and pushed it to the user's devices. The return value is
     ignored.
+    """
+
+
+@hookspec
+def switchboard_pipeline_lead_changed(change: LeadChange) -> Awaitable[None] | None:
+    """The ``pipeline`` plugin stored a change of a lead (``change.action``:
+    ``created``, ``updated``, ``moved``, ``assigned`` or ``deleted``), made
+    over the socket, the HTTP API or by a plugin through the ``pipeline``
+    service; it has been broadcast to ``pipeline:{id}`` and ``lead:{id}``.
+    ``change.changes`` holds the changed fields (their new values). The
+    return value is ignored.
     """
 
 

@@ -31,6 +31,7 @@ from .config import ApiKey
 from .errors import INVALID_PAYLOAD, ClientError, server_failure
 from .events import structure_payload
 from .hub import cluster_stats
+from .profiles import Profile
 from .protocol import jsontext
 from .rooms import check_room_name, tenant_room, user_room
 from .store import StoreUnavailable
@@ -164,6 +165,25 @@ def structure_body(data: Any, cls: type[R], prefix: str = "") -> R:
     return structure_payload(data, cls, prefix)
 
 
+def bound_profiles(app: App) -> list[Profile]:
+    """The compatibility profiles config binds to a namespace or the WebSocket path."""
+    names = {*app.config.socketio.profiles.values(), app.config.server.ws_profile}
+    return [app.plugins.profiles[name] for name in sorted(names) if name]
+
+
+def check_profile_payload(profile: Profile, req: EmitRequest, prefix: str) -> None:
+    """An emit's data must be translatable by every bound profile (a frontend
+    would get nothing otherwise): ``invalid_payload`` naming ``data.FIELD``."""
+    try:
+        profile.check_out(req.event, req.data)
+    except ClientError as exc:
+        field = f"{prefix}data" + (f".{exc.field}" if exc.field else "")
+        message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+        raise ClientError(INVALID_PAYLOAD, f"{field}: {message} "
+                          f"(for the {profile.name} profile)", field=field,
+                          profile=profile.name) from None
+
+
 async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
     """``POST /api/v1/emit``: validate every emit, then publish them in order.
 
@@ -185,6 +205,10 @@ async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
             raise ClientError(INVALID_PAYLOAD, "give 'user' or 'room', not both", field="room")
         if req.room is not None:
             check_room_name(req.room)
+    profiles = bound_profiles(app)
+    for i, req in enumerate(requests):
+        for profile in profiles:
+            check_profile_payload(profile, req, f"{i}." if isinstance(body, list) else "")
     publications = [
         Publication(req.tenant, user_room(req.user) if req.user is not None
                     else req.room if req.room is not None else tenant_room(req.tenant),

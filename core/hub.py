@@ -63,10 +63,11 @@ class Hub:
     # -- fan-out ----------------------------------------------------------
 
     async def publish(self, tenant: str, room: str, event: str, data: Any, *,
-                      exclude: str | None = None) -> None:
-        """Deliver ``event`` to every member of ``room`` of ``tenant``, on every node."""
+                      exclude: str | None = None, skip_room: str | None = None) -> None:
+        """Deliver ``event`` to every member of ``room`` of ``tenant``, on every
+        node (but ``exclude``, a session id, and the members of ``skip_room``)."""
         self.metrics.publications.inc()
-        publication = Publication(tenant, room, event, data, exclude)
+        publication = Publication(tenant, room, event, data, exclude, skip_room)
         for watch in self.watchers:
             watch(publication)
         await self.broker.publish(publication)
@@ -101,9 +102,12 @@ class Hub:
             return 0
         frames: dict[Codec, bytes] = {}
         exclude = publication.exclude
+        skip = publication.skip_room
         count = 0
         for session in list(members):
             if session.id == exclude or session.closed:
+                continue
+            if skip is not None and skip in session.rooms:
                 continue
             codec = session.codec
             frame = frames.get(codec)

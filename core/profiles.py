@@ -19,12 +19,15 @@ else; the first-party ones are in ``switchboard.plugins.compat``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .errors import ClientError
+
+log = logging.getLogger("switchboard.profiles")
 
 if TYPE_CHECKING:
     from .app import App
@@ -73,9 +76,30 @@ class Profile:
     doc: str = ""
 
     def translate_out(self, event: str, data: Any) -> tuple[str, Any] | None:
-        """A canonical event as this frontend gets it, or None to drop it."""
+        """A canonical event as this frontend gets it, or None to drop it.
+
+        A rule refuses data it cannot translate with :class:`ClientError`
+        ``invalid_payload`` naming the field within ``data``; any other
+        exception of a rule is raised as that too (never a crash of the
+        publisher: see :meth:`check_out`).
+        """
         rule = self.outbound.get(event)
-        return (event, data) if rule is None else rule(data)
+        if rule is None:
+            return (event, data)
+        try:
+            return rule(data)
+        except ClientError:
+            raise
+        except Exception as exc:
+            log.warning("profile %s: %s could not be translated: %r", self.name, event, exc)
+            raise ClientError("invalid_payload", f"{event}: not a payload the {self.name} "
+                              "profile can translate") from None
+
+    def check_out(self, event: str, data: Any) -> None:
+        """Raise :class:`ClientError` ``invalid_payload`` if this profile could
+        not translate ``data`` of ``event`` (what ``POST /api/v1/emit`` asks
+        of the bound profiles before publishing)."""
+        self.translate_out(event, data)
 
 
 class ProfiledCodec:
@@ -88,7 +112,13 @@ class ProfiledCodec:
 
     def encode_event(self, event: str, data: Any, offset: str | None = None) -> bytes:
         if self.profile is not None:
-            translated = self.profile.translate_out(event, data)
+            try:
+                translated = self.profile.translate_out(event, data)
+            except ClientError as exc:
+                # Published by a plugin without the check the emit route makes:
+                # this frontend's members do not get it; the others do.
+                log.warning("profile %s: %s dropped: %s", self.profile.name, event, exc.message)
+                return b""
             if translated is None:
                 return b""
             event, data = translated

@@ -243,12 +243,12 @@ def loads(text: str | bytes) -> Any:
 
 
 def encode_publication(p: Publication) -> str:
-    return dumps([p.tenant, p.room, p.event, p.data, p.exclude])
+    return dumps([p.tenant, p.room, p.event, p.data, p.exclude, p.skip_room])
 
 
 def decode_publication(text: str | bytes) -> Publication:
-    tenant, room, event, data, exclude = loads(text)
-    return Publication(tenant, room, event, data, exclude)
+    tenant, room, event, data, exclude, skip_room = loads(text)
+    return Publication(tenant, room, event, data, exclude, skip_room)
 
 
 def _text(value: Any) -> str:

@@ -43,9 +43,16 @@ __all__ = [
     "HandoverRequest",
     "HandoverService",
     "HandoverStatus",
+    "Lead",
+    "LeadAction",
+    "LeadChange",
+    "LeadPage",
     "MessageSource",
     "Notification",
     "NotificationsService",
+    "Pipeline",
+    "PipelineService",
+    "PipelineStage",
     "PresenceInfo",
     "PresenceService",
 ]
@@ -423,4 +430,178 @@ class HandoverService(Protocol):
     async def pending(self, tenant_id: str, *, queue: str | None = None,
                       limit: int = 50) -> list[HandoverRequest]:
         """The tenant's pending requests (of one queue, when given), oldest first."""
+        ...
+
+
+# -- pipeline ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class PipelineStage:
+    """A stage (a column of the board) of a pipeline."""
+
+    id: str
+    name: str
+
+
+@attrs.frozen
+class Pipeline:
+    """A tenant's sales pipeline: its stages, in board order."""
+
+    tenant_id: str
+    id: str
+    name: str
+    stages: tuple[PipelineStage, ...]
+
+    @property
+    def room(self) -> str:
+        """The board room its lead events go to: ``pipeline:{id}``."""
+        return f"pipeline:{self.id}"
+
+    def stage(self, stage_id: str) -> PipelineStage | None:
+        """The stage ``stage_id``, or None if the pipeline has none such."""
+        return next((s for s in self.stages if s.id == stage_id), None)
+
+
+@attrs.frozen
+class Lead:
+    """A lead (a card of the board).
+
+    ``rank`` orders the leads of a stage (compared as bytes, see the pipeline
+    plugin's README section); ``version`` starts at 1 and grows with every
+    change: a change given the version its client saw is refused
+    ``conflict`` when the lead has changed since. ``owner_id`` is the
+    consultant who owns it, ``customer_id`` the user who is the lead's own
+    customer (who may join ``lead:{id}`` and writes in its conversation).
+    """
+
+    tenant_id: str
+    id: str
+    pipeline_id: str
+    stage_id: str
+    rank: str
+    title: str
+    contact: dict[str, Any]
+    value: float | None
+    owner_id: str | None
+    customer_id: str | None
+    tags: tuple[str, ...]
+    fields: dict[str, Any]
+    version: int
+    created_at: float
+    updated_at: float
+
+    @property
+    def room(self) -> str:
+        """The lead's own room: ``lead:{id}``."""
+        return f"lead:{self.id}"
+
+    @property
+    def conversation_id(self) -> str:
+        """Its chat conversation, created with it: the conversation with the
+        lead's id (as the ``handover`` plugin and the CRM read ``leadId``)."""
+        return self.id
+
+    def to_json(self) -> dict[str, Any]:
+        """The lead as clients get it (acks, ``lead:created``, the HTTP API)."""
+        return {
+            "id": self.id, "pipelineId": self.pipeline_id, "stageId": self.stage_id,
+            "rank": self.rank, "title": self.title, "contact": self.contact,
+            "value": self.value, "ownerId": self.owner_id, "customerId": self.customer_id,
+            "tags": list(self.tags), "fields": self.fields, "version": self.version,
+            "conversationId": self.conversation_id, "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+
+@attrs.frozen
+class LeadPage:
+    """One page of a stage's leads in board order; ``next_cursor`` (opaque)
+    gives the next page, None after the last."""
+
+    leads: list[Lead]
+    next_cursor: str | None
+
+
+#: What happened to a lead, as ``switchboard_pipeline_lead_changed`` reports it.
+LeadAction = Literal["created", "updated", "moved", "assigned", "deleted"]
+
+
+@attrs.frozen
+class LeadChange:
+    """A change of a lead, stored and broadcast: ``lead`` as it is now (as it
+    was for ``deleted``), ``changes`` the fields that changed (their new
+    values, by their client names: ``title``, ``stageId``, ``ownerId``...),
+    ``actor`` the user (or ``system``, or the API key's name) who made it."""
+
+    tenant_id: str
+    action: LeadAction
+    lead: Lead
+    changes: dict[str, Any]
+    actor: str
+
+
+class PipelineService(Protocol):
+    """The ``pipeline`` plugin's service: ``app.service("pipeline")``.
+
+    Every change is stored with an entry of the lead's activity log,
+    broadcast to ``pipeline:{id}`` and ``lead:{id}`` exactly as one made over
+    the socket, and reported to ``switchboard_pipeline_lead_changed``.
+    ``version``: the version the caller saw; a stale one is refused
+    ``conflict`` (its ``lead`` is the current state); None applies the change
+    to whatever is stored. ``actor`` is who the activity log names.
+    """
+
+    async def get_pipeline(self, tenant_id: str,
+                           pipeline_id: str | None = None) -> Pipeline | None:
+        """A pipeline (the tenant's default one with None), or None."""
+        ...
+
+    async def create_lead(self, tenant_id: str, *, title: str,
+                          pipeline_id: str | None = None, stage_id: str | None = None,
+                          lead_id: str | None = None, contact: Mapping[str, Any] | None = None,
+                          value: float | None = None, owner_id: str | None = None,
+                          customer_id: str | None = None, tags: Iterable[str] = (),
+                          fields: Mapping[str, Any] | None = None,
+                          actor: str = "system") -> Lead:
+        """Create a lead (in the pipeline's first stage by default, at its
+        end) with its chat conversation (the lead's id; the customer and the
+        owner as participants). A random id when none is given; ``conflict``
+        if it exists."""
+        ...
+
+    async def get_lead(self, tenant_id: str, lead_id: str) -> Lead | None:
+        """The lead, or None."""
+        ...
+
+    async def update_lead(self, tenant_id: str, lead_id: str, changes: Mapping[str, Any], *,
+                          version: int | None = None, actor: str = "system") -> Lead:
+        """Change some of ``title``, ``contact``, ``value``, ``customerId``,
+        ``tags``, ``fields`` (client names; ``invalid_payload`` naming any
+        other); broadcast as ``lead:updated`` with the changed fields only."""
+        ...
+
+    async def move_lead(self, tenant_id: str, lead_id: str, stage_id: str, *,
+                        after_id: str | None = None, before_id: str | None = None,
+                        version: int | None = None, actor: str = "system") -> Lead:
+        """Move the lead to ``stage_id`` right after ``after_id`` or before
+        ``before_id`` (leads of that stage), else at the end of the stage;
+        broadcast as ``lead:moved``."""
+        ...
+
+    async def assign_lead(self, tenant_id: str, lead_id: str, owner_id: str | None, *,
+                          version: int | None = None, actor: str = "system") -> Lead:
+        """Give the lead to a consultant (None: to nobody); broadcast as
+        ``lead:assigned``."""
+        ...
+
+    async def delete_lead(self, tenant_id: str, lead_id: str, *,
+                          version: int | None = None, actor: str = "system") -> Lead:
+        """Delete the lead (its conversation stays); broadcast as
+        ``lead:deleted``; return it as it was."""
+        ...
+
+    async def list_leads(self, tenant_id: str, pipeline_id: str, stage_id: str, *,
+                         cursor: str | None = None, limit: int | None = None) -> LeadPage:
+        """A page of a stage's leads in board order."""
         ...

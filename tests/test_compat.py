@@ -162,3 +162,116 @@ async def test_an_unknown_profile_in_config_names_the_key() -> None:
     with pytest.raises(ConfigError) as error:
         Server(make_config({"server": {"ws_profile": "nope"}}))
     assert error.value.key == "server.ws_profile"
+
+
+# -- a backend publishing in a profile's own shapes, and malformed payloads ---------
+
+PYTAKE_MESSAGE = {  # PyTake's message_dict, as its backend builds it
+    "id": "0f5c6d1e-3b1a-4c8e-9f47-2a7d0c1b9e55",
+    "conversation_id": "7d3e9a10-52b4-4f0e-8a61-3c2f4e5d6b7a",
+    "direction": "inbound", "sender_type": "contact", "message_type": "text",
+    "content": {"text": "Oi"}, "status": "received",
+    "whatsapp_message_id": "wamid.HBgM", "created_at": "2026-11-29T12:00:00+00:00",
+    "sent_at": None,
+}
+
+
+async def emit(switchboard: Harness, body: Any) -> Any:
+    return await switchboard.http().post("/api/v1/emit", headers=switchboard.api_headers(),
+                                         json=body)
+
+
+class TestPyTakeBackendEmits:
+    @pytest.fixture
+    def switchboard_config(self) -> Config:
+        return make_config({"server": {"ws_profile": "pytake"},
+                            "plugins": {"chat": {"unknown_conversations": "defer"}}})
+
+    async def agent_in_room(self, switchboard: Harness, room: str) -> TestClient:
+        client = await switchboard.connect(user="ann", role="agent")
+        await client.expect("connected")
+        await switchboard.app.join(
+            next(iter(switchboard.app.user_sessions("t1", "ann"))), room)
+        return client
+
+    async def test_pytake_own_message_shape_is_delivered_as_it_is(
+            self, switchboard: Harness) -> None:
+        room = f"conversation:{PYTAKE_MESSAGE['conversation_id']}"
+        ann = await self.agent_in_room(switchboard, room)
+        response = await emit(switchboard, {"tenant": "t1", "room": room,
+                                            "event": "message:new", "data": PYTAKE_MESSAGE})
+        assert response.status_code == 202
+        assert await ann.expect("message:new") == PYTAKE_MESSAGE  # the backend's UUIDs kept
+
+    async def test_pytake_own_status_shape_is_delivered_as_it_is(
+            self, switchboard: Harness) -> None:
+        ann = await self.agent_in_room(switchboard, "conversation:c-9")
+        status = {"message_id": "0f5c6d1e", "status": "read",
+                  "timestamp": "2026-11-29T12:00:01+00:00"}
+        response = await emit(switchboard, {"tenant": "t1", "room": "conversation:c-9",
+                                            "event": "message:status", "data": status})
+        assert response.status_code == 202
+        assert await ann.expect("message:status") == status
+
+    async def test_the_canonical_shape_is_still_translated(self, switchboard: Harness) -> None:
+        ann = await self.agent_in_room(switchboard, "conversation:c-9")
+        response = await emit(switchboard, {
+            "tenant": "t1", "room": "conversation:c-9", "event": "message:new",
+            "data": {"id": 5, "conversationId": "c-9", "senderId": "bot-1",
+                     "senderRole": "bot", "type": "text", "content": {"text": "hi"},
+                     "createdAt": 1.0}})
+        assert response.status_code == 202
+        message = await ann.expect("message:new")
+        assert message["id"] == "5" and message["conversation_id"] == "c-9"
+        assert message["sender_type"] == "bot" and message["created_at"].startswith("1970")
+
+    @pytest.mark.parametrize(("data", "field"), [
+        ({"id": "m1"}, "data.conversationId"),
+        ({"id": "m1", "conversation_id": 5.5}, "data.conversation_id"),
+        ({"conversation_id": "c-1", "content": {}}, "data.id"),
+        ({"id": "m1", "conversation_id": "c-1", "content": "text"}, "data.content"),
+        ({"id": "m1", "conversationId": "c-1", "senderRole": ["agent"]}, "data.senderRole"),
+        ({"id": "m1", "conversationId": "c-1", "createdAt": 1e300}, "data.createdAt"),
+        ("just text", "data"),
+    ])
+    async def test_a_message_that_fits_neither_shape_is_a_400_naming_the_field(
+            self, switchboard: Harness, data: Any, field: str) -> None:
+        ann = await self.agent_in_room(switchboard, "conversation:c-1")
+        response = await emit(switchboard, {"tenant": "t1", "room": "conversation:c-1",
+                                            "event": "message:new", "data": data})
+        assert response.status_code == 400
+        body = await response.get_json()
+        assert body["code"] == "invalid_payload" and body["field"] == field
+        # nothing of the refused request was published; the next one is
+        await emit(switchboard, {"tenant": "t1", "room": "conversation:c-1",
+                                 "event": "message:new", "data": PYTAKE_MESSAGE})
+        assert (await ann.expect("message:new"))["id"] == PYTAKE_MESSAGE["id"]
+
+    async def test_a_malformed_status_in_a_batch_names_its_index(
+            self, switchboard: Harness) -> None:
+        response = await emit(switchboard, [
+            {"tenant": "t1", "event": "message:status",
+             "data": {"message_id": "m1", "status": "read"}},
+            {"tenant": "t1", "event": "message:status", "data": {"message_id": "m1"}}])
+        assert response.status_code == 400
+        assert (await response.get_json())["field"] == "1.data.status"
+
+    async def test_a_plugin_publishing_a_malformed_payload_crashes_nothing(
+            self, switchboard: Harness) -> None:
+        """Published in-process (no emit route to refuse it): the profiled
+        members do not get it, the publisher does not fail, the next arrives."""
+        ann = await self.agent_in_room(switchboard, "conversation:c-1")
+        await switchboard.app.publish("t1", "conversation:c-1", "message:new", {"id": 1})
+        await switchboard.app.publish("t1", "conversation:c-1", "message:new", PYTAKE_MESSAGE)
+        assert (await ann.expect("message:new"))["id"] == PYTAKE_MESSAGE["id"]
+
+
+def test_nextcrm_leaves_handover_events_as_they_are() -> None:
+    """The handover plugin's canonical events are the CRM's own names: the
+    profile translates none of them, in either direction."""
+    from switchboard.plugins.compat import NEXTCRM
+
+    assert not [name for name in NEXTCRM.inbound if name.startswith("handover:")]
+    request = {"leadId": "lead-123", "reason": "Dúvida técnica", "priority": "high"}
+    for event in ("handover:new_request", "handover:accepted", "handover:taken"):
+        assert NEXTCRM.translate_out(event, request) == (event, request)

@@ -40,6 +40,7 @@ PUBLIC = sorted(switchboard.core.__all__)
 #: Classes whose public methods plugins call; each method needs a docstring.
 SURFACE_CLASSES = [App, Session, Store, services.ChatService, services.NotificationsService,
                    services.PresenceService, services.ChatConversation, services.ChatMessage,
+                   services.PipelineService, services.Lead, services.Pipeline,
                    services.HandoverService, services.HandoverRequest]
 
 
@@ -93,7 +94,8 @@ def test_every_public_method_of_the_surface_has_a_docstring(cls: type, member: s
 
 @pytest.mark.parametrize(("service", "method"), [
     (service, name) for service in (services.ChatService, services.NotificationsService,
-                                    services.PresenceService, services.HandoverService)
+                                    services.PresenceService, services.PipelineService,
+                                    services.HandoverService)
     for name, _ in _public_members(service)],
     ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
 def test_every_service_method_is_in_the_readme(service: type, method: str) -> None:

@@ -244,3 +244,18 @@ async def test_redis_down_local_traffic_goes_on_then_it_resumes(own_redis: OwnRe
         assert await recovery.missed(offset, {ROOM}, "t1", "someone") is None
         for node in nodes:
             await node.stop()
+
+
+async def test_skip_room_holds_on_every_node(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(cluster_config(redis_prefix), nursery, 2)
+        clients = await members(nodes, 2)  # user0-0, user0-1 on node 0; user1-* on node 1
+        for client in (clients[1], clients[3]):  # one on each node is also in lobby:2
+            assert await client.request("room:join", {"room": "lobby:2"}) == {"room": "lobby:2"}
+        await nodes[0].app.publish("t1", ROOM, "news", 1, skip_room="lobby:2")
+        await nodes[1].app.publish("t1", ROOM, "marker", None)
+        for client in clients:
+            await client.expect("marker", timeout=TIMEOUT)
+        assert [len(c.received("news")) for c in clients] == [1, 0, 1, 0]
+        for node in nodes:
+            await node.stop()

@@ -111,3 +111,31 @@ async def test_a_users_rate_limit_holds_over_all_their_devices_on_all_nodes(
         await eventually(whole)
         for node in (a, b):
             await node.stop()
+
+
+async def test_a_participant_added_on_one_node_may_join_on_another(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix), nursery, 2)
+        async with a.http() as http:
+            response = await http.post("/api/v1/conversations", headers=a.api_headers(),
+                                        json={"tenant": "t1", "id": "c1",
+                                              "participants": [{"userId": "carl"}]})
+            assert response.status_code == 201
+        dave = await b.connect("dave", "t1", role="customer")
+        # node b now knows the participants, without dave
+        refused = await dave.request("conversation:join", {"conversationId": "c1"})
+        assert refused["success"] is False and refused["error"]["code"] == "forbidden"
+        async with a.http() as http:
+            response = await http.post("/api/v1/conversations/c1/participants",
+                                        headers=a.api_headers(),
+                                        json={"tenant": "t1", "userId": "dave"})
+            assert response.status_code == 201
+
+        async def may_join() -> bool:
+            ack = await dave.request("conversation:join", {"conversationId": "c1"})
+            assert ack["success"] or ack["error"]["code"] == "forbidden"
+            return bool(ack["success"])
+
+        await eventually(may_join)  # node b dropped what it knew, told by node a
+        for node in (a, b):
+            await node.stop()

@@ -6,6 +6,7 @@ Next.js CRM and PyTake, a plain WebSocket for sysZap)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import trio
 from backends import Backend, backend_fixture  # noqa: F401  (the backend fixture)
+from databases import database_url
 from socketio_fixtures import (  # noqa: F401  (fixtures are found by name)
     TIMEOUT,
     NodeClients,
@@ -27,7 +29,8 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 SEEDS = Path(__file__).resolve().parent.parent / "config" / "seeds"
 
 
-def seed_config(name: str, backend: Backend, urls: dict[str, str]) -> Config:
+def seed_config(name: str, backend: Backend, urls: dict[str, str],
+                store: str = "sqlite://") -> Config:
     """The shipped seed config, its backend URLs pointed at the test's backend
     through the environment (as a deployment overrides them), with the test
     secret, API key and an in-memory store."""
@@ -37,20 +40,26 @@ def seed_config(name: str, backend: Backend, urls: dict[str, str]) -> Config:
     return structure_config(merge(shipped, {
         "auth": {"secret": TEST_SECRET},
         "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"}],
-        "store": {"url": "sqlite://"}, "server": {"port": 0}}))
+        "store": {"url": store}, "server": {"port": 0}}))
 
 
 class TestNextCRM:
     """Seed 000: io({path: "/api/socket"}) with no token; the NextAuth session
     cookie, checked by the CRM's backend."""
 
-    SESSIONS = {"cookie-of-consultant-1": "consultant-1", "cookie-of-manager-1": "manager-1"}
+    SESSIONS = {"cookie-of-consultant-1": "consultant-1", "cookie-of-manager-1": "manager-1",
+                "cookie-of-client-5": "client-5", "cookie-of-client-6": "client-6"}
+    #: canAccessLead: the CRM's customers and their leads
+    CUSTOMERS = {"client-5": "123"}
 
-    @pytest.fixture
-    def switchboard_config(self, backend: Backend) -> Config:
-        return seed_config("nextcrm.toml", backend, {
-            "connect_url": "/api/switchboard/connect", "join_url": "/api/switchboard/join",
-            "event_url": "/api/switchboard/event"})
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def switchboard_config(self, request: pytest.FixtureRequest, backend: Backend,
+                           tmp_path: Path) -> Iterator[Config]:
+        with database_url(request.param, tmp_path) as url:
+            yield seed_config("nextcrm.toml", backend, {
+                "connect_url": "/api/switchboard/connect",
+                "join_url": "/api/switchboard/join",
+                "event_url": "/api/switchboard/event"}, store=url)
 
     def crm_backend(self, backend: Backend) -> None:
         def connect(body: dict[str, Any]) -> Any:
@@ -58,10 +67,14 @@ class TestNextCRM:
             if user is None:
                 return {"error": {"code": "unauthenticated", "message": "log in first",
                                   "status": 401}}
-            return {"result": {"user": user, "tenant": "crm", "role": "agent"}}
+            role = "customer" if user.startswith("client-") else "agent"
+            return {"result": {"user": user, "tenant": "crm", "role": role}}
 
         def join(body: dict[str, Any]) -> Any:  # canAccessLead(userId, leadId)
-            return {"result": {"allow": body["room"] != "lead:999"}}
+            lead = body["room"].removeprefix("lead:")
+            if body["role"] == "customer":
+                return {"result": {"allow": self.CUSTOMERS.get(body["user"]) == lead}}
+            return {"result": {"allow": lead != "999"}}
 
         def event(body: dict[str, Any]) -> Any:
             if body["event"] == "lead:status_change":
@@ -104,6 +117,64 @@ class TestNextCRM:
         forwarded = backend.calls_to("/api/switchboard/connect")[0].json
         assert forwarded["cookies"] == {"next-auth.session-token": "cookie-of-consultant-1"}
         assert forwarded["path"] == "/api/socket/"
+
+    async def test_a_lead_only_the_backend_knows_has_its_chat_both_ways(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        """The backend's join proxy lets the lead's customer into lead:123:
+        its conversation is there for them and the consultants, no
+        registration first; another customer is refused by the backend."""
+        self.crm_backend(backend)
+        for name, cookie in (("consultant", "cookie-of-consultant-1"),
+                             ("customer", "cookie-of-client-5"),
+                             ("other", "cookie-of-client-6")):
+            await self.open(node, name, cookie)
+            await node.expect(name, "connect")
+        for name in ("consultant", "customer"):
+            ack = await node.call(name, "lead:join", "123")
+            assert ack["args"][0]["rooms"] == ["lead:123", "conversation:123"]
+        refused = await node.call("other", "lead:join", "123")
+        assert refused["args"][0]["error"]["code"] == "forbidden"
+        await node.emit("customer", "chat:message", {"leadId": "123", "message": "Oi"})
+        message = (await node.expect("consultant", "event", event="chat:new_message"))["args"]
+        assert message[0]["leadId"] == "123" and message[0]["sender"] == "client-5"
+        await node.emit("consultant", "chat:message", {"leadId": "123", "message": "Olá!"})
+        reply = (await node.expect("customer", "event", event="chat:new_message"))["args"]
+        assert reply[0]["message"] == "Olá!" and reply[0]["sender"] == "consultant-1"
+        assert node.received("other", "event", event="chat:new_message") == []
+        not_theirs = await node.call("other", "chat:message", {"leadId": "123",
+                                                               "message": "psst"})
+        assert not_theirs["args"][0]["error"]["code"] == "forbidden"
+
+    async def test_switchboards_leads_stay_switchboards_and_the_backends_go_to_it(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        """Both kinds of lead in one deployment: a lead created in the pipeline
+        (POST /api/v1/leads) is changed by the pipeline, with no call to the
+        backend; lead 123, which only the backend knows, goes to its event proxy."""
+        self.crm_backend(backend)
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                switchboard_live.http_url("/api/v1/leads"),
+                headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                json={"tenant": "crm", "id": "sb-1", "title": "Switchboard's lead"})
+        assert response.status_code == 201
+        for name, cookie in (("consultant", "cookie-of-consultant-1"),
+                             ("manager", "cookie-of-manager-1")):
+            await self.open(node, name, cookie)
+            await node.expect(name, "connect")
+            for lead in ("sb-1", "123"):
+                await node.call(name, "lead:join", lead)
+        await node.emit("manager", "lead:status_change",
+                        {"leadId": "sb-1", "newStatus": "proposta"})
+        ours = (await node.expect("consultant", "event", event="lead:status_changed"))["args"]
+        assert (ours[0]["leadId"], ours[0]["oldStatus"], ours[0]["newStatus"]) == (
+            "sb-1", "novo", "proposta")
+        assert backend.calls_to("/api/switchboard/event") == []
+        await node.emit("manager", "lead:status_change",
+                        {"leadId": "123", "newStatus": "qualificacao"})
+        theirs = (await node.expect("consultant", "event", event="lead:status_changed"))["args"]
+        assert theirs[0] == {"leadId": "123", "newStatus": "qualificacao",
+                             "changedBy": "manager-1"}
+        assert len(backend.calls_to("/api/switchboard/event")) == 1
 
     async def test_without_a_session_the_crm_gets_the_backends_refusal(
             self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
@@ -164,10 +235,66 @@ class TestPyTake:
 
     KNOWN = {"org-1": {"5f0c8d6e-2b1c-4b7e-9a51-3f4f4a2f9c11": ["agent-1", "contact-9"]}}
 
-    @pytest.fixture
-    def switchboard_config(self, backend: Backend) -> Config:
-        return seed_config("pytake.toml", backend,
-                           {"join_url": "/api/v1/switchboard/join"})
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def switchboard_config(self, request: pytest.FixtureRequest, backend: Backend,
+                           tmp_path: Path) -> Iterator[Config]:
+        with database_url(request.param, tmp_path) as url:
+            yield seed_config("pytake.toml", backend,
+                              {"join_url": "/api/v1/switchboard/join"}, store=url)
+
+    def pytake_backend(self, backend: Backend) -> None:
+        def join(body: dict[str, Any]) -> Any:
+            conversation = body["room"].removeprefix("conversation:")
+            members = self.KNOWN.get(body["tenant"], {}).get(conversation)
+            if members is None:
+                return {"error": {"code": "not_found",
+                                  "message": f"conversation {conversation} not found"}}
+            return {"result": {"allow": body["role"] == "agent" or body["user"] in members}}
+
+        backend.on("/api/v1/switchboard/join", join)
+
+    async def test_the_backend_publishes_its_own_message_shapes_with_its_own_ids(
+            self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:
+        """PyTake's emit_to_conversation('message:new', message_dict) and
+        ('message:status', {message_id, status, timestamp}) through the emit
+        API: the frontend gets them as the backend built them (UUIDs kept); a
+        payload that fits no shape is a 400 naming the field and nothing is
+        delivered."""
+        self.pytake_backend(backend)
+        conv = "5f0c8d6e-2b1c-4b7e-9a51-3f4f4a2f9c11"
+        options: dict[str, Any] = {"path": "/socket.io", "transports": ["websocket", "polling"]}
+        for name, user in (("agent", "agent-1"), ("contact", "contact-9")):
+            role = "agent" if name == "agent" else "customer"
+            await node.connected(name, switchboard_live.token(user, "org-1", role), **options)
+            await node.emit(name, "join_conversation", {"conversation_id": conv})
+            await node.expect(name, "event", event="joined_conversation")
+        message = {"id": "0f5c6d1e-3b1a-4c8e-9f47-2a7d0c1b9e55", "conversation_id": conv,
+                   "direction": "outbound", "sender_type": "agent", "message_type": "text",
+                   "content": {"text": "Olá! Como posso ajudar?"}, "status": "sent",
+                   "whatsapp_message_id": None, "created_at": "2026-11-29T12:00:00+00:00",
+                   "sent_at": "2026-11-29T12:00:00+00:00"}
+        status = {"message_id": message["id"], "status": "delivered",
+                  "timestamp": "2026-11-29T12:00:02+00:00"}
+        async with httpx.AsyncClient() as http:
+            async def emit(event: str, data: Any) -> httpx.Response:
+                return await http.post(
+                    switchboard_live.http_url("/api/v1/emit"),
+                    headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                    json={"event": event, "tenant": "org-1", "room": f"conversation:{conv}",
+                          "data": data})
+
+            broken = await emit("message:new", {**message, "conversation_id": None})
+            assert broken.status_code == 400
+            assert broken.json()["field"] == "data.conversation_id"
+            assert (await emit("message:status", {"message_id": message["id"]})).json()[
+                "field"] == "data.status"
+            assert (await emit("message:new", message)).status_code == 202
+            assert (await emit("message:status", status)).status_code == 202
+        for name in ("agent", "contact"):
+            new = await node.expect(name, "event", event="message:new")
+            assert new["args"][0] == message  # the refused one never arrived
+            assert (await node.expect(name, "event", event="message:status"))["args"][0] \
+                == status
 
     async def test_agents_join_conversations_their_backend_knows(
             self, switchboard_live: Harness, node: NodeClients, backend: Backend) -> None:

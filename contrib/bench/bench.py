@@ -1,10 +1,12 @@
 """Switchboard benchmark: fan-out, connection rate, idle memory, latency, the
-transport design comparison, Socket.IO against the reference servers, and
-durable chat on SQLite and PostgreSQL, over real loopback sockets.
+transport design comparison, Socket.IO against the reference servers,
+durable chat and the lead pipeline's board on SQLite and PostgreSQL, over
+real loopback sockets.
 
     python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
         [--rate 1000] [--secs 10]
-        [--only fanout,connect,idle,latency,designs,sio,chat,redis] [--redis-url URL]
+        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline,redis]
+        [--redis-url URL]
 
 Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
 a generated config in a temporary directory); the load clients are the Node.js
@@ -45,7 +47,8 @@ HOST = "127.0.0.1"
 TENANT = "bench"
 API_KEY = "bench-" + secrets.token_hex(16)
 SECRET = secrets.token_hex(32)
-SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat", "redis")
+SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat", "pipeline",
+            "redis")
 DESIGNS = (
     ("quart-trio route + hypercorn", ["quart_route.py"]),
     ("raw Trio, one send_all per frame", ["raw_trio.py"]),
@@ -756,6 +759,86 @@ def bench_chat(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> li
     return rows
 
 
+# -- lead pipeline ----------------------------------------------------------------
+
+PIPELINE_PLUGINS = "rooms,chat,pipeline"
+TARGET_PIPELINE_P99_MS = 20.0
+PIPELINE_STAGES = ("novo", "qualificacao", "proposta", "negociacao", "ganho", "perdido")
+
+
+def write_agent_tokens(tmp: Path, count: int) -> Path:
+    """One HS256 token per consultant (distinct agents of tenant ``bench``)."""
+    exp = int(time.time()) + 6 * 3600
+    path = tmp / "agent-tokens.txt"
+    path.write_text("\n".join(
+        jwt.encode({"sub": f"consultant{i}", "tenant_id": TENANT, "role": "agent", "exp": exp},
+                   SECRET, algorithm="HS256")
+        for i in range(count)) + "\n")
+    return path
+
+
+def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
+                  label: str) -> list[Row]:
+    tokens = write_agent_tokens(tmp, a.pipeline_consultants)
+    with chat_database(tmp, backend, a.pg_url) as store_url, \
+            run_switchboard(tmp, PIPELINE_PLUGINS, store_url=store_url,
+                            event_limits=["lead:move"]) as target:
+        leads = []
+        try:
+            for n in range(a.pipeline_leads):
+                leads.append(http_json(f"{target.http}/api/v1/leads", headers={
+                    "Authorization": f"Bearer {API_KEY}"}, body={
+                    "tenant": TENANT, "title": f"lead {n}",
+                    "stageId": PIPELINE_STAGES[n % len(PIPELINE_STAGES)]}))
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"creating the leads: {exc}") from None
+        leads_file = tmp / "leads.json"
+        leads_file.write_text(json.dumps([{"id": x["id"], "stageId": x["stageId"]}
+                                          for x in leads]))
+        wait_idle(target)
+        result = node.run("pipeline.mjs", [
+            "--consultants", str(a.pipeline_consultants), "--rate", str(a.pipeline_rate),
+            "--secs", str(a.pipeline_secs), "--leads", str(leads_file),
+            "--stages", ",".join(PIPELINE_STAGES), "--tokens", str(tokens),
+            "--server-pid", str(target.pid), target.ws_url], timeout=a.pipeline_secs + 120)
+        log(f"pipeline {label}: {json.dumps(result)}")
+    p99 = result.get("worst_board_p99_ms")
+    ok = bool(result.get("ok")) and isinstance(p99, int | float) \
+        and p99 < TARGET_PIPELINE_P99_MS
+    cpu = result.get("server_cpu")
+    busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    errors = (f"; {result['errors']} errors, first {result.get('first_error')}"
+              if result.get("errors") else "")
+    late = f"; {result['skipped']} moves not sent (every lead in flight)" \
+        if result.get("skipped") else ""
+    return [Row(
+        "lead pipeline: `lead:move` -> `lead:moved` on every board",
+        f"Switchboard, {label}",
+        f"{a.pipeline_consultants} consultants with the same board open (plain WebSocket, "
+        f"plugins {PIPELINE_PLUGINS}), {a.pipeline_rate} moves/s for {a.pipeline_secs} s "
+        f"over {a.pipeline_leads} leads",
+        f"{result.get('acked', 0):,} moves acked ({result.get('moves_per_s', 0):,}/s), "
+        f"{result.get('deliveries', 0):,} of {result.get('expected_deliveries', 0):,} "
+        f"`lead:moved` delivered; p50 / p99 / max {result.get('p50_ms')} / "
+        f"{result.get('p99_ms')} / {result.get('max_ms')} ms, worst board's p99 {p99} ms"
+        f"{busy}{late}{errors}",
+        f"p99 < {TARGET_PIPELINE_P99_MS:g} ms on every board: {verdict(ok)}")]
+
+
+def bench_pipeline(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    rows = []
+    backends = [("sqlite", "SQLite")]
+    if a.pg_url:
+        backends.append(("postgresql", "PostgreSQL"))
+    for backend, label in backends:
+        try:
+            rows += pipeline_rows(node, tmp, a, backend, label)
+        except BenchError as exc:
+            log(f"pipeline on {label} failed: {exc}")
+            rows.append(Row("lead pipeline", f"Switchboard, {label}", "-", f"FAILED: {exc}"))
+    return rows
+
+
 # -- report -------------------------------------------------------------------
 
 
@@ -916,6 +999,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                    help="redis: the Redis both clusters of two nodes use (keys of the "
                         "run's own prefix, deleted afterwards)")
+    p.add_argument("--pipeline-consultants", type=int, default=100,
+                   help="pipeline: consultants with the board open (each one connection)")
+    p.add_argument("--pipeline-rate", type=int, default=500,
+                   help="pipeline: lead moves per second, all consultants together")
+    p.add_argument("--pipeline-secs", type=int, default=10, help="pipeline: seconds of moving")
+    p.add_argument("--pipeline-leads", type=int, default=300,
+                   help="pipeline: leads on the board (made over HTTP before the run)")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     a = p.parse_args(argv)
     a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
@@ -946,7 +1036,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = write_tokens(tmp, max(a.clients, a.idle, a.chat_members))
         steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
                  "latency": bench_latency, "designs": bench_designs, "sio": bench_sio,
-                 "chat": bench_chat, "redis": bench_redis}
+                 "chat": bench_chat, "pipeline": bench_pipeline, "redis": bench_redis}
         for section in a.sections:
             log(f"--- {section}")
             try:

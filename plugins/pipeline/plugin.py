@@ -1,0 +1,78 @@
+"""The pipeline plugin's hooks: what it declares, and how it starts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+import trio
+from quart import Blueprint
+from switchboard.core import App, Batcher, EventSpec, PipelineService, Session, hookimpl
+
+from .events import PipelineEvents
+from .http import blueprint
+from .payloads import BOARD_ROOM, LEAD_ROOM, PipelineSettings
+from .service import Pipelines
+from .storage import PipelineStorage
+
+
+class PipelinePlugin:
+    """Sales pipelines, leads on a live board, their activity and conversation;
+    the ``pipeline`` service."""
+
+    def __init__(self) -> None:
+        self.storage = PipelineStorage()
+        #: The engine, and the service other plugins get with ``app.service("pipeline")``.
+        self.pipelines = Pipelines(self.storage)
+        self.events = PipelineEvents(self.pipelines)
+
+    @hookimpl
+    def switchboard_config_class(self) -> type:
+        return PipelineSettings
+
+    @hookimpl
+    def switchboard_events(self) -> list[EventSpec]:
+        return self.events.specs()
+
+    @hookimpl
+    def switchboard_tables(self, metadata: sa.MetaData) -> None:
+        self.storage.declare(metadata)
+
+    @hookimpl
+    def switchboard_blueprints(self) -> Blueprint:
+        return blueprint(self.pipelines)
+
+    @hookimpl
+    def switchboard_services(self) -> Mapping[str, object]:
+        service: PipelineService = self.pipelines  # (checked by mypy: it keeps the contract)
+        return {"pipeline": service}
+
+    @hookimpl
+    async def switchboard_startup(self, app: App) -> None:
+        writer = self.pipelines.start(app, app.settings(self))
+        # Running before any plugin's background task starts, so that one
+        # creating a lead at once finds the writer there.
+        await app.nursery.start(self._keep_writing, writer)
+
+    async def _keep_writing(self, writer: Batcher[Any, Any], *,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        """The batch writer, started again (after a second) should it ever fail."""
+        status: trio.TaskStatus[None] = task_status
+        while True:
+            try:
+                await writer.run(task_status=status)
+            except Exception as exc:
+                self.pipelines.app.task_failed("PipelinePlugin.writer", exc)
+            status = trio.TASK_STATUS_IGNORED
+            await trio.sleep(1)
+
+    @hookimpl
+    async def switchboard_authorize_join(self, session: Session, room: str) -> bool | None:
+        if room.startswith(LEAD_ROOM):
+            return await self.pipelines.may_join_lead(session, room.removeprefix(LEAD_ROOM))
+        if room.startswith(BOARD_ROOM):
+            return await self.pipelines.may_join_board(session,
+                                                       room.removeprefix(BOARD_ROOM))
+        return None

@@ -1,0 +1,79 @@
+"""The pipeline plugin's checks fed arbitrary JSON (hypothesis): every bad
+value is refused with ``invalid_payload`` naming a field, nothing else is
+ever raised, and what passes is what the store can keep."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from switchboard.core import ClientError, structure_payload
+from switchboard.plugins.pipeline import payloads
+from switchboard.plugins.pipeline.storage import decode_cursor, encode_cursor
+
+scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+           | st.integers(min_value=10**300, max_value=10**400))  # past any float
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=5),
+    max_leaves=12)
+KEYS = ["leadId", "pipelineId", "stageId", "afterId", "beforeId", "version", "changes",
+        "title", "contact", "value", "ownerId", "customerId", "tags", "fields", "id",
+        "tenant", "actor", "cursor", "limit", "before", "name", "stages"]
+shaped = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=8)
+
+CLASSES = [payloads.BoardRef, payloads.LeadRef, payloads.ListLeads, payloads.CreateLead,
+           payloads.UpdateLead, payloads.MoveLead, payloads.AssignLead, payloads.DeleteLead,
+           payloads.ActivityRequest, payloads.HttpUpdate, payloads.HttpMove,
+           payloads.HttpAssign, payloads.CreatePipeline]
+CHECKS = [payloads.check_title, payloads.check_contact, payloads.check_value,
+          payloads.check_tags, payloads.check_fields, payloads.check_changes,
+          payloads.check_lead_id, lambda v: payloads.check_user_id(v, "ownerId")]
+
+
+def refused_properly(error: ClientError) -> None:
+    assert error.code == "invalid_payload" and error.message
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@settings(max_examples=200, deadline=None)
+@given(data=json_values | shaped)
+def test_payloads_are_structured_or_refused_naming_a_field(cls: type, data: Any) -> None:
+    try:
+        structure_payload(data, cls)
+    except ClientError as error:
+        refused_properly(error)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=range(len(CHECKS)))
+@settings(max_examples=300, deadline=None)
+@given(value=json_values | shaped)
+def test_lead_fields_are_checked_or_refused_naming_a_field(check: Any, value: Any) -> None:
+    try:
+        checked = check(value)
+    except ClientError as error:
+        refused_properly(error)
+        assert error.field
+        return
+    text = json.dumps(checked, allow_nan=False)  # storable JSON: no NaN, no infinity
+    assert "\\u0000" not in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_a_cursor_is_one_this_server_gave_or_refused(cursor: str) -> None:
+    try:
+        rank, lead_id = decode_cursor(cursor)
+    except ClientError as error:
+        assert error.field == "cursor"
+        return
+    assert isinstance(rank, str) and isinstance(lead_id, str)
+
+
+@given(st.text(max_size=20), st.text(max_size=20))
+def test_cursors_round_trip(rank: str, lead_id: str) -> None:
+    assert decode_cursor(encode_cursor(rank, lead_id)) == (rank, lead_id)
