@@ -214,8 +214,11 @@ async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
                     else req.room if req.room is not None else tenant_room(req.tenant),
                     req.event, req.data)
         for req in requests]
-    # in order, in one go (one round trip to Redis)
-    await app.hub.publish_many(publications)
+    if len(publications) == 1:
+        p = publications[0]
+        await app.hub.publish(p.tenant, p.room, p.event, p.data)
+    else:  # in order, in one go (one round trip to Redis)
+        await app.hub.publish_many(publications)
     return len(requests)
 
 
