@@ -26,7 +26,8 @@ machinery and may change without notice.
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
   :class:`NotificationsService`, :class:`PresenceService`,
-  :class:`PipelineService`, :class:`HandoverService` and the rest of
+  :class:`TicketService`, :class:`PipelineService`, :class:`HandoverService` and
+  the rest of
   :mod:`switchboard.core.services`.
 - Several nodes: :class:`Announcement` (of :meth:`App.on_announcement`),
   :class:`BrokerUnavailable` (Redis unreachable: nothing was sent).
@@ -94,6 +95,10 @@ from .services import (
     PipelineStage,
     PresenceInfo,
     PresenceService,
+    Ticket,
+    TicketChange,
+    TicketPage,
+    TicketService,
 )
 from .session import Session
 from .store import Store, StoreError, StoreUnavailable, serialize_on
@@ -158,6 +163,10 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SupervisedNursery",
+    "Ticket",
+    "TicketChange",
+    "TicketPage",
+    "TicketService",
     "agents_room",
     "api_key_tenant",
     "api_key_tenant_allowed",

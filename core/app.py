@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         NotificationsService,
         PipelineService,
         PresenceService,
+        TicketService,
     )
 
 log = logging.getLogger("switchboard")
@@ -269,6 +270,9 @@ class App:
 
     @overload
     def service(self, name: Literal["presence"]) -> PresenceService: ...
+
+    @overload
+    def service(self, name: Literal["tickets"]) -> TicketService: ...
 
     @overload
     def service(self, name: Literal["pipeline"]) -> PipelineService: ...

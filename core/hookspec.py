@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         LeadChange,
         MessageSource,
         Notification,
+        TicketChange,
     )
     from .session import Session
 
@@ -301,6 +302,17 @@ def switchboard_handover_changed(change: HandoverChange) -> Awaitable[None] | No
     service or its escalation timer (``change.source``). The change has been
     stored and announced to clients; ``change.request`` is the request as it
     is now. The return value is ignored.
+    """
+
+
+@hookspec
+def switchboard_ticket_changed(change: TicketChange) -> Awaitable[None] | None:
+    """The ``desk`` plugin stored a change of a ticket (``change.kind``:
+    ``created``, ``updated``, ``assigned``, ``transferred``, ``status``,
+    ``closed``, ``reopened``), made by an agent's socket event, the HTTP API,
+    another plugin through ``app.service("tickets")`` or the desk itself
+    (auto-assignment, an assignee gone offline: ``change.reason``). It has
+    already been announced as ``ticket:{kind}``. The return value is ignored.
     """
 
 

@@ -25,7 +25,7 @@ let through to its client as it is; a database that cannot be reached raises
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -55,6 +55,12 @@ __all__ = [
     "PipelineStage",
     "PresenceInfo",
     "PresenceService",
+    "Ticket",
+    "TicketChange",
+    "TicketChangeKind",
+    "TicketPage",
+    "TicketService",
+    "TicketStatus",
 ]
 
 #: Where a stored chat message came from: a client's ``message:send``
@@ -191,6 +197,16 @@ class ChatService(Protocol):
         """The conversation, created with ``title`` and ``participants`` if it
         does not exist yet (an existing one is returned as it is), and whether
         it was created. Safe against a concurrent creation."""
+        ...
+
+    async def create_conversations(
+            self, conversations: Sequence[ChatConversation]) -> list[bool]:
+        """Create many conversations (of any tenants, each with its ``id``,
+        ``title`` and ``participants``) in one transaction, for a plugin that
+        makes many at once; an existing one is left as it is. Returns, for
+        each, whether it was created. Bad values are refused as for
+        :meth:`create_conversation`, naming e.g. ``conversations.3.id``, and
+        then none is created."""
         ...
 
     async def add_participant(self, tenant_id: str, conversation_id: str, user_id: str,
@@ -604,4 +620,166 @@ class PipelineService(Protocol):
     async def list_leads(self, tenant_id: str, pipeline_id: str, stage_id: str, *,
                          cursor: str | None = None, limit: int | None = None) -> LeadPage:
         """A page of a stage's leads in board order."""
+        ...
+
+
+# -- tickets (the ``desk`` plugin) -------------------------------------------------
+
+#: The statuses of a ticket, in the order of its usual life.
+TicketStatus = Literal["open", "pending", "in_progress", "resolved", "closed"]
+#: What happened to a ticket, as :class:`TicketChange` reports it (and the
+#: ``ticket:{kind}`` event announcing it).
+TicketChangeKind = Literal["created", "updated", "assigned", "transferred", "status",
+                           "closed", "reopened"]
+
+
+@attrs.frozen
+class Ticket:
+    """A support ticket of a tenant, as stored.
+
+    ``number`` counts the tenant's tickets from 1 (human-readable); ``id`` is
+    unique across tenants and names the room ``ticket:{id}``. Every change
+    adds one to ``version``: a change that names the version it was based on
+    is refused ``conflict`` (with the current ticket) when another came first.
+    Times are Unix seconds; the ``*_due`` times are the SLA targets (None
+    without a target, or while the ticket is ``pending``).
+    """
+
+    id: str
+    tenant_id: str
+    number: int
+    subject: str
+    status: TicketStatus
+    priority: str
+    queue_id: str | None
+    assignee_id: str | None
+    customer_id: str
+    channel: str
+    tags: tuple[str, ...]
+    conversation_id: str
+    version: int
+    created_at: float
+    updated_at: float
+    first_response_at: float | None = None
+    resolved_at: float | None = None
+    closed_at: float | None = None
+    first_response_due: float | None = None
+    resolution_due: float | None = None
+
+    @property
+    def room(self) -> str:
+        """The ticket's room: ``ticket:{id}``."""
+        return f"ticket:{self.id}"
+
+    @property
+    def is_active(self) -> bool:
+        """Whether it still counts against its assignee's capacity (not resolved or closed)."""
+        return self.status in ("open", "pending", "in_progress")
+
+    def to_json(self) -> dict[str, Any]:
+        """The ticket as clients and the HTTP API get it."""
+        return {
+            "id": self.id, "number": self.number, "subject": self.subject,
+            "status": self.status, "priority": self.priority, "queueId": self.queue_id,
+            "assigneeId": self.assignee_id, "customerId": self.customer_id,
+            "channel": self.channel, "tags": list(self.tags),
+            "conversationId": self.conversation_id, "version": self.version,
+            "createdAt": self.created_at, "updatedAt": self.updated_at,
+            "firstResponseAt": self.first_response_at, "resolvedAt": self.resolved_at,
+            "closedAt": self.closed_at, "firstResponseDue": self.first_response_due,
+            "resolutionDue": self.resolution_due,
+        }
+
+
+@attrs.frozen
+class TicketChange:
+    """A stored change of a ticket (``switchboard_ticket_changed``): what
+    happened (``kind``), the ticket after it and before it (None when
+    created), who did it (a user id; None for the HTTP API or the server
+    itself), and the note of a transfer or a close."""
+
+    kind: TicketChangeKind
+    ticket: Ticket
+    previous: Ticket | None
+    by: str | None = None
+    note: str | None = None
+    #: Why the server made it (``auto_assign``, ``assignee_offline``), if it did.
+    reason: str | None = None
+
+
+@attrs.frozen
+class TicketPage:
+    """One page of tickets, newest first; ``next_before`` is the cursor of the
+    next page (a ticket number) when there are more."""
+
+    tickets: list[Ticket]
+    next_before: int | None = None
+
+
+class TicketService(Protocol):
+    """The ``desk`` plugin's ticket service: ``app.service("tickets")``.
+
+    Every change is stored, announced (``ticket:*`` events) and reported to
+    ``switchboard_ticket_changed`` exactly as the same change made by an
+    agent's socket event or the HTTP API. ``version``, when given, must be the
+    ticket's current version, else ``conflict`` (with ``ticket``, the current
+    one). Unknown tickets raise ``not_found``; bad values ``invalid_payload``.
+    """
+
+    async def create(self, tenant_id: str, *, subject: str, customer_id: str,
+                     channel: str = "web", priority: str = "normal",
+                     queue_id: str | None = None, assignee_id: str | None = None,
+                     tags: Iterable[str] = (), by: str | None = None) -> Ticket:
+        """Create a ticket (its number is the tenant's next) and its conversation
+        (the customer a participant); a ticket of a queue without an assignee
+        is auto-assigned."""
+        ...
+
+    async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
+        """The ticket, or None."""
+        ...
+
+    async def list(self, tenant_id: str, *, status: str | None = None,
+                   queue_id: str | None = None, assignee_id: str | None = None,
+                   customer_id: str | None = None, before: int | None = None,
+                   limit: int = 50) -> TicketPage:
+        """Tickets matching every filter given, newest first."""
+        ...
+
+    async def update(self, tenant_id: str, ticket_id: str, *, version: int | None = None,
+                     by: str | None = None, subject: str | None = None,
+                     priority: str | None = None, tags: Iterable[str] | None = None
+                     ) -> Ticket:
+        """Change the subject, priority or tags."""
+        ...
+
+    async def set_status(self, tenant_id: str, ticket_id: str, status: TicketStatus, *,
+                         version: int | None = None, by: str | None = None) -> Ticket:
+        """Move the ticket to ``status`` (``closed`` closes it; from ``resolved``
+        or ``closed`` to an active status reopens it)."""
+        ...
+
+    async def assign(self, tenant_id: str, ticket_id: str, assignee_id: str | None, *,
+                     version: int | None = None, by: str | None = None,
+                     if_unassigned: bool = False) -> Ticket:
+        """Give the ticket to ``assignee_id`` (None: back to its queue). With
+        ``if_unassigned``, a ticket someone else holds is a ``conflict``: of
+        two agents taking the same ticket at once, one wins."""
+        ...
+
+    async def transfer(self, tenant_id: str, ticket_id: str, *, queue_id: str | None = None,
+                       assignee_id: str | None = None, note: str | None = None,
+                       version: int | None = None, by: str | None = None) -> Ticket:
+        """Move the ticket to another queue and/or agent, with a note."""
+        ...
+
+    async def close(self, tenant_id: str, ticket_id: str, *, note: str | None = None,
+                    version: int | None = None, by: str | None = None) -> Ticket:
+        """Close the ticket."""
+        ...
+
+    async def reopen(self, tenant_id: str, ticket_id: str, *, version: int | None = None,
+                     by: str | None = None) -> Ticket:
+        """Reopen a resolved or closed ticket (``open``, back to its assignee's
+        or its queue's hands)."""
         ...

@@ -16,6 +16,7 @@ from chats import (
 )
 from switchboard.core import (
     App,
+    ChatConversation,
     ChatMessage,
     ChatParticipant,
     ChatService,
@@ -496,3 +497,24 @@ async def test_a_failure_of_the_batch_writer_is_counted_and_the_chat_goes_on(
     await trio.sleep(2)  # started again: later messages are written as before
     again = await carl.request("message:send", {"conversationId": "c1", **text("and here")})
     assert (await ann.expect("message:new"))["id"] == again["id"]
+
+
+async def test_many_conversations_are_created_in_one_call(switchboard: Harness) -> None:
+    chat = chat_of(switchboard)
+    await chat.create_conversation("t1", "c-old", title="kept")
+    created = await chat.create_conversations([
+        ChatConversation("t1", "c-new", "New", (ChatParticipant("carl"),)),
+        ChatConversation("t1", "c-old", "changed?", ()),
+        ChatConversation("t2", "c-new", None, (ChatParticipant("olga", "agent"),)),
+    ])
+    assert created == [True, False, True]
+    old = await chat.get_conversation("t1", "c-old")
+    assert old is not None and old.title == "kept"
+    new = await chat.get_conversation("t2", "c-new")
+    assert new is not None and new.participants == (ChatParticipant("olga", "agent"),)
+    with pytest.raises(ClientError) as bad:
+        await chat.create_conversations([
+            ChatConversation("t1", "c-ok", None, ()),
+            ChatConversation("t1", "has space", None, ())])
+    assert bad.value.code == "invalid_payload" and bad.value.field == "conversations.1.id"
+    assert await chat.get_conversation("t1", "c-ok") is None

@@ -5,7 +5,7 @@ real loopback sockets.
 
     python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
         [--rate 1000] [--secs 10]
-        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline,redis]
+        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline,desk,redis]
         [--redis-url URL]
 
 Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
@@ -48,7 +48,7 @@ TENANT = "bench"
 API_KEY = "bench-" + secrets.token_hex(16)
 SECRET = secrets.token_hex(32)
 SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat", "pipeline",
-            "redis")
+            "desk", "redis")
 DESIGNS = (
     ("quart-trio route + hypercorn", ["quart_route.py"]),
     ("raw Trio, one send_all per frame", ["raw_trio.py"]),
@@ -839,6 +839,101 @@ def bench_pipeline(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -
     return rows
 
 
+# -- service desk (the desk plugin) ------------------------------------------------
+
+DESK_PLUGINS = "rooms,chat,desk"
+TARGET_DESK_CREATED = 1000
+TARGET_DESK_P99_MS = 50.0
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment the servers started in the block inherit
+    (``SWITCHBOARD_*`` overrides of their config)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def desk_tokens(tmp: Path, count: int) -> Path:
+    """One agent token per desk agent (``agent0``...)."""
+    exp = int(time.time()) + 6 * 3600
+    path = tmp / "desk-tokens.txt"
+    path.write_text("\n".join(
+        jwt.encode({"sub": f"agent{i}", "tenant_id": TENANT, "role": "agent", "exp": exp},
+                   SECRET, algorithm="HS256")
+        for i in range(count)) + "\n")
+    return path
+
+
+def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
+              label: str) -> list[Row]:
+    agents, queues = a.desk_agents, a.desk_queues
+    tokens = desk_tokens(tmp, agents)
+    # capacity is not what is measured: agents never fill up; every ticket makes
+    # two events for each of the agents, so their writes are coalesced
+    with chat_database(tmp, backend, a.pg_url) as store_url, \
+            environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
+                         "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger)}), \
+            run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
+        for q in range(queues):
+            try:
+                http_json(f"{target.http}/api/v1/queues", headers={
+                    "Authorization": f"Bearer {API_KEY}"}, body={
+                    "tenant": TENANT, "id": f"q{q}", "name": f"Queue {q}",
+                    "members": [{"userId": f"agent{i}"} for i in range(agents)
+                                if i % queues == q]})
+            except (OSError, ValueError) as exc:
+                raise BenchError(f"creating queue q{q}: {exc}") from None
+        result = node.run("desk.mjs", [
+            "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
+            "--secs", str(a.desk_secs), "--tokens", str(tokens), "--api-key", API_KEY,
+            "--tenant", TENANT, "--server-pid", str(target.pid), "--holders", str(a.procs),
+            target.ws_url, target.http], timeout=a.desk_secs + 180)
+    log(f"desk {label}: {json.dumps(result)}")
+    created = float(result.get("created_per_s") or 0)
+    p99 = result.get("assign_p99_ms")
+    met = (bool(result.get("ok")) and created >= TARGET_DESK_CREATED
+           and p99 is not None and p99 < TARGET_DESK_P99_MS)
+    cpu = result.get("server_cpu")
+    busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    errors = (f"; {result['errors']} errors, first {result.get('first_error')}"
+              if result.get("errors") else "")
+    return [Row(
+        "service desk: tickets created/s and create-to-assigned latency",
+        f"Switchboard, {label}",
+        f"{agents} agents (plain WebSocket, in {a.procs} Node processes apart from the "
+        f"one sending and timing) in the agents room, members of {queues} queues "
+        f"(round robin); POST /api/v1/tickets paced at {a.desk_rate:,}/s for {a.desk_secs} s "
+        f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
+        f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "
+        f"{result.get('sent', 0):,}); {result.get('assigned', 0):,} `ticket:assigned`; "
+        f"request-to-assigned p50 / p99 / max {result.get('assign_p50_ms')} / {p99} / "
+        f"{result.get('assign_max_ms')} ms{busy}{errors}",
+        f">= {TARGET_DESK_CREATED:,}/s with p99 < {TARGET_DESK_P99_MS:g} ms: {verdict(met)}")]
+
+
+def bench_desk(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    rows = []
+    backends = [("sqlite", "SQLite")]
+    if a.pg_url:
+        backends.append(("postgresql", "PostgreSQL"))
+    for backend, label in backends:
+        try:
+            rows += desk_rows(node, tmp, a, backend, label)
+        except BenchError as exc:
+            log(f"desk on {label} failed: {exc}")
+            rows.append(Row("service desk", f"Switchboard, {label}", "-", f"FAILED: {exc}"))
+    return rows
+
+
 # -- report -------------------------------------------------------------------
 
 
@@ -1006,6 +1101,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pipeline-secs", type=int, default=10, help="pipeline: seconds of moving")
     p.add_argument("--pipeline-leads", type=int, default=300,
                    help="pipeline: leads on the board (made over HTTP before the run)")
+    p.add_argument("--desk-agents", type=int, default=200,
+                   help="desk: agents connected (members of the queues)")
+    p.add_argument("--desk-queues", type=int, default=20, help="desk: queues")
+    p.add_argument("--desk-rate", type=int, default=1000,
+                   help="desk: tickets created per second over HTTP")
+    p.add_argument("--desk-secs", type=int, default=10, help="desk: seconds of creating")
+    p.add_argument("--desk-linger", type=float, default=0.005,
+                   help="desk: the server's write_linger in seconds (each ticket is two "
+                        "events to every agent)")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     a = p.parse_args(argv)
     a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
@@ -1036,7 +1140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = write_tokens(tmp, max(a.clients, a.idle, a.chat_members))
         steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
                  "latency": bench_latency, "designs": bench_designs, "sio": bench_sio,
-                 "chat": bench_chat, "pipeline": bench_pipeline, "redis": bench_redis}
+                 "chat": bench_chat, "pipeline": bench_pipeline, "desk": bench_desk,
+                 "redis": bench_redis}
         for section in a.sections:
             log(f"--- {section}")
             try:

@@ -323,27 +323,56 @@ class Chat:
             raise RuntimeError(f"conversation {conversation_id!r} vanished")
         return existing, False
 
+    @staticmethod
+    def _checked(tenant_id: str, conversation_id: str | None, title: str | None,
+                 participants: Iterable[ChatParticipant], prefix: str = "") -> dict[str, str]:
+        """The participants (user -> role) of a conversation to create, or
+        ``invalid_payload`` naming the bad argument (after ``prefix``)."""
+        check_argument(tenant_id, prefix + "tenant_id")
+        if conversation_id is not None:
+            check_argument(conversation_id, prefix + "conversation_id", conversation=True)
+        if title is not None and (not isinstance(title, str) or "\x00" in title
+                                  or len(title) > MAX_TITLE_LENGTH):
+            raise ClientError("invalid_payload",
+                              f"{prefix}title: at most {MAX_TITLE_LENGTH} characters, no NUL",
+                              field=prefix + "title")
+        members: dict[str, str] = {}
+        for i, participant in enumerate(participants):
+            if not isinstance(participant, ChatParticipant):
+                raise ClientError("invalid_payload",
+                                  f"{prefix}participants.{i}: not a ChatParticipant",
+                                  field=f"{prefix}participants.{i}")
+            check_argument(participant.user_id, f"{prefix}participants.{i}.user_id")
+            check_argument(participant.role, f"{prefix}participants.{i}.role")
+            members[participant.user_id] = participant.role
+        return members
+
+    async def create_conversations(self, conversations: Sequence[ChatConversation]
+                                   ) -> list[bool]:
+        rows = []
+        for i, conversation in enumerate(conversations):
+            if not isinstance(conversation, ChatConversation):
+                raise ClientError("invalid_payload",
+                                  f"conversations.{i}: not a ChatConversation",
+                                  field=f"conversations.{i}")
+            prefix = f"conversations.{i}."
+            check_argument(conversation.id, prefix + "id", conversation=True)
+            members = self._checked(conversation.tenant_id, conversation.id,
+                                    conversation.title, conversation.participants, prefix)
+            rows.append((conversation.tenant_id, conversation.id, conversation.title,
+                         members))
+        created = await self.storage.create_many(rows, time.time())
+        for (tenant, conversation_id, _, _), made in zip(rows, created, strict=True):
+            if made:
+                self.forget(tenant, conversation_id)
+        return created
+
     async def make_conversation(self, tenant_id: str, conversation_id: str | None,
                                 title: str | None, participants: Iterable[ChatParticipant]
                                 ) -> tuple[ChatConversation, bool]:
         """Create a conversation unless it exists: it as asked for, and whether
         it was created."""
-        check_argument(tenant_id, "tenant_id")
-        if conversation_id is not None:
-            check_argument(conversation_id, "conversation_id", conversation=True)
-        if title is not None and (not isinstance(title, str) or "\x00" in title
-                                  or len(title) > MAX_TITLE_LENGTH):
-            raise ClientError("invalid_payload",
-                              f"title: at most {MAX_TITLE_LENGTH} characters, no NUL",
-                              field="title")
-        members: dict[str, str] = {}
-        for i, participant in enumerate(participants):
-            if not isinstance(participant, ChatParticipant):
-                raise ClientError("invalid_payload", f"participants.{i}: not a ChatParticipant",
-                                  field=f"participants.{i}")
-            check_argument(participant.user_id, f"participants.{i}.user_id")
-            check_argument(participant.role, f"participants.{i}.role")
-            members[participant.user_id] = participant.role
+        members = self._checked(tenant_id, conversation_id, title, participants)
         conversation = conversation_id or secrets.token_hex(8)
         created = await self.storage.create(tenant_id, conversation, title, members.items(),
                                             time.time())

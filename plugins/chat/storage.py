@@ -177,6 +177,38 @@ class ChatStorage:
 
         return await self.store.run(create_rows)
 
+    async def create_many(self, rows: Sequence[tuple[str, str, str | None, dict[str, str]]],
+                          created_at: float) -> list[bool]:
+        """Create many conversations (tenant, id, title, participants) in one
+        transaction of two statements; for each, False if it existed (or came
+        earlier in ``rows``)."""
+        if not rows:
+            return []
+        conv, part, _ = self._tables()
+        insert = self.store.insert(conv).values([
+            {"tenant_id": tenant, "id": conversation, "title": title, "created_at": created_at}
+            for tenant, conversation, title, _ in rows]).on_conflict_do_nothing(
+            index_elements=[conv.c.tenant_id, conv.c.id]).returning(conv.c.tenant_id, conv.c.id)
+
+        def create_rows(conn: sa.Connection) -> list[bool]:
+            new = {(row[0], row[1]) for row in conn.execute(insert)}
+            created = []
+            participants = []
+            for tenant, conversation, _, members in rows:
+                made = (tenant, conversation) in new
+                new.discard((tenant, conversation))  # a repeat in rows is not new
+                created.append(made)
+                if made:
+                    participants += [
+                        {"tenant_id": tenant, "conversation_id": conversation, "user_id": user,
+                         "role": role, "last_delivered_id": 0, "last_read_id": 0}
+                        for user, role in members.items()]
+            if participants:
+                conn.execute(part.insert(), participants)
+            return created
+
+        return await self.store.run(create_rows)
+
     async def add_participant(self, tenant: str, conversation: str, user: str,
                               role: str) -> None:
         """Add a participant; for one already in it, change the role and keep

@@ -1,0 +1,163 @@
+// Service desk: AGENTS agents (plain WebSocket, role agent, so all in the
+// tenant's agents room) are the members of QUEUES queues created beforehand
+// (see bench.py); this script creates tickets through POST /api/v1/tickets,
+// RATE per second for SECS seconds, round robin over the queues, and times
+// each ticket from its request to the `ticket:assigned` (auto-assignment)
+// that the first agent receives (every agent receives it: they all hold the
+// agents room). Prints one JSON line.
+import { fork } from 'node:child_process';
+import http from 'node:http';
+import { args, cpuSeconds, nowMs, openMany, request, sleep, urlMaker } from './lib.mjs';
+
+const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10]
+    --tokens FILE --api-key KEY --tenant T [--server-pid PID] WS_URL HTTP_BASE`;
+
+const { values: o, positionals: [wsUrl, httpBase] } = args({
+  agents: { type: 'string', default: '200' },
+  queues: { type: 'string', default: '20' },
+  rate: { type: 'string', default: '1000' },
+  secs: { type: 'string', default: '10' },
+  tokens: { type: 'string' },
+  'api-key': { type: 'string' },
+  tenant: { type: 'string', default: 'bench' },
+  holders: { type: 'string', default: '2' },
+  'server-pid': { type: 'string' },
+}, USAGE);
+if (o.help || !wsUrl || !httpBase) {
+  console.error(`usage: ${USAGE}`);
+  process.exit(o.help ? 0 : 2);
+}
+
+const A = Number(o.agents);
+const Q = Number(o.queues);
+const rate = Number(o.rate);
+const secs = Number(o.secs);
+const ASSIGNED = Buffer.from('{"type":"ticket:assigned"');
+const sentAt = new Map();
+const latency = [];
+let created = 0;
+let inflight = 0;
+let createdInWindow = 0;
+let errors = 0;
+let firstError = null;
+let stopAt = Infinity;
+
+function onFrame(data) {
+  if (data.length <= ASSIGNED.length || data.compare(ASSIGNED, 0, ASSIGNED.length, 0,
+    ASSIGNED.length) !== 0) return;
+  const frame = JSON.parse(data);
+  const subject = frame.data?.ticket?.subject ?? '';
+  const n = Number(subject.slice(2));
+  const t = sentAt.get(n);
+  if (t !== undefined && frame.data.ticket.assigneeId) {
+    latency.push(nowMs() - t);
+    sentAt.delete(n);
+  }
+}
+
+// Agents 1..A-1 are held by child processes (--holders of them), which only
+// read their frames: this process, which sends the requests and times them,
+// must not spend its event loop on every agent's copy of every event.
+const urlFor = urlMaker(wsUrl, o.tokens);
+if (process.env.DESK_HOLDER) {
+  const first = Number(process.env.DESK_FIRST);
+  const count = Number(process.env.DESK_COUNT);
+  const held = await openMany(count, (i) => urlFor(first + i), () => ({ session: true }));
+  process.send('ready');
+  process.on('message', () => {
+    for (const ws of held) ws.terminate();
+    process.exit(0);
+  });
+} else {
+  await main();
+}
+
+async function main() {
+const holders = [];
+const procs = Math.max(1, Number(o.holders));
+const others = A - 1;
+for (let p = 0; p < procs && others > 0; p++) {
+  const first = 1 + Math.floor((p * others) / procs);
+  const count = 1 + Math.floor(((p + 1) * others) / procs) - first;
+  const child = fork(process.argv[1], process.argv.slice(2), {
+    env: { ...process.env, DESK_HOLDER: '1', DESK_FIRST: String(first),
+      DESK_COUNT: String(count) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  holders.push(new Promise((resolve, reject) => {
+    child.once('message', () => resolve(child));
+    child.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
+  }));
+}
+const children = await Promise.all(holders);
+const agents = await openMany(1, urlFor, () => ({ session: true, onFrame }));
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+const headers = { Authorization: `Bearer ${o['api-key']}`, 'Content-Type': 'application/json' };
+
+function create(n) {
+  const body = JSON.stringify({ tenant: o.tenant, subject: `b-${n}`, customerId: `c${n % 5000}`,
+    channel: 'whatsapp', queueId: `q${n % Q}` });
+  sentAt.set(n, nowMs());
+  inflight++;
+  request(`${httpBase}/api/v1/tickets`, { method: 'POST', headers, body, agent })
+    .then((res) => {
+      inflight--;
+      if (res.status === 201) {
+        created++;
+        if (nowMs() <= stopAt) createdInWindow++;
+      } else {
+        errors++;
+        firstError ??= `HTTP ${res.status}: ${res.body.slice(0, 200)}`;
+        sentAt.delete(n);
+      }
+    })
+    .catch((err) => {
+      inflight--;
+      errors++;
+      firstError ??= String(err);
+      sentAt.delete(n);
+    });
+}
+
+const pid = o['server-pid'] ? Number(o['server-pid']) : 0;
+const cpu0 = cpuSeconds(pid);
+const t0 = nowMs();
+stopAt = t0 + secs * 1000;
+let sent = 0;
+while (nowMs() < stopAt) {
+  const due = Math.floor(((nowMs() - t0) / 1000) * rate);
+  while (sent < due) create(sent++);
+  await sleep(5);
+}
+const drainUntil = nowMs() + 20000;
+while ((sentAt.size || inflight) && nowMs() < drainUntil) await sleep(20);
+const elapsed = (nowMs() - t0) / 1000;
+const cpu1 = cpuSeconds(pid);
+
+const pct = (xs, p) => {
+  if (!xs.length) return null;
+  const s = Float64Array.from(xs).sort();
+  return +s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))].toFixed(2);
+};
+console.log(JSON.stringify({
+  ok: errors === 0 && latency.length === sent,
+  agents: A,
+  queues: Q,
+  rate,
+  secs,
+  sent,
+  created,
+  created_per_s: Math.round(createdInWindow / secs),
+  assigned: latency.length,
+  assign_p50_ms: pct(latency, 50),
+  assign_p99_ms: pct(latency, 99),
+  assign_max_ms: pct(latency, 100),
+  server_cpu: cpu0 != null && cpu1 != null ? +((cpu1 - cpu0) / elapsed).toFixed(2) : null,
+  errors,
+  first_error: firstError,
+}));
+for (const ws of agents) ws.terminate();
+for (const child of children) child.send('exit');
+agent.destroy();
+process.exit(0);
+}

@@ -1,0 +1,200 @@
+"""The desk's HTTP routes (API key): tickets, queues and agents, for backends
+and webhooks. Every change is announced like the same change from a socket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, request
+from switchboard.core import (
+    MAX_ROW_ID,
+    ClientError,
+    api_key_tenant,
+    error_response,
+    read_json,
+    require_api_key,
+    structure_body,
+)
+
+from .agents import Agents
+from .payloads import (
+    AssignBody,
+    CloseBody,
+    CreateTicketBody,
+    MemberBody,
+    QueueBody,
+    TransferBody,
+    UpdateTicketBody,
+    check_id,
+    check_status,
+    invalid,
+)
+from .tickets import Tickets, not_found
+
+
+def _integer(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_ROW_ID:
+        raise invalid(name, f"must be an integer from 0 to {MAX_ROW_ID}")
+    return int(value)
+
+
+def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
+    bp = Blueprint("desk", __name__)
+
+    @bp.post("/api/v1/tickets")
+    @require_api_key
+    async def create() -> Any:
+        body = structure_body(await read_json(), CreateTicketBody)
+        tenant = api_key_tenant(body.tenant)
+        ticket = await tickets.create(
+            tenant, subject=body.subject, customer_id=body.customerId, channel=body.channel,
+            priority=body.priority, queue_id=body.queueId, assignee_id=body.assigneeId,
+            tags=body.tags)
+        answer: dict[str, Any] = ticket.to_json()
+        if body.message is not None:
+            message = await tickets.app.service("chat").post_message(
+                tenant, ticket.conversation_id, sender_id=body.customerId,
+                sender_role="customer", content={"text": body.message.text},
+                client_id=body.message.clientId)
+            answer["message"] = message.to_json()
+        return answer, 201
+
+    @bp.get("/api/v1/tickets")
+    @require_api_key
+    async def list_tickets() -> Any:
+        args = request.args
+        tenant = api_key_tenant(args.get("tenant"))
+        status = args.get("status")
+        filters: dict[str, str | None] = {}
+        for name, field in (("queueId", "queue_id"), ("assigneeId", "assignee_id"),
+                            ("customerId", "customer_id")):
+            value = args.get(name)
+            filters[field] = None if value is None else check_id(value, name)
+        limit = _integer("limit", args.get("limit"))
+        page = await tickets.list(
+            tenant, status=None if status is None else check_status(status),
+            before=_integer("before", args.get("before")),
+            limit=50 if limit is None else limit, **filters)
+        return {"items": [t.to_json() for t in page.tickets], "nextBefore": page.next_before}
+
+    @bp.get("/api/v1/tickets/<ticket_id>")
+    @require_api_key
+    async def show(ticket_id: str) -> Any:
+        tenant = api_key_tenant(request.args.get("tenant"))
+        ticket = await tickets.get(tenant, check_id(ticket_id, "ticketId"))
+        if ticket is None:
+            raise not_found(ticket_id)
+        return ticket.to_json()
+
+    @bp.patch("/api/v1/tickets/<ticket_id>")
+    @require_api_key
+    async def update(ticket_id: str) -> Any:
+        body = structure_body(await read_json(), UpdateTicketBody)
+        tenant = api_key_tenant(body.tenant)
+        ticket = None
+        if body.subject is not None or body.priority is not None or body.tags is not None:
+            ticket = await tickets.update(tenant, ticket_id, version=body.version, by=body.by,
+                                          subject=body.subject, priority=body.priority,
+                                          tags=body.tags)
+        if body.status is not None:
+            ticket = await tickets.set_status(
+                tenant, ticket_id, check_status(body.status),
+                version=body.version if ticket is None else ticket.version, by=body.by)
+        if ticket is None:
+            raise invalid("subject", "nothing to change: give subject, priority, tags "
+                                     "or status")
+        return ticket.to_json()
+
+    @bp.post("/api/v1/tickets/<ticket_id>/assign")
+    @require_api_key
+    async def assign(ticket_id: str) -> Any:
+        body = structure_body(await read_json(), AssignBody)
+        tenant = api_key_tenant(body.tenant)
+        return (await tickets.assign(tenant, ticket_id, body.assigneeId, version=body.version,
+                                     by=body.by)).to_json()
+
+    @bp.post("/api/v1/tickets/<ticket_id>/transfer")
+    @require_api_key
+    async def transfer(ticket_id: str) -> Any:
+        body = structure_body(await read_json(), TransferBody)
+        tenant = api_key_tenant(body.tenant)
+        return (await tickets.transfer(
+            tenant, ticket_id, queue_id=body.queueId, assignee_id=body.assigneeId,
+            note=body.note, version=body.version, by=body.by)).to_json()
+
+    @bp.post("/api/v1/tickets/<ticket_id>/close")
+    @require_api_key
+    async def close(ticket_id: str) -> Any:
+        body = structure_body(await read_json(), CloseBody)
+        tenant = api_key_tenant(body.tenant)
+        return (await tickets.close(tenant, ticket_id, note=body.note, version=body.version,
+                                    by=body.by)).to_json()
+
+    @bp.post("/api/v1/tickets/<ticket_id>/reopen")
+    @require_api_key
+    async def reopen(ticket_id: str) -> Any:
+        body = structure_body(await read_json(), CloseBody)
+        tenant = api_key_tenant(body.tenant)
+        return (await tickets.reopen(tenant, ticket_id, version=body.version,
+                                     by=body.by)).to_json()
+
+    # -- queues and agents -----------------------------------------------------------
+
+    @bp.post("/api/v1/queues")
+    @require_api_key
+    async def put_queue() -> Any:
+        body = structure_body(await read_json(), QueueBody)
+        tenant = api_key_tenant(body.tenant)
+        tickets.check_queue_id(body.id, "id")
+        await agents.put_queue(tenant, body.id, body.name, body.strategy,
+                               [(m.userId, m.capacity) for m in body.members])
+        return next(q for q in await agents.describe(tenant) if q["id"] == body.id), 201
+
+    @bp.get("/api/v1/queues")
+    @require_api_key
+    async def list_queues() -> Any:
+        tenant = api_key_tenant(request.args.get("tenant"))
+        return {"queues": await agents.describe(tenant)}
+
+    @bp.delete("/api/v1/queues/<queue_id>")
+    @require_api_key
+    async def delete_queue(queue_id: str) -> Any:
+        tenant = api_key_tenant(request.args.get("tenant"))
+        tickets.check_queue_id(queue_id, "queueId")
+        if not await agents.delete_queue(tenant, queue_id):
+            return error_response(404, "not_found", f"no queue {queue_id!r}")
+        return "", 204
+
+    @bp.put("/api/v1/queues/<queue_id>/members/<user_id>")
+    @require_api_key
+    async def put_member(queue_id: str, user_id: str) -> Any:
+        body = structure_body(await read_json(), MemberBody)
+        tenant = api_key_tenant(body.tenant)
+        await _existing_queue(tenant, queue_id)
+        await agents.add_member(tenant, queue_id, check_id(user_id, "userId"), body.capacity)
+        return {"userId": user_id, "capacity": body.capacity}
+
+    @bp.delete("/api/v1/queues/<queue_id>/members/<user_id>")
+    @require_api_key
+    async def remove_member(queue_id: str, user_id: str) -> Any:
+        tenant = api_key_tenant(request.args.get("tenant"))
+        await _existing_queue(tenant, queue_id)
+        if not await agents.remove_member(tenant, queue_id, check_id(user_id, "userId")):
+            return error_response(404, "not_found",
+                                  f"{user_id!r} is not a member of {queue_id!r}")
+        return "", 204
+
+    async def _existing_queue(tenant: str, queue_id: str) -> None:
+        tickets.check_queue_id(queue_id, "queueId")
+        if not await tickets.queue_exists(tenant, queue_id):
+            raise ClientError("not_found", f"no queue {queue_id!r}", field="queueId")
+
+    @bp.get("/api/v1/agents")
+    @require_api_key
+    async def list_agents() -> Any:
+        tenant = api_key_tenant(request.args.get("tenant"))
+        return {"agents": agents.statuses(tenant)}
+
+    return bp

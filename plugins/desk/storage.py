@@ -1,0 +1,188 @@
+"""The desk's tables and the statements it runs on them.
+
+Each function taking a connection runs inside one :meth:`Store.run`
+transaction, on SQLite and PostgreSQL alike. Changes of a ticket are
+serialized on the ticket (``serialize_on``) and written with a conditional
+UPDATE on its version, so concurrent changes never both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from switchboard.core import Ticket
+
+from .payloads import ACTIVE
+
+
+def _id_column(name: str, **kwargs: Any) -> sa.Column[Any]:
+    return sa.Column(name, sa.String(200), **kwargs)
+
+
+class DeskStorage:
+    tickets: sa.Table
+    queues: sa.Table
+    members: sa.Table
+
+    def declare(self, metadata: sa.MetaData) -> None:
+        self.tickets = sa.Table(
+            "desk_tickets", metadata,
+            sa.Column("id", sa.String(64), primary_key=True),
+            _id_column("tenant_id", nullable=False),
+            sa.Column("number", sa.BigInteger, nullable=False),
+            sa.Column("subject", sa.String(500), nullable=False),
+            sa.Column("status", sa.String(20), nullable=False),
+            _id_column("priority", nullable=False),
+            _id_column("queue_id"),
+            _id_column("assignee_id"),
+            _id_column("customer_id", nullable=False),
+            _id_column("channel", nullable=False),
+            sa.Column("tags", sa.JSON, nullable=False),
+            sa.Column("conversation_id", sa.String(256), nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("created_at", sa.Float, nullable=False),
+            sa.Column("updated_at", sa.Float, nullable=False),
+            sa.Column("first_response_at", sa.Float),
+            sa.Column("resolved_at", sa.Float),
+            sa.Column("closed_at", sa.Float),
+            # SLA: due times (None while pending: the time left is in *_left),
+            # and which warnings / breaches were sent ("first_response,resolution").
+            sa.Column("first_response_due", sa.Float),
+            sa.Column("resolution_due", sa.Float),
+            sa.Column("first_response_left", sa.Float),
+            sa.Column("resolution_left", sa.Float),
+            sa.Column("sla_sent", sa.String(200), nullable=False, server_default=""),
+            sa.UniqueConstraint("tenant_id", "number", name="desk_tickets_number"),
+            sa.Index("desk_tickets_assignee", "tenant_id", "assignee_id", "status"),
+            sa.Index("desk_tickets_queue", "tenant_id", "queue_id", "status"),
+        )
+        self.queues = sa.Table(
+            "desk_queues", metadata,
+            _id_column("tenant_id", primary_key=True),
+            _id_column("id", primary_key=True),
+            sa.Column("name", sa.String(200), nullable=False),
+            sa.Column("strategy", sa.String(20), nullable=False),
+        )
+        self.members = sa.Table(
+            "desk_queue_members", metadata,
+            _id_column("tenant_id", primary_key=True),
+            _id_column("queue_id", primary_key=True),
+            _id_column("user_id", primary_key=True),
+            sa.Column("capacity", sa.Integer),
+            sa.Index("desk_queue_members_user", "tenant_id", "user_id"),
+        )
+
+    # -- tickets ---------------------------------------------------------------
+
+    @staticmethod
+    def ticket(row: Any) -> Ticket:
+        """A row (or the values of one just inserted) as a :class:`Ticket`."""
+        return Ticket(
+            id=row["id"], tenant_id=row["tenant_id"], number=int(row["number"]),
+            subject=row["subject"], status=row["status"], priority=row["priority"],
+            queue_id=row["queue_id"], assignee_id=row["assignee_id"],
+            customer_id=row["customer_id"], channel=row["channel"],
+            tags=tuple(row["tags"] or ()), conversation_id=row["conversation_id"],
+            version=int(row["version"]), created_at=row["created_at"],
+            updated_at=row["updated_at"], first_response_at=row.get("first_response_at"),
+            resolved_at=row.get("resolved_at"), closed_at=row.get("closed_at"),
+            first_response_due=row.get("first_response_due"),
+            resolution_due=row.get("resolution_due"))
+
+    def next_number(self, conn: sa.Connection, tenant: str) -> int:
+        t = self.tickets
+        top = conn.execute(sa.select(sa.func.max(t.c.number))
+                           .where(t.c.tenant_id == tenant)).scalar()
+        return int(top or 0) + 1
+
+    def insert(self, conn: sa.Connection, values: dict[str, Any]) -> None:
+        conn.execute(self.tickets.insert().values(values))
+
+    def row(self, conn: sa.Connection, tenant: str, ticket_id: str) -> Any:
+        t = self.tickets
+        return conn.execute(sa.select(t).where(t.c.id == ticket_id, t.c.tenant_id == tenant)
+                            ).mappings().first()
+
+    def update(self, conn: sa.Connection, ticket_id: str, version: int,
+               values: dict[str, Any]) -> int:
+        t = self.tickets
+        return conn.execute(t.update().where(t.c.id == ticket_id, t.c.version == version)
+                            .values(values)).rowcount
+
+    def select(self, tenant: str, *, status: str | None, queue_id: str | None,
+               assignee_id: str | None, customer_id: str | None, before: int | None,
+               limit: int) -> sa.Select[Any]:
+        t = self.tickets
+        stmt = sa.select(t).where(t.c.tenant_id == tenant)
+        for column, value in ((t.c.status, status), (t.c.queue_id, queue_id),
+                              (t.c.assignee_id, assignee_id), (t.c.customer_id, customer_id)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if before is not None:
+            stmt = stmt.where(t.c.number < before)
+        return stmt.order_by(t.c.number.desc()).limit(limit)
+
+    def active_count(self, conn: sa.Connection, tenant: str, user: str) -> int:
+        t = self.tickets
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(
+            t.c.tenant_id == tenant, t.c.assignee_id == user, t.c.status.in_(ACTIVE))
+        ).scalar() or 0)
+
+    def active_counts(self, tenant: str, users: Sequence[str]) -> sa.Select[Any]:
+        t = self.tickets
+        return (sa.select(t.c.assignee_id, sa.func.count().label("n"))
+                .where(t.c.tenant_id == tenant, t.c.assignee_id.in_(list(users)),
+                       t.c.status.in_(ACTIVE))
+                .group_by(t.c.assignee_id))
+
+    def waiting(self, tenant: str, queue: str, limit: int) -> sa.Select[Any]:
+        """Unassigned active tickets of a queue, oldest first."""
+        t = self.tickets
+        return (sa.select(t.c.id).where(t.c.tenant_id == tenant, t.c.queue_id == queue,
+                                        t.c.assignee_id.is_(None), t.c.status.in_(ACTIVE))
+                .order_by(t.c.number).limit(limit))
+
+    def held_by(self, tenant: str, user: str) -> sa.Select[Any]:
+        t = self.tickets
+        return sa.select(t.c.id).where(t.c.tenant_id == tenant, t.c.assignee_id == user,
+                                       t.c.status.in_(ACTIVE))
+
+    def sla_pending(self) -> sa.Select[Any]:
+        """Every ticket with an SLA due time still to watch."""
+        t = self.tickets
+        return sa.select(t).where(sa.or_(t.c.first_response_due.is_not(None),
+                                         t.c.resolution_due.is_not(None)))
+
+    # -- queues -------------------------------------------------------------------
+
+    def put_queue(self, conn: sa.Connection, upsert: Any, tenant: str, queue: str, name: str,
+                  strategy: str, members: Iterable[tuple[str, int | None]] | None) -> None:
+        conn.execute(upsert, {"tenant_id": tenant, "id": queue, "name": name,
+                              "strategy": strategy})
+        if members is None:
+            return
+        m = self.members
+        conn.execute(m.delete().where(m.c.tenant_id == tenant, m.c.queue_id == queue))
+        rows = [{"tenant_id": tenant, "queue_id": queue, "user_id": user, "capacity": cap}
+                for user, cap in members]
+        if rows:
+            conn.execute(m.insert(), rows)
+
+    def queues_of(self, tenant: str, user: str) -> sa.Select[Any]:
+        m = self.members
+        return sa.select(m.c.queue_id).where(m.c.tenant_id == tenant, m.c.user_id == user)
+
+    def queue_members(self, tenant: str, queue: str) -> sa.Select[Any]:
+        m = self.members
+        return (sa.select(m.c.user_id, m.c.capacity)
+                .where(m.c.tenant_id == tenant, m.c.queue_id == queue).order_by(m.c.user_id))
+
+    def all_queues(self, tenant: str) -> sa.Select[Any]:
+        q = self.queues
+        return sa.select(q).where(q.c.tenant_id == tenant).order_by(q.c.id)
+
+    def all_members(self, tenant: str) -> sa.Select[Any]:
+        m = self.members
+        return sa.select(m).where(m.c.tenant_id == tenant).order_by(m.c.queue_id, m.c.user_id)
