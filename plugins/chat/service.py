@@ -363,8 +363,8 @@ class Chat:
                          members))
         created = await self.storage.create_many(rows, time.time())
         for (tenant, conversation_id, _, _), made in zip(rows, created, strict=True):
-            if made:
-                self.forget(tenant, conversation_id)
+            if made:  # (no node keeps "no such conversation": nothing to tell them)
+                self._drop(tenant, conversation_id)
         return created
 
     async def make_conversation(self, tenant_id: str, conversation_id: str | None,
@@ -376,8 +376,8 @@ class Chat:
         conversation = conversation_id or secrets.token_hex(8)
         created = await self.storage.create(tenant_id, conversation, title, members.items(),
                                             time.time())
-        if created:
-            self.forget(tenant_id, conversation)
+        if created:  # (no node keeps "no such conversation": nothing to tell them)
+            self._drop(tenant_id, conversation)
         return ChatConversation(tenant_id, conversation, title, tuple(
             ChatParticipant(user, role) for user, role in members.items())), created
 
