@@ -330,6 +330,8 @@ class RedisBroker:
         redis = self._publisher
         if redis is None:
             raise BrokerUnavailable("the broker is not running")
+        if not self._available:  # (also: not yet reading, so it could miss this)
+            raise BrokerUnavailable("Redis is not answering")
         for start in range(0, len(publications), PUBLISH_BATCH):
             batch = publications[start:start + PUBLISH_BATCH]
             try:
@@ -449,6 +451,7 @@ class RedisBroker:
                     answer = await redis.xread({self.stream_key: last,
                                                 self.control_key: last_control},
                                                count=READ_COUNT, block=int(READ_BLOCK * 1000))
+                    self._available = True  # (a failed publish may have said otherwise)
                     if not answer:
                         continue
                     for key, entries in answer.items():

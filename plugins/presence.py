@@ -240,9 +240,13 @@ class PresencePlugin:
         user.devices += 1
         total = await self._count(key, +1)
         if (user.devices == 1) if total is None else (total == 1):
-            await self.app.publish(session.tenant_id, tenant_room(session.tenant_id),
-                                   "user:online",
-                                   UserOnline(session.user_id, session.role, user.status))
+            try:
+                await self.app.publish(session.tenant_id, tenant_room(session.tenant_id),
+                                       "user:online",
+                                       UserOnline(session.user_id, session.role, user.status))
+            except BrokerUnavailable as exc:
+                log.warning("user:online of %s/%s not sent: %s", session.tenant_id,
+                            session.user_id, exc)
 
     @hookimpl
     async def switchboard_session_closed(self, session: Session) -> None:
@@ -389,8 +393,11 @@ class PresencePlugin:
         user = self._users.get(key)
         if user is None:
             return
-        await self.app.publish(tenant, tenant_room(tenant), "presence:user_updated",
-                               self._view(user_id, user))
+        try:
+            await self.app.publish(tenant, tenant_room(tenant), "presence:user_updated",
+                                   self._view(user_id, user))
+        except BrokerUnavailable as exc:
+            log.warning("presence:user_updated of %s/%s not sent: %s", tenant, user_id, exc)
 
     # -- queries (and the presence service) --------------------------------
 

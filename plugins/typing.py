@@ -227,7 +227,11 @@ class TypingPlugin:
     async def _stopped_elsewhere(self, key: Key) -> None:
         tenant, room, user = key
         self._announced.discard(key)
-        await self.app.publish(tenant, room, "typing:update", TypingUpdate(room, user, False))
+        try:
+            await self.app.publish(tenant, room, "typing:update",
+                                   TypingUpdate(room, user, False))
+        except BrokerUnavailable:
+            pass
 
     async def _broadcast(self, key: Key, change: _Change) -> None:
         self._pending.discard(key)
@@ -238,5 +242,8 @@ class TypingPlugin:
         else:
             self._announced.discard(key)
         tenant, room, user = key
-        await self.app.publish(tenant, room, "typing:update",
-                               TypingUpdate(room, user, change.typing), exclude=change.origin)
+        try:
+            await self.app.publish(tenant, room, "typing:update",
+                                   TypingUpdate(room, user, change.typing), exclude=change.origin)
+        except BrokerUnavailable:
+            pass  # (a typing indicator is not worth keeping: the next one will do)

@@ -9,6 +9,7 @@ from typing import Any
 
 import coredis
 import httpx
+import pytest
 import trio
 from switchboard.core import Announcement, BrokerUnavailable
 from switchboard.testing import TEST_API_KEY, Harness, TestClient
@@ -17,6 +18,7 @@ from tests.redis_nodes import (
     TIMEOUT,
     OwnRedis,
     cluster_config,
+    eventually,
     own_redis_fixture,  # noqa: F401  (fixture)
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
@@ -259,3 +261,29 @@ async def test_skip_room_holds_on_every_node(redis_prefix: str) -> None:
         assert [len(c.received("news")) for c in clients] == [1, 0, 1, 0]
         for node in nodes:
             await node.stop()
+
+
+async def test_a_node_started_while_redis_is_down_serves_degraded_then_joins(
+        own_redis: OwnRedis) -> None:
+    own_redis.kill()  # (the port stays the test's: nothing answers on it yet)
+    config = cluster_config("sblate", url=own_redis.url)
+    async with trio.open_nursery() as nursery:
+        node = (await start_nodes(config, nursery, 1, listen=True))[0]
+        client = (await members([node], 1))[0]
+        with pytest.raises(BrokerUnavailable):
+            await node.app.publish("t1", ROOM, "tick", 0)
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(node.http_url("/ready"))).status_code == 503
+        own_redis.start()
+        await own_redis.wait_answering()
+
+        async def published() -> bool:
+            try:
+                await node.app.publish("t1", ROOM, "tick", 1)
+            except BrokerUnavailable:
+                return False
+            return True
+
+        await eventually(published)
+        assert await client.expect("tick", timeout=TIMEOUT) == 1
+        await node.stop()
