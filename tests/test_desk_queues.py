@@ -388,6 +388,6 @@ async def test_a_burst_of_tickets_is_shared_in_turn(switchboard: Harness) -> Non
         for _ in range(6):
             nursery.start_soon(lambda: new_ticket(switchboard, queueId="support"))
     owners = sorted([await assigned_to(watcher) for _ in range(6)])
-    assert owners == ["ana", "ana", "bob", "bob", "cid", "cid"]
+    assert owners == ["ana", "ana", "bob", "bob", "cid", "cid"], owners
     numbers = await call(switchboard, "GET", "/api/v1/tickets?tenant=acme")
     assert sorted(t["number"] for t in numbers["items"]) == [1, 2, 3, 4, 5, 6]

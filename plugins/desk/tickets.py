@@ -235,8 +235,8 @@ class Tickets:
             queue if assignee_id is None else None))
         await self.announce(TicketChange("created", ticket, None, by))
         if assigned is not None:
-            assert queue_id is not None and assigned.assignee_id is not None
-            self.chosen(tenant_id, queue_id, assigned.assignee_id)
+            # (the round-robin turn moved on when the batch was planned: told
+            # again now, after later tickets were planned, it would go back)
             await self.announce(TicketChange("assigned", assigned, ticket, None,
                                              reason="auto_assign"))
             return assigned
