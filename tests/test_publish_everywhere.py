@@ -6,8 +6,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import trio
 from switchboard.core.config import Config
 from switchboard.testing import TEST_API_KEY, Harness, make_config
+
+from tests.redis_nodes import (
+    TIMEOUT,
+    cluster_config,
+    redis_prefix_fixture,  # noqa: F401  (fixture)
+    start_nodes,
+)
 
 ACME_KEY = "acme-only-key-0123456"
 
@@ -60,3 +68,20 @@ async def test_the_publish_fast_path_announces_to_every_tenant_too(
     assert response.status_code == 202
     assert await acme.expect("announcement") == 1
     assert await globex.expect("announcement") == 1
+
+
+async def test_every_tenant_on_every_node_of_a_redis_cluster(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(cluster_config(redis_prefix), nursery, 2)
+        clients = [await nodes[0].connect("ann", "acme"), await nodes[1].connect("gus", "globex"),
+                   await nodes[1].connect("bob", "acme")]
+        response = await nodes[0].http().post(
+            "/api/v1/emit", headers=nodes[0].api_headers(),
+            json={"event": "announcement", "tenant": "*", "data": "maintenance"})
+        assert response.status_code == 202
+        for client in clients:
+            assert await client.expect("announcement", timeout=TIMEOUT) == "maintenance"
+        await clients[0].settle(0.5)
+        assert not any(client.received("announcement") for client in clients)  # once each
+        for node in nodes:
+            await node.stop()
