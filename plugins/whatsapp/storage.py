@@ -221,21 +221,22 @@ class WhatsAppStorage:
         ``since``: the watermark is the highest chat message id this plugin
         recorded for their session (sent or taken in), 0 if none."""
         c, o, i = self.contacts, self.outbox, self.inbound
-
-        def fn(conn: sa.Connection) -> list[tuple[str, str, str, int]]:
-            marks: dict[tuple[str, str], int] = {}
-            for table in (o, i):
-                rows = conn.execute(sa.select(table.c.tenant, table.c.session,
-                                              sa.func.max(table.c.message_id))
-                                    .group_by(table.c.tenant, table.c.session))
-                for tenant, session, top in rows:
-                    key = (tenant, session)
-                    marks[key] = max(marks.get(key, 0), int(top or 0))
-            contacts = conn.execute(sa.select(c.c.tenant, c.c.session, c.c.wa_id)
-                                    .where(c.c.last_contact_at >= since))
-            return [(t, s, w, marks.get((t, s), 0)) for t, s, w in contacts]
-
-        return await self.store.run(fn)
+        # reads only (no write transaction): start-up must not hold a lock
+        contacts = await self.store.fetch_all(
+            sa.select(c.c.tenant, c.c.session, c.c.wa_id).where(c.c.last_contact_at >= since))
+        if not contacts:
+            return []
+        marks: dict[tuple[str, str], int] = {}
+        for table in (o, i):
+            rows = await self.store.fetch_all(
+                sa.select(table.c.tenant, table.c.session,
+                          sa.func.max(table.c.message_id).label("top"))
+                .group_by(table.c.tenant, table.c.session))
+            for row in rows:
+                key = (row["tenant"], row["session"])
+                marks[key] = max(marks.get(key, 0), int(row["top"] or 0))
+        return [(r["tenant"], r["session"], r["wa_id"], marks.get((r["tenant"], r["session"]), 0))
+                for r in contacts]
 
     async def senders_due(self) -> list[tuple[str, str]]:
         """(tenant, session) of every number with messages waiting."""
@@ -256,9 +257,11 @@ class WhatsAppStorage:
         """Messages taken before ``older_than`` by a sender that never said how
         the send went (its node stopped): pending again."""
         t = self.outbox
-        return await self.store.execute(
-            t.update().where(t.c.status == "sending", t.c.claimed_at < older_than)
-            .values(status="pending", claimed_at=None))
+        stale = (t.c.status == "sending", t.c.claimed_at < older_than)
+        if await self.store.fetch_one(sa.select(t.c.id).where(*stale).limit(1)) is None:
+            return 0  # (no write transaction for nothing)
+        return await self.store.execute(t.update().where(*stale)
+                                        .values(status="pending", claimed_at=None))
 
     async def attempted(self, row_id: int, attempts: int, error: str, *, failed: bool) -> None:
         """A failed try: pending again (to be tried later), or failed for good."""
