@@ -267,8 +267,8 @@ async function coordinator() {
     // seconds per second that the threads were ready to run but waited for a
     // CPU (the machine's other work): the server's, and the workers' together
     server_runqueue_wait: waited(sched0, sched1),
-    client_runqueue_wait: clientSched0.reduce((s, a, i) => s + (waited(a, clientSched1[i]) ?? 0),
-      0).toFixed(2) * 1,
+    client_runqueue_wait: Number(clientSched0.reduce(
+      (total, a, i) => total + (waited(a, clientSched1[i]) ?? 0), 0).toFixed(2)),
     errors,
     first_error: sent.map((m) => m.firstError).find((e) => e != null) ?? null,
   }));
