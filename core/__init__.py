@@ -29,6 +29,8 @@ machinery and may change without notice.
   :class:`TicketService`, :class:`PipelineService`, :class:`HandoverService` and
   the rest of
   :mod:`switchboard.core.services`.
+- Several nodes: :class:`Announcement` (of :meth:`App.on_announcement`),
+  :class:`BrokerUnavailable` (Redis unreachable: nothing was sent).
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
 """
@@ -37,6 +39,7 @@ from .app import App
 from .args import Args
 from .auth import AuthError, Identity
 from .batching import Batcher, Pending
+from .broker import Announcement, BrokerUnavailable
 from .config import ApiKey, Config, ConfigError, Rate, load_config
 from .errors import (
     CONFLICT,
@@ -121,11 +124,13 @@ __all__ = [
     "NOT_FOUND",
     "RATE_LIMITED",
     "UNAUTHORIZED",
+    "Announcement",
     "ApiKey",
     "App",
     "Args",
     "AuthError",
     "Batcher",
+    "BrokerUnavailable",
     "ChatConversation",
     "ChatHistory",
     "ChatMessage",

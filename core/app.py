@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from .auth import AuthError, Identity, TokenVerifier
-from .broker import Publication
+from .broker import Announcement, BrokerUnavailable, Publication
 from .config import Config
 from .errors import (
     FORBIDDEN,
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+#: Seconds a closing session may wait for the broker to count it out.
+USER_COUNT_TIMEOUT = 2.0
 
 
 class App:
@@ -71,6 +73,9 @@ class App:
     - Delivering: :meth:`publish` to a room of a tenant, :meth:`user_sessions`
       (a user's connected sessions, each with ``emit`` and ``call``),
       :meth:`watch_publications` (see what is published).
+    - Several nodes: :meth:`announce` and :meth:`on_announcement` (the
+      broker's control channel), :meth:`cluster_count` and
+      :meth:`cluster_counts` (counts shared by the nodes), :attr:`node_id`.
     - Rooms: :meth:`join`, :meth:`leave`, :meth:`authorize_join`,
       :meth:`recheck_rooms`, :meth:`is_agent`.
     - Other plugins: :meth:`service` (``app.service("chat")``), :meth:`notify`
@@ -132,6 +137,8 @@ class App:
         """Called by the server once its nursery is open."""
         self._nursery = SupervisedNursery(nursery, self.task_failed)
         nursery.start_soon(self._run_notifications)
+        if self.hub.broker.clustered:
+            nursery.start_soon(self._refresh_user_shares)
 
     def task_failed(self, what: str, exc: Exception) -> None:
         """Log and count a plugin task that raised."""
@@ -194,6 +201,54 @@ class App:
                     self.task_failed(f"publication watcher {callback!r}", exc)
 
         self.hub.watchers.append(watch)
+
+    async def announce(self, topic: str, data: Any = None) -> None:
+        """Send ``data`` (any JSON value) on ``topic`` to every node of the
+        cluster, this one included: the handlers of :meth:`on_announcement`
+        get it. For what a plugin keeps per node and must tell the others
+        about: a cache entry to drop, a setting changed. On one node (the
+        in-memory broker) it is a local call. Raises
+        :class:`~switchboard.core.BrokerUnavailable` while Redis is unreachable
+        (an announcement is not queued: the caller decides)."""
+        await self.hub.broker.announce(topic, unstructure(data))
+
+    def on_announcement(self, topic: str, handler: Callable[[Announcement], None]) -> None:
+        """Call ``handler(announcement)`` with every announcement of ``topic``
+        (``announcement.data``, ``announcement.node``: the sender's node id,
+        ``app.node_id`` when it is this one). Announcements of one node
+        arrive in the order it sent them. The handler must be quick and must
+        not raise (a failure is logged and counted); start a task in
+        :attr:`nursery` for slow work. Name topics after the plugin
+        (``"chat:cache"``)."""
+
+        def guarded(announcement: Announcement) -> None:
+            try:
+                handler(announcement)
+            except Exception as exc:
+                self.task_failed(f"announcement handler {handler!r} of {topic!r}", exc)
+
+        self.hub.broker.on_announcement(topic, guarded)
+
+    async def cluster_count(self, group: str, member: str, delta: int = 0) -> int:
+        """Add ``delta`` to this node's count of ``member`` in ``group`` and
+        return the total over the cluster's live nodes (``delta=0`` only
+        reads it). Atomic across nodes: of two nodes taking a total of 0 to 1
+        at once, one sees 1 and the other 2, so exactly one announces a
+        "first". The counts of a node that dies stop counting after
+        ``broker.node_ttl``; the announcement ``switchboard:node_gone`` then
+        lists, per group, the members whose total fell to 0 (its ``data``:
+        ``{"node", "emptied": {group: [member, ...]}}``). Raises
+        :class:`~switchboard.core.BrokerUnavailable` while Redis is unreachable."""
+        return await self.hub.broker.count(group, member, delta)
+
+    async def cluster_counts(self, group: str) -> dict[str, int]:
+        """The members of ``group`` with a total above 0 over the cluster."""
+        return await self.hub.broker.counts(group)
+
+    @property
+    def node_id(self) -> str:
+        """This node's id in the cluster (random per start)."""
+        return self.hub.broker.node_id
 
     def user_sessions(self, tenant: str, user: str) -> set[Session]:
         """The sessions of a user connected to this node (empty when none is)."""
@@ -354,6 +409,8 @@ class App:
         self.metrics.connects.labels(session.transport.protocol).inc()
         log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,
                  session.user_id, session.tenant_id, session.transport.protocol)
+        if self.hub.broker.clustered:
+            await self._count_user(session, +1)
         await self.notify("switchboard_session_opened", session=session)
         if session.profile is not None and session.profile.on_connect is not None:
             for event, data in session.profile.on_connect(session):
@@ -368,6 +425,9 @@ class App:
         if not self.hub.user_sessions(session.tenant_id, session.user_id):
             self._user_buckets.pop((session.tenant_id, session.user_id), None)
         log.info("session %s closed: %s", session.id, reason)
+        if self.hub.broker.clustered:
+            with trio.CancelScope(shield=True), trio.move_on_after(USER_COUNT_TIMEOUT):
+                await self._count_user(session, -1)
         with trio.CancelScope(shield=True):
             await self.notify("switchboard_session_closed", session=session, reason=reason)
 
@@ -477,6 +537,45 @@ class App:
                 raise server_failure(exc, f"{name} (plugin {plugin})") from None
             return unstructure(result) if attrs.has(type(result)) else result
         raise ClientError(UNKNOWN_EVENT, f"unknown event {name!r}", event=name)
+
+    # -- the per-user limit over several nodes ------------------------------
+    #
+    # Each node limits a user's events with its own bucket; with several nodes
+    # the user's rate and burst are split between them in proportion to the
+    # user's devices on each (counted in the broker: group ``switchboard:users:
+    # {tenant}``), so that all the nodes together allow the configured rate.
+    # A node's share is set when a device of the user opens or closes on it
+    # and refreshed with every ``broker.heartbeat`` (a change on another node
+    # is seen within one heartbeat).
+
+    async def _count_user(self, session: Session, delta: int) -> None:
+        key = (session.tenant_id, session.user_id)
+        try:
+            total = await self.hub.broker.count(f"switchboard:users:{key[0]}", key[1], delta)
+        except BrokerUnavailable:
+            return  # the share stays as it was
+        self._set_user_share(key, total)
+
+    def _set_user_share(self, key: tuple[str, str], total: int) -> None:
+        bucket = self._user_buckets.get(key)
+        if bucket is None:
+            return
+        local = len(self.hub.user_sessions(*key))
+        share = 1.0 if total <= local or local == 0 else local / total
+        rate = self.config.limits.user
+        bucket.rate, bucket.burst = rate.rate * share, rate.burst * share
+
+    async def _refresh_user_shares(self) -> None:
+        while True:
+            await trio.sleep(self.config.broker.heartbeat)
+            for tenant in sorted({tenant for tenant, _ in self._user_buckets}):
+                try:
+                    totals = await self.hub.broker.counts(f"switchboard:users:{tenant}")
+                except BrokerUnavailable:
+                    break
+                for (t, user) in list(self._user_buckets):
+                    if t == tenant:
+                        self._set_user_share((t, user), totals.get(user, 0))
 
     def check_rate(self, session: Session, name: str) -> None:
         """Take a token for one client frame; raise ClientError(rate_limited) if none."""

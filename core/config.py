@@ -191,7 +191,18 @@ class SocketIOConfig:
 
 @attrs.frozen
 class BrokerConfig:
+    #: ``memory://`` (one node) or ``redis://[user:password@]host:port/db``
+    #: (``rediss://`` for TLS): every node of a cluster names the same Redis.
     url: str = "memory://"
+    #: Prefix of every Redis key of this cluster (two clusters can share a Redis).
+    prefix: str = "switchboard"
+    #: Seconds between a node's heartbeats (presence, stats) in Redis.
+    heartbeat: float = 2.0
+    #: Seconds after its last heartbeat a node counts as gone (killed, cut off):
+    #: its users' devices stop counting as online.
+    node_ttl: float = 6.0
+    #: Publications kept in the Redis stream, at most (history for recovery).
+    history_size: int = 10_000
 
 
 @attrs.frozen
@@ -270,6 +281,18 @@ def structure_config(data: Mapping[str, Any]) -> Config:
     return config
 
 
+def _validate_broker(broker: BrokerConfig) -> None:
+    if broker.url.partition("://")[0] not in ("memory", "redis", "rediss"):
+        raise ConfigError("broker.url", "expected memory://, redis:// or rediss://")
+    for setting in ("heartbeat", "node_ttl", "history_size"):
+        if getattr(broker, setting) <= 0:
+            raise ConfigError(f"broker.{setting}", "must be positive")
+    if broker.node_ttl <= broker.heartbeat:
+        raise ConfigError("broker.node_ttl", "must be longer than broker.heartbeat")
+    if not broker.prefix or any(c in broker.prefix for c in " {}"):
+        raise ConfigError("broker.prefix", "must be a non-empty name without spaces or braces")
+
+
 def _validate(config: Config) -> None:
     for name, section in config.plugins.items():
         if not isinstance(section, dict):
@@ -298,6 +321,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("socketio.connect_timeout", "must be positive")
     if config.heartbeat.interval <= 0:
         raise ConfigError("heartbeat.interval", "must be positive")
+    _validate_broker(config.broker)
     if config.heartbeat.timeout <= 0:
         raise ConfigError("heartbeat.timeout", "must be positive")
     for i, key in enumerate(config.api_keys):

@@ -21,6 +21,7 @@ import logging
 from enum import IntEnum
 from typing import Any
 
+from .broker import BrokerUnavailable
 from .store import StoreUnavailable
 
 log = logging.getLogger("switchboard")
@@ -79,6 +80,7 @@ INVALID_ROOM = "invalid_room"
 UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal_error"
 STORE_UNAVAILABLE = "store_unavailable"
+BROKER_UNAVAILABLE = "broker_unavailable"
 
 
 def server_failure(exc: Exception, what: str) -> ClientError:
@@ -86,13 +88,19 @@ def server_failure(exc: Exception, what: str) -> ClientError:
 
     A database that cannot be reached is ``store_unavailable`` (nothing was
     stored; retrying later, with the same ``clientId`` where there is one, is
-    safe); anything else is ``internal_error``. Either is logged here, without
-    sending the client the details.
+    safe); a broker that cannot be reached is ``broker_unavailable`` (what
+    was stored stays stored, the event was not sent); anything else is
+    ``internal_error``. Either is logged here, without sending the client the
+    details.
     """
     if isinstance(exc, ClientError):
         return exc
     if isinstance(exc, StoreUnavailable):
         log.warning("%s: %s", what, exc)
         return ClientError(STORE_UNAVAILABLE, "the database is not answering; try again later")
+    if isinstance(exc, BrokerUnavailable):
+        log.warning("%s: %s", what, exc)
+        return ClientError(BROKER_UNAVAILABLE, "the broker (Redis) is not answering: the event "
+                           "was not sent; try again later")
     log.error("%s failed", what, exc_info=exc)
     return ClientError(INTERNAL, f"{what} failed on the server")

@@ -21,15 +21,16 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
-import trio
 from quart import Blueprint, Response, current_app, g, jsonify, request
 from quart.routing import QuartRule
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from .broker import BrokerUnavailable, Publication
 from .config import ApiKey
 from .errors import INVALID_PAYLOAD, ClientError, server_failure
 from .events import structure_payload
+from .hub import cluster_stats
 from .profiles import Profile
 from .protocol import jsontext
 from .rooms import check_room_name, tenant_room, user_room
@@ -51,8 +52,6 @@ __all__ = [
     "switchboard",
 ]
 
-#: Events of one emit request published between two yields to the event loop.
-PUBLISH_SLICE = 64
 #: HTTP status of a :class:`ClientError` raised in a route, by code (else 400).
 ERROR_STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409,
                 "payload_too_large": 413}
@@ -210,13 +209,16 @@ async def publish_emits(app: App, key: ApiKey, body: Any) -> int:
     for i, req in enumerate(requests):
         for profile in profiles:
             check_profile_payload(profile, req, f"{i}." if isinstance(body, list) else "")
-    for n, req in enumerate(requests, 1):
-        room = (user_room(req.user) if req.user is not None
-                else req.room if req.room is not None else tenant_room(req.tenant))
-        await app.hub.publish(req.tenant, room, req.event, req.data)
-        if n % PUBLISH_SLICE == 0:
-            # Let the members' writers (and everyone else) run between slices.
-            await trio.lowlevel.checkpoint()
+    publications = [
+        Publication(req.tenant, user_room(req.user) if req.user is not None
+                    else req.room if req.room is not None else tenant_room(req.tenant),
+                    req.event, req.data)
+        for req in requests]
+    if len(publications) == 1:
+        p = publications[0]
+        await app.hub.publish(p.tenant, p.room, p.event, p.data)
+    else:  # in order, in one go (one round trip to Redis)
+        await app.hub.publish_many(publications)
     return len(requests)
 
 
@@ -257,6 +259,9 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     async def ready() -> Any:
         if switchboard().shutting_down:
             return error_response(503, "shutting_down", "the server is shutting down")
+        if not switchboard().hub.broker.available:
+            return error_response(503, "degraded", "the broker (Redis) is not answering: "
+                                  "this node serves its own connections only")
         return {"status": "ready"}
 
     @http.get("/metrics")
@@ -267,12 +272,14 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     @http.get("/api/v1/stats")
     @require_api_key
     async def stats() -> Any:
-        data = switchboard().hub.stats()
+        data = await cluster_stats(switchboard().hub)
         key: ApiKey = g.api_key
         if key.tenant != "*":
             tenants = data["tenants"]
-            data = {"tenants": {key.tenant: tenants.get(key.tenant, {
-                "connections": 0, "rooms": 0, "users_online": 0})}}
+            empty = {"connections": 0, "rooms": 0, "users_online": 0}
+            data = {"tenants": {key.tenant: tenants.get(key.tenant, empty)},
+                    "nodes": {node: {"tenants": {key.tenant: report.get("tenants", {}).get(
+                        key.tenant, empty)}} for node, report in data["nodes"].items()}}
         return data
 
     @http.post("/api/v1/emit")
@@ -290,7 +297,8 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
                               **({"field": exc.field} if exc.field else {}), **exc.extra)
 
     @http.errorhandler(StoreUnavailable)
-    async def store_unavailable(exc: StoreUnavailable) -> Response:
+    @http.errorhandler(BrokerUnavailable)
+    async def store_unavailable(exc: StoreUnavailable | BrokerUnavailable) -> Response:
         error = server_failure(exc, f"{request.method} {request.path}")
         app.metrics.client_errors.labels(error.code).inc()
         response = error_response(503, error.code, error.message)

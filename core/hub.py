@@ -6,9 +6,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from .broker import Broker, Publication
+from .auth import Identity
+from .broker import Broker, BrokerUnavailable, Publication
 from .metrics import Metrics
-from .recovery import RecoveryLog
+from .recovery import Recovery
 from .rooms import Rooms, agents_room, tenant_room, user_room
 from .session import Codec, Session
 
@@ -21,7 +22,7 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self._agent_roles = frozenset(agent_roles)
         #: Recent publications for connection state recovery, when enabled.
-        self.recovery: RecoveryLog | None = None
+        self.recovery: Recovery | None = None
         #: Called with every publication before it is fanned out (see
         #: :meth:`App.watch_publications`).
         self.watchers: list[Callable[[Publication], None]] = []
@@ -30,6 +31,15 @@ class Hub:
         return session.role in self._agent_roles and not session.identity.confined
 
     # -- sessions ---------------------------------------------------------
+
+    def canonical_rooms(self, identity: Identity) -> frozenset[str]:
+        """The rooms a session of ``identity`` is put in when it opens."""
+        rooms = {user_room(identity.user_id)}
+        if not identity.confined:
+            rooms.add(tenant_room(identity.tenant_id))
+            if identity.role in self._agent_roles:
+                rooms.add(agents_room(identity.tenant_id))
+        return frozenset(rooms)
 
     def attach(self, session: Session) -> None:
         """Register a new session and put it in its canonical rooms."""
@@ -62,15 +72,31 @@ class Hub:
             watch(publication)
         await self.broker.publish(publication)
 
+    async def publish_many(self, publications: list[Publication]) -> None:
+        """:meth:`publish` several, in order (one round trip on Redis)."""
+        self.metrics.publications.inc(len(publications))
+        for publication in publications:
+            for watch in self.watchers:
+                watch(publication)
+        await self.broker.publish_many(publications)
+
     async def emit_to_user(self, tenant: str, user: str, event: str, data: Any) -> None:
         await self.publish(tenant, user_room(user), event, data)
 
     async def emit_to_tenant(self, tenant: str, event: str, data: Any) -> None:
         await self.publish(tenant, tenant_room(tenant), event, data)
 
-    def deliver(self, publication: Publication) -> int:
-        """Local fan-out: encode once per codec, queue the same bytes to each member."""
-        offset = self.recovery.record(publication) if self.recovery is not None else None
+    def deliver(self, publication: Publication, position: str | None = None) -> int:
+        """Local fan-out: encode once per codec, queue the same bytes to each member.
+
+        ``position`` is the publication's place in the broker's stream (its
+        recovery offset), if the broker keeps one."""
+        offset = position
+        recovery = self.recovery
+        if recovery is None:
+            offset = None
+        elif recovery.local:
+            offset = recovery.record(publication)
         members = self.rooms.members(publication.tenant, publication.room)
         if not members:
             return 0
@@ -116,3 +142,36 @@ class Hub:
             "protocols": dict(protocols),
             "tenants": per_tenant,
         }
+
+
+async def cluster_stats(hub: Hub) -> dict[str, Any]:
+    """Stats of the whole cluster: the totals at the top (as :meth:`Hub.stats`
+    of one node), each live node's own under ``nodes`` (by node id), and this
+    node's id as ``node``. A user with devices on two nodes counts once on each
+    node, so ``users_online`` of the totals may count them twice. While the
+    broker is unreachable, only this node is known (``degraded``: true)."""
+    local = hub.stats()
+    broker = hub.broker
+    degraded = False
+    try:
+        nodes = dict(await broker.nodes())
+    except BrokerUnavailable:
+        nodes, degraded = {}, True
+    nodes[broker.node_id] = local
+    total: dict[str, Any] = {"connections": 0, "rooms": 0, "users_online": 0,
+                             "protocols": {}, "tenants": {}}
+    for report in nodes.values():
+        for key in ("connections", "rooms", "users_online"):
+            total[key] += int(report.get(key, 0))
+        for protocol, count in dict(report.get("protocols", {})).items():
+            total["protocols"][protocol] = total["protocols"].get(protocol, 0) + count
+        for tenant, entry in dict(report.get("tenants", {})).items():
+            into = total["tenants"].setdefault(tenant, {"connections": 0, "rooms": 0,
+                                                        "users_online": 0})
+            for key in ("connections", "rooms", "users_online"):
+                into[key] += int(entry.get(key, 0))
+    total["node"] = broker.node_id
+    total["nodes"] = nodes
+    if degraded:
+        total["degraded"] = True
+    return total

@@ -6,18 +6,26 @@ support recovery (Socket.IO v4.6+) tell it to the client with each event. A
 client that reconnects within ``window`` seconds with its private session id
 and last offset gets its session id and rooms back and the publications it
 missed replayed in order. Both buffers are bounded in time and in count.
+
+:class:`Recovery` is what the transports use; :class:`LocalRecovery` keeps both
+buffers in this node's memory (the in-memory broker's), the Redis broker keeps
+them in Redis so that any node can recover a session another node held.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
 from .auth import Identity
-from .broker import Publication
+
+if TYPE_CHECKING:
+    from .broker import Publication
+    from .session import Session
 
 
 @attrs.frozen
@@ -26,6 +34,35 @@ class SavedSession:
     identity: Identity
     rooms: frozenset[str]
     saved_at: float
+
+
+class Recovery(Protocol):
+    #: True when publications are numbered by this node's :meth:`record`
+    #: (False when the broker hands the hub their positions).
+    local: bool
+
+    def record(self, publication: Publication) -> str:
+        """Keep ``publication`` (delivered on this node); return its offset."""
+
+    async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
+                     session_id: str) -> list[tuple[str, Publication]] | None:
+        """Publications after ``offset`` to ``rooms`` of ``tenant`` (but those
+        ``session_id`` sent); None if they cannot all be given (too old, or
+        the history was lost): the client must re-sync."""
+
+    async def save(self, pid: str, saved: SavedSession) -> None:
+        """Keep a dropped session for ``window`` seconds."""
+
+    async def restore(self, pid: str) -> SavedSession | None:
+        """Take back a saved session (once); None if unknown or too old."""
+
+    def track(self, pid: str, session: Session) -> None:
+        """``session`` (of private id ``pid``) is open on this node: a shared
+        store keeps its state current, so that it can be recovered on another
+        node if this one dies without saving it."""
+
+    def untrack(self, pid: str) -> None:
+        """The session of ``pid`` closed for good (the client left): forget it."""
 
 
 class RecoveryLog:
@@ -78,3 +115,31 @@ class RecoveryLog:
         if saved is None or saved.saved_at < trio.current_time() - self.window:
             return None
         return saved
+
+
+class LocalRecovery:
+    """:class:`Recovery` in this node's memory."""
+
+    local = True
+
+    def __init__(self, window: float, max_events: int) -> None:
+        self.log = RecoveryLog(window, max_events)
+
+    def record(self, publication: Publication) -> str:
+        return self.log.record(publication)
+
+    async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
+                     session_id: str) -> list[tuple[str, Publication]] | None:
+        return self.log.missed(offset, rooms, tenant, session_id)
+
+    async def save(self, pid: str, saved: SavedSession) -> None:
+        self.log.save(pid, saved)
+
+    async def restore(self, pid: str) -> SavedSession | None:
+        return self.log.restore(pid)
+
+    def track(self, pid: str, session: Session) -> None:
+        pass  # this node's memory dies with it: nothing to keep current
+
+    def untrack(self, pid: str) -> None:
+        pass

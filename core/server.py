@@ -41,7 +41,9 @@ class Server:
         self.metrics = Metrics()
         self.plugins = Plugins(config, plugins, use_entry_points=use_entry_points)
         verifier, self.development_secret = make_verifier(config)
-        self.broker = make_broker(config.broker.url)
+        broker = config.broker
+        self.broker = make_broker(broker.url, prefix=broker.prefix, heartbeat=broker.heartbeat,
+                                  node_ttl=broker.node_ttl, history_size=broker.history_size)
         self.hub = Hub(self.broker, self.metrics, agent_roles=config.rooms.agent_roles)
         self.store = Store(config.store_url, pool_size=config.store.pool_size,
                            busy_timeout=config.store.busy_timeout)
@@ -84,7 +86,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 self.app.attach_nursery(nursery)
-                await nursery.start(self.broker.run, self.hub.deliver)
+                await nursery.start(self.broker.run, self.hub.deliver, self.hub.stats)
                 lifespan = Lifespan(self._asgi, self._hyper_config, self._lifespan_state)
                 await nursery.start(lifespan.handle_lifespan)
                 await lifespan.wait_for_startup()

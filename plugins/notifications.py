@@ -4,8 +4,10 @@
   through the ``notifications`` service (``app.service("notifications")``,
   or the older ``switchboard_create_notification`` hook). A notification is
   stored first, then pushed as ``notification:new`` to ``user:{id}``; it is
-  marked delivered when a device of the user is connected to this node, and
-  reported to ``switchboard_notification_created``.
+  marked delivered when a device of the user is connected to any node (the
+  devices are counted per node with ``app.cluster_count``, group
+  ``notifications:{tenant}``), and reported to
+  ``switchboard_notification_created``.
 - A device that connects gets the notifications its user missed (not yet
   delivered), oldest first, then ``notification:unread_count``.
 - Clients list them (newest first, paginated by id) and mark them read; the
@@ -27,6 +29,7 @@ from switchboard.core import (
     INVALID_PAYLOAD,
     MAX_ROW_ID,
     App,
+    BrokerUnavailable,
     ClientError,
     EventSpec,
     Notification,
@@ -246,9 +249,29 @@ class NotificationsPlugin:
         self.app = app
         self.settings = app.settings(self)
 
+    async def _count_device(self, session: Session, delta: int) -> None:
+        try:
+            await self.app.cluster_count(f"notifications:{session.tenant_id}",
+                                         session.user_id, delta)
+        except BrokerUnavailable:
+            pass  # (this node's devices still count for what it creates)
+
+    async def _connected_anywhere(self, tenant: str, user: str) -> bool:
+        if self.app.user_sessions(tenant, user):
+            return True
+        try:
+            return await self.app.cluster_count(f"notifications:{tenant}", user) > 0
+        except BrokerUnavailable:
+            return False  # not marked: replayed at the next connect (at least once)
+
+    @hookimpl
+    async def switchboard_session_closed(self, session: Session) -> None:
+        await self._count_device(session, -1)
+
     @hookimpl
     async def switchboard_session_opened(self, session: Session) -> None:
         """Replay what the user missed to this device, then its unread count."""
+        await self._count_device(session, +1)
         t = self.table
         mine = self._owner(session.tenant_id, session.user_id)
         limit = max(0, self.settings.replay_limit)
@@ -299,7 +322,7 @@ class NotificationsPlugin:
         row = {**values, "id": await self.app.store.run(insert)}
         await self.app.publish(tenant, user_room_of(user), "notification:new",
                                self._client_view(row))
-        if self.app.hub.user_sessions(tenant, user):
+        if await self._connected_anywhere(tenant, user):
             row["delivered_at"] = time.time()
             await self.app.store.execute(
                 t.update().where(t.c.id == row["id"]).values(delivered_at=row["delivered_at"]))

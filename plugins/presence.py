@@ -15,6 +15,17 @@
   period) is written once more.
 - Other plugins ask through the ``presence`` service
   (``app.service("presence")``): who is online, one user's presence.
+
+Several nodes (a Redis broker): a user's devices are counted per node with
+``app.cluster_count`` (group ``presence:{tenant}``), so ``user:online`` goes
+out once, from the node whose device took the cluster's total from 0 to 1,
+and ``user:offline`` once, from the node whose grace period ended with the
+total at 0. A device that leaves keeps counting during its grace period, so a
+device coming back on another node does not flap. The devices of a node that
+dies stop counting after ``broker.node_ttl``; the node that notices
+announces it, and its users with no device left anywhere get ``user:offline``
+after the grace period. Statuses set with ``presence:update`` reach the other
+nodes through the control channel (topic ``presence:status``).
 """
 
 from __future__ import annotations
@@ -29,7 +40,9 @@ import sqlalchemy as sa
 import trio
 from quart import Blueprint
 from switchboard.core import (
+    Announcement,
     App,
+    BrokerUnavailable,
     EventSpec,
     PresenceInfo,
     PresenceService,
@@ -54,6 +67,13 @@ RETRY_LONGEST = 30.0
 SHUTDOWN_WRITE = 5.0
 
 Status = Literal["online", "busy", "away", "offline"]
+#: Control-channel topics: a node is gone (the core's); a status was set.
+NODE_GONE = "switchboard:node_gone"
+STATUS_TOPIC = "presence:status"
+
+
+def _group(tenant: str) -> str:
+    return f"presence:{tenant}"
 
 
 @attrs.frozen
@@ -109,6 +129,8 @@ class PresencePlugin:
         #: Last-seen times not yet written, the latest per (tenant, user).
         self._unsaved: dict[tuple[str, str], float] = {}
         self._unsaved_added = trio.Event()
+        #: Statuses set on any node, of users online somewhere in the cluster.
+        self._statuses: dict[tuple[str, str], Status] = {}
 
     # -- declaration -------------------------------------------------------
 
@@ -156,7 +178,7 @@ class PresencePlugin:
         async def online(tenant: str) -> Any:
             if not api_key_tenant_allowed(tenant):
                 return error_response(403, "forbidden", "API key not valid for this tenant")
-            return {"users": [attrs.asdict(u) for u in self.snapshot(tenant)]}
+            return {"users": [attrs.asdict(u) for u in await self.cluster_snapshot(tenant)]}
 
         @bp.get("/api/v1/presence/<tenant>/<user>")
         @require_api_key
@@ -178,6 +200,8 @@ class PresencePlugin:
         self.app = app
         self.settings = app.settings(self)
         self._updates = app.coalescer(self.settings.update_interval, self._send_update)
+        app.on_announcement(NODE_GONE, self._node_gone)
+        app.on_announcement(STATUS_TOPIC, self._status_announced)
 
     @hookimpl
     def switchboard_background_tasks(self) -> list[Any]:
@@ -206,17 +230,23 @@ class PresencePlugin:
         key = (session.tenant_id, session.user_id)
         user = self._users.get(key)
         if user is None:
-            user = self._users[key] = _User(role=session.role)
+            user = self._users[key] = _User(role=session.role,
+                                            status=self._statuses.get(key, "online"))
         if user.grace is not None:  # back within the grace period: no announcements
-            user.grace.cancel()
+            user.grace.cancel()     # (the device still counted in the cluster is this one)
             user.grace = None
             user.devices += 1
             return
         user.devices += 1
-        if user.devices == 1:
-            await self.app.publish(session.tenant_id, tenant_room(session.tenant_id),
-                                   "user:online",
-                                   UserOnline(session.user_id, session.role, user.status))
+        total = await self._count(key, +1)
+        if (user.devices == 1) if total is None else (total == 1):
+            try:
+                await self.app.publish(session.tenant_id, tenant_room(session.tenant_id),
+                                       "user:online",
+                                       UserOnline(session.user_id, session.role, user.status))
+            except BrokerUnavailable as exc:
+                log.warning("user:online of %s/%s not sent: %s", session.tenant_id,
+                            session.user_id, exc)
 
     @hookimpl
     async def switchboard_session_closed(self, session: Session) -> None:
@@ -226,9 +256,76 @@ class PresencePlugin:
             return
         user.devices -= 1
         user.last_seen = time.time()
-        if user.devices == 0:
+        if user.devices == 0:  # the device counts on in the cluster until the grace ends
             user.grace = trio.CancelScope()
             self.app.nursery.start_soon(self._offline_after_grace, key, user, user.grace)
+        else:
+            await self._count(key, -1)
+
+    async def _count(self, key: tuple[str, str], delta: int) -> int | None:
+        """The user's devices over the cluster after adding ``delta`` of this
+        node's; None while the broker is unreachable (this node decides alone)."""
+        tenant, user_id = key
+        try:
+            return await self.app.cluster_count(_group(tenant), user_id, delta)
+        except BrokerUnavailable as exc:
+            log.warning("presence of %s/%s counted on this node only: %s", tenant, user_id,
+                        exc)
+            return None
+
+    async def _announce_offline(self, key: tuple[str, str], last_seen: float) -> None:
+        tenant, user_id = key
+        self._statuses.pop(key, None)
+        try:
+            await self.app.publish(tenant, tenant_room(tenant), "user:offline",
+                                   UserOffline(user_id, last_seen))
+            await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
+                                                   "status": None})
+        except BrokerUnavailable as exc:
+            log.warning("user:offline of %s/%s not sent: %s", tenant, user_id, exc)
+
+    def _node_gone(self, announcement: Announcement) -> None:
+        """A node died: its users with no device left anywhere go offline after
+        the grace period (said by the node that noticed, once)."""
+        if announcement.node != self.app.node_id or not isinstance(announcement.data, dict):
+            return
+        emptied = announcement.data.get("emptied", {})
+        if not isinstance(emptied, dict):
+            return
+        for group, users in emptied.items():
+            if not (isinstance(group, str) and group.startswith("presence:")
+                    and isinstance(users, list)):
+                continue
+            tenant = group.removeprefix("presence:")
+            for user_id in users:
+                if isinstance(user_id, str):
+                    self.app.nursery.start_soon(self._offline_after_node_gone,
+                                                (tenant, user_id))
+
+    async def _offline_after_node_gone(self, key: tuple[str, str]) -> None:
+        last_seen = time.time()
+        await trio.sleep(self.settings.grace_period)
+        if key in self._users or await self._count(key, 0):
+            return  # back meanwhile, here or on another node
+        await self._announce_offline(key, last_seen)
+        self._unsaved[key] = last_seen
+        self._unsaved_added.set()
+
+    def _status_announced(self, announcement: Announcement) -> None:
+        data = announcement.data
+        if not isinstance(data, dict):
+            return
+        key = (data.get("tenant"), data.get("user"))
+        status = data.get("status")
+        if not (isinstance(key[0], str) and isinstance(key[1], str)):
+            return
+        tenant_user = (key[0], key[1])
+        if status in ("online", "busy", "away", "offline"):
+            self._statuses[tenant_user] = status
+            if (user := self._users.get(tenant_user)) is not None:
+                user.status = status
+        elif announcement.node != self.app.node_id:
+            self._statuses.pop(tenant_user, None)
 
     async def _offline_after_grace(self, key: tuple[str, str], user: _User,
                                    scope: trio.CancelScope) -> None:
@@ -237,13 +334,12 @@ class PresencePlugin:
         if scope.cancelled_caught or self._users.get(key) is not user:
             return
         del self._users[key]
-        tenant, user_id = key
         last_seen = user.last_seen or time.time()
         # Announce before the (threaded) write: the announcement is due now, and a
         # device reconnecting during the write must not see its user:online
         # overtaken by this user:offline.
-        await self.app.publish(tenant, tenant_room(tenant), "user:offline",
-                               UserOffline(user_id, last_seen))
+        if not await self._count(key, -1):  # no device left on any node (or none known)
+            await self._announce_offline(key, last_seen)
         self._unsaved[key] = last_seen
         self._unsaved_added.set()
 
@@ -270,13 +366,22 @@ class PresencePlugin:
     # -- events ------------------------------------------------------------
 
     async def update(self, session: Session, request: PresenceUpdate) -> dict[str, Any]:
-        user = self._users[(session.tenant_id, session.user_id)]
+        key = (session.tenant_id, session.user_id)
+        user = self._users[key]
         user.status = request.status
-        await self._updates.submit((session.tenant_id, session.user_id), request.status)
+        self._statuses[key] = request.status
+        try:  # the other nodes' devices of the user, and their lists
+            await self.app.announce(STATUS_TOPIC, {"tenant": session.tenant_id,
+                                                   "user": session.user_id,
+                                                   "status": request.status})
+        except BrokerUnavailable as exc:
+            log.warning("status of %s/%s set on this node only: %s", *key, exc)
+        await self._updates.submit(key, request.status)
         return {"status": user.status}
 
     async def list_users(self, session: Session, _: Any) -> dict[str, Any]:
-        return {"users": [attrs.asdict(u) for u in self.snapshot(session.tenant_id)]}
+        return {"users": [attrs.asdict(u)
+                          for u in await self.cluster_snapshot(session.tenant_id)]}
 
     async def heartbeat(self, session: Session, _: Any) -> dict[str, Any]:
         now = time.time()
@@ -288,8 +393,11 @@ class PresencePlugin:
         user = self._users.get(key)
         if user is None:
             return
-        await self.app.publish(tenant, tenant_room(tenant), "presence:user_updated",
-                               self._view(user_id, user))
+        try:
+            await self.app.publish(tenant, tenant_room(tenant), "presence:user_updated",
+                                   self._view(user_id, user))
+        except BrokerUnavailable as exc:
+            log.warning("presence:user_updated of %s/%s not sent: %s", tenant, user_id, exc)
 
     # -- queries (and the presence service) --------------------------------
 
@@ -307,6 +415,9 @@ class PresencePlugin:
         if state is not None and state.devices:
             return PresenceInfo(user_id, state.status, state.devices, state.last_seen,
                                 state.role)
+        if state is None and (total := await self._count((tenant_id, user_id), 0)):
+            return PresenceInfo(user_id, self._statuses.get((tenant_id, user_id), "online"),
+                                total, None)  # online on another node
         last_seen = self._unsaved.get((tenant_id, user_id))
         if last_seen is None and state is not None:
             last_seen = state.last_seen  # in the grace period
@@ -315,6 +426,26 @@ class PresencePlugin:
         if last_seen is None:
             return None
         return PresenceInfo(user_id, "offline", 0, last_seen)
+
+    async def cluster_snapshot(self, tenant: str) -> list[UserPresence]:
+        """The users of the tenant online on any node (``devices`` over the
+        cluster); this node's alone while the broker is unreachable."""
+        views = {view.userId: view for view in self.snapshot(tenant)}
+        try:
+            totals = await self.app.cluster_counts(_group(tenant))
+        except BrokerUnavailable:
+            totals = {}
+        for user_id, total in totals.items():
+            local = self._users.get((tenant, user_id))
+            if local is not None and local.devices == 0:
+                continue  # in its grace period here: not listed (as on one node)
+            view = views.get(user_id)
+            if view is None:
+                views[user_id] = UserPresence(
+                    user_id, self._statuses.get((tenant, user_id), "online"), total, None)
+            elif total > view.devices:
+                views[user_id] = attrs.evolve(view, devices=total)
+        return [views[user_id] for user_id in sorted(views)]
 
     def snapshot(self, tenant: str) -> list[UserPresence]:
         return [self._view(user_id, user) for (t, user_id), user in sorted(self._users.items())

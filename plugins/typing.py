@@ -14,6 +14,13 @@
   state, and an update that would repeat the last one sent is dropped.
 
 A device that leaves the room stops typing in it at once.
+
+Several nodes (a Redis broker): the typing devices of a (room, user) are
+counted per node with ``app.cluster_count``, so ``typing=true`` goes out
+when the first device of the cluster starts and ``typing=false`` when the
+last one stops, whichever nodes they are on. A node that dies stops
+counting after ``broker.node_ttl``; the node that notices sends
+``typing=false`` for its users that no other device keeps typing.
 """
 
 from __future__ import annotations
@@ -22,12 +29,29 @@ from typing import Any
 
 import attrs
 import trio
-from switchboard.core import App, ClientError, Rate, Session, hookimpl, incoming, outgoing
+from switchboard.core import (
+    Announcement,
+    App,
+    BrokerUnavailable,
+    ClientError,
+    Rate,
+    Session,
+    hookimpl,
+    incoming,
+    outgoing,
+)
 from switchboard.core.errors import FORBIDDEN
 from switchboard.core.rooms import check_room_name
 
 #: (tenant, room, user)
 Key = tuple[str, str, str]
+#: Groups of ``app.cluster_count``: ``typing`` SEP tenant SEP room (members: users).
+GROUP = "typing"
+SEP = "\x1f"
+
+
+def _group(tenant: str, room: str) -> str:
+    return f"{GROUP}{SEP}{tenant}{SEP}{room}"
 
 
 @attrs.frozen
@@ -69,6 +93,8 @@ class TypingPlugin:
         self._rooms_of: dict[Session, set[str]] = {}
         #: Keys whose last broadcast was ``typing=true``.
         self._announced: set[Key] = set()
+        #: Keys with a change submitted to the coalescer and not yet broadcast.
+        self._pending: set[Key] = set()
 
     # -- declaration -------------------------------------------------------
 
@@ -97,6 +123,7 @@ class TypingPlugin:
         self.app = app
         self.settings = app.settings(self)
         self._updates = app.coalescer(self.settings.throttle_interval, self._broadcast)
+        app.on_announcement("switchboard:node_gone", self._node_gone)
 
     @hookimpl
     async def switchboard_room_left(self, session: Session, room: str) -> None:
@@ -122,7 +149,11 @@ class TypingPlugin:
         self._rooms_of.setdefault(session, set()).add(room)
         self.app.nursery.start_soon(self._expire, session, room, timer)
         if len(devices) == 1:
-            await self._updates.submit(key, _Change(True, session))
+            total = await self._count(key, +1)
+            if total is None or total == 1:  # the cluster's first typing device
+                if total is not None and key not in self._pending:
+                    self._announced.discard(key)  # (stopped on another node since)
+                await self._submit(key, _Change(True, session))
         return {"room": room, "typing": True}
 
     async def stop(self, session: Session, request: TypingRequest) -> dict[str, Any]:
@@ -159,9 +190,51 @@ class TypingPlugin:
                 del self._rooms_of[session]
         if not devices:
             del self._typing[key]
-            await self._updates.submit(key, _Change(False, session))
+            total = await self._count(key, -1)
+            if not total:  # the cluster's last typing device (or this node alone)
+                if total is not None and key not in self._pending:
+                    self._announced.add(key)  # (it may have started on another node)
+                await self._submit(key, _Change(False, session))
+
+    async def _submit(self, key: Key, change: _Change) -> None:
+        self._pending.add(key)
+        await self._updates.submit(key, change)
+
+    async def _count(self, key: Key, delta: int) -> int | None:
+        """Typing devices of the (room, user) over the cluster after adding
+        ``delta``; None while the broker is unreachable (this node alone)."""
+        tenant, room, user = key
+        try:
+            return await self.app.cluster_count(_group(tenant, room), user, delta)
+        except BrokerUnavailable:
+            return None
+
+    def _node_gone(self, announcement: Announcement) -> None:
+        """A dead node's typists that no device keeps typing stop (said once,
+        by the node that noticed)."""
+        if announcement.node != self.app.node_id or not isinstance(announcement.data, dict):
+            return
+        emptied = announcement.data.get("emptied", {})
+        for group, users in (emptied.items() if isinstance(emptied, dict) else ()):
+            parts = group.split(SEP, 2) if isinstance(group, str) else []
+            if len(parts) != 3 or parts[0] != GROUP or not isinstance(users, list):
+                continue
+            for user in users:
+                if isinstance(user, str):
+                    self.app.nursery.start_soon(self._stopped_elsewhere,
+                                                (parts[1], parts[2], user))
+
+    async def _stopped_elsewhere(self, key: Key) -> None:
+        tenant, room, user = key
+        self._announced.discard(key)
+        try:
+            await self.app.publish(tenant, room, "typing:update",
+                                   TypingUpdate(room, user, False))
+        except BrokerUnavailable:
+            pass
 
     async def _broadcast(self, key: Key, change: _Change) -> None:
+        self._pending.discard(key)
         if change.typing == (key in self._announced):
             return  # flapping ended where the last broadcast left it
         if change.typing:
@@ -169,5 +242,8 @@ class TypingPlugin:
         else:
             self._announced.discard(key)
         tenant, room, user = key
-        await self.app.publish(tenant, room, "typing:update",
-                               TypingUpdate(room, user, change.typing), exclude=change.origin)
+        try:
+            await self.app.publish(tenant, room, "typing:update",
+                                   TypingUpdate(room, user, change.typing), exclude=change.origin)
+        except BrokerUnavailable:
+            pass  # (a typing indicator is not worth keeping: the next one will do)

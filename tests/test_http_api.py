@@ -127,13 +127,15 @@ async def test_tenant_scoped_key_only_sees_its_tenant(switchboard: Harness) -> N
     await switchboard.connect(user="bob", tenant="globex", role="customer")
     status, stats = await get_json(switchboard, "/api/v1/stats", key=ACME_KEY)
     assert status == 200
-    assert stats == {"tenants": {"acme": {"connections": 1, "rooms": 2, "users_online": 1}}}
+    acme = {"acme": {"connections": 1, "rooms": 2, "users_online": 1}}
+    assert stats == {"tenants": acme, "nodes": {switchboard.app.node_id: {"tenants": acme}}}
 
 
 async def test_tenant_scoped_key_sees_zeros_for_an_idle_tenant(switchboard: Harness) -> None:
     await switchboard.connect(user="bob", tenant="globex", role="customer")
     _, stats = await get_json(switchboard, "/api/v1/stats", key=ACME_KEY)
-    assert stats == {"tenants": {"acme": {"connections": 0, "rooms": 0, "users_online": 0}}}
+    idle = {"acme": {"connections": 0, "rooms": 0, "users_online": 0}}
+    assert stats == {"tenants": idle, "nodes": {switchboard.app.node_id: {"tenants": idle}}}
 
 
 # -- errors ------------------------------------------------------------------------

@@ -5,7 +5,8 @@ real loopback sockets.
 
     python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
         [--rate 1000] [--secs 10]
-        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline,desk]
+        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline,desk,redis]
+        [--redis-url URL]
 
 Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
 a generated config in a temporary directory); the load clients are the Node.js
@@ -47,7 +48,7 @@ TENANT = "bench"
 API_KEY = "bench-" + secrets.token_hex(16)
 SECRET = secrets.token_hex(32)
 SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat", "pipeline",
-            "desk")
+            "desk", "redis")
 DESIGNS = (
     ("quart-trio route + hypercorn", ["quart_route.py"]),
     ("raw Trio, one send_all per frame", ["raw_trio.py"]),
@@ -158,6 +159,8 @@ class Target:
     port: int
     pid: int
     switchboard: bool
+    #: Ports of the cluster's other nodes (the clients are spread over all).
+    others: tuple[int, ...] = ()
 
     @property
     def ws_url(self) -> str:
@@ -170,8 +173,9 @@ class Target:
 
     @property
     def sio_url(self) -> str:
-        """Base URL of a Socket.IO server (the client adds ``/socket.io/``)."""
-        return self.http
+        """Base URL of a Socket.IO server (the client adds ``/socket.io/``); the
+        nodes' URLs separated by commas for a cluster."""
+        return ",".join(f"http://{HOST}:{port}" for port in (self.port, *self.others))
 
 
 def installed_plugins() -> list[str]:
@@ -189,7 +193,7 @@ def plugin_sections(enabled: str) -> str:
 
 
 def switchboard_config(tmp: Path, port: int, plugins: str, store_url: str = "",
-                       event_limits: Sequence[str] = ()) -> str:
+                       event_limits: Sequence[str] = (), broker: str = "") -> str:
     """The generated config; ``event_limits`` are event names whose per-connection
     rate limit is raised like the others."""
     store = store_url or f"sqlite:///{tmp / 'bench.db'}"
@@ -227,17 +231,17 @@ url = {json.dumps(store)}
 
 [log]
 level = "warning"
-{plugin_sections(plugins)}"""
+{broker}{plugin_sections(plugins)}"""
 
 
 @contextlib.contextmanager
 def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "", *, store_url: str = "",
-                    event_limits: Sequence[str] = ()) -> Iterator[Target]:
+                    event_limits: Sequence[str] = (), broker: str = "") -> Iterator[Target]:
     """Serve from this checkout; ``gc_threshold`` ("g0,g1,g2") sets the server's
     ``gc.set_threshold`` before it starts (a diagnostic, not a server option)."""
     port = free_port()
     config = tmp / f"switchboard-{port}.toml"
-    config.write_text(switchboard_config(tmp, port, plugins, store_url, event_limits))
+    config.write_text(switchboard_config(tmp, port, plugins, store_url, event_limits, broker))
     logfile = (tmp / f"switchboard-{port}.log").open("wb")
     if gc_threshold:
         thresholds = ", ".join(str(int(x)) for x in gc_threshold.split(","))
@@ -941,6 +945,89 @@ def bench_desk(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> li
 # -- report -------------------------------------------------------------------
 
 
+# -- several nodes on Redis -------------------------------------------------------
+
+
+def drop_redis_keys(url: str, prefix: str) -> None:
+    """Delete the run's keys (``prefix*``) with redis-cli, if it is installed."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        return
+    keys = subprocess.run([cli, "-u", url, "--scan", "--pattern", f"{prefix}*"],
+                          capture_output=True, text=True, check=False).stdout.split()
+    for i in range(0, len(keys), 500):
+        subprocess.run([cli, "-u", url, "del", *keys[i:i + 500]], capture_output=True,
+                       check=False)
+
+
+def redis_latency(node: Node, target: Target, a: argparse.Namespace, tokens: Path
+                  ) -> dict[str, Any]:
+    """Emit-to-receive latency over Socket.IO with the sockets spread over the
+    cluster's nodes and the events POSTed to the first node."""
+    if target.switchboard:
+        how = ["--tokens", str(tokens), "--tenant", TENANT, "--api-key", API_KEY,
+               target.sio_url, f"{target.http}/api/v1/emit"]
+    else:
+        how = ["--reference", target.sio_url, f"{target.http}/emit"]
+    result = node.run("latency-sio.mjs", [
+        "--clients", str(a.clients), "--room-size", "10", "--rate", str(a.rate),
+        "--secs", str(a.secs), *how], timeout=a.secs + 240)
+    log(f"latency {target.name}: {json.dumps(result)}")
+    wait_idle(target)
+    return result
+
+
+def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    """Two nodes sharing a Redis, Socket.IO clients split between them, events
+    sent to the first: Switchboard (Redis broker) against Node socket.io with
+    its Redis adapter, in the same run. Fan-out deliveries/s (one room), then
+    emit-to-receive latency (rooms of 10, each split over the two nodes)."""
+    prefix = f"bench-{secrets.token_hex(4)}"
+    broker = (f'\n[broker]\nurl = {json.dumps(a.redis_url)}\nprefix = "{prefix}-sb"\n')
+    ours, theirs = "Switchboard, 2 nodes on Redis", "Node socket.io 4 + Redis adapter, 2 nodes"
+    fanout: dict[str, list[float]] = {}
+    latency: dict[str, dict[str, Any]] = {}
+    try:
+        with run_switchboard(tmp, a.plugins, broker=broker) as first, \
+                run_switchboard(tmp, a.plugins, broker=broker) as second:
+            target = attrs.evolve(first, name=ours, others=(second.port,))
+            fanout[ours] = fanout_series(node, target, a, tokens, a.repeats, sio=True).rates
+            latency[ours] = redis_latency(node, target, a, tokens)
+        argv = ["node_socketio.cjs", "--redis", a.redis_url, "--key", f"{prefix}-node"]
+        with run_design(tmp, theirs, argv) as first, run_design(tmp, theirs, argv) as second:
+            target = attrs.evolve(first, others=(second.port,))
+            fanout[theirs] = fanout_series(node, target, a, tokens, a.repeats, sio=True).rates
+            latency[theirs] = redis_latency(node, target, a, tokens)
+    finally:
+        drop_redis_keys(a.redis_url, prefix)
+    ratio = statistics.median(fanout[ours]) / (statistics.median(fanout[theirs]) or 1e-9)
+    load = (f"{a.clients} socket.io-client sockets (websocket transport) in 1 room, "
+            f"alternately on the 2 nodes; {a.messages} room broadcasts of 100 B each "
+            f"({a.clients * a.messages:,} deliveries), triggered on the first node; "
+            f"clients in {a.procs} Node processes")
+    rows = [Row("two nodes on Redis, Socket.IO fan-out: deliveries/s", server, load,
+                summary(rates, "/s"),
+                f">= Node + Redis adapter (medians): {ratio:.2f}x {verdict(ratio >= 1.0)}"
+                if server == ours else "")
+            for server, rates in fanout.items()]
+
+    def p99(result: dict[str, Any]) -> float:
+        return float(result.get("p99_ms") or "inf") if result.get("ok") else float("inf")
+
+    rooms = -(-a.clients // 10)
+    for server, result in latency.items():
+        lower = p99(latency[ours]) < p99(latency[theirs])
+        rows.append(Row(
+            "two nodes on Redis, Socket.IO emit-to-receive latency p50 / p99 / max", server,
+            f"{a.clients} socket.io-client sockets in {rooms} rooms of 10, each room split "
+            f"over the 2 nodes; {a.rate} events/s for {a.secs} s, one POST per event to the "
+            f"first node ({result.get('send_rate')} events/s sent)",
+            f"{result.get('p50_ms')} / {result.get('p99_ms')} / {result.get('max_ms')} ms; "
+            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}",
+            f"p99 below Node + Redis adapter's: {verdict(lower)}" if server == ours else ""))
+    return rows
+
+
 def machine() -> str:
     cpus = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
@@ -1012,6 +1099,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
                    help="chat: PostgreSQL server (URL of a database to connect to while "
                         "creating and dropping the benchmark's own); empty skips PostgreSQL")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                   help="redis: the Redis both clusters of two nodes use (keys of the "
+                        "run's own prefix, deleted afterwards)")
     p.add_argument("--pipeline-consultants", type=int, default=100,
                    help="pipeline: consultants with the board open (each one connection)")
     p.add_argument("--pipeline-rate", type=int, default=500,
@@ -1063,7 +1153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = write_tokens(tmp, max(a.clients, a.idle, a.chat_members))
         steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
                  "latency": bench_latency, "designs": bench_designs, "sio": bench_sio,
-                 "chat": bench_chat, "pipeline": bench_pipeline, "desk": bench_desk}
+                 "chat": bench_chat, "pipeline": bench_pipeline, "desk": bench_desk,
+                 "redis": bench_redis}
         for section in a.sections:
             log(f"--- {section}")
             try:

@@ -10,7 +10,8 @@ const USAGE = `node fanout-sio.mjs [--clients N] [--messages M] [--procs P] [--t
     [--header 'Name: value']... [--timeout SECONDS] [--server-pid PID] URL TRIGGER_URL
 
 URL is the server's base URL (http://HOST:PORT; Socket.IO's default path
-/socket.io/). With --tokens, socket i sends line i of FILE as auth.token. With
+/socket.io/), or several separated by commas (nodes of one cluster): socket i
+connects to URL number i modulo their count. With --tokens, socket i sends line i of FILE as auth.token. With
 --join ROOM, each socket emits "room:join" {room: ROOM} and waits for its ack
 (servers that put every client in the room on connect need no --join).
 The trigger is GET TRIGGER_URL ({M} replaced by M), or with --api-key a POST of
@@ -47,7 +48,8 @@ if (process.env.FANOUT_WORKER) {
   const counts = new Uint32Array(count);
   let complete = 0;
   let received = 0;
-  const sockets = await openManySio(count, url, (i) => ({
+  const urls = url.split(',');
+  const sockets = await openManySio(count, (i) => urls[(offset + i) % urls.length], (i) => ({
     token: tokenFor(offset + i),
     join: o.join ?? null,
     on: {

@@ -59,13 +59,14 @@ export function openSio(url, { token, auth = {}, join = null, on = {}, timeoutMs
 
 /**
  * Open `n` sockets in batches of `batch` (all of a batch ready before the next
- * starts, then a short pause). `optsFor(i)` gives the options of socket i.
+ * starts, then a short pause). `url` is the server's base URL, or a function
+ * i -> URL (sockets spread over nodes); `optsFor(i)` gives the options of socket i.
  */
 export async function openManySio(n, url, optsFor, { batch = 200, pauseMs = 10 } = {}) {
   const sockets = [];
   for (let i = 0; i < n; i += batch) {
     const opening = [];
-    for (let j = i; j < Math.min(n, i + batch); j++) opening.push(openSio(url, optsFor(j)));
+    for (let j = i; j < Math.min(n, i + batch); j++) opening.push(openSio(typeof url === 'function' ? url(j) : url, optsFor(j)));
     sockets.push(...(await Promise.all(opening)));
     if (pauseMs) await sleep(pauseMs);
   }

@@ -33,6 +33,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..args import Args, wire_arguments
 from ..auth import AuthError
+from ..broker import BrokerUnavailable
 from ..errors import ClientError, CloseCode
 from ..events import event_data
 from ..handshake import Handshake, from_request, peer_address
@@ -42,7 +43,7 @@ from ..profiles import Profile, ProfiledCodec
 from ..protocol import engineio as eio
 from ..protocol import socketio as sio
 from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
-from ..recovery import RecoveryLog, SavedSession
+from ..recovery import Recovery, SavedSession
 from ..session import Session
 from ..supervise import log_failure
 from .answers import OrderedAnswers
@@ -66,6 +67,8 @@ _SHUTDOWN = sio.Packet(sio.PacketType.DISCONNECT, "")
 INBOX_SIZE = 64
 #: How long a closed polling session waits for the poll that takes its close packet.
 CLOSE_POLL_GRACE = 2.0
+#: Seconds a dropped session's saving for recovery may take (on a broker).
+SAVE_TIMEOUT = 2.0
 
 
 class SioCodec(ProfiledCodec):
@@ -358,6 +361,7 @@ class EngineSocket:
             return
         if kind == sio.PacketType.DISCONNECT:
             del self.sessions[packet.namespace]
+            self._untrack(packet.namespace)
             await self.app.close_session(session, "client")
         elif kind in (sio.PacketType.EVENT, sio.PacketType.BINARY_EVENT):
             await self._event(session, packet)
@@ -430,14 +434,18 @@ class EngineSocket:
         missed: list[Any] = []
         pid, offset = auth.get("pid"), auth.get("offset")
         if recovery is not None and isinstance(pid, str) and isinstance(offset, str):
-            candidate = recovery.restore(pid)
-            if (candidate is not None
-                    and candidate.identity.user_id == identity.user_id
-                    and candidate.identity.tenant_id == identity.tenant_id):
-                replay = recovery.missed(offset, candidate.rooms, identity.tenant_id,
-                                         candidate.session_id)
-                if replay is not None:
-                    saved, missed = candidate, replay
+            try:
+                candidate = await recovery.restore(pid)
+                if (candidate is not None
+                        and candidate.identity.user_id == identity.user_id
+                        and candidate.identity.tenant_id == identity.tenant_id):
+                    rooms = candidate.rooms | self.app.hub.canonical_rooms(identity)
+                    replay = await recovery.missed(offset, rooms, identity.tenant_id,
+                                                   candidate.session_id)
+                    if replay is not None:
+                        saved, missed = candidate, replay
+            except BrokerUnavailable as exc:  # a new session: the client re-syncs
+                log.info("%s: no recovery: %s", self.sid, exc)
         transport = NamespaceTransport(self, namespace)
         session = self.app.new_session(identity, transport, self._codec(namespace),
                                        session_id=saved.session_id if saved else None,
@@ -450,6 +458,7 @@ class EngineSocket:
             self.pids[namespace] = pid if saved and isinstance(pid, str) \
                 else secrets.token_urlsafe(12)
             answer["pid"] = self.pids[namespace]
+            recovery.track(self.pids[namespace], session)
         self.send_sio(sio.Packet(sio.PacketType.CONNECT, namespace, answer))
         for event_offset, publication in missed:
             session.transport.send(session.codec.encode_event(
@@ -464,6 +473,7 @@ class EngineSocket:
         if session is None:
             return
         self.send_sio(sio.Packet(sio.PacketType.DISCONNECT, namespace))
+        self._untrack(namespace)
         if self._nursery is not None:
             self._nursery.start_soon(self.app.close_session, session, reason)
 
@@ -553,7 +563,7 @@ class EngineSocket:
                 self._inbox_send.close()
             with trio.CancelScope(shield=True):
                 for namespace, session in list(self.sessions.items()):
-                    self._save_for_recovery(namespace, session)
+                    await self._save_for_recovery(namespace, session)
                     await self.app.close_session(session, self.close_reason)
                 self.sessions.clear()
             try:
@@ -566,16 +576,30 @@ class EngineSocket:
             finally:
                 self._forget()
 
-    def _save_for_recovery(self, namespace: str, session: Session) -> None:
+    def _untrack(self, namespace: str) -> None:
+        recovery = self.server.recovery
+        pid = self.pids.pop(namespace, None)
+        if recovery is not None and pid is not None:
+            recovery.untrack(pid)
+
+    async def _save_for_recovery(self, namespace: str, session: Session) -> None:
         recovery = self.server.recovery
         pid = self.pids.get(namespace)
-        if recovery is None or pid is None or self.close_reason not in _RECOVERABLE:
+        if recovery is None or pid is None:
+            return
+        if self.close_reason not in _RECOVERABLE:
+            self._untrack(namespace)
             return
         canonical = {f"user:{session.user_id}", f"tenant:{session.tenant_id}",
                      f"tenant:{session.tenant_id}:agents"}
-        recovery.save(pid, SavedSession(session.id, session.identity,
-                                        frozenset(session.rooms - canonical),
-                                        trio.current_time()))
+        saved = SavedSession(session.id, session.identity,
+                             frozenset(session.rooms - canonical), trio.current_time())
+        with trio.move_on_after(SAVE_TIMEOUT):  # (a broker that does not answer)
+            try:
+                await recovery.save(pid, saved)
+            except BrokerUnavailable as exc:
+                log.info("%s: session %s not saved for recovery: %s", self.sid, session.id,
+                         exc)
 
     async def _heartbeat(self) -> None:
         """Ping every interval, expect the pong within the timeout; expire tokens;
@@ -722,9 +746,9 @@ class EngineIOServer:
         self.engines: dict[str, EngineSocket] = {}
         self._spawn = spawn
         self._codecs: dict[tuple[str, bool], SioCodec] = {}
-        self.recovery: RecoveryLog | None = None
+        self.recovery: Recovery | None = None
         if self.config.recovery_window > 0:
-            self.recovery = app.hub.recovery = RecoveryLog(
+            self.recovery = app.hub.recovery = app.hub.broker.recovery(
                 self.config.recovery_window, self.config.recovery_max_events)
 
     def codec(self, namespace: str, websocket: bool) -> SioCodec:

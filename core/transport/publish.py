@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..errors import ClientError
+from ..broker import BrokerUnavailable
+from ..errors import ClientError, server_failure
 from ..http import ERROR_STATUS, find_api_key, presented_key, publish_emits
 from ..protocol import jsontext
 from ..supervise import log_failure
@@ -62,6 +63,10 @@ async def _answer(app: App, head: RequestHead, body: bytes) -> tuple[int, dict[s
         app.metrics.client_errors.labels(exc.code).inc()
         status = ERROR_STATUS.get(exc.code, 400)
         return status, exc.to_dict()
+    except BrokerUnavailable as exc:  # (earlier items of a list may have gone out)
+        error = server_failure(exc, "POST /api/v1/emit")
+        app.metrics.client_errors.labels(error.code).inc()
+        return 503, error.to_dict()
     return 202, {"published": published}
 
 

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from switchboard.core import (
     MAX_ROW_ID,
+    Announcement,
     App,
     Batcher,
+    BrokerUnavailable,
     ChatConversation,
     ChatHistory,
     ChatMessage,
@@ -46,6 +48,8 @@ log = logging.getLogger("switchboard.chat")
 
 MESSAGE_STORED = "switchboard_chat_message_stored"
 STATUS_CHANGED = "switchboard_chat_status_changed"
+#: Control-channel topic: the participants of [tenant, conversation] changed.
+MEMBERS_TOPIC = "chat:members"
 
 
 def chat_message(tenant: str, message: Mapping[str, Any]) -> ChatMessage:
@@ -93,6 +97,7 @@ class Chat:
         self.app = app
         self.settings = settings
         self.storage.store = app.store
+        app.on_announcement(MEMBERS_TOPIC, self._dropped_elsewhere)
         # A batch the database refused (not one it could not take) is written
         # again message by message: a bad message fails alone, not its neighbours.
         self._writer = Batcher(self._write_batch, max_batch=self.settings.max_batch,
@@ -135,9 +140,26 @@ class Chat:
 
     def forget(self, tenant: str, conversation: str) -> None:
         """After a change of participants: drop the cached ones, and keep loads
-        that started before the change from caching what they read."""
+        that started before the change from caching what they read; the other
+        nodes of a cluster are told to do the same (``chat:members``)."""
+        self._drop(tenant, conversation)
+        self.app.nursery.start_soon(self._tell_other_nodes, tenant, conversation)
+
+    def _drop(self, tenant: str, conversation: str) -> None:
         self._changes += 1
         self._members.pop((tenant, conversation), None)
+
+    async def _tell_other_nodes(self, tenant: str, conversation: str) -> None:
+        try:
+            await self.app.announce(MEMBERS_TOPIC, [tenant, conversation])
+        except BrokerUnavailable:  # (each node's cache is bounded; its entries age out)
+            log.warning("participants of %s/%s changed: other nodes not told (the "
+                        "broker is unreachable)", tenant, conversation)
+
+    def _dropped_elsewhere(self, announcement: Announcement) -> None:
+        data = announcement.data
+        if announcement.node != self.app.node_id and isinstance(data, list) and len(data) == 2:
+            self._drop(str(data[0]), str(data[1]))
 
     async def check_access(self, session: Session, conversation: str) -> dict[str, str]:
         """The participants, if ``session`` may see the conversation: ``not_found``
@@ -341,8 +363,8 @@ class Chat:
                          members))
         created = await self.storage.create_many(rows, time.time())
         for (tenant, conversation_id, _, _), made in zip(rows, created, strict=True):
-            if made:
-                self.forget(tenant, conversation_id)
+            if made:  # (no node keeps "no such conversation": nothing to tell them)
+                self._drop(tenant, conversation_id)
         return created
 
     async def make_conversation(self, tenant_id: str, conversation_id: str | None,
@@ -354,8 +376,8 @@ class Chat:
         conversation = conversation_id or secrets.token_hex(8)
         created = await self.storage.create(tenant_id, conversation, title, members.items(),
                                             time.time())
-        if created:
-            self.forget(tenant_id, conversation)
+        if created:  # (no node keeps "no such conversation": nothing to tell them)
+            self._drop(tenant_id, conversation)
         return ChatConversation(tenant_id, conversation, title, tuple(
             ChatParticipant(user, role) for user, role in members.items())), created
 

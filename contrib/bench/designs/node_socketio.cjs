@@ -1,6 +1,10 @@
 // Reference server: the Node socket.io server (v4), websocket transport only.
 //
-//     node node_socketio.cjs PORT
+//     node node_socketio.cjs PORT [--redis URL [--key PREFIX]]
+//
+// With --redis, the server is one node of several sharing rooms through the
+// Socket.IO Redis adapter (@socket.io/redis-adapter, Pub/Sub), channels
+// prefixed with PREFIX (default "socket.io").
 //
 // Every client joins room "room" on connect, and also "r" + auth.room when its
 // handshake `auth` carries a `room`. `GET /blast/M` emits M events "msg" (a
@@ -12,6 +16,11 @@ const http = require('node:http');
 const { Server } = require('socket.io');
 
 const port = Number(process.argv[2]);
+const option = (name) => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : undefined;
+};
+const redisUrl = option('--redis');
 if (!port) {
   console.error('usage: node node_socketio.cjs PORT');
   process.exit(2);
@@ -62,13 +71,28 @@ const io = new Server(server, {
   serveClient: false,
 });
 
+async function listen() {
+  if (redisUrl) {
+    const { createClient } = require('redis');
+    const { createAdapter } = require('@socket.io/redis-adapter');
+    const pub = createClient({ url: redisUrl });
+    const sub = pub.duplicate();
+    await Promise.all([pub.connect(), sub.connect()]);
+    io.adapter(createAdapter(pub, sub, { key: option('--key') ?? 'socket.io' }));
+  }
+  server.listen(port, '127.0.0.1');
+}
+
 io.on('connection', (socket) => {
   socket.join('room');
   const room = socket.handshake.auth && socket.handshake.auth.room;
   if (room !== undefined && room !== null) socket.join(`r${room}`);
 });
 
-server.listen(port, '127.0.0.1');
+listen().catch((err) => {
+  console.error(`start failed: ${err.message ?? err}`);
+  process.exit(1);
+});
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
     io.close();

@@ -1,0 +1,689 @@
+"""The Redis broker: several nodes, one cluster.
+
+Keys (all under ``broker.prefix``, ``P`` below):
+
+- ``P:stream``: every publication of the cluster, in one Redis stream bounded
+  to about ``broker.history_size`` entries. A publication is added by a Lua
+  script that reads the epoch and adds the entry atomically; every node reads
+  the stream with a blocking ``XREAD`` from the last id it delivered, so each
+  publication reaches each node once and in the stream's order, whichever
+  node or HTTP request it started on. A node whose link to Redis broke reads
+  on from where it stopped when the link is back: nothing is lost as long as
+  the stream still holds it.
+- ``P:epoch``: a random string set when the stream is (re)created. Recovery
+  offsets are ``epoch:id``; an offset of another epoch (Redis restarted
+  without its data, the stream lost) is refused, so the client is told to
+  re-sync instead of silently missing events.
+- ``P:control``: the control channel (announcements), a smaller stream read
+  by the same ``XREAD``.
+- ``P:alive`` (sorted set: node -> expiry in Redis' clock) and ``P:reports``
+  (hash: node -> its latest stats): each node's heartbeat every
+  ``broker.heartbeat`` seconds. A node missing its heartbeats for
+  ``broker.node_ttl`` seconds (killed, cut off) is removed by the first live
+  node that sees it, which announces ``switchboard:node_gone`` so that the
+  plugins drop what that node held (presence: its devices).
+- ``P:session:{pid}``: a dropped Socket.IO session kept for recovery, expiring
+  after ``socketio.recovery_window``.
+
+While Redis cannot be reached, :meth:`RedisBroker.publish` raises
+:class:`~.broker.BrokerUnavailable` (clients get ``broker_unavailable``, the
+HTTP API 503), ``available`` is False (``/ready`` answers 503 ``degraded``),
+and the node goes on serving its connections; the reader and the heartbeat
+reconnect with a back-off.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import coredis
+import coredis.exceptions
+import trio
+from coredis.retry import NoRetryPolicy
+
+from .args import Args
+from .auth import Identity
+from .broker import (
+    Announcement,
+    AnnouncementHandler,
+    BrokerUnavailable,
+    ControlHandlers,
+    Deliver,
+    Publication,
+    new_node_id,
+)
+from .recovery import Recovery, SavedSession
+from .session import Session
+
+log = logging.getLogger("switchboard.broker")
+
+#: Seconds an ``XREAD`` blocks in Redis before it is asked again.
+READ_BLOCK = 1.0
+#: Publications added by one script call, at most.
+PUBLISH_BATCH = 500
+#: Entries taken by one ``XREAD``.
+READ_COUNT = 1000
+#: Back-off of the reader and the heartbeat while Redis is unreachable.
+RETRY_FIRST = 0.1
+RETRY_LONGEST = 2.0
+#: Seconds a command may take before Redis counts as unreachable.
+COMMAND_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+#: Announcements kept in the control stream, at most (about).
+CONTROL_SIZE = 1000
+#: Topic of the announcement that a node is gone (data: {"node": id}).
+NODE_GONE = "switchboard:node_gone"
+
+_UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
+                coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError)
+
+# KEYS: stream, epoch; ARGV: history size, new epoch, publication...
+_PUBLISH_MANY = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+end
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch, 'p', ARGV[i])
+end
+return #ARGV - 2
+"""
+
+_EPOCH = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+# KEYS: alive, reports; ARGV: node, ttl (ms), report, prefix
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+local out = {}
+for _, node in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], node)
+  redis.call('HDEL', KEYS[2], node)
+  -- the dead node's counts stop counting; say which totals fell to 0
+  local mine = ARGV[4] .. ':node:' .. node .. ':counts'
+  local emptied = {}
+  for _, entry in ipairs(redis.call('SMEMBERS', mine)) do
+    local sep = string.find(entry, '\\0', 1, true)
+    local group, member = string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1)
+    local key = ARGV[4] .. ':count:' .. group .. ':' .. member
+    redis.call('HDEL', key, node)
+    local total = 0
+    for _, n in ipairs(redis.call('HVALS', key)) do total = total + tonumber(n) end
+    if total <= 0 then
+      redis.call('SREM', ARGV[4] .. ':members:' .. group, member)
+      table.insert(emptied, entry)
+    end
+  end
+  redis.call('DEL', mine)
+  table.insert(out, node)
+  table.insert(out, emptied)
+end
+return out
+"""
+
+# KEYS: count hash, members set, alive, this node's count set
+# ARGV: node, delta, entry (group NUL member), member
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if n <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[4], ARGV[3])
+else
+  redis.call('SADD', KEYS[4], ARGV[3])
+end
+local total = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local expiry = redis.call('ZSCORE', KEYS[3], fields[i])
+  if fields[i] == ARGV[1] or (expiry and tonumber(expiry) > now) then
+    total = total + tonumber(fields[i + 1])
+  end
+end
+if total > 0 then
+  redis.call('SADD', KEYS[2], ARGV[4])
+else
+  redis.call('SREM', KEYS[2], ARGV[4])
+end
+return total
+"""
+
+# KEYS: members set, alive; ARGV: prefix, group
+_COUNTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local fields = redis.call('HGETALL', ARGV[1] .. ':count:' .. ARGV[2] .. ':' .. member)
+  local total = 0
+  for i = 1, #fields, 2 do
+    local expiry = redis.call('ZSCORE', KEYS[2], fields[i])
+    if expiry and tonumber(expiry) > now then total = total + tonumber(fields[i + 1]) end
+  end
+  if total > 0 then
+    table.insert(out, member)
+    table.insert(out, total)
+  end
+end
+return out
+"""
+
+_REFRESH = """
+local ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local value = ARGV[i + 1]
+  if value == '' then
+    redis.call('PEXPIRE', key, ttl)
+  else
+    redis.call('SET', key, value, 'PX', ttl)
+  end
+end
+return #KEYS
+"""
+
+_REPORTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local alive = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local out = {}
+for _, node in ipairs(alive) do
+  local report = redis.call('HGET', KEYS[2], node)
+  if report then
+    table.insert(out, node)
+    table.insert(out, report)
+  end
+end
+return out
+"""
+
+
+# -- encoding -----------------------------------------------------------------
+
+_BYTES = "\x00b"
+_ARGS = "\x00a"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Args):
+        return {_ARGS: list(value.values)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {_BYTES: base64.b64encode(bytes(value)).decode()}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if _BYTES in obj:
+            return base64.b64decode(obj[_BYTES])
+        if _ARGS in obj:
+            return Args(*obj[_ARGS])
+    return obj
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text, object_hook=_hook)
+
+
+def encode_publication(p: Publication) -> str:
+    return dumps([p.tenant, p.room, p.event, p.data, p.exclude, p.skip_room])
+
+
+def decode_publication(text: str | bytes) -> Publication:
+    tenant, room, event, data, exclude, skip_room = loads(text)
+    return Publication(tenant, room, event, data, exclude, skip_room)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+# -- the broker ---------------------------------------------------------------
+
+
+class RedisBroker:
+    """:class:`~.broker.Broker` on Redis (see the module's docstring)."""
+
+    clustered = True
+
+    def __init__(self, url: str, *, prefix: str = "switchboard", heartbeat: float = 2.0,
+                 node_ttl: float = 6.0, history_size: int = 10_000) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        self.node_ttl = node_ttl
+        self.history_size = history_size
+        self.node_id = new_node_id()
+        self.control = ControlHandlers()
+        self.stream_key = f"{prefix}:stream"
+        self.control_key = f"{prefix}:control"
+        self.epoch_key = f"{prefix}:epoch"
+        self.alive_key = f"{prefix}:alive"
+        self.reports_key = f"{prefix}:reports"
+        #: The epoch of the stream as this node last saw it.
+        self.epoch: str | None = None
+        self._available = False
+        self._client: coredis.Redis[bytes] | None = None
+        self._recovery: RedisRecovery | None = None
+        self._forget: list[str] = []
+        self._publisher: coredis.Redis[bytes] | None = None
+        #: This node's counts (:meth:`count`), to write again if Redis lost them.
+        self._counts: dict[str, dict[str, int]] = {}
+        self._counts_lost = False
+        self._forget_added = trio.Event()
+
+    # -- clients ---------------------------------------------------------------
+
+    def _new_client(self, stream_timeout: float, **options: Any) -> coredis.Redis[bytes]:
+        return coredis.Redis.from_url(
+            self.url, decode_responses=False, retry_policy=NoRetryPolicy(),
+            stream_timeout=stream_timeout, connect_timeout=CONNECT_TIMEOUT, **options)
+
+    def _redis(self) -> coredis.Redis[bytes]:
+        if self._client is None:
+            raise BrokerUnavailable("the broker is not running")
+        return self._client
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    def _lost(self, what: str, exc: BaseException) -> None:
+        if self._available:
+            log.warning("Redis unreachable (%s): %s", what, exc)
+        self._available = False
+
+    # -- publishing ------------------------------------------------------------
+
+    async def publish(self, publication: Publication) -> None:
+        await self.publish_many([publication])
+
+    async def publish_many(self, publications: list[Publication]) -> None:
+        """Add ``publications`` to the stream, in order, and return once Redis
+        has them (so what a caller publishes next comes after them).
+
+        Every publication of this node goes through one connection
+        (pipelined: concurrent calls do not wait for each other's answers),
+        so Redis takes them in the order they were made."""
+        redis = self._publisher
+        if redis is None:
+            raise BrokerUnavailable("the broker is not running")
+        if not self._available:  # (also: not yet reading, so it could miss this)
+            raise BrokerUnavailable("Redis is not answering")
+        for start in range(0, len(publications), PUBLISH_BATCH):
+            batch = publications[start:start + PUBLISH_BATCH]
+            try:
+                await redis.eval(_PUBLISH_MANY, keys=[self.stream_key, self.epoch_key],
+                                 args=[self.history_size, secrets.token_hex(8),
+                                       *map(encode_publication, batch)])
+            except _UNREACHABLE as exc:
+                self._lost("publish", exc)
+                sent = f"; {start} of {len(publications)} sent" if start else ""
+                raise BrokerUnavailable(f"Redis is not answering ({exc}){sent}") from None
+
+    async def announce(self, topic: str, data: Any) -> None:
+        redis = self._redis()
+        try:
+            await redis.xadd(self.control_key,
+                             {"c": dumps([topic, data, self.node_id])},
+                             trim_strategy=coredis.PureToken.MAXLEN, threshold=CONTROL_SIZE,
+                             trim_operator=coredis.PureToken.APPROXIMATELY)
+        except _UNREACHABLE as exc:
+            self._lost("announce", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    def on_announcement(self, topic: str, handler: AnnouncementHandler) -> None:
+        self.control.add(topic, handler)
+
+    def forget_soon(self, key: str) -> None:
+        """Delete ``key`` in the background (best effort: it expires anyway)."""
+        self._forget.append(key)
+        self._forget_added.set()
+
+    async def _forget_keys(self, redis: coredis.Redis[bytes]) -> None:
+        while True:
+            await self._forget_added.wait()
+            self._forget_added = trio.Event()
+            keys, self._forget = self._forget, []
+            try:
+                await redis.delete(keys)
+            except _UNREACHABLE as exc:
+                self._lost("delete", exc)
+
+    def recovery(self, window: float, max_events: int) -> Recovery:
+        self._recovery = RedisRecovery(self, window)
+        return self._recovery
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        redis = self._redis()
+        try:
+            flat = await redis.eval(_REPORTS, keys=[self.alive_key, self.reports_key])
+        except _UNREACHABLE as exc:
+            self._lost("stats", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+        assert isinstance(flat, list)
+        return {_text(flat[i]): loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self, deliver: Deliver, report: Callable[[], dict[str, Any]], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        commands = self._new_client(COMMAND_TIMEOUT)
+        publisher = self._new_client(COMMAND_TIMEOUT, max_connections=1)
+        reader = self._new_client(READ_BLOCK + COMMAND_TIMEOUT)
+        async with commands, publisher, reader, trio.open_nursery() as nursery:
+            self._client = commands
+            self._publisher = publisher
+            started = trio.Event()
+            nursery.start_soon(self._read, reader, deliver, started)
+            # Start serving when the reader knows where the stream is; if Redis
+            # is unreachable, serve anyway (degraded) and catch up when it is back.
+            with trio.move_on_after(CONNECT_TIMEOUT + COMMAND_TIMEOUT):
+                await started.wait()
+            try:  # counts of this node's sessions count from the start
+                with trio.move_on_after(COMMAND_TIMEOUT):
+                    await self._heartbeat(commands, report)
+            except (*_UNREACHABLE, BrokerUnavailable) as exc:
+                self._lost("heartbeat", exc)
+            nursery.start_soon(self._beat, commands, report)
+            nursery.start_soon(self._forget_keys, commands)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._client = self._publisher = None
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    try:
+                        await commands.zrem(self.alive_key, [self.node_id])
+                        await commands.hdel(self.reports_key, [self.node_id])
+                    except Exception as exc:  # the others drop it after node_ttl
+                        log.info("node %s not removed from Redis: %r", self.node_id, exc)
+
+    async def _read(self, redis: coredis.Redis[bytes], deliver: Deliver,
+                    started: trio.Event) -> None:
+        last: str | None = None
+        last_control = "$"
+        delay = RETRY_FIRST
+        while True:
+            try:
+                epoch = _text(await redis.eval(_EPOCH, keys=[self.epoch_key],
+                                               args=[secrets.token_hex(8)]))
+                if last is None:
+                    newest = await redis.xrevrange(self.stream_key, count=1)
+                    last = _text(newest[0].identifier) if newest else "0-0"
+                    newest_control = await redis.xrevrange(self.control_key, count=1)
+                    last_control = _text(newest_control[0].identifier) \
+                        if newest_control else "0-0"
+                elif epoch != self.epoch:
+                    log.warning("the Redis stream was lost (new epoch): reading the new one "
+                                "from its start")
+                    last, last_control = "0-0", "0-0"
+                    self._counts_lost = True
+                self.epoch = epoch
+                if not self._available:
+                    log.info("Redis reachable")
+                self._available = True
+                started.set()
+                delay = RETRY_FIRST
+                while True:
+                    answer = await redis.xread({self.stream_key: last,
+                                                self.control_key: last_control},
+                                               count=READ_COUNT, block=int(READ_BLOCK * 1000))
+                    self._available = True  # (a failed publish may have said otherwise)
+                    if not answer:
+                        continue
+                    for key, entries in answer.items():
+                        if _text(key) == self.stream_key:
+                            for entry in entries:
+                                last = _text(entry.identifier)
+                                self._deliver_entry(deliver, last, entry.field_values)
+                        else:
+                            for entry in entries:
+                                last_control = _text(entry.identifier)
+                                self._dispatch(entry.field_values)
+            except _UNREACHABLE as exc:
+                self._lost("read", exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_LONGEST)
+
+    def _deliver_entry(self, deliver: Deliver, entry_id: str, fields: Any) -> None:
+        epoch = _text(fields.get(b"e", b""))
+        if epoch != self.epoch:
+            self.epoch = epoch
+        try:
+            publication = decode_publication(fields[b"p"])
+        except (KeyError, ValueError, TypeError) as exc:
+            log.error("unreadable publication %s in Redis: %s", entry_id, exc)
+            return
+        deliver(publication, f"{epoch}:{entry_id}")
+
+    def _dispatch(self, fields: Any) -> None:
+        try:
+            topic, data, node = loads(fields[b"c"])
+        except (KeyError, ValueError, TypeError) as exc:
+            log.error("unreadable announcement in Redis: %s", exc)
+            return
+        self.control.dispatch(Announcement(topic, data, node))
+
+    async def _heartbeat(self, redis: coredis.Redis[bytes],
+                         report: Callable[[], dict[str, Any]]) -> None:
+        if self._counts_lost:  # Redis came back without its data: count ours again
+            await self._restore_counts(redis)
+        dead = await redis.eval(_HEARTBEAT, keys=[self.alive_key, self.reports_key],
+                                args=[self.node_id, int(self.node_ttl * 1000),
+                                      dumps(report()), self.prefix])
+        assert isinstance(dead, list)
+        for i in range(0, len(dead), 2):
+            gone = _text(dead[i])
+            if gone == self.node_id:
+                continue
+            emptied: dict[str, list[str]] = {}
+            for entry in dead[i + 1]:
+                group, _, member = _text(entry).partition("\0")
+                emptied.setdefault(group, []).append(member)
+            log.warning("node %s missed its heartbeats: gone", gone)
+            await self.announce(NODE_GONE, {"node": gone, "emptied": emptied})
+
+    async def _restore_counts(self, redis: coredis.Redis[bytes]) -> None:
+        self._counts_lost = False
+        for group, members in list(self._counts.items()):
+            for member, n in list(members.items()):
+                await self._count(redis, group, member, n)
+
+    async def count(self, group: str, member: str, delta: int) -> int:
+        members = self._counts.setdefault(group, {})
+        n = members.get(member, 0) + delta
+        if n > 0:
+            members[member] = n
+        else:
+            members.pop(member, None)
+        try:
+            return await self._count(self._redis(), group, member, delta)
+        except _UNREACHABLE as exc:
+            self._lost("count", exc)
+            self._counts_lost = True  # written again, whole, with the next heartbeat
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def _count(self, redis: coredis.Redis[bytes], group: str, member: str,
+                     delta: int) -> int:
+        p = self.prefix
+        total = await redis.eval(
+            _COUNT, keys=[f"{p}:count:{group}:{member}", f"{p}:members:{group}",
+                          self.alive_key, f"{p}:node:{self.node_id}:counts"],
+            args=[self.node_id, delta, f"{group}\0{member}", member])
+        return max(int(total), 0)  # type: ignore[arg-type]
+
+    async def counts(self, group: str) -> dict[str, int]:
+        try:
+            flat = await self._redis().eval(_COUNTS, keys=[f"{self.prefix}:members:{group}",
+                                                           self.alive_key],
+                                            args=[self.prefix, group])
+        except _UNREACHABLE as exc:
+            self._lost("counts", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+        assert isinstance(flat, list)
+        return {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def _beat(self, redis: coredis.Redis[bytes],
+                    report: Callable[[], dict[str, Any]]) -> None:
+        while True:
+            try:
+                await self._heartbeat(redis, report)
+                if self._recovery is not None:
+                    await self._recovery.refresh(redis)
+            except (*_UNREACHABLE, BrokerUnavailable) as exc:
+                self._lost("heartbeat", exc)
+            await trio.sleep(self.heartbeat)
+
+
+# -- recovery -----------------------------------------------------------------
+
+
+def _canonical(identity: Identity) -> frozenset[str]:
+    user, tenant = identity.user_id, identity.tenant_id
+    return frozenset((f"user:{user}", f"tenant:{tenant}", f"tenant:{tenant}:agents"))
+
+
+def _identity_json(identity: Identity) -> dict[str, Any]:
+    return attrs.asdict(identity, recurse=False)
+
+
+def _identity_of(data: dict[str, Any]) -> Identity:
+    return Identity(**{**data, "rooms": tuple(data.get("rooms", ()))})
+
+
+class RedisRecovery:
+    """:class:`~.recovery.Recovery` in Redis: any node recovers any node's session.
+
+    The state of every open session (``track``) is kept in Redis too, written
+    when it opens and when its rooms change and refreshed with each heartbeat
+    (expiring ``node_ttl`` + ``window`` after the last): when its node dies
+    without saving it, another node can still recover it. A room joined less
+    than a heartbeat before such a death may be missing from the recovered
+    session."""
+
+    local = False
+
+    def __init__(self, broker: RedisBroker, window: float) -> None:
+        self.broker = broker
+        self.window = window
+        #: pid -> (session, rooms last written, or None for never)
+        self._tracked: dict[str, tuple[Session, frozenset[str] | None]] = {}
+
+    def track(self, pid: str, session: Session) -> None:
+        self._tracked[pid] = (session, None)
+
+    def untrack(self, pid: str) -> None:
+        if self._tracked.pop(pid, None) is not None:
+            self.broker.forget_soon(self._key(pid))
+
+    async def refresh(self, redis: coredis.Redis[bytes]) -> None:
+        """Write the tracked sessions whose rooms changed; extend the others."""
+        ttl = int((self.broker.node_ttl + self.window) * 1000)
+        items = list(self._tracked.items())
+        for start in range(0, len(items), 500):
+            keys: list[str] = []
+            values: list[str] = []
+            written: list[tuple[str, Session, frozenset[str]]] = []
+            for pid, (session, last) in items[start:start + 500]:
+                rooms = frozenset(session.rooms - _canonical(session.identity))
+                keys.append(self._key(pid))
+                values.append("" if rooms == last else self._value(session.id,
+                                                                     session.identity, rooms))
+                written.append((pid, session, rooms))
+            await redis.eval(_REFRESH, keys=keys, args=[ttl, *values])
+            for pid, session, rooms in written:
+                if pid in self._tracked:
+                    self._tracked[pid] = (session, rooms)
+
+    def _value(self, session_id: str, identity: Identity, rooms: frozenset[str]) -> str:
+        return dumps({"session_id": session_id, "identity": _identity_json(identity),
+                      "rooms": sorted(rooms)})
+
+    def record(self, publication: Publication) -> str:  # pragma: no cover (not local)
+        raise NotImplementedError("offsets come from the Redis stream")
+
+    def _key(self, pid: str) -> str:
+        return f"{self.broker.prefix}:session:{pid}"
+
+    async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
+                     session_id: str) -> list[tuple[str, Publication]] | None:
+        epoch, _, after = offset.partition(":")
+        try:
+            _stream_id(after)
+        except ValueError:
+            return None
+        broker = self.broker
+        redis = broker._redis()
+        try:
+            current = await redis.get(broker.epoch_key)
+            if current is None or _text(current) != epoch:
+                return None  # the history the offset belongs to is gone
+            if not await redis.xrange(broker.stream_key, after, after):
+                return None  # trimmed away (or never there): cannot tell what was missed
+            room_set = set(rooms)
+            out: list[tuple[str, Publication]] = []
+            start = f"({after}"
+            while True:
+                entries = await redis.xrange(broker.stream_key, start, "+", count=READ_COUNT)
+                for entry in entries:
+                    entry_id = _text(entry.identifier)
+                    publication = decode_publication(entry.field_values[b"p"])
+                    if (publication.tenant == tenant and publication.room in room_set
+                            and publication.exclude != session_id):
+                        out.append((f"{epoch}:{entry_id}", publication))
+                if len(entries) < READ_COUNT:
+                    return out
+                start = f"({_text(entries[-1].identifier)}"
+        except _UNREACHABLE as exc:
+            broker._lost("recovery", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def save(self, pid: str, saved: SavedSession) -> None:
+        self._tracked.pop(pid, None)
+        redis = self.broker._redis()
+        value = self._value(saved.session_id, saved.identity, saved.rooms)
+        try:
+            await redis.set(self._key(pid), value, px=max(1, int(self.window * 1000)))
+        except _UNREACHABLE as exc:
+            self.broker._lost("recovery", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+
+    async def restore(self, pid: str) -> SavedSession | None:
+        redis = self.broker._redis()
+        try:
+            value = await redis.getdel(self._key(pid))
+        except _UNREACHABLE as exc:
+            self.broker._lost("recovery", exc)
+            raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
+        if value is None:
+            return None
+        try:
+            data = loads(value)
+            return SavedSession(data["session_id"], _identity_of(data["identity"]),
+                                frozenset(data["rooms"]), trio.current_time())
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("unreadable saved session in Redis: %s", exc)
+            return None

@@ -1,0 +1,129 @@
+"""Presence over several nodes on the real Redis: a user is online while any
+device on any node is; user:online and user:offline go out once for the
+cluster; statuses and lists cover every node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from switchboard.testing import Harness, TestClient
+
+from tests.redis_nodes import (
+    TIMEOUT,
+    cluster_config,
+    eventually,
+    redis_prefix_fixture,  # noqa: F401  (fixture)
+    start_nodes,
+)
+
+GRACE = {"plugins": {"presence": {"grace_period": 0.3, "update_interval": 0.05}}}
+
+
+def about(client: TestClient, event: str, user: str) -> list[Any]:
+    return [d for d in client.received(event) if d["userId"] == user]
+
+
+async def next_about(client: TestClient, event: str, user: str) -> Any:
+    with trio.fail_after(TIMEOUT):
+        while True:
+            data = await client.expect(event, timeout=TIMEOUT)
+            if data["userId"] == user:
+                return data
+
+
+async def test_online_while_any_device_on_any_node_is(redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=GRACE), nursery, 2)
+        watcher_a = await a.connect("wa", "t1", role="agent")
+        watcher_b = await b.connect("wb", "t1", role="agent")
+        phone = await a.connect("alice", "t1", role="agent")
+        for watcher in (watcher_a, watcher_b):
+            assert (await next_about(watcher, "user:online", "alice"))["userId"] == "alice"
+        laptop = await b.connect("alice", "t1", role="agent")
+        # listed on both nodes with her two devices
+        for watcher in (watcher_a, watcher_b):
+            listed = {u["userId"]: u for u in (await watcher.request("presence:list"))["users"]}
+            assert listed["alice"]["devices"] == 2
+        await phone.close()
+        # still online through the laptop on the other node: the phone's grace
+        # period ends on node a without an offline
+        await eventually(lambda: _grace_over(a, "alice"))
+        await laptop.request("presence:update", {"status": "busy"})
+        await eventually(lambda: _listed_status(watcher_a, "alice", "busy"))
+        await laptop.close()
+        for watcher in (watcher_a, watcher_b):
+            offline = await next_about(watcher, "user:offline", "alice")
+            assert offline["lastSeen"] > 0
+        # once each, for the whole cluster
+        await a.app.publish("t1", "tenant:t1", "marker", None)
+        for watcher in (watcher_a, watcher_b):
+            await watcher.expect("marker", timeout=TIMEOUT)
+            assert about(watcher, "user:online", "alice") == []
+            assert about(watcher, "user:offline", "alice") == []
+        presence = a.app.service("presence")
+        info = await presence.presence_of("t1", "alice")
+        assert info.status == "offline" and info.devices == 0
+        listed = (await watcher_b.request("presence:list"))["users"]
+        assert "alice" not in {u["userId"] for u in listed}
+        for node in (a, b):
+            await node.stop()
+
+
+async def test_a_device_moving_to_another_node_in_its_grace_does_not_flap(
+        redis_prefix: str) -> None:
+    # a grace period long enough for the reconnect on a loaded machine
+    slow = {"plugins": {"presence": {"grace_period": 3.0}}}
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=slow), nursery, 2)
+        watcher = await b.connect("w", "t1", role="agent")
+        phone = await a.connect("alice", "t1", role="customer")
+        await next_about(watcher, "user:online", "alice")
+        await phone.close()
+        again = await b.connect("alice", "t1", role="customer")  # reconnects elsewhere
+        await again.request("presence:heartbeat")  # (her connect's hooks have run)
+        await eventually(lambda: _grace_over(a, "alice"), timeout=TIMEOUT + 5)
+        info = await b.app.service("presence").presence_of("t1", "alice")
+        assert info.status == "online"
+        await b.app.publish("t1", "tenant:t1", "marker", None)
+        await watcher.expect("marker", timeout=TIMEOUT)
+        assert about(watcher, "user:offline", "alice") == []
+        assert about(watcher, "user:online", "alice") == []
+        await again.close()
+        await next_about(watcher, "user:offline", "alice")
+        for node in (a, b):
+            await node.stop()
+
+
+async def test_presence_of_a_user_on_another_node_and_tenants_apart(
+        redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=GRACE), nursery, 2)
+        alice = await b.connect("alice", "t1", role="agent")
+        await alice.request("presence:heartbeat")  # (her connect's hooks have run)
+        other = await a.connect("mallory", "t2", role="agent")
+        await other.request("presence:heartbeat")
+        info = await a.app.service("presence").presence_of("t1", "alice")
+        assert (info.status, info.devices) == ("online", 1)
+        assert await a.app.service("presence").presence_of("t2", "alice") is None
+        listed = (await other.request("presence:list"))["users"]
+        assert [u["userId"] for u in listed] == ["mallory"]
+        async with a.http() as http:
+            response = await http.get("/api/v1/presence/t1/alice", headers=a.api_headers())
+            assert (await response.get_json())["devices"] == 1
+            response = await http.get("/api/v1/presence/t1", headers=a.api_headers())
+            assert [u["userId"] for u in (await response.get_json())["users"]] == ["alice"]
+        for node in (a, b):
+            await node.stop()
+
+
+async def _grace_over(node: Harness, user: str) -> bool:
+    """The node has forgotten the user's devices (their grace period ended)."""
+    return ("t1", user) not in node.app.service("presence")._users
+
+
+async def _listed_status(client: TestClient, user: str, status: str) -> bool:
+    listed = {u["userId"]: u for u in (await client.request("presence:list"))["users"]}
+    return user in listed and listed[user]["status"] == status
+
+

@@ -1,0 +1,274 @@
+"""Several nodes on the real Redis, judged by the real socket.io-client (npm):
+one room's members spread over three nodes (Socket.IO and plain WebSocket);
+a node killed with -9 during a steady stream, its clients recovering on the
+others with nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from switchboard.testing import TEST_API_KEY, TEST_SECRET, Harness
+
+from tests.redis_nodes import (
+    REDIS_URL,
+    TIMEOUT,
+    Balancer,
+    cluster_config,
+    eventually,
+    free_port,
+    redis_prefix_fixture,  # noqa: F401  (fixture)
+    start_nodes,
+)
+from tests.socketio_fixtures import (
+    DRIVER,
+    SOCKETIO_DIR,
+    NodeClients,
+    node_modules_fixture,  # noqa: F401  (fixture)
+)
+
+SCRIPT = Path(sys.executable).parent / "switchboard"
+ROOM = "lobby:1"
+RECOVERY = {"socketio": {"recovery_window": 30}}
+#: socket.io-client reconnecting at once, always to the same address.
+RECONNECT = {"transports": ["websocket"], "reconnectionDelay": 50,
+             "reconnectionDelayMax": 200, "randomizationFactor": 0}
+
+
+@pytest.fixture(name="sio")
+async def sio_fixture(node_modules: Path) -> AsyncIterator[NodeClients]:
+    """socket.io-client sockets in a Node process; aim each with ``base_url``."""
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(partial(
+            trio.run_process, ["node", str(DRIVER)], cwd=SOCKETIO_DIR, check=False,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        clients = NodeClients(process, "")
+        nursery.start_soon(clients._read_stdout)
+        nursery.start_soon(clients._read_stderr)
+        await clients.expect(None, "ready")
+        yield clients
+        await clients.close()
+
+
+def stream_position(offset: str) -> tuple[int, int]:
+    _epoch, _, entry = offset.partition(":")
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq)
+
+
+async def ticks(sio: NodeClients, client: str, count: int) -> list[Any]:
+    """The next ``count`` ``tick`` events of ``client``: their data, checking
+    that their recovery offsets only go forward."""
+    values, last = [], (0, 0)
+    for _ in range(count):
+        report = await sio.expect(client, "event", event="tick")
+        value, offset = report["args"]
+        assert stream_position(offset) > last
+        last = stream_position(offset)
+        values.append(value)
+    return values
+
+
+async def emit(url: str, body: Any) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/api/v1/emit", json=body,
+                                   headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+    assert response.status_code == 202, response.text
+
+
+async def test_one_room_over_three_nodes_socketio_and_websocket(
+        redis_prefix: str, sio: NodeClients) -> None:
+    async with trio.open_nursery() as nursery:
+        nodes = await start_nodes(cluster_config(redis_prefix, overrides=RECOVERY), nursery,
+                                  3, listen=True)
+        plain = []
+        for n, node in enumerate(nodes):
+            sio.base_url = node.http_url()
+            await sio.connected(f"s{n}", node.token(f"sio{n}", "t1", "customer"),
+                                transports=["websocket"])
+            assert (await sio.call(f"s{n}", "room:join", {"room": ROOM}))["args"] == [
+                {"room": ROOM}]
+            client = await node.connect(f"ws{n}", "t1", role="customer")
+            assert await client.request("room:join", {"room": ROOM}) == {"room": ROOM}
+            plain.append(client)
+        for i in range(30):  # from each node's HTTP API in turn
+            await emit(nodes[i % 3].http_url(),
+                       {"tenant": "t1", "room": ROOM, "event": "tick", "data": i})
+        for n in range(3):
+            assert await ticks(sio, f"s{n}", 30) == list(range(30))
+        for client in plain:
+            assert [await client.expect("tick", timeout=TIMEOUT) for _ in range(30)] == \
+                list(range(30))
+        await emit(nodes[0].http_url(),
+                   {"tenant": "t1", "room": ROOM, "event": "marker", "data": None})
+        for n in range(3):
+            await sio.expect(f"s{n}", "event", event="marker")
+            assert not sio.received(f"s{n}", "event", event="tick")
+        for client in plain:
+            await client.expect("marker", timeout=TIMEOUT)
+            assert not client.received("tick")
+        for node in nodes:
+            await node.stop()
+
+
+def node_config_file(path: Path, port: int, prefix: str, store_url: str) -> Path:
+    path.write_text(f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+
+[auth]
+secret = "{TEST_SECRET}"
+
+[[api_keys]]
+key = "{TEST_API_KEY}"
+tenant = "*"
+name = "tests"
+
+[store]
+url = "{store_url}"
+
+[broker]
+url = "{REDIS_URL}"
+prefix = "{prefix}"
+heartbeat = 0.2
+node_ttl = 3.0
+
+[socketio]
+recovery_window = 30
+
+[rooms]
+public_patterns = ["lobby:*"]
+
+[plugins.presence]
+grace_period = 0.3
+""")
+    return path
+
+
+async def start_process_node(tmp_path: Path, nursery: trio.Nursery, prefix: str,
+                             store_url: str) -> tuple[trio.Process, int]:
+    """``switchboard serve`` as a real process (to be killed with -9)."""
+    port = free_port()
+    config = node_config_file(tmp_path / "node.toml", port, prefix, store_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    log = tmp_path / "node.log"
+    with log.open("wb") as out:
+        process = await trio.lowlevel.open_process(
+            [str(SCRIPT), "serve", "--config", str(config)], env=env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
+    async def reap() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with trio.CancelScope(shield=True):
+                    await process.wait()
+
+    nursery.start_soon(reap)
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(TIMEOUT):
+            while True:
+                if process.returncode is not None:
+                    raise AssertionError(f"node exited:\n{log.read_text()}")
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.05)
+    return process, port
+
+
+async def presence_counts(node: Harness, expected: dict[str, int]) -> bool:
+    counts: dict[str, int] = await node.app.cluster_counts("presence:t1")
+    return counts == expected
+
+
+async def has_nodes(node: Harness, count: int) -> bool:
+    async with node.http() as http:
+        response = await http.get("/api/v1/stats", headers=node.api_headers())
+    return len((await response.get_json())["nodes"]) == count
+
+
+async def test_a_node_killed_during_a_stream_its_clients_recover_on_the_others(
+        redis_prefix: str, sio: NodeClients, tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'cluster.db'}"
+    config = cluster_config(redis_prefix, overrides={
+        **RECOVERY, "store": {"url": store_url},
+        "plugins": {"presence": {"grace_period": 0.3}}})
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(config, nursery, 2, listen=True)
+        process, port = await start_process_node(tmp_path, nursery, redis_prefix, store_url)
+        balancer = Balancer(port)
+        await nursery.start(balancer.run)
+        sio.base_url = balancer.url
+        first = {}
+        for name in ("x", "y"):
+            first[name] = await sio.connected(name, a.token(name, "t1", "customer"),
+                                              **RECONNECT)
+            assert first[name]["recovered"] is False
+            assert (await sio.call(name, "room:join", {"room": ROOM}))["args"] == [
+                {"room": ROOM}]
+        # z is on the doomed node only and will not come back
+        sio.base_url = f"http://127.0.0.1:{port}"
+        await sio.connected("z", a.token("z", "t1", "customer"), transports=["websocket"],
+                            reconnection=False)
+        watcher = await b.connect("watcher", "t1", role="agent")
+        assert await watcher.request("room:join", {"room": ROOM}) == {"room": ROOM}
+        # the node to kill has had its heartbeat in Redis
+        await eventually(lambda: has_nodes(a, 3))
+        total, killed_at = 200, 60
+        sent = trio.Event()
+
+        async def stream() -> None:
+            for i in range(total):
+                await a.app.publish("t1", ROOM, "tick", i)
+                await trio.sleep(0.005)
+            sent.set()
+
+        nursery.start_soon(stream)
+        assert await ticks(sio, "x", killed_at) == list(range(killed_at))
+        process.send_signal(signal.SIGKILL)
+        balancer.target = b.server.port  # reconnects go to a live node
+        for name in ("x", "y"):
+            assert (await sio.expect(name, "disconnect"))["reason"] == "transport close"
+            again = await sio.expect(name, "connect")
+            assert again["recovered"] is True
+            assert again["id"] == first[name]["id"]
+        with trio.fail_after(TIMEOUT):
+            await sent.wait()
+        # every tick once, in order: those before the kill, those missed while
+        # reconnecting (replayed from Redis), those after
+        assert await ticks(sio, "x", total - killed_at) == list(range(killed_at, total))
+        assert await ticks(sio, "y", total) == list(range(total))
+        assert [await watcher.expect("tick", timeout=TIMEOUT) for _ in range(total)] == \
+            list(range(total))
+        await a.app.publish("t1", ROOM, "marker", None)
+        for name in ("x", "y"):
+            await sio.expect(name, "event", event="marker")
+            assert not sio.received(name, "event", event="tick")
+        # the recovered sessions are still in the room, now on node b
+        assert len(b.app.hub.rooms.members("t1", ROOM)) == 3
+        # the dead node stops counting within node_ttl: its devices with it
+        await eventually(lambda: has_nodes(a, 2))
+        offline = await watcher.expect("user:offline", timeout=TIMEOUT)
+        assert offline["userId"] == "z"
+        await eventually(lambda: presence_counts(a, {"x": 1, "y": 1, "watcher": 1}))
+        await b.app.publish("t1", "tenant:t1", "marker", None)
+        await watcher.expect("marker", timeout=TIMEOUT)
+        assert not watcher.received("user:offline")
+        for node in (a, b):
+            await node.stop()
+        nursery.cancel_scope.cancel()
