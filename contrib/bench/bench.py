@@ -780,7 +780,9 @@ def write_agent_tokens(tmp: Path, count: int) -> Path:
 def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
                   label: str) -> list[Row]:
     tokens = write_agent_tokens(tmp, a.pipeline_consultants)
-    with chat_database(tmp, backend, a.pg_url) as store_url, \
+    linger = {"SWITCHBOARD_SERVER__WRITE_LINGER": str(a.pipeline_linger)} \
+        if a.pipeline_linger else {}
+    with chat_database(tmp, backend, a.pg_url) as store_url, environment(linger), \
             run_switchboard(tmp, PIPELINE_PLUGINS, store_url=store_url,
                             event_limits=["lead:move"]) as target:
         leads = []
@@ -798,8 +800,9 @@ def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         wait_idle(target)
         result = node.run("pipeline.mjs", [
             "--consultants", str(a.pipeline_consultants), "--rate", str(a.pipeline_rate),
-            "--secs", str(a.pipeline_secs), "--leads", str(leads_file),
-            "--stages", ",".join(PIPELINE_STAGES), "--tokens", str(tokens),
+            "--secs", str(a.pipeline_secs), "--procs", str(a.pipeline_procs),
+            "--leads", str(leads_file), "--stages", ",".join(PIPELINE_STAGES),
+            "--tokens", str(tokens),
             "--server-pid", str(target.pid), target.ws_url], timeout=a.pipeline_secs + 120)
         log(f"pipeline {label}: {json.dumps(result)}")
     p99 = result.get("worst_board_p99_ms")
@@ -807,6 +810,10 @@ def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         and p99 < TARGET_PIPELINE_P99_MS
     cpu = result.get("server_cpu")
     busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    client = result.get("client_cpu")
+    if isinstance(client, int | float):
+        busy += (f"; load client CPU {client:.0%} over {result.get('procs')} Node processes "
+                 f"(busiest {result.get('client_busiest_proc_cpu', 0):.0%})")
     errors = (f"; {result['errors']} errors, first {result.get('first_error')}"
               if result.get("errors") else "")
     late = f"; {result['skipped']} moves not sent (every lead in flight)" \
@@ -816,7 +823,8 @@ def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         f"Switchboard, {label}",
         f"{a.pipeline_consultants} consultants with the same board open (plain WebSocket, "
         f"plugins {PIPELINE_PLUGINS}), {a.pipeline_rate} moves/s for {a.pipeline_secs} s "
-        f"over {a.pipeline_leads} leads",
+        f"over {a.pipeline_leads} leads; consultants in {a.pipeline_procs} Node processes; "
+        f"`server.write_linger` {a.pipeline_linger * 1000:g} ms",
         f"{result.get('acked', 0):,} moves acked ({result.get('moves_per_s', 0):,}/s), "
         f"{result.get('deliveries', 0):,} of {result.get('expected_deliveries', 0):,} "
         f"`lead:moved` delivered; p50 / p99 / max {result.get('p50_ms')} / "
@@ -1101,6 +1109,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pipeline-secs", type=int, default=10, help="pipeline: seconds of moving")
     p.add_argument("--pipeline-leads", type=int, default=300,
                    help="pipeline: leads on the board (made over HTTP before the run)")
+    p.add_argument("--pipeline-procs", type=int, default=1,
+                   help="pipeline: Node processes the consultants are spread over (each "
+                        "moves its share of the leads)")
+    p.add_argument("--pipeline-linger", type=float, default=0.0,
+                   help="pipeline: the server's write_linger in seconds")
     p.add_argument("--desk-agents", type=int, default=200,
                    help="desk: agents connected (members of the queues)")
     p.add_argument("--desk-queues", type=int, default=20, help="desk: queues")
