@@ -3,6 +3,7 @@ server on the same database."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,30 @@ async def test_routes_build_their_urls(switchboard: Harness) -> None:
     response = await switchboard.http().post("/api/v1/widgets/acme")
     assert response.status_code == 201
     assert response.headers["Location"] == "/api/v1/widgets/acme/7?color=blue"
+
+
+async def test_advancing_during_a_database_call_waits_for_it_and_keeps_time(
+        switchboard: Harness) -> None:
+    """The clock stands still while the database works: an advance asked for
+    meanwhile neither leaps ahead of the call nor returns before its time."""
+    release = threading.Event()
+    log: list[str] = []
+
+    def slow_write(conn: Any) -> None:
+        release.wait(10)
+        log.append("written")
+
+    async def advance() -> None:
+        await switchboard.advance(10)
+        log.append("advanced")
+
+    start = switchboard.now()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(switchboard.app.store.run, slow_write)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(advance)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (log, switchboard.now()) == ([], start)
+        release.set()
+    assert log == ["written", "advanced"]
+    assert switchboard.now() == pytest.approx(start + 10)

@@ -328,6 +328,12 @@ class _ClockHold:
         self._threshold = clock.autojump_threshold
         self._in_flight = 0
 
+    @property
+    def autojump(self) -> bool:
+        """Whether the clock autojumps when no database call holds it."""
+        threshold = self._threshold if self._in_flight else self._clock.autojump_threshold
+        return threshold != math.inf
+
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         if self._in_flight == 0:
@@ -370,6 +376,9 @@ class Harness:
         self.nursery = nursery
         #: The mock clock of the ``switchboard`` fixture (``None`` on real time).
         self.clock = clock
+        #: One hold of the clock for every server this harness runs (restarts
+        #: included), so it always knows whether the clock autojumps.
+        self._hold = _ClockHold(clock) if clock is not None else None
         self._plugins = plugins
         self._listen = listen
         self._keeper: _MemoryKeeper | None = None
@@ -381,22 +390,24 @@ class Harness:
         """Start a server in ``nursery``: on ``clock`` (a MockClock the test runs
         on) or real time, listening on 127.0.0.1 or only in memory."""
         keeper = _MemoryKeeper(config.store_url)
+        hold = _ClockHold(clock) if clock is not None else None
         try:
-            server = await cls._run_server(config, nursery, plugins, listen, clock)
+            server = await cls._run_server(config, nursery, plugins, listen, hold)
         except BaseException:
             keeper.close()
             raise
         harness = cls(server, nursery, clock=clock, plugins=plugins, listen=listen)
+        harness._hold = hold
         harness._keeper = keeper
         return harness
 
     @staticmethod
     async def _run_server(config: Config, nursery: trio.Nursery,
                           plugins: Mapping[str, object] | None, listen: bool,
-                          clock: trio.testing.MockClock | None) -> Server:
+                          hold: _ClockHold | None) -> Server:
         server = Server(config, plugins=plugins)
-        if clock is not None:
-            server.store.around_call = _ClockHold(clock)
+        if hold is not None:
+            server.store.around_call = hold
         await nursery.start(
             lambda task_status: server.run(listen=listen, task_status=task_status))
         return server
@@ -420,10 +431,13 @@ class Harness:
         """Let ``seconds`` of the server's time pass, running everything due in
         them (timers, heartbeats, expiries). On the mock clock this costs no
         real time."""
-        if self.clock is not None and self.clock.autojump_threshold == math.inf:
+        if self.clock is not None and self._hold is not None and not self._hold.autojump:
+            # a clock that moves only when told to
             self.clock.jump(seconds)
             await trio.testing.wait_all_tasks_blocked()
         else:
+            # an autojump clock leaps to each deadline in turn, and stands still
+            # while a database call holds it
             await trio.sleep(seconds)
 
     async def restart(self) -> None:
@@ -432,7 +446,7 @@ class Harness:
         ``self.server`` and ``self.app`` are the new ones afterwards."""
         await self._stop_server()
         self.server = await self._run_server(self.config, self.nursery, self._plugins,
-                                             self._listen, self.clock)
+                                             self._listen, self._hold)
 
     def token(self, user: str = "u1", tenant: str = "t1", role: str = "agent", *,
               ttl: float | None = 3600, secret: str | None = None, **claims: Any) -> str:
