@@ -53,7 +53,7 @@ def assert_refused_properly(error: ClientError) -> None:
 
 @pytest.mark.parametrize(("profile", "event"), outbound_cases(),
                          ids=lambda v: getattr(v, "name", v))
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(data=payloads)
 def test_outbound_translations_refuse_only_with_invalid_payload(
         profile: Profile, event: str, data: Any) -> None:
@@ -69,7 +69,7 @@ def test_outbound_translations_refuse_only_with_invalid_payload(
 
 @pytest.mark.parametrize(("profile", "event"), inbound_cases(),
                          ids=lambda v: getattr(v, "name", v))
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(data=payloads, result=payloads)
 def test_inbound_translations_refuse_only_with_invalid_payload(
         profile: Profile, event: str, data: Any, result: Any) -> None:

@@ -40,7 +40,7 @@ def refused_properly(error: ClientError) -> None:
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(data=json_values | shaped)
 def test_payloads_are_structured_or_refused_naming_a_field(cls: type, data: Any) -> None:
     try:
@@ -50,7 +50,7 @@ def test_payloads_are_structured_or_refused_naming_a_field(cls: type, data: Any)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=range(len(CHECKS)))
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(value=json_values | shaped)
 def test_lead_fields_are_checked_or_refused_naming_a_field(check: Any, value: Any) -> None:
     try:
@@ -63,7 +63,7 @@ def test_lead_fields_are_checked_or_refused_naming_a_field(check: Any, value: An
     assert "\\u0000" not in text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.text(max_size=80))
 def test_a_cursor_is_one_this_server_gave_or_refused(cursor: str) -> None:
     try:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from switchboard.plugins.pipeline.ranks import between, is_rank
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.lists(st.tuples(st.integers(min_value=0), st.booleans()), max_size=60))
 def test_a_rank_always_fits_between_its_neighbours(drops: list[tuple[int, bool]]) -> None:
     """Dropping cards anywhere in a column: every new key sorts exactly where it
@@ -26,7 +26,7 @@ def test_a_rank_always_fits_between_its_neighbours(drops: list[tuple[int, bool]]
     assert column == sorted(column) and len(set(column)) == len(column)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=3000), st.booleans())
 def test_appending_at_either_end_keeps_keys_short(count: int, at_end: bool) -> None:
     key: str | None = None

@@ -30,7 +30,7 @@ json_values = st.recursive(
     max_leaves=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(json_values)
 def test_cloud_webhooks_of_any_shape_parse_without_raising(body: Any) -> None:
     cloud.parse_webhook({"entry": [{"changes": [{"value": body}]}]}, "100200300",
@@ -38,7 +38,7 @@ def test_cloud_webhooks_of_any_shape_parse_without_raising(body: Any) -> None:
     cloud.parse_webhook(body, "100200300", "https://graph.example/v21.0")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.sampled_from(["qrcode.updated", "connection.update", "messages.upsert",
                         "messages.update", "contacts.update", "logout.instance", "x"]),
        json_values)
@@ -46,7 +46,7 @@ def test_bridge_webhooks_of_any_shape_parse_without_raising(event: str, data: An
     bridge.parse_webhook({"event": event, "instance": "sim", "data": data}, "sim")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.dictionaries(st.sampled_from(["from", "id", "type", "timestamp", "text", "image",
                                         "document", "location", "contacts", "interactive"]),
                        json_values, max_size=6))
@@ -57,7 +57,7 @@ def test_cloud_messages_with_any_fields_parse_without_raising(fields: Any) -> No
         "statuses": [{"id": "wamid.1", "status": "failed", **fields}]}}]}]}, "1", "https://g")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.dictionaries(st.sampled_from(["key", "message", "messageTimestamp", "pushName",
                                         "status", "keyId"]), json_values, max_size=5))
 def test_bridge_messages_with_any_fields_parse_without_raising(fields: Any) -> None:
