@@ -102,7 +102,7 @@ from .services import (
 )
 from .session import Session
 from .store import Store, StoreError, StoreUnavailable, serialize_on
-from .supervise import SupervisedNursery
+from .supervise import SupervisedNursery, keep_serving
 from .throttle import Coalescer
 from .validators import (
     MAX_ID_LENGTH,
@@ -177,6 +177,7 @@ __all__ = [
     "identifier",
     "incoming",
     "is_room_name",
+    "keep_serving",
     "load_config",
     "max_length",
     "outgoing",

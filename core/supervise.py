@@ -106,14 +106,32 @@ async def keep_running(fn: Callable[[], Awaitable[Any]], what: str, report: Repo
     """Run ``fn`` until it returns; each time it raises, report it and start it
     again after a back-off (1 s, doubling up to 60 s; back to 1 s once it has
     run a minute without failing)."""
+
+    async def run(*, task_status: trio.TaskStatus[None]) -> None:
+        await fn()
+
+    await keep_serving(run, what, report)
+
+
+async def keep_serving(run: Callable[..., Awaitable[Any]], what: str, report: Report, *,
+                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """:func:`keep_running` for a task started with ``nursery.start``:
+    ``run(task_status=...)`` tells the starter once, on its first start; each
+    time it raises, it is reported and started again after the same back-off.
+
+    For a plugin's batch writer, which must be there before any request
+    (``await app.nursery.start(keep_serving, batcher.run, "x: writer",
+    app.task_failed)``)."""
+    status: trio.TaskStatus[None] = task_status
     delay = RESTART_FIRST
     while True:
         began = trio.current_time()
         try:
-            await fn()
+            await run(task_status=status)
             return
         except Exception as exc:
             report(what, exc)
+        status = trio.TASK_STATUS_IGNORED
         if trio.current_time() - began >= RESTART_LONGEST:
             delay = RESTART_FIRST
         log.warning("%s: starting it again in %g s", what, delay)

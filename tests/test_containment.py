@@ -410,3 +410,23 @@ async def test_a_publish_that_fails_on_the_server_is_answered_500_alone(
     assert b"internal_error" in answer
     monkeypatch.undo()
     await assert_serving(switchboard_live, bystander)
+
+
+async def test_a_served_task_that_fails_is_started_again_and_its_starter_told_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    from switchboard.core import keep_serving
+
+    starts: list[float] = []
+    reports: list[str] = []
+
+    async def writer(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        starts.append(trio.current_time())
+        task_status.started()
+        if len(starts) < 3:
+            raise RuntimeError(f"failure {len(starts)}")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(keep_serving, writer, "test: writer",
+                            lambda what, exc: reports.append(f"{what}: {exc}"))
+    assert reports == ["test: writer: failure 1", "test: writer: failure 2"]
+    assert [round(starts[1] - starts[0]), round(starts[2] - starts[1])] == [1, 2]  # doubling

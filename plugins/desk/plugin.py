@@ -16,6 +16,7 @@ from switchboard.core import (
     TicketService,
     agents_room,
     hookimpl,
+    keep_serving,
 )
 
 from .agents import Agents
@@ -79,7 +80,8 @@ class DeskPlugin:
         self.queues.start(app)
         self.tickets.start(app, settings)
         # running before any request can create a ticket
-        await app.nursery.start(self.tickets.writer.run)
+        await app.nursery.start(keep_serving, self.tickets.writer.run, "DeskPlugin.writer",
+                                app.task_failed)
         self.agents.start(app, settings)
         self.sla.start(app, settings)
         await self.agents.declare_queues(settings.queues)

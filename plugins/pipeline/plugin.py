@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import sqlalchemy as sa
-import trio
 from quart import Blueprint
-from switchboard.core import App, Batcher, EventSpec, PipelineService, Session, hookimpl
+from switchboard.core import (
+    App,
+    EventSpec,
+    PipelineService,
+    Session,
+    hookimpl,
+    keep_serving,
+)
 
 from .events import PipelineEvents
 from .http import blueprint
@@ -53,20 +58,8 @@ class PipelinePlugin:
         writer = self.pipelines.start(app, app.settings(self))
         # Running before any plugin's background task starts, so that one
         # creating a lead at once finds the writer there.
-        await app.nursery.start(self._keep_writing, writer)
-
-    async def _keep_writing(self, writer: Batcher[Any, Any], *,
-                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                            ) -> None:
-        """The batch writer, started again (after a second) should it ever fail."""
-        status: trio.TaskStatus[None] = task_status
-        while True:
-            try:
-                await writer.run(task_status=status)
-            except Exception as exc:
-                self.pipelines.app.task_failed("PipelinePlugin.writer", exc)
-            status = trio.TASK_STATUS_IGNORED
-            await trio.sleep(1)
+        await app.nursery.start(keep_serving, writer.run, "PipelinePlugin.writer",
+                                app.task_failed)
 
     @hookimpl
     async def switchboard_authorize_join(self, session: Session, room: str) -> bool | None:
