@@ -15,6 +15,7 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
+from .admin import AdminConsole
 from .app import App
 from .auth import make_verifier
 from .broker import make_broker
@@ -51,8 +52,12 @@ class Server:
         self.engineio: EngineIOServer | None = None
         if config.socketio.enabled:
             self.engineio = EngineIOServer(self.app, self._spawn, self._signal_closed)
-        self.http_app = create_http_app(
-            self.app, [self.engineio.blueprint()] if self.engineio else [])
+        #: The admin console, when ``[admin] path`` is set.
+        self.console = AdminConsole(self.app) if config.admin.path else None
+        blueprints = [self.engineio.blueprint()] if self.engineio else []
+        if self.console is not None:
+            blueprints.append(self.console.blueprint())
+        self.http_app = create_http_app(self.app, blueprints)
         self._hyper_config = HyperConfig()
         self._hyper_config.accesslog = None
         self._hyper_config.graceful_timeout = config.server.drain_timeout
@@ -65,6 +70,8 @@ class Server:
         self._ws_paths: dict[str, Handler] = {config.server.ws_path: self._serve_ws}
         if self.engineio is not None:
             self._ws_paths[config.socketio.path] = self._serve_engineio
+        if self.console is not None:  # served by the HTTP app (quart's websocket)
+            self._ws_paths[self.console.socket_path] = self._serve_http
         self._connections: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
@@ -87,6 +94,8 @@ class Server:
             async with trio.open_nursery() as nursery:
                 self.app.attach_nursery(nursery)
                 await nursery.start(self.broker.run, self.hub.deliver, self.hub.stats)
+                if self.console is not None:
+                    await nursery.start(self.console.run)
                 lifespan = Lifespan(self._asgi, self._hyper_config, self._lifespan_state)
                 await nursery.start(lifespan.handle_lifespan)
                 await lifespan.wait_for_startup()
