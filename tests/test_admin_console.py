@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import trio
+from admin_console import CONSOLE, PASSWORD, console_config, log_in, logged_in
 from switchboard.core.admin.login import SESSION_COOKIE
 from switchboard.core.admin.redact import HIDDEN, redact, redact_url
 from switchboard.testing import TEST_API_KEY, Harness, make_config
 from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
-
-from admin_console import CONSOLE, PASSWORD, console_config, log_in, logged_in
 
 WEBHOOK_SECRET = "webhook-signing-secret-4f1d9c"
 PROXY_HEADER = "backend-key-8e2b71aa"
@@ -302,6 +302,8 @@ async def test_the_last_errors_are_kept_newest_first_and_bounded(nursery: trio.N
         assert [row["message"] for row in errors["rows"]] == [
             "failure number 4", "failure number 3", "failure number 2"]
         assert errors["rows"][0]["level"] == "ERROR"
+        assert errors["rows"][0]["logger"] == "switchboard.tests"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", errors["rows"][0]["at"])
     finally:
         await harness.stop()
 

@@ -165,7 +165,7 @@ def plugins(app: App) -> list[dict[str, Any]]:
 
 def errors(recent: RecentErrors) -> dict[str, Any]:
     return {"total": len(recent),
-            "rows": [{"at": utc(e.at), **attrs.asdict(e)} for e in recent]}
+            "rows": [{**attrs.asdict(e), "at": utc(e.at)} for e in recent]}
 
 
 def tail_entry(tenant: str, room: str, event: str, data: Any) -> dict[str, Any]:
