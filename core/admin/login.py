@@ -58,8 +58,11 @@ class Logins:
         self._keys = [key.key for key in api_keys if key.tenant == "*"] if config.api_keys else []
         self._ttl = config.session_ttl
         secret = config.secret or secrets.token_urlsafe(32)
-        self._sessions = URLSafeTimedSerializer(secret, salt="switchboard-admin-session")
-        self._forms = URLSafeTimedSerializer(secret, salt="switchboard-admin-login")
+        signer = {"digest_method": hashlib.sha256}
+        self._sessions = URLSafeTimedSerializer(secret, salt="switchboard-admin-session",
+                                                signer_kwargs=signer)
+        self._forms = URLSafeTimedSerializer(secret, salt="switchboard-admin-login",
+                                             signer_kwargs=signer)
         self._rate = config.login_rate
         self._buckets: dict[str, TokenBucket] = {}
         #: Session id -> UNIX time its cookie expires anyway (then forgotten).
