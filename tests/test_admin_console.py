@@ -100,6 +100,8 @@ def test_a_console_config_without_a_safe_login_is_refused(admin: dict[str, Any],
 
 
 async def test_every_page_needs_a_login(browser: httpx.AsyncClient) -> None:
+    bare = await browser.get(CONSOLE)
+    assert (bare.status_code, bare.headers["location"]) == (303, f"{CONSOLE}/")
     page = await browser.get(f"{CONSOLE}/")
     assert page.status_code == 303
     assert page.headers["location"] == f"{CONSOLE}/login"

@@ -51,8 +51,6 @@ log = logging.getLogger("switchboard.admin")
 
 #: Tail events queued for one console socket; past it they are dropped (and counted).
 TAIL_BUFFER = 256
-#: The panels re-rendered and pushed over the socket.
-LIVE_PANELS = ("overview", "connections", "rooms", "presence", "errors")
 #: Close code of the console socket when its login has ended.
 LOGGED_OUT = 4401
 #: Security headers of every answer of the console.
@@ -116,6 +114,14 @@ class AdminConsole:
                   ) -> None:
         """Collect errors and tap publications while the server runs."""
         self._started = trio.current_time()
+        config = self.app.config
+        if config.mode == "production" and not self.config.secure_cookie:
+            log.warning("admin console: its cookie is not marked Secure: serve it over "
+                        "HTTPS and set admin.secure_cookie = true")
+        if config.broker.url.partition("://")[0] != "memory" and not self.config.secret:
+            log.warning("admin console: no admin.secret: a login works only on the node "
+                        "that issued it (give every node the same admin.secret)")
+        log.info("admin console at %s", self.path + "/")
         logger = logging.getLogger("switchboard")
         logger.addHandler(self.errors)
         self.app.hub.taps.append(self._tap)
