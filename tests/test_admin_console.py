@@ -344,12 +344,11 @@ async def test_the_tail_shows_the_events_of_the_chosen_room_only(
     async with open_websocket_url(socket_url(live, csrf),
                                   extra_headers=[*cookie_header(browser), *origin]) as ws:
         await ws.send_message(json.dumps({"type": "tail", "tenant": "t1", "room": "lobby"}))
-        assert await next_of(ws, "tailing") == {"type": "tailing", "tenant": "t1",
-                                                "room": "lobby"}
+        assert (await next_of(ws, "tailing"))["data"] == {"tenant": "t1", "room": "lobby"}
         await live.app.publish("t2", "lobby", "elsewhere", {})
         await live.app.publish("t1", "hall", "elsewhere", {})
         await live.app.publish("t1", "lobby", "chat:message", {"text": "<script>x</script>"})
-        tail = await next_of(ws, "tail")
+        tail = (await next_of(ws, "tail"))["data"]
         assert tail["event"] == "chat:message"
         assert "<script>" not in tail["html"]
         assert "&lt;script&gt;" in tail["html"]
@@ -361,9 +360,9 @@ async def test_the_socket_says_what_it_cannot_tail(live: Harness,
     async with open_websocket_url(socket_url(live, csrf),
                                   extra_headers=cookie_header(browser)) as ws:
         await ws.send_message("not json")
-        assert "expected" in (await next_of(ws, "error"))["message"]
+        assert "expected" in (await next_of(ws, "error"))["data"]["message"]
         await ws.send_message(json.dumps({"type": "tail", "tenant": "t1", "room": "a b"}))
-        assert (await next_of(ws, "error"))["message"] == "room: not a room name"
+        assert (await next_of(ws, "error"))["data"]["message"] == "room: not a room name"
 
 
 # -- on the mock clock: the socket's timers ----------------------------------------
@@ -400,6 +399,35 @@ async def test_logging_out_closes_the_console_socket(switchboard: Harness) -> No
     assert code == 4401
 
 
+async def test_a_tail_flooded_faster_than_it_sends_says_how_many_it_dropped(
+        switchboard: Harness) -> None:
+    from switchboard.core.admin.console import TAIL_BUFFER
+
+    console = switchboard.server.console
+    assert console is not None
+    cookie, session = console.logins.open()
+    socket = await _socket_client(switchboard, cookie, session.csrf)
+    await socket.send_text(json.dumps({"type": "tail", "tenant": "t1", "room": "busy"}))
+    await socket.expect("tailing")
+    flood = TAIL_BUFFER + 50
+    for n in range(flood):  # all at once: the socket's sender gets no turn between
+        switchboard.app.hub.deliver(_publication("t1", "busy", n))
+    dropped = (await socket.expect("dropped"))["count"]
+    await switchboard.advance(1)
+    shown = socket.received("tail")
+    # the socket's queue (and the event its sender had already taken) went out,
+    # the rest was counted: every event is either shown or told of
+    assert TAIL_BUFFER <= len(shown) <= TAIL_BUFFER + 1
+    assert len(shown) + dropped == flood
+    assert [t["event"] for t in shown] == ["tick"] * len(shown)
+
+
+def _publication(tenant: str, room: str, n: int) -> Any:
+    from switchboard.core.broker import Publication
+
+    return Publication(tenant, room, "tick", {"n": n})
+
+
 async def _socket_client(harness: Harness, cookie: str, csrf: str) -> Any:
     """A raw WebSocket client of the console's socket over a memory stream."""
     from switchboard.testing import TestClient
@@ -432,3 +460,22 @@ def test_urls_lose_their_credentials_and_query_only() -> None:
     assert redact_url("https://example.com/hook?token=abc") == f"https://example.com/hook?{HIDDEN}"
     assert redact_url("redis://:pw@[::1]:6379/0") == f"redis://{HIDDEN}@[::1]:6379/0"
     assert redact_url("not a url") == "not a url"
+
+
+# -- packaging ---------------------------------------------------------------------
+
+
+def test_every_template_and_static_file_is_package_data() -> None:
+    """``pip install .`` (and a one-file build) ship what the console serves."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["switchboard.core.admin"]
+    folder = root / "core" / "admin"
+    files = [p.relative_to(folder).as_posix() for sub in ("templates", "static")
+             for p in (folder / sub).iterdir() if p.is_file()]
+    assert files
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []

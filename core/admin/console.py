@@ -9,7 +9,11 @@ Everything is under ``admin.path`` (``/admin`` below):
 - ``GET /admin/static/{name}``: the script and the styles.
 - ``/admin/socket``: the console's WebSocket: the live panels, re-rendered
   every ``admin.refresh`` seconds and sent when they changed, and the tail
-  of a chosen room.
+  of a chosen room. Messages are JSON ``{"type", "data"}``: ``panels``
+  (name -> HTML), ``tail`` (``html``, ``event``), ``tailing`` (``tenant``,
+  ``room``), ``dropped`` (``count``), ``error`` (``message``),
+  ``logged_out``; the page sends ``{"type": "tail", "tenant", "room"}``
+  (both empty: stop).
 
 Pages are rendered on the server with Jinja (autoescaped: every user id,
 room and event shown came from a client); the script only puts that HTML in
@@ -86,6 +90,10 @@ def _static() -> dict[str, tuple[bytes, str]]:
         if kind is not None:
             out[item.name] = (item.read_bytes(), kind)
     return out
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"type": "error", "data": {"message": message}}
 
 
 def render(name: str, **context: Any) -> str:
@@ -420,36 +428,35 @@ class AdminConsole:
             except ValueError:
                 message = None
             if not isinstance(message, dict) or message.get("type") != "tail":
-                await send({"type": "error", "message": 'expected {"type": "tail", '
-                            '"tenant": ..., "room": ...}'})
+                await send(_error('expected {"type": "tail", "tenant": ..., "room": ...}'))
                 continue
             tenant, room = message.get("tenant") or "", message.get("room") or ""
             if not tenant and not room:
                 self._watch(None, tail_in)
-                await send({"type": "tailing", "tenant": "", "room": ""})
+                await send({"type": "tailing", "data": {"tenant": "", "room": ""}})
                 continue
             if not isinstance(tenant, str) or check_identifier(tenant) is not None:
-                await send({"type": "error", "message": "tenant: not a tenant id"})
+                await send(_error("tenant: not a tenant id"))
                 continue
             if not is_room_name(room):
-                await send({"type": "error", "message": "room: not a room name"})
+                await send(_error("room: not a room name"))
                 continue
             self._watch((tenant, room), tail_in)
-            await send({"type": "tailing", "tenant": tenant, "room": room})
+            await send({"type": "tailing", "data": {"tenant": tenant, "room": room}})
 
     async def _push_panels(self, send: Callable[[dict[str, Any]], Any], cookie: str | None,
                            stop: Callable[[], None]) -> None:
         shown: dict[str, str] = {}
         while True:
             if self.logins.session(cookie) is None:  # logged out or expired
-                await send({"type": "logged_out"})
+                await send({"type": "logged_out", "data": None})
                 await websocket.close(LOGGED_OUT, "logged out")
                 stop()
                 return
             rendered = self.render_panels()
             changed = {name: html for name, html in rendered.items() if shown.get(name) != html}
             if changed:
-                await send({"type": "panels", "html": changed})
+                await send({"type": "panels", "data": changed})
                 shown.update(changed)
             await trio.sleep(self.config.refresh)
 
@@ -457,8 +464,8 @@ class AdminConsole:
                          tail_in: trio.MemorySendChannel[dict[str, Any]],
                          tail_out: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
         async for entry in tail_out:
-            await send({"type": "tail", "html": render("tail_row.html", t=entry),
-                        "event": entry["event"]})
+            await send({"type": "tail", "data": {"html": render("tail_row.html", t=entry),
+                                                 "event": entry["event"]}})
             dropped = self._dropped.pop(tail_in, 0)
             if dropped:
-                await send({"type": "dropped", "count": dropped})
+                await send({"type": "dropped", "data": {"count": dropped}})

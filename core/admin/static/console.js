@@ -40,22 +40,23 @@
     });
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
+      const data = message.data;
       if (message.type === "panels") {
-        for (const [name, html] of Object.entries(message.html)) {
+        for (const [name, html] of Object.entries(data)) {
           const panel = document.getElementById(`panel-${name}`);
           if (panel) panel.innerHTML = html;
         }
       } else if (message.type === "tail") {
-        tailBody.insertAdjacentHTML("afterbegin", message.html);
+        tailBody.insertAdjacentHTML("afterbegin", data.html);
         while (tailBody.rows.length > tailSize) tailBody.deleteRow(-1);
       } else if (message.type === "tailing") {
-        tailStatus.textContent = message.room
-          ? `Tailing ${message.room} of tenant ${message.tenant}.`
+        tailStatus.textContent = data.room
+          ? `Tailing ${data.room} of tenant ${data.tenant}.`
           : "Not tailing any room.";
       } else if (message.type === "dropped") {
-        tailStatus.textContent = `${message.count} events were not shown (too many at once).`;
+        tailStatus.textContent = `${data.count} events were not shown (too many at once).`;
       } else if (message.type === "error") {
-        tailStatus.textContent = message.message;
+        tailStatus.textContent = data.message;
       } else if (message.type === "logged_out") {
         location.assign(`${path}/login`);
       }
