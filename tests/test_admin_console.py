@@ -310,6 +310,18 @@ async def test_the_last_errors_are_kept_newest_first_and_bounded(nursery: trio.N
         await harness.stop()
 
 
+async def test_an_insecure_cookie_in_production_is_warned_of_in_the_panel(
+        nursery: trio.Nursery) -> None:
+    harness = await serve(console_config({"mode": "production"}), nursery)
+    try:
+        async with httpx.AsyncClient(base_url=harness.http_url()) as client:
+            await logged_in(client)
+            errors = (await client.get(f"{CONSOLE}/state.json")).json()["errors"]
+        assert any("not marked Secure" in row["message"] for row in errors["rows"])
+    finally:
+        await harness.stop()
+
+
 # -- the console's socket ----------------------------------------------------------
 
 

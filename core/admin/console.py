@@ -122,6 +122,20 @@ class AdminConsole:
                   ) -> None:
         """Collect errors and tap publications while the server runs."""
         self._started = trio.current_time()
+        logger = logging.getLogger("switchboard")
+        logger.addHandler(self.errors)
+        self.app.hub.taps.append(self._tap)
+        try:
+            self._warn_of_risks()
+            log.info("admin console at %s", self.path + "/")
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            logger.removeHandler(self.errors)
+            self.app.hub.taps.remove(self._tap)
+
+    def _warn_of_risks(self) -> None:
+        """Say at start-up what makes the console less safe or less useful."""
         config = self.app.config
         if config.mode == "production" and not self.config.secure_cookie:
             log.warning("admin console: its cookie is not marked Secure: serve it over "
@@ -129,16 +143,6 @@ class AdminConsole:
         if config.broker.url.partition("://")[0] != "memory" and not self.config.secret:
             log.warning("admin console: no admin.secret: a login works only on the node "
                         "that issued it (give every node the same admin.secret)")
-        log.info("admin console at %s", self.path + "/")
-        logger = logging.getLogger("switchboard")
-        logger.addHandler(self.errors)
-        self.app.hub.taps.append(self._tap)
-        try:
-            task_status.started()
-            await trio.sleep_forever()
-        finally:
-            logger.removeHandler(self.errors)
-            self.app.hub.taps.remove(self._tap)
 
     # -- what the panels show ------------------------------------------------
 
