@@ -67,7 +67,7 @@ from .broker import (
     Publication,
     new_node_id,
 )
-from .recovery import Recovery, SavedSession
+from .recovery import Recovery, SavedSession, missed_by
 from .session import Session
 
 log = logging.getLogger("switchboard.broker")
@@ -785,8 +785,7 @@ class RedisRecovery:
                 for entry in entries:
                     entry_id = _text(entry.identifier)
                     publication = decode_publication(entry.field_values[b"p"])
-                    if (publication.tenant == tenant and publication.room in room_set
-                            and publication.exclude != session_id):
+                    if missed_by(publication, tenant, room_set, session_id):
                         out.append((f"{epoch}:{entry_id}", publication))
                 if len(entries) < READ_COUNT:
                     return out
