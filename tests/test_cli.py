@@ -397,7 +397,7 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_1(
     assert record.exc_info is None
 
 
-def test_serve_with_a_public_key_file_it_cannot_read_exits_1_naming_the_variable(
+def test_serve_with_a_public_key_file_it_cannot_read_exits_2_naming_the_variable(
         tmp_path: Path, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
@@ -406,7 +406,7 @@ def test_serve_with_a_public_key_file_it_cannot_read_exits_1_naming_the_variable
                "SWITCHBOARD_AUTH__ALGORITHMS": '["RS256"]'}
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    assert serve(load_config(None)) == 1
+    assert serve(load_config(None)) == 2
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.getMessage() == (
         "cannot start: config: SWITCHBOARD_AUTH__PUBLIC_KEY_FILE: auth.public_key_file: "
