@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -106,29 +107,36 @@ def _report_failure(config: Config, exc: Exception) -> None:
     what to do; a traceback only for a bug (in Switchboard or a plugin), where
     it is what a developer needs."""
     if isinstance(exc, StoreError):
-        log.error("cannot start: %s (check that the database is running and reachable, "
-                  "and store.url)", exc)
+        advice = _DATA_DIR_ADVICE if config.store_url.startswith("sqlite") else \
+            "check that the database is running and reachable, and store.url"
+        log.error("cannot start: %s (%s)", exc, advice)
     elif isinstance(exc, ConfigError):
         for problem in exc.naming_sources(os.environ).problems:
             log.error("cannot start: config: %s", problem)
+    elif isinstance(exc, socket.gaierror):
+        log.error("cannot listen on %s:%s: %s (check --host or server.host)",
+                  config.server.host, config.server.port, exc.strerror or exc)
     elif isinstance(exc, OSError) and exc.errno in _LISTEN_ADVICE:
         log.error("cannot listen on %s:%s: %s (%s)", config.server.host, config.server.port,
                   exc.strerror or exc, _LISTEN_ADVICE[exc.errno])
     elif isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
-        log.error("cannot start: %s%s", where, exc.strerror or exc)
+        in_data_dir = str(exc.filename or "").startswith(config.data_dir)
+        log.error("cannot start: %s%s%s", where, exc.strerror or exc,
+                  f" ({_DATA_DIR_ADVICE})" if in_data_dir else "")
     else:
         log.error("cannot start: %s: %s", type(exc).__name__, exc, exc_info=exc)
 
 
+_DATA_DIR_ADVICE = "data_dir, or the path in store.url, must be a directory this user can write"
 #: What to do when the listening socket cannot be opened, by errno.
 _LISTEN_ADVICE = {
     errno.EADDRINUSE: "another process listens there: stop it, or choose another port "
-                      "(--port or server.port)",
+                      "with --port or server.port",
     errno.EACCES: "this user may not listen on that port: choose one above 1023 "
-                  "(--port or server.port)",
+                  "with --port or server.port",
     errno.EADDRNOTAVAIL: "no interface of this machine has that address: choose another "
-                         "(--host or server.host)",
+                         "with --host or server.host",
 }
 
 

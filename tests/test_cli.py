@@ -393,7 +393,26 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_1(
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.getMessage() == (
         f"cannot listen on 127.0.0.1:{port}: Address already in use (another process "
-        "listens there: stop it, or choose another port (--port or server.port))")
+        "listens there: stop it, or choose another port with --port or server.port)")
+    assert record.exc_info is None
+
+
+@pytest.mark.parametrize("secret", ["", SECRET], ids=["development", "with-a-secret"])
+def test_serve_with_a_data_dir_it_cannot_use_says_so_in_one_line_and_exits_1(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, secret: str) -> None:
+    """Development mode fails writing its secret there, otherwise SQLite fails
+    opening its database: either way one line that names data_dir."""
+    (tmp_path / "a-file").write_text("")
+    config = load_config(None, {"SWITCHBOARD_DATA_DIR": str(tmp_path / "a-file" / "data"),
+                                "SWITCHBOARD_SERVER__PORT": "0",
+                                "SWITCHBOARD_AUTH__SECRET": f'"{secret}"'})
+    assert serve(config) == 1
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    message = record.getMessage()
+    assert message.startswith("cannot start: ")
+    assert str(tmp_path / "a-file") in message
+    assert message.endswith("(data_dir, or the path in store.url, must be a directory this "
+                            "user can write)")
     assert record.exc_info is None
 
 
