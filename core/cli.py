@@ -29,13 +29,28 @@ log = logging.getLogger("switchboard")
 
 
 def _load(path: str | None, *, host: str | None = None, port: int | None = None) -> Config:
-    config = load_config(path or os.environ.get("SWITCHBOARD_CONFIG"))
+    config = _load_all_problems(path or os.environ.get("SWITCHBOARD_CONFIG"))
     server = config.server
     if host is not None:
         server = attrs.evolve(server, host=host)
     if port is not None:
         server = attrs.evolve(server, port=port)
     return attrs.evolve(config, server=server)
+
+
+def _load_all_problems(path: str | None) -> Config:
+    """:func:`load_config`, with the problems of the plugin sections added to
+    those of the rest of the file (otherwise they are found at start)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        if exc.readable is None:
+            raise
+        try:
+            Plugins(exc.readable)
+        except ConfigError as more:
+            raise ConfigError.of(exc.problems + more.problems) from None
+        raise
 
 
 def tune_gc(thresholds: list[int]) -> None:
@@ -184,7 +199,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = _load_all_problems(args.file)
     Plugins(config)  # plugin names and plugin settings
     if config.auth.public_key or config.auth.public_key_file:
         TokenVerifier(config.auth)  # the key is read and parsed

@@ -53,17 +53,20 @@ class ConfigError(Exception):
     """
 
     def __init__(self, key: str, message: str, *, source: str = "",
-                 problems: Sequence[Problem] = ()) -> None:
+                 problems: Sequence[Problem] = (), readable: Config | None = None) -> None:
         self.problems = list(problems) or [Problem(key, message, source)]
+        #: The config without the sections that could not be read, when the
+        #: rest could: what is left to check further (the plugin sections).
+        self.readable = readable
         first = self.problems[0]
         super().__init__("\n".join(str(problem) for problem in self.problems))
         self.key = first.key
         self.message = first.message
 
     @classmethod
-    def of(cls, problems: Sequence[Problem]) -> ConfigError:
+    def of(cls, problems: Sequence[Problem], readable: Config | None = None) -> ConfigError:
         """One error for several problems (at least one)."""
-        return cls(problems[0].key, problems[0].message, problems=problems)
+        return cls(problems[0].key, problems[0].message, problems=problems, readable=readable)
 
     def naming_sources(self, environ: Mapping[str, str]) -> ConfigError:
         """The same problems, each naming the ``SWITCHBOARD_*`` variable of
@@ -71,7 +74,7 @@ class ConfigError(Exception):
         sources = env_sources(environ)
         return ConfigError.of([
             problem if problem.source else attrs.evolve(problem, source=_source_of(
-                problem.key, sources)) for problem in self.problems])
+                problem.key, sources)) for problem in self.problems], self.readable)
 
 
 @attrs.frozen
@@ -330,7 +333,7 @@ def structure_config(data: Mapping[str, Any]) -> Config:
     problems += [problem for problem in _check(config)
                  if problem.key.partition(".")[0] not in refused]
     if problems:
-        raise ConfigError.of(problems)
+        raise ConfigError.of(problems, config if "plugins" not in refused else None)
     return config
 
 

@@ -221,9 +221,11 @@ class Plugins:
     def _structure_settings(self, config: Config) -> dict[str, Any]:
         settings: dict[str, Any] = {}
         problems: list[Problem] = []
+        declared: set[str] = set()
         for name, cls in self._declared("switchboard_config_class"):
             if cls is None:
                 continue
+            declared.add(name)
             raw = config.plugin_settings(name)
             try:
                 settings[name] = _converter.structure(raw, cls)
@@ -231,7 +233,7 @@ class Plugins:
                 problems += [Problem(err.field, err.message)
                              for err in all_errors(exc, f"plugins.{name}", raw)]
         for info in self.infos:
-            if info.enabled and info.name not in settings and config.plugin_settings(info.name):
+            if info.enabled and info.name not in declared and config.plugin_settings(info.name):
                 problems += [Problem(f"plugins.{info.name}.{key}", "unknown key (no settings)")
                              for key in config.plugin_settings(info.name)]
         if problems:

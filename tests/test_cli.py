@@ -127,6 +127,16 @@ async def test_console_script_lists_every_problem_naming_env_variables(tmp_path:
     ]
 
 
+def test_check_config_lists_the_problems_of_the_plugin_sections_with_the_others(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[server]\nprot = 1\n[plugins.presence]\n'
+                                  'grace_period = "soon"\n')
+    code, _, err = run_main(capsys, "check-config", str(path))
+    assert code == 2
+    assert [line.split(":")[1].strip() for line in err.splitlines()] == [
+        "server.prot", "plugins.presence.grace_period"]
+
+
 def test_check_config_refuses_a_public_key_file_it_cannot_read(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "garbled.pem").write_text("-----BEGIN PUBLIC KEY-----\nnot base64\n")
