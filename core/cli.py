@@ -227,6 +227,16 @@ def cmd_genconfig(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535: {text!r}")
+    return value
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -250,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "until SIGINT or SIGTERM, then drain and exit 0.")
     serve.add_argument("--config", help=CONFIG_HELP)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--port", type=_port,
+                       help="port to listen on, 0 for any free one (default 8080)")
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a development JWT", description="Print "

@@ -227,6 +227,15 @@ def test_genconfig_does_not_overwrite_a_file_without_force(
     assert load_config(path, {}).mode == "production"
 
 
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_serve_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str],
+                                           port: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--port", port])
+    assert info.value.code == 2
+    assert "--port" in capsys.readouterr().err
+
+
 def test_every_option_of_every_command_has_help() -> None:
     parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

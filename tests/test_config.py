@@ -142,6 +142,18 @@ def test_a_problem_from_an_env_var_names_the_variable() -> None:
     assert str(err).startswith("SWITCHBOARD_SERVER__PORT: server.port: ")
 
 
+def test_a_problem_found_after_loading_names_the_variable_too(tmp_path: Path) -> None:
+    """Plugin settings are checked when the plugins load: their problems name
+    the variable as well."""
+    environ = {"SWITCHBOARD_PLUGINS__PRESENCE__GRACE_PERIOD": '"soon"'}
+    with pytest.raises(ConfigError) as info:
+        Plugins(load_config(None, environ))
+    [problem] = info.value.naming_sources(environ).problems
+    assert problem.source == "SWITCHBOARD_PLUGINS__PRESENCE__GRACE_PERIOD"
+    assert str(problem).startswith(
+        "SWITCHBOARD_PLUGINS__PRESENCE__GRACE_PERIOD: plugins.presence.grace_period: ")
+
+
 def test_a_problem_of_the_file_names_no_variable(tmp_path: Path) -> None:
     err = error_of(tmp_path, "[servr]\nport = 1\n", {"SWITCHBOARD_SERVER__PORT": "2"})
     assert str(err) == "servr: unknown key"
