@@ -211,9 +211,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_genconfig(args: argparse.Namespace) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
     try:
-        with open(args.file, "w" if args.force else "x", encoding="utf-8") as out:
-            os.chmod(args.file, 0o600)
+        # created readable by its owner only: it holds secrets
+        with os.fdopen(os.open(args.file, flags, 0o600), "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)
             out.write(generate_config())
     except FileExistsError:
         print(f"error: {args.file} exists: choose another file, or --force to overwrite it",
