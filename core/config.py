@@ -493,7 +493,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
     auth = config.auth
     if auth.public_key_file and not key_file.is_absolute():
         from_env = "public_key_file" in overrides.get("auth", {})
-        auth = attrs.evolve(auth, public_key_file=str((cwd if from_env else base) / key_file))
+        auth = attrs.evolve(auth, public_key_file=os.path.normpath(
+            (cwd if from_env else base) / key_file))
     if not data_dir.is_absolute():
         data_dir = (cwd if "data_dir" in overrides else base) / data_dir
-    return attrs.evolve(config, data_dir=str(data_dir), auth=auth)
+    return attrs.evolve(config, data_dir=os.path.normpath(data_dir), auth=auth)
