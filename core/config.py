@@ -339,8 +339,14 @@ def structure_config(data: Mapping[str, Any]) -> Config:
 
 def _check_broker(broker: BrokerConfig) -> list[Problem]:
     problems = []
-    if broker.url.partition("://")[0] not in ("memory", "redis", "rediss"):
-        problems.append(Problem("broker.url", "expected memory://, redis:// or rediss://"))
+    if not broker.url.startswith("memory://"):
+        from .redis_broker import parse_url  # (coredis is imported only for Redis)
+
+        try:
+            parse_url(broker.url)
+        except ValueError as exc:
+            problems.append(Problem("broker.url",
+                                    f"expected memory:// or a Redis URL: {exc}"))
     for setting in ("heartbeat", "node_ttl", "history_size"):
         if getattr(broker, setting) <= 0:
             problems.append(Problem(f"broker.{setting}", "must be positive"))
