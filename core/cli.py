@@ -29,7 +29,13 @@ log = logging.getLogger("switchboard")
 
 
 def _load(path: str | None, *, host: str | None = None, port: int | None = None) -> Config:
-    config = _load_all_problems(path or os.environ.get("SWITCHBOARD_CONFIG"))
+    from_env = path is None and os.environ.get("SWITCHBOARD_CONFIG")
+    try:
+        config = _load_all_problems(path or os.environ.get("SWITCHBOARD_CONFIG"))
+    except ConfigError as exc:
+        if from_env and not exc.key:  # the file itself: say where its name came from
+            raise ConfigError("", exc.message, source="SWITCHBOARD_CONFIG") from None
+        raise
     server = config.server
     if host is not None:
         server = attrs.evolve(server, host=host)

@@ -344,6 +344,16 @@ def test_config_file_can_come_from_the_environment(capsys: pytest.CaptureFixture
     assert verifier.verify(out.strip()).user_id == "alice"
 
 
+def test_a_config_file_named_by_the_environment_that_is_missing_names_the_variable(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("SWITCHBOARD_CONFIG", str(tmp_path / "absent.toml"))
+    code, _, err = run_main(capsys, "token", "--sub", "alice", "--tenant", "acme")
+    assert code == 2
+    assert err == (f"config error: SWITCHBOARD_CONFIG: config file not found: "
+                   f"{tmp_path / 'absent.toml'}\n")
+
+
 # -- plugins ---------------------------------------------------------------------------
 
 
