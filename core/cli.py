@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, token, plugins, check-config.
+"""The ``switchboard`` command: serve, migrate, token, plugins, check-config.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 """
@@ -9,6 +9,7 @@ import argparse
 import gc
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -19,8 +20,9 @@ import trio
 
 from .auth import mint_token
 from .config import Config, ConfigError, load_config
+from .migrations import MIGRATE_COMMAND, SchemaBehind, Step
 from .pluginmanager import Plugins
-from .store import StoreError
+from .store import Store, StoreError
 
 log = logging.getLogger("switchboard")
 
@@ -73,12 +75,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config, host=args.host, port=args.port)
     logging.basicConfig(level=config.log.level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(config)
+    return serve(config, config_path=args.config)
 
 
-def serve(config: Config, plugins: Mapping[str, object] | None = None) -> int:
+def migrate_command(config_path: str | None) -> str:
+    """The ``switchboard migrate`` command line for the config file serve was given."""
+    path = config_path or os.environ.get("SWITCHBOARD_CONFIG")
+    return f"{MIGRATE_COMMAND} --config {shlex.quote(path)}" if path else MIGRATE_COMMAND
+
+
+def serve(config: Config, plugins: Mapping[str, object] | None = None, *,
+          config_path: str | None = None) -> int:
     """Run the server until SIGINT or SIGTERM: 0 once it has drained, 1 (with the
-    reason logged) when it cannot start or fails."""
+    reason logged) when it cannot start or fails. ``config_path``: the file
+    ``config`` came from, named in the command a start-up error suggests."""
     try:
         trio.run(_serve, config, plugins)
     except (Exception, BaseExceptionGroup) as exc:
@@ -86,6 +96,8 @@ def serve(config: Config, plugins: Mapping[str, object] | None = None) -> int:
         if len(failures) < len(_leaves(exc)):
             raise  # KeyboardInterrupt and the like: not a failure to report
         for failure in failures:
+            if isinstance(failure, SchemaBehind):
+                failure.command = migrate_command(config_path)
             _report_failure(config, failure)
         return 1
     return 0
@@ -110,6 +122,45 @@ def _report_failure(config: Config, exc: Exception) -> None:
                   exc.strerror or exc)
     else:
         log.error("cannot start: %s: %s", type(exc).__name__, exc, exc_info=exc)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    logging.basicConfig(level=config.log.level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return trio.run(_migrate, config, args.sql, args.check)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _migrate(config: Config, sql: bool, check: bool) -> int:
+    """Upgrade (or with ``sql``, print how; with ``check``, tell whether it is
+    needed) the schema of the enabled plugins' tables."""
+    store = Store(config.store_url, pool_size=1, busy_timeout=config.store.busy_timeout)
+    schema = Plugins(config).declare_tables(store.metadata)
+    steps: list[Step] = []
+    text: list[str] = []
+    if sql:
+        await store.open(lambda conn: text.append(schema.sql(conn)))
+    elif check:
+        await store.open(lambda conn: steps.extend(schema.check(conn)))
+    else:
+        await store.open(lambda conn: steps.extend(schema.prepare(conn, upgrade=True)))
+    await store.close()
+    if sql:
+        print(text[0] or "-- nothing to do: the schema is up to date", end="")
+        return 0
+    pending = [s for s in steps if s.state in ("behind", "unversioned", "new")]
+    for step in steps:
+        if check and step.state != "current":
+            later = ", ".join(step.after) or "its tables"
+            before = ", ".join(step.before) or ("none" if step.state == "new" else "unversioned")
+            print(f"{step.plugin}: at {before}, needs {later}")
+        else:
+            print(step.describe())
+    return 1 if check and pending else 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -161,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser(
+        "migrate", help="create or upgrade the database schema of the enabled plugins",
+        description="Create the tables of the enabled plugins and upgrade their schema to "
+                    "this version's newest revision; safe to run again.")
+    migrate.add_argument("--config", help="TOML config file (default: $SWITCHBOARD_CONFIG)")
+    what = migrate.add_mutually_exclusive_group()
+    what.add_argument("--sql", action="store_true",
+                      help="print the SQL it would run on this database, change nothing")
+    what.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 if the schema needs an upgrade")
+    migrate.set_defaults(func=cmd_migrate)
 
     token = sub.add_parser("token", help="print a development JWT")
     token.add_argument("--config")
