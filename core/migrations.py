@@ -229,7 +229,7 @@ class Schema:
         :class:`SchemaAhead` for a database a newer release upgraded.
         """
         serialize_on(conn, "switchboard", "schema")  # one node at a time (PostgreSQL)
-        found = self._find(conn)
+        found = sorted(self._find(conn), key=lambda f: f.part.plugin)
         for f in found:
             if f.state == "ahead":
                 raise SchemaAhead(f.part.plugin, f.current)
@@ -268,12 +268,12 @@ class Schema:
                     _context(conn, history).stamp(history.script, history.base())
                 _upgrade(conn, history)
                 steps.append(Step(part.plugin, f.state, f.current, history.heads()))
-        return steps
+        return sorted(steps, key=lambda step: step.plugin)
 
     def check(self, conn: sa.Connection) -> list[Step]:
         """What :meth:`prepare` would do, without changing anything."""
         steps = []
-        for f in self._find(conn):
+        for f in sorted(self._find(conn), key=lambda f: f.part.plugin):
             if f.state == "ahead":
                 raise SchemaAhead(f.part.plugin, f.current)
             after = f.part.history.heads() if f.part.history else ()
@@ -284,7 +284,7 @@ class Schema:
         """The SQL :meth:`prepare` would run on this database (upgrading), as text;
         reads the database's versions, changes nothing."""
         out = io.StringIO()
-        for f in self._find(conn):
+        for f in sorted(self._find(conn), key=lambda f: f.part.plugin):
             part = f.part
             if f.state == "ahead":
                 raise SchemaAhead(part.plugin, f.current)
