@@ -45,7 +45,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from .store import StoreError, serialize_on
 
 __all__ = ["History", "PluginSchema", "Schema", "SchemaAhead", "SchemaBehind", "SchemaError",
-           "Step", "version_table"]
+           "Step", "upgrade_history", "version_table"]
 
 #: The command that upgrades a database, as the start-up error names it
 #: (the CLI adds ``--config FILE`` when it was given one).
@@ -266,7 +266,7 @@ class Schema:
             else:
                 if f.state == "unversioned":
                     _context(conn, history).stamp(history.script, history.base())
-                _upgrade(conn, history)
+                upgrade_history(conn, history)
                 steps.append(Step(part.plugin, f.state, f.current, history.heads()))
         return sorted(steps, key=lambda step: step.plugin)
 
@@ -343,7 +343,11 @@ def _context(conn: sa.Connection, history: History) -> MigrationContext:
     return MigrationContext.configure(conn, opts={"version_table": history.version_table})
 
 
-def _upgrade(conn: sa.Connection, history: History) -> None:
+def upgrade_history(conn: sa.Connection, history: History) -> None:
+    """Run ``history``'s revisions from the one the database is at (none: from
+    the first, creating the version table) to the newest, in ``conn``'s
+    transaction. A plugin's tests use it to check that its revisions make the
+    tables it declares (see ``docs/migrations.md``)."""
     script = history.script
 
     def steps(rev: Any, context: MigrationContext) -> Any:

@@ -20,7 +20,7 @@ from databases import database_url
 from switchboard.core import hookimpl
 from switchboard.core.cli import main
 from switchboard.core.config import Config, ConfigError, load_config, merge
-from switchboard.core.migrations import History, _upgrade
+from switchboard.core.migrations import History, upgrade_history
 from switchboard.core.pluginmanager import Plugins
 from switchboard.testing import Harness, make_config
 
@@ -411,7 +411,7 @@ def test_every_history_run_from_its_first_revision_makes_the_declared_tables(
             for table in part.tables:
                 table.to_metadata(declared)
             with engine.begin() as conn:
-                _upgrade(conn, part.history)
+                upgrade_history(conn, part.history)
                 mine = set(declared.tables)
                 context = MigrationContext.configure(
                     conn, opts={"include_object": lambda obj, name, kind, *_, mine=mine: (
