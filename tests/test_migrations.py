@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from databases import database_url
 from switchboard.core import hookimpl
-from switchboard.core.cli import main
+from switchboard.core.cli import main, serve
 from switchboard.core.config import Config, ConfigError, load_config, merge
 from switchboard.core.migrations import History, upgrade_history
 from switchboard.core.pluginmanager import Plugins
@@ -156,7 +156,9 @@ async def test_a_sqlite_database_of_an_earlier_release_is_upgraded_at_start_with
         assert await create_notification(harness, "third") == 3
         outbox = harness.app.store.metadata.tables["whatsapp_outbox"]
         [row] = await harness.app.store.fetch_all(sa.select(outbox))
-        assert (row["to"], row["status"], row["claimed_at"]) == ("5511", "pending", None)
+        # kept, with the column added (the plugin's sender may have handled it already)
+        assert (row["to"], row["message_id"]) == ("5511", 1)
+        assert "claimed_at" in row
     finally:
         await harness.stop()
     assert version_of(url, "notifications") == ["0002"]
@@ -417,5 +419,52 @@ def test_every_history_run_from_its_first_revision_makes_the_declared_tables(
                     conn, opts={"include_object": lambda obj, name, kind, *_, mine=mine: (
                         kind != "table" or name in mine)})
                 assert compare_metadata(context, declared) == [], part.plugin
+    finally:
+        engine.dispose()
+
+
+NOTES_0002_FAILING = '''
+    """notes: a revision that fails half-way."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    revision = "0002"
+    down_revision = "0001"
+
+
+    def upgrade() -> None:
+        with op.batch_alter_table("notes_items") as batch:
+            batch.add_column(sa.Column("author", sa.String(200), nullable=True))
+        op.execute("INSERT INTO notes_items (id, text) VALUES (1, 'a second id 1')")
+'''
+
+
+def test_a_revision_that_fails_leaves_the_database_as_it_was(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    first, broken = tmp_path / "notes-1.0", tmp_path / "notes-1.1"
+    write_revision(first, "v0001_table.py", NOTES_0001)
+    write_revision(broken, "v0001_table.py", NOTES_0001)
+    write_revision(broken, "v0002_author.py", NOTES_0002_FAILING)
+    config = config_of(db_url, auto_migrate="always")
+    engine = sa.create_engine(db_url)
+    try:
+        plugin = NotesPlugin(first, with_author=False)
+        schema = Plugins(config, {"notes": plugin}, use_entry_points=False).declare_tables(
+            sa.MetaData())
+        with engine.begin() as conn:
+            schema.prepare(conn, upgrade=True)
+            conn.execute(plugin.table.insert().values(id=1, text="kept"))
+
+
+        assert serve(config, {"notes": NotesPlugin(broken, with_author=True)}) == 1
+        [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert error.startswith("cannot start: upgrading the schema of plugin notes failed (")
+        assert error.endswith("); nothing was changed")
+        assert version_of(db_url, "notes") == ["0001"]
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("notes_items")}
+            assert columns == {"id", "text"}
+            assert conn.exec_driver_sql("SELECT text FROM notes_items").scalars().all() == [
+                "kept"]
     finally:
         engine.dispose()
