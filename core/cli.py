@@ -129,13 +129,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.log.level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return trio.run(_migrate, config, args.sql, args.check)
+        return trio.run(_migrate, config, args.sql, args.check, migrate_command(args.config))
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
-async def _migrate(config: Config, sql: bool, check: bool) -> int:
+async def _migrate(config: Config, sql: bool, check: bool, command: str) -> int:
     """Upgrade (or with ``sql``, print how; with ``check``, tell whether it is
     needed) the schema of the enabled plugins' tables."""
     store = Store(config.store_url, pool_size=1, busy_timeout=config.store.busy_timeout)
@@ -152,15 +152,24 @@ async def _migrate(config: Config, sql: bool, check: bool) -> int:
     if sql:
         print(text[0] or "-- nothing to do: the schema is up to date", end="")
         return 0
-    pending = [s for s in steps if s.state in ("behind", "unversioned", "new")]
     for step in steps:
-        if check and step.state != "current":
-            later = ", ".join(step.after) or "its tables"
-            before = ", ".join(step.before) or ("none" if step.state == "new" else "unversioned")
-            print(f"{step.plugin}: at {before}, needs {later}")
-        else:
-            print(step.describe())
-    return 1 if check and pending else 0
+        print(_checked(step, command) if check else step.describe())
+    return 1 if any(step.upgrade for step in steps) else 0
+
+
+def _checked(step: Step, command: str) -> str:
+    """What ``migrate --check`` says of a plugin."""
+    after = ", ".join(step.after)
+    if step.upgrade:
+        before = ", ".join(step.before) or "unversioned"
+        return f"{step.plugin}: at {before}, needs {after}: run `{command}`"
+    if step.state == "new":
+        return f"{step.plugin}: no tables yet (created at start-up)"
+    if step.state == "unversioned":
+        return f"{step.plugin}: tables without a version (recorded as {after} at start-up)"
+    if step.state == "untracked":
+        return f"{step.plugin}: no migrations"
+    return step.describe()
 
 
 def cmd_token(args: argparse.Namespace) -> int:

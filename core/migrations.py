@@ -173,6 +173,9 @@ class Step:
     state: State
     before: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    #: Whether revisions have to run (``switchboard migrate``, or start-up
+    #: with ``store.auto_migrate``): the start-up refuses without them.
+    upgrade: bool = False
 
     def describe(self) -> str:
         if self.state == "new":
@@ -234,8 +237,7 @@ class Schema:
             if f.state == "ahead":
                 raise SchemaAhead(f.part.plugin, f.current)
         behind = [Behind(f.part.plugin, f.current, _history(f).heads()) for f in found
-                  if f.state == "behind"
-                  or (f.state == "unversioned" and _history(f).base() not in _history(f).heads())]
+                  if _needs_upgrade(f)]
         if behind and not upgrade:
             raise SchemaBehind(behind)
         steps: list[Step] = []
@@ -277,7 +279,7 @@ class Schema:
             if f.state == "ahead":
                 raise SchemaAhead(f.part.plugin, f.current)
             after = f.part.history.heads() if f.part.history else ()
-            steps.append(Step(f.part.plugin, f.state, f.current, after))
+            steps.append(Step(f.part.plugin, f.state, f.current, after, _needs_upgrade(f)))
         return steps
 
     def sql(self, conn: sa.Connection) -> str:
@@ -332,6 +334,16 @@ def _create_sql(table: sa.Table, dialect: sa.Dialect) -> str:
     if sql is None:
         sql = _ddl_cache[key] = str(CreateTable(table).compile(dialect=dialect))
     return sql
+
+
+def _needs_upgrade(found: _Found) -> bool:
+    """Whether revisions have to run (not only tables created or a version recorded)."""
+    if found.state == "behind":
+        return True
+    if found.state == "unversioned":
+        history = _history(found)
+        return history.base() not in history.heads()
+    return False
 
 
 def _history(found: _Found) -> History:

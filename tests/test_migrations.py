@@ -237,7 +237,15 @@ async def test_migrate_sql_prints_the_upgrade_and_changes_nothing(
         # nothing was changed: the schema still needs the upgrade
         assert await trio.to_thread.run_sync(
             main, ["migrate", "--check", "--config", str(path)]) == 1
-        assert "notifications: at unversioned, needs 0002" in capsys.readouterr().out
+        assert capsys.readouterr().out.splitlines() == [
+            "chat: tables without a version (recorded as 0001 at start-up)",
+            "desk: tables without a version (recorded as 0001 at start-up)",
+            "handover: tables without a version (recorded as 0001 at start-up)",
+            f"notifications: at unversioned, needs 0002: run `switchboard migrate --config {path}`",
+            "pipeline: tables without a version (recorded as 0001 at start-up)",
+            "presence: tables without a version (recorded as 0001 at start-up)",
+            "webhooks: tables without a version (recorded as 0001 at start-up)",
+            f"whatsapp: at unversioned, needs 0002: run `switchboard migrate --config {path}`"]
 
 
 # -- refused schemas -------------------------------------------------------------------
