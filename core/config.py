@@ -283,6 +283,10 @@ class StoreConfig:
     #: SQLite: seconds a write waits for the database lock (another process
     #: writing) before it fails with ``store_unavailable``.
     busy_timeout: float = 10.0
+    #: Upgrade an older database schema at start-up: ``"sqlite"`` (only a
+    #: SQLite database; PostgreSQL needs ``switchboard migrate``), ``"always"``
+    #: or ``"never"``. Missing tables are always created.
+    auto_migrate: Literal["sqlite", "always", "never"] = "sqlite"
 
 
 @attrs.frozen

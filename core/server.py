@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import sqlalchemy as sa
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HyperConfig
@@ -88,8 +89,16 @@ class Server:
     async def run(self, *, listen: bool = True,
                   task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, serve until :meth:`shutdown`, then drain and stop."""
-        self.plugins.declare_tables(self.store.metadata)
-        await self.store.open()
+        schema = self.plugins.declare_tables(self.store.metadata)
+        auto = self.config.store.auto_migrate
+        upgrade = auto == "always" or (auto == "sqlite" and self.store.dialect == "sqlite")
+
+        def prepare(conn: sa.Connection) -> None:
+            for step in schema.prepare(conn, upgrade=upgrade):
+                if step.state in ("behind", "unversioned"):
+                    log.info("database schema: %s", step.describe())
+
+        await self.store.open(prepare)
         try:
             async with trio.open_nursery() as nursery:
                 self.app.attach_nursery(nursery)

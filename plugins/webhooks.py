@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,6 +33,7 @@ from switchboard.core import App, Session, hookimpl, trio_time_of, wall_time
 from switchboard.core.broker import Publication
 from switchboard.core.http import error_response, require_api_key
 from switchboard.core.store import StoreUnavailable
+from switchboard.plugins.migrations import directory as migrations_directory
 
 log = logging.getLogger("switchboard.webhooks")
 #: Deliveries looked at per pass of an endpoint's sender.
@@ -104,6 +106,10 @@ class WebhooksPlugin:
     @hookimpl
     def switchboard_config_class(self) -> type:
         return WebhookSettings
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("webhooks")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from switchboard.core import (
     incoming,
     outgoing,
 )
+from switchboard.plugins.migrations import directory as migrations_directory
 
 from . import events
 from .compat import SYSZAP
@@ -47,6 +49,10 @@ class WhatsAppPlugin:
     @hookimpl
     def switchboard_config_class(self) -> type:
         return WhatsAppSettings
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("whatsapp")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
