@@ -78,7 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def serve(config: Config, plugins: Mapping[str, object] | None = None) -> int:
     """Run the server until SIGINT or SIGTERM: 0 once it has drained, 1 (with the
-    reason logged) when it cannot start or fails."""
+    reason logged) when it cannot start or fails, 2 when its config forbids it
+    to start (development mode on an address beyond loopback)."""
     try:
         trio.run(_serve, config, plugins)
     except (Exception, BaseExceptionGroup) as exc:
@@ -87,7 +88,7 @@ def serve(config: Config, plugins: Mapping[str, object] | None = None) -> int:
             raise  # KeyboardInterrupt and the like: not a failure to report
         for failure in failures:
             _report_failure(config, failure)
-        return 1
+        return 2 if all(isinstance(f, ConfigError) for f in failures) else 1
     return 0
 
 

@@ -302,13 +302,15 @@ class ServerProcess:
             return await self.process.wait()
 
 
-async def start_server(tmp_path: Path, nursery: trio.Nursery) -> ServerProcess:
+async def start_server(tmp_path: Path, nursery: trio.Nursery, host: str | None = None,
+                       **extra_env: str) -> ServerProcess:
     port = free_port()
     log = tmp_path / "serve.log"
-    env = child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data"))
+    env = child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data"), **extra_env)
     with log.open("wb") as out:
         process = await trio.lowlevel.open_process(
-            [str(SCRIPT), "serve", "--port", str(port)], env=env,
+            [str(SCRIPT), "serve", "--port", str(port), *(["--host", host] if host else [])],
+            env=env,
             stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     server = ServerProcess(process, port, log, env)
 
@@ -356,3 +358,38 @@ async def test_serve_closes_websockets_with_1001_on_sigint(tmp_path: Path,
     assert close.code == 1001
     with trio.fail_after(STOP_TIMEOUT):
         assert await server.process.wait() == 0, server.output()
+
+
+# -- development mode beyond loopback --------------------------------------------------
+
+
+async def test_development_mode_refuses_to_listen_on_every_address_in_one_line(
+        tmp_path: Path) -> None:
+    """Without an auth secret the server signs with a generated secret: it does not
+    start on 0.0.0.0 (as in a container) unless told to, and says how to fix it."""
+    result = await trio.run_process(
+        [str(SCRIPT), "serve", "--host", "0.0.0.0", "--port", "0"], check=False,
+        capture_stdout=True, capture_stderr=True,
+        env=child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data")))
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    [line] = err.splitlines()
+    assert "cannot start: config: server.host: development mode (no auth.secret)" in line
+    assert "SWITCHBOARD_AUTH__SECRET" in line and "SWITCHBOARD_ALLOW_DEV_ON_ALL=true" in line
+    assert not (tmp_path / "data" / "dev-secret").exists()
+
+
+@pytest.mark.parametrize("env", [
+    {"SWITCHBOARD_ALLOW_DEV_ON_ALL": "true"},
+    {"SWITCHBOARD_AUTH__SECRET": SECRET},
+])
+async def test_every_address_is_served_with_a_secret_or_when_allowed(
+        tmp_path: Path, nursery: trio.Nursery, env: dict[str, str]) -> None:
+    server = await start_server(tmp_path, nursery, host="0.0.0.0", **env)
+    assert await server.stop(signal.SIGTERM) == 0, server.output()
+
+
+@pytest.mark.parametrize("host", ["::1", "localhost", "127.0.0.2"])
+def test_development_mode_may_listen_on_any_loopback_address(host: str) -> None:
+    from switchboard.core.server import check_exposure
+    check_exposure(load_config(None, {"SWITCHBOARD_SERVER__HOST": host}))
