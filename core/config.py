@@ -233,6 +233,10 @@ class Config:
     #: development secret) listen on an address other than loopback, such as
     #: ``0.0.0.0`` in a container. Off: such a server refuses to start.
     allow_dev_on_all: bool = False
+    #: Directories of third-party plugins installed with ``pip install --target
+    #: DIR``, searched for entry points besides the Python environment (for the
+    #: single-file executable, which has no environment of its own to install into).
+    plugin_path: list[str] = attrs.Factory(list)
     server: ServerConfig = ServerConfig()
     http: HttpConfig = HttpConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()

@@ -279,10 +279,10 @@ class ServerProcess:
     def output(self) -> str:
         return self.log.read_text()
 
-    async def wait_healthy(self) -> None:
+    async def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Poll ``/health`` until the process answers (it is a real external process)."""
         async with httpx.AsyncClient() as http:
-            with trio.fail_after(START_TIMEOUT):
+            with trio.fail_after(timeout):
                 while True:
                     if self.process.returncode is not None:
                         raise AssertionError(
@@ -302,14 +302,18 @@ class ServerProcess:
             return await self.process.wait()
 
 
-async def start_server(tmp_path: Path, nursery: trio.Nursery, host: str | None = None,
-                       **extra_env: str) -> ServerProcess:
+async def start_server(tmp_path: Path, nursery: trio.Nursery, host: str | None = None, *,
+                       executable: Path = SCRIPT, base_env: Mapping[str, str] | None = None,
+                       start_timeout: float = START_TIMEOUT,
+                       extra_env: Mapping[str, str] | None = None) -> ServerProcess:
+    """``executable serve`` on a free port, its data in ``tmp_path``, answering."""
     port = free_port()
     log = tmp_path / "serve.log"
-    env = child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data"), **extra_env)
+    env = {**(child_env() if base_env is None else base_env),
+           "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), **(extra_env or {})}
     with log.open("wb") as out:
         process = await trio.lowlevel.open_process(
-            [str(SCRIPT), "serve", "--port", str(port), *(["--host", host] if host else [])],
+            [str(executable), "serve", "--port", str(port), *(["--host", host] if host else [])],
             env=env,
             stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     server = ServerProcess(process, port, log, env)
@@ -324,7 +328,7 @@ async def start_server(tmp_path: Path, nursery: trio.Nursery, host: str | None =
                     await process.wait()
 
     nursery.start_soon(reap)
-    await server.wait_healthy()
+    await server.wait_healthy(start_timeout)
     return server
 
 
@@ -385,7 +389,7 @@ async def test_development_mode_refuses_to_listen_on_every_address_in_one_line(
 ])
 async def test_every_address_is_served_with_a_secret_or_when_allowed(
         tmp_path: Path, nursery: trio.Nursery, env: dict[str, str]) -> None:
-    server = await start_server(tmp_path, nursery, host="0.0.0.0", **env)
+    server = await start_server(tmp_path, nursery, host="0.0.0.0", extra_env=env)
     assert await server.stop(signal.SIGTERM) == 0, server.output()
 
 
@@ -393,3 +397,41 @@ async def test_every_address_is_served_with_a_secret_or_when_allowed(
 def test_development_mode_may_listen_on_any_loopback_address(host: str) -> None:
     from switchboard.core.server import check_exposure
     check_exposure(load_config(None, {"SWITCHBOARD_SERVER__HOST": host}))
+
+
+# -- plugins beside the installation (plugin_path) -------------------------------------
+
+
+def install_plugin_files(target: Path) -> None:
+    """A third-party plugin as ``pip install --target DIR`` leaves it: its module
+    and its distribution's metadata naming the entry point."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "beside_plugin.py").write_text(
+        "from switchboard.core import hookimpl\n\n\n"
+        "class BesidePlugin:\n"
+        "    @hookimpl\n"
+        "    def switchboard_startup(self, app):\n"
+        "        pass\n")
+    info = target / "beside_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: beside-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[switchboard.plugins]\nbeside = beside_plugin:BesidePlugin\n")
+
+
+async def test_plugins_in_a_plugin_path_directory_are_found(tmp_path: Path) -> None:
+    install_plugin_files(tmp_path / "plugins")
+    result = await trio.run_process(
+        [str(SCRIPT), "plugins"], check=False, capture_stdout=True, capture_stderr=True,
+        env=child_env(SWITCHBOARD_PLUGIN_PATH=f'["{tmp_path / "plugins"}"]'))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "beside (enabled, beside-plugin 1.0)" in result.stdout.decode().splitlines()
+
+
+def test_a_missing_plugin_path_directory_is_a_config_error(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_PLUGIN_PATH", f'["{tmp_path / "nowhere"}"]')
+    code, _, err = run_main(capsys, "plugins")
+    assert code == 2
+    assert err.strip() == f"config error: plugin_path.0: no such directory: {tmp_path / 'nowhere'}"
