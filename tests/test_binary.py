@@ -16,12 +16,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from switchboard.core.auth import TokenVerifier, mint_token
 from switchboard.core.config import AuthConfig, load_config
 from trio_websocket import open_websocket_url
 
+from tests.databases import database_url
 from tests.test_cli import STOP_TIMEOUT, install_plugin_files, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,16 +89,21 @@ def test_first_party_plugins_come_with_it_and_plugins_beside_it_load(binary: Pat
     assert "beside (enabled, beside-plugin 1.0)" in lines
 
 
-async def test_serve_answers_health_and_a_websocket_then_stops_on_sigterm(
+async def test_serve_on_postgresql_answers_health_and_a_websocket_then_stops_on_sigterm(
         binary: Path, tmp_path: Path, nursery: trio.Nursery) -> None:
-    server = await start_server(tmp_path, nursery, executable=binary,
-                                base_env=bare_env(tmp_path), start_timeout=START_TIMEOUT)
-    token = mint_token(load_config(None, server.env), sub="alice", tenant="acme",
-                       role="agent", ttl=600, now=time.time())
-    async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
-        with trio.fail_after(5):
-            session = await ws.get_message()
-        assert '"session"' in session
-    server.process.send_signal(signal.SIGTERM)
-    with trio.fail_after(STOP_TIMEOUT):
-        assert await server.process.wait() == 0, server.output()
+    """The database driver (psycopg and its compiled part) comes with it too."""
+    with database_url("postgresql", tmp_path) as url:
+        server = await start_server(tmp_path, nursery, executable=binary,
+                                    base_env=bare_env(tmp_path), start_timeout=START_TIMEOUT,
+                                    extra_env={"SWITCHBOARD_STORE__URL": url})
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(server.url("/ready"))).json() == {"status": "ready"}
+        token = mint_token(load_config(None, server.env), sub="alice", tenant="acme",
+                           role="agent", ttl=600, now=time.time())
+        async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
+            with trio.fail_after(5):
+                session = await ws.get_message()
+            assert '"session"' in session
+        server.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(STOP_TIMEOUT):
+            assert await server.process.wait() == 0, server.output()
