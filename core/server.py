@@ -42,7 +42,7 @@ def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False  # "" (every address), a name, or 0.0.0.0-like forms
+        return False  # "" (every address) or a host name
 
 
 def check_exposure(config: Config) -> None:
