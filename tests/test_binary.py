@@ -12,19 +12,18 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
-from switchboard.core.auth import TokenVerifier, mint_token
-from switchboard.core.config import AuthConfig, load_config
+from switchboard.core.auth import TokenVerifier
+from switchboard.core.config import AuthConfig
 from trio_websocket import open_websocket_url
 
 from tests.databases import database_url
-from tests.test_cli import STOP_TIMEOUT, install_plugin_files, start_server
+from tests.test_cli import SECRET, STOP_TIMEOUT, install_plugin_files, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIABLE = "TEST_SWITCHBOARD_BINARY"
@@ -60,13 +59,11 @@ def run(binary: Path, tmp_path: Path, *argv: str, **env: str) -> subprocess.Comp
                           env=bare_env(tmp_path, **env), timeout=120, check=False)
 
 
-def test_token_is_signed_with_the_development_secret_it_creates(binary: Path,
-                                                               tmp_path: Path) -> None:
+def test_token_is_signed_with_the_configured_secret(binary: Path, tmp_path: Path) -> None:
     result = run(binary, tmp_path, "token", "--sub", "alice", "--tenant", "acme",
-                 SWITCHBOARD_DATA_DIR=str(tmp_path / "data"))
+                 SWITCHBOARD_AUTH__SECRET=SECRET)
     assert result.returncode == 0, result.stderr
-    secret = (tmp_path / "data" / "dev-secret").read_text().strip()
-    identity = TokenVerifier(AuthConfig(secret=secret)).verify(result.stdout.strip())
+    identity = TokenVerifier(AuthConfig(secret=SECRET)).verify(result.stdout.strip())
     assert (identity.user_id, identity.tenant_id, identity.role) == ("alice", "acme", "agent")
 
 
@@ -98,8 +95,12 @@ async def test_serve_on_postgresql_answers_health_and_a_websocket_then_stops_on_
                                     extra_env={"SWITCHBOARD_STORE__URL": url})
         async with httpx.AsyncClient() as http:
             assert (await http.get(server.url("/ready"))).json() == {"status": "ready"}
-        token = mint_token(load_config(None, server.env), sub="alice", tenant="acme",
-                           role="agent", ttl=600, now=time.time())
+        # minted by the same file with the development secret its server made
+        minted = await trio.run_process(
+            [str(binary), "token", "--sub", "alice", "--tenant", "acme"], cwd=tmp_path,
+            env=server.env, capture_stdout=True, capture_stderr=True, check=False)
+        assert minted.returncode == 0, minted.stderr.decode()
+        token = minted.stdout.decode().strip()
         async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
             with trio.fail_after(5):
                 session = await ws.get_message()
