@@ -684,4 +684,5 @@ def test_a_missing_plugin_path_directory_is_a_config_error(
     monkeypatch.setenv("SWITCHBOARD_PLUGIN_PATH", f'["{tmp_path / "nowhere"}"]')
     code, _, err = run_main(capsys, "plugins")
     assert code == 2
-    assert err.strip() == f"config error: plugin_path.0: no such directory: {tmp_path / 'nowhere'}"
+    assert err.strip() == ("config error: SWITCHBOARD_PLUGIN_PATH: plugin_path.0: "
+                           f"no such directory: {tmp_path / 'nowhere'}")
