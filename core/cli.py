@@ -112,8 +112,9 @@ def serve(config: Config, plugins: Mapping[str, object] | None = None, *,
           config_path: str | None = None) -> int:
     """Run the server until SIGINT or SIGTERM: 0 once it has drained, 1 (with the
     reason logged) when it cannot start or fails, 2 when what stopped it is a
-    config problem (a plugin's settings, a key file). ``config_path``: the
-    file ``config`` came from, named in the command a start-up error suggests."""
+    config problem (a plugin's settings, a key file, development mode on an
+    address beyond loopback). ``config_path``: the file ``config`` came from,
+    named in the command a start-up error suggests."""
     try:
         trio.run(_serve, config, plugins)
     except (Exception, BaseExceptionGroup) as exc:

@@ -303,6 +303,14 @@ class Config:
 
     mode: Literal["development", "production"] = "development"
     data_dir: str = "data"
+    #: Let a server without an auth secret (signing tokens with the generated
+    #: development secret) listen on an address other than loopback, such as
+    #: ``0.0.0.0`` in a container. Off: such a server refuses to start.
+    allow_dev_on_all: bool = False
+    #: Directories of third-party plugins installed with ``pip install --target
+    #: DIR``, searched for entry points besides the Python environment (for the
+    #: single-file executable, which has no environment of its own to install into).
+    plugin_path: list[str] = attrs.Factory(list)
     server: ServerConfig = ServerConfig()
     http: HttpConfig = HttpConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
@@ -318,6 +326,13 @@ class Config:
     #: Per plugin: ``[plugins.NAME]`` with ``enabled`` (default true) and the
     #: plugin's own settings, checked against the plugin's config class.
     plugins: dict[str, dict[str, Any]] = attrs.Factory(dict)
+
+    @property
+    def generates_secret(self) -> bool:
+        """Whether tokens are checked with the generated development secret (no
+        ``auth.secret``, public key or JWKS URL is configured)."""
+        auth = self.auth
+        return not (auth.secret or auth.public_key or auth.public_key_file or auth.jwks_url)
 
     @property
     def store_url(self) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import os
+import site
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -48,6 +51,22 @@ def _installed() -> tuple[tuple[str, str, str, Any], ...]:
     return tuple(
         (ep.name, ep.value, f"{ep.dist.name} {ep.dist.version}" if ep.dist else "", ep)
         for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def add_plugin_path(directories: Sequence[str]) -> None:
+    """Make the distributions installed in ``directories`` (``pip install
+    --target DIR``) importable and their entry points found, as site
+    directories (their ``.pth`` files apply); the config's ``plugin_path``."""
+    added = False
+    for i, directory in enumerate(directories):
+        path = os.path.abspath(directory)
+        if not os.path.isdir(path):
+            raise ConfigError(f"plugin_path.{i}", f"no such directory: {directory}")
+        if path not in sys.path:
+            site.addsitedir(path)
+            added = True
+    if added:
+        _installed.cache_clear()
 
 
 def discover() -> dict[str, tuple[object, str]]:
@@ -108,6 +127,8 @@ class Plugins:
 
     def __init__(self, config: Config, extra: Mapping[str, object] | None = None,
                  *, use_entry_points: bool = True) -> None:
+        if use_entry_points:
+            add_plugin_path(config.plugin_path)
         available = discover() if use_entry_points else {}
         for name, obj in (extra or {}).items():
             available[name] = (obj, "")

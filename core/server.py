@@ -3,6 +3,7 @@ owns the task tree (server -> connection -> reader/writer/heartbeat)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,7 +21,7 @@ from .admin import AdminConsole
 from .app import App
 from .auth import make_verifier
 from .broker import make_broker
-from .config import Config
+from .config import Config, ConfigError
 from .http import create_http_app
 from .hub import Hub
 from .metrics import Metrics
@@ -36,9 +37,33 @@ from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
 log = logging.getLogger("switchboard")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` reaches this machine only (``127.0.0.1``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" (every address) or a host name
+
+
+def check_exposure(config: Config) -> None:
+    """Refuse to listen beyond loopback while tokens are checked with the
+    generated development secret, unless ``allow_dev_on_all`` says to: such a
+    server is reachable by others, and its secret sits in a local file."""
+    host = config.server.host
+    if config.generates_secret and not is_loopback(host) and not config.allow_dev_on_all:
+        raise ConfigError(
+            "server.host", f"development mode (no auth.secret) listens on loopback only, "
+            f"not on {host or 'every address'}: set auth.secret (SWITCHBOARD_AUTH__SECRET), "
+            "or allow_dev_on_all = true (SWITCHBOARD_ALLOW_DEV_ON_ALL=true) to expose a "
+            "development server on purpose")
+
+
 class Server:
     def __init__(self, config: Config, *, plugins: Mapping[str, object] | None = None,
                  use_entry_points: bool = True) -> None:
+        check_exposure(config)
         self.config = config
         self.metrics = Metrics()
         self.plugins = Plugins(config, plugins, use_entry_points=use_entry_points)

@@ -501,10 +501,10 @@ class ServerProcess:
     def output(self) -> str:
         return self.log.read_text()
 
-    async def wait_healthy(self) -> None:
+    async def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Poll ``/health`` until the process answers (it is a real external process)."""
         async with httpx.AsyncClient() as http:
-            with trio.fail_after(START_TIMEOUT):
+            with trio.fail_after(timeout):
                 while True:
                     if self.process.returncode is not None:
                         raise AssertionError(
@@ -524,21 +524,26 @@ class ServerProcess:
             return await self.process.wait()
 
 
-async def start_server(tmp_path: Path, nursery: trio.Nursery, *, config: Path | None = None,
-                       cwd: Path | None = None) -> ServerProcess:
-    """``switchboard serve`` on a free port: with ``config``, run from ``cwd``;
+async def start_server(tmp_path: Path, nursery: trio.Nursery, host: str | None = None, *,
+                       config: Path | None = None, cwd: Path | None = None,
+                       executable: Path = SCRIPT, base_env: Mapping[str, str] | None = None,
+                       start_timeout: float = START_TIMEOUT,
+                       extra_env: Mapping[str, str] | None = None) -> ServerProcess:
+    """``executable serve`` on a free port: with ``config``, run from ``cwd``;
     else on the defaults with its data in ``tmp_path``."""
     port = free_port()
     log = tmp_path / "serve.log"
+    env = {**(child_env() if base_env is None else base_env), **(extra_env or {})}
     if config is None:
-        env = child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data"))
+        env.setdefault("SWITCHBOARD_DATA_DIR", str(tmp_path / "data"))
         options = []
     else:
-        env = child_env()
         options = ["--config", str(config)]
+    if host is not None:
+        options += ["--host", host]
     with log.open("wb") as out:
         process = await trio.lowlevel.open_process(
-            [str(SCRIPT), "serve", "--port", str(port), *options], env=env, cwd=cwd,
+            [str(executable), "serve", "--port", str(port), *options], env=env, cwd=cwd,
             stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     server = ServerProcess(process, port, log, env)
 
@@ -552,7 +557,7 @@ async def start_server(tmp_path: Path, nursery: trio.Nursery, *, config: Path | 
                     await process.wait()
 
     nursery.start_soon(reap)
-    await server.wait_healthy()
+    await server.wait_healthy(start_timeout)
     return server
 
 
@@ -607,3 +612,77 @@ async def test_serve_closes_websockets_with_1001_on_sigint(tmp_path: Path,
     assert close.code == 1001
     with trio.fail_after(STOP_TIMEOUT):
         assert await server.process.wait() == 0, server.output()
+
+
+# -- development mode beyond loopback --------------------------------------------------
+
+
+async def test_development_mode_refuses_to_listen_on_every_address_in_one_line(
+        tmp_path: Path) -> None:
+    """Without an auth secret the server signs with a generated secret: it does not
+    start on 0.0.0.0 (as in a container) unless told to, and says how to fix it."""
+    result = await trio.run_process(
+        [str(SCRIPT), "serve", "--host", "0.0.0.0", "--port", "0"], check=False,
+        capture_stdout=True, capture_stderr=True,
+        env=child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data")))
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    [line] = err.splitlines()
+    assert "cannot start: config: server.host: development mode (no auth.secret)" in line
+    assert "SWITCHBOARD_AUTH__SECRET" in line and "SWITCHBOARD_ALLOW_DEV_ON_ALL=true" in line
+    assert not (tmp_path / "data" / "dev-secret").exists()
+
+
+@pytest.mark.parametrize("env", [
+    {"SWITCHBOARD_ALLOW_DEV_ON_ALL": "true"},
+    {"SWITCHBOARD_AUTH__SECRET": SECRET},
+])
+async def test_every_address_is_served_with_a_secret_or_when_allowed(
+        tmp_path: Path, nursery: trio.Nursery, env: dict[str, str]) -> None:
+    server = await start_server(tmp_path, nursery, host="0.0.0.0", extra_env=env)
+    assert await server.stop(signal.SIGTERM) == 0, server.output()
+
+
+@pytest.mark.parametrize("host", ["::1", "localhost", "127.0.0.2"])
+def test_development_mode_may_listen_on_any_loopback_address(host: str) -> None:
+    from switchboard.core.server import check_exposure
+    check_exposure(load_config(None, {"SWITCHBOARD_SERVER__HOST": host}))
+
+
+# -- plugins beside the installation (plugin_path) -------------------------------------
+
+
+def install_plugin_files(target: Path) -> None:
+    """A third-party plugin as ``pip install --target DIR`` leaves it: its module
+    and its distribution's metadata naming the entry point."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "beside_plugin.py").write_text(
+        "from switchboard.core import hookimpl\n\n\n"
+        "class BesidePlugin:\n"
+        "    @hookimpl\n"
+        "    def switchboard_startup(self, app):\n"
+        "        pass\n")
+    info = target / "beside_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: beside-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[switchboard.plugins]\nbeside = beside_plugin:BesidePlugin\n")
+
+
+async def test_plugins_in_a_plugin_path_directory_are_found(tmp_path: Path) -> None:
+    install_plugin_files(tmp_path / "plugins")
+    result = await trio.run_process(
+        [str(SCRIPT), "plugins"], check=False, capture_stdout=True, capture_stderr=True,
+        env=child_env(SWITCHBOARD_PLUGIN_PATH=f'["{tmp_path / "plugins"}"]'))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "beside (enabled, beside-plugin 1.0)" in result.stdout.decode().splitlines()
+
+
+def test_a_missing_plugin_path_directory_is_a_config_error(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_PLUGIN_PATH", f'["{tmp_path / "nowhere"}"]')
+    code, _, err = run_main(capsys, "plugins")
+    assert code == 2
+    assert err.strip() == ("config error: SWITCHBOARD_PLUGIN_PATH: plugin_path.0: "
+                           f"no such directory: {tmp_path / 'nowhere'}")
