@@ -30,6 +30,18 @@ class Outbox:
         """Bytes queued and not yet taken by the writer."""
         return self._size
 
+    @property
+    def pending(self) -> bool:
+        """Frames are queued."""
+        return bool(self._frames)
+
+    def take_now(self) -> bytes:
+        """Everything queued, joined (``b""`` when nothing is)."""
+        frames = self._frames
+        self._frames = []
+        self._size = 0
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
     def put(self, frame: bytes) -> bool:
         """Queue ``frame``; False (and nothing queued) if it would pass the bound."""
         if self.closed:

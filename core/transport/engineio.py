@@ -18,9 +18,9 @@ import base64
 import contextlib
 import itertools
 import logging
+import math
 import secrets
 from contextlib import aclosing
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +46,7 @@ from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
 from ..recovery import Recovery, SavedSession
 from ..session import Session
 from ..supervise import log_failure
+from ..timers import Timer
 from .answers import OrderedAnswers
 from .front import RequestHead
 from .inbox import drain, send_in_turn
@@ -160,8 +161,13 @@ class EngineSocket:
         self.pids: dict[str, str] = {}
         self.decoder = sio.Decoder()
         self.close_reason = "transport_close"
-        self._pong = trio.Event()
-        self._wake: trio.CancelScope | None = None
+        #: The next heartbeat on the server's timers (ping, pong deadline, token
+        #: expiry, connect timeout); None before ``run`` and once ending.
+        self._heartbeat: Timer | None = None
+        self._next_ping = math.inf
+        self._connect_by = math.inf
+        #: While a ping waits for its pong: when the pong is due.
+        self._pong_deadline: float | None = None
         self._calls: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
         #: Events and disconnects for the handler task, in arrival order (made
@@ -286,7 +292,10 @@ class EngineSocket:
         if kind == eio.PacketType.MESSAGE:
             await self._on_message(packet.data)
         elif kind == eio.PacketType.PONG:
-            self._pong.set()
+            if self._pong_deadline is not None:
+                self._pong_deadline = None
+                self._next_ping = trio.current_time() + self.app.config.heartbeat.interval
+                self._arm_heartbeat()
         elif kind == eio.PacketType.CLOSE:
             self.close("transport_close", kind=eio.CloseKind.CLIENT)
         elif kind in (eio.PacketType.NOOP, eio.PacketType.PING, eio.PacketType.UPGRADE):
@@ -550,10 +559,16 @@ class EngineSocket:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._heartbeat)
-                if channel is not None:
-                    nursery.start_soon(partial(self.serve_channel, channel, upgrade=False))
+                now = trio.current_time()
+                self._next_ping = now + self.app.config.heartbeat.interval
+                self._connect_by = now + self.server.config.connect_timeout
+                self._arm_heartbeat()
                 task_status.started()
+                if channel is not None:
+                    # this task reads the WebSocket; its writer runs in this nursery
+                    # and cancels it once the channel is over
+                    channel.attach(nursery)
+                    await self._read_channel(channel, upgrade=False)
                 await self._closing.wait()
                 if channel is not None:
                     await channel.peer_closed.wait()  # let the close frame out
@@ -561,6 +576,8 @@ class EngineSocket:
         finally:
             if self._inbox_send is not None:
                 self._inbox_send.close()
+            self.app.timers.cancel(self._heartbeat)
+            self._heartbeat = None
             with trio.CancelScope(shield=True):
                 for namespace, session in list(self.sessions.items()):
                     await self._save_for_recovery(namespace, session)
@@ -601,86 +618,89 @@ class EngineSocket:
                 log.info("%s: session %s not saved for recovery: %s", self.sid, session.id,
                          exc)
 
-    async def _heartbeat(self) -> None:
+    def _arm_heartbeat(self) -> None:
+        """(Re)schedule the heartbeat at the next ping (or pong deadline), token
+        expiry or connect timeout, whichever comes first."""
+        timers = self.app.timers
+        timers.cancel(self._heartbeat)
+        self._heartbeat = None
+        if self.ending:
+            return
+        expiry = min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
+                     default=math.inf)
+        deadline = min(self._next_ping if self._pong_deadline is None else self._pong_deadline,
+                       expiry, self._connect_by)
+        if deadline < math.inf:
+            self._heartbeat = timers.at(deadline, self._beat)
+
+    def _beat(self) -> None:
         """Ping every interval, expect the pong within the timeout; expire tokens;
         close the session if no namespace is connected at the connect timeout."""
-        interval = self.app.config.heartbeat.interval
-        timeout = self.app.config.heartbeat.timeout
-        next_ping = trio.current_time() + interval
-        connect_by = trio.current_time() + self.server.config.connect_timeout
-        pong_deadline: float | None = None
-        while True:
-            expiry = min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
-                         default=float("inf"))
-            deadline = min(next_ping if pong_deadline is None else pong_deadline, expiry,
-                           connect_by)
-            with trio.CancelScope(deadline=deadline) as wake:
-                self._wake = wake
-                if pong_deadline is None:
-                    await trio.sleep_forever()
-                else:
-                    await self._pong.wait()
-            now = trio.current_time()
-            if now >= connect_by:
-                connect_by = float("inf")
-                if not self.sessions:
-                    log.info("%s: no namespace connected within %ss: closed", self.sid,
-                             self.server.config.connect_timeout)
-                    self.app.metrics.handshake_rejects.labels("connect_timeout").inc()
-                    self.close("connect_timeout")
-                    return
-            for namespace, session in list(self.sessions.items()):
-                if now >= self.app.expiry_deadline(session.identity):
-                    log.info("%s: token of session %s expired", self.sid, session.id)
-                    self.disconnect_namespace(namespace, "token_expired")
-            if pong_deadline is not None:
-                if self._pong.is_set():
-                    pong_deadline = None
-                    next_ping = now + interval
-                elif now >= pong_deadline:
-                    log.info("%s: ping timeout", self.sid)
-                    self.close("heartbeat_timeout", CloseCode.HEARTBEAT_TIMEOUT,
-                               kind=eio.CloseKind.ERROR)
-                    return
-            elif now >= next_ping:
-                self._pong = trio.Event()
-                self.send_packet(str(int(eio.PacketType.PING)))
-                pong_deadline = now + timeout
+        self._heartbeat = None
+        if self.ending:
+            return
+        now = trio.current_time()
+        if now >= self._connect_by:
+            self._connect_by = math.inf
+            if not self.sessions:
+                log.info("%s: no namespace connected within %ss: closed", self.sid,
+                         self.server.config.connect_timeout)
+                self.app.metrics.handshake_rejects.labels("connect_timeout").inc()
+                self.close("connect_timeout")
+                return
+        for namespace, session in list(self.sessions.items()):
+            if now >= self.app.expiry_deadline(session.identity):
+                log.info("%s: token of session %s expired", self.sid, session.id)
+                self.disconnect_namespace(namespace, "token_expired")
+        if self._pong_deadline is not None:
+            if now >= self._pong_deadline:
+                log.info("%s: ping timeout", self.sid)
+                self.close("heartbeat_timeout", CloseCode.HEARTBEAT_TIMEOUT,
+                           kind=eio.CloseKind.ERROR)
+                return
+        elif now >= self._next_ping:
+            self.send_packet(str(int(eio.PacketType.PING)))
+            self._pong_deadline = now + self.app.config.heartbeat.timeout
+        self._arm_heartbeat()
 
     def identity_changed(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
+        if self._heartbeat is not None:
+            self._arm_heartbeat()
 
     # -- websocket ---------------------------------------------------------
 
     async def serve_channel(self, channel: WsChannel, *, upgrade: bool) -> None:
         """Run a WebSocket for this session: with ``upgrade`` (the session is
         UPGRADING), the probe and the upgrade first; then its packets."""
+        async with trio.open_nursery() as nursery:
+            channel.attach(nursery)
+            await self._read_channel(channel, upgrade=upgrade)
+
+    async def _read_channel(self, channel: WsChannel, *, upgrade: bool) -> None:
+        """Read ``channel`` until it ends (its writer runs meanwhile)."""
         if upgrade:
             self._probe = channel
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._write, channel, nursery.cancel_scope)
-            try:
-                async with aclosing(channel.messages()) as messages:
-                    async for message in messages:
-                        if not await self._on_ws_message(channel, message):
-                            break
-            except MessageTooBig as exc:
-                log.info("%s: %s", self.sid, exc)
-                channel.end_reason = "message_too_big"
-                if self.channel is channel:
-                    self.close("message_too_big", CloseCode.MESSAGE_TOO_BIG)
-                else:
-                    channel.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            finally:
-                if self.channel is channel:
-                    if not self.ending:
-                        reason = channel.end_reason or "transport_close"
-                        self.close("transport_close" if reason == "client" else reason)
-                else:
-                    if self._probe is channel:  # the probe went away: polling goes on
-                        self.end_upgrade()
-                    channel.close(1000)
+        try:
+            async with aclosing(channel.messages()) as messages:
+                async for message in messages:
+                    if not await self._on_ws_message(channel, message):
+                        break
+        except MessageTooBig as exc:
+            log.info("%s: %s", self.sid, exc)
+            channel.end_reason = "message_too_big"
+            if self.channel is channel:
+                self.close("message_too_big", CloseCode.MESSAGE_TOO_BIG)
+            else:
+                channel.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        finally:
+            if self.channel is channel:
+                if not self.ending:
+                    reason = channel.end_reason or "transport_close"
+                    self.close("transport_close" if reason == "client" else reason)
+            else:
+                if self._probe is channel:  # the probe went away: polling goes on
+                    self.end_upgrade()
+                channel.close(1000)
 
     async def _on_ws_message(self, channel: WsChannel, message: str | bytes) -> bool:
         """Handle one WebSocket message; False to stop reading."""
@@ -701,10 +721,6 @@ class EngineSocket:
             self._protocol_error(str(exc))
             return False
         return not self.ending
-
-    async def _write(self, channel: WsChannel, scope: trio.CancelScope) -> None:
-        await channel.writer()
-        scope.cancel()
 
     def _upgrade_step(self, channel: WsChannel, packet: eio.Packet) -> None:
         if self.state is not eio.EngineState.UPGRADING or self._probe is not channel:
@@ -812,8 +828,9 @@ class EngineIOServer:
             if engine is not None:
                 engine.end_upgrade()
             return
-        assert ws.connection is not None  # keep only the frame-level state
-        channel = WsChannel(stream, ws.connection,
+        # none of wsproto's state is kept (the channel makes a frame-level
+        # connection only for frames it does not parse itself)
+        channel = WsChannel(stream,
                             outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import struct
 import time
 from contextlib import aclosing
@@ -32,6 +33,7 @@ from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
 from ..supervise import log_failure
+from ..timers import Timer
 from .answers import OrderedAnswers
 from .front import error_response
 from .inbox import drain, send_in_turn
@@ -76,13 +78,20 @@ class WebSocketConnection:
     """One plain-WebSocket client; implements the core's ``Transport``."""
 
     protocol = "ws"
+    __slots__ = (
+        "_answers", "_calls", "_draining", "_heartbeat", "_inbox", "_next_call", "_next_ping",
+        "_nursery", "_pong_deadline", "app", "channel", "close_reason", "session",
+    )
 
     def __init__(self, app: App, channel: WsChannel) -> None:
         self.app = app
         self.channel = channel
         self.session: Session | None = None
         self.close_reason: str | None = None
-        self._wake_heartbeat: trio.CancelScope | None = None
+        #: The next heartbeat on the server's timers (None once the connection closes).
+        self._heartbeat: Timer | None = None
+        self._next_ping = math.inf
+        self._pong_deadline = math.inf
         self._calls: dict[str, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
         self._nursery: trio.Nursery | None = None
@@ -151,8 +160,8 @@ class WebSocketConnection:
 
     def identity_changed(self) -> None:
         """Re-arm the token-expiry timer after a re-authentication."""
-        if self._wake_heartbeat is not None:
-            self._wake_heartbeat.cancel()
+        if self._heartbeat is not None:
+            self._arm_heartbeat()
 
     # -- the task tree -----------------------------------------------------
 
@@ -172,8 +181,10 @@ class WebSocketConnection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._writer, nursery.cancel_scope)
-                nursery.start_soon(self._heartbeat)
+                self.channel.attach(nursery)
+                hb = cfg.heartbeat
+                self._next_ping = trio.current_time() + hb.interval
+                self._arm_heartbeat()
                 await self.app.open_session(session)
                 await self._reader()
                 # The peer is gone or has closed: let the writer flush, then stop.
@@ -186,44 +197,53 @@ class WebSocketConnection:
             log_failure(f"websocket session {session.id}", exc)
             await self.channel.abort(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            self.app.timers.cancel(self._heartbeat)
+            self._heartbeat = None
+            if self.channel.end_reason == "not_reading":
+                log.info("%s does not read: connection cut", session.id)
             reason = self.close_reason or _peer_reason(self.channel.end_reason)
             await self.app.close_session(session, reason)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.channel.stream.aclose()
 
-    async def _writer(self, scope: trio.CancelScope) -> None:
-        await self.channel.writer()
-        if self.channel.end_reason == "not_reading":
-            log.info("%s does not read: connection cut", self.session.id if self.session else "?")
-        scope.cancel()
-
-    async def _heartbeat(self) -> None:
-        hb = self.app.config.heartbeat
+    def _arm_heartbeat(self) -> None:
+        """(Re)schedule the heartbeat at the next ping, pong deadline or token
+        expiry, whichever comes first (on the server's shared timers)."""
         assert self.session is not None
-        channel = self.channel
-        next_ping = trio.current_time() + hb.interval
-        pong_deadline = float("inf")
-        while True:
-            expiry = self.app.expiry_deadline(self.session.identity)
-            with trio.CancelScope(deadline=min(next_ping, pong_deadline, expiry)) as wake:
-                self._wake_heartbeat = wake
-                await trio.sleep_forever()
-            now = trio.current_time()
-            if now >= self.app.expiry_deadline(self.session.identity):
-                self.close_reason = "token_expired"
-                self.close(CloseCode.UNAUTHORIZED, "token expired")
+        timers = self.app.timers
+        timers.cancel(self._heartbeat)
+        self._heartbeat = None
+        if self.channel.closing:
+            return
+        deadline = min(self._next_ping, self._pong_deadline,
+                       self.app.expiry_deadline(self.session.identity))
+        if deadline < math.inf:
+            self._heartbeat = timers.at(deadline, self._beat)
+
+    def _beat(self) -> None:
+        """A heartbeat deadline: expire the token, time out a silent peer, ping."""
+        self._heartbeat = None
+        session, channel = self.session, self.channel
+        if session is None or channel.closing:
+            return
+        now = trio.current_time()
+        if now >= self.app.expiry_deadline(session.identity):
+            self.close_reason = "token_expired"
+            self.close(CloseCode.UNAUTHORIZED, "token expired")
+            return
+        if now >= self._pong_deadline:
+            if not channel.alive:
+                log.info("heartbeat timeout %s", session.id)
+                self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                 return
-            if now >= pong_deadline:
-                if not channel.alive:
-                    log.info("heartbeat timeout %s", self.session.id)
-                    self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                    return
-                pong_deadline = float("inf")
-            if now >= next_ping:
-                channel.alive = False
-                channel.send(ping_frame(struct.pack("!d", time.time())))
-                next_ping = now + hb.interval
-                pong_deadline = now + hb.timeout
+            self._pong_deadline = math.inf
+        if now >= self._next_ping:
+            hb = self.app.config.heartbeat
+            channel.alive = False
+            channel.send(ping_frame(struct.pack("!d", time.time())))
+            self._next_ping = now + hb.interval
+            self._pong_deadline = now + hb.timeout
+        self._arm_heartbeat()
 
     async def _reader(self) -> None:
         try:
@@ -345,10 +365,11 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
     if accepted is None:
         return
     ws, identity, handshake = accepted
-    # Keep only wsproto's frame-level connection: the handshake's state (an h11
-    # connection, the request and its headers) would stay alive with the socket.
-    assert ws.connection is not None
-    channel = WsChannel(stream, ws.connection, outbox_limit=app.config.server.outbox_max_bytes,
+    # None of wsproto's state is kept: the handshake's (an h11 connection, the
+    # request and its headers) would stay alive with the socket, and the
+    # channel makes a frame-level connection only for frames it does not
+    # parse itself.
+    channel = WsChannel(stream, outbox_limit=app.config.server.outbox_max_bytes,
                         max_message=app.config.server.max_payload,
                         linger=app.config.server.write_linger)
     connection = WebSocketConnection(app, channel)
