@@ -65,6 +65,8 @@ class Server:
         self._ws_paths: dict[str, Handler] = {config.server.ws_path: self._serve_ws}
         if self.engineio is not None:
             self._ws_paths[config.socketio.path] = self._serve_engineio
+        self._http_paths: dict[tuple[str, str], Handler] = {
+            ("POST", "/api/v1/emit"): self._serve_publish}
         self._connections: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
@@ -192,14 +194,11 @@ class Server:
             self.metrics.connection_failures.inc()
             log_failure(f"connection task {task_name(fn)}", exc)
 
-    async def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[None]:
         assert self.engineio is not None
         if self.shutting_down:
-            await stream.aclose()
-            return
-        serving = self.engineio.serve_websocket(stream, head)
-        del head  # not kept alive for the life of the connection
-        await serving
+            return stream.aclose()
+        return self.engineio.serve_websocket(stream, head)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (a socket, or an in-memory stream in tests).
@@ -209,9 +208,13 @@ class Server:
         listener and every other connection go on.
         """
         try:
-            await route(stream, timeout=self.config.server.handshake_timeout,
-                        ws_paths=self._ws_paths, http=self._serve_http,
-                        http_paths={("POST", "/api/v1/emit"): self._serve_publish})
+            # route() hands back the server of the connection to await here, so
+            # that its frame is not kept for the connection's life
+            serving = await route(stream, timeout=self.config.server.handshake_timeout,
+                                  ws_paths=self._ws_paths, http=self._serve_http,
+                                  http_paths=self._http_paths)
+            if serving is not None:
+                await serving
         except Exception as exc:
             self.metrics.connection_failures.inc()
             log_failure("connection", exc)
@@ -219,17 +222,12 @@ class Server:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await trio.aclose_forcefully(stream)
 
-    async def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[None]:
+        # (not a coroutine of its own: one frame less kept per connection)
         if self.shutting_down:
-            await stream.aclose()
-            return
-        serving = serve_websocket(self.app, stream, head.raw, self._ws_connections,
-                                  self._ws_codec)
-        del head  # not kept alive for the life of the connection
-        try:
-            await serving
-        finally:
-            self._connection_closed.set()
+            return stream.aclose()
+        return serve_websocket(self.app, stream, head.raw, self._ws_connections,
+                               self._ws_codec, self._signal_closed)
 
     async def _serve_publish(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         try:

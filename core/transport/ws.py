@@ -16,6 +16,7 @@ import logging
 import math
 import struct
 import time
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -352,39 +353,46 @@ _REASONS = {
 
 
 async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
-                          connections: set[WebSocketConnection], codec: EnvelopeCodec) -> None:
-    """Finish the handshake of an upgrade request whose bytes are ``head``."""
+                          connections: set[WebSocketConnection], codec: EnvelopeCodec,
+                          closed: Callable[[], None] | None = None) -> None:
+    """Finish the handshake of an upgrade request whose bytes are ``head``, then
+    serve the connection; ``closed()`` is called when it is over."""
     try:
-        accepted = await _handshake(app, stream, head)
-    except Exception as exc:  # a bug: this handshake fails alone, with a 500
-        app.metrics.connection_failures.inc()
-        log_failure("websocket handshake", exc)
-        await send_quietly(stream, error_response(500, "internal_error",
-                                                  "the handshake failed on the server"))
-        return
-    if accepted is None:
-        return
-    ws, identity, handshake = accepted
-    # None of wsproto's state is kept: the handshake's (an h11 connection, the
-    # request and its headers) would stay alive with the socket, and the
-    # channel makes a frame-level connection only for frames it does not
-    # parse itself.
-    channel = WsChannel(stream, outbox_limit=app.config.server.outbox_max_bytes,
-                        max_message=app.config.server.max_payload,
-                        linger=app.config.server.write_linger)
-    connection = WebSocketConnection(app, channel)
-    del ws, head, accepted
-    session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile,
-                              handshake=handshake)
-    connections.add(connection)
-    try:
-        await connection.run(session)
+        try:
+            accepted = await _handshake(app, stream, head)
+        except Exception as exc:  # a bug: this handshake fails alone, with a 500
+            app.metrics.connection_failures.inc()
+            log_failure("websocket handshake", exc)
+            await send_quietly(stream, error_response(500, "internal_error",
+                                                      "the handshake failed on the server"))
+            return
+        if accepted is None:
+            return
+        identity, handshake = accepted
+        # None of wsproto's state is kept: the handshake's (an h11 connection, the
+        # request and its headers) would stay alive with the socket, and the
+        # channel makes a frame-level connection only for frames it does not
+        # parse itself.
+        channel = WsChannel(stream, outbox_limit=app.config.server.outbox_max_bytes,
+                            max_message=app.config.server.max_payload,
+                            linger=app.config.server.write_linger)
+        connection = WebSocketConnection(app, channel)
+        del head, accepted
+        session = app.new_session(identity, connection, codec,
+                                  profile=app.config.server.ws_profile, handshake=handshake)
+        del handshake  # (the session keeps it without the headers)
+        connections.add(connection)
+        try:
+            await connection.run(session)
+        finally:
+            connections.discard(connection)
     finally:
-        connections.discard(connection)
+        if closed is not None:
+            closed()
 
 
 async def _handshake(app: App, stream: trio.abc.Stream,
-                     head: bytes) -> tuple[WSConnection, Identity, Handshake] | None:
+                     head: bytes) -> tuple[Identity, Handshake] | None:
     """Check and accept the upgrade; ``None`` when it was refused (and answered)."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
@@ -421,7 +429,7 @@ async def _handshake(app: App, stream: trio.abc.Stream,
         return None
     if not await send_quietly(stream, ws.send(AcceptConnection())):
         return None
-    return ws, identity, handshake
+    return identity, handshake
 
 
 async def send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:
