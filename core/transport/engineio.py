@@ -20,7 +20,7 @@ import itertools
 import logging
 import math
 import secrets
-from contextlib import aclosing
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -681,10 +681,7 @@ class EngineSocket:
         if upgrade:
             self._probe = channel
         try:
-            async with aclosing(channel.messages()) as messages:
-                async for message in messages:
-                    if not await self._on_ws_message(channel, message):
-                        break
+            await channel.read(partial(self._on_ws_message, channel))
         except MessageTooBig as exc:
             log.info("%s: %s", self.sid, exc)
             channel.end_reason = "message_too_big"

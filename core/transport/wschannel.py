@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncGenerator, Iterator
+import os
+from collections.abc import Awaitable, Callable, Iterator
 
 import trio
 from wsproto.connection import Connection, ConnectionType
@@ -46,6 +47,14 @@ def _unmask(payload: bytearray, mask: bytearray) -> bytes:
     size = len(payload)
     key = (bytes(mask) * (size // 4 + 1))[:size]
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket to read ``stream`` from directly (a TCP socket on a POSIX
+    system), or None to read it with ``receive_some``."""
+    if os.name != "posix" or not isinstance(stream, trio.SocketStream):
+        return None
+    return stream.socket
 
 
 class MessageTooBig(Exception):
@@ -209,23 +218,50 @@ class WsChannel:
                     await self.stream.send_all(close_frame(code, reason))
             await trio.aclose_forcefully(self.stream)
 
-    async def messages(self) -> AsyncGenerator[str | bytes, None]:
-        """Complete client messages until the peer closes; raise
-        :class:`MessageTooBig` for a message over ``max_message``.
+    async def read(self, on_message: Callable[[str | bytes], Awaitable[bool]]) -> None:
+        """Read complete client messages until the peer closes, awaiting
+        ``on_message(message)`` for each (it returns False to stop reading);
+        raise :class:`MessageTooBig` for a message over ``max_message``.
 
         The usual client frame (a whole text or binary message in one masked
         frame, or a ping or pong) is parsed here, and one announcing more than
         ``max_message`` is refused from its header; at the first frame of any
         other kind (a fragment, a close, anything malformed) the rest of the
         connection goes through wsproto, from that frame on.
+
+        On a socket the reader waits for it to be readable and reads it itself:
+        an idle connection is this one coroutine waiting, not the stack of a
+        high-level ``receive_some``.
         """
         buffer = bytearray()
+        sock = _socket_of(self.stream)
         try:
             while True:
-                try:
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
+                if sock is None:
+                    try:
+                        data = await self.stream.receive_some(RECEIVE_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = b""
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    # the descriptor is asked for each time (-1 once the socket is
+                    # closed): a number kept would be another socket's after a close
+                    fd = sock.fileno()
+                    try:
+                        if fd < 0:
+                            raise ConnectionAbortedError
+                        data = os.read(fd, RECEIVE_SIZE)
+                    except BlockingIOError:
+                        try:
+                            await trio.lowlevel.wait_readable(fd)
+                        except (trio.ClosedResourceError, OSError):
+                            data = b""
+                        else:
+                            continue
+                    except OSError:  # reset by the peer, or closed here
+                        data = b""
+                    else:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                 if not data:
                     self.end_reason = self.end_reason or "transport_close"
                     return
@@ -235,8 +271,8 @@ class WsChannel:
                     consumed = 0
                     for message, offset in self._simple_frames(buffer):
                         consumed = offset
-                        if message is not None:
-                            yield message
+                        if message is not None and not await on_message(message):
+                            return
                     if self._peer_ended:
                         return
                     del buffer[:consumed]
@@ -244,7 +280,8 @@ class WsChannel:
                         continue
                     data, buffer = bytes(buffer), bytearray()
                 for message in self._wsproto_messages(bytes(data)):
-                    yield message
+                    if not await on_message(message):
+                        return
                 if self._peer_ended:
                     return
         finally:
