@@ -194,7 +194,7 @@ class Server:
             self.metrics.connection_failures.inc()
             log_failure(f"connection task {task_name(fn)}", exc)
 
-    def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[None]:
+    def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[Any]:
         assert self.engineio is not None
         if self.shutting_down:
             return stream.aclose()
@@ -213,8 +213,8 @@ class Server:
             serving = await route(stream, timeout=self.config.server.handshake_timeout,
                                   ws_paths=self._ws_paths, http=self._serve_http,
                                   http_paths=self._http_paths)
-            if serving is not None:
-                await serving
+            while serving is not None:  # (a server may hand back the rest of its work)
+                serving = await serving
         except Exception as exc:
             self.metrics.connection_failures.inc()
             log_failure("connection", exc)
@@ -222,7 +222,7 @@ class Server:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await trio.aclose_forcefully(stream)
 
-    def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[None]:
+    def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[Any]:
         # (not a coroutine of its own: one frame less kept per connection)
         if self.shutting_down:
             return stream.aclose()

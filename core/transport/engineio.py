@@ -20,6 +20,7 @@ import itertools
 import logging
 import math
 import secrets
+from collections.abc import Awaitable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -791,7 +792,10 @@ class EngineIOServer:
 
     # -- websocket ---------------------------------------------------------
 
-    async def serve_websocket(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    async def serve_websocket(self, stream: trio.abc.Stream,
+                              head: RequestHead) -> Awaitable[None] | None:
+        """Accept a WebSocket (a new session's, or one probing an upgrade);
+        return its work for the caller to await, None when it was refused."""
         query = parse_qs(urlsplit(head.raw.split(b" ", 2)[1].decode("latin-1")).query)
         ws = WSConnection(ConnectionType.SERVER)
         try:
@@ -801,7 +805,7 @@ class EngineIOServer:
             req = None
         if req is None:
             await send_quietly(stream, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-            return
+            return None
         origin = dict(req.extra_headers).get(b"origin")
         sid = query.get("sid", [None])[0]
         engine = self.engines.get(sid) if sid else None
@@ -817,14 +821,14 @@ class EngineIOServer:
             body = {"code": int(error), "message": eio.ERROR_MESSAGES[error]}
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
             await send_quietly(stream, reject_bytes(ws, status, body))
-            return
+            return None
         if engine is not None:
             # from here a second WebSocket for this sid is refused
             engine.begin_upgrade()
         if not await send_quietly(stream, ws.send(AcceptConnection())):
             if engine is not None:
                 engine.end_upgrade()
-            return
+            return None
         # none of wsproto's state is kept (the channel makes a frame-level
         # connection only for frames it does not parse itself)
         channel = WsChannel(stream,
@@ -833,20 +837,16 @@ class EngineIOServer:
                             linger=self.app.config.server.write_linger)
         handshake = from_request("socket.io", req.target, req.extra_headers,
                                  remote_addr=peer_address(stream))
-        # the handshake's state must not live as long as the connection
-        del ws, req, query, head, origin
-        try:
-            if engine is not None:
-                await engine.serve_channel(channel, upgrade=True)
-                return
-            engine = self._new_engine(handshake)
-            engine.channel = channel
-            channel.send_text(self._open_packet(engine.sid, []))
-            engine.opened()
-            await engine.run(channel)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await stream.aclose()
+        # The connection's work is handed back to be awaited by the caller, which
+        # closes the stream after it: this frame (and the handshake's state)
+        # does not live as long as the connection.
+        if engine is not None:
+            return engine.serve_channel(channel, upgrade=True)
+        engine = self._new_engine(handshake)
+        engine.channel = channel
+        channel.send_text(self._open_packet(engine.sid, []))
+        engine.opened()
+        return engine.run(channel)
 
     # -- long-polling ------------------------------------------------------
 

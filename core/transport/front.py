@@ -17,6 +17,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -234,12 +235,14 @@ class PrefixedStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
-Handler = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
+#: Serves a connection whose head has been read; what it returns, when not
+#: None, is the rest of its work, awaited by the caller in its place.
+Handler = Callable[[trio.abc.Stream, RequestHead], Awaitable[Any]]
 
 
 async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, Handler],
                 http: Handler, http_paths: dict[tuple[str, str], Handler] | None = None
-                ) -> Awaitable[None] | None:
+                ) -> Awaitable[Any] | None:
     """Read the head of one connection; return the right server's work on it
     for the caller to await (None when the connection was refused here)."""
     try:

@@ -16,7 +16,7 @@ import logging
 import math
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -92,7 +92,8 @@ class WebSocketConnection:
         self._heartbeat: Timer | None = None
         self._next_ping = math.inf
         self._pong_deadline = math.inf
-        self._calls: dict[str, tuple[trio.Event, list[Any]]] = {}
+        #: Server-to-client calls waiting for their ack (made with the first).
+        self._calls: dict[str, tuple[trio.Event, list[Any]]] | None = None
         self._next_call = 0
         self._nursery: trio.Nursery | None = None
         self._inbox: trio.MemorySendChannel[envelope.Frame] | None = None
@@ -149,13 +150,16 @@ class WebSocketConnection:
         ident = f"s{self._next_call}"
         done = trio.Event()
         result: list[Any] = []
-        self._calls[ident] = (done, result)
+        if self._calls is None:
+            self._calls = {}
+        calls = self._calls
+        calls[ident] = (done, result)
         try:
             self.send(text_frame(envelope.encode_request(event, data, ident)))
             with trio.fail_after(timeout):
                 await done.wait()
         finally:
-            self._calls.pop(ident, None)
+            calls.pop(ident, None)
         return result[0]
 
     def identity_changed(self) -> None:
@@ -165,8 +169,13 @@ class WebSocketConnection:
 
     # -- the task tree -----------------------------------------------------
 
-    async def run(self, session: Session) -> None:
+    async def run(self, session: Session, connections: set[WebSocketConnection] | None = None,
+                  closed: Callable[[], None] | None = None) -> None:
+        """Serve the accepted connection as ``session`` until it is over (in
+        ``connections`` meanwhile; ``closed()`` called at the end)."""
         self.session = session
+        if connections is not None:
+            connections.add(self)
         cfg = self.app.config
         ident = session.identity
         self.channel.send(text_frame(envelope.encode_event("session", {
@@ -206,9 +215,15 @@ class WebSocketConnection:
             if self.channel.end_reason == "not_reading":
                 log.info("%s does not read: connection cut", session.id)
             reason = self.close_reason or _peer_reason(self.channel.end_reason)
-            await self.app.close_session(session, reason)
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await self.channel.stream.aclose()
+            try:
+                await self.app.close_session(session, reason)
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await self.channel.stream.aclose()
+            finally:
+                if connections is not None:
+                    connections.discard(self)
+                if closed is not None:
+                    closed()
 
     def _arm_heartbeat(self) -> None:
         """(Re)schedule the heartbeat at the next ping, pong deadline or token
@@ -270,7 +285,8 @@ class WebSocketConnection:
             if self._charge("ping", frame.id):
                 self.channel.send(text_frame(envelope.encode_event("pong", frame.data)))
             return
-        if frame.type == "ack" and isinstance(frame.id, str) and frame.id in self._calls:
+        if (frame.type == "ack" and isinstance(frame.id, str) and self._calls
+                and frame.id in self._calls):
             done, result = self._calls.pop(frame.id)
             result.append(frame.data)
             done.set()
@@ -352,9 +368,14 @@ _REASONS = {
 
 async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
                           connections: set[WebSocketConnection], codec: EnvelopeCodec,
-                          closed: Callable[[], None] | None = None) -> None:
-    """Finish the handshake of an upgrade request whose bytes are ``head``, then
-    serve the connection; ``closed()`` is called when it is over."""
+                          closed: Callable[[], None] | None = None) -> Awaitable[None] | None:
+    """Finish the handshake of an upgrade request whose bytes are ``head``.
+
+    Returns the accepted connection's work for the caller to await (so that
+    this coroutine's frame is not kept for the connection's life), None when
+    the handshake was refused; ``closed()`` is called once it is all over.
+    """
+    handed_on = False
     try:
         try:
             accepted = await _handshake(app, stream, head)
@@ -363,9 +384,9 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
             log_failure("websocket handshake", exc)
             await send_quietly(stream, error_response(500, "internal_error",
                                                       "the handshake failed on the server"))
-            return
+            return None
         if accepted is None:
-            return
+            return None
         identity, handshake = accepted
         # None of wsproto's state is kept: the handshake's (an h11 connection, the
         # request and its headers) would stay alive with the socket, and the
@@ -375,17 +396,12 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
                             max_message=app.config.server.max_payload,
                             linger=app.config.server.write_linger)
         connection = WebSocketConnection(app, channel)
-        del head, accepted
         session = app.new_session(identity, connection, codec,
                                   profile=app.config.server.ws_profile, handshake=handshake)
-        del handshake  # (the session keeps it without the headers)
-        connections.add(connection)
-        try:
-            await connection.run(session)
-        finally:
-            connections.discard(connection)
+        handed_on = True
+        return connection.run(session, connections, closed)
     finally:
-        if closed is not None:
+        if not handed_on and closed is not None:
             closed()
 
 

@@ -108,7 +108,8 @@ class WsChannel:
         #: Set at the first client frame that is not simple: from then on
         #: wsproto parses everything (see ``messages``).
         self._wsproto_from_here: int | None = None
-        self._parts: list[str | bytes] = []
+        #: The parts of a fragmented message (wsproto's; made with the first).
+        self._parts: list[str | bytes] | None = None
         self._size = 0
         self._fragments = 0
 
@@ -248,18 +249,18 @@ class WsChannel:
                     # closed): a number kept would be another socket's after a close
                     fd = sock.fileno()
                     try:
-                        if fd < 0:
-                            raise ConnectionAbortedError
-                        data = os.read(fd, RECEIVE_SIZE)
+                        data = os.read(fd, RECEIVE_SIZE) if fd >= 0 else b""
                     except BlockingIOError:
+                        data = None  # (waited for below: the error must not stay alive)
+                    except OSError:  # reset by the peer
+                        data = b""
+                    if data is None:
                         try:
                             await trio.lowlevel.wait_readable(fd)
                         except (trio.ClosedResourceError, OSError):
                             data = b""
                         else:
                             continue
-                    except OSError:  # reset by the peer, or closed here
-                        data = b""
                     else:
                         await trio.lowlevel.cancel_shielded_checkpoint()
                 if not data:
@@ -275,7 +276,10 @@ class WsChannel:
                             return
                     if self._peer_ended:
                         return
-                    del buffer[:consumed]
+                    if consumed == len(buffer):  # (a new one: del keeps the memory)
+                        buffer = bytearray()
+                    else:
+                        del buffer[:consumed]
                     if self._wsproto_from_here is None:
                         continue
                     data, buffer = bytes(buffer), bytearray()
@@ -352,6 +356,8 @@ class WsChannel:
                 self._fragments += 1
                 if self._fragments > MAX_FRAGMENTS:
                     raise MessageTooBig(f"message in more than {MAX_FRAGMENTS} frames")
+                if self._parts is None:
+                    self._parts = []
                 if event.data or event.message_finished:
                     self._parts.append(bytes(event.data) if isinstance(event, BytesMessage)
                                        else event.data)
@@ -360,7 +366,7 @@ class WsChannel:
                         "".join(self._parts) if isinstance(event, TextMessage)  # type: ignore[arg-type]
                         else b"".join(self._parts)  # type: ignore[arg-type]
                     )
-                    self._parts, self._size, self._fragments = [], 0, 0
+                    self._parts, self._size, self._fragments = None, 0, 0
                     messages.append(message)
             elif isinstance(event, Ping):
                 self.send(encode_frame(bytes(event.payload), OP_PONG))
