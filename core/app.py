@@ -595,6 +595,8 @@ class App:
             buckets.append(user)
         rate = self._event_rates.get(name)
         if rate is not None:
+            if session.event_buckets is None:
+                session.event_buckets = {}
             bucket = session.event_buckets.get(name)
             if bucket is None:
                 bucket = session.event_buckets[name] = TokenBucket.of(rate)

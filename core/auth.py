@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -174,6 +175,9 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from None
         except (ValueError, TypeError, OverflowError) as exc:  # what a key refuses
             raise AuthError(f"invalid token: {type(exc).__name__}") from None
+        # the claim names are the same in every token: one string each, not one
+        # per connection
+        claims = {sys.intern(name): value for name, value in claims.items()}
         return Identity(
             user_id=self._identifier(claims, cfg.user_claim, None),
             tenant_id=self._identifier(claims, cfg.tenant_claim, cfg.default_tenant),

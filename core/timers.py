@@ -15,9 +15,9 @@ timer task goes on.
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -26,29 +26,35 @@ from .supervise import log_failure
 log = logging.getLogger("switchboard.timers")
 
 
+class Due(Protocol):
+    """What a timer calls: ``due()`` (an object, not a bound method: one
+    object less kept per scheduled timer)."""
+
+    def due(self) -> None: ...
+
+
 class Timer:
-    """One scheduled call; :meth:`cancel` it, or schedule a new one, to move it."""
+    """One scheduled call of ``target.due()``; cancel it with :meth:`Timers.cancel`."""
 
-    __slots__ = ("callback", "deadline")
+    __slots__ = ("deadline", "target")
 
-    def __init__(self, deadline: float, callback: Callable[[], None] | None) -> None:
+    def __init__(self, deadline: float, target: Due | None) -> None:
         self.deadline = deadline
-        self.callback = callback
+        self.target = target
+
+    def __lt__(self, other: Timer) -> bool:
+        return self.deadline < other.deadline
 
     @property
     def cancelled(self) -> bool:
-        return self.callback is None
-
-    def cancel(self) -> None:
-        self.callback = None
+        return self.target is None
 
 
 class Timers:
     """Deadlines on Trio's clock, all served by :meth:`run` (one task)."""
 
     def __init__(self, on_failure: Callable[[str, Exception], None] | None = None) -> None:
-        self._heap: list[tuple[float, int, Timer]] = []
-        self._order = itertools.count()
+        self._heap: list[Timer] = []
         self._sleep: trio.CancelScope | None = None
         self._cancelled = 0
         self._on_failure = on_failure or log_failure
@@ -57,11 +63,10 @@ class Timers:
         """Timers scheduled and not yet due (cancelled ones included until dropped)."""
         return len(self._heap)
 
-    def at(self, deadline: float, callback: Callable[[], None]) -> Timer:
-        """Call ``callback()`` at ``deadline`` (Trio's clock), unless cancelled first."""
-        timer = Timer(deadline, callback)
-        heap = self._heap
-        heapq.heappush(heap, (deadline, next(self._order), timer))
+    def at(self, deadline: float, target: Due) -> Timer:
+        """Call ``target.due()`` at ``deadline`` (Trio's clock), unless cancelled first."""
+        timer = Timer(deadline, target)
+        heapq.heappush(self._heap, timer)
         sleep = self._sleep
         if sleep is not None and deadline < sleep.deadline:
             sleep.deadline = deadline
@@ -69,12 +74,12 @@ class Timers:
 
     def cancel(self, timer: Timer | None) -> None:
         """Cancel ``timer`` (None or an already cancelled one: nothing to do)."""
-        if timer is None or timer.callback is None:
+        if timer is None or timer.target is None:
             return
-        timer.callback = None
+        timer.target = None
         self._cancelled += 1
         if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
-            self._heap = [entry for entry in self._heap if entry[2].callback is not None]
+            self._heap = [timer for timer in self._heap if timer.target is not None]
             heapq.heapify(self._heap)
             self._cancelled = 0
 
@@ -82,20 +87,19 @@ class Timers:
         """Call each timer when it is due, for ever (run it in a nursery)."""
         while True:
             now = trio.current_time()
-            while self._heap and self._heap[0][0] <= now:
-                _, _, timer = heapq.heappop(self._heap)
-                callback = timer.callback
-                if callback is None:
+            while self._heap and self._heap[0].deadline <= now:
+                timer = heapq.heappop(self._heap)
+                target = timer.target
+                if target is None:
                     self._cancelled = max(0, self._cancelled - 1)
                     continue
-                timer.callback = None
+                timer.target = None
                 try:
-                    callback()
+                    target.due()
                 except Exception as exc:
-                    self._on_failure(f"timer {getattr(callback, '__qualname__', callback)}",
-                                     exc)
-            heap = self._heap
-            with trio.CancelScope(deadline=heap[0][0] if heap else float("inf")) as sleep:
+                    self._on_failure(f"timer of {target!r}", exc)
+            deadline = self._heap[0].deadline if self._heap else float("inf")
+            with trio.CancelScope(deadline=deadline) as sleep:
                 self._sleep = sleep
                 await trio.sleep_forever()
             self._sleep = None

@@ -89,6 +89,14 @@ async def release(proc: trio.Process) -> None:
     await proc.wait()
 
 
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise SystemExit("no VmRSS in /proc/self/status")
+
+
 def type_census() -> tuple[Counter[str], Counter[str]]:
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
@@ -121,6 +129,7 @@ async def measure(a: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}"
     url = base if a.sio else f"ws://127.0.0.1:{port}{config.server.ws_path}?token={{token}}"
     n = a.idle
+    kind = "Socket.IO" if a.sio else "plain WebSocket"
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         tune_gc(config.server.gc_thresholds)
@@ -132,6 +141,17 @@ async def measure(a: argparse.Namespace) -> None:
             await trio.sleep(0.1)
         await trio.sleep(1.0)
         gc.collect()
+        if a.rss:
+            rss0 = rss_kib()
+            proc = await run_hold(url, n, tokens, a.sio)
+            await trio.sleep(a.settle)
+            rss1, held = rss_kib(), server._open_connections()
+            await release(proc)
+            server.shutdown()
+            print(f"| {kind} | {n:,} idle ({a.per_tenant} users a tenant, {held} held), "
+                  f"plugins {a.plugins} | {(rss1 - rss0) / n:.2f} KiB (RSS {rss0 / 1024:.1f} "
+                  f"-> {rss1 / 1024:.1f} MiB) |")
+            return
         counts0, sizes0 = type_census()  # (before the snapshots: they hold tuples)
         tracemalloc.start(a.frames)
         before = tracemalloc.take_snapshot()
@@ -147,7 +167,6 @@ async def measure(a: argparse.Namespace) -> None:
         await release(proc)
         server.shutdown()
 
-    kind = "Socket.IO" if a.sio else "plain WebSocket"
     print(f"## {n:,} idle {kind} connections ({a.per_tenant} users a tenant), "
           f"plugins {a.plugins} ({held} held)\n")
     filters = [tracemalloc.Filter(False, tracemalloc.__file__),
@@ -207,6 +226,9 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=3.0, help="seconds before the snapshot")
     p.add_argument("--frames", type=int, default=1, help="tracemalloc frames kept")
     p.add_argument("--traceback", action="store_true", help="also group by call stack")
+    p.add_argument("--rss", action="store_true",
+                   help="only the server's RSS delta per connection (no tracing): one "
+                        "table row")
     p.add_argument("--top", type=int, default=40, help="rows per table")
     trio.run(measure, p.parse_args())
 

@@ -632,9 +632,9 @@ class EngineSocket:
         deadline = min(self._next_ping if self._pong_deadline is None else self._pong_deadline,
                        expiry, self._connect_by)
         if deadline < math.inf:
-            self._heartbeat = timers.at(deadline, self._beat)
+            self._heartbeat = timers.at(deadline, self)
 
-    def _beat(self) -> None:
+    def due(self) -> None:
         """Ping every interval, expect the pong within the timeout; expire tokens;
         close the session if no namespace is connected at the connect timeout."""
         self._heartbeat = None

@@ -237,9 +237,9 @@ class WebSocketConnection:
         deadline = min(self._next_ping, self._pong_deadline,
                        self.app.expiry_deadline(self.session.identity))
         if deadline < math.inf:
-            self._heartbeat = timers.at(deadline, self._beat)
+            self._heartbeat = timers.at(deadline, self)
 
-    def _beat(self) -> None:
+    def due(self) -> None:
         """A heartbeat deadline: expire the token, time out a silent peer, ping."""
         self._heartbeat = None
         session, channel = self.session, self.channel
