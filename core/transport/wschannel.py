@@ -238,6 +238,7 @@ class WsChannel:
         sock = _socket_of(self.stream)
         try:
             while True:
+                message: str | bytes | None = None  # (the last one not kept while waiting)
                 if sock is None:
                     try:
                         data = await self.stream.receive_some(RECEIVE_SIZE)
