@@ -142,15 +142,27 @@ async def measure(a: argparse.Namespace) -> None:
         await trio.sleep(1.0)
         gc.collect()
         if a.rss:
-            rss0 = rss_kib()
+            rss0, cpu0 = rss_kib(), time.process_time()
             proc = await run_hold(url, n, tokens, a.sio)
+            cpu1 = time.process_time()
             await trio.sleep(a.settle)
             rss1, held = rss_kib(), server._open_connections()
             await release(proc)
+            # the same clients again (their tokens verified before), once all are gone
+            for _ in range(600):
+                if not server._open_connections():
+                    break
+                await trio.sleep(0.1)
+            cpu2 = time.process_time()
+            again = await run_hold(url, n, tokens, a.sio)
+            cpu3 = time.process_time()
+            await release(again)
             server.shutdown()
             print(f"| {kind} | {n:,} idle ({a.per_tenant} users a tenant, {held} held), "
                   f"plugins {a.plugins} | {(rss1 - rss0) / n:.2f} KiB (RSS {rss0 / 1024:.1f} "
-                  f"-> {rss1 / 1024:.1f} MiB) |")
+                  f"-> {rss1 / 1024:.1f} MiB) | server CPU per connection opened: "
+                  f"{(cpu1 - cpu0) / n * 1e6:.0f} us, the same clients again "
+                  f"{(cpu3 - cpu2) / n * 1e6:.0f} us |")
             return
         counts0, sizes0 = type_census()  # (before the snapshots: they hold tuples)
         tracemalloc.start(a.frames)
@@ -227,8 +239,9 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=1, help="tracemalloc frames kept")
     p.add_argument("--traceback", action="store_true", help="also group by call stack")
     p.add_argument("--rss", action="store_true",
-                   help="only the server's RSS delta per connection (no tracing): one "
-                        "table row")
+                   help="only the server's RSS delta per connection (no tracing) and "
+                        "its CPU time per connection opened, then for the same clients "
+                        "again: one table row")
     p.add_argument("--top", type=int, default=40, help="rows per table")
     trio.run(measure, p.parse_args())
 
