@@ -57,6 +57,21 @@ def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return stream.socket
 
 
+def _read_now(fd: int) -> bytes | None:
+    """What the socket has (``b""``: closed or reset), None if nothing yet.
+
+    (A function of its own: the exception of a read that would block is
+    raised and caught here, so the long-lived reader's frame never gets the
+    frame object a traceback needs.)
+    """
+    try:
+        return os.read(fd, RECEIVE_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError:  # reset by the peer
+        return b""
+
+
 class MessageTooBig(Exception):
     """A client message passed the channel's ``max_message``."""
 
@@ -236,6 +251,7 @@ class WsChannel:
         """
         buffer = bytearray()
         sock = _socket_of(self.stream)
+        data: bytes | bytearray | None
         try:
             while True:
                 message: str | bytes | None = None  # (the last one not kept while waiting)
@@ -249,12 +265,7 @@ class WsChannel:
                     # the descriptor is asked for each time (-1 once the socket is
                     # closed): a number kept would be another socket's after a close
                     fd = sock.fileno()
-                    try:
-                        data = os.read(fd, RECEIVE_SIZE) if fd >= 0 else b""
-                    except BlockingIOError:
-                        data = None  # (waited for below: the error must not stay alive)
-                    except OSError:  # reset by the peer
-                        data = b""
+                    data = _read_now(fd) if fd >= 0 else b""
                     if data is None:
                         try:
                             await trio.lowlevel.wait_readable(fd)
