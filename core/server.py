@@ -1,5 +1,6 @@
 """The server: wires config, plugins, store, broker, hub and transports, and
-owns the task tree (server -> connection -> reader/writer/heartbeat)."""
+owns the task tree (server -> connection -> reader, and a writer while there
+is something to write; heartbeats on the shared timers)."""
 
 from __future__ import annotations
 

@@ -555,8 +555,9 @@ class EngineSocket:
 
     async def run(self, channel: WsChannel | None = None, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The session's own task: heartbeat and token expiry (and, for a session
-        that starts on a WebSocket, its ``channel``), until closed."""
+        """The session's own task until it is closed: its heartbeat and token
+        expiry are on the server's timers; a session that starts on a WebSocket
+        reads its ``channel`` here (its writer runs in this nursery)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

@@ -2,9 +2,10 @@
 
 wsproto does the handshake; :class:`~.wschannel.WsChannel` parses client
 frames and writes server frames (encoded once by :mod:`..protocol.wsframe`)
-from the connection's outbox, one write per wake-up. Each connection is a
-small task tree under its own nursery: the reader (this coroutine), the writer
-and the heartbeat.
+from the connection's outbox, one write per wake-up. An idle connection is
+one task, its reader, in a nursery of its own where a writer starts when
+frames are queued and the handler of its events with the first event; its
+heartbeat is a deadline on the server's shared timers (:mod:`..timers`).
 """
 
 from __future__ import annotations

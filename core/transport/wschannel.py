@@ -77,7 +77,7 @@ class MessageTooBig(Exception):
 
 
 class WsChannel:
-    """One accepted WebSocket: its reader (:meth:`messages`) and its writer.
+    """One accepted WebSocket: its reader (:meth:`read`) and its writer.
 
     The writer is not a task for the connection's life: the first frame queued
     while none runs starts one (in the nursery given to :meth:`attach`), which
@@ -98,11 +98,11 @@ class WsChannel:
                  outbox_limit: int, max_message: int, linger: float = 0.0) -> None:
         self.stream = stream
         #: wsproto's frame-level connection, made when a client frame needs it
-        #: (see :meth:`messages`): the usual frames are parsed here.
+        #: (see :meth:`read`): the usual frames are parsed here.
         self.ws = ws
         self.outbox = Outbox(outbox_limit)
         self.max_message = max_message
-        #: Seconds the writer waits after a first frame for more (see Outbox.take).
+        #: Seconds a writer started by a frame waits for more before it writes.
         self.linger = linger
         self.closing = False
         #: Why the channel ended, when the peer ended it (``client``, ``transport_close``...).
@@ -121,7 +121,7 @@ class WsChannel:
         #: Reading is over: the peer's close frame came, or its frames broke the protocol.
         self._peer_ended = False
         #: Set at the first client frame that is not simple: from then on
-        #: wsproto parses everything (see ``messages``).
+        #: wsproto parses everything (see ``read``).
         self._wsproto_from_here: int | None = None
         #: The parts of a fragmented message (wsproto's; made with the first).
         self._parts: list[str | bytes] | None = None
@@ -213,14 +213,6 @@ class WsChannel:
     def _over(self) -> None:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
-
-    async def writer(self) -> None:
-        """Write queued frames until the close frame is out, then wait for the
-        peer's; return early if the peer stops reading or goes away (a writer
-        of the caller's, instead of :meth:`attach`)."""
-        async with trio.open_nursery() as nursery:
-            self.attach(nursery)
-            await trio.sleep_forever()
 
     async def abort(self, code: int, reason: str) -> None:
         """After the writer is gone (the connection failed): write a close frame
