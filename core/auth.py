@@ -10,8 +10,11 @@ the JSON Web Key Set of an identity provider (:class:`JwksKeys`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,8 @@ class Identity:
     confined: bool = False
 
 
+#: Verified tokens remembered by a verifier (the least recently used are forgotten).
+VERIFIED_TOKENS = 10_000
 #: The latest ``exp`` accepted (the end of year 9999): beyond it a timestamp is
 #: nonsense, and a huge number would overflow the float it becomes.
 MAX_EXP = 253_402_300_799
@@ -110,6 +115,11 @@ class TokenVerifier:
         #: The configured algorithms this key can verify.
         self._algorithms = [a for a in config.algorithms if _family(a) == family]
         self._require_exp = bool(config.require_exp if require_exp is None else require_exp)
+        #: Tokens verified with the configured key, by the token's text: a client
+        #: that reconnects with the same token (a reload, every client after a
+        #: restart) is not decoded and checked again. Failures are not cached,
+        #: and an expired entry is refused (see :meth:`verify`).
+        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._verify_with_key)
 
     @property
     def jwks(self) -> JwksKeys | None:
@@ -134,6 +144,14 @@ class TokenVerifier:
         a key of the JWKS); :class:`AuthError` when it cannot be accepted."""
         if not token:
             raise AuthError("missing token")
+        if key is not None:  # (a JWKS key may be withdrawn: checked every time)
+            return self._verify_with_key(token, key)
+        identity = self._verified(token)
+        if identity.expires_at is not None and identity.expires_at <= time.time():
+            raise AuthError("token expired")
+        return identity
+
+    def _verify_with_key(self, token: str, key: jwt.PyJWK | None = None) -> Identity:
         cfg = self._config
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
@@ -159,6 +177,9 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from None
         except (ValueError, TypeError, OverflowError) as exc:  # what a key refuses
             raise AuthError(f"invalid token: {type(exc).__name__}") from None
+        # the claim names are the same in every token: one string each, not one
+        # per connection
+        claims = {sys.intern(name): value for name, value in claims.items()}
         return Identity(
             user_id=self._identifier(claims, cfg.user_claim, None),
             tenant_id=self._identifier(claims, cfg.tenant_claim, cfg.default_tenant),

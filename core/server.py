@@ -1,5 +1,6 @@
 """The server: wires config, plugins, store, broker, hub and transports, and
-owns the task tree (server -> connection -> reader/writer/heartbeat)."""
+owns the task tree (server -> connection -> reader, and a writer while there
+is something to write; heartbeats on the shared timers)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,8 @@ class Server:
             self._ws_paths[config.socketio.path] = self._serve_engineio
         if self.console is not None:  # served by the HTTP app (quart's websocket)
             self._ws_paths[self.console.socket_path] = self._serve_http
+        self._http_paths: dict[tuple[str, str], Handler] = {
+            ("POST", "/api/v1/emit"): self._serve_publish}
         self._connections: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
@@ -235,14 +238,11 @@ class Server:
             self.metrics.connection_failures.inc()
             log_failure(f"connection task {task_name(fn)}", exc)
 
-    async def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[Any]:
         assert self.engineio is not None
         if self.shutting_down:
-            await stream.aclose()
-            return
-        serving = self.engineio.serve_websocket(stream, head)
-        del head  # not kept alive for the life of the connection
-        await serving
+            return stream.aclose()
+        return self.engineio.serve_websocket(stream, head)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (a socket, or an in-memory stream in tests).
@@ -252,9 +252,13 @@ class Server:
         listener and every other connection go on.
         """
         try:
-            await route(stream, timeout=self.config.server.handshake_timeout,
-                        ws_paths=self._ws_paths, http=self._serve_http,
-                        http_paths={("POST", "/api/v1/emit"): self._serve_publish})
+            # route() hands back the server of the connection to await here, so
+            # that its frame is not kept for the connection's life
+            serving = await route(stream, timeout=self.config.server.handshake_timeout,
+                                  ws_paths=self._ws_paths, http=self._serve_http,
+                                  http_paths=self._http_paths)
+            while serving is not None:  # (a server may hand back the rest of its work)
+                serving = await serving
         except Exception as exc:
             self.metrics.connection_failures.inc()
             log_failure("connection", exc)
@@ -262,17 +266,12 @@ class Server:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await trio.aclose_forcefully(stream)
 
-    async def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[Any]:
+        # (not a coroutine of its own: one frame less kept per connection)
         if self.shutting_down:
-            await stream.aclose()
-            return
-        serving = serve_websocket(self.app, stream, head.raw, self._ws_connections,
-                                  self._ws_codec)
-        del head  # not kept alive for the life of the connection
-        try:
-            await serving
-        finally:
-            self._connection_closed.set()
+            return stream.aclose()
+        return serve_websocket(self.app, stream, head.raw, self._ws_connections,
+                               self._ws_codec, self._signal_closed)
 
     async def _serve_publish(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         try:
