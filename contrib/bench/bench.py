@@ -1273,7 +1273,8 @@ def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: s
                 raise BenchError(f"server holds {held} connections, not {n}")
             cpu0 = cpu_seconds(target.pid)
             time.sleep(a.hold_idle_secs)
-            idle_cpu = (cpu_seconds(target.pid) - cpu0) / a.hold_idle_secs
+            idle_cpu_s = cpu_seconds(target.pid) - cpu0
+            idle_cpu = idle_cpu_s / a.hold_idle_secs
             after_idle = rss_kib(target.pid)
             client.send("blast")
             blast = client.expect_json('{"ok"', timeout=150)
@@ -1296,7 +1297,8 @@ def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: s
         f"(127.0.0.1-{a.hold_addresses}); each {how}; heartbeat every 25 s (timeout 20 s)",
         f"{per_conn:.2f} KiB per connection (RSS {before / 1024:.1f} -> {after / 1024:.1f} "
         f"MiB, {after_idle / 1024:.1f} MiB after {a.hold_idle_secs:g} s idle); idle CPU "
-        f"{idle_cpu:.1%} of a core ({idle_cpu * 1e6 / n:.2f} us per connection per s); "
+        f"{idle_cpu_s:.2f} s over {a.hold_idle_secs:g} s: {idle_cpu:.2%} of a core "
+        f"({idle_cpu * 1e6 / n:.2f} us per connection per s); "
         f"broadcast: {broadcast}; opened in {opened_s:.1f} s")
 
 
@@ -1612,7 +1614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
                  "latency": bench_latency, "designs": bench_designs, "sio": bench_sio,
                  "chat": bench_chat, "pipeline": bench_pipeline, "desk": bench_desk,
-                 "redis": bench_redis}
+                 "redis": bench_redis, "hold": bench_hold, "storm": bench_storm}
         for section in a.sections:
             log(f"--- {section}")
             try:
