@@ -9,7 +9,8 @@
 //   confirm SEQ   -> when every socket has received event `msg` {seq: SEQ} in
 //                    both its rooms: {"type":"confirmed","seq":SEQ,"at":ms}
 //   report UP_MS  -> the counts since the start: {"type":"report", ...};
-//                    connect errors are split at UP_MS (the server's restart)
+//                    failed connection attempts are split by the time they
+//                    started, before or after UP_MS (the server's restart)
 // and prints {"type":"back",...} by itself once every socket has connected and
 // rejoined its rooms again after being disconnected (the server restarted).
 // Times are wall-clock milliseconds (performance.timeOrigin + now).
@@ -58,7 +59,10 @@ async function worker() {
   let joinErrors = 0;
   let firstJoinError = null;
   const connectTimes = []; // successful connects after the first
-  const errors = []; // [time, message] of failed connection attempts
+  // [start of the attempt, message] of failed connection attempts (the start:
+  // a busy client may handle a refusal late, after the server came back)
+  const errors = [];
+  const attemptAt = new Float64Array(count);
   let onReady;
   const readyAll = new Promise((resolve) => { onReady = resolve; });
 
@@ -119,9 +123,10 @@ async function worker() {
       join(j, socket);
     });
     socket.on('disconnect', () => { disconnects++; });
+    socket.io.on('reconnect_attempt', () => { attemptAt[j] = nowMs(); });
     socket.on('connect_error', (err) => {
       const cause = err.description && (err.description.message ?? err.description.error?.message);
-      errors.push([nowMs(), `${err.message}${cause ? `: ${cause}` : ''}`]);
+      errors.push([attemptAt[j] || nowMs(), `${err.message}${cause ? `: ${cause}` : ''}`]);
     });
     socket.on('msg', (data) => {
       if (data && typeof data.seq === 'number') confirm(data.seq, j);
