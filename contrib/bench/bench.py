@@ -1213,7 +1213,7 @@ def bench_hold(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> li
     WebSocket and Socket.IO, and the Node socket.io server, in the same run."""
     servers = []
     if "websocket" in a.hold_kinds:
-        servers.append(("Switchboard", False))
+        servers += [("Switchboard", False), (NODE_WS, False)]
     if "socket.io" in a.hold_kinds:
         servers += [("Switchboard", True), (SIO_REFERENCES[0][0], True)]
     rows = []
@@ -1232,7 +1232,9 @@ def hold_server(tmp: Path, a: argparse.Namespace, name: str) -> Iterator[Target]
         with environment(HOLD_HEARTBEAT), run_switchboard(tmp, a.hold_plugins) as target:
             yield target
     else:
-        with run_design(tmp, name, ["node_socketio.cjs"]) as target:
+        argv = (["node_ws.cjs", "--secret", SECRET, "--heartbeat", "25"] if name == NODE_WS
+                else ["node_socketio.cjs"])
+        with run_design(tmp, name, argv) as target:
             yield target
 
 
@@ -1250,6 +1252,8 @@ def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: s
     kind = "socket.io-client sockets" if sio else "plain WebSocket clients"
     with hold_server(tmp, a, name) as target:
         url = target.sio_url if sio else target.ws_url
+        if not sio and not target.switchboard:
+            url += "?token={token}"
         args = ["--procs", str(a.hold_procs), "--addresses", str(a.hold_addresses),
                 "--server-pid", str(target.pid), *(["--sio"] if sio else [])]
         if target.switchboard:
@@ -1257,8 +1261,10 @@ def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: s
                      f"{target.http}/api/v1/emit", "--api-key", API_KEY, "--tenant", TENANT]
         else:
             args += ["--trigger", f"{target.http}/blast/{{M}}"]
+            if not sio:
+                args += ["--tokens", str(tokens), "--session"]
         # warm-up (lazy imports, first-use caches), not counted per connection
-        with node.hold(url, 50, tokens if target.switchboard else None, sio=sio):
+        with node.hold(url, 50, tokens if target.switchboard or not sio else None, sio=sio):
             pass
         wait_idle(target)
         time.sleep(1.0)
@@ -1289,14 +1295,21 @@ def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: s
                  f"{float(blast.get('seconds') or 0) * 1000:,.0f} ms after the trigger"
                  + (f" (server CPU {blast['server_cpu_s']} s)" if "server_cpu_s" in blast
                     else "") if blast.get("ok") else f"FAILED: {blast.get('error')}")
-    how = ("`room:join bench:all` (acked); broadcast: one `POST /api/v1/emit` to the room"
-           if target.switchboard else "joined to a room on connect; broadcast: `GET /blast/1`")
+    if target.switchboard:
+        how = "`room:join bench:all` (acked); broadcast: one `POST /api/v1/emit` to the room"
+    elif sio:
+        how = "joined to a room on connect; broadcast: `GET /blast/1`"
+    else:
+        how = ("its token verified at the handshake; broadcast: `GET /blast/1`, one `send` "
+               "per client")
     return Row(
         "hold: idle connections, RSS per connection, idle CPU, one broadcast to all",
         name + (f" (plugins {a.hold_plugins})" if target.switchboard else ""),
         f"{n:,} idle {kind}{capped_note(n, a.hold, a.open_files)}, opened in batches by "
         f"{a.hold_procs} Node processes from {a.hold_addresses} source addresses "
-        f"(127.0.0.1-{a.hold_addresses}); each {how}; heartbeat every 25 s (timeout 20 s)",
+        f"(127.0.0.1-{a.hold_addresses}); each {how}; "
+        + ("heartbeat every 25 s (timeout 20 s)" if target.switchboard or sio else
+           "a ping to every client every 25 s from one timer (`--heartbeat 25`)"),
         f"{per_conn:.2f} KiB per connection (RSS {before / 1024:.1f} -> {after / 1024:.1f} "
         f"MiB, {after_idle / 1024:.1f} MiB after {a.hold_idle_secs:g} s idle); idle CPU "
         f"{idle_cpu_s:.2f} s over {a.hold_idle_secs:g} s: {idle_cpu:.2%} of a core "

@@ -1,11 +1,13 @@
 // Reference server: the Node `ws` WebSocket server on `node:http`, with the
 // token check a gateway does at the handshake.
 //
-//     node node_ws.cjs PORT [--secret SECRET]
+//     node node_ws.cjs PORT [--secret SECRET] [--heartbeat SECONDS]
 //
 // Clients connect to /ws (?token=JWT). With --secret, the token is verified
 // (HS256, jsonwebtoken) before the upgrade, refused with 401 if invalid; then
 // the server sends a first frame {"type":"session",...} as Switchboard does.
+// With --heartbeat, every SECONDS one timer pings every client and drops those
+// that did not answer the previous ping (the pattern of the `ws` README).
 // `GET /blast/M` sends M frames of the ~100-byte fan-out envelope to every
 // client and answers a small JSON object.
 'use strict';
@@ -20,6 +22,7 @@ const option = (name) => {
   return at > 0 ? process.argv[at + 1] : undefined;
 };
 const secret = option('--secret');
+const heartbeat = Number(option('--heartbeat') ?? 0);
 if (!port) {
   console.error('usage: node node_ws.cjs PORT [--secret SECRET]');
   process.exit(2);
@@ -63,9 +66,24 @@ server.on('upgrade', (req, socket, head) => {
     }
   }
   wss.handleUpgrade(req, socket, head, (ws) => {
+    ws.isAlive = true;
+    ws.on('pong', () => { ws.isAlive = true; });
     ws.send(JSON.stringify({ type: 'session', data: { user } }));
   });
 });
+
+if (heartbeat > 0) {
+  setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!ws.isAlive) {
+        ws.terminate();
+      } else {
+        ws.isAlive = false;
+        ws.ping();
+      }
+    }
+  }, heartbeat * 1000);
+}
 
 server.listen(port, '127.0.0.1');
 for (const signal of ['SIGTERM', 'SIGINT']) {
