@@ -1126,6 +1126,9 @@ HOLD_HEARTBEAT = {"SWITCHBOARD_HEARTBEAT__INTERVAL": "25.0",
 #: File descriptors a server keeps for itself (listeners, database, logs).
 FD_RESERVE = 200
 TARGET_STORM_SECS = 15.0
+#: Idle memory per connection on one node, with heartbeats (KiB).
+TARGET_HOLD_WS_KIB = 10.0
+TARGET_HOLD_SIO_KIB = 14.0
 #: Seconds the storm waits for the old server to exit after SIGTERM.
 STORM_STOP_TIMEOUT = 300.0
 
@@ -1291,6 +1294,7 @@ def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: s
         log(f"hold {name} {kind}: RSS {before} -> {after} -> {after_idle} KiB, idle CPU "
             f"{idle_cpu:.4f}, blast {json.dumps(blast)}")
     per_conn = (after - before) / n
+    target_kib = TARGET_HOLD_SIO_KIB if sio else TARGET_HOLD_WS_KIB
     broadcast = (f"{blast.get('deliveries_per_s', 0):,} deliveries/s, the last one "
                  f"{float(blast.get('seconds') or 0) * 1000:,.0f} ms after the trigger"
                  + (f" (server CPU {blast['server_cpu_s']} s)" if "server_cpu_s" in blast
@@ -1314,7 +1318,9 @@ def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: s
         f"MiB, {after_idle / 1024:.1f} MiB after {a.hold_idle_secs:g} s idle); idle CPU "
         f"{idle_cpu_s:.2f} s over {a.hold_idle_secs:g} s: {idle_cpu:.2%} of a core "
         f"({idle_cpu * 1e6 / n:.2f} us per connection per s); "
-        f"broadcast: {broadcast}; opened in {opened_s:.1f} s")
+        f"broadcast: {broadcast}; opened in {opened_s:.1f} s",
+        (f"<= {target_kib:g} KiB per connection: {verdict(per_conn <= target_kib)}"
+         if target.switchboard else ""))
 
 
 def storm_confirm(client: LineClient, http: str, seq: int, groups: int,
