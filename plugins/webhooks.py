@@ -94,6 +94,9 @@ class WebhooksPlugin:
         self._queued_added = trio.Event()
         self._due: dict[str, trio.Event] = {}
         self._client: httpx.AsyncClient | None = None
+        #: The HTTP transport of the senders' client (None: httpx's own; tests
+        #: answer in-process).
+        self.transport: httpx.AsyncBaseTransport | None = None
         self.delivered = 0
 
     # -- declaration -------------------------------------------------------
@@ -150,7 +153,6 @@ class WebhooksPlugin:
         self.settings = app.settings(self)
         if not self.settings.endpoints:
             return
-        self._client = httpx.AsyncClient(timeout=self.settings.timeout)
         self._due = {e.label: trio.Event() for e in self.settings.endpoints}
         patterns = [p for e in self.settings.endpoints for p in e.events]
         app.watch_publications(patterns, self._published)
@@ -159,20 +161,26 @@ class WebhooksPlugin:
     def switchboard_background_tasks(self) -> list[Any]:
         if not self.settings.endpoints:
             return []
-        tasks: list[Any] = [self._write_queued]
-        for endpoint in self.settings.endpoints:
-            async def send(endpoint: Endpoint = endpoint) -> None:
-                await self._send_all(endpoint)
-            tasks.append(send)
-        return tasks
+        return [self._write_queued, self._send_every_endpoint]
+
+    async def _send_every_endpoint(self) -> None:
+        """The senders, one per endpoint, sharing one HTTP client that is closed
+        after they stop (never under a sender still running)."""
+        async with httpx.AsyncClient(timeout=self.settings.timeout,
+                                     transport=self.transport) as client:
+            self._client = client
+            try:
+                async with trio.open_nursery() as nursery:
+                    for endpoint in self.settings.endpoints:
+                        nursery.start_soon(self._send_all, endpoint)
+            finally:
+                self._client = None
 
     @hookimpl
     async def switchboard_shutdown(self) -> None:
         if self._queued:
             with trio.move_on_after(5):
                 await self._write(self._take_queued())
-        if self._client is not None:
-            await self._client.aclose()
 
     # -- what happens ------------------------------------------------------
 
