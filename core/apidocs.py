@@ -12,6 +12,8 @@ events, both generated from what the server runs.
   needs an API key is seen from :func:`~switchboard.core.require_api_key`.
   Every route of the app (core, plugins' blueprints) is in the document; one
   without a declaration is marked ``x-undeclared: true``.
+- A field whose type says little (``Any``, checked by the class) may say
+  more with ``attrs.field(metadata={"json_schema": {...}})``.
 - An event says its payload with its payload class, or with ``schema=`` (a
   JSON Schema) for events whose payload has no class; ``ack=`` the answer of
   an incoming event; ``rooms=`` where an outgoing one is published.
@@ -206,6 +208,7 @@ class SchemaRegistry:
             schema = self._type(hints.get(field.name, field.type if not isinstance(
                 field.type, str) else Any))
             schema = _constrain(schema, field.validator)
+            schema.update(field.metadata.get("json_schema", {}))
             if field.default is attrs.NOTHING:
                 required.append(name)
             elif not isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
@@ -348,10 +351,10 @@ _CONVERTER_SCHEMAS = {"IntegerConverter": {"type": "integer", "minimum": 0},
 _AUTOMATIC = {"HEAD", "OPTIONS"}
 
 
-def route_operations(http: Quart) -> list[tuple[str, str, Any]]:
+def route_operations(http: Quart) -> list[tuple[str, Any, Any]]:
     """``(method, rule, view)`` of every route of the app, without the
     methods the router adds on its own (HEAD, OPTIONS) unless declared."""
-    out = []
+    out: list[tuple[str, Any, Any]] = []
     for rule in http.url_map.iter_rules():
         view = http.view_functions.get(rule.endpoint)
         if rule.endpoint == "static" or view is None:
@@ -527,7 +530,7 @@ def asyncapi_document(app: App) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     profiles = app.plugins.profiles
-    connection = {
+    connection: dict[str, Any] = {
         "address": None,
         "title": "A client's connection",
         "description": "The events a client sends, and the answers (acks) it gets: over "
@@ -537,7 +540,7 @@ def asyncapi_document(app: App) -> dict[str, Any]:
         "messages": {},
     }
     channels["connection"] = connection
-    for key, spec in sorted(app.plugins.events.items()):
+    for _, spec in sorted(app.plugins.events.items()):
         message_key = f"{spec.direction}.{_key(spec.name)}"
         message = _message(spec, registry, profiles)
         messages[message_key] = message
@@ -662,7 +665,7 @@ def _message(spec: EventSpec, registry: SchemaRegistry,
         "tags": [{"name": spec.plugin}],
         "x-plugin": spec.plugin,
     }
-    used = {}
+    used: dict[str, Any] = {}
     for name, profile in sorted(profiles.items()):
         if spec.direction == "in":
             names = [front for front, rule in profile.inbound.items()
@@ -677,7 +680,7 @@ def _message(spec: EventSpec, registry: SchemaRegistry,
 
 
 def _profile(profile: Profile) -> dict[str, Any]:
-    inbound = {}
+    inbound: dict[str, Any] = {}
     for front, rule in sorted(profile.inbound.items()):
         if isinstance(rule.event, str):
             inbound[front] = {"canonical": rule.event}

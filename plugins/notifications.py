@@ -38,6 +38,7 @@ from switchboard.core import (
     Session,
     api_key_tenant_allowed,
     check_identifier,
+    documented,
     error_response,
     hookimpl,
     incoming,
@@ -218,6 +219,11 @@ class NotificationsPlugin:
         bp = Blueprint("notifications", __name__)
 
         @bp.post("/api/v1/notifications")
+        @documented(
+            "Create a notification for a user and push it to their devices",
+            body=CreateRequest,
+            responses={201: "the notification", 403: "the key may not notify that tenant"},
+        )
         @require_api_key
         async def create() -> Any:
             req = structure_body(await read_json(), CreateRequest)
@@ -228,6 +234,15 @@ class NotificationsPlugin:
             return self._stored_view(await self.create(req.tenant, req.user, content)), 201
 
         @bp.get("/api/v1/notifications/<tenant>/<user>")
+        @documented(
+            "A page of a user's notifications, newest first",
+            query={
+                "unread": {"enum": ["true", "false", "1", "0", "yes", "no"]},
+                "before": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            },
+            responses={200: "`{items, nextBefore}`", 403: "the key may not use this tenant"},
+        )
         @require_api_key
         async def list_for_api(tenant: str, user: str) -> Any:
             if not api_key_tenant_allowed(tenant):

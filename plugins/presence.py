@@ -51,6 +51,7 @@ from switchboard.core import (
     StoreUnavailable,
     api_key_tenant_allowed,
     check_identifier,
+    documented,
     error_response,
     hookimpl,
     incoming,
@@ -174,6 +175,13 @@ class PresencePlugin:
         bp = Blueprint("presence", __name__)
 
         @bp.get("/api/v1/presence/<tenant>")
+        @documented(
+            "The users online in a tenant, on every node",
+            responses={
+                200: "`{users: [{userId, status, devices, lastSeen}]}`",
+                403: "the key may not use this tenant",
+            },
+        )
         @require_api_key
         async def online(tenant: str) -> Any:
             if not api_key_tenant_allowed(tenant):
@@ -181,6 +189,14 @@ class PresencePlugin:
             return {"users": [attrs.asdict(u) for u in await self.cluster_snapshot(tenant)]}
 
         @bp.get("/api/v1/presence/<tenant>/<user>")
+        @documented(
+            "A user's presence",
+            responses={
+                200: "`{userId, status, devices, lastSeen}`",
+                403: "the key may not use this tenant",
+                404: "no presence known",
+            },
+        )
         @require_api_key
         async def one(tenant: str, user: str) -> Any:
             if not api_key_tenant_allowed(tenant):

@@ -28,7 +28,7 @@ import httpx
 import sqlalchemy as sa
 import trio
 from quart import Blueprint, g
-from switchboard.core import App, Session, hookimpl
+from switchboard.core import App, Session, documented, hookimpl
 from switchboard.core.broker import Publication
 from switchboard.core.http import error_response, require_api_key
 from switchboard.core.store import StoreUnavailable
@@ -127,6 +127,10 @@ class WebhooksPlugin:
         bp = Blueprint("webhooks", __name__)
 
         @bp.get("/api/v1/webhooks")
+        @documented(
+            "The outgoing webhook endpoints: queued, dead, last error",
+            responses={200: "`{endpoints}`", 403: "needs a key for every tenant (`*`)"},
+        )
         @require_api_key
         async def stats() -> Any:
             if g.api_key.tenant != "*":
@@ -134,6 +138,10 @@ class WebhooksPlugin:
             return {"endpoints": await self.stats()}
 
         @bp.post("/api/v1/webhooks/dead/retry")
+        @documented(
+            "Queue every dead delivery again",
+            responses={200: "`{retried}`", 403: "needs a key for every tenant (`*`)"},
+        )
         @require_api_key
         async def retry_dead() -> Any:
             if g.api_key.tenant != "*":
