@@ -503,7 +503,7 @@ def _version() -> str:
 
 def _key(name: str) -> str:
     """An event name as a component key (``^[a-zA-Z0-9.\\-_]+$``)."""
-    return re.sub(r"[^a-zA-Z0-9.\-_]", "_", name.replace(":", "."))
+    return re.sub(r"[^a-zA-Z0-9.\-_]", "_", re.sub(r"[{}]", "", name.replace(":", ".")))
 
 
 def _room_address(room: str) -> tuple[str, list[str]]:
