@@ -654,8 +654,12 @@ def _message(spec: EventSpec, registry: SchemaRegistry,
                                    "event (a JSON array in `data` over plain WebSocket)."}
     elif spec.payload is not None:
         payload = registry.of(spec.payload)
+    elif spec.schema is not None:
+        payload = registry.of(spec.schema)
+    elif spec.direction == "in":
+        payload = {"description": "No payload (any value is ignored)."}
     else:
-        payload = _schema(spec.schema, registry)
+        payload = {}
     message: dict[str, Any] = {
         "name": spec.name,
         "title": spec.name,

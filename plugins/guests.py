@@ -42,6 +42,7 @@ from switchboard.core import (
     documented,
     hookimpl,
     incoming,
+    object_schema,
     outgoing,
 )
 from switchboard.core.auth import signing_secret
@@ -117,12 +118,15 @@ class GuestsPlugin:
     def switchboard_events(self) -> list[Any]:
         return [
             incoming("guest:start", GuestStart, self.start, rate=Rate(rate=0.2, burst=3.0),
+                     ack=object_schema(conversationId=str, room=str, created=bool),
                      doc="A guest opens its conversation ({title?}): ack {conversationId, "
                          "room, created}; the guest is in its room."),
-            outgoing("guest:token", None,
+            outgoing("guest:token", None, rooms=["session"],
+                     schema=object_schema(token=str, userId=str, tenant=str, expiresAt=int),
                      doc="To a guest that connected with a widget key: {token, userId, "
                          "expiresAt}, to connect with next time."),
-            outgoing("guest:started", None,
+            outgoing("guest:started", None, rooms=["tenant:{tenantId}:agents"],
+                     schema=object_schema("widget", "title", conversationId=str, userId=str),
                      doc="To tenant:{id}:agents: a guest opened a conversation "
                          "{conversationId, userId, widget, title}."),
         ]

@@ -42,6 +42,7 @@ from switchboard.core import (
     error_response,
     hookimpl,
     incoming,
+    object_schema,
     outgoing,
     read_json,
     require_api_key,
@@ -176,20 +177,21 @@ class NotificationsPlugin:
     def switchboard_events(self) -> list[EventSpec]:
         return [
             incoming("notification:list", ListRequest, self.list_for_client,
-                     rate=Rate(rate=5.0, burst=20.0),
+                     rate=Rate(rate=5.0, burst=20.0), ack=object_schema(
+                         "nextBefore", items={"type": "array", "items": ClientNotification}),
                      doc="{unreadOnly?, before?, limit?}: ack {items, nextBefore}, newest "
                          "first; pass nextBefore as before for the next page."),
             incoming("notification:read", ReadRequest, self.mark_read,
-                     rate=Rate(rate=20.0, burst=50.0),
+                     rate=Rate(rate=20.0, burst=50.0), ack=object_schema(id=int, unreadCount=int),
                      doc="{id}: mark one of your notifications read; ack {id, unreadCount}."),
             incoming("notification:read_all", None, self.mark_all_read,
-                     rate=Rate(rate=1.0, burst=5.0),
+                     rate=Rate(rate=1.0, burst=5.0), ack=object_schema(count=int, unreadCount=int),
                      doc="Mark all your notifications read; ack {count, unreadCount}."),
-            outgoing("notification:new", ClientNotification,
+            outgoing("notification:new", ClientNotification, rooms=["user:{userId}"],
                      doc="To user:{id}: a new notification; on connect, the ones missed."),
-            outgoing("notification:unread_count", UnreadCount,
+            outgoing("notification:unread_count", UnreadCount, rooms=["session"],
                      doc="To a device that connects: how many notifications are unread."),
-            outgoing("notification:read", ReadUpdate,
+            outgoing("notification:read", ReadUpdate, rooms=["user:{userId}"],
                      doc="To user:{id} (not the device that did it): notifications "
                          "marked read."),
         ]

@@ -55,6 +55,7 @@ from switchboard.core import (
     error_response,
     hookimpl,
     incoming,
+    object_schema,
     outgoing,
     require_api_key,
     tenant_room,
@@ -148,16 +149,19 @@ class PresencePlugin:
     def switchboard_events(self) -> list[EventSpec]:
         return [
             incoming("presence:update", PresenceUpdate, self.update,
-                     rate=Rate(rate=1.0, burst=5.0),
+                     rate=Rate(rate=1.0, burst=5.0), ack=object_schema(status=str),
                      doc="Set your status (online, busy, away, offline); ack {status}."),
             incoming("presence:list", None, self.list_users,
+                     ack=object_schema(users={"type": "array", "items": UserPresence}),
                      doc="Ack {users: [UserPresence]} for the users online in your tenant."),
             incoming("presence:heartbeat", None, self.heartbeat,
+                     ack=object_schema(time=float),
                      doc="Application-level keep-alive; refreshes last-seen."),
-            outgoing("user:online", UserOnline, doc="To tenant:{id}: a user's first device."),
-            outgoing("user:offline", UserOffline,
+            outgoing("user:online", UserOnline, rooms=["tenant:{tenantId}"],
+                     doc="To tenant:{id}: a user's first device."),
+            outgoing("user:offline", UserOffline, rooms=["tenant:{tenantId}"],
                      doc="To tenant:{id}: a user's last device left grace_period ago."),
-            outgoing("presence:user_updated", UserPresence,
+            outgoing("presence:user_updated", UserPresence, rooms=["tenant:{tenantId}"],
                      doc="To tenant:{id}: a status change (coalesced per user)."),
         ]
 

@@ -282,6 +282,20 @@ async def test_the_asyncapi_document_is_valid_and_has_every_event(
         if direction == "in":
             operation = document["operations"][f"receive.{name.replace(':', '.')}"]
             assert operation["reply"]["messages"]
+    # every first-party event says its payload, its rooms (outgoing) and its ack (incoming)
+    assert [spec.name for spec in events if spec.plugin in FIRST_PARTY
+            and spec.direction == "out" and not spec.rooms] == []
+    for key, message in messages.items():
+        direction = key.split(".", 1)[0]
+        if message.get("x-plugin") in FIRST_PARTY and direction == "out":
+            assert message["payload"], key
+            assert any(key in channel["messages"] for name, channel
+                       in document["channels"].items() if name != "connection"), key
+        if direction == "ack" and messages[f"in.{key.split('.', 1)[1]}"]["x-plugin"] \
+                in FIRST_PARTY:
+            assert message["payload"]["anyOf"][0], key
+    assert document["operations"]["send.message.new"]["channel"] == {
+        "$ref": "#/channels/room.conversation.conversationId"}
     # payloads from the attrs classes, or the declared schema
     assert messages["in.greeter.wave"]["payload"] == {"$ref": "#/components/schemas/Greeting"}
     assert messages["ack.greeter.wave"]["payload"]["anyOf"][0]["properties"] == {
