@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, token, plugins, check-config.
+"""The ``switchboard`` command: serve, token, plugins, check-config, openapi, asyncapi.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import signal
@@ -151,6 +152,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_document(args: argparse.Namespace) -> int:
+    """Print the OpenAPI or AsyncAPI document of the server this config runs."""
+    from .apidocs import asyncapi_document, openapi_document
+    from .server import Server
+
+    server = Server(_load(args.config))
+    document = (openapi_document(server.http_app, server.app) if args.command == "openapi"
+                else asyncapi_document(server.app))
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard",
                                      description="Self-hosted realtime gateway.")
@@ -178,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+
+    for name, what in (("openapi", "OpenAPI 3.1 document of the HTTP routes"),
+                       ("asyncapi", "AsyncAPI 3.0 document of the socket events")):
+        document = sub.add_parser(name, help=f"print the {what} (JSON)")
+        document.add_argument("--config", help="TOML config file (default: "
+                              "$SWITCHBOARD_CONFIG): its plugins and paths")
+        document.set_defaults(func=cmd_document)
     return parser
 
 

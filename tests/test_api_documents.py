@@ -37,6 +37,7 @@ from switchboard.core import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.cli import main
 from switchboard.core.config import Config
 from switchboard.testing import TEST_API_KEY, Harness, make_config
 
@@ -309,3 +310,21 @@ async def test_the_asyncapi_document_is_valid_and_has_every_event(
         "frontendEvents": ["join_conversation"]}
     assert document["x-profiles"]["pytake"]["inbound"]["join_conversation"] == {
         "canonical": "conversation:join"}
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+def test_the_command_prints_both_documents(capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SWITCHBOARD_CONFIG", raising=False)
+    assert main(["openapi"]) == 0
+    openapi = json.loads(capsys.readouterr().out)
+    validate_openapi(openapi)
+    assert "/api/v1/conversations/{conv_id}/messages" in openapi["paths"]
+    assert main(["asyncapi"]) == 0
+    asyncapi = json.loads(capsys.readouterr().out)
+    assert asyncapi["asyncapi"] == "3.0.0"
+    assert "receive.message.send" in asyncapi["operations"]
