@@ -2,8 +2,8 @@
 
     from switchboard.core import App, ClientError, Session, hookimpl, incoming, outgoing
 
-Everything a plugin needs is here, each with its docstring; the README's
-"Writing a plugin" lists them. What is not exported is the server's own
+Everything a plugin needs is here, each with its docstring; docs/writing-plugins.md
+lists them. What is not exported is the server's own
 machinery and may change without notice.
 
 - The hooks: :data:`hookimpl` (the specifications are in
