@@ -309,8 +309,6 @@ class RouteDoc:
     #: signature): said in words. ``None``: by :func:`require_api_key` or none.
     auth: str | None = None
     tags: tuple[str, ...] = ()
-    #: Methods to leave out of the document (answered only to say no).
-    hidden_methods: tuple[str, ...] = ()
 
 
 def documented(summary: str = "", *, description: str = "", body: SchemaLike = None,
@@ -318,8 +316,7 @@ def documented(summary: str = "", *, description: str = "", body: SchemaLike = N
                query: Mapping[str, SchemaLike] | None = None,
                required_query: Iterable[str] = (),
                responses: Mapping[int, str | tuple[str, SchemaLike]] | None = None,
-               auth: str | None = None, tags: Iterable[str] = (),
-               hidden_methods: Iterable[str] = ()) -> Callable[[F], F]:
+               auth: str | None = None, tags: Iterable[str] = ()) -> Callable[[F], F]:
     """Declare what a route takes and answers, for the OpenAPI document::
 
         @bp.post("/api/v1/things")
@@ -337,7 +334,7 @@ def documented(summary: str = "", *, description: str = "", body: SchemaLike = N
     """
     doc = RouteDoc(summary, description, body, body_media_type, body_required,
                    dict(query or {}), tuple(required_query), dict(responses or {}), auth,
-                   tuple(tags), tuple(m.upper() for m in hidden_methods))
+                   tuple(tags))
 
     def mark(view: F) -> F:
         setattr(view, DOC_ATTRIBUTE, doc)
@@ -359,11 +356,9 @@ def route_operations(http: Quart) -> list[tuple[str, Any, Any]]:
         view = http.view_functions.get(rule.endpoint)
         if rule.endpoint == "static" or view is None:
             continue
-        doc: RouteDoc | None = getattr(view, DOC_ATTRIBUTE, None)
-        hidden = set(doc.hidden_methods) if doc else set()
         explicit = {m.upper() for m in getattr(view, "methods", None) or ()}
         for method in sorted(rule.methods or ()):
-            if method in hidden or (method in _AUTOMATIC and method not in explicit):
+            if method in _AUTOMATIC and method not in explicit:
                 continue
             out.append((method, rule, view))
     return out

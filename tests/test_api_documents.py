@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import hypothesis
@@ -27,6 +27,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
 from socketio_fixtures import SOCKETIO_DIR, node_modules_fixture  # noqa: F401  (a fixture)
 from switchboard.core import (
+    ClientError,
     documented,
     hookimpl,
     identifier,
@@ -36,7 +37,9 @@ from switchboard.core import (
     read_json,
     require_api_key,
     structure_body,
+    structure_payload,
 )
+from switchboard.core.apidocs import SchemaRegistry
 from switchboard.core.cli import main
 from switchboard.core.config import Config
 from switchboard.testing import TEST_API_KEY, Harness, make_config
@@ -177,6 +180,44 @@ async def test_request_bodies_are_the_attrs_classes_that_check_them(
     webhook = document["paths"]["/api/v1/whatsapp/webhooks/{tenant}/{session}"]["post"]
     assert "security" not in webhook
     assert "X-Hub-Signature-256" in webhook["description"]
+
+
+@attrs.frozen
+class Sample:
+    kind: Literal["a", "b"]
+    count: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    ratio: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.lt(1.0)))
+    colour: str = attrs.field(default="red", validator=attrs.validators.in_(["red", "blue"]))
+    tags: list[str] = attrs.Factory(list)
+    inner: Greeting | None = None
+
+
+@pytest.mark.parametrize(("data", "valid"), [
+    ({"kind": "a"}, True),
+    ({"kind": "b", "count": 3, "ratio": 0.5, "colour": "blue", "tags": ["x"],
+      "inner": {"to": "bob"}}, True),
+    ({}, False),
+    ({"kind": "c"}, False),
+    ({"kind": "a", "count": -1}, False),
+    ({"kind": "a", "ratio": 1.0}, False),
+    ({"kind": "a", "colour": "green"}, False),
+    ({"kind": "a", "tags": [1]}, False),
+    ({"kind": "a", "inner": {"to": ""}}, False),
+    ({"kind": "a", "inner": {"to": "bob", "extra": 1}}, False),
+    ({"kind": "a", "extra": 1}, False),
+])
+def test_a_classes_schema_accepts_what_the_class_accepts(data: dict[str, Any],
+                                                         valid: bool) -> None:
+    registry = SchemaRegistry("#/$defs/")
+    schema = {**registry.of(Sample), "$defs": registry.schemas}
+    accepted = jsonschema.Draft202012Validator(schema).is_valid(data)
+    try:
+        structure_payload(data, Sample)
+        structured = True
+    except ClientError:
+        structured = False
+    assert (accepted, structured) == (valid, valid)
 
 
 async def test_the_docs_page_lists_routes_and_events(switchboard: Harness) -> None:
