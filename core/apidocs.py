@@ -704,14 +704,16 @@ def docs_page(openapi: Mapping[str, Any], asyncapi: Mapping[str, Any]) -> str:
            "pre{background:#f5f5f5;padding:.5rem;overflow:auto}"
            ".m{display:inline-block;min-width:4.5em;font-weight:bold}"
            "details{margin:.2rem 0;border-bottom:1px solid #eee}"
-           "summary{cursor:pointer;padding:.2rem 0}.tag{color:#777}</style></head><body>",
+           "summary{cursor:pointer;padding:.2rem 0}.tag{color:#777}"
+           ".key{font-size:12px;background:#eef;border-radius:3px;padding:0 .3em}"
+           "</style></head><body>",
            "<h1>Switchboard API</h1>",
            "<p>The machine-readable documents: <a href='/api/openapi.json'>OpenAPI 3.1</a> "
            "(HTTP routes) and <a href='/api/asyncapi.json'>AsyncAPI 3.0</a> (socket events)."
            "</p><h2 id='http'>HTTP routes</h2>"]
     for path, methods in openapi["paths"].items():
         for method, op in methods.items():
-            auth = " 🔑" if op.get("security") else ""
+            auth = " <span class='key'>API key</span>" if op.get("security") else ""
             out.append(f"<details><summary><span class='m'>{esc(method.upper())}</span>"
                        f"<code>{esc(path)}</code> {esc(op.get('summary', ''))}{auth} "
                        f"<span class='tag'>{esc(', '.join(op.get('tags', [])))}</span>"
