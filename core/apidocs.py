@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_SCHEMA",
+    "IDENTIFIER",
     "RouteDoc",
     "SchemaRegistry",
     "asyncapi_document",
@@ -269,12 +270,18 @@ def _length_key(schema: dict[str, Any], which: str) -> str:
     return f"{which}Length"
 
 
+#: An identifier (:func:`~switchboard.core.identifier`): a tenant, user,
+#: conversation... as a query or path parameter.
+IDENTIFIER: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                              "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
+
+
 # the validators of switchboard.core.validators say what they check
 def _describe_validators() -> None:
     from . import validators
 
     validators.identifier.json_schema = {  # type: ignore[attr-defined]
-        "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
+        k: v for k, v in IDENTIFIER.items() if k != "type"}
     validators.text.json_schema = {"pattern": "^[^\\x00]*$"}  # type: ignore[attr-defined]
     validators.row_id.json_schema = {  # type: ignore[attr-defined]
         "minimum": 0, "maximum": MAX_ROW_ID}

@@ -18,11 +18,12 @@ from switchboard.core import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .payloads import AddParticipant, CreateConversation, PostMessage
 from .service import Chat
 
-TENANT = {"tenant": str}
+TENANT = {"tenant": IDENTIFIER}
 
 
 def blueprint(chat: Chat) -> Blueprint:

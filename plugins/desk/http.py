@@ -16,6 +16,7 @@ from switchboard.core import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .agents import Agents
 from .payloads import (
@@ -42,7 +43,7 @@ def _integer(name: str, value: str | None) -> int | None:
     return int(value)
 
 
-TENANT = {"tenant": str}
+TENANT = {"tenant": IDENTIFIER}
 CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID}
 TICKET = "the ticket"
 CHANGE = {200: TICKET, 404: "no such ticket",

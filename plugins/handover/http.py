@@ -15,6 +15,7 @@ from switchboard.core import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .payloads import (
     CONVERSATION_PREFIX,
@@ -60,7 +61,7 @@ def _query_choice(name: str, choices: tuple[str, ...]) -> str | None:
     return raw
 
 
-TENANT = {"tenant": str}
+TENANT = {"tenant": IDENTIFIER}
 CHANGE = {200: "the request", 404: "no such handover",
           409: "`conflict`: the request is no longer in a state that allows it"}
 

@@ -19,6 +19,7 @@ from switchboard.core import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .payloads import CreateLead, CreatePipeline, HttpAssign, HttpMove, HttpUpdate
 from .service import Pipelines, not_found
@@ -45,7 +46,7 @@ def _number(name: str, *, low: int = 1, high: int = MAX_ROW_ID) -> int | None:
     return int(value)
 
 
-TENANT = {"tenant": str}
+TENANT = {"tenant": IDENTIFIER}
 ACTOR = {"actor": str}
 LEAD = {200: "the lead", 404: "no such lead",
         409: "`conflict`: the lead changed since `version`"}

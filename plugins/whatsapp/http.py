@@ -21,6 +21,7 @@ from switchboard.core import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from . import cloud
 from .engine import WebhookRefused, WhatsApp
@@ -59,7 +60,7 @@ def _check_session_id(session: str) -> None:
         raise ClientError("not_found", f"no WhatsApp session {session[:64]!r}") from None
 
 
-TENANT = {"tenant": str}
+TENANT = {"tenant": IDENTIFIER}
 SESSION = "the session `{id, tenant, provider, status, ...}`"
 
 
