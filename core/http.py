@@ -113,9 +113,10 @@ def api_key_tenant(given: str | None) -> str:
     """The tenant a request acts on: ``given`` (from its body or query), else
     the tenant of a tenant-scoped API key. Raises :class:`ClientError`:
     ``invalid_payload`` (field ``tenant``) when there is none or it is not an
-    identifier, ``forbidden`` when the key may not use it."""
+    identifier (an empty ``?tenant=`` too), ``forbidden`` when the key may not
+    use it."""
     key_tenant = request_api_key().tenant
-    tenant = given or (key_tenant if key_tenant != "*" else None)
+    tenant = given if given is not None else (key_tenant if key_tenant != "*" else None)
     if tenant is None:
         raise ClientError(INVALID_PAYLOAD, "tenant: required", field="tenant")
     if (problem := check_identifier(tenant)) is not None:

@@ -393,6 +393,17 @@ def test_the_command_prints_both_documents(capsys: pytest.CaptureFixture[str],
     assert "receive.message.send" in asyncapi["operations"]
 
 
+async def test_an_empty_tenant_is_refused_not_taken_for_the_keys(
+        switchboard: Harness) -> None:
+    """Found by schemathesis: ``?tenant=`` acted on the API key's own tenant."""
+    http = switchboard.http()
+    response = await http.get("/api/v1/agents?tenant=", headers={"X-API-Key": TENANT_KEY})
+    assert response.status_code == 400
+    assert (await response.get_json())["field"] == "tenant"
+    response = await http.get("/api/v1/agents", headers={"X-API-Key": TENANT_KEY})
+    assert response.status_code == 200
+
+
 async def test_schemathesis_reports_a_server_error(switchboard_live: Harness) -> None:
     document = await get_document(switchboard_live, "openapi")
     document["paths"] = {"/api/v1/greetings/flaky":
