@@ -42,6 +42,7 @@ from .args import Args
 from .auth import AuthError, Identity
 from .batching import Batcher, Pending
 from .broker import Announcement, BrokerUnavailable
+from .clock import trio_time_of, wall_time
 from .config import ApiKey, Config, ConfigError, Rate, load_config
 from .errors import (
     CONFLICT,
@@ -194,8 +195,10 @@ __all__ = [
     "structure_payload",
     "tenant_room",
     "text",
+    "trio_time_of",
     "unstructure",
     "user_room",
+    "wall_time",
 ]
 __all__ += ["Lead", "LeadAction", "LeadChange", "LeadPage", "Pipeline", "PipelineService",
             "PipelineStage"]
