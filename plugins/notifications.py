@@ -238,10 +238,15 @@ class NotificationsPlugin:
         @bp.get("/api/v1/notifications/<tenant>/<user>")
         @documented(
             "A page of a user's notifications, newest first",
+            description="An empty parameter (`?limit=`) is left out.",
             query={
-                "unread": {"enum": ["true", "false", "1", "0", "yes", "no"]},
-                "before": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
-                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                "unread": {"type": "string", "description": "true, false, 1, 0, yes or no",
+                           "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]"
+                                      "|[Nn][Oo]|1|0|)$"},
+                "before": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                                     {"const": ""}]},
+                "limit": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                                    {"const": ""}]},
             },
             responses={200: "`{items, nextBefore}`", 403: "the key may not use this tenant"},
         )
@@ -519,5 +524,12 @@ def _query_bool(name: str, default: bool) -> bool:
     return _query_value(name, default, _parse_bool)
 
 
+def _parse_int(raw: str) -> int:
+    """Digits only (``int()`` would take `` 5``, ``+5`` and ``5_0``)."""
+    if not raw.isascii() or not raw.isdigit():
+        raise ValueError(raw)
+    return int(raw)
+
+
 def _query_int(name: str, default: int | None) -> int | None:
-    return _query_value(name, default, int)
+    return _query_value(name, default, _parse_int)

@@ -404,6 +404,15 @@ async def test_an_empty_tenant_is_refused_not_taken_for_the_keys(
     assert response.status_code == 200
 
 
+async def test_a_query_integer_is_digits(switchboard: Harness) -> None:
+    """Found by schemathesis: ``?limit=5_0`` was read as 50 (Python's ``int``)."""
+    http = switchboard.http()
+    for limit, status in (("5_0", 400), (" 5", 400), ("+5", 400), ("5", 200), ("", 200)):
+        response = await http.get(f"/api/v1/notifications/acme/ann?limit={limit}",
+                                   headers={"X-API-Key": TENANT_KEY})
+        assert response.status_code == status, limit
+
+
 async def test_schemathesis_reports_a_server_error(switchboard_live: Harness) -> None:
     document = await get_document(switchboard_live, "openapi")
     document["paths"] = {"/api/v1/greetings/flaky":

@@ -92,15 +92,18 @@ def blueprint(engine: Handover) -> Blueprint:
     @bp.get("/api/v1/handovers")
     @documented(
         "A page of requests, oldest first",
+        description="An empty filter (`?queue=`, as a form sends it) is no filter.",
         query={
             **TENANT,
-            "status": {"enum": [*STATUSES, "all"]},
-            "queue": str,
-            "conversationId": str,
-            "assignee": str,
-            "priority": {"enum": list(PRIORITIES)},
-            "after": {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID},
-            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            **{name: {"anyOf": [schema, {"const": ""}]} for name, schema in {
+                "status": {"enum": [*STATUSES, "all"]},
+                "queue": {"type": "string"},
+                "conversationId": {"type": "string"},
+                "assignee": {"type": "string"},
+                "priority": {"enum": list(PRIORITIES)},
+                "after": {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            }.items()},
         },
         responses={200: "`{items, nextAfter}`"},
     )
