@@ -99,12 +99,14 @@ class TokenVerifier:
         self._config = config
         self._jwks = jwks
         key = config.public_key
+        setting = "auth.public_key"
         if not key and config.public_key_file:
-            key = Path(config.public_key_file).read_text()
+            key, setting = _read_key_file(config.public_key_file), "auth.public_key_file"
         self._key: str = key or secret or config.secret
         if not self._key and jwks is None:
             raise ValueError("no auth secret, public key or JWKS URL configured")
-        family = "hmac" if not key else _public_key_family(key)
+        family = "hmac" if not key else _public_key_family(
+            key, setting, config.public_key_file if setting.endswith("_file") else "")
         #: The configured algorithms this key can verify.
         self._algorithms = [a for a in config.algorithms if _family(a) == family]
         self._require_exp = bool(config.require_exp if require_exp is None else require_exp)
@@ -199,8 +201,22 @@ def _expiry(exp: Any, leeway: float) -> float | None:
     return float(exp) + leeway
 
 
-def _public_key_family(pem: str) -> str:
-    """``rsa``, ``ec`` or ``okp`` for a PEM public key (or certificate)."""
+def _read_key_file(path: str) -> str:
+    """The text of ``auth.public_key_file``; a file that cannot be read is a
+    config error naming the file and why."""
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError:
+        raise ConfigError("auth.public_key_file",
+                          f"{path} is not a PEM public key or certificate") from None
+    except OSError as exc:
+        raise ConfigError("auth.public_key_file",
+                          f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _public_key_family(pem: str, setting: str = "auth.public_key", path: str = "") -> str:
+    """``rsa``, ``ec`` or ``okp`` for a PEM public key (or certificate), read
+    from ``setting`` (the file ``path``)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -212,20 +228,25 @@ def _public_key_family(pem: str) -> str:
         try:
             key = x509.load_pem_x509_certificate(data).public_key()
         except ValueError:
-            raise ConfigError("auth.public_key",
-                              "not a PEM public key or certificate") from None
+            raise ConfigError(setting, f"{path + ' is ' if path else ''}not a PEM public key "
+                              "or certificate") from None
     if isinstance(key, rsa.RSAPublicKey):
         return "rsa"
     if isinstance(key, ec.EllipticCurvePublicKey):
         return "ec"
     if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return "okp"
-    raise ConfigError("auth.public_key", f"unsupported key type {type(key).__name__}")
+    raise ConfigError(setting, f"unsupported key type {type(key).__name__}")
+
+
+def development_secret_path(data_dir: str | Path) -> Path:
+    """Where development mode keeps its generated secret."""
+    return Path(data_dir) / "dev-secret"
 
 
 def development_secret(data_dir: str | Path) -> str:
     """The random HS256 secret of development mode, created once in ``data_dir``."""
-    path = Path(data_dir) / "dev-secret"
+    path = development_secret_path(data_dir)
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

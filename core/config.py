@@ -15,25 +15,66 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
 from .origins import entry_problem
-from .structure import first_error, make_converter
+from .structure import all_errors, make_converter
 
 ENV_PREFIX = "SWITCHBOARD_"
 
 
-class ConfigError(Exception):
-    """A configuration problem; ``key`` is the dotted name of the offending setting."""
+@attrs.frozen
+class Problem:
+    """One bad setting: its dotted ``key``, what is wrong, and where the value
+    came from (``source``: the environment variable that set it, or empty)."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
-        self.key = key
-        self.message = message
+    key: str
+    message: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        if self.source:
+            if self.message == "unknown key":
+                return f"{self.source}: unknown key {self.key}"
+            return f"{self.source}: {self.key}: {self.message}" if self.key else \
+                f"{self.source}: {self.message}"
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``key`` is the dotted name of the offending setting.
+
+    A file with several problems raises one error holding them all
+    (``problems``); ``key`` and ``message`` are the first one's.
+    """
+
+    def __init__(self, key: str, message: str, *, source: str = "",
+                 problems: Sequence[Problem] = (), readable: Config | None = None) -> None:
+        self.problems = list(problems) or [Problem(key, message, source)]
+        #: The config without the sections that could not be read, when the
+        #: rest could: what is left to check further (the plugin sections).
+        self.readable = readable
+        first = self.problems[0]
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+        self.key = first.key
+        self.message = first.message
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem], readable: Config | None = None) -> ConfigError:
+        """One error for several problems (at least one)."""
+        return cls(problems[0].key, problems[0].message, problems=problems, readable=readable)
+
+    def naming_sources(self, environ: Mapping[str, str]) -> ConfigError:
+        """The same problems, each naming the ``SWITCHBOARD_*`` variable of
+        ``environ`` its value came from (when it came from one)."""
+        sources = env_sources(environ)
+        return ConfigError.of([
+            problem if problem.source else attrs.evolve(problem, source=_source_of(
+                problem.key, sources)) for problem in self.problems], self.readable)
 
 
 @attrs.frozen
@@ -268,83 +309,105 @@ _REMOVED = {
 
 
 def structure_config(data: Mapping[str, Any]) -> Config:
+    """``data`` (a parsed file with its overrides) as a checked :class:`Config`;
+    :class:`ConfigError` lists every problem found, not only the first."""
+    problems: list[Problem] = []
     for (section, key), advice in _REMOVED.items():
         table = data.get(section)
         if isinstance(table, Mapping) and key in table:
-            raise ConfigError(f"{section}.{key}", advice)
+            problems.append(Problem(f"{section}.{key}", advice))
+    refused: set[str] = set()  # top-level keys that could not be structured
     try:
         config = _converter.structure(dict(data), Config)
     except Exception as exc:  # cattrs raises exception groups
-        err = first_error(exc, data=data)
-        raise ConfigError(err.field, err.message) from None
-    _validate(config)
+        for error in all_errors(exc, data=data):
+            problems.append(Problem(error.field, error.message))
+            refused.add(error.field.partition(".")[0])
+        # Check what could be read, to report the other problems too; the checks
+        # of a section that could not be read (or that depend on it) are left out.
+        try:
+            config = _converter.structure({k: v for k, v in data.items()
+                                           if k not in refused}, Config)
+        except Exception:
+            raise ConfigError.of(problems) from None
+    problems += [problem for problem in _check(config)
+                 if problem.key.partition(".")[0] not in refused]
+    if problems:
+        raise ConfigError.of(problems, config if "plugins" not in refused else None)
     return config
 
 
-def _validate_broker(broker: BrokerConfig) -> None:
+def _check_broker(broker: BrokerConfig) -> list[Problem]:
+    problems = []
     if not broker.url.startswith("memory://"):
         from .redis_broker import parse_url  # (coredis is imported only for Redis)
 
         try:
             parse_url(broker.url)
         except ValueError as exc:
-            raise ConfigError("broker.url", f"expected memory:// or a Redis URL: {exc}") \
-                from None
+            problems.append(Problem("broker.url",
+                                    f"expected memory:// or a Redis URL: {exc}"))
     for setting in ("heartbeat", "node_ttl", "history_size"):
         if getattr(broker, setting) <= 0:
-            raise ConfigError(f"broker.{setting}", "must be positive")
-    if broker.node_ttl <= broker.heartbeat:
-        raise ConfigError("broker.node_ttl", "must be longer than broker.heartbeat")
+            problems.append(Problem(f"broker.{setting}", "must be positive"))
+    if 0 < broker.node_ttl <= broker.heartbeat:
+        problems.append(Problem("broker.node_ttl", "must be longer than broker.heartbeat"))
     if not broker.prefix or any(c in broker.prefix for c in " {}"):
-        raise ConfigError("broker.prefix", "must be a non-empty name without spaces or braces")
+        problems.append(Problem("broker.prefix",
+                                "must be a non-empty name without spaces or braces"))
+    return problems
 
 
-def _validate(config: Config) -> None:
+def _check(config: Config) -> list[Problem]:
+    """Every problem of a structured config that its types do not catch."""
+    problems: list[Problem] = []
+
+    def bad(key: str, message: str) -> None:
+        problems.append(Problem(key, message))
+
     for name, section in config.plugins.items():
         if not isinstance(section, dict):
-            raise ConfigError(f"plugins.{name}", "expected a table")
-        enabled = section.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"plugins.{name}.enabled", "expected bool")
+            bad(f"plugins.{name}", "expected a table")
+        elif not isinstance(section.get("enabled", True), bool):
+            bad(f"plugins.{name}.enabled", "expected bool")
     if config.server.port < 0 or config.server.port > 65535:
-        raise ConfigError("server.port", "must be between 0 and 65535")
+        bad("server.port", "must be between 0 and 65535")
     for i, entry in enumerate(config.server.allowed_origins):
         if problem := entry_problem(entry):
-            raise ConfigError(f"server.allowed_origins.{i}", problem)
+            bad(f"server.allowed_origins.{i}", problem)
     for i, namespace in enumerate(config.socketio.namespaces):
         if not namespace.startswith("/"):
-            raise ConfigError(f"socketio.namespaces.{i}", "must start with '/'")
+            bad(f"socketio.namespaces.{i}", "must start with '/'")
     for namespace in config.socketio.profiles:
         if namespace not in config.socketio.namespaces:
-            raise ConfigError(f"socketio.profiles.{namespace}",
-                              "not a namespace listed in socketio.namespaces")
+            bad(f"socketio.profiles.{namespace}",
+                "not a namespace listed in socketio.namespaces")
     if not (config.socketio.path.startswith("/") and config.socketio.path.endswith("/")):
-        raise ConfigError("socketio.path", "must start and end with '/'")
+        bad("socketio.path", "must start and end with '/'")
     for setting in ("keep_alive_timeout", "body_timeout", "max_body", "max_emit_items"):
         if getattr(config.http, setting) <= 0:
-            raise ConfigError(f"http.{setting}", "must be positive")
+            bad(f"http.{setting}", "must be positive")
     if config.socketio.connect_timeout <= 0:
-        raise ConfigError("socketio.connect_timeout", "must be positive")
+        bad("socketio.connect_timeout", "must be positive")
     if config.heartbeat.interval <= 0:
-        raise ConfigError("heartbeat.interval", "must be positive")
-    _validate_broker(config.broker)
+        bad("heartbeat.interval", "must be positive")
     if config.heartbeat.timeout <= 0:
-        raise ConfigError("heartbeat.timeout", "must be positive")
+        bad("heartbeat.timeout", "must be positive")
+    problems += _check_broker(config.broker)
     for i, key in enumerate(config.api_keys):
         if len(key.key) < 16:
-            raise ConfigError(f"api_keys.{i}.key", "must be at least 16 characters")
+            bad(f"api_keys.{i}.key", "must be at least 16 characters")
+    auth = config.auth
     if config.mode == "production" and not (
-        config.auth.secret or config.auth.public_key or config.auth.public_key_file
-        or config.auth.jwks_url
+        auth.secret or auth.public_key or auth.public_key_file or auth.jwks_url
     ):
-        raise ConfigError("auth.secret", "required in production mode (or auth.public_key, "
-                          "or auth.jwks_url)")
-    if config.auth.secret and any(not a.startswith("HS") for a in config.auth.algorithms):
-        if not (config.auth.public_key or config.auth.public_key_file or config.auth.jwks_url):
-            raise ConfigError("auth.algorithms", "RS/ES algorithms need auth.public_key "
-                              "or auth.jwks_url")
-    if config.auth.jwks_url and not config.auth.jwks_url.startswith(("https://", "http://")):
-        raise ConfigError("auth.jwks_url", "must be an http(s) URL")
+        bad("auth.secret", "required in production mode (or auth.public_key, or auth.jwks_url)")
+    if auth.secret and any(not a.startswith("HS") for a in auth.algorithms):
+        if not (auth.public_key or auth.public_key_file or auth.jwks_url):
+            bad("auth.algorithms", "RS/ES algorithms need auth.public_key or auth.jwks_url")
+    if auth.jwks_url and not auth.jwks_url.startswith(("https://", "http://")):
+        bad("auth.jwks_url", "must be an http(s) URL")
+    return problems
 
 
 def _env_value(raw: str) -> Any:
@@ -354,18 +417,39 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
+def env_sources(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings ``SWITCHBOARD_*`` variables set: dotted key -> variable name."""
+    return {".".join(_env_path(name)): name for name in environ
+            if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG"}
+
+
+def _env_path(name: str) -> list[str]:
+    return name.removeprefix(ENV_PREFIX).lower().split("__")
+
+
+def _source_of(key: str, sources: Mapping[str, str]) -> str:
+    """The variable that set ``key``, a table holding it or a key under it."""
+    if not key:
+        return ""
+    for path, name in sorted(sources.items()):
+        if path == key or key.startswith(path + ".") or path.startswith(key + "."):
+            return name
+    return ""
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``SWITCHBOARD_A__B=v`` -> ``{"a": {"b": v}}``."""
     out: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        path = name.removeprefix(ENV_PREFIX).lower().split("__")
+        path = _env_path(name)
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(name, "conflicts with another override")
+                raise ConfigError(".".join(path), "conflicts with another override",
+                                  source=name)
         node[path[-1]] = _env_value(raw)
     return out
 
@@ -382,7 +466,15 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike[str] | None = None,
                 environ: Mapping[str, str] | None = None) -> Config:
-    """Read ``path`` (optional), apply environment overrides, structure and check."""
+    """Read ``path`` (optional), apply environment overrides, structure and check.
+
+    A relative ``data_dir`` or ``auth.public_key_file`` is made absolute: from
+    the directory of the file when the file sets it (or, for ``data_dir``,
+    leaves the default), from the working directory when an environment
+    variable sets it or there is no file. So every command given the same file
+    uses the same data directory (and development secret), wherever it is run.
+    A problem with a value from the environment names its variable.
+    """
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     if path is not None:
@@ -391,6 +483,24 @@ def load_config(path: str | os.PathLike[str] | None = None,
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("", f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError("", f"config file is a directory: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
-    return structure_config(merge(data, env_overrides(environ)))
+    overrides = env_overrides(environ)
+    try:
+        config = structure_config(merge(data, overrides))
+    except ConfigError as exc:
+        raise exc.naming_sources(environ) from None
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    cwd = Path.cwd()
+    data_dir = Path(config.data_dir).expanduser()
+    key_file = Path(config.auth.public_key_file).expanduser()
+    auth = config.auth
+    if auth.public_key_file and not key_file.is_absolute():
+        from_env = "public_key_file" in overrides.get("auth", {})
+        auth = attrs.evolve(auth, public_key_file=os.path.normpath(
+            (cwd if from_env else base) / key_file))
+    if not data_dir.is_absolute():
+        data_dir = (cwd if "data_dir" in overrides else base) / data_dir
+    return attrs.evolve(config, data_dir=os.path.normpath(data_dir), auth=auth)

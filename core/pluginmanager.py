@@ -14,10 +14,10 @@ import pluggy
 import sqlalchemy as sa
 
 from . import hookspec
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Problem
 from .events import EventSpec
 from .profiles import Profile
-from .structure import first_error, make_converter
+from .structure import all_errors, make_converter
 
 ENTRY_POINT_GROUP = "switchboard.plugins"
 log = logging.getLogger("switchboard.plugins")
@@ -110,10 +110,12 @@ class Plugins:
         available = discover() if use_entry_points else {}
         for name, obj in (extra or {}).items():
             available[name] = (obj, "")
-        for name in config.plugins:
-            if name not in available:
-                known = ", ".join(sorted(available)) or "none"
-                raise ConfigError(f"plugins.{name}", f"no such plugin (installed: {known})")
+        unknown = [name for name in config.plugins if name not in available]
+        if unknown:
+            known = ", ".join(sorted(available)) or "none"
+            raise ConfigError.of([Problem(f"plugins.{name}",
+                                          f"no such plugin (installed: {known})")
+                                  for name in unknown])
         self.pm: pluggy.PluginManager = _PluginManager(hookspec.PROJECT)
         self.pm.add_hookspecs(hookspec)
         self.infos: list[PluginInfo] = []
@@ -218,19 +220,24 @@ class Plugins:
 
     def _structure_settings(self, config: Config) -> dict[str, Any]:
         settings: dict[str, Any] = {}
+        problems: list[Problem] = []
+        declared: set[str] = set()
         for name, cls in self._declared("switchboard_config_class"):
             if cls is None:
                 continue
+            declared.add(name)
             raw = config.plugin_settings(name)
             try:
                 settings[name] = _converter.structure(raw, cls)
             except Exception as exc:
-                err = first_error(exc, f"plugins.{name}", raw)
-                raise ConfigError(err.field, err.message) from None
+                problems += [Problem(err.field, err.message)
+                             for err in all_errors(exc, f"plugins.{name}", raw)]
         for info in self.infos:
-            if info.enabled and info.name not in settings and config.plugin_settings(info.name):
-                key = next(iter(config.plugin_settings(info.name)))
-                raise ConfigError(f"plugins.{info.name}.{key}", "unknown key (no settings)")
+            if info.enabled and info.name not in declared and config.plugin_settings(info.name):
+                problems += [Problem(f"plugins.{info.name}.{key}", "unknown key (no settings)")
+                             for key in config.plugin_settings(info.name)]
+        if problems:
+            raise ConfigError.of(problems)
         return settings
 
     def _collect_events(self) -> dict[str, EventSpec]:

@@ -183,7 +183,10 @@ async def test_sentinel_finds_the_primary_and_follows_a_failover(
 async def test_a_redis_cluster_carries_the_cluster(processes: Processes) -> None:
     ports = [free_port() for _ in range(3)]
     for port in ports:
+        # (the cluster bus port is given: its default, port + 10000, may be
+        # past 65535 or taken)
         processes.start(*plain(port, "--cluster-enabled", "yes",
+                               "--cluster-port", str(free_port()),
                                "--cluster-config-file", f"nodes-{port}.conf"))
     for port in ports:
         await answering(port)

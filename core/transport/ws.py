@@ -243,13 +243,13 @@ class WebSocketConnection:
         assert self.session is not None
         try:
             frame = envelope.decode(text)
-        except ClientError as exc:
-            self._error(exc)
-            self._charge("invalid_frame")
+        except envelope.FrameError as exc:
+            self._error(exc, exc.id)
+            self._charge("invalid_frame", exc.id)
             return
         if frame.type == "ping":
             if self._charge("ping", frame.id):
-                self.channel.send(text_frame(envelope.encode_event("pong", frame.data)))
+                self.channel.send(text_frame(envelope.encode_pong(frame.data, frame.id)))
             return
         if frame.type == "ack" and isinstance(frame.id, str) and frame.id in self._calls:
             done, result = self._calls.pop(frame.id)
