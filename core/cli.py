@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, token, plugins, check-config, genconfig,
+"""The ``switchboard`` command: serve, migrate, token, plugins, check-config, genconfig,
 openapi, asyncapi.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -23,9 +24,10 @@ import trio
 
 from .auth import TokenVerifier, development_secret_path, mint_token
 from .config import Config, ConfigError, load_config
+from .migrations import MIGRATE_COMMAND, SchemaBehind, SchemaError, Step
 from .pluginmanager import Plugins
 from .production import generate_config, warnings
-from .store import StoreError
+from .store import Store, StoreError
 
 log = logging.getLogger("switchboard")
 
@@ -99,13 +101,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config, host=args.host, port=args.port)
     logging.basicConfig(level=config.log.level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(config)
+    return serve(config, config_path=args.config)
 
 
-def serve(config: Config, plugins: Mapping[str, object] | None = None) -> int:
+def migrate_command(config_path: str | None) -> str:
+    """The ``switchboard migrate`` command line for the config file serve was given."""
+    path = config_path or os.environ.get("SWITCHBOARD_CONFIG")
+    return f"{MIGRATE_COMMAND} --config {shlex.quote(path)}" if path else MIGRATE_COMMAND
+
+
+def serve(config: Config, plugins: Mapping[str, object] | None = None, *,
+          config_path: str | None = None) -> int:
     """Run the server until SIGINT or SIGTERM: 0 once it has drained, 1 (with the
     reason logged) when it cannot start or fails, 2 when what stopped it is a
-    config problem (a plugin's settings, a key file)."""
+    config problem (a plugin's settings, a key file). ``config_path``: the
+    file ``config`` came from, named in the command a start-up error suggests."""
     try:
         trio.run(_serve, config, plugins)
     except (Exception, BaseExceptionGroup) as exc:
@@ -113,6 +123,8 @@ def serve(config: Config, plugins: Mapping[str, object] | None = None) -> int:
         if len(failures) < len(_leaves(exc)):
             raise  # KeyboardInterrupt and the like: not a failure to report
         for failure in failures:
+            if isinstance(failure, SchemaBehind):
+                failure.command = migrate_command(config_path)
             _report_failure(config, failure)
         return 2 if all(isinstance(f, ConfigError) for f in failures) else 1
     return 0
@@ -129,7 +141,9 @@ def _report_failure(config: Config, exc: Exception) -> None:
     """One log line for a failure the operator can act on, naming the cause and
     what to do; a traceback only for a bug (in Switchboard or a plugin), where
     it is what a developer needs."""
-    if isinstance(exc, StoreError):
+    if isinstance(exc, SchemaError):  # its message says what to do
+        log.error("cannot start: %s", exc)
+    elif isinstance(exc, StoreError):
         advice = _DATA_DIR_ADVICE if config.store_url.startswith("sqlite") else \
             "check that the database is running and reachable, and store.url"
         log.error("cannot start: %s (%s)", exc, advice)
@@ -161,6 +175,54 @@ _LISTEN_ADVICE = {
     errno.EADDRNOTAVAIL: "no interface of this machine has that address: choose another "
                          "with --host or server.host",
 }
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    logging.basicConfig(level=config.log.level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return trio.run(_migrate, config, args.sql, args.check, migrate_command(args.config))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _migrate(config: Config, sql: bool, check: bool, command: str) -> int:
+    """Upgrade (or with ``sql``, print how; with ``check``, tell whether it is
+    needed) the schema of the enabled plugins' tables."""
+    store = Store(config.store_url, pool_size=1, busy_timeout=config.store.busy_timeout)
+    schema = Plugins(config).declare_tables(store.metadata)
+    steps: list[Step] = []
+    text: list[str] = []
+    if sql:
+        await store.open(lambda conn: text.append(schema.sql(conn)))
+    elif check:
+        await store.open(lambda conn: steps.extend(schema.check(conn)))
+    else:
+        await store.open(lambda conn: steps.extend(schema.prepare(conn, upgrade=True)))
+    await store.close()
+    if sql:
+        print(text[0] or "-- nothing to do: the schema is up to date", end="")
+        return 0
+    for step in steps:
+        print(_checked(step, command) if check else step.describe())
+    return 1 if any(step.upgrade for step in steps) else 0
+
+
+def _checked(step: Step, command: str) -> str:
+    """What ``migrate --check`` says of a plugin."""
+    after = ", ".join(step.after)
+    if step.upgrade:
+        before = ", ".join(step.before) or "unversioned"
+        return f"{step.plugin}: at {before}, needs {after}: run `{command}`"
+    if step.state == "new":
+        return f"{step.plugin}: no tables yet (created at start-up)"
+    if step.state == "unversioned":
+        return f"{step.plugin}: tables without a version (recorded as {after} at start-up)"
+    if step.state == "untracked":
+        return f"{step.plugin}: no migrations"
+    return step.describe()
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -286,6 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="port to listen on, 0 for any free one (default 8080)")
     serve.set_defaults(func=cmd_serve)
 
+    migrate = sub.add_parser(
+        "migrate", help="create or upgrade the database schema of the enabled plugins",
+        description="Create the tables of the enabled plugins and upgrade their schema to "
+                    "this version's newest revision; safe to run again.")
+    migrate.add_argument("--config", help=CONFIG_HELP)
+    what = migrate.add_mutually_exclusive_group()
+    what.add_argument("--sql", action="store_true",
+                      help="print the SQL it would run on this database, change nothing")
+    what.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 if the schema needs an upgrade")
+    migrate.set_defaults(func=cmd_migrate)
+
     token = sub.add_parser("token", help="print a development JWT", description="Print "
                            "a JWT signed with auth.secret, or in development mode with the "
                            "secret `serve` generated in data_dir.")
@@ -317,11 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="overwrite the file if it exists")
     genconfig.set_defaults(func=cmd_genconfig)
 
-    for name, what in (("openapi", "OpenAPI 3.1 document of the HTTP routes"),
-                       ("asyncapi", "AsyncAPI 3.0 document of the socket events")):
-        document = sub.add_parser(name, help=f"print the {what} (JSON)")
-        document.add_argument("--config", help=CONFIG_HELP)
-        document.set_defaults(func=cmd_document)
+    for command, what in (("openapi", "OpenAPI 3.1 document of the HTTP routes"),
+                          ("asyncapi", "AsyncAPI 3.0 document of the socket events")):
+        printer = sub.add_parser(command, help=f"print the {what} (JSON)")
+        printer.add_argument("--config", help=CONFIG_HELP)
+        printer.set_defaults(func=cmd_document)
     return parser
 
 

@@ -204,6 +204,35 @@ class LimitsConfig:
 
 
 @attrs.frozen
+class AdminConfig:
+    """The admin console: a web page of live connections, rooms, presence,
+    plugins and errors, off unless ``path`` is set (see docs/admin-console.md)."""
+
+    #: URL path of the console, e.g. ``/admin``; empty: no console.
+    path: str = ""
+    #: The password of the console's login (at least 12 characters).
+    password: str = ""
+    #: Also log in with an API key of ``[[api_keys]]`` for every tenant (``*``).
+    api_keys: bool = False
+    #: Key signing the console's session cookie (at least 32 characters); empty:
+    #: a random one per start (logins end with a restart). Give every node
+    #: behind one address the same.
+    secret: str = ""
+    #: Seconds a login lasts.
+    session_ttl: float = 28_800.0
+    #: Login attempts per client address: a burst, then ``rate`` per second.
+    login_rate: Rate = Rate(rate=0.1, burst=5.0)
+    #: Mark the cookie ``Secure`` (served over HTTPS by a proxy in front).
+    secure_cookie: bool = False
+    #: Warnings and errors kept for the "last errors" panel.
+    max_errors: int = 100
+    #: Seconds between two refreshes of the live panels.
+    refresh: float = 1.0
+    #: Events of the tailed room the console keeps on screen.
+    tail_size: int = 200
+
+
+@attrs.frozen
 class SocketIOConfig:
     """Socket.IO v5 over Engine.IO v4; ping interval and timeout are ``[heartbeat]``'s."""
 
@@ -254,6 +283,10 @@ class StoreConfig:
     #: SQLite: seconds a write waits for the database lock (another process
     #: writing) before it fails with ``store_unavailable``.
     busy_timeout: float = 10.0
+    #: Upgrade an older database schema at start-up: ``"sqlite"`` (only a
+    #: SQLite database; PostgreSQL needs ``switchboard migrate``), ``"always"``
+    #: or ``"never"``. Missing tables are always created.
+    auto_migrate: Literal["sqlite", "always", "never"] = "sqlite"
 
 
 @attrs.frozen
@@ -266,7 +299,7 @@ class Config:
     """The whole configuration (``app.config``): one attribute per section of
     the file (``server``, ``http``, ``heartbeat``, ``auth``, ``api_keys``,
     ``rooms``, ``limits``, ``socketio``, ``broker``, ``store``, ``log``,
-    ``plugins``), each documented in ``config/switchboard.toml``."""
+    ``admin``, ``plugins``), each documented in ``config/switchboard.toml``."""
 
     mode: Literal["development", "production"] = "development"
     data_dir: str = "data"
@@ -281,6 +314,7 @@ class Config:
     broker: BrokerConfig = BrokerConfig()
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
+    admin: AdminConfig = AdminConfig()
     #: Per plugin: ``[plugins.NAME]`` with ``enabled`` (default true) and the
     #: plugin's own settings, checked against the plugin's config class.
     plugins: dict[str, dict[str, Any]] = attrs.Factory(dict)
@@ -358,6 +392,45 @@ def _check_broker(broker: BrokerConfig) -> list[Problem]:
     return problems
 
 
+def _check_admin(config: Config) -> list[Problem]:
+    """The console must be safe when it is on (``admin.path`` set)."""
+    admin = config.admin
+    if not admin.path:
+        return []
+    problems: list[Problem] = []
+
+    def bad(key: str, message: str) -> None:
+        problems.append(Problem(key, message))
+
+    path = admin.path
+    if not path.startswith("/") or path.endswith("/") or not all(
+            c.isalnum() or c in "-_./" for c in path) or "//" in path:
+        bad("admin.path", "must start with '/', not end with '/', and hold only letters, "
+            "digits and -_./ (e.g. \"/admin\")")
+    taken = {"/api", "/health", "/ready", "/metrics", config.server.ws_path.rstrip("/"),
+             config.socketio.path.rstrip("/")}
+    for other in sorted(taken):
+        if other and (path == other or path.startswith(other + "/")
+                      or other.startswith(path + "/")):
+            bad("admin.path", f"overlaps {other!r}, served by something else")
+    if not admin.password and not admin.api_keys:
+        bad("admin.password", "the console needs a password (or admin.api_keys = true); "
+            "leave admin.path empty to turn it off")
+    if admin.password and len(admin.password) < 12:
+        bad("admin.password", "must be at least 12 characters")
+    if admin.api_keys and not any(key.tenant == "*" for key in config.api_keys):
+        bad("admin.api_keys", "no API key for every tenant (tenant \"*\") is configured "
+            "to log in with")
+    if admin.secret and len(admin.secret) < 32:
+        bad("admin.secret", "must be at least 32 characters")
+    for setting in ("session_ttl", "refresh", "max_errors", "tail_size"):
+        if getattr(admin, setting) <= 0:
+            bad(f"admin.{setting}", "must be positive")
+    if admin.login_rate.rate <= 0 or admin.login_rate.burst < 1:
+        bad("admin.login_rate", "rate must be positive and burst at least 1")
+    return problems
+
+
 def _check(config: Config) -> list[Problem]:
     """Every problem of a structured config that its types do not catch."""
     problems: list[Problem] = []
@@ -394,6 +467,7 @@ def _check(config: Config) -> list[Problem]:
     if config.heartbeat.timeout <= 0:
         bad("heartbeat.timeout", "must be positive")
     problems += _check_broker(config.broker)
+    problems += _check_admin(config)
     for i, key in enumerate(config.api_keys):
         if len(key.key) < 16:
             bad(f"api_keys.{i}.key", "must be at least 16 characters")

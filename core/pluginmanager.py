@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from . import hookspec
 from .config import Config, ConfigError, Problem
 from .events import EventSpec
+from .migrations import History, PluginSchema, Schema, SchemaError, migrations_directory
 from .profiles import Profile
 from .structure import all_errors, make_converter
 
@@ -295,13 +296,28 @@ class Plugins:
     def incoming(self) -> dict[str, EventSpec]:
         return {s.name: s for s in self.events.values() if s.direction == "in"}
 
-    def declare_tables(self, metadata: sa.MetaData) -> None:
+    def declare_tables(self, metadata: sa.MetaData) -> Schema:
+        """Add the enabled plugins' tables to ``metadata``; return them with
+        the plugins' migration histories."""
+        tables: dict[str, tuple[sa.Table, ...]] = {}
         for name, call in self.callers("switchboard_tables"):
+            before = set(metadata.tables)
             try:
                 call(metadata=metadata)
             except Exception as exc:
                 raise ConfigError(f"plugins.{name}",
                                   f"switchboard_tables failed: {exc!r}") from exc
+            tables[name] = tuple(t for key, t in metadata.tables.items() if key not in before)
+        histories: dict[str, History] = {}
+        for name, directory in self._declared("switchboard_migrations"):
+            if directory is not None:
+                try:
+                    histories[name] = History(name, migrations_directory(directory, name))
+                except SchemaError as exc:
+                    raise ConfigError(f"plugins.{name}", str(exc)) from exc
+        names = list(tables) + [name for name in histories if name not in tables]
+        return Schema(metadata, [PluginSchema(name, tables.get(name, ()), histories.get(name))
+                                 for name in names])
 
     def blueprints(self) -> list[Any]:
         out: list[Any] = []

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import sqlalchemy as sa
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HyperConfig
@@ -15,6 +16,7 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
+from .admin import AdminConsole
 from .app import App
 from .auth import make_verifier
 from .broker import make_broker
@@ -51,8 +53,12 @@ class Server:
         self.engineio: EngineIOServer | None = None
         if config.socketio.enabled:
             self.engineio = EngineIOServer(self.app, self._spawn, self._signal_closed)
-        self.http_app = create_http_app(
-            self.app, [self.engineio.blueprint()] if self.engineio else [])
+        #: The admin console, when ``[admin] path`` is set.
+        self.console = AdminConsole(self.app) if config.admin.path else None
+        blueprints = [self.engineio.blueprint()] if self.engineio else []
+        if self.console is not None:
+            blueprints.append(self.console.blueprint())
+        self.http_app = create_http_app(self.app, blueprints)
         self._hyper_config = HyperConfig()
         self._hyper_config.accesslog = None
         self._hyper_config.graceful_timeout = config.server.drain_timeout
@@ -65,6 +71,8 @@ class Server:
         self._ws_paths: dict[str, Handler] = {config.server.ws_path: self._serve_ws}
         if self.engineio is not None:
             self._ws_paths[config.socketio.path] = self._serve_engineio
+        if self.console is not None:  # served by the HTTP app (quart's websocket)
+            self._ws_paths[self.console.socket_path] = self._serve_http
         self._connections: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
@@ -81,12 +89,22 @@ class Server:
     async def run(self, *, listen: bool = True,
                   task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, serve until :meth:`shutdown`, then drain and stop."""
-        self.plugins.declare_tables(self.store.metadata)
-        await self.store.open()
+        schema = self.plugins.declare_tables(self.store.metadata)
+        auto = self.config.store.auto_migrate
+        upgrade = auto == "always" or (auto == "sqlite" and self.store.dialect == "sqlite")
+
+        def prepare(conn: sa.Connection) -> None:
+            for step in schema.prepare(conn, upgrade=upgrade):
+                if step.state in ("behind", "unversioned"):
+                    log.info("database schema: %s", step.describe())
+
+        await self.store.open(prepare)
         try:
             async with trio.open_nursery() as nursery:
                 self.app.attach_nursery(nursery)
                 await nursery.start(self.broker.run, self.hub.deliver, self.hub.stats)
+                if self.console is not None:
+                    await nursery.start(self.console.run)
                 lifespan = Lifespan(self._asgi, self._hyper_config, self._lifespan_state)
                 await nursery.start(lifespan.handle_lifespan)
                 await lifespan.wait_for_startup()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -51,6 +52,7 @@ from switchboard.core import (
     structure_payload,
 )
 from switchboard.core import user_room as user_room_of
+from switchboard.plugins.migrations import directory as migrations_directory
 
 T = TypeVar("T")
 
@@ -195,6 +197,10 @@ class NotificationsPlugin:
                      doc="To user:{id} (not the device that did it): notifications "
                          "marked read."),
         ]
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("notifications")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

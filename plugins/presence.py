@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -60,6 +61,7 @@ from switchboard.core import (
     require_api_key,
     tenant_room,
 )
+from switchboard.plugins.migrations import directory as migrations_directory
 
 log = logging.getLogger("switchboard.presence")
 #: Back-off of the last-seen writer while the database is unavailable.
@@ -164,6 +166,10 @@ class PresencePlugin:
             outgoing("presence:user_updated", UserPresence, rooms=["tenant:{tenantId}"],
                      doc="To tenant:{id}: a status change (coalesced per user)."),
         ]
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("presence")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

@@ -163,7 +163,10 @@ def timed_asgi(app: Any) -> Any:
                 message = {**message, "headers": [*message.get("headers", ()),
                                                   (b"connection", b"close")]}
                 last = True
-            if timer is not None and message["type"] == "http.response.body" \
+            if timer is not None and message["type"] == "websocket.accept":
+                timer.request_complete()  # a WebSocket lasts as long as its app wants
+            if timer is not None and message["type"] in (
+                    "http.response.body", "websocket.http.response.body") \
                     and not message.get("more_body"):
                 # Before the send: the app is cancelled as soon as hypercorn has
                 # taken the last part, which may interrupt this await.

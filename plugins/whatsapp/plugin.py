@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from switchboard.core import (
     object_schema,
     outgoing,
 )
+from switchboard.plugins.migrations import directory as migrations_directory
 
 from . import events
 from .compat import SYSZAP
@@ -53,6 +55,10 @@ class WhatsAppPlugin:
     @hookimpl
     def switchboard_config_class(self) -> type:
         return WhatsAppSettings
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("whatsapp")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

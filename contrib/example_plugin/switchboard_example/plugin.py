@@ -22,6 +22,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -116,6 +117,11 @@ class HelpRequestPlugin:
             outgoing("help:expired", HelpExpired,
                      doc="To the agents and help:{userId}: a request expired unanswered."),
         ]
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        # Alembic revision scripts, shipped as package data (pyproject.toml)
+        return Path(__file__).resolve().parent / "migrations"
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
