@@ -391,9 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="overwrite the file if it exists")
     genconfig.set_defaults(func=cmd_genconfig)
 
-    for command, what in (("openapi", "OpenAPI 3.1 document of the HTTP routes"),
-                          ("asyncapi", "AsyncAPI 3.0 document of the socket events")):
-        printer = sub.add_parser(command, help=f"print the {what} (JSON)")
+    for command, document in (("openapi", "OpenAPI 3.1 document of the HTTP routes"),
+                              ("asyncapi", "AsyncAPI 3.0 document of the socket events")):
+        printer = sub.add_parser(command, help=f"print the {document} (JSON)")
         printer.add_argument("--config", help=CONFIG_HELP)
         printer.set_defaults(func=cmd_document)
     return parser
