@@ -1,4 +1,5 @@
-"""The ``switchboard`` command: serve, migrate, token, plugins, check-config, genconfig.
+"""The ``switchboard`` command: serve, migrate, token, plugins, check-config, genconfig,
+openapi, asyncapi.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import gc
+import json
 import logging
 import os
 import shlex
@@ -321,6 +323,18 @@ def _positive_seconds(text: str) -> float:
 CONFIG_HELP = "TOML config file (default: $SWITCHBOARD_CONFIG, else the built-in defaults)"
 
 
+def cmd_document(args: argparse.Namespace) -> int:
+    """Print the OpenAPI or AsyncAPI document of the server this config runs."""
+    from .apidocs import asyncapi_document, openapi_document
+    from .server import Server
+
+    server = Server(_load(args.config))
+    document = (openapi_document(server.http_app, server.app) if args.command == "openapi"
+                else asyncapi_document(server.app))
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard",
                                      description="Self-hosted realtime gateway.")
@@ -377,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     genconfig.add_argument("--force", action="store_true",
                            help="overwrite the file if it exists")
     genconfig.set_defaults(func=cmd_genconfig)
+
+    for command, document in (("openapi", "OpenAPI 3.1 document of the HTTP routes"),
+                              ("asyncapi", "AsyncAPI 3.0 document of the socket events")):
+        printer = sub.add_parser(command, help=f"print the {document} (JSON)")
+        printer.add_argument("--config", help=CONFIG_HELP)
+        printer.set_defaults(func=cmd_document)
     return parser
 
 

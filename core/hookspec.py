@@ -93,7 +93,8 @@ def switchboard_events() -> Iterable[EventSpec]:
     Incoming events (client to server) carry a handler and a payload class;
     outgoing events (server to client) are declared for documentation and
     ``switchboard plugins``. Build them with :func:`switchboard.core.incoming`
-    and :func:`switchboard.core.outgoing`. Two plugins declaring the same
+    and :func:`switchboard.core.outgoing` (their ``ack``, ``schema`` and
+    ``rooms`` go into the AsyncAPI document). Two plugins declaring the same
     incoming event is a start-up error.
     """
 
@@ -139,7 +140,9 @@ def switchboard_blueprints() -> Iterable[Blueprint] | Blueprint | None:
     """Return quart Blueprints with this plugin's HTTP routes.
 
     Routes are served on the same port as everything else; use
-    :func:`switchboard.core.require_api_key` for server-to-server routes.
+    :func:`switchboard.core.require_api_key` for server-to-server routes, and
+    :func:`switchboard.core.documented` to say what a route takes and answers
+    in the OpenAPI document.
     """
 
 

@@ -29,7 +29,7 @@ import httpx
 import sqlalchemy as sa
 import trio
 from quart import Blueprint, g
-from switchboard.core import App, Session, hookimpl, trio_time_of, wall_time
+from switchboard.core import App, Session, documented, hookimpl, trio_time_of, wall_time
 from switchboard.core.broker import Publication
 from switchboard.core.http import error_response, require_api_key
 from switchboard.core.store import StoreUnavailable
@@ -136,6 +136,10 @@ class WebhooksPlugin:
         bp = Blueprint("webhooks", __name__)
 
         @bp.get("/api/v1/webhooks")
+        @documented(
+            "The outgoing webhook endpoints: queued, dead, last error",
+            responses={200: "`{endpoints}`", 403: "needs a key for every tenant (`*`)"},
+        )
         @require_api_key
         async def stats() -> Any:
             if g.api_key.tenant != "*":
@@ -143,6 +147,10 @@ class WebhooksPlugin:
             return {"endpoints": await self.stats()}
 
         @bp.post("/api/v1/webhooks/dead/retry")
+        @documented(
+            "Queue every dead delivery again",
+            responses={200: "`{retried}`", 403: "needs a key for every tenant (`*`)"},
+        )
         @require_api_key
         async def retry_dead() -> Any:
             if g.api_key.tenant != "*":

@@ -281,7 +281,8 @@ class MemoryWebSocket:
 
 @pytest.fixture(scope="session", name="node_modules")
 def node_modules_fixture() -> Path:
-    """Install the Node client (``npm ci``) once, if it is not there yet.
+    """Install the Node client (``npm ci``) once, if it (or another package of
+    ``package.json``) is not there yet.
 
     The npm tests are the judgment of the Socket.IO server by the reference
     client: without Node they must fail, not silently pass or skip.
@@ -290,7 +291,8 @@ def node_modules_fixture() -> Path:
     if node is None or npm is None:
         pytest.fail("node and npm are required for the socket.io-client tests")
     modules = SOCKETIO_DIR / "node_modules"
-    if not (modules / "socket.io-client").is_dir():
+    wanted = json.loads((SOCKETIO_DIR / "package.json").read_text())["dependencies"]
+    if not all((modules / name).is_dir() for name in wanted):
         result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_DIR,
                                 capture_output=True, text=True, timeout=300, check=False)
         if result.returncode != 0:

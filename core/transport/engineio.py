@@ -32,6 +32,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
+from ..apidocs import documented
 from ..args import Args, wire_arguments
 from ..auth import AuthError
 from ..broker import BrokerUnavailable
@@ -883,6 +884,19 @@ class EngineIOServer:
             status=status, content_type="application/json")
         return self._cors(response)
 
+    @documented(
+        "Engine.IO v4 long-polling (Socket.IO's HTTP transport)",
+        description="GET without `sid` opens an Engine.IO session (the open packet); with "
+                    "`sid`, GET waits for the server's packets and POST sends the client's "
+                    "(Engine.IO packets separated by `\\x1e`). `socket.io-client` does "
+                    "this; authentication is Socket.IO's, in the namespace CONNECT.",
+        query={"EIO": {"enum": ["4"]}, "transport": {"enum": ["polling"]}, "sid": str,
+               "t": str},
+        required_query=("EIO", "transport"),
+        body={"type": "string"}, body_media_type="text/plain",
+        responses={200: ("Engine.IO packets", "text/plain"),
+                   400: "a bad request (Engine.IO's `{code, message}`)",
+                   403: "an Origin not in `server.allowed_origins`"})
     async def _polling(self) -> Response:
         if not origin_allowed(self.app.config.server.allowed_origins,
                               request.headers.get("Origin")):

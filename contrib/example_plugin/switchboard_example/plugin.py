@@ -36,6 +36,7 @@ from switchboard.core import (
     Session,
     agents_room,
     api_key_tenant_allowed,
+    documented,
     error_response,
     hookimpl,
     incoming,
@@ -138,6 +139,8 @@ class HelpRequestPlugin:
         bp = Blueprint("help_demo", __name__)
 
         @bp.get("/api/v1/help/<tenant>")
+        @documented("The tenant's open help requests", responses={
+            200: "`{tenant, received, open}`", 403: "the key may not use this tenant"})
         @require_api_key
         async def open_requests(tenant: str) -> Any:
             if not api_key_tenant_allowed(tenant):
