@@ -421,3 +421,18 @@ async def test_schemathesis_reports_a_server_error(switchboard_live: Harness) ->
     assert failures
     assert all(f.startswith("POST /api/v1/greetings/flaky [positive]: 500 ")
                for f in failures)
+
+
+async def test_the_admin_consoles_routes_are_declared_when_it_is_on(
+        autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
+    from admin_console import console_config
+    harness = await Harness.start(console_config(), nursery, clock=autojump_clock)
+    document = await get_document(harness, "openapi")
+    validate_openapi(document)
+    console = {(m, p): op for p, methods in document["paths"].items()
+               for m, op in methods.items() if p.startswith("/admin")}
+    assert {("post", "/admin/login"), ("post", "/admin/publish"),
+            ("get", "/admin/state.json")} <= set(console)
+    assert [key for key, op in console.items() if op.get("x-undeclared")] == []
+    assert all(op["tags"] == ["admin console"] for op in console.values())
+    await harness.stop()

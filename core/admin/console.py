@@ -37,6 +37,7 @@ import trio
 from markupsafe import Markup
 from quart import Blueprint, Response, request, websocket
 
+from ..apidocs import documented
 from ..broker import Publication
 from ..config import ApiKey
 from ..errors import INVALID_PAYLOAD, ClientError
@@ -47,6 +48,9 @@ from ..validators import check_identifier
 from . import panels
 from .login import LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, AdminSession, Logins
 from .recent import RecentErrors
+
+#: How the console's routes are authenticated, for the OpenAPI document.
+COOKIE_AUTH = "the console's session cookie (and its CSRF token on POST)"
 
 if TYPE_CHECKING:
     from ..app import App
@@ -264,10 +268,14 @@ class AdminConsole:
         bp = Blueprint("admin_console", __name__, url_prefix=self.path)
 
         @bp.get("")
+        @documented("The console: redirects to its page", tags=["admin console"],
+                    responses={302: "to the page"})
         async def bare() -> Response:
             return self._go("/")
 
         @bp.get("/")
+        @documented("The console's page (HTML), or a redirect to its login",
+                    tags=["admin console"], responses={200: "the page", 302: "to the login"})
         async def page() -> Response:
             session = self._session(request.cookies)
             if session is None:
@@ -279,12 +287,19 @@ class AdminConsole:
                 published=request.args.get("published") == "1"))
 
         @bp.get("/login")
+        @documented("The console's login form (HTML)", tags=["admin console"],
+                    responses={200: "the form", 302: "logged in already"})
         async def login_page() -> Response:
             if self._session(request.cookies) is not None:
                 return self._go("/")
             return self._login_page()
 
         @bp.post("/login")
+        @documented("Log in to the console (form: password, csrf)", tags=["admin console"],
+                    body={"type": "object"}, body_media_type="application/x-www-form-urlencoded",
+                    responses={302: "logged in: to the page", 401: "wrong password",
+                               403: "another origin, or an expired form",
+                               429: "too many attempts (Retry-After)"})
         async def login() -> Response:
             wait = self.logins.attempt(request.remote_addr or "-")
             if wait is not None:
@@ -308,6 +323,8 @@ class AdminConsole:
             return response
 
         @bp.post("/logout")
+        @documented("Log out of the console", tags=["admin console"], auth=COOKIE_AUTH,
+                    responses={302: "to the login"})
         async def logout() -> Response:
             checked = self._checked()
             if isinstance(checked, Response):
@@ -320,6 +337,8 @@ class AdminConsole:
             return response
 
         @bp.get("/state.json")
+        @documented("The console's panels as JSON", tags=["admin console"], auth=COOKIE_AUTH,
+                    responses={200: "connections, rooms, presence, plugins, errors"})
         async def state() -> Response:
             if self._session(request.cookies) is None:
                 return self._refuse(401, "unauthorized", "log in to the console first")
@@ -329,6 +348,9 @@ class AdminConsole:
             return response
 
         @bp.post("/publish")
+        @documented("Publish a test event (form, or JSON like POST /api/v1/emit)",
+                    tags=["admin console"], auth=COOKIE_AUTH, body={"type": "object"},
+                    responses={202: "published (JSON)", 302: "published (form)"})
         async def publish() -> Response:
             checked = self._checked()
             if isinstance(checked, Response):
@@ -351,6 +373,8 @@ class AdminConsole:
             return response
 
         @bp.get("/static/<name>")
+        @documented("The console's script and style sheet", tags=["admin console"],
+                    responses={200: "the file"})
         async def static(name: str) -> Response:
             found = _static().get(name)
             if found is None:
@@ -361,6 +385,9 @@ class AdminConsole:
             return response
 
         @bp.websocket("/socket")
+        @documented("The console's live socket: a WebSocket upgrade (?csrf=TOKEN)",
+                    tags=["admin console"], auth=COOKIE_AUTH,
+                    responses={101: "switching protocols: panels and the tail, live"})
         async def socket() -> Response | None:
             session = self._session(websocket.cookies)
             if session is None:
