@@ -88,13 +88,22 @@ def test_first_party_plugins_come_with_it_and_plugins_beside_it_load(binary: Pat
 
 async def test_serve_on_postgresql_answers_health_and_a_websocket_then_stops_on_sigterm(
         binary: Path, tmp_path: Path, nursery: trio.Nursery) -> None:
-    """The database driver (psycopg and its compiled part) comes with it too."""
+    """The database driver (psycopg and its compiled part) comes with it too, and
+    the files the service reads at run time: the plugins' schema migrations and
+    the admin console's pages and script."""
     with database_url("postgresql", tmp_path) as url:
         server = await start_server(tmp_path, nursery, executable=binary,
                                     base_env=bare_env(tmp_path), start_timeout=START_TIMEOUT,
-                                    extra_env={"SWITCHBOARD_STORE__URL": url})
+                                    extra_env={"SWITCHBOARD_STORE__URL": url,
+                                               "SWITCHBOARD_ADMIN__PATH": '"/admin"',
+                                               "SWITCHBOARD_ADMIN__PASSWORD":
+                                                   '"binary-console-password"'})
         async with httpx.AsyncClient() as http:
             assert (await http.get(server.url("/ready"))).json() == {"status": "ready"}
+            login = await http.get(server.url("/admin/login"))
+            assert login.status_code == 200 and "password" in login.text
+            script = await http.get(server.url("/admin/static/console.js"))
+            assert script.status_code == 200
         # minted by the same file with the development secret its server made
         minted = await trio.run_process(
             [str(binary), "token", "--sub", "alice", "--tenant", "acme"], cwd=tmp_path,
