@@ -28,7 +28,7 @@ def webhook_config(backend: Backend, tmp_path: Path, **settings: Any) -> Config:
         "plugins": {"webhooks": {
             "endpoints": [{"url": backend.url("/hooks"), "secret": SECRET, "name": "crm",
                            "events": ["session.*", "user:online", "lead:*"]}],
-            "retry_first": 0.05, "retry_longest": 0.2, "max_attempts": 4, "timeout": 1.0,
+            "retry_first": 0.05, "retry_longest": 0.2, "max_attempts": 4, "timeout": 30.0,
             **settings}}})
 
 
