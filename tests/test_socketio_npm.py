@@ -187,13 +187,15 @@ async def test_many_calls_in_a_row_are_all_answered(
     assert answers == [[ref] for ref in refs]
 
 
-@overrides({"heartbeat": {"interval": 0.2, "timeout": 0.4}})
+@overrides({"heartbeat": {"interval": 0.2, "timeout": 1.0}})
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 async def test_client_answering_pings_stays_connected(
         switchboard_live: Harness, node: NodeClients, transports: list[str]) -> None:
     await node.connected("a", switchboard_live.token("alice", "acme"), transports=transports)
     sid = (await node.state("a"))["engine"]
-    over = trio.current_time() + 1.5  # several ping intervals and timeouts
+    # a dozen pings, twice an unanswered ping's interval and timeout (a timeout
+    # of a second, so that a busy machine's pauses are not taken for silence)
+    over = trio.current_time() + 2.5
     await wait_until(lambda: trio.current_time() > over)
     assert not node.received("a", "disconnect")
     state = await node.state("a")
@@ -428,7 +430,7 @@ async def test_server_call_answered_with_no_argument_gets_none_or_an_empty_list(
 
 async def test_expired_token_disconnects_with_io_server_disconnect(
         switchboard_live: Harness, node: NodeClients) -> None:
-    await node.connected("a", switchboard_live.token("alice", "acme", ttl=2),
+    await node.connected("a", switchboard_live.token("alice", "acme", ttl=5),
                          **WEBSOCKET_ONLY)
     disconnect = await node.expect("a", "disconnect")
     assert disconnect["reason"] == "io server disconnect"
