@@ -2,8 +2,8 @@
 
     from switchboard.core import App, ClientError, Session, hookimpl, incoming, outgoing
 
-Everything a plugin needs is here, each with its docstring; the README's
-"Writing a plugin" lists them. What is not exported is the server's own
+Everything a plugin needs is here, each with its docstring; docs/writing-plugins.md
+lists them. What is not exported is the server's own
 machinery and may change without notice.
 
 - The hooks: :data:`hookimpl` (the specifications are in
@@ -40,6 +40,7 @@ from .args import Args
 from .auth import AuthError, Identity
 from .batching import Batcher, Pending
 from .broker import Announcement, BrokerUnavailable
+from .clock import trio_time_of, wall_time
 from .config import ApiKey, Config, ConfigError, Rate, load_config
 from .errors import (
     CONFLICT,
@@ -190,8 +191,10 @@ __all__ = [
     "structure_payload",
     "tenant_room",
     "text",
+    "trio_time_of",
     "unstructure",
     "user_room",
+    "wall_time",
 ]
 __all__ += ["Lead", "LeadAction", "LeadChange", "LeadPage", "Pipeline", "PipelineService",
             "PipelineStage"]

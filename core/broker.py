@@ -218,10 +218,11 @@ def make_broker(url: str, *, prefix: str = "switchboard",
     scheme = url.partition("://")[0]
     if scheme == "memory":
         return MemoryBroker()
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster"):
         from .redis_broker import RedisBroker
 
         return RedisBroker(url, prefix=prefix, heartbeat=heartbeat, node_ttl=node_ttl,
                            history_size=history_size)
     raise ConfigError("broker.url",
-                      f"unsupported broker {scheme!r} (supported: memory://, redis://, rediss://)")
+                      f"unsupported broker {scheme!r} (supported: memory://, redis://, "
+                      "rediss://, redis+sentinel://, redis+cluster://, rediss+cluster://)")

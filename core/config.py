@@ -282,8 +282,14 @@ def structure_config(data: Mapping[str, Any]) -> Config:
 
 
 def _validate_broker(broker: BrokerConfig) -> None:
-    if broker.url.partition("://")[0] not in ("memory", "redis", "rediss"):
-        raise ConfigError("broker.url", "expected memory://, redis:// or rediss://")
+    if not broker.url.startswith("memory://"):
+        from .redis_broker import parse_url  # (coredis is imported only for Redis)
+
+        try:
+            parse_url(broker.url)
+        except ValueError as exc:
+            raise ConfigError("broker.url", f"expected memory:// or a Redis URL: {exc}") \
+                from None
     for setting in ("heartbeat", "node_ttl", "history_size"):
         if getattr(broker, setting) <= 0:
             raise ConfigError(f"broker.{setting}", "must be positive")

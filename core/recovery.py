@@ -65,6 +65,16 @@ class Recovery(Protocol):
         """The session of ``pid`` closed for good (the client left): forget it."""
 
 
+def missed_by(publication: Publication, tenant: str, rooms: set[str],
+              session_id: str) -> bool:
+    """Whether a session of ``tenant`` in ``rooms`` (id ``session_id``) was to
+    receive ``publication``: one of its rooms, not its own, and not one it got
+    through another room (``skip_room``) already."""
+    return (publication.tenant == tenant and publication.room in rooms
+            and publication.exclude != session_id
+            and (publication.skip_room is None or publication.skip_room not in rooms))
+
+
 class RecoveryLog:
     def __init__(self, window: float, max_events: int) -> None:
         self.window = window
@@ -98,8 +108,7 @@ class RecoveryLog:
             return None
         room_set = set(rooms)
         return [(str(n), p) for n, _, p in events
-                if n > after and p.tenant == tenant and p.room in room_set
-                and p.exclude != session_id]
+                if n > after and missed_by(p, tenant, room_set, session_id)]
 
     def save(self, pid: str, saved: SavedSession) -> None:
         self._sessions[pid] = saved

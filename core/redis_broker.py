@@ -25,6 +25,12 @@ Keys (all under ``broker.prefix``, ``P`` below):
 - ``P:session:{pid}``: a dropped Socket.IO session kept for recovery, expiring
   after ``socketio.recovery_window``.
 
+Where Redis runs: ``redis://`` / ``rediss://`` (one server), ``redis+sentinel://``
+(a primary found, and followed across failovers, through Sentinel) or
+``redis+cluster://`` (Redis Cluster: the keys carry the hash tag ``{P}``, so
+they share one slot and the scripts and the two-stream ``XREAD`` stay atomic
+on one shard); see :func:`parse_url`.
+
 While Redis cannot be reached, :meth:`RedisBroker.publish` raises
 :class:`~.broker.BrokerUnavailable` (clients get ``broker_unavailable``, the
 HTTP API 503), ``available`` is False (``/ready`` answers 503 ``degraded``),
@@ -39,12 +45,15 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from typing import Any
+from contextlib import AsyncExitStack
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 import coredis
 import coredis.exceptions
 import trio
+from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
 
 from .args import Args
@@ -58,7 +67,7 @@ from .broker import (
     Publication,
     new_node_id,
 )
-from .recovery import Recovery, SavedSession
+from .recovery import Recovery, SavedSession, missed_by
 from .session import Session
 
 log = logging.getLogger("switchboard.broker")
@@ -81,7 +90,10 @@ CONTROL_SIZE = 1000
 NODE_GONE = "switchboard:node_gone"
 
 _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
-                coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError)
+                coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError,
+                # Sentinel without a primary, Cluster failing over
+                coredis.exceptions.PrimaryNotFoundError, coredis.exceptions.ClusterDownError,
+                coredis.exceptions.TryAgainError, coredis.exceptions.ClusterError)
 
 # KEYS: stream, epoch; ARGV: history size, new epoch, publication...
 _PUBLISH_MANY = """
@@ -211,6 +223,84 @@ return out
 """
 
 
+# -- where Redis is -------------------------------------------------------------
+
+#: The schemes of ``broker.url`` this broker serves.
+SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
+
+
+@attrs.frozen
+class Location:
+    """Where the cluster's Redis is, as ``broker.url`` says it."""
+
+    kind: Literal["server", "sentinel", "cluster"]
+    #: The servers named: one server, the sentinels, or the cluster's seed nodes.
+    hosts: tuple[tuple[str, int], ...]
+    #: Sentinel: the name of the monitored primary (``mymaster``).
+    service: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    #: Sentinel: the sentinels' own password (``?sentinel_password=``).
+    sentinel_password: str | None = None
+
+
+def parse_url(url: str) -> Location:
+    """``broker.url`` -> :class:`Location`; a :class:`ValueError` says what is wrong.
+
+    - ``redis://[user:password@]host[:6379][/db]`` (``rediss://`` for TLS)
+    - ``redis+sentinel://[user:password@]host[:26379][,host[:26379]...]/service[/db]
+      [?sentinel_password=...]``: the credentials are the primary's
+    - ``redis+cluster://[user:password@]host[:6379][,host[:6379]...]``
+      (``rediss+cluster://`` for TLS): seed nodes, the rest is discovered
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in SCHEMES:
+        raise ValueError(f"expected one of {', '.join(s + '://' for s in SCHEMES)}")
+    kind: Literal["server", "sentinel", "cluster"] = (
+        "sentinel" if scheme.endswith("+sentinel")
+        else "cluster" if scheme.endswith("+cluster") else "server")
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, _, secret = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    default_port = 26379 if kind == "sentinel" else 6379
+    hosts = []
+    for item in hostlist.split(","):
+        item = item.strip()
+        if item.startswith("["):  # [IPv6]:port
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = item.partition(":")
+        if not host:
+            raise ValueError(f"no host in {item!r}")
+        if port and not port.isdigit():
+            raise ValueError(f"bad port in {item!r}")
+        hosts.append((host, int(port) if port else default_port))
+    if kind == "server" and len(hosts) > 1:
+        raise ValueError("several hosts: use redis+sentinel:// or redis+cluster://")
+    path = [p for p in parts.path.split("/") if p]
+    service, db = "", 0
+    if kind == "sentinel":
+        if not path:
+            raise ValueError("name the primary: redis+sentinel://host:26379/mymaster")
+        service, path = path[0], path[1:]
+    if path:
+        if kind == "cluster":
+            raise ValueError("Redis Cluster has no database number")
+        if len(path) > 1 or not path[0].isdigit():
+            raise ValueError(f"bad database {'/'.join(path)!r}: a number")
+        db = int(path[0])
+    query = parse_qs(parts.query)
+    return Location(kind, tuple(hosts), service, db, username, password,
+                    tls=scheme.startswith("rediss"),
+                    sentinel_password=query.get("sentinel_password", [None])[0])
+
+
 # -- encoding -----------------------------------------------------------------
 
 _BYTES = "\x00b"
@@ -271,17 +361,23 @@ class RedisBroker:
     def __init__(self, url: str, *, prefix: str = "switchboard", heartbeat: float = 2.0,
                  node_ttl: float = 6.0, history_size: int = 10_000) -> None:
         self.url = url
+        self.location = parse_url(url)
         self.prefix = prefix
+        #: What every key starts with: on Redis Cluster the prefix is a hash tag,
+        #: so that every key of the cluster is in one slot.
+        self.key_prefix = f"{{{prefix}}}" if self.location.kind == "cluster" else prefix
         self.heartbeat = heartbeat
         self.node_ttl = node_ttl
         self.history_size = history_size
         self.node_id = new_node_id()
         self.control = ControlHandlers()
-        self.stream_key = f"{prefix}:stream"
-        self.control_key = f"{prefix}:control"
-        self.epoch_key = f"{prefix}:epoch"
-        self.alive_key = f"{prefix}:alive"
-        self.reports_key = f"{prefix}:reports"
+        p = self.key_prefix
+        self.stream_key = f"{p}:stream"
+        self.control_key = f"{p}:control"
+        self.epoch_key = f"{p}:epoch"
+        self.alive_key = f"{p}:alive"
+        self.reports_key = f"{p}:reports"
+        self._sentinel: coredis.Sentinel[bytes] | None = None
         #: The epoch of the stream as this node last saw it.
         self.epoch: str | None = None
         self._available = False
@@ -297,9 +393,35 @@ class RedisBroker:
     # -- clients ---------------------------------------------------------------
 
     def _new_client(self, stream_timeout: float, **options: Any) -> coredis.Redis[bytes]:
+        where = self.location
+        if where.kind == "sentinel":
+            assert self._sentinel is not None
+            return self._sentinel.primary_for(
+                where.service, stream_timeout=stream_timeout, **options)
+        if where.kind == "cluster":
+            if "max_connections" in options:  # (the publisher: one per node)
+                options["max_connections_per_node"] = True
+            # (typed as a single server's client: the commands used are the same)
+            return coredis.RedisCluster(  # type: ignore[return-value]
+                startup_nodes=[TCPLocation(host, port) for host, port in where.hosts],
+                username=where.username, password=where.password, ssl=where.tls,
+                decode_responses=False, retry_policy=NoRetryPolicy(),
+                stream_timeout=stream_timeout, connect_timeout=CONNECT_TIMEOUT, **options)
         return coredis.Redis.from_url(
             self.url, decode_responses=False, retry_policy=NoRetryPolicy(),
             stream_timeout=stream_timeout, connect_timeout=CONNECT_TIMEOUT, **options)
+
+    def _open_sentinel(self) -> coredis.Sentinel[bytes]:
+        where = self.location
+        sentinel_options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT,
+                                            "stream_timeout": COMMAND_TIMEOUT}
+        if where.sentinel_password:
+            sentinel_options["password"] = where.sentinel_password
+        return coredis.Sentinel(
+            [TCPLocation(host, port) for host, port in where.hosts],
+            sentinel_kwargs=sentinel_options, decode_responses=False,
+            retry_policy=NoRetryPolicy(), connect_timeout=CONNECT_TIMEOUT,
+            username=where.username, password=where.password, db=where.db)
 
     def _redis(self) -> coredis.Redis[bytes]:
         if self._client is None:
@@ -390,10 +512,21 @@ class RedisBroker:
 
     async def run(self, deliver: Deliver, report: Callable[[], dict[str, Any]], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        commands = self._new_client(COMMAND_TIMEOUT)
-        publisher = self._new_client(COMMAND_TIMEOUT, max_connections=1)
-        reader = self._new_client(READ_BLOCK + COMMAND_TIMEOUT)
-        async with commands, publisher, reader, trio.open_nursery() as nursery:
+        async with AsyncExitStack() as stack:
+            if self.location.kind == "sentinel":
+                self._sentinel = await stack.enter_async_context(self._open_sentinel())
+            commands = self._new_client(COMMAND_TIMEOUT)
+            publisher = self._new_client(COMMAND_TIMEOUT, max_connections=1)
+            reader = self._new_client(READ_BLOCK + COMMAND_TIMEOUT)
+            for client in (commands, publisher, reader):
+                await stack.enter_async_context(client)
+            await self._serve(commands, publisher, reader, deliver, report, task_status)
+
+    async def _serve(self, commands: coredis.Redis[bytes], publisher: coredis.Redis[bytes],
+                     reader: coredis.Redis[bytes], deliver: Deliver,
+                     report: Callable[[], dict[str, Any]],
+                     task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
             self._client = commands
             self._publisher = publisher
             started = trio.Event()
@@ -493,7 +626,7 @@ class RedisBroker:
             await self._restore_counts(redis)
         dead = await redis.eval(_HEARTBEAT, keys=[self.alive_key, self.reports_key],
                                 args=[self.node_id, int(self.node_ttl * 1000),
-                                      dumps(report()), self.prefix])
+                                      dumps(report()), self.key_prefix])
         assert isinstance(dead, list)
         for i in range(0, len(dead), 2):
             gone = _text(dead[i])
@@ -528,7 +661,7 @@ class RedisBroker:
 
     async def _count(self, redis: coredis.Redis[bytes], group: str, member: str,
                      delta: int) -> int:
-        p = self.prefix
+        p = self.key_prefix
         total = await redis.eval(
             _COUNT, keys=[f"{p}:count:{group}:{member}", f"{p}:members:{group}",
                           self.alive_key, f"{p}:node:{self.node_id}:counts"],
@@ -537,9 +670,10 @@ class RedisBroker:
 
     async def counts(self, group: str) -> dict[str, int]:
         try:
-            flat = await self._redis().eval(_COUNTS, keys=[f"{self.prefix}:members:{group}",
-                                                           self.alive_key],
-                                            args=[self.prefix, group])
+            flat = await self._redis().eval(_COUNTS,
+                                            keys=[f"{self.key_prefix}:members:{group}",
+                                                  self.alive_key],
+                                            args=[self.key_prefix, group])
         except _UNREACHABLE as exc:
             self._lost("counts", exc)
             raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
@@ -626,7 +760,7 @@ class RedisRecovery:
         raise NotImplementedError("offsets come from the Redis stream")
 
     def _key(self, pid: str) -> str:
-        return f"{self.broker.prefix}:session:{pid}"
+        return f"{self.broker.key_prefix}:session:{pid}"
 
     async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
                      session_id: str) -> list[tuple[str, Publication]] | None:
@@ -651,8 +785,7 @@ class RedisRecovery:
                 for entry in entries:
                     entry_id = _text(entry.identifier)
                     publication = decode_publication(entry.field_values[b"p"])
-                    if (publication.tenant == tenant and publication.room in room_set
-                            and publication.exclude != session_id):
+                    if missed_by(publication, tenant, room_set, session_id):
                         out.append((f"{epoch}:{entry_id}", publication))
                 if len(entries) < READ_COUNT:
                     return out

@@ -497,7 +497,7 @@ class Lead:
     """A lead (a card of the board).
 
     ``rank`` orders the leads of a stage (compared as bytes, see the pipeline
-    plugin's README section); ``version`` starts at 1 and grows with every
+    plugin's page, docs/plugins/pipeline.md); ``version`` starts at 1 and grows with every
     change: a change given the version its client saw is refused
     ``conflict`` when the lead has changed since. ``owner_id`` is the
     consultant who owns it, ``customer_id`` the user who is the lead's own

@@ -14,8 +14,8 @@ Every call is bounded: ``timeout`` seconds (waiting for one of the
 ``max_in_flight`` slots included), and a backend that is down, slow, or
 answers anything but the documented JSON gives the client a clear error
 (``backend_unavailable``, ``backend_error``), never a hang. Connect and join
-answers can be kept ``cache_seconds`` per credential. See the README's
-"Behind your backend" for the request and answer shapes.
+answers can be kept ``cache_seconds`` per credential. See
+docs/backend-bridge.md for the request and answer shapes.
 """
 
 from __future__ import annotations

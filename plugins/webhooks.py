@@ -28,7 +28,7 @@ import httpx
 import sqlalchemy as sa
 import trio
 from quart import Blueprint, g
-from switchboard.core import App, Session, hookimpl
+from switchboard.core import App, Session, hookimpl, trio_time_of, wall_time
 from switchboard.core.broker import Publication
 from switchboard.core.http import error_response, require_api_key
 from switchboard.core.store import StoreUnavailable
@@ -258,7 +258,7 @@ class WebhooksPlugin:
             next_due = float("inf")
             # the first pass after a start tries everything pending at once: what
             # waited for a backend through a restart need not wait out its back-off
-            now = float("inf") if started else time.time()
+            now = float("inf") if started else wall_time()
             started = False
             for row in rows:
                 if row["key"] in blocked:
@@ -276,7 +276,7 @@ class WebhooksPlugin:
             if len(rows) == PASS_SIZE and len(blocked) < PASS_SIZE:
                 continue  # more may be due behind this pass
             due = self._due[endpoint.label]
-            with trio.move_on_after(max(0.0, next_due - time.time())):
+            with trio.move_on_at(trio_time_of(next_due)):
                 await due.wait()
             self._due[endpoint.label] = trio.Event()
 
@@ -311,7 +311,7 @@ class WebhooksPlugin:
         attempts = int(row["attempts"]) + 1
         dead = attempts >= self.settings.max_attempts
         wait = min(self.settings.retry_first * 2.0 ** (attempts - 1), self.settings.retry_longest)
-        next_at = time.time() + wait
+        next_at = wall_time() + wait
         await self.app.store.execute(
             t.update().where(t.c.id == row["id"])
             .values(attempts=attempts, next_at=next_at, dead=dead, last_error=error))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -99,3 +100,21 @@ async def backend_fixture(nursery: trio.Nursery) -> AsyncIterator[Backend]:
     yield made
     made.hang.set()
     stop.set()
+
+
+class InProcess(httpx.AsyncBaseTransport):
+    """httpx requests answered by a quart app in-process, through quart's test
+    client: no socket, so the mock clock only moves when the test lets it."""
+
+    def __init__(self, app: QuartTrio) -> None:
+        self.app = app
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        client = self.app.test_client()
+        body = await request.aread()
+        response = await client.open(
+            request.url.raw_path.decode(), method=request.method, data=body,
+            headers={k: v for k, v in request.headers.items()
+                     if k.lower() not in ("host", "content-length", "transfer-encoding")})
+        return httpx.Response(response.status_code, headers=list(response.headers.items()),
+                              content=await response.get_data(as_text=False))

@@ -509,6 +509,33 @@ async def test_reconnect_within_the_window_recovers_missed_events(
     assert (await lead_update(node, "a"))[0] == 4
 
 
+@overrides({"socketio": {"recovery_window": 30}})
+async def test_recovery_replays_an_event_sent_to_two_rooms_of_the_client_once(
+        switchboard_live: Harness, node: NodeClients) -> None:
+    """A change a plugin announces to a board room and to a lead room, the second
+    time to the lead room's members not on the board (``skip_room``), as the
+    pipeline does: a client in both rooms that missed it gets it once."""
+    await node.connected("a", switchboard_live.token("alice", "acme"), **WEBSOCKET_ONLY,
+                         reconnectionDelay=500, randomizationFactor=0)
+    for room in ("board:1", "lead:1"):
+        assert (await node.call("a", "room:join", {"room": room}))["args"] == [{"room": room}]
+    app = switchboard_live.app
+
+    async def announce(value: int) -> None:
+        await app.publish("acme", "board:1", "lead:updated", value)
+        await app.publish("acme", "lead:1", "lead:updated", value, skip_room="board:1")
+    await announce(1)
+    assert (await lead_update(node, "a"))[0] == 1
+    engine(switchboard_live, (await node.state("a"))["engine"]).close("transport_close")
+    assert (await node.expect("a", "disconnect"))["reason"] == "transport close"
+    await announce(2)
+    assert (await node.expect("a", "connect"))["recovered"] is True
+    assert (await lead_update(node, "a"))[0] == 2
+    await app.publish("acme", "user:alice", "marker", None)
+    await node.expect("a", "event", event="marker")
+    assert not node.received("a", "event", event="lead:updated")
+
+
 @overrides({"socketio": {"recovery_window": 1}})
 async def test_reconnect_past_the_window_starts_a_clean_session(
         switchboard_live: Harness, node: NodeClients) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from backends import Backend, Call, backend_fixture  # noqa: F401  (the backend fixture)
+from backends import Backend, Call, InProcess, backend_fixture  # noqa: F401  (the backend fixture)
 from switchboard.core.config import Config
 from switchboard.core.server import Server
 from switchboard.testing import TEST_API_KEY, Harness, make_config
@@ -142,3 +142,31 @@ async def test_deliveries_pending_at_a_restart_are_sent_by_the_next_server(
     async with serving(restarted):
         calls = await backend.wait_calls("/hooks", 4)
     assert [c.json["data"]["n"] for c in calls[1:]] == [0, 1, 2]
+
+
+async def test_back_off_runs_on_the_servers_clock(
+        autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, backend: Backend,
+        tmp_path: Path) -> None:
+    """Retry times are stored as UNIX times but waited for on Trio's clock, so a
+    test on the mock clock sees a minute's back-off pass in no real time (and
+    the sender neither spins nor waits for the real minute)."""
+    config = webhook_config(backend, tmp_path, retry_first=60.0, retry_longest=600.0,
+                            max_attempts=5)
+    harness = await Harness.start(config, nursery, clock=autojump_clock)
+    webhooks = harness.server.plugins.pm.get_plugin("webhooks")
+    webhooks._client = httpx.AsyncClient(transport=InProcess(backend.app))
+    answers = iter([(503, b"busy"), (503, b"busy"), {}])
+    backend.on("/hooks", lambda body: next(answers))
+    await harness.app.publish("acme", "lead:1", "lead:moved", {"n": 1})
+    await harness.advance(1)
+    assert len(backend.calls_to("/hooks")) == 1
+    await harness.advance(58)  # the first back-off is 60 s
+    assert len(backend.calls_to("/hooks")) == 1
+    await harness.advance(2)
+    assert len(backend.calls_to("/hooks")) == 2
+    await harness.advance(119)  # then 120 s
+    assert len(backend.calls_to("/hooks")) == 2
+    await harness.advance(2)
+    calls = backend.calls_to("/hooks")
+    assert len(calls) == 3 and verified(calls[-1])["data"] == {"n": 1}
+    await harness.stop()

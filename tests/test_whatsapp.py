@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from databases import database_url
@@ -37,6 +38,7 @@ def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
             "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"},
                          {"key": "globex-only-key-0123", "tenant": "globex"}],
             "plugins": {"whatsapp": {"graph_url": "http://graph.simulator", "qr_lifetime": 40.0,
+                                     "bridge_hosts": ["127.0.0.1"],
                                      "retry_first": 2.0, "retry_longest": 60.0,
                                      "max_attempts": 20, "rate_per_number": 2.0,
                                      "max_media_bytes": 1000}}})
@@ -488,3 +490,58 @@ async def test_a_message_new_published_by_a_backend_sends_nothing(switchboard: H
     await trio.sleep(30)
     assert request.json["text"]["body"] == "real" and len(sim.requests) == 1
     assert real != 999
+
+
+# -- a bridge URL cannot point the server into its own network -------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.2:8080", "http://0.0.0.0:8080", "http://10.1.2.3/", "http://[::1]:80",
+    "http://169.254.169.254/latest/meta-data", "http://192.168.0.10:8080"])
+async def test_a_bridge_on_an_inner_address_is_refused(switchboard: Harness, url: str) -> None:
+    """An API key holder names the bridge's URL: one on loopback, a private
+    network or the cloud metadata address would make the server call into its
+    own network, so it is refused unless ``bridge_hosts`` lists it."""
+    response = await switchboard.http().post(
+        "/api/v1/whatsapp/sessions", headers=headers(),
+        json={"tenant": TENANT, "id": "inner", "provider": "bridge",
+              "bridge": {"url": url, "apiKey": "k" * 20, "instance": "inst"}})
+    assert response.status_code == 400
+    body = await response.get_json()
+    assert body["code"] == "invalid_payload" and body["field"] == "bridge.url"
+    assert "bridge_hosts" in body["message"]
+    listed = await switchboard.http().get(f"/api/v1/whatsapp/sessions?tenant={TENANT}",
+                                          headers=headers())
+    assert (await listed.get_json())["sessions"] == []
+
+
+async def test_a_listed_bridge_network_is_allowed_and_checked_again_on_each_call(
+        switchboard: Harness, sim: Simulator) -> None:
+    """``bridge_hosts`` lets a deployment reach its own bridge (127.0.0.1 in
+    these tests); a session stored while it was listed is refused at its next
+    call once it is not, and a send through it fails for good, not in a loop."""
+    await create_session(switchboard, sim, provider="bridge")
+    engine = switchboard.server.plugins.pm.get_plugin("whatsapp").engine
+    engine.settings = attrs.evolve(engine.settings, bridge_hosts=[])
+    switchboard.server.plugins.pm.get_plugin("whatsapp").engine.sessions._providers.clear()
+    response = await switchboard.http().post(
+        f"/api/v1/whatsapp/sessions/main/start?tenant={TENANT}", headers=headers())
+    body = await response.get_json()
+    assert response.status_code == 502, body
+    assert "bridge_hosts" in body["message"]
+    assert not [r for r in sim.requests if "/instance/" in r.path]
+
+
+async def test_a_host_name_is_judged_by_the_addresses_it_resolves_to() -> None:
+    from switchboard.plugins.whatsapp.providers import bridge_url_problem
+    from switchboard.plugins.whatsapp.settings import WhatsAppSettings
+
+    closed = WhatsAppSettings()
+    assert "127.0.0.1" in (await bridge_url_problem("http://localhost:8080", closed) or "")
+    by_name = WhatsAppSettings(bridge_hosts=["LocalHost"])
+    assert await bridge_url_problem("http://localhost:8080", by_name) is None
+    by_network = WhatsAppSettings(bridge_hosts=["127.0.0.0/8", "::1"])
+    assert await bridge_url_problem("http://localhost:8080", by_network) is None
+    assert await bridge_url_problem("http://93.184.215.14/", closed) is None
+    with pytest.raises(ValueError, match="bridge_hosts"):
+        WhatsAppSettings(bridge_hosts=["10.0.0.0/33"])

@@ -22,7 +22,8 @@ def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     with database_url(request.param, tmp_path) as url:
         yield make_config({"store": {"url": url}, "plugins": {
             "desk": {"unknown_tickets": "not_found"},
-            "whatsapp": {"graph_url": "http://graph.simulator", "ticket_queue": "whatsapp"}}})
+            "whatsapp": {"graph_url": "http://graph.simulator", "ticket_queue": "whatsapp",
+                         "bridge_hosts": ["127.0.0.1"]}}})
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ async def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path,
             "store": {"url": url, "busy_timeout": 0.5},
             "server": {"ws_profile": "syszap"} if "syszap" in request.node.name else {},
             "plugins": {"whatsapp": {"graph_url": simulator.base_url, "retry_first": 0.05,
+                                     "bridge_hosts": ["127.0.0.1"],
                                      "retry_longest": 0.2, "max_attempts": 20,
                                      "qr_lifetime": 30.0, "rate_per_number": 20.0}}})
 

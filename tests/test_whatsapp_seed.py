@@ -33,7 +33,9 @@ def switchboard_config(backend: Backend) -> Config:
     return structure_config(merge(shipped, {
         "auth": {"secret": TEST_SECRET},
         "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"}],
-        "store": {"url": "sqlite://"}, "server": {"port": 0}}))
+        "store": {"url": "sqlite://"}, "server": {"port": 0},
+        # the simulator's bridge is on this machine
+        "plugins": {"whatsapp": {"bridge_hosts": ["127.0.0.1"]}}}))
 
 
 async def next_of(ws: WebSocketConnection, kind: str, **data: Any) -> dict[str, Any]:

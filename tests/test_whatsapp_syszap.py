@@ -16,7 +16,8 @@ from whatsapps import CUSTOMER, TENANT, create_session, in_process, post_bridge,
 @pytest.fixture
 def switchboard_config() -> Config:
     return make_config({"server": {"ws_profile": "syszap"},
-                        "plugins": {"whatsapp": {"graph_url": "http://graph.simulator"}}})
+                        "plugins": {"whatsapp": {"graph_url": "http://graph.simulator",
+                                                 "bridge_hosts": ["127.0.0.1"]}}})
 
 
 @pytest.fixture

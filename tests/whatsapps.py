@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from backends import InProcess
 from switchboard.testing import Harness
 from switchboard.whatsapp_simulator import Simulator, SimulatorConfig
 from switchboard.whatsapp_simulator.server import bridge_body, cloud_body, sign
@@ -78,27 +79,8 @@ async def post_bridge(harness: Harness, sim: Simulator, event: str, data: Any, *
         json=bridge_body(sim.config.instance, key or sim.config.bridge_api_key, event, data))
 
 
-class InProcess(httpx.AsyncBaseTransport):
-    """httpx requests answered by the simulator's app in-process, through
-    quart's test client: no socket, so the mock clock only moves when the
-    test lets it."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        client = self.sim.app.test_client()
-        body = await request.aread()
-        response = await client.open(
-            request.url.raw_path.decode(), method=request.method, data=body,
-            headers={k: v for k, v in request.headers.items()
-                     if k.lower() not in ("host", "content-length", "transfer-encoding")})
-        return httpx.Response(response.status_code, headers=list(response.headers.items()),
-                              content=await response.get_data(as_text=False))
-
-
 def in_process(harness: Harness, sim: Simulator, nursery: trio.Nursery) -> None:
     """The plugin reaches the simulator's app in-process (mock clock tests)."""
     sim.attach(nursery)
     plugin = harness.server.plugins.pm.get_plugin("whatsapp")
-    plugin.engine.client = httpx.AsyncClient(transport=InProcess(sim))
+    plugin.engine.client = httpx.AsyncClient(transport=InProcess(sim.app))

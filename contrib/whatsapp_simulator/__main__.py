@@ -1,5 +1,5 @@
 """``python -m switchboard.whatsapp_simulator``: a full WhatsApp flow against a
-running Switchboard (see the README's "WhatsApp plugin")."""
+running Switchboard (see docs/plugins/whatsapp.md)."""
 
 from __future__ import annotations
 

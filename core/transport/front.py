@@ -3,8 +3,8 @@
 Every accepted connection starts here. The request head is read; a WebSocket
 upgrade to the WebSocket path goes to the fast path in :mod:`.ws` (our own
 frame writer with write coalescing), everything else to hypercorn, which
-serves the quart-trio HTTP app on the same bytes. See the README's
-architecture section for the measurements behind this split.
+serves the quart-trio HTTP app on the same bytes. See
+docs/architecture.md for the measurements behind this split.
 """
 
 from __future__ import annotations

@@ -12,14 +12,12 @@ passed to the desk's own listeners (assignment, SLA timers).
 from __future__ import annotations
 
 import builtins
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 import sqlalchemy as sa
-import trio
 from switchboard.core import (
     CONFLICT,
     NOT_FOUND,
@@ -35,7 +33,9 @@ from switchboard.core import (
     agents_room,
     is_room_name,
     serialize_on,
+    trio_time_of,
     user_room,
+    wall_time,
 )
 from switchboard.core.services import TicketChangeKind, TicketStatus
 
@@ -65,30 +65,17 @@ Order = list[tuple[str, int]]
 Created = tuple[Ticket, Ticket | None]
 
 
-#: Wall clock minus Trio's clock, taken once per Trio run: a server started
-#: again in the same run (a test's restart on the mock clock) keeps the same
-#: time line.
-_OFFSET: trio.lowlevel.RunVar[float] = trio.lowlevel.RunVar("desk_clock_offset")
-
-
 class Clock:
     """Wall-clock seconds that advance with Trio's clock (so ``MockClock``
     drives SLA due times in tests); set from the wall clock when the first
     server of the process (of the Trio run) starts."""
 
-    def __init__(self) -> None:
-        try:
-            self._offset = _OFFSET.get()
-        except LookupError:
-            self._offset = time.time() - trio.current_time()
-            _OFFSET.set(self._offset)
-
     def now(self) -> float:
-        return self._offset + trio.current_time()
+        return wall_time()
 
     def trio_time(self, wall: float) -> float:
         """The Trio clock time of a wall-clock time."""
-        return wall - self._offset
+        return trio_time_of(wall)
 
 
 @attrs.frozen

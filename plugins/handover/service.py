@@ -12,7 +12,6 @@ customer as a system message of the conversation, and reported to
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from switchboard.core import (
     Session,
     agents_room,
     user_room,
+    wall_time,
 )
 from switchboard.core.services import HandoverAction, HandoverPriority
 
@@ -106,8 +106,7 @@ class Handover:
         if self._clock is None:
             # Times are stored as UNIX timestamps but move on Trio's clock, so
             # that escalations follow trio.testing.MockClock in tests.
-            wall, start = time.time(), trio.current_time()
-            self._clock = lambda: wall + (trio.current_time() - start)
+            self._clock = wall_time
         self._report = app.implements(CHANGED)
 
     def now(self) -> float:

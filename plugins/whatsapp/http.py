@@ -31,6 +31,7 @@ from .providers import (
     MediaNotFound,
     MediaTooLarge,
     ProviderError,
+    bridge_url_problem,
 )
 
 PREFIX = "/api/v1/whatsapp"
@@ -69,6 +70,11 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         if config is None:
             raise ClientError("invalid_payload", f"{body.provider}: required for this provider",
                               field=body.provider)
+        if isinstance(config, BridgeConfig):
+            problem = await bridge_url_problem(config.url, engine.settings)
+            if problem is not None:
+                raise ClientError("invalid_payload", f"bridge.url: {problem}",
+                                  field="bridge.url")
         return await engine.sessions.create(tenant, body.id, body.provider,
                                             attrs.asdict(config)), 201
 

@@ -9,9 +9,11 @@ httpx on Trio, bounded by ``timeout``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import attrs
 import httpx
@@ -21,7 +23,7 @@ from switchboard.core import identifier, max_length
 
 from . import bridge, cloud
 from .model import ConnectionUpdate, Event, Outgoing, SendOutcome
-from .settings import WhatsAppSettings
+from .settings import WhatsAppSettings, bridge_host_problem
 
 
 def _http_url(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -58,6 +60,26 @@ class BridgeConfig:
     url: str = attrs.field(validator=[instance_of(str), _http_url])
     apiKey: str = attrs.field(validator=[instance_of(str), _secret])
     instance: str = attrs.field(validator=[instance_of(str), identifier, max_length(100)])
+
+
+async def bridge_url_problem(url: str, settings: WhatsAppSettings) -> str | None:
+    """Why the server may not call a bridge at ``url``, or None: its host must
+    be public or listed in ``bridge_hosts`` (checked on every call too, so a
+    name that later resolves to an inner address is refused then)."""
+    host = urlsplit(url).hostname
+    if not host:
+        return "the URL has no host"
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        if host.lower().rstrip(".") in (h.lower() for h in settings.bridge_hosts):
+            return None
+        try:
+            found = await trio.socket.getaddrinfo(host, None, type=trio.socket.SOCK_STREAM)
+        except OSError:
+            return None  # not resolvable (yet): the call fails as unreachable
+        addresses = [str(info[4][0]) for info in found]
+    return bridge_host_problem(host, addresses, settings.bridge_hosts)
 
 
 class ProviderError(Exception):
@@ -200,7 +222,13 @@ class BridgeProvider:
     def parse(self, parsed: Any) -> list[Event]:
         return bridge.parse_webhook(parsed, self.config.instance)
 
+    async def _check(self) -> None:
+        problem = await bridge_url_problem(self.base, self.settings)
+        if problem is not None:
+            raise ProviderError(f"refused: {problem}", retry=False)
+
     async def send(self, client: httpx.AsyncClient, message: Outgoing) -> SendOutcome:
+        await self._check()
         url, headers, body = bridge.send_request(self.base, self.config.instance,
                                                  self.config.apiKey, message)
         status, answer_headers, answer = await _call(client, "POST", url, headers, body,
@@ -208,6 +236,7 @@ class BridgeProvider:
         return bridge.send_outcome(status, answer_headers, answer)
 
     async def _instance(self, client: httpx.AsyncClient, method: str, path: str) -> Any:
+        await self._check()
         try:
             status, _, answer = await _call(
                 client, method, f"{self.base}/instance/{path}/{self.config.instance}",
@@ -264,11 +293,14 @@ async def _call(client: httpx.AsyncClient, method: str, url: str, headers: dict[
 
 async def send(provider: Provider, client: httpx.AsyncClient,
                message: Outgoing) -> SendOutcome:
-    """Send through ``provider``; a network failure is an outcome worth a retry."""
+    """Send through ``provider``; a network failure is an outcome worth a retry,
+    a refused destination one that is not."""
     try:
         return await provider.send(client, message)
     except _Unreachable as exc:
         return SendOutcome(error=str(exc), retry=True)
+    except ProviderError as exc:
+        return SendOutcome(error=str(exc), retry=exc.retry)
 
 
 def make_provider(name: str, config: Mapping[str, Any],
