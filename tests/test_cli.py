@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from switchboard.core.auth import TokenVerifier, development_secret, mint_token
 from switchboard.core.cli import main, serve
 from switchboard.core.config import AuthConfig, load_config
 from trio_websocket import ConnectionClosed, open_websocket_url
+
+from tests.ports import free_port
 
 SCRIPT = Path(sys.executable).parent / "switchboard"
 SECRET = "cli-test-secret-0123456789abcdef"
@@ -254,13 +255,6 @@ def test_serve_with_a_plugin_that_fails_to_start_exits_1_naming_it(
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.getMessage() == "cannot start: RuntimeError: the widget cache is gone"
     assert record.exc_info is not None  # a bug: its traceback is kept for the developer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class ServerProcess:
