@@ -121,7 +121,7 @@ def socketio_config(overrides: Mapping[str, Any] | None = None) -> Config:
 
 async def publish(live: Harness, body: Any) -> dict[str, Any]:
     """POST /api/v1/emit as the backend does; expect 202."""
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.post(live.http_url("/api/v1/emit"), json=body,
                                        headers={"Authorization": f"Bearer {TEST_API_KEY}"})

@@ -275,7 +275,7 @@ class ServerProcess:
 
     async def wait_healthy(self) -> None:
         """Poll ``/health`` until the process answers (it is a real external process)."""
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             with trio.fail_after(START_TIMEOUT):
                 while True:
                     if self.process.returncode is not None:
@@ -323,7 +323,7 @@ async def start_server(tmp_path: Path, nursery: trio.Nursery) -> ServerProcess:
 async def test_serve_answers_http_and_exits_0_on_sigterm(tmp_path: Path,
                                                          nursery: trio.Nursery) -> None:
     server = await start_server(tmp_path, nursery)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         ready = await http.get(server.url("/ready"))
     assert ready.json() == {"status": "ready"}
     assert (tmp_path / "data" / "dev-secret").exists()

@@ -36,7 +36,7 @@ async def exchange(live: Harness, data: bytes) -> bytes:
 
 async def assert_serving(live: Harness, bystander: TestClient) -> None:
     """The server answers a new request and still delivers to a connected client."""
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             health = await http.get(live.http_url("/health"))
             emitted = await http.post(
@@ -373,7 +373,7 @@ class TestMixedKeyFamilies:
             async with open_websocket_url(switchboard_live.ws_url(token)):
                 pass
         assert info.value.status_code == 401
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             health = await http.get(switchboard_live.http_url("/health"))
         assert health.status_code == 200
 

@@ -81,7 +81,7 @@ async def ticks(sio: NodeClients, client: str, count: int) -> list[Any]:
 
 
 async def emit(url: str, body: Any) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         response = await http.post(f"{url}/api/v1/emit", json=body,
                                    headers={"Authorization": f"Bearer {TEST_API_KEY}"})
     assert response.status_code == 202, response.text
@@ -179,7 +179,7 @@ async def start_process_node(tmp_path: Path, nursery: trio.Nursery, prefix: str,
                     await process.wait()
 
     nursery.start_soon(reap)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             while True:
                 if process.returncode is not None:

@@ -91,7 +91,7 @@ async def test_upgrade_with_nothing_queued_sends_no_empty_packet(
     waiting: the first WebSocket message after the upgrade is a real packet."""
     base = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
     token = switchboard_live.token("alice", "acme")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             opened = (await http.get(base)).text
             assert opened.startswith("0")
@@ -630,7 +630,7 @@ async def test_event_the_server_fails_to_answer_closes_only_that_session(
 ])
 async def test_bad_engineio_requests_get_the_reference_error_answers(
         switchboard_live: Harness, query: str, method: str, code: int, message: str) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.request(method,
                                           switchboard_live.http_url(f"/socket.io/?{query}"))
@@ -682,7 +682,7 @@ async def test_client_of_a_refused_origin_is_refused_by_the_server(
 async def test_polling_from_a_refused_origin_is_a_403_with_the_engineio_error(
         switchboard_live: Harness) -> None:
     url = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             allowed = await http.get(url, headers={"Origin": PAGE})
             other = await http.get(url, headers={"Origin": "https://evil.example.test"})
@@ -702,7 +702,7 @@ async def test_polling_from_a_refused_origin_is_a_403_with_the_engineio_error(
 async def test_polling_preflight_from_an_allowed_origin_is_answered(
         switchboard_live: Harness) -> None:
     url = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.options(url, headers={
                 "Origin": PAGE,
