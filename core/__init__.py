@@ -17,7 +17,8 @@ machinery and may change without notice.
   :func:`is_room_name`, :func:`check_room_name`.
 - HTTP routes: :func:`require_api_key`, :func:`request_api_key`,
   :func:`api_key_tenant`, :func:`api_key_tenant_allowed`, :func:`read_json`,
-  :func:`structure_body`, :func:`error_response`.
+  :func:`structure_body`, :func:`error_response`; :func:`documented` and
+  :func:`object_schema` for the API documents.
 - Validators for payload fields: :func:`identifier`, :func:`text`,
   :func:`max_length`, :func:`row_id`, :func:`check_identifier`.
 - Storage: :class:`Store` (with :meth:`Store.upsert`, :meth:`Store.insert`
@@ -35,6 +36,7 @@ machinery and may change without notice.
   :class:`Inbound`.
 """
 
+from .apidocs import documented, object_schema
 from .app import App
 from .args import Args
 from .auth import AuthError, Identity
@@ -173,6 +175,7 @@ __all__ = [
     "api_key_tenant_allowed",
     "check_identifier",
     "check_room_name",
+    "documented",
     "error_response",
     "hookimpl",
     "identifier",
@@ -181,6 +184,7 @@ __all__ = [
     "keep_serving",
     "load_config",
     "max_length",
+    "object_schema",
     "outgoing",
     "read_json",
     "request_api_key",

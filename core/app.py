@@ -44,6 +44,7 @@ from .session import Codec, Session, Transport
 from .store import Store
 from .supervise import SupervisedNursery, log_failure
 from .throttle import Coalescer
+from .timers import Timers
 
 if TYPE_CHECKING:
     from .services import (
@@ -116,6 +117,9 @@ class App:
         self._expiry_deadlines: weakref.WeakKeyDictionary[Identity, float] = (
             weakref.WeakKeyDictionary())
         self._nursery: SupervisedNursery | None = None
+        #: Every connection's heartbeat and token-expiry deadlines, served by
+        #: one task of the server's (see :mod:`.timers`).
+        self.timers = Timers(self._timer_failed)
         #: True once the server has been asked to stop.
         self.shutting_down = False
 
@@ -136,9 +140,15 @@ class App:
     def attach_nursery(self, nursery: trio.Nursery) -> None:
         """Called by the server once its nursery is open."""
         self._nursery = SupervisedNursery(nursery, self.task_failed)
+        nursery.start_soon(self.timers.run)
         nursery.start_soon(self._run_notifications)
         if self.hub.broker.clustered:
             nursery.start_soon(self._refresh_user_shares)
+
+    def _timer_failed(self, what: str, exc: Exception) -> None:
+        """A connection's timer raised (a bug): counted and logged, the timers go on."""
+        self.metrics.connection_failures.inc()
+        log_failure(what, exc)
 
     def task_failed(self, what: str, exc: Exception) -> None:
         """Log and count a plugin task that raised."""
@@ -585,6 +595,8 @@ class App:
             buckets.append(user)
         rate = self._event_rates.get(name)
         if rate is not None:
+            if session.event_buckets is None:
+                session.event_buckets = {}
             bucket = session.event_buckets.get(name)
             if bucket is None:
                 bucket = session.event_buckets[name] = TokenBucket.of(rate)

@@ -10,8 +10,11 @@ the JSON Web Key Set of an identity provider (:class:`JwksKeys`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,8 @@ class Identity:
     confined: bool = False
 
 
+#: Verified tokens remembered by a verifier (the least recently used are forgotten).
+VERIFIED_TOKENS = 10_000
 #: The latest ``exp`` accepted (the end of year 9999): beyond it a timestamp is
 #: nonsense, and a huge number would overflow the float it becomes.
 MAX_EXP = 253_402_300_799
@@ -99,15 +104,22 @@ class TokenVerifier:
         self._config = config
         self._jwks = jwks
         key = config.public_key
+        setting = "auth.public_key"
         if not key and config.public_key_file:
-            key = Path(config.public_key_file).read_text()
+            key, setting = _read_key_file(config.public_key_file), "auth.public_key_file"
         self._key: str = key or secret or config.secret
         if not self._key and jwks is None:
             raise ValueError("no auth secret, public key or JWKS URL configured")
-        family = "hmac" if not key else _public_key_family(key)
+        family = "hmac" if not key else _public_key_family(
+            key, setting, config.public_key_file if setting.endswith("_file") else "")
         #: The configured algorithms this key can verify.
         self._algorithms = [a for a in config.algorithms if _family(a) == family]
         self._require_exp = bool(config.require_exp if require_exp is None else require_exp)
+        #: Tokens verified with the configured key, by the token's text: a client
+        #: that reconnects with the same token (a reload, every client after a
+        #: restart) is not decoded and checked again. Failures are not cached,
+        #: and an expired entry is refused (see :meth:`verify`).
+        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._verify_with_key)
 
     @property
     def jwks(self) -> JwksKeys | None:
@@ -132,6 +144,14 @@ class TokenVerifier:
         a key of the JWKS); :class:`AuthError` when it cannot be accepted."""
         if not token:
             raise AuthError("missing token")
+        if key is not None:  # (a JWKS key may be withdrawn: checked every time)
+            return self._verify_with_key(token, key)
+        identity = self._verified(token)
+        if identity.expires_at is not None and identity.expires_at <= time.time():
+            raise AuthError("token expired")
+        return identity
+
+    def _verify_with_key(self, token: str, key: jwt.PyJWK | None = None) -> Identity:
         cfg = self._config
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
@@ -157,6 +177,9 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from None
         except (ValueError, TypeError, OverflowError) as exc:  # what a key refuses
             raise AuthError(f"invalid token: {type(exc).__name__}") from None
+        # the claim names are the same in every token: one string each, not one
+        # per connection
+        claims = {sys.intern(name): value for name, value in claims.items()}
         return Identity(
             user_id=self._identifier(claims, cfg.user_claim, None),
             tenant_id=self._identifier(claims, cfg.tenant_claim, cfg.default_tenant),
@@ -199,8 +222,22 @@ def _expiry(exp: Any, leeway: float) -> float | None:
     return float(exp) + leeway
 
 
-def _public_key_family(pem: str) -> str:
-    """``rsa``, ``ec`` or ``okp`` for a PEM public key (or certificate)."""
+def _read_key_file(path: str) -> str:
+    """The text of ``auth.public_key_file``; a file that cannot be read is a
+    config error naming the file and why."""
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError:
+        raise ConfigError("auth.public_key_file",
+                          f"{path} is not a PEM public key or certificate") from None
+    except OSError as exc:
+        raise ConfigError("auth.public_key_file",
+                          f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _public_key_family(pem: str, setting: str = "auth.public_key", path: str = "") -> str:
+    """``rsa``, ``ec`` or ``okp`` for a PEM public key (or certificate), read
+    from ``setting`` (the file ``path``)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -212,20 +249,25 @@ def _public_key_family(pem: str) -> str:
         try:
             key = x509.load_pem_x509_certificate(data).public_key()
         except ValueError:
-            raise ConfigError("auth.public_key",
-                              "not a PEM public key or certificate") from None
+            raise ConfigError(setting, f"{path + ' is ' if path else ''}not a PEM public key "
+                              "or certificate") from None
     if isinstance(key, rsa.RSAPublicKey):
         return "rsa"
     if isinstance(key, ec.EllipticCurvePublicKey):
         return "ec"
     if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return "okp"
-    raise ConfigError("auth.public_key", f"unsupported key type {type(key).__name__}")
+    raise ConfigError(setting, f"unsupported key type {type(key).__name__}")
+
+
+def development_secret_path(data_dir: str | Path) -> Path:
+    """Where development mode keeps its generated secret."""
+    return Path(data_dir) / "dev-secret"
 
 
 def development_secret(data_dir: str | Path) -> str:
     """The random HS256 secret of development mode, created once in ``data_dir``."""
-    path = Path(data_dir) / "dev-secret"
+    path = development_secret_path(data_dir)
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,25 +15,66 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
 from .origins import entry_problem
-from .structure import first_error, make_converter
+from .structure import all_errors, make_converter
 
 ENV_PREFIX = "SWITCHBOARD_"
 
 
-class ConfigError(Exception):
-    """A configuration problem; ``key`` is the dotted name of the offending setting."""
+@attrs.frozen
+class Problem:
+    """One bad setting: its dotted ``key``, what is wrong, and where the value
+    came from (``source``: the environment variable that set it, or empty)."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
-        self.key = key
-        self.message = message
+    key: str
+    message: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        if self.source:
+            if self.message == "unknown key":
+                return f"{self.source}: unknown key {self.key}"
+            return f"{self.source}: {self.key}: {self.message}" if self.key else \
+                f"{self.source}: {self.message}"
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``key`` is the dotted name of the offending setting.
+
+    A file with several problems raises one error holding them all
+    (``problems``); ``key`` and ``message`` are the first one's.
+    """
+
+    def __init__(self, key: str, message: str, *, source: str = "",
+                 problems: Sequence[Problem] = (), readable: Config | None = None) -> None:
+        self.problems = list(problems) or [Problem(key, message, source)]
+        #: The config without the sections that could not be read, when the
+        #: rest could: what is left to check further (the plugin sections).
+        self.readable = readable
+        first = self.problems[0]
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+        self.key = first.key
+        self.message = first.message
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem], readable: Config | None = None) -> ConfigError:
+        """One error for several problems (at least one)."""
+        return cls(problems[0].key, problems[0].message, problems=problems, readable=readable)
+
+    def naming_sources(self, environ: Mapping[str, str]) -> ConfigError:
+        """The same problems, each naming the ``SWITCHBOARD_*`` variable of
+        ``environ`` its value came from (when it came from one)."""
+        sources = env_sources(environ)
+        return ConfigError.of([
+            problem if problem.source else attrs.evolve(problem, source=_source_of(
+                problem.key, sources)) for problem in self.problems], self.readable)
 
 
 @attrs.frozen
@@ -163,6 +204,35 @@ class LimitsConfig:
 
 
 @attrs.frozen
+class AdminConfig:
+    """The admin console: a web page of live connections, rooms, presence,
+    plugins and errors, off unless ``path`` is set (see docs/admin-console.md)."""
+
+    #: URL path of the console, e.g. ``/admin``; empty: no console.
+    path: str = ""
+    #: The password of the console's login (at least 12 characters).
+    password: str = ""
+    #: Also log in with an API key of ``[[api_keys]]`` for every tenant (``*``).
+    api_keys: bool = False
+    #: Key signing the console's session cookie (at least 32 characters); empty:
+    #: a random one per start (logins end with a restart). Give every node
+    #: behind one address the same.
+    secret: str = ""
+    #: Seconds a login lasts.
+    session_ttl: float = 28_800.0
+    #: Login attempts per client address: a burst, then ``rate`` per second.
+    login_rate: Rate = Rate(rate=0.1, burst=5.0)
+    #: Mark the cookie ``Secure`` (served over HTTPS by a proxy in front).
+    secure_cookie: bool = False
+    #: Warnings and errors kept for the "last errors" panel.
+    max_errors: int = 100
+    #: Seconds between two refreshes of the live panels.
+    refresh: float = 1.0
+    #: Events of the tailed room the console keeps on screen.
+    tail_size: int = 200
+
+
+@attrs.frozen
 class SocketIOConfig:
     """Socket.IO v5 over Engine.IO v4; ping interval and timeout are ``[heartbeat]``'s."""
 
@@ -213,6 +283,10 @@ class StoreConfig:
     #: SQLite: seconds a write waits for the database lock (another process
     #: writing) before it fails with ``store_unavailable``.
     busy_timeout: float = 10.0
+    #: Upgrade an older database schema at start-up: ``"sqlite"`` (only a
+    #: SQLite database; PostgreSQL needs ``switchboard migrate``), ``"always"``
+    #: or ``"never"``. Missing tables are always created.
+    auto_migrate: Literal["sqlite", "always", "never"] = "sqlite"
 
 
 @attrs.frozen
@@ -225,10 +299,18 @@ class Config:
     """The whole configuration (``app.config``): one attribute per section of
     the file (``server``, ``http``, ``heartbeat``, ``auth``, ``api_keys``,
     ``rooms``, ``limits``, ``socketio``, ``broker``, ``store``, ``log``,
-    ``plugins``), each documented in ``config/switchboard.toml``."""
+    ``admin``, ``plugins``), each documented in ``config/switchboard.toml``."""
 
     mode: Literal["development", "production"] = "development"
     data_dir: str = "data"
+    #: Let a server without an auth secret (signing tokens with the generated
+    #: development secret) listen on an address other than loopback, such as
+    #: ``0.0.0.0`` in a container. Off: such a server refuses to start.
+    allow_dev_on_all: bool = False
+    #: Directories of third-party plugins installed with ``pip install --target
+    #: DIR``, searched for entry points besides the Python environment (for the
+    #: single-file executable, which has no environment of its own to install into).
+    plugin_path: list[str] = attrs.Factory(list)
     server: ServerConfig = ServerConfig()
     http: HttpConfig = HttpConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
@@ -240,9 +322,17 @@ class Config:
     broker: BrokerConfig = BrokerConfig()
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
+    admin: AdminConfig = AdminConfig()
     #: Per plugin: ``[plugins.NAME]`` with ``enabled`` (default true) and the
     #: plugin's own settings, checked against the plugin's config class.
     plugins: dict[str, dict[str, Any]] = attrs.Factory(dict)
+
+    @property
+    def generates_secret(self) -> bool:
+        """Whether tokens are checked with the generated development secret (no
+        ``auth.secret``, public key or JWKS URL is configured)."""
+        auth = self.auth
+        return not (auth.secret or auth.public_key or auth.public_key_file or auth.jwks_url)
 
     @property
     def store_url(self) -> str:
@@ -268,83 +358,145 @@ _REMOVED = {
 
 
 def structure_config(data: Mapping[str, Any]) -> Config:
+    """``data`` (a parsed file with its overrides) as a checked :class:`Config`;
+    :class:`ConfigError` lists every problem found, not only the first."""
+    problems: list[Problem] = []
     for (section, key), advice in _REMOVED.items():
         table = data.get(section)
         if isinstance(table, Mapping) and key in table:
-            raise ConfigError(f"{section}.{key}", advice)
+            problems.append(Problem(f"{section}.{key}", advice))
+    refused: set[str] = set()  # top-level keys that could not be structured
     try:
         config = _converter.structure(dict(data), Config)
     except Exception as exc:  # cattrs raises exception groups
-        err = first_error(exc, data=data)
-        raise ConfigError(err.field, err.message) from None
-    _validate(config)
+        for error in all_errors(exc, data=data):
+            problems.append(Problem(error.field, error.message))
+            refused.add(error.field.partition(".")[0])
+        # Check what could be read, to report the other problems too; the checks
+        # of a section that could not be read (or that depend on it) are left out.
+        try:
+            config = _converter.structure({k: v for k, v in data.items()
+                                           if k not in refused}, Config)
+        except Exception:
+            raise ConfigError.of(problems) from None
+    problems += [problem for problem in _check(config)
+                 if problem.key.partition(".")[0] not in refused]
+    if problems:
+        raise ConfigError.of(problems, config if "plugins" not in refused else None)
     return config
 
 
-def _validate_broker(broker: BrokerConfig) -> None:
+def _check_broker(broker: BrokerConfig) -> list[Problem]:
+    problems = []
     if not broker.url.startswith("memory://"):
         from .redis_broker import parse_url  # (coredis is imported only for Redis)
 
         try:
             parse_url(broker.url)
         except ValueError as exc:
-            raise ConfigError("broker.url", f"expected memory:// or a Redis URL: {exc}") \
-                from None
+            problems.append(Problem("broker.url",
+                                    f"expected memory:// or a Redis URL: {exc}"))
     for setting in ("heartbeat", "node_ttl", "history_size"):
         if getattr(broker, setting) <= 0:
-            raise ConfigError(f"broker.{setting}", "must be positive")
-    if broker.node_ttl <= broker.heartbeat:
-        raise ConfigError("broker.node_ttl", "must be longer than broker.heartbeat")
+            problems.append(Problem(f"broker.{setting}", "must be positive"))
+    if 0 < broker.node_ttl <= broker.heartbeat:
+        problems.append(Problem("broker.node_ttl", "must be longer than broker.heartbeat"))
     if not broker.prefix or any(c in broker.prefix for c in " {}"):
-        raise ConfigError("broker.prefix", "must be a non-empty name without spaces or braces")
+        problems.append(Problem("broker.prefix",
+                                "must be a non-empty name without spaces or braces"))
+    return problems
 
 
-def _validate(config: Config) -> None:
+def _check_admin(config: Config) -> list[Problem]:
+    """The console must be safe when it is on (``admin.path`` set)."""
+    admin = config.admin
+    if not admin.path:
+        return []
+    problems: list[Problem] = []
+
+    def bad(key: str, message: str) -> None:
+        problems.append(Problem(key, message))
+
+    path = admin.path
+    if not path.startswith("/") or path.endswith("/") or not all(
+            c.isalnum() or c in "-_./" for c in path) or "//" in path:
+        bad("admin.path", "must start with '/', not end with '/', and hold only letters, "
+            "digits and -_./ (e.g. \"/admin\")")
+    taken = {"/api", "/health", "/ready", "/metrics", config.server.ws_path.rstrip("/"),
+             config.socketio.path.rstrip("/")}
+    for other in sorted(taken):
+        if other and (path == other or path.startswith(other + "/")
+                      or other.startswith(path + "/")):
+            bad("admin.path", f"overlaps {other!r}, served by something else")
+    if not admin.password and not admin.api_keys:
+        bad("admin.password", "the console needs a password (or admin.api_keys = true); "
+            "leave admin.path empty to turn it off")
+    if admin.password and len(admin.password) < 12:
+        bad("admin.password", "must be at least 12 characters")
+    if admin.api_keys and not any(key.tenant == "*" for key in config.api_keys):
+        bad("admin.api_keys", "no API key for every tenant (tenant \"*\") is configured "
+            "to log in with")
+    if admin.secret and len(admin.secret) < 32:
+        bad("admin.secret", "must be at least 32 characters")
+    for setting in ("session_ttl", "refresh", "max_errors", "tail_size"):
+        if getattr(admin, setting) <= 0:
+            bad(f"admin.{setting}", "must be positive")
+    if admin.login_rate.rate <= 0 or admin.login_rate.burst < 1:
+        bad("admin.login_rate", "rate must be positive and burst at least 1")
+    return problems
+
+
+def _check(config: Config) -> list[Problem]:
+    """Every problem of a structured config that its types do not catch."""
+    problems: list[Problem] = []
+
+    def bad(key: str, message: str) -> None:
+        problems.append(Problem(key, message))
+
     for name, section in config.plugins.items():
         if not isinstance(section, dict):
-            raise ConfigError(f"plugins.{name}", "expected a table")
-        enabled = section.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"plugins.{name}.enabled", "expected bool")
+            bad(f"plugins.{name}", "expected a table")
+        elif not isinstance(section.get("enabled", True), bool):
+            bad(f"plugins.{name}.enabled", "expected bool")
     if config.server.port < 0 or config.server.port > 65535:
-        raise ConfigError("server.port", "must be between 0 and 65535")
+        bad("server.port", "must be between 0 and 65535")
     for i, entry in enumerate(config.server.allowed_origins):
         if problem := entry_problem(entry):
-            raise ConfigError(f"server.allowed_origins.{i}", problem)
+            bad(f"server.allowed_origins.{i}", problem)
     for i, namespace in enumerate(config.socketio.namespaces):
         if not namespace.startswith("/"):
-            raise ConfigError(f"socketio.namespaces.{i}", "must start with '/'")
+            bad(f"socketio.namespaces.{i}", "must start with '/'")
     for namespace in config.socketio.profiles:
         if namespace not in config.socketio.namespaces:
-            raise ConfigError(f"socketio.profiles.{namespace}",
-                              "not a namespace listed in socketio.namespaces")
+            bad(f"socketio.profiles.{namespace}",
+                "not a namespace listed in socketio.namespaces")
     if not (config.socketio.path.startswith("/") and config.socketio.path.endswith("/")):
-        raise ConfigError("socketio.path", "must start and end with '/'")
+        bad("socketio.path", "must start and end with '/'")
     for setting in ("keep_alive_timeout", "body_timeout", "max_body", "max_emit_items"):
         if getattr(config.http, setting) <= 0:
-            raise ConfigError(f"http.{setting}", "must be positive")
+            bad(f"http.{setting}", "must be positive")
     if config.socketio.connect_timeout <= 0:
-        raise ConfigError("socketio.connect_timeout", "must be positive")
+        bad("socketio.connect_timeout", "must be positive")
     if config.heartbeat.interval <= 0:
-        raise ConfigError("heartbeat.interval", "must be positive")
-    _validate_broker(config.broker)
+        bad("heartbeat.interval", "must be positive")
     if config.heartbeat.timeout <= 0:
-        raise ConfigError("heartbeat.timeout", "must be positive")
+        bad("heartbeat.timeout", "must be positive")
+    problems += _check_broker(config.broker)
+    problems += _check_admin(config)
     for i, key in enumerate(config.api_keys):
         if len(key.key) < 16:
-            raise ConfigError(f"api_keys.{i}.key", "must be at least 16 characters")
+            bad(f"api_keys.{i}.key", "must be at least 16 characters")
+    auth = config.auth
     if config.mode == "production" and not (
-        config.auth.secret or config.auth.public_key or config.auth.public_key_file
-        or config.auth.jwks_url
+        auth.secret or auth.public_key or auth.public_key_file or auth.jwks_url
     ):
-        raise ConfigError("auth.secret", "required in production mode (or auth.public_key, "
-                          "or auth.jwks_url)")
-    if config.auth.secret and any(not a.startswith("HS") for a in config.auth.algorithms):
-        if not (config.auth.public_key or config.auth.public_key_file or config.auth.jwks_url):
-            raise ConfigError("auth.algorithms", "RS/ES algorithms need auth.public_key "
-                              "or auth.jwks_url")
-    if config.auth.jwks_url and not config.auth.jwks_url.startswith(("https://", "http://")):
-        raise ConfigError("auth.jwks_url", "must be an http(s) URL")
+        bad("auth.secret", "required in production mode (or auth.public_key, or auth.jwks_url)")
+    if auth.secret and any(not a.startswith("HS") for a in auth.algorithms):
+        if not (auth.public_key or auth.public_key_file or auth.jwks_url):
+            bad("auth.algorithms", "RS/ES algorithms need auth.public_key or auth.jwks_url")
+    if auth.jwks_url and not auth.jwks_url.startswith(("https://", "http://")):
+        bad("auth.jwks_url", "must be an http(s) URL")
+    return problems
 
 
 def _env_value(raw: str) -> Any:
@@ -354,18 +506,39 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
+def env_sources(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings ``SWITCHBOARD_*`` variables set: dotted key -> variable name."""
+    return {".".join(_env_path(name)): name for name in environ
+            if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG"}
+
+
+def _env_path(name: str) -> list[str]:
+    return name.removeprefix(ENV_PREFIX).lower().split("__")
+
+
+def _source_of(key: str, sources: Mapping[str, str]) -> str:
+    """The variable that set ``key``, a table holding it or a key under it."""
+    if not key:
+        return ""
+    for path, name in sorted(sources.items()):
+        if path == key or key.startswith(path + ".") or path.startswith(key + "."):
+            return name
+    return ""
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``SWITCHBOARD_A__B=v`` -> ``{"a": {"b": v}}``."""
     out: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        path = name.removeprefix(ENV_PREFIX).lower().split("__")
+        path = _env_path(name)
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(name, "conflicts with another override")
+                raise ConfigError(".".join(path), "conflicts with another override",
+                                  source=name)
         node[path[-1]] = _env_value(raw)
     return out
 
@@ -382,7 +555,15 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike[str] | None = None,
                 environ: Mapping[str, str] | None = None) -> Config:
-    """Read ``path`` (optional), apply environment overrides, structure and check."""
+    """Read ``path`` (optional), apply environment overrides, structure and check.
+
+    A relative ``data_dir`` or ``auth.public_key_file`` is made absolute: from
+    the directory of the file when the file sets it (or, for ``data_dir``,
+    leaves the default), from the working directory when an environment
+    variable sets it or there is no file. So every command given the same file
+    uses the same data directory (and development secret), wherever it is run.
+    A problem with a value from the environment names its variable.
+    """
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     if path is not None:
@@ -391,6 +572,24 @@ def load_config(path: str | os.PathLike[str] | None = None,
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("", f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError("", f"config file is a directory: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
-    return structure_config(merge(data, env_overrides(environ)))
+    overrides = env_overrides(environ)
+    try:
+        config = structure_config(merge(data, overrides))
+    except ConfigError as exc:
+        raise exc.naming_sources(environ) from None
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    cwd = Path.cwd()
+    data_dir = Path(config.data_dir).expanduser()
+    key_file = Path(config.auth.public_key_file).expanduser()
+    auth = config.auth
+    if auth.public_key_file and not key_file.is_absolute():
+        from_env = "public_key_file" in overrides.get("auth", {})
+        auth = attrs.evolve(auth, public_key_file=os.path.normpath(
+            (cwd if from_env else base) / key_file))
+    if not data_dir.is_absolute():
+        data_dir = (cwd if "data_dir" in overrides else base) / data_dir
+    return attrs.evolve(config, data_dir=os.path.normpath(data_dir), auth=auth)

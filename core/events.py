@@ -55,6 +55,14 @@ class EventSpec:
     #: The handler takes the event's whole argument list (a ``list``) instead
     #: of one payload; ``payload`` is then None.
     args: bool = False
+    #: JSON Schema of a payload that has no attrs class (``payload`` None), for
+    #: the AsyncAPI document (see :func:`switchboard.core.object_schema`).
+    schema: Any = None
+    #: An incoming event's answer (its ack): an attrs class or a JSON Schema.
+    ack: Any = None
+    #: The rooms an outgoing event is published to (``conversation:{conversationId}``,
+    #: ``tenant:{tenantId}:agents``, ``session`` for the one session it answers).
+    rooms: tuple[str, ...] = ()
 
     def structure(self, data: Any) -> Any:
         """Turn the JSON payload into an instance of ``payload`` (with ``args``,
@@ -166,7 +174,8 @@ def unstructure(value: Any) -> Any:
 
 
 def incoming(name: str, payload: type | None, handler: Handler, *,
-             rate: Rate | None = None, doc: str = "", args: bool = False) -> EventSpec:
+             rate: Rate | None = None, doc: str = "", args: bool = False,
+             ack: Any = None, schema: Any = None) -> EventSpec:
     """Declare a client-to-server event handled by ``handler(session, payload)``.
 
     The payload is the event's first argument (None when it has none; a
@@ -177,14 +186,21 @@ def incoming(name: str, payload: type | None, handler: Handler, *,
 
     The handler's return value (attrs instances are unstructured) is the ack,
     :class:`Args` for several ack arguments; raising :class:`ClientError`
-    answers an error with its code.
+    answers an error with its code. ``ack`` (an attrs class or a JSON
+    Schema) and ``schema`` (the payload's JSON Schema, for a handler without a
+    payload class) are for the AsyncAPI document.
     """
     if args and payload is not None:
         raise ValueError(f"event {name!r}: a handler of every argument (args=True) "
                          "takes a list, so its payload class must be None")
-    return EventSpec(name, "in", payload, handler, rate, doc, args=args)
+    return EventSpec(name, "in", payload, handler, rate, doc, args=args, ack=ack,
+                     schema=schema)
 
 
-def outgoing(name: str, payload: type | None = None, *, doc: str = "") -> EventSpec:
-    """Declare a server-to-client event (for documentation and listing)."""
-    return EventSpec(name, "out", payload, None, None, doc)
+def outgoing(name: str, payload: type | None = None, *, doc: str = "",
+             rooms: tuple[str, ...] | list[str] = (), schema: Any = None) -> EventSpec:
+    """Declare a server-to-client event (for documentation and listing): its
+    payload class, or ``schema`` (a JSON Schema) when it has none, and the
+    ``rooms`` it is published to."""
+    return EventSpec(name, "out", payload, None, None, doc, rooms=tuple(rooms),
+                     schema=schema)

@@ -9,6 +9,7 @@ event's data. Sans-IO: built from header pairs and a request target.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -89,7 +90,7 @@ def from_request(transport: Transport, target: str,
     parts = urlsplit(target)
     query: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        query.setdefault(key, value)
+        query.setdefault(sys.intern(key), value)  # (a session keeps its query: names shared)
     return Handshake(transport=transport, path=parts.path or "/", headers=joined,
                      query=query, remote_addr=remote_addr)
 

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import os
+
     import sqlalchemy as sa
     from quart import Blueprint
 
@@ -91,7 +93,8 @@ def switchboard_events() -> Iterable[EventSpec]:
     Incoming events (client to server) carry a handler and a payload class;
     outgoing events (server to client) are declared for documentation and
     ``switchboard plugins``. Build them with :func:`switchboard.core.incoming`
-    and :func:`switchboard.core.outgoing`. Two plugins declaring the same
+    and :func:`switchboard.core.outgoing` (their ``ack``, ``schema`` and
+    ``rooms`` go into the AsyncAPI document). Two plugins declaring the same
     incoming event is a start-up error.
     """
 
@@ -112,6 +115,23 @@ def switchboard_tables(metadata: sa.MetaData) -> None:
 
     Tables are created (if missing) when the store opens, before
     :func:`switchboard_startup`. Prefix table names with the plugin name.
+    To change them once released, ship migrations
+    (:func:`switchboard_migrations`).
+    """
+
+
+@hookspec
+def switchboard_migrations() -> str | os.PathLike[str] | None:
+    """Return the directory of this plugin's Alembic revision scripts.
+
+    The scripts are this plugin's own history, versioned in the table
+    ``{plugin}_alembic_version``: its first revision creates the tables as
+    the plugin first shipped them, each later one changes them, and the
+    tables of :func:`switchboard_tables` are always what the newest revision
+    makes. A fresh database gets those tables and the newest version directly;
+    an older one is upgraded by ``switchboard migrate`` (or at start-up, see
+    ``store.auto_migrate``). Ship the directory as package data. See
+    ``docs/migrations.md``.
     """
 
 
@@ -120,7 +140,9 @@ def switchboard_blueprints() -> Iterable[Blueprint] | Blueprint | None:
     """Return quart Blueprints with this plugin's HTTP routes.
 
     Routes are served on the same port as everything else; use
-    :func:`switchboard.core.require_api_key` for server-to-server routes.
+    :func:`switchboard.core.require_api_key` for server-to-server routes, and
+    :func:`switchboard.core.documented` to say what a route takes and answers
+    in the OpenAPI document.
     """
 
 

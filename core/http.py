@@ -26,6 +26,7 @@ from quart.routing import QuartRule
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from .apidocs import AUTH_ATTRIBUTE, asyncapi_document, docs_page, documented, openapi_document
 from .broker import BrokerUnavailable, Publication
 from .config import ApiKey
 from .errors import INVALID_PAYLOAD, ClientError, server_failure
@@ -112,9 +113,10 @@ def api_key_tenant(given: str | None) -> str:
     """The tenant a request acts on: ``given`` (from its body or query), else
     the tenant of a tenant-scoped API key. Raises :class:`ClientError`:
     ``invalid_payload`` (field ``tenant``) when there is none or it is not an
-    identifier, ``forbidden`` when the key may not use it."""
+    identifier (an empty ``?tenant=`` too), ``forbidden`` when the key may not
+    use it."""
     key_tenant = request_api_key().tenant
-    tenant = given or (key_tenant if key_tenant != "*" else None)
+    tenant = given if given is not None else (key_tenant if key_tenant != "*" else None)
     if tenant is None:
         raise ClientError(INVALID_PAYLOAD, "tenant: required", field="tenant")
     if (problem := check_identifier(tenant)) is not None:
@@ -138,16 +140,25 @@ def require_api_key(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R 
         g.api_key = key
         return await view(*args, **kwargs)
 
+    setattr(wrapper, AUTH_ATTRIBUTE, "api_key")  # (for the OpenAPI document)
     return wrapper
 
 
 @attrs.frozen
 class EmitRequest:
+    """One event to publish: to ``user`` (their every session), to ``room``,
+    or, with neither, to every session of ``tenant`` (``*``: of every tenant)."""
+
     event: str
     tenant: str
     data: Any = None
     user: str | None = None
     room: str | None = None
+
+
+#: ``POST /api/v1/emit`` takes one event or a list of them.
+EMIT_BODY = {"anyOf": [{"x-type": EmitRequest},
+                       {"type": "array", "items": {"x-type": EmitRequest}}]}
 
 
 async def read_json() -> Any:
@@ -257,10 +268,13 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     http.config["MAX_CONTENT_LENGTH"] = app.config.http.max_body
 
     @http.get("/health")
+    @documented("Liveness: the process answers", responses={200: "`{status: ok}`"})
     async def health() -> Any:
         return {"status": "ok"}
 
     @http.get("/ready")
+    @documented("Readiness: accepting connections, the broker answering", responses={
+        200: "`{status: ready}`", 503: "`shutting_down`, or `degraded` (broker down)"})
     async def ready() -> Any:
         if switchboard().shutting_down:
             return error_response(503, "shutting_down", "the server is shutting down")
@@ -270,11 +284,15 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
         return {"status": "ready"}
 
     @http.get("/metrics")
+    @documented("Prometheus metrics", responses={200: ("the metrics, text format 0.0.4",
+                                                       str)})
     async def metrics() -> Response:
         return Response(switchboard().metrics.render(),
                         content_type="text/plain; version=0.0.4; charset=utf-8")
 
     @http.get("/api/v1/stats")
+    @documented("Connections, rooms and users online, per tenant and node (a tenant's "
+                "key sees its tenant)", responses={200: "`{tenants, nodes}`"})
     @require_api_key
     async def stats() -> Any:
         data = await cluster_stats(switchboard().hub)
@@ -288,6 +306,12 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
         return data
 
     @http.post("/api/v1/emit")
+    @documented(body=EMIT_BODY, responses={
+        202: ("published (all of them, or none when one is refused)",
+              {"type": "object", "required": ["published"],
+               "properties": {"published": {"type": "integer"}}}),
+        403: "the key may not publish to that tenant",
+        413: "`payload_too_large`"})
     @require_api_key
     async def emit() -> Any:
         """Publish one event, or a JSON list of them, to a user, a room or a tenant."""
@@ -314,6 +338,32 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     async def http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 500, code, exc.description or code)
+
+    documents: dict[str, Any] = {}
+
+    def document(name: str) -> Any:
+        if not documents:  # made once, when first asked for: every route is there
+            documents["openapi"] = openapi_document(http, app)
+            documents["asyncapi"] = asyncapi_document(app)
+            documents["page"] = docs_page(documents["openapi"], documents["asyncapi"])
+        return documents[name]
+
+    @http.get("/api/openapi.json")
+    @documented("This document: OpenAPI 3.1 of every HTTP route",
+                responses={200: "the OpenAPI document"})
+    async def openapi() -> Any:
+        return document("openapi")
+
+    @http.get("/api/asyncapi.json")
+    @documented("AsyncAPI 3.0 of every socket event: payloads, acks, rooms, plugins "
+                "and profiles", responses={200: "the AsyncAPI document"})
+    async def asyncapi() -> Any:
+        return document("asyncapi")
+
+    @http.get("/api/docs")
+    @documented("Both documents as a page", responses={200: ("an HTML page", "text/html")})
+    async def api_docs() -> Response:
+        return Response(document("page"), content_type="text/html; charset=utf-8")
 
     for blueprint in [*blueprints, *app.plugins.blueprints()]:
         http.register_blueprint(blueprint)

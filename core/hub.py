@@ -26,6 +26,9 @@ class Hub:
         #: Called with every publication before it is fanned out (see
         #: :meth:`App.watch_publications`).
         self.watchers: list[Callable[[Publication], None]] = []
+        #: Called with every publication this node delivers, whichever node it
+        #: was published on (the admin console's tail); must be quick.
+        self.taps: list[Callable[[Publication], None]] = []
 
     def is_agent(self, session: Session) -> bool:
         return session.role in self._agent_roles and not session.identity.confined
@@ -91,6 +94,8 @@ class Hub:
 
         ``position`` is the publication's place in the broker's stream (its
         recovery offset), if the broker keeps one."""
+        for tap in self.taps:
+            tap(publication)
         if publication.tenant == ALL_TENANTS and publication.room == ALL_TENANTS:
             return self._deliver_everywhere(publication)
         offset = position

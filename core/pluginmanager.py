@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import os
+import site
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -14,10 +17,11 @@ import pluggy
 import sqlalchemy as sa
 
 from . import hookspec
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Problem
 from .events import EventSpec
+from .migrations import History, PluginSchema, Schema, SchemaError, migrations_directory
 from .profiles import Profile
-from .structure import first_error, make_converter
+from .structure import all_errors, make_converter
 
 ENTRY_POINT_GROUP = "switchboard.plugins"
 log = logging.getLogger("switchboard.plugins")
@@ -47,6 +51,22 @@ def _installed() -> tuple[tuple[str, str, str, Any], ...]:
     return tuple(
         (ep.name, ep.value, f"{ep.dist.name} {ep.dist.version}" if ep.dist else "", ep)
         for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def add_plugin_path(directories: Sequence[str]) -> None:
+    """Make the distributions installed in ``directories`` (``pip install
+    --target DIR``) importable and their entry points found, as site
+    directories (their ``.pth`` files apply); the config's ``plugin_path``."""
+    added = False
+    for i, directory in enumerate(directories):
+        path = os.path.abspath(directory)
+        if not os.path.isdir(path):
+            raise ConfigError(f"plugin_path.{i}", f"no such directory: {directory}")
+        if path not in sys.path:
+            site.addsitedir(path)
+            added = True
+    if added:
+        _installed.cache_clear()
 
 
 def discover() -> dict[str, tuple[object, str]]:
@@ -107,13 +127,17 @@ class Plugins:
 
     def __init__(self, config: Config, extra: Mapping[str, object] | None = None,
                  *, use_entry_points: bool = True) -> None:
+        if use_entry_points:
+            add_plugin_path(config.plugin_path)
         available = discover() if use_entry_points else {}
         for name, obj in (extra or {}).items():
             available[name] = (obj, "")
-        for name in config.plugins:
-            if name not in available:
-                known = ", ".join(sorted(available)) or "none"
-                raise ConfigError(f"plugins.{name}", f"no such plugin (installed: {known})")
+        unknown = [name for name in config.plugins if name not in available]
+        if unknown:
+            known = ", ".join(sorted(available)) or "none"
+            raise ConfigError.of([Problem(f"plugins.{name}",
+                                          f"no such plugin (installed: {known})")
+                                  for name in unknown])
         self.pm: pluggy.PluginManager = _PluginManager(hookspec.PROJECT)
         self.pm.add_hookspecs(hookspec)
         self.infos: list[PluginInfo] = []
@@ -218,19 +242,24 @@ class Plugins:
 
     def _structure_settings(self, config: Config) -> dict[str, Any]:
         settings: dict[str, Any] = {}
+        problems: list[Problem] = []
+        declared: set[str] = set()
         for name, cls in self._declared("switchboard_config_class"):
             if cls is None:
                 continue
+            declared.add(name)
             raw = config.plugin_settings(name)
             try:
                 settings[name] = _converter.structure(raw, cls)
             except Exception as exc:
-                err = first_error(exc, f"plugins.{name}", raw)
-                raise ConfigError(err.field, err.message) from None
+                problems += [Problem(err.field, err.message)
+                             for err in all_errors(exc, f"plugins.{name}", raw)]
         for info in self.infos:
-            if info.enabled and info.name not in settings and config.plugin_settings(info.name):
-                key = next(iter(config.plugin_settings(info.name)))
-                raise ConfigError(f"plugins.{info.name}.{key}", "unknown key (no settings)")
+            if info.enabled and info.name not in declared and config.plugin_settings(info.name):
+                problems += [Problem(f"plugins.{info.name}.{key}", "unknown key (no settings)")
+                             for key in config.plugin_settings(info.name)]
+        if problems:
+            raise ConfigError.of(problems)
         return settings
 
     def _collect_events(self) -> dict[str, EventSpec]:
@@ -288,13 +317,28 @@ class Plugins:
     def incoming(self) -> dict[str, EventSpec]:
         return {s.name: s for s in self.events.values() if s.direction == "in"}
 
-    def declare_tables(self, metadata: sa.MetaData) -> None:
+    def declare_tables(self, metadata: sa.MetaData) -> Schema:
+        """Add the enabled plugins' tables to ``metadata``; return them with
+        the plugins' migration histories."""
+        tables: dict[str, tuple[sa.Table, ...]] = {}
         for name, call in self.callers("switchboard_tables"):
+            before = set(metadata.tables)
             try:
                 call(metadata=metadata)
             except Exception as exc:
                 raise ConfigError(f"plugins.{name}",
                                   f"switchboard_tables failed: {exc!r}") from exc
+            tables[name] = tuple(t for key, t in metadata.tables.items() if key not in before)
+        histories: dict[str, History] = {}
+        for name, directory in self._declared("switchboard_migrations"):
+            if directory is not None:
+                try:
+                    histories[name] = History(name, migrations_directory(directory, name))
+                except SchemaError as exc:
+                    raise ConfigError(f"plugins.{name}", str(exc)) from exc
+        names = list(tables) + [name for name in histories if name not in tables]
+        return Schema(metadata, [PluginSchema(name, tables.get(name, ()), histories.get(name))
+                                 for name in names])
 
     def blueprints(self) -> list[Any]:
         out: list[Any] = []

@@ -1,12 +1,15 @@
 """The server: wires config, plugins, store, broker, hub and transports, and
-owns the task tree (server -> connection -> reader/writer/heartbeat)."""
+owns the task tree (server -> connection -> reader, and a writer while there
+is something to write; heartbeats on the shared timers)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import sqlalchemy as sa
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HyperConfig
@@ -15,10 +18,11 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
+from .admin import AdminConsole
 from .app import App
 from .auth import make_verifier
 from .broker import make_broker
-from .config import Config
+from .config import Config, ConfigError
 from .http import create_http_app
 from .hub import Hub
 from .metrics import Metrics
@@ -34,9 +38,33 @@ from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
 log = logging.getLogger("switchboard")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` reaches this machine only (``127.0.0.1``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" (every address) or a host name
+
+
+def check_exposure(config: Config) -> None:
+    """Refuse to listen beyond loopback while tokens are checked with the
+    generated development secret, unless ``allow_dev_on_all`` says to: such a
+    server is reachable by others, and its secret sits in a local file."""
+    host = config.server.host
+    if config.generates_secret and not is_loopback(host) and not config.allow_dev_on_all:
+        raise ConfigError(
+            "server.host", f"development mode (no auth.secret) listens on loopback only, "
+            f"not on {host or 'every address'}: set auth.secret (SWITCHBOARD_AUTH__SECRET), "
+            "or allow_dev_on_all = true (SWITCHBOARD_ALLOW_DEV_ON_ALL=true) to expose a "
+            "development server on purpose")
+
+
 class Server:
     def __init__(self, config: Config, *, plugins: Mapping[str, object] | None = None,
                  use_entry_points: bool = True) -> None:
+        check_exposure(config)
         self.config = config
         self.metrics = Metrics()
         self.plugins = Plugins(config, plugins, use_entry_points=use_entry_points)
@@ -51,8 +79,12 @@ class Server:
         self.engineio: EngineIOServer | None = None
         if config.socketio.enabled:
             self.engineio = EngineIOServer(self.app, self._spawn, self._signal_closed)
-        self.http_app = create_http_app(
-            self.app, [self.engineio.blueprint()] if self.engineio else [])
+        #: The admin console, when ``[admin] path`` is set.
+        self.console = AdminConsole(self.app) if config.admin.path else None
+        blueprints = [self.engineio.blueprint()] if self.engineio else []
+        if self.console is not None:
+            blueprints.append(self.console.blueprint())
+        self.http_app = create_http_app(self.app, blueprints)
         self._hyper_config = HyperConfig()
         self._hyper_config.accesslog = None
         self._hyper_config.graceful_timeout = config.server.drain_timeout
@@ -65,6 +97,10 @@ class Server:
         self._ws_paths: dict[str, Handler] = {config.server.ws_path: self._serve_ws}
         if self.engineio is not None:
             self._ws_paths[config.socketio.path] = self._serve_engineio
+        if self.console is not None:  # served by the HTTP app (quart's websocket)
+            self._ws_paths[self.console.socket_path] = self._serve_http
+        self._http_paths: dict[tuple[str, str], Handler] = {
+            ("POST", "/api/v1/emit"): self._serve_publish}
         self._connections: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
@@ -81,12 +117,22 @@ class Server:
     async def run(self, *, listen: bool = True,
                   task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, serve until :meth:`shutdown`, then drain and stop."""
-        self.plugins.declare_tables(self.store.metadata)
-        await self.store.open()
+        schema = self.plugins.declare_tables(self.store.metadata)
+        auto = self.config.store.auto_migrate
+        upgrade = auto == "always" or (auto == "sqlite" and self.store.dialect == "sqlite")
+
+        def prepare(conn: sa.Connection) -> None:
+            for step in schema.prepare(conn, upgrade=upgrade):
+                if step.state in ("behind", "unversioned"):
+                    log.info("database schema: %s", step.describe())
+
+        await self.store.open(prepare)
         try:
             async with trio.open_nursery() as nursery:
                 self.app.attach_nursery(nursery)
                 await nursery.start(self.broker.run, self.hub.deliver, self.hub.stats)
+                if self.console is not None:
+                    await nursery.start(self.console.run)
                 lifespan = Lifespan(self._asgi, self._hyper_config, self._lifespan_state)
                 await nursery.start(lifespan.handle_lifespan)
                 await lifespan.wait_for_startup()
@@ -192,14 +238,11 @@ class Server:
             self.metrics.connection_failures.inc()
             log_failure(f"connection task {task_name(fn)}", exc)
 
-    async def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    def _serve_engineio(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[Any]:
         assert self.engineio is not None
         if self.shutting_down:
-            await stream.aclose()
-            return
-        serving = self.engineio.serve_websocket(stream, head)
-        del head  # not kept alive for the life of the connection
-        await serving
+            return stream.aclose()
+        return self.engineio.serve_websocket(stream, head)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (a socket, or an in-memory stream in tests).
@@ -209,9 +252,13 @@ class Server:
         listener and every other connection go on.
         """
         try:
-            await route(stream, timeout=self.config.server.handshake_timeout,
-                        ws_paths=self._ws_paths, http=self._serve_http,
-                        http_paths={("POST", "/api/v1/emit"): self._serve_publish})
+            # route() hands back the server of the connection to await here, so
+            # that its frame is not kept for the connection's life
+            serving = await route(stream, timeout=self.config.server.handshake_timeout,
+                                  ws_paths=self._ws_paths, http=self._serve_http,
+                                  http_paths=self._http_paths)
+            while serving is not None:  # (a server may hand back the rest of its work)
+                serving = await serving
         except Exception as exc:
             self.metrics.connection_failures.inc()
             log_failure("connection", exc)
@@ -219,17 +266,12 @@ class Server:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await trio.aclose_forcefully(stream)
 
-    async def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[Any]:
+        # (not a coroutine of its own: one frame less kept per connection)
         if self.shutting_down:
-            await stream.aclose()
-            return
-        serving = serve_websocket(self.app, stream, head.raw, self._ws_connections,
-                                  self._ws_codec)
-        del head  # not kept alive for the life of the connection
-        try:
-            await serving
-        finally:
-            self._connection_closed.set()
+            return stream.aclose()
+        return serve_websocket(self.app, stream, head.raw, self._ws_connections,
+                               self._ws_codec, self._signal_closed)
 
     async def _serve_publish(self, stream: trio.abc.Stream, head: RequestHead) -> None:
         try:

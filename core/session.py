@@ -55,6 +55,7 @@ class Session:
     True once it has gone."""
 
     __slots__ = (
+        "_state",
         "closed",
         "codec",
         "connected_at",
@@ -65,7 +66,6 @@ class Session:
         "profile",
         "rate_bucket",
         "rooms",
-        "state",
         "transport",
         "violations",
     )
@@ -81,17 +81,24 @@ class Session:
         self.connected_at = connected_at
         #: Room names (within the session's tenant) this session is in.
         self.rooms: set[str] = set()
-        #: Per-plugin state, keyed by plugin name.
-        self.state: dict[str, Any] = {}
+        self._state: dict[str, Any] | None = None
         self.closed = False
         self.rate_bucket = rate_bucket
-        self.event_buckets: dict[str, TokenBucket] = {}
+        #: Per-event rate limits, by event name (made with the first).
+        self.event_buckets: dict[str, TokenBucket] | None = None
         self.violations = violations
         #: The compatibility profile of the endpoint this client came through.
         self.profile = profile
         #: What the client sent at connect (transport, path, namespace, query,
         #: Socket.IO ``auth`` object, remote address; not the headers).
         self.handshake = handshake
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Per-plugin state, keyed by plugin name (made when first asked for)."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     @property
     def user_id(self) -> str:

@@ -117,12 +117,21 @@ class Store:
     def _safe_url(self) -> str:
         return self._url.render_as_string(hide_password=True)
 
-    async def open(self) -> None:
-        """Create the engine and the tables of :attr:`metadata`; check the database answers."""
+    async def open(self, prepare: Callable[[sqlalchemy.Connection], object] | None = None
+                   ) -> None:
+        """Create the engine; check the database answers; prepare the schema.
+
+        ``prepare(conn)`` runs in the first transaction (the server passes
+        :meth:`switchboard.core.migrations.Schema.prepare`, which creates and
+        upgrades the plugins' tables); by default the tables of
+        :attr:`metadata` that are missing are created. If it raises, the store
+        stays closed and the exception (a :class:`StoreError`) is raised.
+        """
         if self._engine is not None:
             raise StoreError(f"store for {self._safe_url} is already open")
         with self.around_call():
-            self._engine = await trio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+            self._engine = await trio.to_thread.run_sync(
+                self._open_sync, prepare, limiter=self._limiter)
 
     async def close(self) -> None:
         """Close the pooled connections. Safe to call twice."""
@@ -260,17 +269,24 @@ class Store:
         with self.around_call():
             return await trio.to_thread.run_sync(in_transaction, limiter=self._limiter)
 
-    def _open_sync(self) -> sqlalchemy.Engine:
+    def _open_sync(self, prepare: Callable[[sqlalchemy.Connection], object] | None
+                   ) -> sqlalchemy.Engine:
         try:
             engine = self._create_engine()
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as exc:
             raise self._error("opening the database", exc) from exc
         try:
             with engine.begin() as conn:
-                self.metadata.create_all(conn)
+                if prepare is None:
+                    self.metadata.create_all(conn)
+                else:
+                    prepare(conn)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             engine.dispose()
             raise self._error("connecting to the database", exc) from exc
+        except BaseException:
+            engine.dispose()
+            raise
         return engine
 
     def _create_engine(self) -> sqlalchemy.Engine:

@@ -73,29 +73,29 @@ class _Leaf:
     data: Any = None
 
 
-def _first_leaf(exc: BaseException, data: Any, path: list[str]) -> _Leaf:
-    """The first problem, in the order of ``cattrs.transform_error``."""
+def _leaves(exc: BaseException, data: Any, path: list[str]) -> list[_Leaf]:
+    """Every problem, in the order of ``cattrs.transform_error``."""
     if isinstance(exc, IterableValidationError):
         with_notes, without = exc.group_exceptions()
-        if with_notes:
-            sub, inote = with_notes[0]
+        out: list[_Leaf] = []
+        for sub, inote in with_notes:
             where = [*path, str(inote.index)]
-            inner = _item(data, inote.index)
             if isinstance(sub, ClassValidationError | IterableValidationError):
-                return _first_leaf(sub, inner, where)
-            return _Leaf(sub, where, inote.type)
-        return _Leaf(without[0], path)
+                out += _leaves(sub, _item(data, inote.index), where)
+            else:
+                out.append(_Leaf(sub, where, inote.type))
+        return out + [_Leaf(other, path) for other in without]
     if isinstance(exc, ClassValidationError):
         attr_notes, refused = exc.group_exceptions()
-        if attr_notes:
-            sub, anote = attr_notes[0]
+        out = []
+        for sub, anote in attr_notes:
             where = [*path, anote.name]
-            inner = _item(data, anote.name)
             if isinstance(sub, ClassValidationError | IterableValidationError):
-                return _first_leaf(sub, inner, where)
-            return _Leaf(sub, where, anote.type)
-        return _Leaf(refused[0], path, cls=exc.cl, data=data)
-    return _Leaf(exc, path)
+                out += _leaves(sub, _item(data, anote.name), where)
+            else:
+                out.append(_Leaf(sub, where, anote.type))
+        return out + [_Leaf(other, path, cls=exc.cl, data=data) for other in refused]
+    return [_Leaf(exc, path)]
 
 
 def _item(data: Any, key: Any) -> Any:
@@ -161,22 +161,29 @@ def first_error(exc: BaseException, prefix: str = "", data: Any = None) -> Struc
     name its field (an attrs validator such as ``attrs.validators.gt(0)``) is
     still attributed to the field it refused.
     """
+    return all_errors(exc, prefix, data)[0]
+
+
+def all_errors(exc: BaseException, prefix: str = "", data: Any = None) -> list[StructureError]:
+    """Every concrete problem of a cattrs error tree, each with its dotted path
+    (see :func:`first_error`); never empty."""
     if not isinstance(exc, ClassValidationError | IterableValidationError):
-        return StructureError(prefix, str(exc) or type(exc).__name__)
-    leaf = _first_leaf(exc, data, [])
-    parts = list(leaf.path)
-    message = _format(leaf.exc, leaf.kind)
+        return [StructureError(prefix, str(exc) or type(exc).__name__)]
+    errors = [error for leaf in _leaves(exc, data, []) for error in _errors(leaf, prefix)]
+    return errors or [StructureError(prefix, str(exc) or type(exc).__name__)]
+
+
+def _errors(leaf: _Leaf, prefix: str) -> list[StructureError]:
+    parts = [prefix, *leaf.path] if prefix else list(leaf.path)
     if isinstance(leaf.exc, ForbiddenExtraKeysError):
-        extra = sorted(leaf.exc.extra_fields)
-        parts.append(extra[0])
-        message = "unknown key"
-    elif leaf.cls is not None and (field := _refusing_field(leaf)) is not None:
+        return [StructureError(".".join([*parts, extra]), "unknown key")
+                for extra in sorted(leaf.exc.extra_fields)]
+    message = _format(leaf.exc, leaf.kind)
+    if leaf.cls is not None and (field := _refusing_field(leaf)) is not None:
         parts.append(field)
         message = str(getattr(leaf.exc, "message", "") or message)
     if message == "required field missing":
         message = "required"
     elif literal := re.fullmatch(_LITERAL_ERROR, message):
         message = f"{literal.group(1)!r} is not one of {literal.group(2)}"
-    if prefix:
-        parts.insert(0, prefix)
-    return StructureError(".".join(parts), message)
+    return [StructureError(".".join(parts), message)]

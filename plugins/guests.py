@@ -39,12 +39,14 @@ from switchboard.core import (
     Rate,
     Session,
     agents_room,
+    documented,
     hookimpl,
     incoming,
+    object_schema,
     outgoing,
 )
 from switchboard.core.auth import signing_secret
-from switchboard.core.http import error_response, read_json
+from switchboard.core.http import error_response, read_json, structure_body
 from switchboard.core.origins import origin_allowed
 from switchboard.core.ratelimit import TokenBucket
 from switchboard.core.validators import max_length, text
@@ -52,6 +54,16 @@ from switchboard.core.validators import max_length, text
 ISSUER = "switchboard/guests"
 #: IP addresses whose buckets are kept, at most (the least recent go first).
 BUCKETS = 10_000
+
+
+@attrs.frozen
+class GuestRequest:
+    """Body of ``POST /api/v1/guests``: the page's widget key and, to stay the
+    same guest, the token it was given before."""
+
+    widget: str = attrs.field(validator=max_length(200))
+    guest: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        max_length(4096)))
 
 
 @attrs.frozen
@@ -106,12 +118,15 @@ class GuestsPlugin:
     def switchboard_events(self) -> list[Any]:
         return [
             incoming("guest:start", GuestStart, self.start, rate=Rate(rate=0.2, burst=3.0),
+                     ack=object_schema(conversationId=str, room=str, created=bool),
                      doc="A guest opens its conversation ({title?}): ack {conversationId, "
                          "room, created}; the guest is in its room."),
-            outgoing("guest:token", None,
+            outgoing("guest:token", None, rooms=["session"],
+                     schema=object_schema(token=str, userId=str, tenant=str, expiresAt=int),
                      doc="To a guest that connected with a widget key: {token, userId, "
                          "expiresAt}, to connect with next time."),
-            outgoing("guest:started", None,
+            outgoing("guest:started", None, rooms=["tenant:{tenantId}:agents"],
+                     schema=object_schema("widget", "title", conversationId=str, userId=str),
                      doc="To tenant:{id}:agents: a guest opened a conversation "
                          "{conversationId, userId, widget, title}."),
         ]
@@ -139,19 +154,22 @@ class GuestsPlugin:
         bp = Blueprint("guests", __name__)
 
         @bp.post("/api/v1/guests")
+        @documented("A token for a website visitor (a new guest, or the same one again)",
+                    body=GuestRequest, responses={
+                        201: "`{token, userId, tenant, expiresAt}`",
+                        403: "`forbidden_origin`: the page's Origin may not use the key",
+                        404: "`unknown_widget`", 429: "`rate_limited`: too many new guests"},
+                    auth="the widget key in the body (no API key)")
         async def issue() -> Any:
-            body = await read_json()
-            if not isinstance(body, dict) or not isinstance(body.get("widget"), str):
-                return error_response(400, "invalid_payload", "give the widget key",
-                                      field="widget")
-            widget = self._widgets.get(body["widget"])
+            body = structure_body(await read_json(), GuestRequest)
+            widget = self._widgets.get(body.widget)
             if widget is None:
                 return error_response(404, "unknown_widget", "no such widget key")
             if not origin_allowed(widget.origins, request.headers.get("Origin")):
                 return error_response(403, "forbidden_origin",
                                       "this page may not use this widget key")
-            previous = body.get("guest")
-            user = self._resumed(previous, widget) if isinstance(previous, str) else None
+            previous = body.guest
+            user = self._resumed(previous, widget) if previous is not None else None
             if user is None:
                 limited = self._limited(request.remote_addr)
                 if limited is not None:

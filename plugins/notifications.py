@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -38,9 +39,11 @@ from switchboard.core import (
     Session,
     api_key_tenant_allowed,
     check_identifier,
+    documented,
     error_response,
     hookimpl,
     incoming,
+    object_schema,
     outgoing,
     read_json,
     require_api_key,
@@ -49,6 +52,7 @@ from switchboard.core import (
     structure_payload,
 )
 from switchboard.core import user_room as user_room_of
+from switchboard.plugins.migrations import directory as migrations_directory
 
 T = TypeVar("T")
 
@@ -175,23 +179,28 @@ class NotificationsPlugin:
     def switchboard_events(self) -> list[EventSpec]:
         return [
             incoming("notification:list", ListRequest, self.list_for_client,
-                     rate=Rate(rate=5.0, burst=20.0),
+                     rate=Rate(rate=5.0, burst=20.0), ack=object_schema(
+                         "nextBefore", items={"type": "array", "items": ClientNotification}),
                      doc="{unreadOnly?, before?, limit?}: ack {items, nextBefore}, newest "
                          "first; pass nextBefore as before for the next page."),
             incoming("notification:read", ReadRequest, self.mark_read,
-                     rate=Rate(rate=20.0, burst=50.0),
+                     rate=Rate(rate=20.0, burst=50.0), ack=object_schema(id=int, unreadCount=int),
                      doc="{id}: mark one of your notifications read; ack {id, unreadCount}."),
             incoming("notification:read_all", None, self.mark_all_read,
-                     rate=Rate(rate=1.0, burst=5.0),
+                     rate=Rate(rate=1.0, burst=5.0), ack=object_schema(count=int, unreadCount=int),
                      doc="Mark all your notifications read; ack {count, unreadCount}."),
-            outgoing("notification:new", ClientNotification,
+            outgoing("notification:new", ClientNotification, rooms=["user:{userId}"],
                      doc="To user:{id}: a new notification; on connect, the ones missed."),
-            outgoing("notification:unread_count", UnreadCount,
+            outgoing("notification:unread_count", UnreadCount, rooms=["session"],
                      doc="To a device that connects: how many notifications are unread."),
-            outgoing("notification:read", ReadUpdate,
+            outgoing("notification:read", ReadUpdate, rooms=["user:{userId}"],
                      doc="To user:{id} (not the device that did it): notifications "
                          "marked read."),
         ]
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("notifications")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
@@ -218,6 +227,11 @@ class NotificationsPlugin:
         bp = Blueprint("notifications", __name__)
 
         @bp.post("/api/v1/notifications")
+        @documented(
+            "Create a notification for a user and push it to their devices",
+            body=CreateRequest,
+            responses={201: "the notification", 403: "the key may not notify that tenant"},
+        )
         @require_api_key
         async def create() -> Any:
             req = structure_body(await read_json(), CreateRequest)
@@ -228,6 +242,20 @@ class NotificationsPlugin:
             return self._stored_view(await self.create(req.tenant, req.user, content)), 201
 
         @bp.get("/api/v1/notifications/<tenant>/<user>")
+        @documented(
+            "A page of a user's notifications, newest first",
+            description="An empty parameter (`?limit=`) is left out.",
+            query={
+                "unread": {"type": "string", "description": "true, false, 1, 0, yes or no",
+                           "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]"
+                                      "|[Nn][Oo]|1|0|)$"},
+                "before": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                                     {"const": ""}]},
+                "limit": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                                    {"const": ""}]},
+            },
+            responses={200: "`{items, nextBefore}`", 403: "the key may not use this tenant"},
+        )
         @require_api_key
         async def list_for_api(tenant: str, user: str) -> Any:
             if not api_key_tenant_allowed(tenant):
@@ -502,5 +530,12 @@ def _query_bool(name: str, default: bool) -> bool:
     return _query_value(name, default, _parse_bool)
 
 
+def _parse_int(raw: str) -> int:
+    """Digits only (``int()`` would take `` 5``, ``+5`` and ``5_0``)."""
+    if not raw.isascii() or not raw.isdigit():
+        raise ValueError(raw)
+    return int(raw)
+
+
 def _query_int(name: str, default: int | None) -> int | None:
-    return _query_value(name, default, int)
+    return _query_value(name, default, _parse_int)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -51,13 +52,16 @@ from switchboard.core import (
     StoreUnavailable,
     api_key_tenant_allowed,
     check_identifier,
+    documented,
     error_response,
     hookimpl,
     incoming,
+    object_schema,
     outgoing,
     require_api_key,
     tenant_room,
 )
+from switchboard.plugins.migrations import directory as migrations_directory
 
 log = logging.getLogger("switchboard.presence")
 #: Back-off of the last-seen writer while the database is unavailable.
@@ -147,18 +151,25 @@ class PresencePlugin:
     def switchboard_events(self) -> list[EventSpec]:
         return [
             incoming("presence:update", PresenceUpdate, self.update,
-                     rate=Rate(rate=1.0, burst=5.0),
+                     rate=Rate(rate=1.0, burst=5.0), ack=object_schema(status=str),
                      doc="Set your status (online, busy, away, offline); ack {status}."),
             incoming("presence:list", None, self.list_users,
+                     ack=object_schema(users={"type": "array", "items": UserPresence}),
                      doc="Ack {users: [UserPresence]} for the users online in your tenant."),
             incoming("presence:heartbeat", None, self.heartbeat,
+                     ack=object_schema(time=float),
                      doc="Application-level keep-alive; refreshes last-seen."),
-            outgoing("user:online", UserOnline, doc="To tenant:{id}: a user's first device."),
-            outgoing("user:offline", UserOffline,
+            outgoing("user:online", UserOnline, rooms=["tenant:{tenantId}"],
+                     doc="To tenant:{id}: a user's first device."),
+            outgoing("user:offline", UserOffline, rooms=["tenant:{tenantId}"],
                      doc="To tenant:{id}: a user's last device left grace_period ago."),
-            outgoing("presence:user_updated", UserPresence,
+            outgoing("presence:user_updated", UserPresence, rooms=["tenant:{tenantId}"],
                      doc="To tenant:{id}: a status change (coalesced per user)."),
         ]
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("presence")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
@@ -174,6 +185,13 @@ class PresencePlugin:
         bp = Blueprint("presence", __name__)
 
         @bp.get("/api/v1/presence/<tenant>")
+        @documented(
+            "The users online in a tenant, on every node",
+            responses={
+                200: "`{users: [{userId, status, devices, lastSeen}]}`",
+                403: "the key may not use this tenant",
+            },
+        )
         @require_api_key
         async def online(tenant: str) -> Any:
             if not api_key_tenant_allowed(tenant):
@@ -181,6 +199,14 @@ class PresencePlugin:
             return {"users": [attrs.asdict(u) for u in await self.cluster_snapshot(tenant)]}
 
         @bp.get("/api/v1/presence/<tenant>/<user>")
+        @documented(
+            "A user's presence",
+            responses={
+                200: "`{userId, status, devices, lastSeen}`",
+                403: "the key may not use this tenant",
+                404: "no presence known",
+            },
+        )
         @require_api_key
         async def one(tenant: str, user: str) -> Any:
             if not api_key_tenant_allowed(tenant):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from switchboard.core import App, Session, hookimpl, incoming, outgoing
+from switchboard.core import App, Session, hookimpl, incoming, object_schema, outgoing
 
 
 @attrs.frozen
@@ -32,11 +32,17 @@ class RoomsPlugin:
     @hookimpl
     def switchboard_events(self) -> list[Any]:
         return [
-            incoming("room:join", RoomRequest, self.join,
+            incoming("room:join", RoomRequest, self.join, ack=object_schema(room=str),
                      doc="Join a room of your tenant; ack {room} or error forbidden."),
-            incoming("room:leave", RoomRequest, self.leave, doc="Leave a room; ack {room}."),
-            outgoing("session", doc="First frame: sid, heartbeat interval and timeout, identity."),
-            outgoing("error", doc="{code, message, field?}: a refused or malformed request."),
+            incoming("room:leave", RoomRequest, self.leave, ack=object_schema(room=str),
+                     doc="Leave a room; ack {room}."),
+            outgoing("session", rooms=["session"], schema=object_schema(
+                "expires_at", sid=str, heartbeat_interval=float, heartbeat_timeout=float,
+                user_id=str, tenant_id=str, role=str),
+                     doc="First frame (plain WebSocket): sid, heartbeat interval and timeout, "
+                         "identity."),
+            outgoing("error", rooms=["session"], schema={"$ref": "#/components/schemas/Error"},
+                     doc="{code, message, field?}: a refused or malformed request."),
         ]
 
     async def join(self, session: Session, request: RoomRequest) -> dict[str, Any]:

@@ -107,11 +107,15 @@ class TypingPlugin:
         rate = Rate(rate=5.0, burst=10.0)
         return [
             incoming("typing:start", TypingRequest, self.start, rate=rate,
+                     ack={"type": "object", "properties": {"room": {"type": "string"},
+                                                           "typing": {"const": True}}},
                      doc="You are typing in a room you joined; ack {room, typing: true}. "
                          "Repeat it while typing to stay typing."),
             incoming("typing:stop", TypingRequest, self.stop, rate=rate,
+                     ack={"type": "object", "properties": {"room": {"type": "string"},
+                                                           "typing": {"const": False}}},
                      doc="You stopped typing in a room; ack {room, typing: false}."),
-            outgoing("typing:update", TypingUpdate,
+            outgoing("typing:update", TypingUpdate, rooms=["{room}"],
                      doc="To the room, except the sender: a user started or stopped "
                          "typing (once per user, coalesced)."),
         ]

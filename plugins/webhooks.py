@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -28,10 +29,11 @@ import httpx
 import sqlalchemy as sa
 import trio
 from quart import Blueprint, g
-from switchboard.core import App, Session, hookimpl, trio_time_of, wall_time
+from switchboard.core import App, Session, documented, hookimpl, trio_time_of, wall_time
 from switchboard.core.broker import Publication
 from switchboard.core.http import error_response, require_api_key
 from switchboard.core.store import StoreUnavailable
+from switchboard.plugins.migrations import directory as migrations_directory
 
 log = logging.getLogger("switchboard.webhooks")
 #: Deliveries looked at per pass of an endpoint's sender.
@@ -94,6 +96,9 @@ class WebhooksPlugin:
         self._queued_added = trio.Event()
         self._due: dict[str, trio.Event] = {}
         self._client: httpx.AsyncClient | None = None
+        #: The HTTP transport of the senders' client (None: httpx's own; tests
+        #: answer in-process).
+        self.transport: httpx.AsyncBaseTransport | None = None
         self.delivered = 0
 
     # -- declaration -------------------------------------------------------
@@ -101,6 +106,10 @@ class WebhooksPlugin:
     @hookimpl
     def switchboard_config_class(self) -> type:
         return WebhookSettings
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("webhooks")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
@@ -127,6 +136,10 @@ class WebhooksPlugin:
         bp = Blueprint("webhooks", __name__)
 
         @bp.get("/api/v1/webhooks")
+        @documented(
+            "The outgoing webhook endpoints: queued, dead, last error",
+            responses={200: "`{endpoints}`", 403: "needs a key for every tenant (`*`)"},
+        )
         @require_api_key
         async def stats() -> Any:
             if g.api_key.tenant != "*":
@@ -134,6 +147,10 @@ class WebhooksPlugin:
             return {"endpoints": await self.stats()}
 
         @bp.post("/api/v1/webhooks/dead/retry")
+        @documented(
+            "Queue every dead delivery again",
+            responses={200: "`{retried}`", 403: "needs a key for every tenant (`*`)"},
+        )
         @require_api_key
         async def retry_dead() -> Any:
             if g.api_key.tenant != "*":
@@ -150,7 +167,6 @@ class WebhooksPlugin:
         self.settings = app.settings(self)
         if not self.settings.endpoints:
             return
-        self._client = httpx.AsyncClient(timeout=self.settings.timeout)
         self._due = {e.label: trio.Event() for e in self.settings.endpoints}
         patterns = [p for e in self.settings.endpoints for p in e.events]
         app.watch_publications(patterns, self._published)
@@ -159,20 +175,26 @@ class WebhooksPlugin:
     def switchboard_background_tasks(self) -> list[Any]:
         if not self.settings.endpoints:
             return []
-        tasks: list[Any] = [self._write_queued]
-        for endpoint in self.settings.endpoints:
-            async def send(endpoint: Endpoint = endpoint) -> None:
-                await self._send_all(endpoint)
-            tasks.append(send)
-        return tasks
+        return [self._write_queued, self._send_every_endpoint]
+
+    async def _send_every_endpoint(self) -> None:
+        """The senders, one per endpoint, sharing one HTTP client that is closed
+        after they stop (never under a sender still running)."""
+        async with httpx.AsyncClient(timeout=self.settings.timeout,
+                                     transport=self.transport) as client:
+            self._client = client
+            try:
+                async with trio.open_nursery() as nursery:
+                    for endpoint in self.settings.endpoints:
+                        nursery.start_soon(self._send_all, endpoint)
+            finally:
+                self._client = None
 
     @hookimpl
     async def switchboard_shutdown(self) -> None:
         if self._queued:
             with trio.move_on_after(5):
                 await self._write(self._take_queued())
-        if self._client is not None:
-            await self._client.aclose()
 
     # -- what happens ------------------------------------------------------
 

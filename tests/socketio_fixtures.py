@@ -284,7 +284,8 @@ class MemoryWebSocket:
 
 @pytest.fixture(scope="session", name="node_modules")
 def node_modules_fixture() -> Path:
-    """Install the Node client (``npm ci``) once, if it is not there yet.
+    """Install the Node client (``npm ci``) once, if it (or another package of
+    ``package.json``) is not there yet.
 
     The npm tests are the judgment of the Socket.IO server by the reference
     client: without Node they must fail, not silently pass or skip.

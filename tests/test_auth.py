@@ -363,3 +363,26 @@ def test_a_public_key_that_is_not_pem_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         TokenVerifier(AuthConfig(public_key="not a key", algorithms=["RS256"]))
     assert info.value.key == "auth.public_key"
+
+
+# -- verified tokens remembered ---------------------------------------------------
+
+
+def test_a_remembered_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = hs_verifier()
+    now = time.time()
+    token = hs_token(claims(exp=int(now) + 60))
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first  # (from the verified tokens)
+    monkeypatch.setattr("switchboard.core.auth.time.time", lambda: now + 61)
+    with pytest.raises(AuthError, match="token expired"):
+        verifier.verify(token)
+
+
+def test_a_refused_token_is_refused_again_and_a_good_one_still_accepted() -> None:
+    verifier = hs_verifier()
+    bad = hs_token(claims(), secret="another-secret-0123456789abcdef!")
+    for _ in range(2):
+        with pytest.raises(AuthError, match="invalid token"):
+            verifier.verify(bad)
+    assert verifier.verify(hs_token(claims())).user_id == "alice"

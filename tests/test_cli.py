@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +19,7 @@ import pytest
 import trio
 from switchboard.core import App, hookimpl
 from switchboard.core.auth import TokenVerifier, development_secret, mint_token
-from switchboard.core.cli import main, serve
+from switchboard.core.cli import build_parser, main, serve
 from switchboard.core.config import AuthConfig, load_config
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -113,6 +116,143 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--sub" in capsys.readouterr().err
 
 
+async def test_console_script_lists_every_problem_naming_env_variables(tmp_path: Path) -> None:
+    bad = write_config(tmp_path, '[server]\nprot = 9000\n[heartbeat]\ninterval = -1\n')
+    result = await trio.run_process(
+        [str(SCRIPT), "check-config", str(bad)], check=False, capture_stdout=True,
+        capture_stderr=True, env=child_env(SWITCHBOARD_SERVR__PORT="1"))
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        "config error: server.prot: unknown key",
+        "config error: SWITCHBOARD_SERVR__PORT: unknown key servr",
+        "config error: heartbeat.interval: must be positive",
+    ]
+
+
+def test_check_config_lists_the_problems_of_the_plugin_sections_with_the_others(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[server]\nprot = 1\n[plugins.presence]\n'
+                                  'grace_period = "soon"\n')
+    code, _, err = run_main(capsys, "check-config", str(path))
+    assert code == 2
+    assert [line.split(":")[1].strip() for line in err.splitlines()] == [
+        "server.prot", "plugins.presence.grace_period"]
+
+
+def test_check_config_refuses_a_public_key_file_it_cannot_read(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "garbled.pem").write_text("-----BEGIN PUBLIC KEY-----\nnot base64\n")
+    for name, why in (("absent.pem", "cannot read"), ("garbled.pem", "is not a PEM")):
+        path = write_config(tmp_path, f'[auth]\npublic_key_file = "{name}"\n'
+                                      'algorithms = ["RS256"]\n')
+        code, _, err = run_main(capsys, "check-config", str(path))
+        assert code == 2
+        assert err.startswith("config error: auth.public_key_file: ")
+        assert str(tmp_path / name) in err
+        assert why in err
+        assert len(err.splitlines()) == 1
+
+
+def test_check_config_warns_about_placeholder_secrets_and_exits_0(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parent.parent / "config" / "production.example.toml"
+    code, out, err = run_main(capsys, "check-config", str(example))
+    assert code == 0
+    assert out.strip() == f"{example}: ok, 3 warning(s)"
+    assert err.splitlines() == [
+        "warning: auth.secret looks like a placeholder: set a random secret "
+        "(switchboard genconfig writes one)",
+        "warning: api_keys.0.key (backend) looks like a placeholder: set a random key",
+        "warning: server.allowed_origins holds the placeholder https://app.example.com: "
+        "list your frontends' origins",
+    ]
+
+
+def test_check_config_warns_about_a_weak_secret_and_development_mode_on_every_address(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[server]\nhost = "0.0.0.0"\n[auth]\nsecret = "k3y"\n'
+                                  '[plugins.guests]\nsecret = "replace-me-0123456789"\n')
+    code, _, err = run_main(capsys, "check-config", str(path))
+    assert code == 0
+    warnings = err.splitlines()
+    assert "warning: auth.secret is weak: 3 characters, use at least 32 random ones" \
+        in warnings
+    assert any(w.startswith("warning: development mode listening on 0.0.0.0") for w in warnings)
+    assert any(w.startswith("warning: plugins.guests.secret looks like a placeholder")
+               for w in warnings)
+    assert len(warnings) == 3
+
+
+def test_genconfig_writes_a_production_config_with_new_secrets(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run_main(capsys, "genconfig", "prod.toml")
+    assert code == 0
+    assert out.startswith("wrote prod.toml: ")
+    path = tmp_path / "prod.toml"
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds secrets
+    config = load_config(path, {})
+    assert config.mode == "production"
+    assert len(config.auth.secret) >= 32
+    [key] = config.api_keys
+    assert (len(key.key) >= 32, key.tenant) == (True, "*")
+    assert config.data_dir == str(tmp_path / "data")
+    # a second file has other secrets
+    assert main(["genconfig", str(tmp_path / "other.toml")]) == 0
+    other = load_config(tmp_path / "other.toml", {})
+    assert (other.auth.secret, other.api_keys[0].key) != (config.auth.secret, key.key)
+
+
+def test_genconfig_passes_check_config_with_only_the_origin_to_set(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["genconfig"]) == 0  # switchboard.toml in the working directory
+    capsys.readouterr()
+    code, _, err = run_main(capsys, "check-config", "switchboard.toml")
+    assert code == 0
+    assert err.splitlines() == [
+        "warning: server.allowed_origins holds the placeholder https://app.example.com: "
+        "list your frontends' origins"]
+    config = load_config(tmp_path / "switchboard.toml", {})
+    token = run_main(capsys, "token", "--config", "switchboard.toml", "--sub", "alice",
+                     "--tenant", "acme")[1]
+    verifier = TokenVerifier(config.auth, require_exp=True)
+    assert verifier.verify(token.strip()).user_id == "alice"
+
+
+def test_genconfig_does_not_overwrite_a_file_without_force(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write_config(tmp_path, "# mine\n")
+    code, out, err = run_main(capsys, "genconfig", str(path))
+    assert (code, out) == (2, "")
+    assert f"{path} exists" in err and "--force" in err
+    assert path.read_text() == "# mine\n"
+    assert run_main(capsys, "genconfig", str(path), "--force")[0] == 0
+    assert load_config(path, {}).mode == "production"
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_serve_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str],
+                                           port: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--port", port])
+    assert info.value.code == 2
+    assert "--port" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert commands.help
+    assert set(commands.choices) >= {"serve", "token", "plugins", "check-config", "genconfig"}
+    missing = []
+    for name, command in [("", parser), *commands.choices.items()]:
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    helps = {choice.dest: choice.help for choice in commands._choices_actions}
+    missing += [f"{name} (the command)" for name in commands.choices if not helps.get(name)]
+    assert missing == []
+
+
 # -- token ---------------------------------------------------------------------------
 
 
@@ -138,13 +278,13 @@ def test_token_role_defaults_to_agent(capsys: pytest.CaptureFixture[str],
     assert TokenVerifier(AuthConfig(secret=SECRET)).verify(out.strip()).role == "agent"
 
 
-def test_token_without_a_secret_creates_and_reuses_a_development_secret(
+def test_token_signs_with_the_development_secret_the_server_made(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
     data_dir = tmp_path / "state"
     monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(data_dir))
+    secret = development_secret(data_dir)  # what `serve` does at start
     _, first, _ = run_main(capsys, "token", "--sub", "alice", "--tenant", "acme")
-    secret = (data_dir / "dev-secret").read_text().strip()
     _, second, _ = run_main(capsys, "token", "--sub", "bob", "--tenant", "acme")
     assert (data_dir / "dev-secret").read_text().strip() == secret
     verifier = TokenVerifier(AuthConfig(secret=secret))
@@ -152,15 +292,36 @@ def test_token_without_a_secret_creates_and_reuses_a_development_secret(
     assert verifier.verify(second.strip()).user_id == "bob"
 
 
+def test_token_without_a_development_secret_says_where_it_looked_and_makes_none(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A secret made by ``token`` would not be the server's: it refuses instead."""
+    code, out, err = run_main(capsys, "token", "--sub", "alice", "--tenant", "acme")
+    assert code == 2
+    assert out == ""
+    assert f"no development secret in {tmp_path / 'data' / 'dev-secret'}" in err
+    assert "switchboard serve" in err
+    assert not (tmp_path / "data").exists()
+
+
 def test_token_uses_the_data_dir_of_the_config_file(capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Path) -> None:
     data_dir = tmp_path / "from-file"
     path = write_config(tmp_path, f'data_dir = "{data_dir}"\n')
+    secret = development_secret(data_dir)
     code, out, _ = run_main(capsys, "token", "--config", str(path), "--sub", "alice",
                             "--tenant", "acme")
     assert code == 0
-    verifier = TokenVerifier(AuthConfig(secret=development_secret(data_dir)))
+    verifier = TokenVerifier(AuthConfig(secret=secret))
     assert verifier.verify(out.strip()).user_id == "alice"
+
+
+@pytest.mark.parametrize("ttl", ["0", "-5", "nan", "inf", "soon"])
+def test_token_ttl_must_be_a_positive_number(capsys: pytest.CaptureFixture[str],
+                                             ttl: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["token", "--sub", "alice", "--tenant", "acme", "--ttl", ttl])
+    assert info.value.code == 2
+    assert "--ttl" in capsys.readouterr().err
 
 
 def test_token_in_production_with_only_a_public_key_is_refused(
@@ -183,6 +344,16 @@ def test_config_file_can_come_from_the_environment(capsys: pytest.CaptureFixture
     assert code == 0
     verifier = TokenVerifier(AuthConfig(secret=SECRET, user_claim="uid"))
     assert verifier.verify(out.strip()).user_id == "alice"
+
+
+def test_a_config_file_named_by_the_environment_that_is_missing_names_the_variable(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("SWITCHBOARD_CONFIG", str(tmp_path / "absent.toml"))
+    code, _, err = run_main(capsys, "token", "--sub", "alice", "--tenant", "acme")
+    assert code == 2
+    assert err == (f"config error: SWITCHBOARD_CONFIG: config file not found: "
+                   f"{tmp_path / 'absent.toml'}\n")
 
 
 # -- plugins ---------------------------------------------------------------------------
@@ -241,6 +412,58 @@ async def test_serve_without_its_database_says_so_in_one_line_and_exits_1(
     assert "Traceback" not in err
 
 
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_1(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config(None, {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+                                    "SWITCHBOARD_SERVER__PORT": str(port)})
+        assert serve(config) == 1
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == (
+        f"cannot listen on 127.0.0.1:{port}: Address already in use (another process "
+        "listens there: stop it, or choose another port with --port or server.port)")
+    assert record.exc_info is None
+
+
+@pytest.mark.parametrize("secret", ["", SECRET], ids=["development", "with-a-secret"])
+def test_serve_with_a_data_dir_it_cannot_use_says_so_in_one_line_and_exits_1(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, secret: str) -> None:
+    """Development mode fails writing its secret there, otherwise SQLite fails
+    opening its database: either way one line that names data_dir."""
+    (tmp_path / "a-file").write_text("")
+    config = load_config(None, {"SWITCHBOARD_DATA_DIR": str(tmp_path / "a-file" / "data"),
+                                "SWITCHBOARD_SERVER__PORT": "0",
+                                "SWITCHBOARD_AUTH__SECRET": f'"{secret}"'})
+    assert serve(config) == 1
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    message = record.getMessage()
+    assert message.startswith("cannot start: ")
+    assert str(tmp_path / "a-file") in message
+    assert message.endswith("(data_dir, or the path in store.url, must be a directory this "
+                            "user can write)")
+    assert record.exc_info is None
+
+
+def test_serve_with_a_public_key_file_it_cannot_read_exits_2_naming_the_variable(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+               "SWITCHBOARD_SERVER__PORT": "0",
+               "SWITCHBOARD_AUTH__PUBLIC_KEY_FILE": "jwt.pem",
+               "SWITCHBOARD_AUTH__ALGORITHMS": '["RS256"]'}
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert serve(load_config(None)) == 2
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == (
+        "cannot start: config: SWITCHBOARD_AUTH__PUBLIC_KEY_FILE: auth.public_key_file: "
+        f"cannot read {tmp_path / 'jwt.pem'}: No such file or directory")
+    assert record.exc_info is None
+
+
 class FailsToStart:
     @hookimpl
     def switchboard_startup(self, app: App) -> None:
@@ -273,10 +496,10 @@ class ServerProcess:
     def output(self) -> str:
         return self.log.read_text()
 
-    async def wait_healthy(self) -> None:
+    async def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Poll ``/health`` until the process answers (it is a real external process)."""
         async with httpx.AsyncClient(timeout=60) as http:
-            with trio.fail_after(START_TIMEOUT):
+            with trio.fail_after(timeout):
                 while True:
                     if self.process.returncode is not None:
                         raise AssertionError(
@@ -296,13 +519,26 @@ class ServerProcess:
             return await self.process.wait()
 
 
-async def start_server(tmp_path: Path, nursery: trio.Nursery) -> ServerProcess:
+async def start_server(tmp_path: Path, nursery: trio.Nursery, host: str | None = None, *,
+                       config: Path | None = None, cwd: Path | None = None,
+                       executable: Path = SCRIPT, base_env: Mapping[str, str] | None = None,
+                       start_timeout: float = START_TIMEOUT,
+                       extra_env: Mapping[str, str] | None = None) -> ServerProcess:
+    """``executable serve`` on a free port: with ``config``, run from ``cwd``;
+    else on the defaults with its data in ``tmp_path``."""
     port = free_port()
     log = tmp_path / "serve.log"
-    env = child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data"))
+    env = {**(child_env() if base_env is None else base_env), **(extra_env or {})}
+    if config is None:
+        env.setdefault("SWITCHBOARD_DATA_DIR", str(tmp_path / "data"))
+        options = []
+    else:
+        options = ["--config", str(config)]
+    if host is not None:
+        options += ["--host", host]
     with log.open("wb") as out:
         process = await trio.lowlevel.open_process(
-            [str(SCRIPT), "serve", "--port", str(port)], env=env,
+            [str(executable), "serve", "--port", str(port), *options], env=env, cwd=cwd,
             stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     server = ServerProcess(process, port, log, env)
 
@@ -316,7 +552,7 @@ async def start_server(tmp_path: Path, nursery: trio.Nursery) -> ServerProcess:
                     await process.wait()
 
     nursery.start_soon(reap)
-    await server.wait_healthy()
+    await server.wait_healthy(start_timeout)
     return server
 
 
@@ -329,6 +565,27 @@ async def test_serve_answers_http_and_exits_0_on_sigterm(tmp_path: Path,
     assert (tmp_path / "data" / "dev-secret").exists()
     assert await server.stop(signal.SIGTERM) == 0, server.output()
     assert "received SIGTERM" in server.output()
+
+
+async def test_token_minted_elsewhere_with_the_same_config_is_accepted_by_serve(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """``serve`` started in one directory and ``token`` run in another agree on
+    the development secret: both find it beside the config file."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    config = write_config(tmp_path / "site", "[plugins.presence]\ngrace_period = 1\n")
+    server = await start_server(tmp_path, nursery, config=config, cwd=tmp_path)
+    minted = await trio.run_process(
+        [str(SCRIPT), "token", "--config", "../site/switchboard.toml", "--sub", "alice",
+         "--tenant", "acme"], capture_stdout=True, capture_stderr=True, env=child_env(),
+        cwd=tmp_path / "elsewhere")
+    assert (tmp_path / "site" / "data" / "dev-secret").exists()
+    assert not (tmp_path / "elsewhere" / "data").exists()
+    token = minted.stdout.decode().strip()
+    async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
+        with trio.fail_after(5):
+            session = json.loads(await ws.get_message())
+    assert (session["type"], session["data"]["user_id"]) == ("session", "alice")
 
 
 async def test_serve_closes_websockets_with_1001_on_sigint(tmp_path: Path,
@@ -350,3 +607,77 @@ async def test_serve_closes_websockets_with_1001_on_sigint(tmp_path: Path,
     assert close.code == 1001
     with trio.fail_after(STOP_TIMEOUT):
         assert await server.process.wait() == 0, server.output()
+
+
+# -- development mode beyond loopback --------------------------------------------------
+
+
+async def test_development_mode_refuses_to_listen_on_every_address_in_one_line(
+        tmp_path: Path) -> None:
+    """Without an auth secret the server signs with a generated secret: it does not
+    start on 0.0.0.0 (as in a container) unless told to, and says how to fix it."""
+    result = await trio.run_process(
+        [str(SCRIPT), "serve", "--host", "0.0.0.0", "--port", "0"], check=False,
+        capture_stdout=True, capture_stderr=True,
+        env=child_env(SWITCHBOARD_DATA_DIR=str(tmp_path / "data")))
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    [line] = err.splitlines()
+    assert "cannot start: config: server.host: development mode (no auth.secret)" in line
+    assert "SWITCHBOARD_AUTH__SECRET" in line and "SWITCHBOARD_ALLOW_DEV_ON_ALL=true" in line
+    assert not (tmp_path / "data" / "dev-secret").exists()
+
+
+@pytest.mark.parametrize("env", [
+    {"SWITCHBOARD_ALLOW_DEV_ON_ALL": "true"},
+    {"SWITCHBOARD_AUTH__SECRET": SECRET},
+])
+async def test_every_address_is_served_with_a_secret_or_when_allowed(
+        tmp_path: Path, nursery: trio.Nursery, env: dict[str, str]) -> None:
+    server = await start_server(tmp_path, nursery, host="0.0.0.0", extra_env=env)
+    assert await server.stop(signal.SIGTERM) == 0, server.output()
+
+
+@pytest.mark.parametrize("host", ["::1", "localhost", "127.0.0.2"])
+def test_development_mode_may_listen_on_any_loopback_address(host: str) -> None:
+    from switchboard.core.server import check_exposure
+    check_exposure(load_config(None, {"SWITCHBOARD_SERVER__HOST": host}))
+
+
+# -- plugins beside the installation (plugin_path) -------------------------------------
+
+
+def install_plugin_files(target: Path) -> None:
+    """A third-party plugin as ``pip install --target DIR`` leaves it: its module
+    and its distribution's metadata naming the entry point."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "beside_plugin.py").write_text(
+        "from switchboard.core import hookimpl\n\n\n"
+        "class BesidePlugin:\n"
+        "    @hookimpl\n"
+        "    def switchboard_startup(self, app):\n"
+        "        pass\n")
+    info = target / "beside_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: beside-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[switchboard.plugins]\nbeside = beside_plugin:BesidePlugin\n")
+
+
+async def test_plugins_in_a_plugin_path_directory_are_found(tmp_path: Path) -> None:
+    install_plugin_files(tmp_path / "plugins")
+    result = await trio.run_process(
+        [str(SCRIPT), "plugins"], check=False, capture_stdout=True, capture_stderr=True,
+        env=child_env(SWITCHBOARD_PLUGIN_PATH=f'["{tmp_path / "plugins"}"]'))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "beside (enabled, beside-plugin 1.0)" in result.stdout.decode().splitlines()
+
+
+def test_a_missing_plugin_path_directory_is_a_config_error(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_PLUGIN_PATH", f'["{tmp_path / "nowhere"}"]')
+    code, _, err = run_main(capsys, "plugins")
+    assert code == 2
+    assert err.strip() == ("config error: SWITCHBOARD_PLUGIN_PATH: plugin_path.0: "
+                           f"no such directory: {tmp_path / 'nowhere'}")

@@ -135,6 +135,93 @@ def test_unknown_key_from_an_env_var_is_named() -> None:
     assert "unknown" in str(err)
 
 
+def test_a_problem_from_an_env_var_names_the_variable() -> None:
+    err = error_of(None, None, {"SWITCHBOARD_SERVR__PORT": "1"})
+    assert str(err) == "SWITCHBOARD_SERVR__PORT: unknown key servr"
+    err = error_of(None, None, {"SWITCHBOARD_SERVER__PORT": "ninety"})
+    assert str(err).startswith("SWITCHBOARD_SERVER__PORT: server.port: ")
+
+
+def test_a_problem_found_after_loading_names_the_variable_too(tmp_path: Path) -> None:
+    """Plugin settings are checked when the plugins load: their problems name
+    the variable as well."""
+    environ = {"SWITCHBOARD_PLUGINS__PRESENCE__GRACE_PERIOD": '"soon"'}
+    with pytest.raises(ConfigError) as info:
+        Plugins(load_config(None, environ))
+    [problem] = info.value.naming_sources(environ).problems
+    assert problem.source == "SWITCHBOARD_PLUGINS__PRESENCE__GRACE_PERIOD"
+    assert str(problem).startswith(
+        "SWITCHBOARD_PLUGINS__PRESENCE__GRACE_PERIOD: plugins.presence.grace_period: ")
+
+
+def test_a_problem_of_the_file_names_no_variable(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "[servr]\nport = 1\n", {"SWITCHBOARD_SERVER__PORT": "2"})
+    assert str(err) == "servr: unknown key"
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    err = error_of(tmp_path, f"""
+colour = 1
+mode = "prod"
+[server]
+prot = 9000
+host = 3
+[heartbeat]
+interval = -1
+timeout = "soon"
+[broker]
+url = "kafka://x"
+[[api_keys]]
+key = "short"
+[[api_keys]]
+key = "{GOOD_KEY}"
+colour = 2
+""", {"SWITCHBOARD_HTTP__MAX_BODY": "0"})
+    assert [(p.key, p.source) for p in err.problems] == [
+        ("mode", ""), ("server.host", ""), ("server.prot", ""), ("heartbeat.timeout", ""),
+        ("api_keys.1.colour", ""), ("colour", ""),
+        # the checks of the sections whose types are right
+        ("http.max_body", "SWITCHBOARD_HTTP__MAX_BODY"), ("broker.url", ""),
+    ]
+    assert str(err).splitlines() == [str(p) for p in err.problems]
+
+
+def test_every_problem_of_the_plugin_sections_is_reported_at_once(tmp_path: Path) -> None:
+    err = plugins_error_of(tmp_path, '[plugins.presence]\ngrace_period = "x"\nbogus = 1\n'
+                                     '[plugins.typing]\nidle_timeout = "y"\n')
+    assert {p.key for p in err.problems} == {
+        "plugins.presence.grace_period", "plugins.presence.bogus", "plugins.typing.idle_timeout"}
+
+
+# -- paths ----------------------------------------------------------------------
+
+
+def test_a_relative_data_dir_of_a_file_is_relative_to_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    path = tmp_path / "etc" / "switchboard.toml"
+    path.write_text('data_dir = "state"\n[auth]\npublic_key_file = "keys/jwt.pem"\n'
+                    'algorithms = ["RS256"]\n')
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        monkeypatch.chdir(cwd)
+        config = load_config(path, {})
+        assert config.data_dir == str(tmp_path / "etc" / "state")
+        assert config.auth.public_key_file == str(tmp_path / "etc" / "keys" / "jwt.pem")
+        # a file that leaves data_dir out: its default, beside the file
+        assert load_config(write(tmp_path, ""), {}).data_dir == str(tmp_path / "data")
+
+
+def test_a_relative_data_dir_without_a_file_or_from_the_environment_is_from_the_cwd(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None, {}).data_dir == str(tmp_path / "data")
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "switchboard.toml"
+    path.write_text('data_dir = "state"\n')
+    assert load_config(path, {"SWITCHBOARD_DATA_DIR": "var"}).data_dir == str(tmp_path / "var")
+
+
 # -- bad values -----------------------------------------------------------------
 
 
@@ -269,7 +356,9 @@ def test_shipped_example_configs_are_valid(name: str) -> None:
 def test_default_config_file_holds_exactly_the_defaults() -> None:
     from_file = load_config(EXAMPLES / "switchboard.toml", {})
     defaults = load_config(None, {})
-    assert attrs.evolve(from_file, plugins={}) == defaults
+    # the same relative data_dir, from the file's directory instead of the working one
+    assert from_file.data_dir == str(EXAMPLES.resolve() / "data")
+    assert attrs.evolve(from_file, plugins={}, data_dir=defaults.data_dir) == defaults
     assert Plugins(from_file).settings == Plugins(defaults).settings
     assert all(from_file.plugin_enabled(name) for name in from_file.plugins)
 

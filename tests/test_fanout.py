@@ -36,18 +36,26 @@ def session_of(switchboard: Harness, client: TestClient) -> Session:
     return switchboard.server.hub.sessions[client.session["sid"]]
 
 
+class RecordingTransport:
+    """A session's transport that also keeps the frames queued to it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.written: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        self.written.append(frame)
+        self.inner.send(frame)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def record_writes(session: Session) -> list[bytes]:
     """Capture the frames fan-out queues for ``session`` (they are still sent)."""
-    written: list[bytes] = []
-    transport: Any = session.transport
-    send = transport.send
-
-    def recording_send(frame: bytes) -> None:
-        written.append(frame)
-        send(frame)
-
-    transport.send = recording_send
-    return written
+    recording = RecordingTransport(session.transport)
+    session.transport = recording
+    return recording.written
 
 
 async def test_publication_reaches_each_member_exactly_once(switchboard: Harness) -> None:

@@ -186,3 +186,22 @@ async def test_a_head_with_bare_lf_line_endings_is_answered_400(switchboard: Har
     client = Raw(switchboard)
     await client.send(b"GET /health HTTP/1.1\nHost: a\n\n")
     assert (await client.response()).startswith(b"HTTP/1.1 400 ")
+
+
+async def test_a_request_answered_before_its_body_came_closes_the_connection(
+        switchboard: Harness) -> None:
+    """A route may refuse a request without reading its body (no API key): the
+    answer says ``Connection: close`` and the connection ends with it, where a
+    kept-alive client would otherwise wait for ever for its next answer."""
+    client = Raw(switchboard)
+    await client.send(b"POST /api/v1/notifications HTTP/1.1\r\nHost: switchboard.test\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n")
+    response = await client.response()
+    assert response.startswith(b"HTTP/1.1 401")
+    assert b"\r\nconnection: close\r\n" in response.lower()
+    await client.send(b"{}" + GET_HEALTH)
+    assert await client.closed_after() <= 1.0
+    # a new connection is served as usual
+    again = Raw(switchboard)
+    await again.send(GET_HEALTH)
+    assert (await again.response()).startswith(b"HTTP/1.1 200")

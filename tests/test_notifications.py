@@ -44,6 +44,7 @@ def switchboard_config(request: pytest.FixtureRequest, extra_config: dict[str, A
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE IF EXISTS notifications_items")
+            conn.exec_driver_sql("DROP TABLE IF EXISTS notifications_alembic_version")
         engine.dispose()
         overrides["store"] = {"url": url}
     return make_config(merge(overrides, extra_config))

@@ -1,20 +1,44 @@
-"""The per-connection outbox: bounded in bytes, drained in one piece."""
+"""The per-connection outbox (bounded in bytes, drained in one piece) and the
+channel's writer, a task only while there is something to write."""
 
 from __future__ import annotations
 
 import trio
 import trio.testing
 from switchboard.core.outbox import Outbox
+from switchboard.core.transport.wschannel import WsChannel
 
 
-async def test_take_returns_everything_queued_joined() -> None:
+class RecordingStream(trio.abc.Stream):
+    """Keeps each ``send_all`` apart (one write each); the peer never sends."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.writes.append(bytes(data))
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep_forever()
+        return b""  # pragma: no cover
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def test_take_now_returns_everything_queued_joined() -> None:
     box = Outbox(1000)
     assert box.put(b"a") and box.put(b"bc")
-    assert await box.take() == b"abc"
-    assert box.size == 0
+    assert box.take_now() == b"abc"
+    assert box.size == 0 and not box.pending
+    assert box.take_now() == b""
 
 
-async def test_a_put_past_the_bound_is_refused_and_queues_nothing() -> None:
+def test_a_put_past_the_bound_is_refused_and_queues_nothing() -> None:
     box = Outbox(4)
     assert box.put(b"abc")
     assert not box.put(b"de")
@@ -23,41 +47,66 @@ async def test_a_put_past_the_bound_is_refused_and_queues_nothing() -> None:
 
 async def test_linger_gathers_frames_that_arrive_soon_after_the_first(
         autojump_clock: trio.testing.MockClock) -> None:
-    box = Outbox(1000)
-    taken: list[bytes] = []
-
-    async def writer() -> None:
-        taken.append(await box.take(linger=0.005))
-
+    stream = RecordingStream()
+    channel = WsChannel(stream, outbox_limit=1000, max_message=1000, linger=0.005)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer)
-        await trio.testing.wait_all_tasks_blocked()
-        box.put(b"first ")
+        channel.attach(nursery)
+        channel.send(b"first ")
         await trio.sleep(0.002)
-        box.put(b"second")
-    assert taken == [b"first second"]
+        channel.send(b"second")
+    assert stream.writes == [b"first second"]
 
 
 async def test_without_linger_the_first_frame_goes_alone(
         autojump_clock: trio.testing.MockClock) -> None:
-    box = Outbox(1000)
-    taken: list[bytes] = []
-
-    async def writer() -> None:
-        taken.append(await box.take())
-
+    stream = RecordingStream()
+    channel = WsChannel(stream, outbox_limit=1000, max_message=1000)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer)
-        await trio.testing.wait_all_tasks_blocked()
-        box.put(b"first ")
+        channel.attach(nursery)
+        channel.send(b"first ")
         await trio.sleep(0.002)
-        box.put(b"second")
-    assert taken == [b"first "]
+        channel.send(b"second")
+    assert stream.writes == [b"first ", b"second"]
 
 
-async def test_finish_wakes_the_writer_with_what_is_left_then_nothing() -> None:
-    box = Outbox(1000)
-    box.put(b"last")
-    box.finish()
-    assert await box.take() == b"last"
-    assert await box.take() == b""
+async def test_frames_queued_during_a_write_go_out_together_and_then_no_task_is_left(
+        autojump_clock: trio.testing.MockClock) -> None:
+    stream = RecordingStream()
+    channel = WsChannel(stream, outbox_limit=1000, max_message=1000)
+    async with trio.open_nursery() as nursery:
+        channel.attach(nursery)
+        channel.send(b"a")
+        await trio.testing.wait_all_tasks_blocked()  # the writer is in its write
+        for frame in (b"b", b"c"):
+            channel.send(frame)
+        await trio.sleep(1)
+        assert stream.writes == [b"a", b"bc"]
+        assert not nursery.child_tasks  # an idle connection keeps no writer task
+        channel.send(b"d")  # a frame starts a writer again
+        await trio.sleep(1)
+        assert stream.writes == [b"a", b"bc", b"d"]
+
+
+async def test_frames_queued_before_the_writer_may_start_go_out_once_it_may(
+        autojump_clock: trio.testing.MockClock) -> None:
+    stream = RecordingStream()
+    channel = WsChannel(stream, outbox_limit=1000, max_message=1000)
+    channel.send(b"hello")
+    async with trio.open_nursery() as nursery:
+        channel.attach(nursery)
+    assert stream.writes == [b"hello"]
+
+
+async def test_closing_writes_what_is_queued_then_the_close_frame_then_ends_the_channel(
+        autojump_clock: trio.testing.MockClock) -> None:
+    stream = RecordingStream()
+    channel = WsChannel(stream, outbox_limit=1000, max_message=1000)
+    async with trio.open_nursery() as nursery:
+        channel.attach(nursery)
+        nursery.start_soon(trio.sleep_forever)  # the reader, say: the close ends it too
+        channel.send(b"last")
+        channel.close(1000)
+        channel.send(b"too late")
+    assert nursery.cancel_scope.cancelled_caught
+    assert stream.writes[0].startswith(b"last\x88")  # then the close frame, one write
+    assert b"too late" not in b"".join(stream.writes)

@@ -17,6 +17,7 @@ import trio
 from backends import Backend, Call, InProcess, backend_fixture  # noqa: F401  (the backend fixture)
 from switchboard.core.config import Config
 from switchboard.core.server import Server
+from switchboard.plugins.webhooks import WebhooksPlugin
 from switchboard.testing import TEST_API_KEY, Harness, make_config
 
 SECRET = "whsec-0123456789abcdef"
@@ -151,10 +152,13 @@ async def test_back_off_runs_on_the_servers_clock(
     test on the mock clock sees a minute's back-off pass in no real time (and
     the sender neither spins nor waits for the real minute)."""
     config = webhook_config(backend, tmp_path, retry_first=60.0, retry_longest=600.0,
-                            max_attempts=5)
-    harness = await Harness.start(config, nursery, clock=autojump_clock)
-    webhooks = harness.server.plugins.pm.get_plugin("webhooks")
-    webhooks._client = httpx.AsyncClient(transport=InProcess(backend.app))
+                            max_attempts=5, endpoints=[{
+                                "url": "http://backend.invalid/hooks", "secret": SECRET,
+                                "name": "crm", "events": ["lead:*"]}])
+    webhooks = WebhooksPlugin()
+    webhooks.transport = InProcess(backend.app)  # (no socket: the mock clock rules)
+    harness = await Harness.start(config, nursery, clock=autojump_clock,
+                                  plugins={"webhooks": webhooks})
     answers = iter([(503, b"busy"), (503, b"busy"), {}])
     backend.on("/hooks", lambda body: next(answers))
     await harness.app.publish("acme", "lead:1", "lead:moved", {"n": 1})

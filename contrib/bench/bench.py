@@ -5,7 +5,7 @@ real loopback sockets.
 
     python contrib/bench/bench.py [--clients 1000] [--messages 200] [--idle 5000]
         [--rate 1000] [--secs 10]
-        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline,desk,redis]
+        [--only fanout,connect,idle,latency,designs,sio,chat,pipeline,desk,redis,hold,storm]
         [--redis-url URL]
 
 Servers run as subprocesses on 127.0.0.1 (Switchboard from this checkout, with
@@ -25,6 +25,7 @@ import resource
 import secrets
 import selectors
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ TENANT = "bench"
 API_KEY = "bench-" + secrets.token_hex(16)
 SECRET = secrets.token_hex(32)
 SECTIONS = ("fanout", "connect", "idle", "latency", "designs", "sio", "chat", "pipeline",
-            "desk", "redis")
+            "desk", "redis", "hold", "storm")
 DESIGNS = (
     ("quart-trio route + hypercorn", ["quart_route.py"]),
     ("raw Trio, one send_all per frame", ["raw_trio.py"]),
@@ -65,6 +66,7 @@ SIO_REFERENCES = (
 TARGET_SIO_VS_PYTHON = 9.0
 TARGET_SIO_IDLE_RATIO = 1.5
 TARGET_CHAT_STORED = 5000
+NODE_WS = "Node ws 8"
 CHAT_PLUGINS = "rooms,chat"
 CHAT_CONVERSATION = "bench"
 
@@ -113,6 +115,21 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise BenchError(f"no VmRSS for process {pid}")
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """Peak RSS of process ``pid`` so far (``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmHWM for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_json(url: str, *, timeout: float = 5.0, headers: dict[str, str] | None = None,
@@ -234,15 +251,14 @@ level = "warning"
 {broker}{plugin_sections(plugins)}"""
 
 
-@contextlib.contextmanager
-def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "", *, store_url: str = "",
-                    event_limits: Sequence[str] = (), broker: str = "") -> Iterator[Target]:
-    """Serve from this checkout; ``gc_threshold`` ("g0,g1,g2") sets the server's
+def spawn_switchboard(tmp: Path, port: int, plugins: str, gc_threshold: str = "", *,
+                      store_url: str = "", event_limits: Sequence[str] = (),
+                      broker: str = "") -> subprocess.Popen[bytes]:
+    """Start Switchboard from this checkout on ``port`` (its output appended to
+    ``switchboard-PORT.log``); ``gc_threshold`` ("g0,g1,g2") sets the server's
     ``gc.set_threshold`` before it starts (a diagnostic, not a server option)."""
-    port = free_port()
     config = tmp / f"switchboard-{port}.toml"
     config.write_text(switchboard_config(tmp, port, plugins, store_url, event_limits, broker))
-    logfile = (tmp / f"switchboard-{port}.log").open("wb")
     if gc_threshold:
         thresholds = ", ".join(str(int(x)) for x in gc_threshold.split(","))
         python = [sys.executable, "-c",
@@ -250,18 +266,31 @@ def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "", *, store_ur
                   "from switchboard.core.cli import main; sys.exit(main(sys.argv[1:]))"]
     else:
         python = [sys.executable, "-m", "switchboard.core.cli"]
-    proc = subprocess.Popen(
-        [*python, "serve", "--config", str(config)],
-        stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with (tmp / f"switchboard-{port}.log").open("ab") as logfile:
+        return subprocess.Popen(
+            [*python, "serve", "--config", str(config)],
+            stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def run_switchboard(tmp: Path, plugins: str, gc_threshold: str = "", *, store_url: str = "",
+                    event_limits: Sequence[str] = (), broker: str = "") -> Iterator[Target]:
+    """Serve from this checkout on a free port, stopped when the block ends."""
+    port = free_port()
+    proc = spawn_switchboard(tmp, port, plugins, gc_threshold, store_url=store_url,
+                             event_limits=event_limits, broker=broker)
     try:
         wait_http(f"http://{HOST}:{port}/health", proc)
         yield Target("Switchboard", port, proc.pid, switchboard=True)
     finally:
         stop(proc)
-        logfile.close()
-        tail = (tmp / f"switchboard-{port}.log").read_text(errors="replace").strip()
-        if tail:
-            log("server log (last lines):\n  " + "\n  ".join(tail.splitlines()[-8:]))
+        log_tail(tmp / f"switchboard-{port}.log", "server")
+
+
+def log_tail(path: Path, name: str) -> None:
+    tail = path.read_text(errors="replace").strip()
+    if tail:
+        log(f"{name} log (last lines):\n  " + "\n  ".join(tail.splitlines()[-8:]))
 
 
 @contextlib.contextmanager
@@ -474,20 +503,7 @@ def bench_fanout(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> 
 
 
 def bench_connect(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
-    rates = []
-    with run_switchboard(tmp, a.plugins) as target:
-        for i in range(a.repeats):
-            result = node.run("connect-rate.mjs", [
-                "--clients", str(a.clients), "--concurrency", str(a.concurrency),
-                "--tokens", str(tokens), "--session", "--timeout", "120", target.ws_url],
-                timeout=200)
-            rate = float(result["connections_per_s"]) if result.get("ok") else 0.0
-            log(f"connect run {i + 1}/{a.repeats}: {rate:,.0f} connections/s")
-            rates.append(rate)
-            wait_idle(target)
-    return [Row("connections accepted/s, to session frame", "Switchboard",
-                f"{a.clients} clients, {a.concurrency} handshakes in flight",
-                summary(rates, "/s"))]
+    return connect_rows(node, tmp, a, tokens)
 
 
 @attrs.frozen
@@ -681,8 +697,36 @@ def chat_database(tmp: Path, backend: str, admin_url: str) -> Iterator[str]:
         engine.dispose()
 
 
+#: Durable chat reference: Node socket.io + node-postgres, INSERT then broadcast
+#: per message (``designs/node_socketio_pg.cjs``), against Switchboard on PostgreSQL.
+CHAT_REFERENCE = "Node socket.io 4 + pg (INSERT, broadcast, ack per message)"
+TARGET_CHAT_VS_REFERENCE = 3.0
+#: One chat run: (transport, closed-loop result, paced result).
+ChatRun = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+def chat_runs(node: Node, target: Target, a: argparse.Namespace, tokens: Path,
+              label: str, transports: Sequence[str]) -> list[ChatRun]:
+    """The closed-loop and the paced run of ``chat.mjs`` for each transport."""
+    runs = []
+    for transport in transports:
+        sio = transport == "socket.io"
+        results = []
+        for mode in (["--window", str(a.chat_window)], ["--rate", str(a.chat_rate)]):
+            result = node.run("chat.mjs", [
+                *(["--sio"] if sio else []),
+                "--members", str(a.chat_members), "--secs", str(a.chat_secs), *mode,
+                "--conversation", CHAT_CONVERSATION, "--tokens", str(tokens),
+                "--server-pid", str(target.pid), target.sio_url if sio else target.ws_url],
+                timeout=a.chat_secs + 120)
+            log(f"chat {label} {transport} {' '.join(mode)}: {json.dumps(result)}")
+            results.append(result)
+        runs.append((transport, results[0], results[1]))
+    return runs
+
+
 def chat_rows(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path,
-              backend: str, label: str) -> list[Row]:
+              backend: str, label: str) -> list[ChatRun]:
     members = a.chat_members
     with chat_database(tmp, backend, a.pg_url) as store_url, \
             run_switchboard(tmp, CHAT_PLUGINS, store_url=store_url,
@@ -694,36 +738,64 @@ def chat_rows(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path,
                 "participants": [{"userId": f"u{i}"} for i in range(members)]})
         except (OSError, ValueError) as exc:
             raise BenchError(f"creating the conversation: {exc}") from None
-        results = []
-        for transport in a.chat_transports:
-            sio = transport == "socket.io"
-            for mode in (["--window", str(a.chat_window)], ["--rate", str(a.chat_rate)]):
-                result = node.run("chat.mjs", [
-                    *(["--sio"] if sio else []),
-                    "--members", str(members), "--secs", str(a.chat_secs), *mode,
-                    "--conversation", CHAT_CONVERSATION, "--tokens", str(tokens),
-                    "--server-pid", str(target.pid), target.sio_url if sio else target.ws_url],
-                    timeout=a.chat_secs + 120)
-                log(f"chat {label} {transport} {' '.join(mode)}: {json.dumps(result)}")
-                results.append((transport, result))
-    server = f"Switchboard, {label}"
+        return chat_runs(node, target, a, tokens, label, a.chat_transports)
+
+
+def chat_reference_runs(node: Node, tmp: Path, a: argparse.Namespace,
+                        tokens: Path) -> list[ChatRun]:
+    """The reference server on a fresh PostgreSQL database, over socket.io-client
+    (the only protocol it speaks)."""
+    with chat_database(tmp, "postgresql", a.pg_url) as store_url:
+        libpq = sa.engine.make_url(store_url).set(drivername="postgresql")
+        argv = ["node_socketio_pg.cjs", "--database",
+                libpq.render_as_string(hide_password=False), "--secret", SECRET]
+        with run_design(tmp, CHAT_REFERENCE, argv) as target:
+            try:
+                http_json(f"{target.http}/conversations", body={
+                    "id": CHAT_CONVERSATION,
+                    "participants": [{"userId": f"u{i}"} for i in range(a.chat_members)]})
+            except (OSError, ValueError) as exc:
+                raise BenchError(f"creating the conversation: {exc}") from None
+            return chat_runs(node, target, a, tokens, "reference", ["socket.io"])
+
+
+def chat_table(a: argparse.Namespace, server: str, runs: list[ChatRun], plugins: str,
+               reference: list[ChatRun] | None = None) -> list[Row]:
+    """The rows of ``runs``; with ``reference`` (the Node server's socket.io run on
+    the same backend), Switchboard's are judged against it."""
     rows = []
-    for (transport, closed), (_, paced) in zip(results[::2], results[1::2], strict=True):
+    ref_closed, ref_paced = (reference[0][1], reference[0][2]) if reference else ({}, {})
+    for transport, closed, paced in runs:
         client = "plain WebSocket" if transport == "websocket" else "socket.io-client"
-        load = (f"{members} members of one conversation (plugins {CHAT_PLUGINS}), "
+        load = (f"{a.chat_members} members of one conversation ({plugins}), "
                 f"{client}, `message:send` for {a.chat_secs} s, ")
         stored = float(closed.get("stored_per_s") or 0)
         # the target is judged over plain WebSocket; the socket.io-client rows
         # show what a Socket.IO frontend gets (its client decodes more per packet)
-        target = (f">= {TARGET_CHAT_STORED:,}/s: "
-                  f"{verdict(bool(closed.get('ok')) and stored >= TARGET_CHAT_STORED)}"
-                  if transport == "websocket" else "")
+        verdict_closed = (f">= {TARGET_CHAT_STORED:,}/s: "
+                          f"{verdict(bool(closed.get('ok')) and stored >= TARGET_CHAT_STORED)}"
+                          if transport == "websocket" and plugins.startswith("plugins") else "")
+        verdict_paced = ""
+        if reference:
+            theirs = float(ref_closed.get("stored_per_s") or 0)
+            ratio = stored / theirs if theirs else float("inf")
+            met = bool(closed.get("ok")) and ratio >= TARGET_CHAT_VS_REFERENCE
+            verdict_closed += ("; " if verdict_closed else "") + (
+                f">= {TARGET_CHAT_VS_REFERENCE:g}x the Node + pg reference: {ratio:.2f}x "
+                f"{verdict(met)}")
+            ours_p99 = paced.get("ack_p99_ms")
+            their_p99 = ref_paced.get("ack_p99_ms")
+            lower = (isinstance(ours_p99, int | float) and isinstance(their_p99, int | float)
+                     and bool(paced.get("ok")) and ours_p99 < their_p99)
+            verdict_paced = (f"ack p99 below the Node + pg reference's ({their_p99} ms): "
+                             f"{verdict(lower)}")
         rows += [
             Row("durable chat: messages stored/s (acked after commit)", server,
                 load + f"closed loop, {a.chat_window} in flight per member",
-                chat_result(closed, throughput=True), target),
+                chat_result(closed, throughput=True), verdict_closed),
             Row("durable chat: ack / delivery latency", server,
-                load + f"paced at {a.chat_rate:,} msgs/s", chat_result(paced, throughput=False)),
+                load + f"paced at {a.chat_rate:,} msgs/s", chat_result(paced, throughput=False),
+                verdict_paced),
         ]
     return rows
 
@@ -736,6 +808,9 @@ def chat_result(r: dict[str, Any], *, throughput: bool) -> str:
                f"{r.get('delivery_max_ms')} ms")
     cpu = r.get("server_cpu")
     busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    cpu_s, stored = r.get("server_cpu_s"), r.get("stored")
+    if isinstance(cpu_s, int | float) and stored:
+        busy += f", {cpu_s * 1e6 / stored:,.0f} us per stored message (with its deliveries)"
     errors = f"; {r['errors']} errors, first {r.get('first_error')}" if r.get("errors") else ""
     if throughput:
         head = (f"{r.get('stored_per_s', 0):,} stored/s ({r.get('stored', 0):,} messages); "
@@ -750,12 +825,26 @@ def bench_chat(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> li
     backends = [("sqlite", "SQLite")]
     if a.pg_url:
         backends.append(("postgresql", "PostgreSQL"))
+    plugins = f"plugins {CHAT_PLUGINS}"
     for backend, label in backends:
+        server = f"Switchboard, {label}"
         try:
-            rows += chat_rows(node, tmp, a, tokens, backend, label)
+            runs = chat_rows(node, tmp, a, tokens, backend, label)
         except BenchError as exc:
             log(f"chat on {label} failed: {exc}")
-            rows.append(Row("durable chat", f"Switchboard, {label}", "-", f"FAILED: {exc}"))
+            rows.append(Row("durable chat", server, "-", f"FAILED: {exc}"))
+            continue
+        reference = None
+        if backend == "postgresql":
+            try:
+                reference = chat_reference_runs(node, tmp, a, tokens)
+            except BenchError as exc:
+                log(f"chat reference failed: {exc}")
+                rows.append(Row("durable chat", CHAT_REFERENCE, "-", f"FAILED: {exc}"))
+        rows += chat_table(a, server, runs, plugins, reference)
+        if reference:
+            rows += chat_table(a, f"{CHAT_REFERENCE}, {label}", reference,
+                               "designs/node_socketio_pg.cjs, pg pool of 10")
     return rows
 
 
@@ -1028,6 +1117,377 @@ def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> l
     return rows
 
 
+# -- hold and reconnect storm ------------------------------------------------------
+
+#: Heartbeats of the hold row's servers: Switchboard's defaults, which are also
+#: Node socket.io's (pingInterval 25 s, pingTimeout 20 s).
+HOLD_HEARTBEAT = {"SWITCHBOARD_HEARTBEAT__INTERVAL": "25.0",
+                  "SWITCHBOARD_HEARTBEAT__TIMEOUT": "20.0"}
+#: File descriptors a server keeps for itself (listeners, database, logs).
+FD_RESERVE = 200
+TARGET_STORM_SECS = 15.0
+#: Idle memory per connection on one node, with heartbeats (KiB).
+TARGET_HOLD_WS_KIB = 10.0
+TARGET_HOLD_SIO_KIB = 14.0
+#: Seconds the storm waits for the old server to exit after SIGTERM.
+STORM_STOP_TIMEOUT = 300.0
+
+
+class LineClient:
+    """A Node client running beside the benchmark, told what to do by lines on its
+    standard input and answering by lines on its standard output (its standard
+    error goes to a file, shown if it fails)."""
+
+    def __init__(self, argv: Sequence[str], errfile: Path) -> None:
+        self.errfile = errfile
+        with errfile.open("wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err)
+        self.buffer = b""
+        self.lines: list[str] = []
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise BenchError(f"load client gone ({exc}): {self.stderr()}") from None
+
+    def stderr(self) -> str:
+        return self.errfile.read_text(errors="replace").strip()[-600:]
+
+    def expect(self, wanted: str, timeout: float) -> str:
+        """The next line starting with ``wanted`` (earlier lines are skipped)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                while self.lines:
+                    line = self.lines.pop(0)
+                    if line.startswith(wanted):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    raise BenchError(f"no {wanted!r} from the load client within {timeout:g} s")
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise BenchError(f"the load client exited ({self.proc.wait()}): "
+                                     f"{self.stderr()}")
+                self.buffer += chunk
+                *complete, self.buffer = self.buffer.split(b"\n")
+                self.lines += [ln.decode(errors="replace") for ln in complete]
+
+    def expect_json(self, prefix: str, timeout: float) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.expect(prefix, timeout))
+        return result
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def fd_capped(wanted: int, open_files: int) -> int:
+    """``wanted`` connections, or as many as one server process may hold with the
+    open-files limit of this machine."""
+    return max(1, min(wanted, open_files - FD_RESERVE))
+
+
+def capped_note(n: int, wanted: int, open_files: int) -> str:
+    if n == wanted:
+        return ""
+    return (f" (asked {wanted:,}: capped by the open-files limit of one process, "
+            f"{open_files:,} here, hard limit not raisable)")
+
+
+def bench_hold(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    """N idle connections to one server: RSS per connection, CPU at idle with
+    heartbeats, then one broadcast to all of them. Switchboard over plain
+    WebSocket and Socket.IO, and the Node socket.io server, in the same run."""
+    servers = []
+    if "websocket" in a.hold_kinds:
+        servers += [("Switchboard", False), (NODE_WS, False)]
+    if "socket.io" in a.hold_kinds:
+        servers += [("Switchboard", True), (SIO_REFERENCES[0][0], True)]
+    rows = []
+    for name, sio in servers:
+        try:
+            rows.append(hold_row(node, tmp, a, tokens, name, sio))
+        except BenchError as exc:
+            log(f"hold {name} failed: {exc}")
+            rows.append(Row("hold: idle connections", name, "-", f"FAILED: {exc}"))
+    return rows
+
+
+@contextlib.contextmanager
+def hold_server(tmp: Path, a: argparse.Namespace, name: str) -> Iterator[Target]:
+    if name == "Switchboard":
+        with environment(HOLD_HEARTBEAT), run_switchboard(tmp, a.hold_plugins) as target:
+            yield target
+    else:
+        argv = (["node_ws.cjs", "--secret", SECRET, "--heartbeat", "25"] if name == NODE_WS
+                else ["node_socketio.cjs"])
+        with run_design(tmp, name, argv) as target:
+            yield target
+
+
+def held_connections(target: Target) -> int:
+    if target.switchboard:
+        stats = http_json(f"{target.http}/api/v1/stats",
+                          headers={"Authorization": f"Bearer {API_KEY}"})
+        return int(stats["connections"])
+    return int(http_json(f"{target.http}/blast/0")["clients"])
+
+
+def hold_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path, name: str,
+             sio: bool) -> Row:
+    n = a.hold_n
+    kind = "socket.io-client sockets" if sio else "plain WebSocket clients"
+    with hold_server(tmp, a, name) as target:
+        url = target.sio_url if sio else target.ws_url
+        if not sio and not target.switchboard:
+            url += "?token={token}"
+        args = ["--procs", str(a.hold_procs), "--addresses", str(a.hold_addresses),
+                "--server-pid", str(target.pid), *(["--sio"] if sio else [])]
+        if target.switchboard:
+            args += ["--tokens", str(tokens), "--join", "bench:all", "--trigger",
+                     f"{target.http}/api/v1/emit", "--api-key", API_KEY, "--tenant", TENANT]
+        else:
+            args += ["--trigger", f"{target.http}/blast/{{M}}"]
+            if not sio:
+                args += ["--tokens", str(tokens), "--session"]
+        # warm-up (lazy imports, first-use caches), not counted per connection
+        with node.hold(url, 50, tokens if target.switchboard or not sio else None, sio=sio):
+            pass
+        wait_idle(target)
+        time.sleep(1.0)
+        before = rss_kib(target.pid)
+        client = LineClient(node.argv("hold.mjs", [*args, url, str(n)]), tmp / "hold.err")
+        try:
+            t0 = time.monotonic()
+            client.expect("ready", timeout=120 + n / 100)
+            opened_s = time.monotonic() - t0
+            time.sleep(a.settle)
+            after = rss_kib(target.pid)
+            held = held_connections(target)
+            if held != n:
+                raise BenchError(f"server holds {held} connections, not {n}")
+            cpu0 = cpu_seconds(target.pid)
+            time.sleep(a.hold_idle_secs)
+            idle_cpu_s = cpu_seconds(target.pid) - cpu0
+            idle_cpu = idle_cpu_s / a.hold_idle_secs
+            after_idle = rss_kib(target.pid)
+            client.send("blast")
+            blast = client.expect_json('{"ok"', timeout=150)
+        finally:
+            client.close()
+        log(f"hold {name} {kind}: RSS {before} -> {after} -> {after_idle} KiB, idle CPU "
+            f"{idle_cpu:.4f}, blast {json.dumps(blast)}")
+    per_conn = (after - before) / n
+    target_kib = TARGET_HOLD_SIO_KIB if sio else TARGET_HOLD_WS_KIB
+    broadcast = (f"{blast.get('deliveries_per_s', 0):,} deliveries/s, the last one "
+                 f"{float(blast.get('seconds') or 0) * 1000:,.0f} ms after the trigger"
+                 + (f" (server CPU {blast['server_cpu_s']} s)" if "server_cpu_s" in blast
+                    else "") if blast.get("ok") else f"FAILED: {blast.get('error')}")
+    if target.switchboard:
+        how = "`room:join bench:all` (acked); broadcast: one `POST /api/v1/emit` to the room"
+    elif sio:
+        how = "joined to a room on connect; broadcast: `GET /blast/1`"
+    else:
+        how = ("its token verified at the handshake; broadcast: `GET /blast/1`, one `send` "
+               "per client")
+    return Row(
+        "hold: idle connections, RSS per connection, idle CPU, one broadcast to all",
+        name + (f" (plugins {a.hold_plugins})" if target.switchboard else ""),
+        f"{n:,} idle {kind}{capped_note(n, a.hold, a.open_files)}, opened in batches by "
+        f"{a.hold_procs} Node processes from {a.hold_addresses} source addresses "
+        f"(127.0.0.1-{a.hold_addresses}); each {how}; "
+        + ("heartbeat every 25 s (timeout 20 s)" if target.switchboard or sio else
+           "a ping to every client every 25 s from one timer (`--heartbeat 25`)"),
+        f"{per_conn:.2f} KiB per connection (RSS {before / 1024:.1f} -> {after / 1024:.1f} "
+        f"MiB, {after_idle / 1024:.1f} MiB after {a.hold_idle_secs:g} s idle); idle CPU "
+        f"{idle_cpu_s:.2f} s over {a.hold_idle_secs:g} s: {idle_cpu:.2%} of a core "
+        f"({idle_cpu * 1e6 / n:.2f} us per connection per s); "
+        f"broadcast: {broadcast}; opened in {opened_s:.1f} s",
+        (f"<= {target_kib:g} KiB per connection: {verdict(per_conn <= target_kib)}"
+         if target.switchboard else ""))
+
+
+def storm_confirm(client: LineClient, http: str, seq: int, groups: int,
+                  timeout: float) -> float:
+    """Publish ``{seq}`` to both rooms of every client (one emit request); return
+    the seconds until every client had it in both."""
+    items = [{"event": "msg", "tenant": TENANT, "room": f"bench:{kind}{k}", "data": {"seq": seq}}
+             for kind in "gh" for k in range(groups)]
+    t0 = time.time()
+    http_json(f"{http}/api/v1/emit", headers={"Authorization": f"Bearer {API_KEY}"}, body=items,
+              timeout=30)
+    client.send(f"confirm {seq}")
+    while True:
+        done = client.expect_json('{"type":"confirmed"', timeout)
+        if done.get("seq") == seq:
+            return float(done["at"]) / 1000 - t0
+
+
+def storm_errors(errors: dict[str, int]) -> tuple[int, int, int, str]:
+    """(refused, timed out, other, the first other) of a client's connect errors."""
+    refused = sum(v for k, v in errors.items() if "ECONNREFUSED" in k)
+    timed_out = sum(v for k, v in errors.items() if "timeout" in k.lower())
+    others = {k: v for k, v in errors.items() if "ECONNREFUSED" not in k
+              and "timeout" not in k.lower()}
+    return refused, timed_out, sum(others.values()), next(iter(others), "")
+
+
+def bench_storm(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    rows = []
+    try:
+        rows.append(storm_row(node, tmp, a, tokens))
+    except BenchError as exc:
+        log(f"storm failed: {exc}")
+        rows.append(Row("reconnect storm", "Switchboard", "-", f"FAILED: {exc}"))
+    return rows + connect_rows(node, tmp, a, tokens)
+
+
+def storm_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> Row:
+    n, groups = a.storm_n, min(a.storm_groups, 500)
+    port = free_port()
+    first = spawn_switchboard(tmp, port, a.plugins)
+    second: subprocess.Popen[bytes] | None = None
+    client: LineClient | None = None
+    try:
+        wait_http(f"http://{HOST}:{port}/health", first)
+        client = LineClient(node.argv("storm.mjs", [
+            "--procs", str(a.storm_procs), "--addresses", str(a.hold_addresses),
+            "--groups", str(groups), "--tokens", str(tokens), f"http://{HOST}:{port}", str(n)]),
+            tmp / "storm.err")
+        client.expect("ready", timeout=120 + n / 100)
+        http = f"http://{HOST}:{port}"
+        setup_confirm = storm_confirm(client, http, 1, groups, 60)
+        rss_held = rss_kib(first.pid)
+        log(f"storm: {n} sockets in their rooms (confirmed in {setup_confirm:.3f} s), "
+            f"server RSS {rss_held} KiB; SIGTERM")
+        t_kill = time.time()
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(timeout=STORM_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"the server did not stop within {STORM_STOP_TIMEOUT:g} s of "
+                             "SIGTERM") from None
+        t_exit = time.time()
+        log(f"storm: the old server stopped in {t_exit - t_kill:.2f} s")
+        second = spawn_switchboard(tmp, port, a.plugins)
+        t_spawn = time.time()
+        # up = listening (a TCP connect is accepted by the kernel even while the
+        # server is busy with the storm; /health would wait behind it)
+        deadline = t_spawn + 120
+        while True:
+            if second.poll() is not None:
+                raise BenchError(f"the restarted server exited with {second.returncode}")
+            try:
+                socket.create_connection((HOST, port), timeout=1.0).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise BenchError("the restarted server did not listen within 120 s") from None
+                time.sleep(0.02)
+        t_up = time.time()
+        log(f"storm: the restarted server listens {t_up - t_spawn:.2f} s after its start")
+        try:
+            back = client.expect_json('{"type":"back"', timeout=a.storm_timeout)
+            t_back: float | None = float(back["at"]) / 1000
+            confirm_s: float | None = storm_confirm(client, http, 2, groups, 60)
+        except BenchError as exc:
+            log(f"storm: {exc}")
+            t_back = confirm_s = None
+        peak = vm_hwm_kib(second.pid)
+        client.send(f"report {t_up * 1000:.0f}")
+        report = client.expect_json('{"type":"report"', timeout=60)
+        log(f"storm report: {json.dumps(report)}")
+    finally:
+        if client is not None:
+            client.close()
+        for proc in (first, second):
+            if proc is not None:
+                stop(proc)
+        log_tail(tmp / f"switchboard-{port}.log", "server")
+    refused, timed_out, other, first_other = storm_errors(report["errors_after_up"])
+    down_refused, down_timed_out, down_other, _ = storm_errors(report["errors_before_up"])
+    first_rc, last_rc = report.get("first_reconnect"), report.get("last_reconnect")
+    spread = (last_rc - first_rc) / 1000 if first_rc and last_rc and last_rc > first_rc else 0
+    accepted = (f"{n / spread:,.0f}/s from the first reconnect to the last"
+                if spread and t_back is not None else "-")
+    clean = refused == 0 and timed_out == 0
+    if t_back is not None and confirm_s is not None:
+        from_kill, from_up = t_back - t_kill, t_back - t_up
+        outcome = (f"all {n:,} back {from_kill:.1f} s after SIGTERM, {from_up:.1f} s after the "
+                   f"new server listened; confirmation publish reached all in "
+                   f"{confirm_s * 1000:,.0f} ms")
+    else:
+        from_kill = from_up = float("inf")
+        outcome = (f"NOT all back: {report.get('back', 0):,} of {n:,} back (and "
+                   f"{report.get('connected', 0):,} connected) {a.storm_timeout:g} s after the "
+                   "new server listened")
+    return Row(
+        "reconnect storm: SIGTERM, restart on the same port, all back in their rooms",
+        f"Switchboard (plugins {a.plugins})",
+        f"{n:,} socket.io-client sockets{capped_note(n, a.storm, a.open_files)} "
+        "(websocket transport, each with its own JWT as `auth.token`), each in 2 rooms "
+        f"(`room:join`, acked, again on every connect); socket.io-client's reconnection with "
+        f"its defaults (1 s doubling to 5 s, randomized +-50%); clients in {a.storm_procs} Node "
+        f"processes from {a.hold_addresses} source addresses; back = rejoined both rooms, "
+        f"confirmed by one emit request to all {2 * groups} rooms reaching every socket twice",
+        f"{outcome} (old server stopped in {t_exit - t_kill:.1f} s, new one listening "
+        f"{t_up - t_spawn:.1f} s after its start); accepted {accepted}, "
+        f"busiest second {report.get('busiest_second_connects', 0):,}; peak RSS of the new "
+        f"server {peak / 1024:.1f} MiB (the old one held {rss_held / 1024:.1f} MiB); "
+        f"handshakes after it listened: {refused} refused, {timed_out} timed out, {other} "
+        f"other{f' ({first_other})' if first_other else ''}; while it was down: "
+        f"{down_refused + down_timed_out + down_other:,} failed attempts (expected); "
+        f"{report.get('join_errors', 0)} room joins refused",
+        f"none refused: {verdict(clean)}; all back < {TARGET_STORM_SECS:g} s after SIGTERM: "
+        f"{verdict(clean and from_kill < TARGET_STORM_SECS)} (after the new server listened: "
+        f"{verdict(clean and from_up < TARGET_STORM_SECS)})")
+
+
+def connect_rows(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
+    """Connections accepted/s with JWT verification: Switchboard and the Node `ws`
+    server (``designs/node_ws.cjs --secret``), same client, same run."""
+    rates: dict[str, list[float]] = {}
+    servers = [("Switchboard", None), (NODE_WS, ["node_ws.cjs", "--secret", SECRET])]
+    for name, argv in servers:
+        with (run_switchboard(tmp, a.plugins) if argv is None
+              else run_design(tmp, name, argv)) as target:
+            url = target.ws_url if target.switchboard else f"{target.ws_url}?token={{token}}"
+            rates[name] = []
+            for i in range(a.repeats):
+                result = node.run("connect-rate.mjs", [
+                    "--clients", str(a.clients), "--concurrency", str(a.concurrency),
+                    "--tokens", str(tokens), "--session", "--timeout", "120", url],
+                    timeout=200)
+                rate = float(result["connections_per_s"]) if result.get("ok") else 0.0
+                log(f"connect {name} run {i + 1}/{a.repeats}: {rate:,.0f} connections/s")
+                rates[name].append(rate)
+                wait_idle(target)
+    ratio = statistics.median(rates["Switchboard"]) / (statistics.median(rates[NODE_WS]) or 1e-9)
+    return [Row("connections accepted/s, to session frame (JWT verified)", name,
+                f"{a.clients} clients, {a.concurrency} handshakes in flight, each with its own "
+                "HS256 token in the URL",
+                summary(r, "/s"),
+                f">= Node `ws` (medians): {ratio:.2f}x {verdict(ratio >= 1.0)}"
+                if name == "Switchboard" else "")
+            for name, r in rates.items()]
+
+
 def machine() -> str:
     cpus = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
@@ -1123,12 +1583,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--desk-linger", type=float, default=0.005,
                    help="desk: the server's write_linger in seconds (each ticket is two "
                         "events to every agent)")
+    p.add_argument("--hold", type=int, default=50_000,
+                   help="hold: idle connections to one server (capped by the open-files limit)")
+    p.add_argument("--hold-procs", type=int, default=4,
+                   help="hold: Node processes holding the clients")
+    p.add_argument("--hold-addresses", type=int, default=8,
+                   help="hold and storm: loopback source addresses the clients are bound to "
+                        "in turn (127.0.0.1, 127.0.0.2, ...)")
+    p.add_argument("--hold-idle-secs", type=float, default=50.0,
+                   help="hold: seconds over which the idle server's CPU is measured "
+                        "(two heartbeat intervals)")
+    p.add_argument("--hold-kinds", type=lambda v: [t for t in v.split(",") if t],
+                   default=["websocket", "socket.io"],
+                   help="hold: clients to run, any of websocket,socket.io (socket.io also "
+                        "runs the Node socket.io server)")
+    p.add_argument("--hold-plugins", default="rooms",
+                   help="hold: Switchboard's plugins ('all' for the installed defaults)")
+    p.add_argument("--storm", type=int, default=20_000,
+                   help="storm: socket.io-client sockets (capped by the open-files limit)")
+    p.add_argument("--storm-procs", type=int, default=4,
+                   help="storm: Node processes holding the sockets")
+    p.add_argument("--storm-groups", type=int, default=100,
+                   help="storm: rooms in each of the two partitions of the sockets (<= 500)")
+    p.add_argument("--storm-timeout", type=float, default=120.0,
+                   help="storm: seconds to wait for every socket to be back")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     a = p.parse_args(argv)
     a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
     unknown = set(a.sections) - set(SECTIONS)
     if unknown:
         p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    wrong = set(a.hold_kinds) - {"websocket", "socket.io"}
+    if wrong or not a.hold_kinds:
+        p.error(f"--hold-kinds: any of websocket,socket.io (not {','.join(sorted(wrong))})")
     wrong = set(a.chat_transports) - {"websocket", "socket.io"}
     if wrong or not a.chat_transports:
         p.error(f"--chat-transports: any of websocket,socket.io (not {','.join(sorted(wrong))})")
@@ -1140,8 +1627,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     open_files = raise_open_files()
     needed = max(a.clients, a.idle) + 1000
     a.idle_ws = None
+    a.open_files = open_files
+    a.hold_n = fd_capped(a.hold, open_files)
+    a.storm_n = fd_capped(a.storm, open_files)
     if open_files < needed:
         log(f"warning: open-files limit {open_files} is below the {needed} this run needs")
+    for section, wanted, n in (("hold", a.hold, a.hold_n), ("storm", a.storm, a.storm_n)):
+        if section in a.sections and n < wanted:
+            log(f"warning: {section}: {n:,} connections, not {wanted:,}: a server process "
+                f"may open {open_files:,} files here")
     ensure_node_modules()
     node = Node(open_files)
     header = machine()
@@ -1150,11 +1644,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        tokens = write_tokens(tmp, max(a.clients, a.idle, a.chat_members))
+        tokens = write_tokens(tmp, max(
+            a.clients, a.idle, a.chat_members,
+            a.hold_n if "hold" in a.sections else 0, a.storm_n if "storm" in a.sections else 0))
         steps = {"fanout": bench_fanout, "connect": bench_connect, "idle": bench_idle,
                  "latency": bench_latency, "designs": bench_designs, "sio": bench_sio,
                  "chat": bench_chat, "pipeline": bench_pipeline, "desk": bench_desk,
-                 "redis": bench_redis}
+                 "redis": bench_redis, "hold": bench_hold, "storm": bench_storm}
         for section in a.sections:
             log(f"--- {section}")
             try:

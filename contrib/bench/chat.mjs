@@ -192,6 +192,7 @@ console.log(JSON.stringify({
   delivery_p99_ms: pct(deliveryLatency, 99),
   delivery_max_ms: pct(deliveryLatency, 100),
   server_cpu: cpu0 != null && cpu1 != null ? +((cpu1 - cpu0) / elapsed).toFixed(2) : null,
+  server_cpu_s: cpu0 != null && cpu1 != null ? +(cpu1 - cpu0).toFixed(3) : null,
   errors,
   first_error: firstError,
 }));

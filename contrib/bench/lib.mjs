@@ -41,11 +41,14 @@ export function isMsg(data) {
  * Open one client. Resolves with the socket once it is ready: open; with
  * `session`, after the first server frame (which must be `session`); with
  * `room`, after the ack of joining it. Later frames go to `onFrame(buffer)`.
+ * `localAddress` binds the client's end (e.g. 127.0.0.2: another source
+ * address has its own ephemeral ports).
  */
 export function openClient(url, { session = false, room = null, onFrame = null,
-  timeoutMs = 30000 } = {}) {
+  timeoutMs = 30000, localAddress = undefined } = {}) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false, skipUTF8Validation: true });
+    const ws = new WebSocket(url, { perMessageDeflate: false, skipUTF8Validation: true,
+      ...(localAddress ? { localAddress } : {}) });
     let state = 'connecting';
     const timer = setTimeout(() => fail(new Error(`not ready after ${timeoutMs} ms`)), timeoutMs);
     function ready() {
@@ -99,6 +102,15 @@ export async function openMany(n, urlFor, optsFor, { batch = 200, pauseMs = 10 }
     if (pauseMs) await sleep(pauseMs);
   }
   return clients;
+}
+
+/**
+ * Source address of client i when the clients are spread over `count`
+ * loopback addresses (127.0.0.1, 127.0.0.2, ...), or undefined for one.
+ */
+export function loopbackAddress(i, count) {
+  const n = Number(count) || 1;
+  return n > 1 ? `127.0.0.${1 + (i % n)}` : undefined;
 }
 
 /** One HTTP request; resolves with {status, body}. */

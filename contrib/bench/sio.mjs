@@ -15,11 +15,14 @@ export function tokenMaker(tokensFile) {
  * Open one socket.io-client socket (websocket transport only, no reconnection,
  * its own Engine.IO connection). Resolves with the socket once it is connected
  * to the namespace and, with `join`, once the ack of `room:join {room: join}`
- * has arrived. `on` maps event names to listeners, attached before connecting.
+ * has arrived. `on` maps event names to listeners, attached before connecting;
+ * `localAddress` binds the socket's source address.
  */
-export function openSio(url, { token, auth = {}, join = null, on = {}, timeoutMs = 30000 } = {}) {
+export function openSio(url, { token, auth = {}, join = null, on = {}, timeoutMs = 30000,
+  localAddress = undefined } = {}) {
   return new Promise((resolve, reject) => {
     const socket = io(url, {
+      ...(localAddress ? { localAddress } : {}),
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,

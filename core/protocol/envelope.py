@@ -6,8 +6,11 @@ Client to server::
 
 Server to client: events ``{"type": "user:online", "data": {...}}``; the answer
 to a frame with an ``id`` is ``{"type": "ack", "id": 7, "data": ...}`` or
-``{"type": "error", "id": 7, "data": {"code", "message", "field"?}}``. The
-first server frame is ``{"type": "session", "data": {"sid", "heartbeat_interval",
+``{"type": "error", "id": 7, "data": {"code", "message", "field"?}}``; a
+``ping`` with an ``id`` is answered ``{"type": "pong", "id": 7, "data": ...}``.
+Every answer to a frame with a valid ``id`` carries it, errors about the frame
+itself included (a missing ``type``, an unknown key). The first server frame
+is ``{"type": "session", "data": {"sid", "heartbeat_interval",
 "heartbeat_timeout", "user_id", "tenant_id", "role"}}``.
 """
 
@@ -36,24 +39,34 @@ class Frame:
     id: int | str | None = None
 
 
+class FrameError(ClientError):
+    """A frame that is not a valid envelope; ``id`` is its ``id`` when that
+    much could be read, so that the error frame answers the right request."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None,
+                 id: int | str | None = None) -> None:
+        super().__init__(code, message, field=field)
+        self.id = id
+
+
 def decode(text: str | bytes) -> Frame:
-    """Parse one client frame; raise :class:`ClientError` if it is not an envelope."""
+    """Parse one client frame; raise :class:`FrameError` if it is not an envelope."""
     try:
         obj = jsontext.loads(text)
     except (ValueError, UnicodeDecodeError):
-        raise ClientError(INVALID_JSON, "frame is not valid JSON") from None
+        raise FrameError(INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(obj, dict):
-        raise ClientError(INVALID_FRAME, "frame must be a JSON object")
-    kind = obj.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise ClientError(INVALID_FRAME, "frame needs a string 'type'", field="type")
+        raise FrameError(INVALID_FRAME, "frame must be a JSON object")
     ident = obj.get("id")
     if ident is not None and (isinstance(ident, bool) or not isinstance(ident, int | str)):
-        raise ClientError(INVALID_FRAME, "'id' must be a number or a string", field="id")
+        raise FrameError(INVALID_FRAME, "'id' must be a number or a string", field="id")
+    kind = obj.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise FrameError(INVALID_FRAME, "frame needs a string 'type'", field="type", id=ident)
     extra = set(obj) - {"type", "data", "id"}
     if extra:
-        raise ClientError(INVALID_FRAME, f"unknown key {sorted(extra)[0]!r}",
-                          field=sorted(extra)[0])
+        raise FrameError(INVALID_FRAME, f"unknown key {sorted(extra)[0]!r}",
+                         field=sorted(extra)[0], id=ident)
     return Frame(kind, obj.get("data"), ident)
 
 
@@ -64,6 +77,13 @@ def encode_event(event: str, data: Any) -> bytes:
 def encode_request(event: str, data: Any, ident: str) -> bytes:
     """A server event that asks for an answer: the client replies ``{"type": "ack", "id"}``."""
     return _dumps({"type": event, "data": data, "id": ident}).encode()
+
+
+def encode_pong(data: Any, ident: int | str | None) -> bytes:
+    """The answer to a ``ping``: its ``data`` back, and its ``id`` when it had one."""
+    if ident is None:
+        return encode_event("pong", data)
+    return _dumps({"type": "pong", "id": ident, "data": data}).encode()
 
 
 def encode_ack(ident: int | str, data: Any) -> bytes:

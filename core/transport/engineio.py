@@ -18,8 +18,9 @@ import base64
 import contextlib
 import itertools
 import logging
+import math
 import secrets
-from contextlib import aclosing
+from collections.abc import Awaitable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +32,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
+from ..apidocs import documented
 from ..args import Args, wire_arguments
 from ..auth import AuthError
 from ..broker import BrokerUnavailable
@@ -46,6 +48,7 @@ from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
 from ..recovery import Recovery, SavedSession
 from ..session import Session
 from ..supervise import log_failure
+from ..timers import Timer
 from .answers import OrderedAnswers
 from .front import RequestHead
 from .inbox import drain, send_in_turn
@@ -160,8 +163,13 @@ class EngineSocket:
         self.pids: dict[str, str] = {}
         self.decoder = sio.Decoder()
         self.close_reason = "transport_close"
-        self._pong = trio.Event()
-        self._wake: trio.CancelScope | None = None
+        #: The next heartbeat on the server's timers (ping, pong deadline, token
+        #: expiry, connect timeout); None before ``run`` and once ending.
+        self._heartbeat: Timer | None = None
+        self._next_ping = math.inf
+        self._connect_by = math.inf
+        #: While a ping waits for its pong: when the pong is due.
+        self._pong_deadline: float | None = None
         self._calls: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
         #: Events and disconnects for the handler task, in arrival order (made
@@ -286,7 +294,10 @@ class EngineSocket:
         if kind == eio.PacketType.MESSAGE:
             await self._on_message(packet.data)
         elif kind == eio.PacketType.PONG:
-            self._pong.set()
+            if self._pong_deadline is not None:
+                self._pong_deadline = None
+                self._next_ping = trio.current_time() + self.app.config.heartbeat.interval
+                self._arm_heartbeat()
         elif kind == eio.PacketType.CLOSE:
             self.close("transport_close", kind=eio.CloseKind.CLIENT)
         elif kind in (eio.PacketType.NOOP, eio.PacketType.PING, eio.PacketType.UPGRADE):
@@ -545,15 +556,22 @@ class EngineSocket:
 
     async def run(self, channel: WsChannel | None = None, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The session's own task: heartbeat and token expiry (and, for a session
-        that starts on a WebSocket, its ``channel``), until closed."""
+        """The session's own task until it is closed: its heartbeat and token
+        expiry are on the server's timers; a session that starts on a WebSocket
+        reads its ``channel`` here (its writer runs in this nursery)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._heartbeat)
-                if channel is not None:
-                    nursery.start_soon(partial(self.serve_channel, channel, upgrade=False))
+                now = trio.current_time()
+                self._next_ping = now + self.app.config.heartbeat.interval
+                self._connect_by = now + self.server.config.connect_timeout
+                self._arm_heartbeat()
                 task_status.started()
+                if channel is not None:
+                    # this task reads the WebSocket; its writer runs in this nursery
+                    # and cancels it once the channel is over
+                    channel.attach(nursery)
+                    await self._read_channel(channel, upgrade=False)
                 await self._closing.wait()
                 if channel is not None:
                     await channel.peer_closed.wait()  # let the close frame out
@@ -561,6 +579,8 @@ class EngineSocket:
         finally:
             if self._inbox_send is not None:
                 self._inbox_send.close()
+            self.app.timers.cancel(self._heartbeat)
+            self._heartbeat = None
             with trio.CancelScope(shield=True):
                 for namespace, session in list(self.sessions.items()):
                     await self._save_for_recovery(namespace, session)
@@ -601,86 +621,86 @@ class EngineSocket:
                 log.info("%s: session %s not saved for recovery: %s", self.sid, session.id,
                          exc)
 
-    async def _heartbeat(self) -> None:
+    def _arm_heartbeat(self) -> None:
+        """(Re)schedule the heartbeat at the next ping (or pong deadline), token
+        expiry or connect timeout, whichever comes first."""
+        timers = self.app.timers
+        timers.cancel(self._heartbeat)
+        self._heartbeat = None
+        if self.ending:
+            return
+        expiry = min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
+                     default=math.inf)
+        deadline = min(self._next_ping if self._pong_deadline is None else self._pong_deadline,
+                       expiry, self._connect_by)
+        if deadline < math.inf:
+            self._heartbeat = timers.at(deadline, self)
+
+    def due(self) -> None:
         """Ping every interval, expect the pong within the timeout; expire tokens;
         close the session if no namespace is connected at the connect timeout."""
-        interval = self.app.config.heartbeat.interval
-        timeout = self.app.config.heartbeat.timeout
-        next_ping = trio.current_time() + interval
-        connect_by = trio.current_time() + self.server.config.connect_timeout
-        pong_deadline: float | None = None
-        while True:
-            expiry = min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
-                         default=float("inf"))
-            deadline = min(next_ping if pong_deadline is None else pong_deadline, expiry,
-                           connect_by)
-            with trio.CancelScope(deadline=deadline) as wake:
-                self._wake = wake
-                if pong_deadline is None:
-                    await trio.sleep_forever()
-                else:
-                    await self._pong.wait()
-            now = trio.current_time()
-            if now >= connect_by:
-                connect_by = float("inf")
-                if not self.sessions:
-                    log.info("%s: no namespace connected within %ss: closed", self.sid,
-                             self.server.config.connect_timeout)
-                    self.app.metrics.handshake_rejects.labels("connect_timeout").inc()
-                    self.close("connect_timeout")
-                    return
-            for namespace, session in list(self.sessions.items()):
-                if now >= self.app.expiry_deadline(session.identity):
-                    log.info("%s: token of session %s expired", self.sid, session.id)
-                    self.disconnect_namespace(namespace, "token_expired")
-            if pong_deadline is not None:
-                if self._pong.is_set():
-                    pong_deadline = None
-                    next_ping = now + interval
-                elif now >= pong_deadline:
-                    log.info("%s: ping timeout", self.sid)
-                    self.close("heartbeat_timeout", CloseCode.HEARTBEAT_TIMEOUT,
-                               kind=eio.CloseKind.ERROR)
-                    return
-            elif now >= next_ping:
-                self._pong = trio.Event()
-                self.send_packet(str(int(eio.PacketType.PING)))
-                pong_deadline = now + timeout
+        self._heartbeat = None
+        if self.ending:
+            return
+        now = trio.current_time()
+        if now >= self._connect_by:
+            self._connect_by = math.inf
+            if not self.sessions:
+                log.info("%s: no namespace connected within %ss: closed", self.sid,
+                         self.server.config.connect_timeout)
+                self.app.metrics.handshake_rejects.labels("connect_timeout").inc()
+                self.close("connect_timeout")
+                return
+        for namespace, session in list(self.sessions.items()):
+            if now >= self.app.expiry_deadline(session.identity):
+                log.info("%s: token of session %s expired", self.sid, session.id)
+                self.disconnect_namespace(namespace, "token_expired")
+        if self._pong_deadline is not None:
+            if now >= self._pong_deadline:
+                log.info("%s: ping timeout", self.sid)
+                self.close("heartbeat_timeout", CloseCode.HEARTBEAT_TIMEOUT,
+                           kind=eio.CloseKind.ERROR)
+                return
+        elif now >= self._next_ping:
+            self.send_packet(str(int(eio.PacketType.PING)))
+            self._pong_deadline = now + self.app.config.heartbeat.timeout
+        self._arm_heartbeat()
 
     def identity_changed(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
+        if self._heartbeat is not None:
+            self._arm_heartbeat()
 
     # -- websocket ---------------------------------------------------------
 
     async def serve_channel(self, channel: WsChannel, *, upgrade: bool) -> None:
         """Run a WebSocket for this session: with ``upgrade`` (the session is
         UPGRADING), the probe and the upgrade first; then its packets."""
+        async with trio.open_nursery() as nursery:
+            channel.attach(nursery)
+            await self._read_channel(channel, upgrade=upgrade)
+
+    async def _read_channel(self, channel: WsChannel, *, upgrade: bool) -> None:
+        """Read ``channel`` until it ends (its writer runs meanwhile)."""
         if upgrade:
             self._probe = channel
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._write, channel, nursery.cancel_scope)
-            try:
-                async with aclosing(channel.messages()) as messages:
-                    async for message in messages:
-                        if not await self._on_ws_message(channel, message):
-                            break
-            except MessageTooBig as exc:
-                log.info("%s: %s", self.sid, exc)
-                channel.end_reason = "message_too_big"
-                if self.channel is channel:
-                    self.close("message_too_big", CloseCode.MESSAGE_TOO_BIG)
-                else:
-                    channel.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            finally:
-                if self.channel is channel:
-                    if not self.ending:
-                        reason = channel.end_reason or "transport_close"
-                        self.close("transport_close" if reason == "client" else reason)
-                else:
-                    if self._probe is channel:  # the probe went away: polling goes on
-                        self.end_upgrade()
-                    channel.close(1000)
+        try:
+            await channel.read(partial(self._on_ws_message, channel))
+        except MessageTooBig as exc:
+            log.info("%s: %s", self.sid, exc)
+            channel.end_reason = "message_too_big"
+            if self.channel is channel:
+                self.close("message_too_big", CloseCode.MESSAGE_TOO_BIG)
+            else:
+                channel.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        finally:
+            if self.channel is channel:
+                if not self.ending:
+                    reason = channel.end_reason or "transport_close"
+                    self.close("transport_close" if reason == "client" else reason)
+            else:
+                if self._probe is channel:  # the probe went away: polling goes on
+                    self.end_upgrade()
+                channel.close(1000)
 
     async def _on_ws_message(self, channel: WsChannel, message: str | bytes) -> bool:
         """Handle one WebSocket message; False to stop reading."""
@@ -701,10 +721,6 @@ class EngineSocket:
             self._protocol_error(str(exc))
             return False
         return not self.ending
-
-    async def _write(self, channel: WsChannel, scope: trio.CancelScope) -> None:
-        await channel.writer()
-        scope.cancel()
 
     def _upgrade_step(self, channel: WsChannel, packet: eio.Packet) -> None:
         if self.state is not eio.EngineState.UPGRADING or self._probe is not channel:
@@ -778,7 +794,10 @@ class EngineIOServer:
 
     # -- websocket ---------------------------------------------------------
 
-    async def serve_websocket(self, stream: trio.abc.Stream, head: RequestHead) -> None:
+    async def serve_websocket(self, stream: trio.abc.Stream,
+                              head: RequestHead) -> Awaitable[None] | None:
+        """Accept a WebSocket (a new session's, or one probing an upgrade);
+        return its work for the caller to await, None when it was refused."""
         query = parse_qs(urlsplit(head.raw.split(b" ", 2)[1].decode("latin-1")).query)
         ws = WSConnection(ConnectionType.SERVER)
         try:
@@ -788,7 +807,7 @@ class EngineIOServer:
             req = None
         if req is None:
             await send_quietly(stream, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-            return
+            return None
         origin = dict(req.extra_headers).get(b"origin")
         sid = query.get("sid", [None])[0]
         engine = self.engines.get(sid) if sid else None
@@ -804,35 +823,32 @@ class EngineIOServer:
             body = {"code": int(error), "message": eio.ERROR_MESSAGES[error]}
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
             await send_quietly(stream, reject_bytes(ws, status, body))
-            return
+            return None
         if engine is not None:
             # from here a second WebSocket for this sid is refused
             engine.begin_upgrade()
         if not await send_quietly(stream, ws.send(AcceptConnection())):
             if engine is not None:
                 engine.end_upgrade()
-            return
-        assert ws.connection is not None  # keep only the frame-level state
-        channel = WsChannel(stream, ws.connection,
+            return None
+        # none of wsproto's state is kept (the channel makes a frame-level
+        # connection only for frames it does not parse itself)
+        channel = WsChannel(stream,
                             outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)
         handshake = from_request("socket.io", req.target, req.extra_headers,
                                  remote_addr=peer_address(stream))
-        # the handshake's state must not live as long as the connection
-        del ws, req, query, head, origin
-        try:
-            if engine is not None:
-                await engine.serve_channel(channel, upgrade=True)
-                return
-            engine = self._new_engine(handshake)
-            engine.channel = channel
-            channel.send_text(self._open_packet(engine.sid, []))
-            engine.opened()
-            await engine.run(channel)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await stream.aclose()
+        # The connection's work is handed back to be awaited by the caller, which
+        # closes the stream after it: this frame (and the handshake's state)
+        # does not live as long as the connection.
+        if engine is not None:
+            return engine.serve_channel(channel, upgrade=True)
+        engine = self._new_engine(handshake)
+        engine.channel = channel
+        channel.send_text(self._open_packet(engine.sid, []))
+        engine.opened()
+        return engine.run(channel)
 
     # -- long-polling ------------------------------------------------------
 
@@ -868,6 +884,19 @@ class EngineIOServer:
             status=status, content_type="application/json")
         return self._cors(response)
 
+    @documented(
+        "Engine.IO v4 long-polling (Socket.IO's HTTP transport)",
+        description="GET without `sid` opens an Engine.IO session (the open packet); with "
+                    "`sid`, GET waits for the server's packets and POST sends the client's "
+                    "(Engine.IO packets separated by `\\x1e`). `socket.io-client` does "
+                    "this; authentication is Socket.IO's, in the namespace CONNECT.",
+        query={"EIO": {"enum": ["4"]}, "transport": {"enum": ["polling"]}, "sid": str,
+               "t": str},
+        required_query=("EIO", "transport"),
+        body={"type": "string"}, body_media_type="text/plain",
+        responses={200: ("Engine.IO packets", "text/plain"),
+                   400: "a bad request (Engine.IO's `{code, message}`)",
+                   403: "an Origin not in `server.allowed_origins`"})
     async def _polling(self) -> Response:
         if not origin_allowed(self.app.config.server.allowed_origins,
                               request.headers.get("Origin")):

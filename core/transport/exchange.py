@@ -15,6 +15,11 @@ responding     the last byte of the body                           none (the app
 idle           the end of the response                             ``http.keep_alive_timeout``
 =============  ==================================================  =======================
 
+A response that goes out before the request's body has all been received
+(the app refused it without reading it) closes the connection
+(``Connection: close``): hypercorn drops the rest of such a body and would
+never read the next request of a kept-alive connection.
+
 The connection's stream reports bytes arriving (:meth:`ExchangeTimer.data_received`)
 and an ASGI wrapper (:func:`timed_asgi`) reports the request starting, its
 body complete and the response complete. The same wrapper ends a request
@@ -112,6 +117,16 @@ def _closes(scope: Scope) -> bool:
     return b"close" in tokens
 
 
+def _has_body(scope: Scope) -> bool:
+    """Does the request come with a body (a non-zero Content-Length, or chunks)?"""
+    for name, value in scope.get("headers") or ():
+        name = name.lower()
+        if name == b"transfer-encoding" or (name == b"content-length"
+                                            and value.strip() not in (b"0", b"")):
+            return True
+    return False
+
+
 def timed_asgi(app: Any) -> Any:
     """``app`` (an ASGI application) reporting each exchange's phases to the connection's timer, and
     answering 500 (logged once) when it raises before responding."""
@@ -125,18 +140,33 @@ def timed_asgi(app: Any) -> Any:
             timer.request_started()
         last = _closes(scope)
         responded = False
+        received = not _has_body(scope)
 
         async def timed_receive() -> Message:
+            nonlocal received
             message = await receive()
-            if timer is not None and (message["type"] == "http.disconnect" or (
-                    message["type"] == "http.request" and not message.get("more_body"))):
-                timer.request_complete()
+            if message["type"] == "http.disconnect" or (
+                    message["type"] == "http.request" and not message.get("more_body")):
+                received = True
+                if timer is not None:
+                    timer.request_complete()
             return message
 
         async def timed_send(message: Message) -> None:
-            nonlocal responded
+            nonlocal responded, last
             responded = True
-            if timer is not None and message["type"] == "http.response.body" \
+            if message["type"] == "http.response.start" and not received and not last:
+                # Answered before the request's body has all come (a refused
+                # key, an unknown session): hypercorn drops the rest of the
+                # body and never reads the next request on this connection.
+                # The client is told to use a new one.
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"connection", b"close")]}
+                last = True
+            if timer is not None and message["type"] == "websocket.accept":
+                timer.request_complete()  # a WebSocket lasts as long as its app wants
+            if timer is not None and message["type"] in (
+                    "http.response.body", "websocket.http.response.body") \
                     and not message.get("more_body"):
                 # Before the send: the app is cancelled as soon as hypercorn has
                 # taken the last part, which may interrupt this await.

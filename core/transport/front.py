@@ -17,6 +17,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -234,29 +235,31 @@ class PrefixedStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
-Handler = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
+#: Serves a connection whose head has been read; what it returns, when not
+#: None, is the rest of its work, awaited by the caller in its place.
+Handler = Callable[[trio.abc.Stream, RequestHead], Awaitable[Any]]
 
 
 async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, Handler],
-                http: Handler, http_paths: dict[tuple[str, str], Handler] | None = None) -> None:
-    """Read the head of one connection and hand it to the right server."""
+                http: Handler, http_paths: dict[tuple[str, str], Handler] | None = None
+                ) -> Awaitable[Any] | None:
+    """Read the head of one connection; return the right server's work on it
+    for the caller to await (None when the connection was refused here)."""
     try:
         with trio.fail_after(timeout):
             head = await read_head(stream)
     except HeadError as exc:
         await refuse(stream, exc)
-        return
+        return None
     except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await trio.aclose_forcefully(stream)
-        return
+        return None
     if head.is_websocket:
         handler = ws_paths.get(head.path)
         if handler is None:  # (hypercorn has nothing to upgrade either)
             await refuse(stream, HeadError(f"no WebSocket endpoint at {head.path}", 404))
-            return
+            return None
     else:
         handler = (http_paths or {}).get((head.method, head.path))
-    serving = (handler or http)(stream, head)
-    del head  # a long-lived connection must not keep its request head alive here
-    await serving
+    return (handler or http)(stream, head)

@@ -2,9 +2,10 @@
 
 wsproto does the handshake; :class:`~.wschannel.WsChannel` parses client
 frames and writes server frames (encoded once by :mod:`..protocol.wsframe`)
-from the connection's outbox, one write per wake-up. Each connection is a
-small task tree under its own nursery: the reader (this coroutine), the writer
-and the heartbeat.
+from the connection's outbox, one write per wake-up. An idle connection is
+one task, its reader, in a nursery of its own where a writer starts when
+frames are queued and the handler of its events with the first event; its
+heartbeat is a deadline on the server's shared timers (:mod:`..timers`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import struct
 import time
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -32,6 +34,7 @@ from ..protocol import envelope
 from ..protocol.wsframe import OP_PING, ping_frame, text_frame
 from ..session import Session
 from ..supervise import log_failure
+from ..timers import Timer
 from .answers import OrderedAnswers
 from .front import error_response
 from .inbox import drain, send_in_turn
@@ -76,14 +79,22 @@ class WebSocketConnection:
     """One plain-WebSocket client; implements the core's ``Transport``."""
 
     protocol = "ws"
+    __slots__ = (
+        "_answers", "_calls", "_draining", "_heartbeat", "_inbox", "_next_call", "_next_ping",
+        "_nursery", "_pong_deadline", "app", "channel", "close_reason", "session",
+    )
 
     def __init__(self, app: App, channel: WsChannel) -> None:
         self.app = app
         self.channel = channel
         self.session: Session | None = None
         self.close_reason: str | None = None
-        self._wake_heartbeat: trio.CancelScope | None = None
-        self._calls: dict[str, tuple[trio.Event, list[Any]]] = {}
+        #: The next heartbeat on the server's timers (None once the connection closes).
+        self._heartbeat: Timer | None = None
+        self._next_ping = math.inf
+        self._pong_deadline = math.inf
+        #: Server-to-client calls waiting for their ack (made with the first).
+        self._calls: dict[str, tuple[trio.Event, list[Any]]] | None = None
         self._next_call = 0
         self._nursery: trio.Nursery | None = None
         self._inbox: trio.MemorySendChannel[envelope.Frame] | None = None
@@ -140,24 +151,32 @@ class WebSocketConnection:
         ident = f"s{self._next_call}"
         done = trio.Event()
         result: list[Any] = []
-        self._calls[ident] = (done, result)
+        if self._calls is None:
+            self._calls = {}
+        calls = self._calls
+        calls[ident] = (done, result)
         try:
             self.send(text_frame(envelope.encode_request(event, data, ident)))
             with trio.fail_after(timeout):
                 await done.wait()
         finally:
-            self._calls.pop(ident, None)
+            calls.pop(ident, None)
         return result[0]
 
     def identity_changed(self) -> None:
         """Re-arm the token-expiry timer after a re-authentication."""
-        if self._wake_heartbeat is not None:
-            self._wake_heartbeat.cancel()
+        if self._heartbeat is not None:
+            self._arm_heartbeat()
 
     # -- the task tree -----------------------------------------------------
 
-    async def run(self, session: Session) -> None:
+    async def run(self, session: Session, connections: set[WebSocketConnection] | None = None,
+                  closed: Callable[[], None] | None = None) -> None:
+        """Serve the accepted connection as ``session`` until it is over (in
+        ``connections`` meanwhile; ``closed()`` called at the end)."""
         self.session = session
+        if connections is not None:
+            connections.add(self)
         cfg = self.app.config
         ident = session.identity
         self.channel.send(text_frame(envelope.encode_event("session", {
@@ -172,10 +191,16 @@ class WebSocketConnection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._writer, nursery.cancel_scope)
-                nursery.start_soon(self._heartbeat)
+                self.channel.attach(nursery)
+                hb = cfg.heartbeat
+                self._next_ping = trio.current_time() + hb.interval
+                self._arm_heartbeat()
                 await self.app.open_session(session)
-                await self._reader()
+                try:  # (read here: one coroutine frame less per connection)
+                    await self.channel.read(self._on_message)
+                except MessageTooBig as exc:
+                    self._error(ClientError("payload_too_large", str(exc)))
+                    self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 # The peer is gone or has closed: let the writer flush, then stop.
                 self.close(CloseCode.GOING_AWAY, "closing")
         except Exception as exc:
@@ -186,72 +211,83 @@ class WebSocketConnection:
             log_failure(f"websocket session {session.id}", exc)
             await self.channel.abort(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            self.app.timers.cancel(self._heartbeat)
+            self._heartbeat = None
+            if self.channel.end_reason == "not_reading":
+                log.info("%s does not read: connection cut", session.id)
             reason = self.close_reason or _peer_reason(self.channel.end_reason)
-            await self.app.close_session(session, reason)
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await self.channel.stream.aclose()
+            try:
+                await self.app.close_session(session, reason)
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await self.channel.stream.aclose()
+            finally:
+                if connections is not None:
+                    connections.discard(self)
+                if closed is not None:
+                    closed()
 
-    async def _writer(self, scope: trio.CancelScope) -> None:
-        await self.channel.writer()
-        if self.channel.end_reason == "not_reading":
-            log.info("%s does not read: connection cut", self.session.id if self.session else "?")
-        scope.cancel()
-
-    async def _heartbeat(self) -> None:
-        hb = self.app.config.heartbeat
+    def _arm_heartbeat(self) -> None:
+        """(Re)schedule the heartbeat at the next ping, pong deadline or token
+        expiry, whichever comes first (on the server's shared timers)."""
         assert self.session is not None
-        channel = self.channel
-        next_ping = trio.current_time() + hb.interval
-        pong_deadline = float("inf")
-        while True:
-            expiry = self.app.expiry_deadline(self.session.identity)
-            with trio.CancelScope(deadline=min(next_ping, pong_deadline, expiry)) as wake:
-                self._wake_heartbeat = wake
-                await trio.sleep_forever()
-            now = trio.current_time()
-            if now >= self.app.expiry_deadline(self.session.identity):
-                self.close_reason = "token_expired"
-                self.close(CloseCode.UNAUTHORIZED, "token expired")
-                return
-            if now >= pong_deadline:
-                if not channel.alive:
-                    log.info("heartbeat timeout %s", self.session.id)
-                    self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                    return
-                pong_deadline = float("inf")
-            if now >= next_ping:
-                channel.alive = False
-                channel.send(ping_frame(struct.pack("!d", time.time())))
-                next_ping = now + hb.interval
-                pong_deadline = now + hb.timeout
+        timers = self.app.timers
+        timers.cancel(self._heartbeat)
+        self._heartbeat = None
+        if self.channel.closing:
+            return
+        deadline = min(self._next_ping, self._pong_deadline,
+                       self.app.expiry_deadline(self.session.identity))
+        if deadline < math.inf:
+            self._heartbeat = timers.at(deadline, self)
 
-    async def _reader(self) -> None:
-        try:
-            async with aclosing(self.channel.messages()) as messages:
-                async for message in messages:
-                    if isinstance(message, bytes):
-                        self._error(ClientError("unsupported_data",
-                                                "binary frames are not accepted"))
-                        self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
-                        return
-                    await self._handle_text(message)
-        except MessageTooBig as exc:
-            self._error(ClientError("payload_too_large", str(exc)))
-            self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+    def due(self) -> None:
+        """A heartbeat deadline: expire the token, time out a silent peer, ping."""
+        self._heartbeat = None
+        session, channel = self.session, self.channel
+        if session is None or channel.closing:
+            return
+        now = trio.current_time()
+        if now >= self.app.expiry_deadline(session.identity):
+            self.close_reason = "token_expired"
+            self.close(CloseCode.UNAUTHORIZED, "token expired")
+            return
+        if now >= self._pong_deadline:
+            if not channel.alive:
+                log.info("heartbeat timeout %s", session.id)
+                self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                return
+            self._pong_deadline = math.inf
+        if now >= self._next_ping:
+            hb = self.app.config.heartbeat
+            channel.alive = False
+            channel.send(ping_frame(struct.pack("!d", time.time())))
+            self._next_ping = now + hb.interval
+            self._pong_deadline = now + hb.timeout
+        self._arm_heartbeat()
+
+    async def _on_message(self, message: str | bytes) -> bool:
+        """One client message; False to stop reading."""
+        if isinstance(message, bytes):
+            self._error(ClientError("unsupported_data", "binary frames are not accepted"))
+            self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+            return False
+        await self._handle_text(message)
+        return True
 
     async def _handle_text(self, text: str) -> None:
         assert self.session is not None
         try:
             frame = envelope.decode(text)
-        except ClientError as exc:
-            self._error(exc)
-            self._charge("invalid_frame")
+        except envelope.FrameError as exc:
+            self._error(exc, exc.id)
+            self._charge("invalid_frame", exc.id)
             return
         if frame.type == "ping":
             if self._charge("ping", frame.id):
-                self.channel.send(text_frame(envelope.encode_event("pong", frame.data)))
+                self.channel.send(text_frame(envelope.encode_pong(frame.data, frame.id)))
             return
-        if frame.type == "ack" and isinstance(frame.id, str) and frame.id in self._calls:
+        if (frame.type == "ack" and isinstance(frame.id, str) and self._calls
+                and frame.id in self._calls):
             done, result = self._calls.pop(frame.id)
             result.append(frame.data)
             done.set()
@@ -332,38 +368,46 @@ _REASONS = {
 
 
 async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
-                          connections: set[WebSocketConnection], codec: EnvelopeCodec) -> None:
-    """Finish the handshake of an upgrade request whose bytes are ``head``."""
+                          connections: set[WebSocketConnection], codec: EnvelopeCodec,
+                          closed: Callable[[], None] | None = None) -> Awaitable[None] | None:
+    """Finish the handshake of an upgrade request whose bytes are ``head``.
+
+    Returns the accepted connection's work for the caller to await (so that
+    this coroutine's frame is not kept for the connection's life), None when
+    the handshake was refused; ``closed()`` is called once it is all over.
+    """
+    handed_on = False
     try:
-        accepted = await _handshake(app, stream, head)
-    except Exception as exc:  # a bug: this handshake fails alone, with a 500
-        app.metrics.connection_failures.inc()
-        log_failure("websocket handshake", exc)
-        await send_quietly(stream, error_response(500, "internal_error",
-                                                  "the handshake failed on the server"))
-        return
-    if accepted is None:
-        return
-    ws, identity, handshake = accepted
-    # Keep only wsproto's frame-level connection: the handshake's state (an h11
-    # connection, the request and its headers) would stay alive with the socket.
-    assert ws.connection is not None
-    channel = WsChannel(stream, ws.connection, outbox_limit=app.config.server.outbox_max_bytes,
-                        max_message=app.config.server.max_payload,
-                        linger=app.config.server.write_linger)
-    connection = WebSocketConnection(app, channel)
-    del ws, head, accepted
-    session = app.new_session(identity, connection, codec, profile=app.config.server.ws_profile,
-                              handshake=handshake)
-    connections.add(connection)
-    try:
-        await connection.run(session)
+        try:
+            accepted = await _handshake(app, stream, head)
+        except Exception as exc:  # a bug: this handshake fails alone, with a 500
+            app.metrics.connection_failures.inc()
+            log_failure("websocket handshake", exc)
+            await send_quietly(stream, error_response(500, "internal_error",
+                                                      "the handshake failed on the server"))
+            return None
+        if accepted is None:
+            return None
+        identity, handshake = accepted
+        # None of wsproto's state is kept: the handshake's (an h11 connection, the
+        # request and its headers) would stay alive with the socket, and the
+        # channel makes a frame-level connection only for frames it does not
+        # parse itself.
+        channel = WsChannel(stream, outbox_limit=app.config.server.outbox_max_bytes,
+                            max_message=app.config.server.max_payload,
+                            linger=app.config.server.write_linger)
+        connection = WebSocketConnection(app, channel)
+        session = app.new_session(identity, connection, codec,
+                                  profile=app.config.server.ws_profile, handshake=handshake)
+        handed_on = True
+        return connection.run(session, connections, closed)
     finally:
-        connections.discard(connection)
+        if not handed_on and closed is not None:
+            closed()
 
 
 async def _handshake(app: App, stream: trio.abc.Stream,
-                     head: bytes) -> tuple[WSConnection, Identity, Handshake] | None:
+                     head: bytes) -> tuple[Identity, Handshake] | None:
     """Check and accept the upgrade; ``None`` when it was refused (and answered)."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
@@ -400,7 +444,7 @@ async def _handshake(app: App, stream: trio.abc.Stream,
         return None
     if not await send_quietly(stream, ws.send(AcceptConnection())):
         return None
-    return ws, identity, handshake
+    return identity, handshake
 
 
 async def send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:

@@ -12,10 +12,12 @@ not read is cut instead of holding the connection (and its memory) forever.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Iterator
+import math
+import os
+from collections.abc import Awaitable, Callable, Iterator
 
 import trio
-from wsproto.connection import Connection
+from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
@@ -47,46 +49,112 @@ def _unmask(payload: bytearray, mask: bytearray) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
 
 
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket to read ``stream`` from directly (a TCP socket on a POSIX
+    system), or None to read it with ``receive_some``."""
+    if os.name != "posix" or not isinstance(stream, trio.SocketStream):
+        return None
+    return stream.socket
+
+
+def _read_now(fd: int) -> bytes | None:
+    """What the socket has (``b""``: closed or reset), None if nothing yet.
+
+    (A function of its own: the exception of a read that would block is
+    raised and caught here, so the long-lived reader's frame never gets the
+    frame object a traceback needs.)
+    """
+    try:
+        return os.read(fd, RECEIVE_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError:  # reset by the peer
+        return b""
+
+
 class MessageTooBig(Exception):
     """A client message passed the channel's ``max_message``."""
 
 
 class WsChannel:
-    def __init__(self, stream: trio.abc.Stream, ws: Connection, *, outbox_limit: int,
-                 max_message: int, linger: float = 0.0) -> None:
+    """One accepted WebSocket: its reader (:meth:`read`) and its writer.
+
+    The writer is not a task for the connection's life: the first frame queued
+    while none runs starts one (in the nursery given to :meth:`attach`), which
+    writes what is queued, coalesced, and ends when the outbox is empty. An
+    idle connection has no writer task. Once the close frame is out (or the
+    peer stops reading, or the socket breaks) the writer cancels that
+    nursery: the connection is over.
+    """
+
+    __slots__ = (
+        "_close_deadline", "_fragments", "_nursery", "_parts", "_peer_closed", "_peer_ended",
+        "_reading_done", "_size", "_write_scope", "_writer_running", "_writing",
+        "_wsproto_from_here", "alive", "closing", "end_reason", "linger", "max_message",
+        "outbox", "stream", "ws",
+    )
+
+    def __init__(self, stream: trio.abc.Stream, ws: Connection | None = None, *,
+                 outbox_limit: int, max_message: int, linger: float = 0.0) -> None:
         self.stream = stream
+        #: wsproto's frame-level connection, made when a client frame needs it
+        #: (see :meth:`read`): the usual frames are parsed here.
         self.ws = ws
         self.outbox = Outbox(outbox_limit)
         self.max_message = max_message
-        #: Seconds the writer waits after a first frame for more (see Outbox.take).
+        #: Seconds a writer started by a frame waits for more before it writes.
         self.linger = linger
         self.closing = False
         #: Why the channel ended, when the peer ended it (``client``, ``transport_close``...).
         self.end_reason: str | None = None
-        self.peer_closed = trio.Event()
         #: Set on every read; a heartbeat clears it when it pings.
         self.alive = True
-        self._write_scope = trio.CancelScope()
+        self._peer_closed: trio.Event | None = None
+        self._reading_done = False
+        self._nursery: trio.Nursery | None = None
+        self._writer_running = False
+        self._write_scope: trio.CancelScope | None = None
+        #: When what is left must be written by, once the close frame is queued.
+        self._close_deadline = math.inf
         #: A write is under way (cut short, it would leave half a frame on the wire).
         self._writing = False
         #: Reading is over: the peer's close frame came, or its frames broke the protocol.
         self._peer_ended = False
         #: Set at the first client frame that is not simple: from then on
-        #: wsproto parses everything (see ``messages``).
+        #: wsproto parses everything (see ``read``).
         self._wsproto_from_here: int | None = None
-        self._parts: list[str | bytes] = []
+        #: The parts of a fragmented message (wsproto's; made with the first).
+        self._parts: list[str | bytes] | None = None
         self._size = 0
         self._fragments = 0
 
+    @property
+    def peer_closed(self) -> trio.Event:
+        """Set once reading is over (the peer closed, went away or was cut)."""
+        if self._peer_closed is None:
+            self._peer_closed = trio.Event()
+            if self._reading_done:
+                self._peer_closed.set()
+        return self._peer_closed
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Write from now on, in tasks of ``nursery``; cancel it when the
+        channel is over (see the class)."""
+        self._nursery = nursery
+        self._kick()
+
     def send(self, frame: bytes) -> bool:
         """Queue a ready frame; False if the outbox is full (a slow consumer)."""
-        return self.outbox.put(frame)
+        ok = self.outbox.put(frame)
+        if not self._writer_running:
+            self._kick()
+        return ok
 
     def send_text(self, text: str) -> bool:
-        return self.outbox.put(text_frame(text))
+        return self.send(text_frame(text))
 
     def send_binary(self, data: bytes) -> bool:
-        return self.outbox.put(encode_frame(data, OP_BINARY))
+        return self.send(encode_frame(data, OP_BINARY))
 
     def close(self, code: int, reason: str = "", *, drop_queued: bool = False) -> None:
         """Queue a close frame (after what is queued, unless ``drop_queued``)."""
@@ -99,26 +167,52 @@ class WsChannel:
         else:
             self.outbox.put(frame)
             self.outbox.finish()
-        self._write_scope.deadline = trio.current_time() + CLOSE_WAIT
+        self._close_deadline = trio.current_time() + CLOSE_WAIT
+        if self._write_scope is not None:
+            self._write_scope.deadline = self._close_deadline
+        self._kick()
 
-    async def writer(self) -> None:
-        """Write queued frames until the close frame is out, then wait for the
-        peer's; return early if the peer stops reading or goes away."""
+    def _kick(self) -> None:
+        """Start a writer if there is something to write and none runs."""
+        if self._writer_running or self._nursery is None or not self.outbox.pending:
+            return
+        self._writer_running = True
+        self._nursery.start_soon(self._write, name="switchboard.websocket.writer")
+
+    async def _write(self) -> None:
+        """Write what is queued; end when the outbox is empty, or, once the close
+        frame is out, after the peer's close frame: then the channel is over."""
+        outbox = self.outbox
         try:
-            with self._write_scope:
-                while data := await self.outbox.take(self.linger):
+            with trio.CancelScope(deadline=self._close_deadline) as scope:
+                self._write_scope = scope
+                if self.linger > 0 and not outbox.closed:
+                    await trio.sleep(self.linger)
+                while outbox.pending:
+                    data = outbox.take_now()
                     self._writing = True
                     await self.stream.send_all(data)
                     self._writing = False
                     del data  # do not keep the last write (a whole burst) while idle
+                if not outbox.closed:
+                    self._writer_running = False  # idle: the next frame starts a writer
+                    return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.end_reason = self.end_reason or "transport_error"
+            self._over()
             return
-        if self._write_scope.cancelled_caught:
+        finally:
+            self._write_scope = None
+        if scope.cancelled_caught:
             self.end_reason = self.end_reason or "not_reading"
-            return
-        with trio.move_on_after(CLOSE_WAIT):
-            await self.peer_closed.wait()
+        else:
+            with trio.move_on_after(CLOSE_WAIT):
+                await self.peer_closed.wait()
+        self._over()
+
+    def _over(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def abort(self, code: int, reason: str) -> None:
         """After the writer is gone (the connection failed): write a close frame
@@ -132,23 +226,47 @@ class WsChannel:
                     await self.stream.send_all(close_frame(code, reason))
             await trio.aclose_forcefully(self.stream)
 
-    async def messages(self) -> AsyncGenerator[str | bytes, None]:
-        """Complete client messages until the peer closes; raise
-        :class:`MessageTooBig` for a message over ``max_message``.
+    async def read(self, on_message: Callable[[str | bytes], Awaitable[bool]]) -> None:
+        """Read complete client messages until the peer closes, awaiting
+        ``on_message(message)`` for each (it returns False to stop reading);
+        raise :class:`MessageTooBig` for a message over ``max_message``.
 
         The usual client frame (a whole text or binary message in one masked
         frame, or a ping or pong) is parsed here, and one announcing more than
         ``max_message`` is refused from its header; at the first frame of any
         other kind (a fragment, a close, anything malformed) the rest of the
         connection goes through wsproto, from that frame on.
+
+        On a socket the reader waits for it to be readable and reads it itself:
+        an idle connection is this one coroutine waiting, not the stack of a
+        high-level ``receive_some``.
         """
         buffer = bytearray()
+        sock = _socket_of(self.stream)
+        data: bytes | bytearray | None
         try:
             while True:
-                try:
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
+                message: str | bytes | None = None  # (the last one not kept while waiting)
+                if sock is None:
+                    try:
+                        data = await self.stream.receive_some(RECEIVE_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = b""
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    # the descriptor is asked for each time (-1 once the socket is
+                    # closed): a number kept would be another socket's after a close
+                    fd = sock.fileno()
+                    data = _read_now(fd) if fd >= 0 else b""
+                    if data is None:
+                        try:
+                            await trio.lowlevel.wait_readable(fd)
+                        except (trio.ClosedResourceError, OSError):
+                            data = b""
+                        else:
+                            continue
+                    else:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                 if not data:
                     self.end_reason = self.end_reason or "transport_close"
                     return
@@ -158,20 +276,26 @@ class WsChannel:
                     consumed = 0
                     for message, offset in self._simple_frames(buffer):
                         consumed = offset
-                        if message is not None:
-                            yield message
+                        if message is not None and not await on_message(message):
+                            return
                     if self._peer_ended:
                         return
-                    del buffer[:consumed]
+                    if consumed == len(buffer):  # (a new one: del keeps the memory)
+                        buffer = bytearray()
+                    else:
+                        del buffer[:consumed]
                     if self._wsproto_from_here is None:
                         continue
                     data, buffer = bytes(buffer), bytearray()
                 for message in self._wsproto_messages(bytes(data)):
-                    yield message
+                    if not await on_message(message):
+                        return
                 if self._peer_ended:
                     return
         finally:
-            self.peer_closed.set()
+            self._reading_done = True
+            if self._peer_closed is not None:
+                self._peer_closed.set()
 
     def _simple_frames(self, buffer: bytearray) -> Iterator[tuple[str | bytes | None, int]]:
         """(message or None, offset after the frame) for each simple frame at the
@@ -209,7 +333,7 @@ class WsChannel:
             elif head == 0x82:
                 yield payload, pos
             elif head == 0x89:
-                self.outbox.put(encode_frame(payload, OP_PONG))
+                self.send(encode_frame(payload, OP_PONG))
                 yield None, pos
             else:  # a pong: the read itself counts as alive
                 yield None, pos
@@ -218,6 +342,8 @@ class WsChannel:
         """The complete messages wsproto parses out of ``data``; sets
         ``_peer_ended`` at a close frame or a protocol error."""
         messages: list[str | bytes] = []
+        if self.ws is None:
+            self.ws = Connection(ConnectionType.SERVER)
         try:
             self.ws.receive_data(data)
             events = list(self.ws.events())
@@ -234,6 +360,8 @@ class WsChannel:
                 self._fragments += 1
                 if self._fragments > MAX_FRAGMENTS:
                     raise MessageTooBig(f"message in more than {MAX_FRAGMENTS} frames")
+                if self._parts is None:
+                    self._parts = []
                 if event.data or event.message_finished:
                     self._parts.append(bytes(event.data) if isinstance(event, BytesMessage)
                                        else event.data)
@@ -242,10 +370,10 @@ class WsChannel:
                         "".join(self._parts) if isinstance(event, TextMessage)  # type: ignore[arg-type]
                         else b"".join(self._parts)  # type: ignore[arg-type]
                     )
-                    self._parts, self._size, self._fragments = [], 0, 0
+                    self._parts, self._size, self._fragments = None, 0, 0
                     messages.append(message)
             elif isinstance(event, Ping):
-                self.outbox.put(encode_frame(bytes(event.payload), OP_PONG))
+                self.send(encode_frame(bytes(event.payload), OP_PONG))
             elif isinstance(event, CloseConnection):
                 self.end_reason = self.end_reason or "client"
                 if not self.closing:

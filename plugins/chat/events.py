@@ -12,6 +12,7 @@ from switchboard.core import (
     Rate,
     Session,
     incoming,
+    object_schema,
     outgoing,
 )
 
@@ -31,26 +32,43 @@ def _stored_message(stored: Stored) -> dict[str, Any]:
     return stored.message
 
 
+#: A stored message, as ``message:new``, the ``message:send`` ack and the history give it.
+MESSAGE = object_schema("conversationId", "senderRole", "type", "content", id=int,
+                        senderId=str, clientId=str, createdAt=float,
+                        status={"enum": ["sent", "delivered", "read"]},
+                        optional=["clientId"])
+#: The answer of a join: ``success`` false with the error when refused.
+JOINED = object_schema(success=bool, conversationId=str,
+                       error={"$ref": "#/components/schemas/Error"}, optional=["error"])
+RECEIPT = object_schema(conversationId=str, messageId=int, userId=str,
+                        status={"enum": ["delivered", "read"]})
+
+
 class ChatEvents:
     def __init__(self, chat: Chat) -> None:
         self.chat = chat
 
     def specs(self) -> list[EventSpec]:
         return [
-            incoming("conversation:join", ConversationRef, self.join,
+            incoming("conversation:join", ConversationRef, self.join, ack=JOINED,
                      doc="Join conversation:{id}; ack {success, conversationId, error?}."),
             incoming("conversation:leave", ConversationRef, self.leave,
+                     ack=object_schema(success=bool, conversationId=str),
                      doc="Leave conversation:{id}; ack {success, conversationId}."),
             incoming("message:send", SendMessage, self.send, rate=Rate(rate=20.0, burst=40.0),
+                     ack=MESSAGE,
                      doc="Store and broadcast a message; ack the stored message."),
             incoming("message:history", HistoryRequest, self.history,
+                     ack=object_schema("nextBefore", messages={"type": "array", "items": MESSAGE},
+                                       hasMore=bool),
                      doc="Ack {messages, hasMore, nextBefore}; `after` catches up."),
-            incoming("message:delivered", Receipt, self.delivered,
+            incoming("message:delivered", Receipt, self.delivered, ack=RECEIPT,
                      doc="Mark messages up to messageId delivered to you."),
-            incoming("message:read", Receipt, self.read,
+            incoming("message:read", Receipt, self.read, ack=RECEIPT,
                      doc="Mark messages up to messageId read by you."),
-            outgoing("message:new", doc="To conversation:{id}: a stored message."),
-            outgoing("message:status",
+            outgoing("message:new", rooms=["conversation:{conversationId}"], schema=MESSAGE,
+                     doc="To conversation:{id}: a stored message."),
+            outgoing("message:status", rooms=["conversation:{conversationId}"], schema=RECEIPT,
                      doc="To conversation:{id}: {conversationId, messageId, userId, status}."),
         ]
 

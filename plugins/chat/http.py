@@ -12,20 +12,27 @@ from switchboard.core import (
     ClientError,
     api_key_tenant,
     check_identifier,
+    documented,
     error_response,
     read_json,
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .payloads import AddParticipant, CreateConversation, PostMessage
 from .service import Chat
+
+TENANT = {"tenant": IDENTIFIER}
 
 
 def blueprint(chat: Chat) -> Blueprint:
     bp = Blueprint("chat", __name__)
 
     @bp.post("/api/v1/conversations")
+    @documented("Create a conversation with its participants", body=CreateConversation,
+                responses={201: "`{id, tenant, title, participants}`",
+                           409: "a conversation of that id exists"})
     @require_api_key
     async def create() -> Any:
         body = structure_body(await read_json(), CreateConversation)
@@ -39,6 +46,9 @@ def blueprint(chat: Chat) -> Blueprint:
                 "participants": [attrs.asdict(p) for p in body.participants]}, 201
 
     @bp.get("/api/v1/conversations/<conv_id>")
+    @documented("A conversation and its participants", query=TENANT,
+                responses={200: "`{id, tenant, title, participants}`",
+                           404: "no such conversation"})
     @require_api_key
     async def show(conv_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -50,6 +60,8 @@ def blueprint(chat: Chat) -> Blueprint:
                                  for p in conversation.participants]}
 
     @bp.post("/api/v1/conversations/<conv_id>/participants")
+    @documented("Add a participant (who then receives its messages)", body=AddParticipant,
+                responses={201: "`{userId, role}`", 404: "no such conversation"})
     @require_api_key
     async def add_participant(conv_id: str) -> Any:
         body = structure_body(await read_json(), AddParticipant)
@@ -58,6 +70,8 @@ def blueprint(chat: Chat) -> Blueprint:
         return {"userId": body.userId, "role": body.role}, 201
 
     @bp.delete("/api/v1/conversations/<conv_id>/participants/<user_id>")
+    @documented("Remove a participant", query=TENANT,
+                responses={204: "removed", 404: "not a participant"})
     @require_api_key
     async def remove_participant(conv_id: str, user_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -69,6 +83,10 @@ def blueprint(chat: Chat) -> Blueprint:
         return "", 204
 
     @bp.post("/api/v1/conversations/<conv_id>/messages")
+    @documented("Post a message as a participant (a resend of a clientId answers the "
+                "stored one)", body=PostMessage,
+                responses={201: "the stored message", 200: "the message stored before "
+                           "with that clientId", 404: "no such conversation"})
     @require_api_key
     async def post_message(conv_id: str) -> Any:
         body = structure_body(await read_json(), PostMessage)
@@ -79,6 +97,9 @@ def blueprint(chat: Chat) -> Blueprint:
         return stored.message, 201 if stored.created else 200
 
     @bp.get("/api/v1/conversations/<conv_id>/messages")
+    @documented("A page of the conversation's messages", query={
+        **TENANT, "before": int, "after": int, "limit": int},
+        responses={200: "`{messages, hasMore, nextBefore}`", 404: "no such conversation"})
     @require_api_key
     async def list_messages(conv_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import sqlalchemy as sa
 from quart import Blueprint
 from switchboard.core import App, ChatService, EventSpec, Session, hookimpl, keep_serving
+from switchboard.plugins.migrations import directory as migrations_directory
 
 from .events import ChatEvents
 from .http import blueprint
@@ -33,6 +35,10 @@ class ChatPlugin:
     @hookimpl
     def switchboard_events(self) -> list[EventSpec]:
         return self.events.specs()
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("chat")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

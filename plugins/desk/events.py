@@ -12,6 +12,7 @@ from switchboard.core import (
     Session,
     Ticket,
     incoming,
+    object_schema,
     outgoing,
 )
 
@@ -39,6 +40,18 @@ def _answer(ticket: Ticket) -> dict[str, Any]:
     return {"ticket": ticket.to_json()}
 
 
+TICKET = {"type": "object", "description": "A ticket: {id, subject, status, priority, "
+          "customerId, queueId, assigneeId, conversationId, version, tags, ...}."}
+#: What the events about one ticket answer.
+TICKET_ACK = object_schema(ticket=TICKET)
+#: The announcement of a change of a ticket (``note``: to the agents only).
+CHANGE = object_schema("by", ticket=TICKET, optional=[
+    "reason", "note", "previousAssigneeId", "previousQueueId", "previousStatus"])
+AGENT = object_schema("at", userId=str, status={"enum": ["online", "busy", "away", "offline"]})
+SLA = object_schema("dueAt", ticket=TICKET, target={"enum": ["first_response", "resolution"]})
+QUEUE_ROOMS = ("queue:{queueId}", "tenant:{tenantId}:agents")
+
+
 class DeskEvents:
     def __init__(self, tickets: Tickets, agents: Agents) -> None:
         self.tickets = tickets
@@ -47,57 +60,81 @@ class DeskEvents:
     def specs(self) -> list[EventSpec]:
         return [
             incoming("ticket:join", TicketRef, self.join,
+                     ack=object_schema(success=bool, ticketId=str, ticket=TICKET,
+                                       error={"$ref": "#/components/schemas/Error"},
+                                       optional=["ticket", "error"]),
                      doc="Join ticket:{id} and its conversation; ack {success, ticketId, "
                          "ticket?, error?}."),
             incoming("ticket:leave", TicketRef, self.leave,
+                     ack=object_schema(success=bool, ticketId=str),
                      doc="Leave ticket:{id} and its conversation; ack {success, ticketId}."),
-            incoming("ticket:get", TicketRef, self.get, doc="Ack {ticket}."),
+            incoming("ticket:get", TicketRef, self.get, ack=TICKET_ACK, doc="Ack {ticket}."),
             incoming("ticket:list", ListTickets, self.list, rate=Rate(rate=5.0, burst=20.0),
+                     ack=object_schema("nextBefore", items={"type": "array", "items": TICKET}),
                      doc="Agents: {status?, queueId?, assigneeId?, customerId?, before?, "
                          "limit?}; ack {items, nextBefore}, newest first."),
             incoming("ticket:create", CreateTicket, self.create, rate=_CHANGE,
+                     ack=TICKET_ACK,
                      doc="Agents: create a ticket; ack {ticket}."),
             incoming("ticket:update", UpdateTicket, self.update, rate=_CHANGE,
+                     ack=TICKET_ACK,
                      doc="Agents: {ticketId, version?, subject?, priority?, tags?}; "
                          "ack {ticket}."),
             incoming("ticket:set_status", SetStatus, self.set_status, rate=_CHANGE,
+                     ack=TICKET_ACK,
                      doc="Agents: {ticketId, status, version?}; ack {ticket}."),
             incoming("ticket:assign", AssignTicket, self.assign, rate=_CHANGE,
+                     ack=TICKET_ACK,
                      doc="Agents: {ticketId, userId?, unassign?, version?}: without "
                          "userId, take it (conflict if someone holds it); ack {ticket}."),
             incoming("ticket:transfer", TransferTicket, self.transfer, rate=_CHANGE,
+                     ack=TICKET_ACK,
                      doc="Agents: {ticketId, queueId?, userId?, note?, version?}; "
                          "ack {ticket}."),
             incoming("ticket:close", CloseTicket, self.close, rate=_CHANGE,
+                     ack=TICKET_ACK,
                      doc="Agents: {ticketId, note?, version?}; ack {ticket}."),
             incoming("ticket:reopen", ReopenTicket, self.reopen, rate=_CHANGE,
+                     ack=TICKET_ACK,
                      doc="Agents: {ticketId, version?}; ack {ticket}."),
             incoming("agent:status", SetAgentStatus, self.set_agent_status,
+                     ack=object_schema(userId=str, status=str),
                      rate=Rate(rate=1.0, burst=5.0),
                      doc="Agents: {status: online|busy|away|offline}; ack {userId, status}."),
             incoming("agent:list", None, self.list_agents,
+                     ack=object_schema(agents={"type": "array", "items": object_schema(
+                         userId=str, status=str)}),
                      doc="Agents: ack {agents: [{userId, status}]} of your tenant."),
-            incoming("queue:list", None, self.list_queues,
+            incoming("queue:list", None, self.list_queues, ack=object_schema(queues=list),
                      doc="Agents: ack {queues: [{id, name, strategy, members}]}."),
-            *(outgoing(f"ticket:{kind}",
+            *(outgoing(f"ticket:{kind}", rooms=["tenant:{tenantId}:agents", "user:{userId}"],
+                       schema=CHANGE,
                        doc=f"To the agents and the ticket's customer: {{ticket, by, ...}} "
                            f"({kind}).")
               for kind in ("created", "updated", "assigned", "transferred", "status",
                            "closed", "reopened")),
-            outgoing("ticket:message",
+            outgoing("ticket:message", rooms=["ticket:{ticketId}"],
+                     schema=object_schema(message=dict, ticket=TICKET),
                      doc="To ticket:{id}: {message, ticket}, a message of the ticket's "
                          "conversation with its ticket."),
-            outgoing("ticket:queued", doc="To queue:{id}: {ticket} waits for a free agent."),
-            outgoing("ticket:message_unassigned",
+            outgoing("ticket:queued", rooms=["queue:{queueId}"], schema=object_schema(
+                ticket=TICKET), doc="To queue:{id}: {ticket} waits for a free agent."),
+            outgoing("ticket:message_unassigned", rooms=QUEUE_ROOMS,
+                     schema=object_schema(message=dict, ticket=TICKET),
                      doc="To queue:{id} (agents room without a queue): {message, ticket}, "
                          "a customer wrote in a ticket nobody holds."),
-            outgoing("agent:online", doc="To the agents room: {userId, status, at}."),
-            outgoing("agent:offline", doc="To the agents room: {userId, status, at}."),
-            outgoing("agent:status", doc="To the agents room: {userId, status, at}."),
-            outgoing("sla:warning", doc="To the assignee and queue:{id}: {ticket, target, "
-                                        "dueAt}, a target is near."),
-            outgoing("sla:breached", doc="To the assignee and queue:{id}: {ticket, target, "
-                                         "dueAt}, a target passed."),
+            outgoing("agent:online", rooms=["tenant:{tenantId}:agents"], schema=AGENT,
+                     doc="To the agents room: {userId, status, at}."),
+            outgoing("agent:offline", rooms=["tenant:{tenantId}:agents"], schema=AGENT,
+                     doc="To the agents room: {userId, status, at}."),
+            outgoing("agent:status", rooms=["tenant:{tenantId}:agents"], schema=AGENT,
+                     doc="To the agents room: {userId, status, at}."),
+            outgoing("sla:warning", rooms=["user:{userId}", *QUEUE_ROOMS], schema=SLA,
+                     doc="To the assignee and queue:{id}: {ticket, target, dueAt}, a target "
+                         "is near."),
+            outgoing("sla:breached", rooms=["user:{userId}", *QUEUE_ROOMS], schema=SLA,
+                     doc="To the assignee and queue:{id}: {ticket, target, dueAt}, a target "
+                         "passed."),
         ]
 
     def _agent(self, session: Session) -> None:

@@ -10,14 +10,17 @@ from switchboard.core import (
     MAX_ROW_ID,
     ClientError,
     api_key_tenant,
+    documented,
     error_response,
     read_json,
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .agents import Agents
 from .payloads import (
+    TICKET_STATUSES,
     AssignBody,
     CloseBody,
     CreateTicketBody,
@@ -40,10 +43,19 @@ def _integer(name: str, value: str | None) -> int | None:
     return int(value)
 
 
+TENANT = {"tenant": IDENTIFIER}
+CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID}
+TICKET = "the ticket"
+CHANGE = {200: TICKET, 404: "no such ticket",
+          409: "`conflict`: the ticket changed since `version`"}
+
+
 def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
     bp = Blueprint("desk", __name__)
 
     @bp.post("/api/v1/tickets")
+    @documented("Open a ticket (and its conversation, with a first message)",
+                body=CreateTicketBody, responses={201: "the ticket (with `message`)"})
     @require_api_key
     async def create() -> Any:
         body = structure_body(await read_json(), CreateTicketBody)
@@ -62,6 +74,10 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         return answer, 201
 
     @bp.get("/api/v1/tickets")
+    @documented("A page of tickets, newest first", query={
+        **TENANT, "status": {"enum": list(TICKET_STATUSES)}, "queueId": str,
+        "assigneeId": str, "customerId": str, "before": CURSOR, "limit": CURSOR},
+        responses={200: "`{items, nextBefore}`"})
     @require_api_key
     async def list_tickets() -> Any:
         args = request.args
@@ -80,6 +96,7 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         return {"items": [t.to_json() for t in page.tickets], "nextBefore": page.next_before}
 
     @bp.get("/api/v1/tickets/<ticket_id>")
+    @documented("A ticket", query=TENANT, responses={200: TICKET, 404: "no such ticket"})
     @require_api_key
     async def show(ticket_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -89,6 +106,8 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         return ticket.to_json()
 
     @bp.patch("/api/v1/tickets/<ticket_id>")
+    @documented("Change a ticket's subject, priority, tags or status",
+                body=UpdateTicketBody, responses=CHANGE)
     @require_api_key
     async def update(ticket_id: str) -> Any:
         body = structure_body(await read_json(), UpdateTicketBody)
@@ -108,6 +127,8 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         return ticket.to_json()
 
     @bp.post("/api/v1/tickets/<ticket_id>/assign")
+    @documented("Assign a ticket to an agent (or unassign)", body=AssignBody,
+                responses=CHANGE)
     @require_api_key
     async def assign(ticket_id: str) -> Any:
         body = structure_body(await read_json(), AssignBody)
@@ -116,6 +137,8 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
                                      by=body.by)).to_json()
 
     @bp.post("/api/v1/tickets/<ticket_id>/transfer")
+    @documented("Transfer a ticket to a queue or an agent", body=TransferBody,
+                responses=CHANGE)
     @require_api_key
     async def transfer(ticket_id: str) -> Any:
         body = structure_body(await read_json(), TransferBody)
@@ -125,6 +148,7 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
             note=body.note, version=body.version, by=body.by)).to_json()
 
     @bp.post("/api/v1/tickets/<ticket_id>/close")
+    @documented("Close a ticket", body=CloseBody, responses=CHANGE)
     @require_api_key
     async def close(ticket_id: str) -> Any:
         body = structure_body(await read_json(), CloseBody)
@@ -133,6 +157,7 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
                                     by=body.by)).to_json()
 
     @bp.post("/api/v1/tickets/<ticket_id>/reopen")
+    @documented("Reopen a closed ticket", body=CloseBody, responses=CHANGE)
     @require_api_key
     async def reopen(ticket_id: str) -> Any:
         body = structure_body(await read_json(), CloseBody)
@@ -143,6 +168,8 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
     # -- queues and agents -----------------------------------------------------------
 
     @bp.post("/api/v1/queues")
+    @documented("Create or replace a queue and its members", body=QueueBody,
+                responses={201: "the queue as `GET /api/v1/queues` lists it"})
     @require_api_key
     async def put_queue() -> Any:
         body = structure_body(await read_json(), QueueBody)
@@ -153,12 +180,16 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         return next(q for q in await agents.describe(tenant) if q["id"] == body.id), 201
 
     @bp.get("/api/v1/queues")
+    @documented("The tenant's queues, members and their load", query=TENANT,
+                responses={200: "`{queues}`"})
     @require_api_key
     async def list_queues() -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
         return {"queues": await agents.describe(tenant)}
 
     @bp.delete("/api/v1/queues/<queue_id>")
+    @documented("Delete a queue", query=TENANT,
+                responses={204: "deleted", 404: "no such queue"})
     @require_api_key
     async def delete_queue(queue_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -168,6 +199,8 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         return "", 204
 
     @bp.put("/api/v1/queues/<queue_id>/members/<user_id>")
+    @documented("Add an agent to a queue, or change their capacity", body=MemberBody,
+                responses={200: "`{userId, capacity}`", 404: "no such queue"})
     @require_api_key
     async def put_member(queue_id: str, user_id: str) -> Any:
         body = structure_body(await read_json(), MemberBody)
@@ -177,6 +210,8 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
         return {"userId": user_id, "capacity": body.capacity}
 
     @bp.delete("/api/v1/queues/<queue_id>/members/<user_id>")
+    @documented("Remove an agent from a queue", query=TENANT,
+                responses={204: "removed", 404: "no such queue or member"})
     @require_api_key
     async def remove_member(queue_id: str, user_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -192,6 +227,8 @@ def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
             raise ClientError("not_found", f"no queue {queue_id!r}", field="queueId")
 
     @bp.get("/api/v1/agents")
+    @documented("The tenant's agents and their status", query=TENANT,
+                responses={200: "`{agents}`"})
     @require_api_key
     async def list_agents() -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from switchboard.core import (
     hookimpl,
     keep_serving,
 )
+from switchboard.plugins.migrations import directory as migrations_directory
 
 from .agents import Agents
 from .compat import desk_profiles
@@ -57,6 +59,10 @@ class DeskPlugin:
     @hookimpl
     def switchboard_profiles(self) -> list[Profile]:
         return desk_profiles()
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("desk")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

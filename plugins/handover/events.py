@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.core import ClientError, EventSpec, Rate, Session, incoming, outgoing
+from switchboard.core import (
+    ClientError,
+    EventSpec,
+    Rate,
+    Session,
+    incoming,
+    object_schema,
+    outgoing,
+)
 
 from .payloads import (
     AcceptHandover,
@@ -17,6 +25,19 @@ from .payloads import (
 )
 from .service import Actor, Handover
 
+#: A request for a human agent, as the events, acks and the HTTP API give it.
+REQUEST = object_schema(
+    "reason", "queue", "assignee", "consultantId", "note", "acceptedAt", "closedAt", "dueAt",
+    id=int, conversationId=str, leadId=str, requestedBy=str, requesterRole=str,
+    priority={"enum": ["low", "normal", "high", "urgent"]},
+    status={"enum": ["pending", "accepted", "cancelled", "resolved", "expired"]},
+    version=int, escalationLevel=int, widened=bool, createdAt=float, updatedAt=float,
+    timestamp=str)
+#: Where a pending request is announced: its queue, else the agents' room.
+ANNOUNCED = ("queue:{queue}", "tenant:{tenantId}:agents")
+#: The people concerned: the requester, the agents, the conversation's participants.
+CONCERNED = ("user:{userId}",)
+
 
 class HandoverEvents:
     def __init__(self, engine: Handover) -> None:
@@ -25,45 +46,51 @@ class HandoverEvents:
     def specs(self) -> list[EventSpec]:
         return [
             incoming("handover:request", RequestHandover, self.request,
+                     ack=REQUEST,
                      rate=Rate(rate=1.0, burst=5.0),
                      doc="{leadId|conversationId, reason?, priority?, queue?}: ask for a "
                          "human; ack the pending request."),
             incoming("handover:accept", AcceptHandover, self.accept,
+                     ack=REQUEST,
                      rate=Rate(rate=5.0, burst=20.0),
                      doc="{requestId|leadId|conversationId, consultantId?}: take a pending "
                          "request (agents); ack it, or conflict with its state."),
             incoming("handover:transfer", TransferHandover, self.transfer,
+                     ack=REQUEST,
                      rate=Rate(rate=2.0, burst=10.0),
                      doc="{requestId|leadId|conversationId, toAgentId|toQueue, note?}: "
                          "hand it to another agent or queue; ack it."),
             incoming("handover:cancel", CancelHandover, self.cancel,
+                     ack=REQUEST,
                      rate=Rate(rate=2.0, burst=10.0),
                      doc="{requestId|leadId|conversationId, reason?}: withdraw a pending "
                          "request; ack it."),
             incoming("handover:resolve", ResolveHandover, self.resolve,
+                     ack=REQUEST,
                      rate=Rate(rate=2.0, burst=10.0),
                      doc="{requestId|leadId|conversationId, returnToBot?, note?}: close an "
                          "accepted request (or hand it back to the bot); ack it."),
             incoming("handover:list", ListHandovers, self.list,
+                     ack=object_schema("nextAfter", items={"type": "array", "items": REQUEST}),
                      rate=Rate(rate=2.0, burst=10.0),
                      doc="{status?, queue?, conversationId?, assignee?, priority?, after?, "
                          "limit?} (agents): ack {items, nextAfter}, oldest first."),
-            outgoing("handover:new_request",
+            outgoing("handover:new_request", rooms=ANNOUNCED, schema=REQUEST,
                      doc="To queue:{queue} (else tenant:{id}:agents): a pending request; "
                          "again at each escalation and after a transfer to a queue."),
-            outgoing("handover:accepted",
+            outgoing("handover:accepted", rooms=CONCERNED, schema=REQUEST,
                      doc="To user:{id} of the requester, the agent and the participants."),
-            outgoing("handover:taken",
+            outgoing("handover:taken", rooms=ANNOUNCED, schema=REQUEST,
                      doc="To the room that heard the request: another agent took it."),
-            outgoing("handover:transferred",
+            outgoing("handover:transferred", rooms=CONCERNED, schema=REQUEST,
                      doc="To user:{id} of the requester, both agents and the participants."),
-            outgoing("handover:cancelled",
+            outgoing("handover:cancelled", rooms=(*ANNOUNCED, *CONCERNED), schema=REQUEST,
                      doc="To the announcement room and user:{id} of those concerned."),
-            outgoing("handover:resolved",
+            outgoing("handover:resolved", rooms=CONCERNED, schema=REQUEST,
                      doc="To user:{id} of the requester, the agent and the participants."),
-            outgoing("handover:escalated",
+            outgoing("handover:escalated", rooms=(*ANNOUNCED, *CONCERNED), schema=REQUEST,
                      doc="To the announcement room and the requester: still unanswered."),
-            outgoing("handover:expired",
+            outgoing("handover:expired", rooms=(*ANNOUNCED, *CONCERNED), schema=REQUEST,
                      doc="To the announcement room and user:{id} of those concerned."),
         ]
 

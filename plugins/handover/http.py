@@ -10,10 +10,12 @@ from switchboard.core import (
     MAX_ROW_ID,
     ClientError,
     api_key_tenant,
+    documented,
     read_json,
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .payloads import (
     CONVERSATION_PREFIX,
@@ -59,10 +61,20 @@ def _query_choice(name: str, choices: tuple[str, ...]) -> str | None:
     return raw
 
 
+TENANT = {"tenant": IDENTIFIER}
+CHANGE = {200: "the request", 404: "no such handover",
+          409: "`conflict`: the request is no longer in a state that allows it"}
+
+
 def blueprint(engine: Handover) -> Blueprint:
     bp = Blueprint("handover", __name__)
 
     @bp.post("/api/v1/handovers")
+    @documented(
+        "Ask for a human agent in a conversation",
+        body=CreateBody,
+        responses={201: "the request", 409: "the conversation has an open request"},
+    )
     @require_api_key
     async def create() -> Any:
         body = structure_body(await read_json(), CreateBody)
@@ -78,6 +90,23 @@ def blueprint(engine: Handover) -> Blueprint:
         return created.to_json(), 201
 
     @bp.get("/api/v1/handovers")
+    @documented(
+        "A page of requests, oldest first",
+        description="An empty filter (`?queue=`, as a form sends it) is no filter.",
+        query={
+            **TENANT,
+            **{name: {"anyOf": [schema, {"const": ""}]} for name, schema in {
+                "status": {"enum": [*STATUSES, "all"]},
+                "queue": {"type": "string"},
+                "conversationId": {"type": "string"},
+                "assignee": {"type": "string"},
+                "priority": {"enum": list(PRIORITIES)},
+                "after": {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            }.items()},
+        },
+        responses={200: "`{items, nextAfter}`"},
+    )
     @require_api_key
     async def list_requests() -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -97,12 +126,14 @@ def blueprint(engine: Handover) -> Blueprint:
             limit=_query_int("limit", 1, MAX_PAGE) or 50)
 
     @bp.get("/api/v1/handovers/<raw_id>")
+    @documented("A request", query=TENANT, responses={200: "the request", 404: "no such handover"})
     @require_api_key
     async def show(raw_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
         return (await engine.find(tenant, _id(raw_id))).to_json()
 
     @bp.post("/api/v1/handovers/<raw_id>/accept")
+    @documented("An agent takes a pending request", body=AcceptBody, responses=CHANGE)
     @require_api_key
     async def accept(raw_id: str) -> Any:
         body = structure_body(await read_json(), AcceptBody)
@@ -113,6 +144,9 @@ def blueprint(engine: Handover) -> Blueprint:
         return accepted.to_json()
 
     @bp.post("/api/v1/handovers/<raw_id>/transfer")
+    @documented(
+        "Hand an accepted request to another agent or queue", body=TransferBody, responses=CHANGE
+    )
     @require_api_key
     async def transfer(raw_id: str) -> Any:
         body = structure_body(await read_json(), TransferBody)
@@ -123,6 +157,7 @@ def blueprint(engine: Handover) -> Blueprint:
         return moved.to_json()
 
     @bp.post("/api/v1/handovers/<raw_id>/cancel")
+    @documented("Cancel a pending request", body=CancelBody, responses=CHANGE)
     @require_api_key
     async def cancel(raw_id: str) -> Any:
         body = structure_body(await read_json(), CancelBody)
@@ -132,6 +167,9 @@ def blueprint(engine: Handover) -> Blueprint:
         return cancelled.to_json()
 
     @bp.post("/api/v1/handovers/<raw_id>/resolve")
+    @documented(
+        "Close a request (back to the bot with returnToBot)", body=ResolveBody, responses=CHANGE
+    )
     @require_api_key
     async def resolve(raw_id: str) -> Any:
         body = structure_body(await read_json(), ResolveBody)

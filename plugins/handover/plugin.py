@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 import sqlalchemy as sa
 from quart import Blueprint
 from switchboard.core import App, EventSpec, HandoverService, hookimpl
+from switchboard.plugins.migrations import directory as migrations_directory
 
 from .events import HandoverEvents
 from .http import blueprint
@@ -36,6 +38,10 @@ class HandoverPlugin:
     @hookimpl
     def switchboard_events(self) -> list[EventSpec]:
         return self.events.specs()
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("handover")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

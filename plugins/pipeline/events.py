@@ -11,6 +11,7 @@ from switchboard.core import (
     Rate,
     Session,
     incoming,
+    object_schema,
     outgoing,
     structure_payload,
 )
@@ -39,6 +40,15 @@ def _pipeline_json(pipeline: Any) -> dict[str, Any]:
             "stages": [{"id": s.id, "name": s.name} for s in pipeline.stages]}
 
 
+#: The rooms of a lead's changes: its pipeline's board and the lead's own.
+LEAD_ROOMS = ("pipeline:{pipelineId}", "lead:{leadId}")
+#: What the events about one lead answer (the lead as ``lead:get`` gives it).
+LEAD = {"type": "object", "description": "The lead: {id, pipelineId, stageId, title, "
+        "version, rank, ownerId, ...}."}
+#: Every change of a lead carries these.
+CHANGE = ("leadId", "pipelineId", "version", "by")
+
+
 class PipelineEvents:
     def __init__(self, pipelines: Pipelines) -> None:
         self.pipelines = pipelines
@@ -46,49 +56,65 @@ class PipelineEvents:
     def specs(self) -> list[EventSpec]:
         return [
             incoming("pipeline:join", BoardRef, self.join_board,
+                     ack=object_schema("id", "name", "stages"),
                      doc="Join the board room pipeline:{id} (agents); ack the pipeline "
                          "{id, name, stages}."),
             incoming("pipeline:leave", BoardRef, self.leave_board,
+                     ack=object_schema(pipelineId=str),
                      doc="Leave pipeline:{id}; ack {pipelineId}."),
             incoming("pipeline:list", None, self.list_pipelines,
+                     ack=object_schema(pipelines=list),
                      doc="Ack {pipelines: [{id, name, stages}]} of your tenant (agents)."),
             incoming("lead:list", ListLeads, self.list_leads,
+                     ack=object_schema("leads", "nextCursor"),
                      doc="A stage's leads in board order: ack {leads, nextCursor}."),
-            self.about_lead("lead:get", LeadRef, self.get,
+            self.about_lead("lead:get", LeadRef, self.get, ack=LEAD,
                             doc="Ack the lead (agents, and the lead's own customer)."),
-            incoming("lead:create", CreateLead, self.create, rate=CHANGES,
+            incoming("lead:create", CreateLead, self.create, rate=CHANGES, ack=LEAD,
                      doc="Create a lead with its conversation; ack the lead."),
-            self.about_lead("lead:update", UpdateLead, self.update, rate=CHANGES,
+            self.about_lead("lead:update", UpdateLead, self.update, rate=CHANGES, ack=LEAD,
                             doc="Change fields {leadId, changes, version?}; ack the lead, "
                                 "conflict with the current one when stale."),
-            self.about_lead("lead:move", MoveLead, self.move, rate=CHANGES,
+            self.about_lead("lead:move", MoveLead, self.move, rate=CHANGES, ack=LEAD,
                             doc="Move {leadId, stageId, afterId?|beforeId?, version?}; "
                                 "ack the lead."),
-            self.about_lead("lead:assign", AssignLead, self.assign, rate=CHANGES,
+            self.about_lead("lead:assign", AssignLead, self.assign, rate=CHANGES, ack=LEAD,
                             doc="Give the lead to {ownerId} (null: nobody); ack the lead."),
             self.about_lead("lead:delete", DeleteLead, self.delete, rate=CHANGES,
+                            ack=object_schema(leadId=str, deleted=bool),
                             doc="Delete the lead {leadId, version?}; ack {leadId, deleted: true}."),
             self.about_lead("lead:activity", ActivityRequest, self.activity,
+                            ack=object_schema("entries", "nextBefore"),
                             doc="The lead's activity log, newest first: "
                                 "ack {entries, nextBefore}."),
-            outgoing("lead:created", doc="To pipeline:{id} and lead:{id}: {leadId, "
-                                         "pipelineId, version, by, lead}."),
-            outgoing("lead:updated", doc="{leadId, pipelineId, version, by, changes} "
-                                         "(the changed fields only)."),
-            outgoing("lead:moved", doc="{leadId, pipelineId, version, by, fromStageId, "
-                                       "stageId, rank}."),
-            outgoing("lead:assigned", doc="{leadId, pipelineId, version, by, ownerId, "
-                                          "previousOwnerId}."),
-            outgoing("lead:deleted", doc="{leadId, pipelineId, version, by}."),
-            outgoing("stage:reranked", doc="To pipeline:{id}: {pipelineId, stageId, ranks: "
-                                           "{leadId: rank}}, a stage renumbered (rare)."),
+            outgoing("lead:created", rooms=LEAD_ROOMS, schema=object_schema(*CHANGE, "lead"),
+                     doc="To pipeline:{id} and lead:{id}: {leadId, pipelineId, version, "
+                         "by, lead}."),
+            outgoing("lead:updated", rooms=LEAD_ROOMS,
+                     schema=object_schema(*CHANGE, changes=dict),
+                     doc="{leadId, pipelineId, version, by, changes} (the changed fields "
+                         "only)."),
+            outgoing("lead:moved", rooms=LEAD_ROOMS,
+                     schema=object_schema(*CHANGE, "stageId", "rank", optional=["fromStageId"]),
+                     doc="{leadId, pipelineId, version, by, fromStageId, stageId, rank}."),
+            outgoing("lead:assigned", rooms=LEAD_ROOMS,
+                     schema=object_schema(*CHANGE, "ownerId", optional=["previousOwnerId"]),
+                     doc="{leadId, pipelineId, version, by, ownerId, previousOwnerId}."),
+            outgoing("lead:deleted", rooms=LEAD_ROOMS, schema=object_schema(*CHANGE),
+                     doc="{leadId, pipelineId, version, by}."),
+            outgoing("stage:reranked", rooms=["pipeline:{pipelineId}"],
+                     schema=object_schema("pipelineId", "stageId", ranks=dict),
+                     doc="To pipeline:{id}: {pipelineId, stageId, ranks: {leadId: rank}}, "
+                         "a stage renumbered (rare)."),
         ]
 
     def about_lead(self, name: str, cls: type[R],
                    handler: Callable[[Session, R], Awaitable[Any]], *, doc: str,
-                   rate: Rate | None = None) -> EventSpec:
-        """An incoming event about one lead (see :meth:`lead_event`)."""
-        return incoming(name, None, self.lead_event(name, cls, handler), rate=rate, doc=doc)
+                   rate: Rate | None = None, ack: Any = None) -> EventSpec:
+        """An incoming event about one lead (see :meth:`lead_event`): its
+        payload is ``cls``, checked by the handler."""
+        return incoming(name, None, self.lead_event(name, cls, handler), rate=rate, doc=doc,
+                        schema=cls, ack=ack)
 
     def lead_event(self, name: str, cls: type[R],
                    handler: Callable[[Session, R], Awaitable[Any]]) -> Handler:

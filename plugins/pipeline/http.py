@@ -13,11 +13,13 @@ from switchboard.core import (
     PipelineStage,
     api_key_tenant,
     check_identifier,
+    documented,
     read_json,
     request_api_key,
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from .payloads import CreateLead, CreatePipeline, HttpAssign, HttpMove, HttpUpdate
 from .service import Pipelines, not_found
@@ -44,16 +46,30 @@ def _number(name: str, *, low: int = 1, high: int = MAX_ROW_ID) -> int | None:
     return int(value)
 
 
+TENANT = {"tenant": IDENTIFIER}
+ACTOR = {"actor": str}
+LEAD = {200: "the lead", 404: "no such lead",
+        409: "`conflict`: the lead changed since `version`"}
+
+
 def blueprint(pipelines: Pipelines) -> Blueprint:
     bp = Blueprint("pipeline", __name__)
 
     @bp.get("/api/v1/pipelines")
+    @documented(
+        "The tenant's pipelines and their stages", query=TENANT, responses={200: "`{pipelines}`"}
+    )
     @require_api_key
     async def list_pipelines() -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
         return {"pipelines": [_pipeline_json(p) for p in await pipelines.pipelines(tenant)]}
 
     @bp.post("/api/v1/pipelines")
+    @documented(
+        "Create a pipeline with its stages",
+        body=CreatePipeline,
+        responses={201: "the pipeline", 409: "a pipeline of that id exists"},
+    )
     @require_api_key
     async def create_pipeline() -> Any:
         body = structure_body(await read_json(), CreatePipeline)
@@ -63,12 +79,26 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
         return _pipeline_json(pipeline), 201
 
     @bp.get("/api/v1/pipelines/<pipeline_id>")
+    @documented(
+        "A pipeline and its stages",
+        query=TENANT,
+        responses={200: "the pipeline", 404: "no such pipeline"},
+    )
     @require_api_key
     async def show_pipeline(pipeline_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
         return _pipeline_json(await pipelines.require_pipeline(tenant, pipeline_id))
 
     @bp.get("/api/v1/pipelines/<pipeline_id>/stages/<stage_id>/leads")
+    @documented(
+        "A page of a stage's leads, in board order",
+        query={
+            **TENANT,
+            "cursor": str,
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
+        responses={200: "`{leads, nextCursor}`", 404: "no such pipeline or stage"},
+    )
     @require_api_key
     async def list_leads(pipeline_id: str, stage_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -79,6 +109,11 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
                 "nextCursor": page.next_cursor}
 
     @bp.post("/api/v1/leads")
+    @documented(
+        "Create a lead in a stage",
+        body=CreateLead,
+        responses={201: "the lead", 409: "a lead of that id exists"},
+    )
     @require_api_key
     async def create_lead() -> Any:
         body = structure_body(await read_json(), CreateLead)
@@ -91,6 +126,7 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
         return lead.to_json(), 201
 
     @bp.get("/api/v1/leads/<lead_id>")
+    @documented("A lead", query=TENANT, responses={200: "the lead", 404: "no such lead"})
     @require_api_key
     async def show_lead(lead_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -100,6 +136,7 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
         return lead.to_json()
 
     @bp.patch("/api/v1/leads/<lead_id>")
+    @documented("Change a lead's fields", body=HttpUpdate, responses=LEAD)
     @require_api_key
     async def update_lead(lead_id: str) -> Any:
         body = structure_body(await read_json(), HttpUpdate)
@@ -109,6 +146,7 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
         return lead.to_json()
 
     @bp.post("/api/v1/leads/<lead_id>/move")
+    @documented("Move a lead to a stage, between two leads", body=HttpMove, responses=LEAD)
     @require_api_key
     async def move_lead(lead_id: str) -> Any:
         body = structure_body(await read_json(), HttpMove)
@@ -119,6 +157,7 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
         return lead.to_json()
 
     @bp.post("/api/v1/leads/<lead_id>/assign")
+    @documented("Give a lead an owner (or none)", body=HttpAssign, responses=LEAD)
     @require_api_key
     async def assign_lead(lead_id: str) -> Any:
         body = structure_body(await read_json(), HttpAssign)
@@ -128,6 +167,15 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
         return lead.to_json()
 
     @bp.delete("/api/v1/leads/<lead_id>")
+    @documented(
+        "Delete a lead",
+        query={**TENANT, **ACTOR, "version": {"type": "integer", "minimum": 1, "maximum": 2**62}},
+        responses={
+            204: "deleted",
+            404: "no such lead",
+            409: "`conflict`: the lead changed since `version`",
+        },
+    )
     @require_api_key
     async def delete_lead(lead_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -137,6 +185,15 @@ def blueprint(pipelines: Pipelines) -> Blueprint:
         return "", 204
 
     @bp.get("/api/v1/leads/<lead_id>/activity")
+    @documented(
+        "A page of a lead's activity, newest first",
+        query={
+            **TENANT,
+            "before": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
+        responses={200: "`{items, nextBefore}`", 404: "no such lead"},
+    )
     @require_api_key
     async def activity(lead_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))

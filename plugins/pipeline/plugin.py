@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import sqlalchemy as sa
 from quart import Blueprint
@@ -14,6 +15,7 @@ from switchboard.core import (
     hookimpl,
     keep_serving,
 )
+from switchboard.plugins.migrations import directory as migrations_directory
 
 from .events import PipelineEvents
 from .http import blueprint
@@ -39,6 +41,10 @@ class PipelinePlugin:
     @hookimpl
     def switchboard_events(self) -> list[EventSpec]:
         return self.events.specs()
+
+    @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("pipeline")
 
     @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:

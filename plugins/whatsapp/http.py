@@ -13,6 +13,7 @@ from switchboard.core import (
     ClientError,
     api_key_tenant,
     check_identifier,
+    documented,
     error_response,
     identifier,
     max_length,
@@ -20,6 +21,7 @@ from switchboard.core import (
     require_api_key,
     structure_body,
 )
+from switchboard.core.apidocs import IDENTIFIER
 
 from . import cloud
 from .engine import WebhookRefused, WhatsApp
@@ -58,10 +60,26 @@ def _check_session_id(session: str) -> None:
         raise ClientError("not_found", f"no WhatsApp session {session[:64]!r}") from None
 
 
+TENANT = {"tenant": IDENTIFIER}
+SESSION = "the session `{id, tenant, provider, status, ...}`"
+
+
+@attrs.frozen
+class CommandBody:
+    """Body of a session command (optional: the tenant may be in the query)."""
+
+    tenant: str | None = attrs.field(default=None, validator=optional(identifier))
+
+
 def blueprint(engine: WhatsApp) -> Blueprint:
     bp = Blueprint("whatsapp", __name__)
 
     @bp.post(f"{PREFIX}/sessions")
+    @documented(
+        "Register a WhatsApp number (Cloud API or a bridge)",
+        body=CreateSession,
+        responses={201: SESSION, 409: "a session of that id exists"},
+    )
     @require_api_key
     async def create() -> Any:
         body = structure_body(await read_json(), CreateSession)
@@ -79,6 +97,7 @@ def blueprint(engine: WhatsApp) -> Blueprint:
                                             attrs.asdict(config)), 201
 
     @bp.get(f"{PREFIX}/sessions")
+    @documented("The tenant's sessions", query=TENANT, responses={200: "`{sessions}`"})
     @require_api_key
     async def list_sessions() -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -86,6 +105,9 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         return {"sessions": [engine.sessions.describe(r) for r in rows]}
 
     @bp.get(f"{PREFIX}/sessions/<session>")
+    @documented(
+        "A session and its status", query=TENANT, responses={200: SESSION, 404: "no such session"}
+    )
     @require_api_key
     async def show(session: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -93,18 +115,30 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         return engine.sessions.describe(await engine.sessions.get(tenant, session))
 
     @bp.post(f"{PREFIX}/sessions/<session>/<command>")
+    @documented(
+        "Run a command on a session: start, restart or logout",
+        description="`command` is `start`, `restart` or `logout`; the body is optional.",
+        body=CommandBody,
+        body_required=False,
+        query=TENANT,
+        responses={200: SESSION, 404: "no such session or command", 502: "`provider_unavailable`"},
+    )
     @require_api_key
     async def command(session: str, command: str) -> Any:
         if command not in COMMANDS or command == "delete":
             return error_response(404, "not_found", f"no command {command[:50]!r}")
         body = await request.get_data(as_text=False)
-        data = await read_json() if body.strip() else {}
-        given = data.get("tenant") if isinstance(data, dict) else None
-        tenant = api_key_tenant(given if isinstance(given, str) else request.args.get("tenant"))
+        data = structure_body(await read_json(), CommandBody) if body.strip() else CommandBody()
+        tenant = api_key_tenant(data.tenant or request.args.get("tenant"))
         _check_session_id(session)
         return await _run(engine, tenant, session, command)
 
     @bp.delete(f"{PREFIX}/sessions/<session>")
+    @documented(
+        "Delete a session (logging it out of the provider)",
+        query=TENANT,
+        responses={204: "deleted", 404: "no such session", 502: "`provider_unavailable`"},
+    )
     @require_api_key
     async def delete(session: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -113,6 +147,16 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         return "", 204
 
     @bp.get(f"{PREFIX}/sessions/<session>/media/<media_id>")
+    @documented(
+        "Download a media file a customer sent (Cloud API sessions)",
+        query=TENANT,
+        responses={
+            200: ("the media, with its content type", bytes),
+            404: "no such media",
+            413: "over `max_media_bytes`",
+            502: "`provider_unavailable`",
+        },
+    )
     @require_api_key
     async def media(session: str, media_id: str) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -137,6 +181,11 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         return Response(data, status=200, content_type=mime)
 
     @bp.get(f"{PREFIX}/messages/<int:message_id>")
+    @documented(
+        "The delivery status of an outbound message",
+        query=TENANT,
+        responses={200: "`{id, status, ...}`", 404: "no such message"},
+    )
     @require_api_key
     async def delivery(message_id: int) -> Any:
         tenant = api_key_tenant(request.args.get("tenant"))
@@ -145,6 +194,16 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         return await engine.delivery(tenant, message_id)
 
     @bp.get(f"{PREFIX}/webhooks/<tenant>/<session>")
+    @documented(
+        "The Cloud API's webhook verification",
+        query={"hub.mode": str, "hub.verify_token": str, "hub.challenge": str},
+        responses={
+            200: ("the challenge", str),
+            403: "verification refused",
+            404: "no such session",
+        },
+        auth="the session's `verifyToken`",
+    )
     async def verify(tenant: str, session: str) -> Any:
         _check_tenant(tenant)
         _check_session_id(session)
@@ -157,6 +216,12 @@ def blueprint(engine: WhatsApp) -> Blueprint:
         return Response(challenge, status=200, content_type="text/plain")
 
     @bp.post(f"{PREFIX}/webhooks/<tenant>/<session>")
+    @documented(
+        "A provider's webhook: messages and statuses",
+        body={"description": "The provider's own JSON (Cloud API or bridge)."},
+        responses={200: "`{received}`", 401: "a bad signature or key", 404: "no such session"},
+        auth="the provider's signature (`X-Hub-Signature-256`) or the bridge's key",
+    )
     async def webhook(tenant: str, session: str) -> Any:
         _check_tenant(tenant)
         _check_session_id(session)

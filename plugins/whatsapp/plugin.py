@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,8 +19,10 @@ from switchboard.core import (
     StoreUnavailable,
     hookimpl,
     incoming,
+    object_schema,
     outgoing,
 )
+from switchboard.plugins.migrations import directory as migrations_directory
 
 from . import events
 from .compat import SYSZAP
@@ -31,6 +34,11 @@ from .settings import WhatsAppSettings
 
 #: The rooms of WhatsApp conversations.
 WHATSAPP_ROOMS = "conversation:" + CONVERSATION_PREFIX
+
+
+#: A session as the events, acks and the HTTP API describe it.
+SESSION = {"type": "object", "description": "A WhatsApp session: {id, tenant, provider, "
+           "status, ...}."}
 
 
 class WhatsAppPlugin:
@@ -49,6 +57,10 @@ class WhatsAppPlugin:
         return WhatsAppSettings
 
     @hookimpl
+    def switchboard_migrations(self) -> Path:
+        return migrations_directory("whatsapp")
+
+    @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
         self.engine.storage.declare(metadata)
 
@@ -62,25 +74,39 @@ class WhatsAppPlugin:
 
     @hookimpl
     def switchboard_events(self) -> list[EventSpec]:
+        agents = ["tenant:{tenantId}:agents"]
         specs = [
             incoming("whatsapp:sessions", None, self.list_sessions,
+                     ack=object_schema(sessions={"type": "array", "items": SESSION}),
                      doc="agents: ack {sessions: [session]} of the tenant"),
-            outgoing(events.SESSION, doc="to tenant:{id}:agents: {sessionId, status, "
-                     "provider, reason, timestamp}"),
-            outgoing(events.QR, doc="to tenant:{id}:agents: {sessionId, qr, svg, png, "
-                     "expiresAt, timestamp}"),
-            outgoing(events.QR_EXPIRED, doc="to tenant:{id}:agents: {sessionId, timestamp}"),
-            outgoing(events.CONTACT, doc="to tenant:{id}:agents: {sessionId, waId, userId, "
-                     "name, picture, conversationId, created, lastContactAt}"),
-            outgoing(events.MESSAGE, doc="to tenant:{id}:agents: {sessionId, direction, "
-                     "message, contact, timestamp}"),
+            outgoing(events.SESSION, rooms=agents, schema=object_schema(
+                "reason", sessionId=str, status=str, provider=str, timestamp=float),
+                     doc="to tenant:{id}:agents: {sessionId, status, provider, reason, "
+                         "timestamp}"),
+            outgoing(events.QR, rooms=agents, schema=object_schema(
+                sessionId=str, qr=str, svg=str, png=str, expiresAt=float, timestamp=float),
+                     doc="to tenant:{id}:agents: {sessionId, qr, svg, png, expiresAt, "
+                         "timestamp}"),
+            outgoing(events.QR_EXPIRED, rooms=agents,
+                     schema=object_schema(sessionId=str, timestamp=float),
+                     doc="to tenant:{id}:agents: {sessionId, timestamp}"),
+            outgoing(events.CONTACT, rooms=agents, schema=object_schema(
+                "name", "picture", "lastContactAt", sessionId=str, waId=str, userId=str,
+                conversationId=str, created=bool),
+                     doc="to tenant:{id}:agents: {sessionId, waId, userId, name, picture, "
+                         "conversationId, created, lastContactAt}"),
+            outgoing(events.MESSAGE, rooms=agents, schema=object_schema(
+                "message", "contact", sessionId=str,
+                direction={"enum": ["in", "out"]}, timestamp=float),
+                     doc="to tenant:{id}:agents: {sessionId, direction, message, contact, "
+                         "timestamp}"),
         ]
         for command in events.COMMANDS:
             async def handler(session: Session, payload: SessionRef,
                               command: str = command) -> dict[str, Any]:
                 return await self.command(session, payload, command)
             specs.append(incoming(f"whatsapp:session:{command}", SessionRef, handler,
-                                  rate=Rate(rate=1.0, burst=5),
+                                  rate=Rate(rate=1.0, burst=5), ack=SESSION,
                                   doc=f"admin roles: {{sessionId}}; ack the session "
                                       f"after {command}"))
         return specs

@@ -40,6 +40,7 @@ from switchboard.core import (
     MessageSource,
     StoreUnavailable,
     api_key_tenant_allowed,
+    documented,
     error_response,
     hookimpl,
     identifier,
@@ -126,6 +127,9 @@ class AutoReplyPlugin:
         bp = Blueprint("autoreply", __name__)
 
         @bp.get("/api/v1/autoreply/<tenant>")
+        @documented("The tenant's conversations waiting for an agent after the bot's "
+                    "answer", responses={200: "`{tenant, waiting}`",
+                                         403: "the key may not use this tenant"})
         @require_api_key
         async def waiting(tenant: str) -> Any:
             if not api_key_tenant_allowed(tenant):

@@ -22,6 +22,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -35,6 +36,7 @@ from switchboard.core import (
     Session,
     agents_room,
     api_key_tenant_allowed,
+    documented,
     error_response,
     hookimpl,
     incoming,
@@ -117,6 +119,11 @@ class HelpRequestPlugin:
         ]
 
     @hookimpl
+    def switchboard_migrations(self) -> Path:
+        # Alembic revision scripts, shipped as package data (pyproject.toml)
+        return Path(__file__).resolve().parent / "migrations"
+
+    @hookimpl
     def switchboard_tables(self, metadata: sa.MetaData) -> None:
         self.table = sa.Table(
             "help_demo_requests", metadata,
@@ -132,6 +139,8 @@ class HelpRequestPlugin:
         bp = Blueprint("help_demo", __name__)
 
         @bp.get("/api/v1/help/<tenant>")
+        @documented("The tenant's open help requests", responses={
+            200: "`{tenant, received, open}`", 403: "the key may not use this tenant"})
         @require_api_key
         async def open_requests(tenant: str) -> Any:
             if not api_key_tenant_allowed(tenant):

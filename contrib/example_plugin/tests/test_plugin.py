@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import trio
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from switchboard.core import Config, ConfigError
+from switchboard.core.migrations import History, upgrade_history
 from switchboard.core.server import Server
 from switchboard.testing import ErrorReply, Harness, make_config
 from switchboard_example.plugin import MAX_REASON, HelpRequestPlugin
@@ -199,3 +203,22 @@ async def test_customer_may_not_join_another_customers_help_room(switchboard: Ha
 async def test_agent_may_join_a_customers_help_room(switchboard: Harness) -> None:
     agent = await switchboard.connect(user="ann", tenant="acme", role="agent")
     assert await agent.request("room:join", {"room": "help:carl"}) == {"room": "help:carl"}
+
+
+# -- the schema ------------------------------------------------------------------
+
+
+def test_the_migrations_make_the_declared_table() -> None:
+    """The revisions in migrations/ and switchboard_tables agree: a change of the
+    table without its revision (or the other way round) fails here."""
+    plugin = HelpRequestPlugin()
+    declared = sa.MetaData()
+    plugin.switchboard_tables(declared)
+    history = History("help_demo", plugin.switchboard_migrations())
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        upgrade_history(conn, history)
+        context = MigrationContext.configure(conn, opts={
+            "include_object": lambda obj, name, kind, *_: name != history.version_table})
+        assert compare_metadata(context, declared) == []
+    engine.dispose()
