@@ -77,7 +77,7 @@ class Backend:
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
 
-    async def wait_calls(self, path: str, count: int, *, timeout: float = 10.0) -> list[Call]:
+    async def wait_calls(self, path: str, count: int, *, timeout: float = 60.0) -> list[Call]:
         """The calls to ``path`` once there are at least ``count`` of them."""
         with trio.fail_after(timeout):
             while len(self.calls_to(path)) < count:

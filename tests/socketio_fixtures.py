@@ -8,6 +8,7 @@ their own names so pytest finds them in the importing module.
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import shutil
@@ -22,6 +23,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from filelock import FileLock
 from switchboard.core import App, Args, Session, hookimpl, incoming, user_room
 from switchboard.core.config import Config, merge
 from switchboard.core.transport.engineio import EngineSocket
@@ -39,8 +41,9 @@ from wsproto.events import (
     TextMessage,
 )
 
-#: Upper bound for anything that should happen at once over loopback.
-TIMEOUT = 15.0
+#: Upper bound for anything that should happen at once over loopback: generous, as the
+#: suite runs on parallel workers of a busy machine and only a failure waits it out.
+TIMEOUT = 60.0
 SOCKETIO_DIR = Path(__file__).parent / "socketio"
 DRIVER = SOCKETIO_DIR / "driver.mjs"
 NAMESPACES = ["/", "/atendimento"]
@@ -118,7 +121,7 @@ def socketio_config(overrides: Mapping[str, Any] | None = None) -> Config:
 
 async def publish(live: Harness, body: Any) -> dict[str, Any]:
     """POST /api/v1/emit as the backend does; expect 202."""
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.post(live.http_url("/api/v1/emit"), json=body,
                                        headers={"Authorization": f"Bearer {TEST_API_KEY}"})
@@ -286,17 +289,27 @@ def node_modules_fixture() -> Path:
 
     The npm tests are the judgment of the Socket.IO server by the reference
     client: without Node they must fail, not silently pass or skip.
+
+    Test processes running side by side (pytest-xdist workers) take a file
+    lock around the check and the install: ``npm ci`` first deletes
+    ``node_modules``, so a second one running would pull the client from under
+    the first's tests. A marker written after a successful install, holding a
+    digest of the lock file, tells a complete install (of this lock file) from
+    an interrupted one.
     """
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.fail("node and npm are required for the socket.io-client tests")
     modules = SOCKETIO_DIR / "node_modules"
-    wanted = json.loads((SOCKETIO_DIR / "package.json").read_text())["dependencies"]
-    if not all((modules / name).is_dir() for name in wanted):
-        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_DIR,
-                                capture_output=True, text=True, timeout=300, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"npm ci failed:\n{result.stdout}\n{result.stderr}")
+    marker = modules / ".switchboard-installed"
+    digest = hashlib.sha256((SOCKETIO_DIR / "package-lock.json").read_bytes()).hexdigest()
+    with FileLock(SOCKETIO_DIR / ".npm-ci.lock", timeout=600):
+        if not marker.is_file() or marker.read_text() != digest:
+            result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_DIR,
+                                    capture_output=True, text=True, timeout=300, check=False)
+            if result.returncode != 0:
+                pytest.fail(f"npm ci failed:\n{result.stdout}\n{result.stderr}")
+            marker.write_text(digest)
     return modules
 
 

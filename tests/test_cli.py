@@ -23,11 +23,13 @@ from switchboard.core.cli import build_parser, main, serve
 from switchboard.core.config import AuthConfig, load_config
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from tests.ports import free_port
+
 SCRIPT = Path(sys.executable).parent / "switchboard"
 SECRET = "cli-test-secret-0123456789abcdef"
 #: Time a real server process gets to start answering, and to stop.
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
 
 
 @pytest.fixture(autouse=True)
@@ -478,13 +480,6 @@ def test_serve_with_a_plugin_that_fails_to_start_exits_1_naming_it(
     assert record.exc_info is not None  # a bug: its traceback is kept for the developer
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 class ServerProcess:
     """``switchboard serve`` in a child process, its log in a file."""
 
@@ -503,7 +498,7 @@ class ServerProcess:
 
     async def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Poll ``/health`` until the process answers (it is a real external process)."""
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             with trio.fail_after(timeout):
                 while True:
                     if self.process.returncode is not None:
@@ -564,7 +559,7 @@ async def start_server(tmp_path: Path, nursery: trio.Nursery, host: str | None =
 async def test_serve_answers_http_and_exits_0_on_sigterm(tmp_path: Path,
                                                          nursery: trio.Nursery) -> None:
     server = await start_server(tmp_path, nursery)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         ready = await http.get(server.url("/ready"))
     assert ready.json() == {"status": "ready"}
     assert (tmp_path / "data" / "dev-secret").exists()

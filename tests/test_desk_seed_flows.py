@@ -39,7 +39,7 @@ def seed_config(name: str, url: str) -> Config:
 
 async def backend(live: Harness, method: str, path: str, body: Any = None) -> Any:
     """ConectCRM's backend calling Switchboard's HTTP API."""
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.request(method, live.http_url(path), json=body,
                                           headers={"Authorization": f"Bearer {TEST_API_KEY}"})

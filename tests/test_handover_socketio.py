@@ -29,7 +29,7 @@ def switchboard_config() -> Config:
 
 
 async def backend(live: Harness, method: str, path: str, body: Any) -> Any:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.request(method, live.http_url(path), json=body,
                                           headers={"Authorization": f"Bearer {TEST_API_KEY}"})

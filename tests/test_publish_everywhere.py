@@ -61,7 +61,7 @@ async def test_the_publish_fast_path_announces_to_every_tenant_too(
         switchboard_live: Harness) -> None:
     acme = await switchboard_live.connect("ann", "acme")
     globex = await switchboard_live.connect("gus", "globex")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         response = await http.post(switchboard_live.http_url("/api/v1/emit"),
                                    headers=switchboard_live.api_headers(),
                                    json={"event": "announcement", "tenant": "*", "data": 1})

@@ -100,7 +100,7 @@ async def test_requests_the_fast_path_does_not_take_are_served_by_the_framework(
     async def chunks():  # a chunked body
         yield json.dumps(EMIT).encode()
 
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(10):
             response = await http.post(switchboard_live.http_url("/api/v1/emit"),
                                        content=chunks(),

@@ -194,7 +194,7 @@ async def test_redis_down_local_traffic_goes_on_then_it_resumes(own_redis: OwnRe
                     break
                 accepted.append(f"during-{i}")
                 await trio.sleep(0.01)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             ready = await http.get(nodes[0].http_url("/ready"))
             assert ready.status_code == 503
             assert ready.json()["code"] == "degraded"
@@ -216,7 +216,7 @@ async def test_redis_down_local_traffic_goes_on_then_it_resumes(own_redis: OwnRe
         # Redis comes back (empty, as after a crash): the nodes reconnect and resume
         own_redis.start()
         await own_redis.wait_answering()
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             with trio.fail_after(TIMEOUT):
                 while (await http.get(  # noqa: ASYNC110 (a real process's state)
                         nodes[0].http_url("/ready"))).status_code != 200:
@@ -272,7 +272,7 @@ async def test_a_node_started_while_redis_is_down_serves_degraded_then_joins(
         client = (await members([node], 1))[0]
         with pytest.raises(BrokerUnavailable):
             await node.app.publish("t1", ROOM, "tick", 0)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             assert (await http.get(node.http_url("/ready"))).status_code == 503
         own_redis.start()
         await own_redis.wait_answering()

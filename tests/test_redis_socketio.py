@@ -5,6 +5,7 @@ others with nothing lost or duplicated."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import coredis
 import httpx
 import pytest
 import trio
@@ -79,7 +81,7 @@ async def ticks(sio: NodeClients, client: str, count: int) -> list[Any]:
 
 
 async def emit(url: str, body: Any) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         response = await http.post(f"{url}/api/v1/emit", json=body,
                                    headers={"Authorization": f"Bearer {TEST_API_KEY}"})
     assert response.status_code == 202, response.text
@@ -177,7 +179,7 @@ async def start_process_node(tmp_path: Path, nursery: trio.Nursery, prefix: str,
                     await process.wait()
 
     nursery.start_soon(reap)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             while True:
                 if process.returncode is not None:
@@ -194,6 +196,15 @@ async def start_process_node(tmp_path: Path, nursery: trio.Nursery, prefix: str,
 async def presence_counts(node: Harness, expected: dict[str, int]) -> bool:
     counts: dict[str, int] = await node.app.cluster_counts("presence:t1")
     return counts == expected
+
+
+async def sessions_in_room(prefix: str, count: int) -> bool:
+    """``count`` Socket.IO sessions are kept in Redis for recovery with ``ROOM``."""
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(REDIS_URL)
+    async with client:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:session:*")]
+        values = [await client.get(key) for key in keys]
+    return sum(1 for value in values if value and ROOM in json.loads(value)["rooms"]) == count
 
 
 async def has_nodes(node: Harness, count: int) -> bool:
@@ -227,8 +238,11 @@ async def test_a_node_killed_during_a_stream_its_clients_recover_on_the_others(
                             reconnection=False)
         watcher = await b.connect("watcher", "t1", role="agent")
         assert await watcher.request("room:join", {"room": ROOM}) == {"room": ROOM}
-        # the node to kill has had its heartbeat in Redis
+        # the node to kill has had its heartbeat in Redis, and has written its
+        # sessions' rooms there (it does so with its heartbeats: a room joined
+        # since the last one is not recovered from a node that dies)
         await eventually(lambda: has_nodes(a, 3))
+        await eventually(lambda: sessions_in_room(redis_prefix, 2))
         total, killed_at = 200, 60
         sent = trio.Event()
 

@@ -151,7 +151,7 @@ class TestNextCRM:
         (POST /api/v1/leads) is changed by the pipeline, with no call to the
         backend; lead 123, which only the backend knows, goes to its event proxy."""
         self.crm_backend(backend)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             response = await http.post(
                 switchboard_live.http_url("/api/v1/leads"),
                 headers={"Authorization": f"Bearer {TEST_API_KEY}"},
@@ -212,7 +212,7 @@ class TestSysZap:
             assert (session["data"]["user_id"], session["data"]["tenant_id"]) == (
                 "user-7", "company-1")
             # the sysZap backend's SessionController publishes the QR code
-            async with httpx.AsyncClient() as http:
+            async with httpx.AsyncClient(timeout=60) as http:
                 response = await http.post(
                     switchboard_live.http_url("/api/v1/emit"),
                     headers={"Authorization": f"Bearer {TEST_API_KEY}"},
@@ -275,7 +275,7 @@ class TestPyTake:
                    "sent_at": "2026-11-29T12:00:00+00:00"}
         status = {"message_id": message["id"], "status": "delivered",
                   "timestamp": "2026-11-29T12:00:02+00:00"}
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             async def emit(event: str, data: Any) -> httpx.Response:
                 return await http.post(
                     switchboard_live.http_url("/api/v1/emit"),
@@ -323,7 +323,7 @@ class TestPyTake:
         unknown = await node.expect("agent", "event", event="error")
         assert "unknown-1 not found" in unknown["args"][0]["message"]
         # the backend's own broadcast to the conversation reaches the agent
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             response = await http.post(
                 switchboard_live.http_url("/api/v1/emit"),
                 headers={"Authorization": f"Bearer {TEST_API_KEY}"},

@@ -91,7 +91,7 @@ async def test_upgrade_with_nothing_queued_sends_no_empty_packet(
     waiting: the first WebSocket message after the upgrade is a real packet."""
     base = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
     token = switchboard_live.token("alice", "acme")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             opened = (await http.get(base)).text
             assert opened.startswith("0")
@@ -187,13 +187,15 @@ async def test_many_calls_in_a_row_are_all_answered(
     assert answers == [[ref] for ref in refs]
 
 
-@overrides({"heartbeat": {"interval": 0.2, "timeout": 0.4}})
+@overrides({"heartbeat": {"interval": 0.2, "timeout": 1.0}})
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 async def test_client_answering_pings_stays_connected(
         switchboard_live: Harness, node: NodeClients, transports: list[str]) -> None:
     await node.connected("a", switchboard_live.token("alice", "acme"), transports=transports)
     sid = (await node.state("a"))["engine"]
-    over = trio.current_time() + 1.5  # several ping intervals and timeouts
+    # a dozen pings, twice an unanswered ping's interval and timeout (a timeout
+    # of a second, so that a busy machine's pauses are not taken for silence)
+    over = trio.current_time() + 2.5
     await wait_until(lambda: trio.current_time() > over)
     assert not node.received("a", "disconnect")
     state = await node.state("a")
@@ -428,7 +430,7 @@ async def test_server_call_answered_with_no_argument_gets_none_or_an_empty_list(
 
 async def test_expired_token_disconnects_with_io_server_disconnect(
         switchboard_live: Harness, node: NodeClients) -> None:
-    await node.connected("a", switchboard_live.token("alice", "acme", ttl=2),
+    await node.connected("a", switchboard_live.token("alice", "acme", ttl=5),
                          **WEBSOCKET_ONLY)
     disconnect = await node.expect("a", "disconnect")
     assert disconnect["reason"] == "io server disconnect"
@@ -628,7 +630,7 @@ async def test_event_the_server_fails_to_answer_closes_only_that_session(
 ])
 async def test_bad_engineio_requests_get_the_reference_error_answers(
         switchboard_live: Harness, query: str, method: str, code: int, message: str) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.request(method,
                                           switchboard_live.http_url(f"/socket.io/?{query}"))
@@ -680,7 +682,7 @@ async def test_client_of_a_refused_origin_is_refused_by_the_server(
 async def test_polling_from_a_refused_origin_is_a_403_with_the_engineio_error(
         switchboard_live: Harness) -> None:
     url = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             allowed = await http.get(url, headers={"Origin": PAGE})
             other = await http.get(url, headers={"Origin": "https://evil.example.test"})
@@ -700,7 +702,7 @@ async def test_polling_from_a_refused_origin_is_a_403_with_the_engineio_error(
 async def test_polling_preflight_from_an_allowed_origin_is_answered(
         switchboard_live: Harness) -> None:
     url = switchboard_live.http_url("/socket.io/?EIO=4&transport=polling")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         with trio.fail_after(TIMEOUT):
             response = await http.options(url, headers={
                 "Origin": PAGE,

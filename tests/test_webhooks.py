@@ -29,7 +29,7 @@ def webhook_config(backend: Backend, tmp_path: Path, **settings: Any) -> Config:
         "plugins": {"webhooks": {
             "endpoints": [{"url": backend.url("/hooks"), "secret": SECRET, "name": "crm",
                            "events": ["session.*", "user:online", "lead:*"]}],
-            "retry_first": 0.05, "retry_longest": 0.2, "max_attempts": 4, "timeout": 1.0,
+            "retry_first": 0.05, "retry_longest": 0.2, "max_attempts": 4, "timeout": 30.0,
             **settings}}})
 
 
@@ -104,7 +104,7 @@ async def test_a_delivery_that_keeps_failing_becomes_a_dead_letter_and_can_be_re
     await switchboard_live.app.publish("acme", "lead:1", "lead:moved", {"n": 2})
     calls = await backend.wait_calls("/hooks", 5)  # 4 tries of n=1, then n=2
     assert [c.json["data"]["n"] for c in calls] == [1, 1, 1, 1, 2]
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
         stats = (await http.get(switchboard_live.http_url("/api/v1/webhooks"),
                                 headers=headers)).json()

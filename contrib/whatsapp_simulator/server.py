@@ -18,6 +18,8 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
+#: Seconds the simulator waits for the switchboard to answer one of its webhooks.
+WEBHOOK_TIMEOUT = 30.0
 
 @attrs.define
 class SimulatorConfig:
@@ -75,7 +77,9 @@ class Simulator:
         self._nursery: trio.Nursery | None = None
         self._serving: trio.CancelScope | None = None
         self._qr_scope: trio.CancelScope | None = None
-        self._client = httpx.AsyncClient()
+        # webhooks to the switchboard: a busy test machine can take longer than
+        # httpx's default 5 s to answer one
+        self._client = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT)
         self._arrived = trio.Event()
         self.app = self._make_app()
 

@@ -17,6 +17,8 @@ from switchboard.testing import Harness, TestClient, make_config
 from switchboard_autoreply.plugin import AutoReplyPlugin
 
 DELAY = 120.0  # the default
+#: How long before the restart the previous run stored the message it waits on.
+AGE = 60.0
 DEFAULT_TEXT = "Thanks for your message! An agent will be with you shortly."
 ACME_KEY = "acme-only-key-0123456789"
 
@@ -256,7 +258,7 @@ async def test_the_route_needs_a_key_for_the_tenant(switchboard: Harness) -> Non
 
 @pytest.fixture
 def wait_left_by_a_previous_run(database: str) -> Iterator[None]:
-    """A previous run stored a customer's message 110 s ago and stopped."""
+    """A previous run stored a customer's message ``AGE`` s ago (wall clock) and stopped."""
     metadata = sa.MetaData()
     AutoReplyPlugin().switchboard_tables(metadata)
     engine = sa.create_engine(database)
@@ -265,7 +267,7 @@ def wait_left_by_a_previous_run(database: str) -> Iterator[None]:
             metadata.create_all(conn)
             conn.execute(metadata.tables["autoreply_waits"].insert(), {
                 "tenant_id": "acme", "conversation_id": "c1", "message_id": 41,
-                "since": time.time() - (DELAY - 10), "replied": False})
+                "since": time.time() - AGE, "replied": False})
         yield
     finally:
         engine.dispose()
@@ -273,10 +275,13 @@ def wait_left_by_a_previous_run(database: str) -> Iterator[None]:
 
 async def test_a_wait_keeps_the_time_it_had_left_across_a_restart(
         wait_left_by_a_previous_run: None, switchboard: Harness) -> None:
+    # DELAY - AGE (60 s) were left: no reply half-way through them (so the real
+    # time the start takes, up to 30 s, does not matter), one before a whole new
+    # DELAY would have ended
     await conversation(switchboard)
     ann = await joined(switchboard, "ann", "agent")
-    await trio.sleep(9)
+    await trio.sleep((DELAY - AGE) / 2)
     assert bot_replies(ann) == []
-    await trio.sleep(2)
+    await trio.sleep(DELAY - AGE)
     [reply] = bot_replies(ann)
     assert reply["clientId"] == "autoreply:41"
