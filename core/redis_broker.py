@@ -78,6 +78,8 @@ READ_BLOCK = 1.0
 PUBLISH_BATCH = 500
 #: Entries taken by one ``XREAD``.
 READ_COUNT = 1000
+#: Reads of nothing new a recovery makes while the reader is ahead of it.
+RECOVERY_EMPTY_READS = 20
 #: Back-off of the reader and the heartbeat while Redis is unreachable.
 RETRY_FIRST = 0.1
 RETRY_LONGEST = 2.0
@@ -378,6 +380,10 @@ class RedisBroker:
         self.alive_key = f"{p}:alive"
         self.reports_key = f"{p}:reports"
         self._sentinel: coredis.Sentinel[bytes] | None = None
+        #: The id of the newest stream entry this node's reader has handed to
+        #: the hub (or the newest in the stream when it started reading): what
+        #: came after reaches an attached session live, not by a replay.
+        self.delivered_id: tuple[int, int] | None = None
         #: The epoch of the stream as this node last saw it.
         self.epoch: str | None = None
         self._available = False
@@ -566,6 +572,7 @@ class RedisBroker:
                 if last is None:
                     newest = await redis.xrevrange(self.stream_key, count=1)
                     last = _text(newest[0].identifier) if newest else "0-0"
+                    self.delivered_id = _stream_id(last)
                     newest_control = await redis.xrevrange(self.control_key, count=1)
                     last_control = _text(newest_control[0].identifier) \
                         if newest_control else "0-0"
@@ -610,6 +617,7 @@ class RedisBroker:
         except (KeyError, ValueError, TypeError) as exc:
             log.error("unreadable publication %s in Redis: %s", entry_id, exc)
             return
+        self.delivered_id = _stream_id(entry_id)
         deliver(publication, f"{epoch}:{entry_id}")
 
     def _dispatch(self, fields: Any) -> None:
@@ -778,18 +786,33 @@ class RedisRecovery:
             if not await redis.xrange(broker.stream_key, after, after):
                 return None  # trimmed away (or never there): cannot tell what was missed
             room_set = set(rooms)
-            out: list[tuple[str, Publication]] = []
-            start = f"({after}"
+            out: list[tuple[str, Publication, tuple[int, int]]] = []
+            start, fetched = f"({after}", _stream_id(after)
+            empty_reads = 0
             while True:
                 entries = await redis.xrange(broker.stream_key, start, "+", count=READ_COUNT)
+                empty_reads = 0 if entries else empty_reads + 1
                 for entry in entries:
                     entry_id = _text(entry.identifier)
+                    fetched = _stream_id(entry_id)
                     publication = decode_publication(entry.field_values[b"p"])
                     if missed_by(publication, tenant, room_set, session_id):
-                        out.append((f"{epoch}:{entry_id}", publication))
-                if len(entries) < READ_COUNT:
-                    return out
-                start = f"({_text(entries[-1].identifier)}"
+                        out.append((f"{epoch}:{entry_id}", publication, fetched))
+                if entries:
+                    start = f"({_text(entries[-1].identifier)}"
+                # The caller attaches the session without waiting after this
+                # returns: what this node's reader handed to the hub up to now
+                # is replayed, what it hands over later reaches the session live.
+                # Read on while the reader is past what was read (it delivered
+                # entries added after the last XRANGE), and leave out what it
+                # has not delivered yet (it will, live): nothing twice, nothing
+                # missed.
+                delivered = broker.delivered_id
+                caught_up = delivered is None or delivered <= fetched \
+                    or empty_reads > RECOVERY_EMPTY_READS  # (a stream made anew)
+                if len(entries) < READ_COUNT and caught_up:
+                    return [(offset, publication) for offset, publication, at in out
+                            if delivered is None or at <= delivered]
         except _UNREACHABLE as exc:
             broker._lost("recovery", exc)
             raise BrokerUnavailable(f"Redis is not answering ({exc})") from None

@@ -12,9 +12,11 @@ import httpx
 import pytest
 import trio
 from switchboard.core import Announcement, BrokerUnavailable
+from switchboard.core.redis_broker import _stream_id
 from switchboard.testing import TEST_API_KEY, Harness, TestClient
 
 from tests.redis_nodes import (
+    REDIS_URL,
     TIMEOUT,
     OwnRedis,
     cluster_config,
@@ -286,4 +288,36 @@ async def test_a_node_started_while_redis_is_down_serves_degraded_then_joins(
 
         await eventually(published)
         assert await client.expect("tick", timeout=TIMEOUT) == 1
+        await node.stop()
+
+
+async def test_recovery_replays_what_the_reader_delivered_and_leaves_the_rest_live(
+        redis_prefix: str) -> None:
+    """A recovering session is attached right after its replay is read: what
+    this node's reader handed to the hub by then is in the replay, what it
+    has not handed over yet is not (it reaches the session live), so an event
+    published while the replay is read is neither lost nor sent twice."""
+    config = cluster_config(redis_prefix, overrides={"socketio": {"recovery_window": 30}})
+    async with trio.open_nursery() as nursery:
+        (node,) = await start_nodes(config, nursery, 1)
+        broker = node.app.hub.broker
+        for i in range(3):
+            await node.app.publish("t1", ROOM, "tick", i)
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(REDIS_URL)
+        async with client:
+            ids = [e.identifier.decode()
+                   for e in await client.xrange(broker.stream_key, "-", "+")]
+            epoch = (await client.get(broker.epoch_key) or b"").decode()
+        assert len(ids) == 3
+
+        async def delivered_all() -> bool:
+            return broker.delivered_id == _stream_id(ids[2])
+        await eventually(delivered_all)
+        recovery = node.app.hub.recovery
+        missed = await recovery.missed(f"{epoch}:{ids[0]}", {ROOM}, "t1", "gone")
+        assert [(o, p.data) for o, p in missed] == [(f"{epoch}:{ids[1]}", 1),
+                                                     (f"{epoch}:{ids[2]}", 2)]
+        broker.delivered_id = _stream_id(ids[1])  # the reader has not handed over 2 yet
+        missed = await recovery.missed(f"{epoch}:{ids[0]}", {ROOM}, "t1", "gone")
+        assert [p.data for _, p in missed] == [1]
         await node.stop()
