@@ -13,9 +13,8 @@
 // one emit to ROOM with --api-key (Switchboard's /api/v1/emit), else GET
 // --trigger with {M} replaced by 1; it prints one JSON line with the time until
 // the last client has it (and the server's CPU with --server-pid).
-import { fork } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { args, cpuSeconds, isMsg, loopbackAddress, nowMs, openMany, request,
+import { args, forkWorkers, cpuSeconds, isMsg, loopbackAddress, nowMs, openMany, request,
   urlMaker } from './lib.mjs';
 
 const USAGE = `node hold.mjs [--tokens FILE] [--session] [--sio] [--procs P] [--addresses A]
@@ -100,26 +99,8 @@ async function worker() {
 }
 
 async function parent() {
-  const procs = Math.max(1, Math.min(Number(o.procs), N));
-  const workers = [];
-  for (let p = 0; p < procs; p++) {
-    const offset = Math.floor((p * N) / procs);
-    const count = Math.floor(((p + 1) * N) / procs) - offset;
-    const child = fork(new URL(import.meta.url).pathname, process.argv.slice(2), {
-      env: { ...process.env, HOLD_WORKER: '1', HOLD_OFFSET: String(offset),
-        HOLD_COUNT: String(count) },
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (c) => { stderr += c; });
-    child.on('exit', (code) => {
-      if (code && !child.releasing) {
-        console.error(`hold worker ${p} exited with ${code}: ${stderr.trim().slice(-600)}`);
-        process.exit(1);
-      }
-    });
-    workers.push(child);
-  }
+  const workers = forkWorkers(new URL(import.meta.url).pathname, N, o.procs, 'HOLD',
+    'hold');
   const next = (type) => Promise.all(workers.map((w) => new Promise((resolve) => {
     const on = (m) => {
       if (m.type === type) {
@@ -147,7 +128,7 @@ async function parent() {
     }
     const reports = await released;
     console.log(JSON.stringify({
-      held: N, procs,
+      held: N, procs: workers.length,
       frames_while_idle: reports.reduce((s, r) => s + r.frames, 0),
       closed_by_server: reports.reduce((s, r) => s + r.closed, 0),
     }));

@@ -235,3 +235,33 @@ export async function fanoutParent(script, o, N, M, triggerUrl) {
     process.exit(success ? 0 : 1);
   }
 }
+
+/**
+ * Fork `procs` workers of `script` (at most one per client), worker p told
+ * its share of the `N` clients in `${prefix}_OFFSET` / `${prefix}_COUNT`
+ * (and `${prefix}_WORKER=1`). A worker that exits with an error, unless it
+ * was told to release (`worker.releasing`), ends the run with its stderr.
+ */
+export function forkWorkers(script, N, procs, prefix, label) {
+  const workers = [];
+  const count = Math.max(1, Math.min(Number(procs), N));
+  for (let p = 0; p < count; p++) {
+    const offset = Math.floor((p * N) / count);
+    const share = Math.floor(((p + 1) * N) / count) - offset;
+    const child = fork(script, process.argv.slice(2), {
+      env: { ...process.env, [`${prefix}_WORKER`]: '1', [`${prefix}_OFFSET`]: String(offset),
+        [`${prefix}_COUNT`]: String(share) },
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c) => { stderr += c; });
+    child.on('exit', (code) => {
+      if (code && !child.releasing) {
+        console.error(`${label} worker ${p} exited with ${code}: ${stderr.trim().slice(-600)}`);
+        process.exit(1);
+      }
+    });
+    workers.push(child);
+  }
+  return workers;
+}

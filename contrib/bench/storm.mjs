@@ -14,10 +14,9 @@
 // and prints {"type":"back",...} by itself once every socket has connected and
 // rejoined its rooms again after being disconnected (the server restarted).
 // Times are wall-clock milliseconds (performance.timeOrigin + now).
-import { fork } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { io } from 'socket.io-client';
-import { args, loopbackAddress, nowMs, sleep } from './lib.mjs';
+import { args, forkWorkers, loopbackAddress, nowMs, sleep } from './lib.mjs';
 import { tokenMaker } from './sio.mjs';
 
 const USAGE = `node storm.mjs [--procs P] [--addresses A] [--groups G] [--tokens FILE]
@@ -166,26 +165,8 @@ async function worker() {
 }
 
 async function parent() {
-  const procs = Math.max(1, Math.min(Number(o.procs), N));
-  const workers = [];
-  for (let p = 0; p < procs; p++) {
-    const offset = Math.floor((p * N) / procs);
-    const count = Math.floor(((p + 1) * N) / procs) - offset;
-    const child = fork(new URL(import.meta.url).pathname, process.argv.slice(2), {
-      env: { ...process.env, STORM_WORKER: '1', STORM_OFFSET: String(offset),
-        STORM_COUNT: String(count) },
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (c) => { stderr += c; });
-    child.on('exit', (code) => {
-      if (code && !child.releasing) {
-        console.error(`storm worker ${p} exited with ${code}: ${stderr.trim().slice(-600)}`);
-        process.exit(1);
-      }
-    });
-    workers.push(child);
-  }
+  const workers = forkWorkers(new URL(import.meta.url).pathname, N, o.procs, 'STORM',
+    'storm');
   const all = (type, filter = () => true) => Promise.all(workers.map((w) => new Promise((resolve) => {
     const on = (m) => {
       if (m.type === type && filter(m)) {
