@@ -15,7 +15,6 @@ writer of the socket.
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import logging
 import math
@@ -50,6 +49,7 @@ from ..session import Session
 from ..supervise import log_failure
 from ..timers import Timer
 from .answers import OrderedAnswers
+from .draining import Draining
 from .front import RequestHead
 from .inbox import drain, send_in_turn
 from .ws import reject_bytes, send_quietly
@@ -64,7 +64,7 @@ log = logging.getLogger("switchboard.socketio")
 
 #: Close reasons after which a session may be recovered (not a deliberate leave).
 _RECOVERABLE = {"transport_close", "transport_error", "heartbeat_timeout", "shutdown"}
-#: Queued behind a session's packets when the server stops (see ``shut_down``).
+#: Queued behind a session's packets when the server stops (see ``.draining``).
 _SHUTDOWN = sio.Packet(sio.PacketType.DISCONNECT, "")
 #: Socket.IO packets read ahead of the handler task (past it, reading waits).
 INBOX_SIZE = 64
@@ -136,7 +136,7 @@ _REASONS = {
 }
 
 
-class EngineSocket:
+class EngineSocket(Draining):
     def __init__(self, server: EngineIOServer, sid: str, *, handshake: Handshake) -> None:
         self.server = server
         self.app = server.app
@@ -346,7 +346,7 @@ class EngineSocket:
         async for packet in inbox:
             for each in itertools.chain((packet,), drain(inbox)):  # lazily: see inbox
                 if each is _SHUTDOWN:
-                    await self._close_after_answers()
+                    await self.closing_after_answers()
                     return
                 await self._handle_safely(each)
 
@@ -509,42 +509,36 @@ class EngineSocket:
 
     # -- lifetime ----------------------------------------------------------
 
-    def shut_down(self) -> None:
-        """The server is stopping: refuse new events, send the answers still due
-        (a stored chat message's ack), then close (1001 on a WebSocket)."""
+    # -- shutdown (see .draining) -----------------------------------------
+
+    def _shutdown_inbox(self) -> tuple[trio.MemorySendChannel[sio.Packet] | None, Any]:
+        return self._inbox_send, _SHUTDOWN
+
+    def _start_draining(self) -> bool:
         if self._draining or self.ending:
-            return
+            return False
         self._draining = True
-        if self._nursery is None:
-            self.close("shutdown", CloseCode.GOING_AWAY)
-        else:
-            self._nursery.start_soon(self._close_when_answered)
+        return True
 
-    async def _close_when_answered(self) -> None:
-        if self._inbox_send is not None:
-            # Behind the packets already read (sent before the shutdown): the
-            # handler task closes when it gets there (``_handle_packets``).
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._inbox_send.send(_SHUTDOWN)
-            return
-        await self._close_after_answers()
-
-    async def _close_after_answers(self) -> None:
-        if self._answers is not None:
-            await self._answers.wait_idle()
-        self.close("shutdown", CloseCode.GOING_AWAY)
+    def _close_for_shutdown(self) -> None:
+        self.close("shutdown", CloseCode.GOING_AWAY, now=True)
 
     def close(self, reason: str, code: int = 1000, *, drop_queued: bool = False,
-              kind: eio.CloseKind = eio.CloseKind.SERVER) -> None:
+              kind: eio.CloseKind = eio.CloseKind.SERVER, now: bool = False) -> None:
         """Close the session (``kind`` says who ended it: see
-        :class:`~..protocol.engineio.CloseKind`)."""
+        :class:`~..protocol.engineio.CloseKind`); ``now``: the server is
+        stopping, a WebSocket is closed without waiting for the peer (see
+        :meth:`~.wschannel.WsChannel.close_now`)."""
         if not self._advance(eio.EngineEvent.CLOSE):
             return
         self.close_reason = reason
         if self._probe is not None:  # an upgrade under way ends with the session
             self._probe.close(1000)
         if self.channel is not None:
-            self.channel.close(code, reason.replace("_", " "), drop_queued=drop_queued)
+            if now:
+                self.channel.close_now(code, reason.replace("_", " "))
+            else:
+                self.channel.close(code, reason.replace("_", " "), drop_queued=drop_queued)
             return
         if drop_queued or kind is not eio.CloseKind.SERVER:
             self._records, self._records_size = [], 0

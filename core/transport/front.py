@@ -242,24 +242,36 @@ Handler = Callable[[trio.abc.Stream, RequestHead], Awaitable[Any]]
 
 async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, Handler],
                 http: Handler, http_paths: dict[tuple[str, str], Handler] | None = None
-                ) -> Awaitable[Any] | None:
+                ) -> tuple[Awaitable[Any] | None, bool]:
     """Read the head of one connection; return the right server's work on it
-    for the caller to await (None when the connection was refused here)."""
+    for the caller to await (None when the connection was refused here), and
+    whether that work starts with a WebSocket handshake (the upgrade's
+    handler, not ``http``, then hands back the rest of the connection's work)."""
     try:
         with trio.fail_after(timeout):
             head = await read_head(stream)
     except HeadError as exc:
         await refuse(stream, exc)
-        return None
+        return None, False
     except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await trio.aclose_forcefully(stream)
-        return None
+        await close_stream(stream)
+        return None, False
     if head.is_websocket:
         handler = ws_paths.get(head.path)
         if handler is None:  # (hypercorn has nothing to upgrade either)
             await refuse(stream, HeadError(f"no WebSocket endpoint at {head.path}", 404))
-            return None
-    else:
-        handler = (http_paths or {}).get((head.method, head.path))
-    return (handler or http)(stream, head)
+            return None, False
+        return handler(stream, head), handler != http
+    handler = (http_paths or {}).get((head.method, head.path))
+    return (handler or http)(stream, head), False
+
+
+async def close_stream(stream: trio.abc.Stream) -> None:
+    """Close ``stream`` now, whatever it is doing (a socket: at once, without
+    waiting; another stream as ``trio.aclose_forcefully`` does, at most 1 s)."""
+    sock = getattr(stream, "socket", None) if isinstance(stream, trio.SocketStream) else None
+    if sock is not None:
+        sock.close()  # (again, if it is closed already: nothing happens)
+        return
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        await trio.aclose_forcefully(stream)

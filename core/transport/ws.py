@@ -10,7 +10,6 @@ heartbeat is a deadline on the server's shared timers (:mod:`..timers`).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -36,7 +35,8 @@ from ..session import Session
 from ..supervise import log_failure
 from ..timers import Timer
 from .answers import OrderedAnswers
-from .front import error_response
+from .draining import Draining
+from .front import close_stream, error_response
 from .inbox import drain, send_in_turn
 from .wschannel import MessageTooBig, WsChannel
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("switchboard.ws")
-#: Queued behind a connection's events when the server stops (see ``shut_down``).
+#: Queued behind a connection's events when the server stops (see ``.draining``).
 _SHUTDOWN = envelope.Frame("")
 #: Client events read ahead of the handler task (past it, reading waits).
 INBOX_SIZE = 64
@@ -75,7 +75,7 @@ def reject_bytes(ws: WSConnection, status: int, error: dict[str, Any]) -> bytes:
         ws.send(RejectData(data=body))
 
 
-class WebSocketConnection:
+class WebSocketConnection(Draining):
     """One plain-WebSocket client; implements the core's ``Transport``."""
 
     protocol = "ws"
@@ -120,30 +120,21 @@ class WebSocketConnection:
             self.close_reason = _REASONS.get(code, reason)
         self.channel.close(code, reason)
 
-    def shut_down(self) -> None:
-        """The server is stopping: refuse new events, send the answers still due
-        (a stored chat message's ack), then close with 1001."""
+    # -- shutdown (see .draining) -----------------------------------------
+
+    def _shutdown_inbox(self) -> tuple[trio.MemorySendChannel[envelope.Frame] | None, Any]:
+        return self._inbox, _SHUTDOWN
+
+    def _start_draining(self) -> bool:
         if self._draining or self.channel.closing:
-            return
+            return False
         self._draining = True
-        if self._nursery is None:
-            self.close(CloseCode.GOING_AWAY, "server shutting down")
-        else:
-            self._nursery.start_soon(self._close_when_answered)
+        return True
 
-    async def _close_when_answered(self) -> None:
-        if self._inbox is not None:
-            # Behind the events already read (sent before the shutdown): the
-            # handler task closes when it gets there (``_handle_frames``).
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._inbox.send(_SHUTDOWN)
-            return
-        await self._closing_after_answers()
-
-    async def _closing_after_answers(self) -> None:
-        if self._answers is not None:
-            await self._answers.wait_idle()
-        self.close(CloseCode.GOING_AWAY, "server shutting down")
+    def _close_for_shutdown(self) -> None:
+        if self.close_reason is None:
+            self.close_reason = "shutdown"
+        self.channel.close_now(CloseCode.GOING_AWAY, "server shutting down")
 
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
         """Send ``event`` with an id ``s<n>``; wait for the client's ``ack`` of it."""
@@ -218,8 +209,7 @@ class WebSocketConnection:
             reason = self.close_reason or _peer_reason(self.channel.end_reason)
             try:
                 await self.app.close_session(session, reason)
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await self.channel.stream.aclose()
+                await close_stream(self.channel.stream)
             finally:
                 if connections is not None:
                     connections.discard(self)
@@ -309,7 +299,7 @@ class WebSocketConnection:
         async for frame in inbox:
             for each in itertools.chain((frame,), drain(inbox)):  # lazily: see inbox
                 if each is _SHUTDOWN:
-                    await self._closing_after_answers()
+                    await self.closing_after_answers()
                     return
                 await self._handle_frame(each)
 

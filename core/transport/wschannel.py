@@ -7,6 +7,9 @@ The writer side drains an :class:`~..outbox.Outbox` of ready frames with one
 ``send_all`` per wake-up (write coalescing). Once a close frame is queued,
 what is left must be written within ``CLOSE_WAIT`` seconds: a peer that does
 not read is cut instead of holding the connection (and its memory) forever.
+When the server stops, :meth:`WsChannel.close_now` ends an idle connection
+without a task: the close frame is written if the socket takes it at once,
+and the socket is closed.
 """
 
 from __future__ import annotations
@@ -89,9 +92,9 @@ class WsChannel:
 
     __slots__ = (
         "_close_deadline", "_fragments", "_nursery", "_parts", "_peer_closed", "_peer_ended",
-        "_reading_done", "_size", "_write_scope", "_writer_running", "_writing",
-        "_wsproto_from_here", "alive", "closing", "end_reason", "linger", "max_message",
-        "outbox", "stream", "ws",
+        "_reading_done", "_size", "_wait_peer_close", "_write_scope", "_writer_running",
+        "_writing", "_wsproto_from_here", "alive", "closing", "end_reason", "linger",
+        "max_message", "outbox", "stream", "ws",
     )
 
     def __init__(self, stream: trio.abc.Stream, ws: Connection | None = None, *,
@@ -118,6 +121,8 @@ class WsChannel:
         self._close_deadline = math.inf
         #: A write is under way (cut short, it would leave half a frame on the wire).
         self._writing = False
+        #: After our close frame, wait (up to ``CLOSE_WAIT``) for the peer's.
+        self._wait_peer_close = True
         #: Reading is over: the peer's close frame came, or its frames broke the protocol.
         self._peer_ended = False
         #: Set at the first client frame that is not simple: from then on
@@ -172,6 +177,30 @@ class WsChannel:
             self._write_scope.deadline = self._close_deadline
         self._kick()
 
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Close at once, without waiting for the peer (the server is stopping).
+
+        With nothing queued or being written on a socket: the close frame is
+        written if the socket takes it now (best effort, no task, no wait),
+        the socket is closed and the channel is over (its nursery cancelled).
+        Otherwise what is queued still goes out first, then the close frame,
+        as :meth:`close` does, but the peer's close frame is not waited for.
+        """
+        self._wait_peer_close = False
+        sock = _socket_of(self.stream)
+        if self._writer_running or self.outbox.pending or sock is None or self.closing:
+            self.close(code, reason)
+            return
+        self.closing = True
+        self.outbox.finish()
+        fd = sock.fileno()
+        if fd >= 0:
+            with contextlib.suppress(OSError):  # (full, reset: the frame is dropped)
+                os.write(fd, close_frame(code, reason))
+        sock.close()  # wakes the reader (it ends), and the peer gets its FIN
+        self.end_reason = self.end_reason or "shutdown"
+        self._over()
+
     def _kick(self) -> None:
         """Start a writer if there is something to write and none runs."""
         if self._writer_running or self._nursery is None or not self.outbox.pending:
@@ -205,7 +234,7 @@ class WsChannel:
             self._write_scope = None
         if scope.cancelled_caught:
             self.end_reason = self.end_reason or "not_reading"
-        else:
+        elif self._wait_peer_close:
             with trio.move_on_after(CLOSE_WAIT):
                 await self.peer_closed.wait()
         self._over()
