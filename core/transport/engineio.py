@@ -775,8 +775,8 @@ class EngineIOServer:
         return eio.open_packet(sid, upgrades=upgrades, ping_interval=hb.interval,
                                ping_timeout=hb.timeout, max_payload=self.config.max_payload)
 
-    def _new_engine(self, handshake: Handshake) -> EngineSocket:
-        sid = secrets.token_urlsafe(15)
+    def _new_engine(self, handshake: Handshake, sid: str | None = None) -> EngineSocket:
+        sid = sid or new_sid()
         engine = EngineSocket(self, sid, handshake=handshake)
         self.engines[sid] = engine
         return engine
@@ -818,13 +818,19 @@ class EngineIOServer:
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
             await send_quietly(stream, reject_bytes(ws, status, body))
             return None
+        accept = ws.send(AcceptConnection())
         if engine is not None:
             # from here a second WebSocket for this sid is refused
             engine.begin_upgrade()
-        if not await send_quietly(stream, ws.send(AcceptConnection())):
-            if engine is not None:
+            if not await send_quietly(stream, accept):
                 engine.end_upgrade()
-            return None
+                return None
+        else:
+            # a new session: its open packet goes out with the handshake's
+            # answer, in one write
+            sid = new_sid()
+            if not await send_quietly(stream, accept + text_frame(self._open_packet(sid, []))):
+                return None
         # none of wsproto's state is kept (the channel makes a frame-level
         # connection only for frames it does not parse itself)
         channel = WsChannel(stream,
@@ -838,9 +844,8 @@ class EngineIOServer:
         # does not live as long as the connection.
         if engine is not None:
             return engine.serve_channel(channel, upgrade=True)
-        engine = self._new_engine(handshake)
+        engine = self._new_engine(handshake, sid)
         engine.channel = channel
-        channel.send_text(self._open_packet(engine.sid, []))
         engine.opened()
         return engine.run(channel)
 
@@ -957,6 +962,11 @@ class EngineIOServer:
 
     def _text(self, body: bytes) -> Response:
         return self._cors(Response(body, content_type="text/plain; charset=UTF-8"))
+
+
+def new_sid() -> str:
+    """A new Engine.IO session id."""
+    return secrets.token_urlsafe(15)
 
 
 def _check_query(query: dict[str, list[str]], transport: str) -> eio.ErrorCode | None:
