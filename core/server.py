@@ -328,7 +328,7 @@ class Server:
         # (not a coroutine of its own: one frame less kept per connection)
         if self.shutting_down:
             return stream.aclose()
-        return serve_websocket(self.app, stream, head.raw, self._ws_connections,
+        return serve_websocket(self.app, stream, head, self._ws_connections,
                                self._ws_codec, self._signal_closed)
 
     async def _serve_publish(self, stream: trio.abc.Stream, head: RequestHead) -> None:

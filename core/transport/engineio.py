@@ -27,9 +27,6 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 from quart import Blueprint, Response, request
 from werkzeug.exceptions import MethodNotAllowed
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
-from wsproto.utilities import RemoteProtocolError
 
 from ..apidocs import documented
 from ..args import Args, wire_arguments
@@ -50,9 +47,9 @@ from ..supervise import log_failure
 from ..timers import Timer
 from .answers import OrderedAnswers
 from .draining import Draining
-from .front import RequestHead
+from .front import RequestHead, UpgradeRefused, json_response, websocket_accept
 from .inbox import drain, send_in_turn
-from .ws import reject_bytes, send_quietly
+from .ws import send_quietly
 from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
@@ -792,21 +789,17 @@ class EngineIOServer:
                               head: RequestHead) -> Awaitable[None] | None:
         """Accept a WebSocket (a new session's, or one probing an upgrade);
         return its work for the caller to await, None when it was refused."""
-        query = parse_qs(urlsplit(head.raw.split(b" ", 2)[1].decode("latin-1")).query)
-        ws = WSConnection(ConnectionType.SERVER)
+        target = head.target
+        query = parse_qs(urlsplit(target).query)
         try:
-            ws.receive_data(head.raw)
-            req = next((e for e in ws.events() if isinstance(e, Request)), None)
-        except (RemoteProtocolError, ValueError):  # (ValueError: bytes it cannot decode)
-            req = None
-        if req is None:
+            accept = websocket_accept(head)
+        except UpgradeRefused:
             await send_quietly(stream, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
             return None
-        origin = dict(req.extra_headers).get(b"origin")
+        origin = head.headers.get("origin")
         sid = query.get("sid", [None])[0]
         engine = self.engines.get(sid) if sid else None
-        if not origin_allowed(self.app.config.server.allowed_origins,
-                              None if origin is None else origin.decode("latin-1")):
+        if not origin_allowed(self.app.config.server.allowed_origins, origin):
             self.app.metrics.handshake_rejects.labels("origin").inc()
             error: eio.ErrorCode | None = eio.ErrorCode.FORBIDDEN
         else:
@@ -816,9 +809,8 @@ class EngineIOServer:
         if error is not None:
             body = {"code": int(error), "message": eio.ERROR_MESSAGES[error]}
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
-            await send_quietly(stream, reject_bytes(ws, status, body))
+            await send_quietly(stream, json_response(status, body))
             return None
-        accept = ws.send(AcceptConnection())
         if engine is not None:
             # from here a second WebSocket for this sid is refused
             engine.begin_upgrade()
@@ -837,7 +829,7 @@ class EngineIOServer:
                             outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)
-        handshake = from_request("socket.io", req.target, req.extra_headers,
+        handshake = from_request("socket.io", target, head.header_pairs(),
                                  remote_addr=peer_address(stream))
         # The connection's work is handed back to be awaited by the caller, which
         # closes the stream after it: this frame (and the handshake's state)

@@ -9,13 +9,15 @@ docs/architecture.md for the measurements behind this split.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +59,21 @@ class RequestHead:
     def is_websocket(self) -> bool:
         return (self.headers.get("upgrade", "").lower() == "websocket"
                 and "upgrade" in self.headers.get("connection", "").lower())
+
+    @property
+    def target(self) -> str:
+        """The request target as sent (path and query)."""
+        return self.raw[:self.raw.index(b"\r\n")].split(b" ")[1].decode("latin-1")
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        """Every header line as ``(lower-case name, value)``, repeated ones
+        included (``headers`` keeps the last of a name)."""
+        lines = self.raw[:self.raw.index(b"\r\n\r\n")].decode("latin-1").split("\r\n")[1:]
+        pairs = []
+        for line in lines:
+            name, _, value = line.partition(":")
+            pairs.append((name.lower(), value.strip(" \t")))
+        return pairs
 
     @property
     def content_length(self) -> int | None:
@@ -168,6 +185,66 @@ def error_response(status: int, code: str, message: str) -> bytes:
     reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+def json_response(status: int, body: Mapping[str, Any],
+                  headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A complete HTTP/1.1 answer with ``body`` as JSON that closes the connection
+    (a refused WebSocket handshake: status and ``{code, message}``)."""
+    data = json.dumps(body).encode()
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(data)}\r\n{extra}connection: close\r\n\r\n").encode() + data
+
+
+#: RFC 6455's key suffix for ``Sec-WebSocket-Accept``.
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class UpgradeRefused(HeadError):
+    """A WebSocket upgrade request that cannot be accepted (400, or 426 for a
+    version other than 13); ``answer`` is the complete HTTP answer to send."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message, status)
+        headers = [("sec-websocket-version", "13")] if status == 426 else []
+        self.answer = json_response(status, {"code": "bad_request", "message": message},
+                                    headers)
+
+
+def websocket_accept(head: RequestHead) -> bytes:
+    """The ``101 Switching Protocols`` answer to the WebSocket upgrade request
+    ``head`` (RFC 6455 4.2; no extension or subprotocol is taken), checked as
+    wsproto checks one; :class:`UpgradeRefused` when it cannot be accepted.
+    Built here from the head already parsed: no second parse per handshake."""
+    headers = head.headers
+    if head.method != "GET" or head.version != "HTTP/1.1":
+        raise UpgradeRefused("a WebSocket upgrade is a GET request in HTTP/1.1")
+    try:
+        head.target.encode("ascii")
+        tokens = [t.strip().lower() for t in headers.get("connection", "").split(",")]
+        for name in ("upgrade", "sec-websocket-key", "sec-websocket-version",
+                     "sec-websocket-extensions", "sec-websocket-protocol"):
+            headers.get(name, "").encode("ascii")
+    except UnicodeEncodeError:
+        raise UpgradeRefused("malformed WebSocket handshake (not ASCII)") from None
+    if "upgrade" not in tokens:
+        raise UpgradeRefused("missing header, 'Connection: Upgrade'")
+    version = headers.get("sec-websocket-version")
+    if version != "13":
+        raise UpgradeRefused("missing header, 'Sec-WebSocket-Version: 13'",
+                             426 if version else 400)
+    key = headers.get("sec-websocket-key")
+    if not key:
+        raise UpgradeRefused("missing header, 'Sec-WebSocket-Key'")
+    if headers.get("upgrade", "").lower() != "websocket":
+        raise UpgradeRefused("missing header, 'Upgrade: websocket'")
+    if "host" not in headers:
+        raise UpgradeRefused("missing header, 'Host'")
+    accept = base64.b64encode(hashlib.sha1(key.encode("ascii") + _WS_GUID).digest())
+    return (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n"
+            b"connection: Upgrade\r\nsec-websocket-accept: " + accept + b"\r\n\r\n")
 
 
 async def refuse(stream: trio.abc.Stream, error: HeadError) -> None:

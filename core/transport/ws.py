@@ -11,7 +11,6 @@ heartbeat is a deadline on the server's shared timers (:mod:`..timers`).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import struct
@@ -20,9 +19,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError, Identity
 from ..errors import ClientError, CloseCode
@@ -36,7 +32,14 @@ from ..supervise import log_failure
 from ..timers import Timer
 from .answers import OrderedAnswers
 from .draining import Draining
-from .front import close_stream, error_response
+from .front import (
+    RequestHead,
+    UpgradeRefused,
+    close_stream,
+    error_response,
+    json_response,
+    websocket_accept,
+)
 from .inbox import drain, send_in_turn
 from .wschannel import MessageTooBig, WsChannel
 
@@ -57,22 +60,6 @@ class EnvelopeCodec(ProfiledCodec):
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         return text_frame(envelope.encode_event(event, data))
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
-def reject_bytes(ws: WSConnection, status: int, error: dict[str, Any]) -> bytes:
-    """An HTTP answer refusing a WebSocket handshake with a JSON body."""
-    body = json.dumps(error).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    return ws.send(RejectConnection(status_code=status, headers=headers, has_body=True)) + \
-        ws.send(RejectData(data=body))
 
 
 class WebSocketConnection(Draining):
@@ -357,10 +344,10 @@ _REASONS = {
 }
 
 
-async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
+async def serve_websocket(app: App, stream: trio.abc.Stream, head: RequestHead,
                           connections: set[WebSocketConnection], codec: EnvelopeCodec,
                           closed: Callable[[], None] | None = None) -> Awaitable[None] | None:
-    """Finish the handshake of an upgrade request whose bytes are ``head``.
+    """Finish the handshake of the upgrade request ``head``.
 
     Returns the accepted connection's work for the caller to await (so that
     this coroutine's frame is not kept for the connection's life), None when
@@ -397,42 +384,31 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
 
 
 async def _handshake(app: App, stream: trio.abc.Stream,
-                     head: bytes) -> tuple[Identity, Handshake] | None:
+                     head: RequestHead) -> tuple[Identity, Handshake] | None:
     """Check and accept the upgrade; ``None`` when it was refused (and answered)."""
-    ws = WSConnection(ConnectionType.SERVER)
     try:
-        ws.receive_data(head)
-        request = next((e for e in ws.events() if isinstance(e, Request)), None)
-    except RemoteProtocolError as exc:
+        accept = websocket_accept(head)
+    except UpgradeRefused as exc:
         app.metrics.handshake_rejects.labels("bad_request").inc()
-        await send_quietly(stream, (exc.event_hint and ws.send(exc.event_hint)) or b"")
+        log.info("websocket handshake refused: %s", exc)
+        await send_quietly(stream, exc.answer)
         return None
-    except ValueError as exc:  # bytes wsproto cannot decode (non-ASCII tokens)
-        app.metrics.handshake_rejects.labels("bad_request").inc()
-        log.info("websocket handshake refused: %r", exc)
-        await send_quietly(stream, error_response(400, "bad_request",
-                                                  "malformed WebSocket handshake"))
-        return None
-    if request is None:
-        await send_quietly(stream, error_response(400, "bad_request",
-                                                  "not a WebSocket handshake"))
-        return None
-    origin = _header(request.extra_headers, b"origin")
+    origin = head.headers.get("origin")
     if not origin_allowed(app.config.server.allowed_origins, origin):
         app.metrics.handshake_rejects.labels("origin").inc()
-        await send_quietly(stream, reject_bytes(ws, 403, {
+        await send_quietly(stream, json_response(403, {
             "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
         return None
-    handshake = from_request("websocket", request.target, request.extra_headers,
+    handshake = from_request("websocket", head.target, head.header_pairs(),
                              remote_addr=peer_address(stream))
     try:
         identity = await app.authenticate(handshake)
     except AuthError as exc:
         app.metrics.handshake_rejects.labels(exc.code).inc()
         log.info("websocket handshake refused: %s", exc)
-        await send_quietly(stream, reject_bytes(ws, exc.status, exc.to_dict()))
+        await send_quietly(stream, json_response(exc.status, exc.to_dict()))
         return None
-    if not await send_quietly(stream, ws.send(AcceptConnection())):
+    if not await send_quietly(stream, accept):
         return None
     return identity, handshake
 
