@@ -33,7 +33,7 @@ from ..args import Args, wire_arguments
 from ..auth import AuthError
 from ..broker import BrokerUnavailable
 from ..errors import ClientError, CloseCode
-from ..events import event_data
+from ..events import Deferred, event_data
 from ..handshake import Handshake, from_request, peer_address
 from ..http import error_response
 from ..origins import origin_allowed
@@ -394,6 +394,13 @@ class EngineSocket(Draining):
         if name == "auth":
             self.identity_changed()
         if self._answers is None:
+            if not isinstance(result, Deferred):  # (nothing deferred before it: out now)
+                if packet.id is not None:
+                    self.send_sio(sio.Packet(sio.PacketType.ACK, packet.namespace,
+                                             wire_arguments(result), packet.id))
+                return
+            # made with the first deferred answer: a session that never has one
+            # does not keep the queue
             assert self._nursery is not None
             self._answers = OrderedAnswers(self._nursery)
         await self._answers.answer(

@@ -22,6 +22,7 @@ import trio
 
 from ..auth import AuthError, Identity
 from ..errors import ClientError, CloseCode
+from ..events import Deferred
 from ..handshake import Handshake, from_request, peer_address
 from ..origins import origin_allowed
 from ..profiles import ProfiledCodec
@@ -301,6 +302,12 @@ class WebSocketConnection(Draining):
             self.identity_changed()
         ident = frame.id
         if self._answers is None:
+            if not isinstance(result, Deferred):  # (nothing deferred before it: out now)
+                if ident is not None:
+                    self.send(text_frame(envelope.encode_ack(ident, result)))
+                return
+            # made with the first deferred answer: a connection that never has
+            # one does not keep the queue
             assert self._nursery is not None
             self._answers = OrderedAnswers(self._nursery)
         await self._answers.answer(
