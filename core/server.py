@@ -254,8 +254,16 @@ class Server:
                 self._connection_closed = trio.Event()
                 await self._connection_closed.wait()
         if left := self._open_connections():
-            log.warning("drain timeout: %d connections cut", left)
+            log.warning("drain timeout: %d connections cut (%d of them not closing yet)",
+                        left, self._unclosed())
         connections.cancel_scope.cancel()
+
+    def _unclosed(self) -> int:
+        """Connections whose close has not even begun (the others are closed,
+        or closing with their close frame queued, and only end their tasks)."""
+        engines = sum(not engine.ending for engine in self.engineio.engines.values()
+                      ) if self.engineio is not None else 0
+        return sum(not c.channel.closing for c in self._ws_connections) + engines
 
     # -- connections -------------------------------------------------------
 
