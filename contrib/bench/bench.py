@@ -125,6 +125,12 @@ def vm_hwm_kib(pid: int) -> int:
     raise BenchError(f"no VmHWM for process {pid}")
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system, all threads) process ``pid`` has used."""
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -1376,6 +1382,8 @@ def storm_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> Row
         rss_held = rss_kib(first.pid)
         log(f"storm: {n} sockets in their rooms (confirmed in {setup_confirm:.3f} s), "
             f"server RSS {rss_held} KiB; SIGTERM")
+        cpu_held = cpu_seconds(first.pid)
+        children_cpu = children_cpu_seconds()
         t_kill = time.time()
         first.send_signal(signal.SIGTERM)
         try:
@@ -1384,6 +1392,8 @@ def storm_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> Row
             raise BenchError(f"the server did not stop within {STORM_STOP_TIMEOUT:g} s of "
                              "SIGTERM") from None
         t_exit = time.time()
+        # (the stopped server is the only child reaped meanwhile: its whole CPU)
+        stop_cpu = children_cpu_seconds() - children_cpu - cpu_held
         log(f"storm: the old server stopped in {t_exit - t_kill:.2f} s")
         second = spawn_switchboard(tmp, port, a.plugins)
         t_spawn = time.time()
@@ -1401,9 +1411,12 @@ def storm_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> Row
                     raise BenchError("the restarted server did not listen within 120 s") from None
                 time.sleep(0.02)
         t_up = time.time()
+        cpu_up = cpu_seconds(second.pid)
         log(f"storm: the restarted server listens {t_up - t_spawn:.2f} s after its start")
+        back_cpu: float | None = None
         try:
             back = client.expect_json('{"type":"back"', timeout=a.storm_timeout)
+            back_cpu = cpu_seconds(second.pid) - cpu_up
             t_back: float | None = float(back["at"]) / 1000
             confirm_s: float | None = storm_confirm(client, http, 2, groups, 60)
         except BenchError as exc:
@@ -1437,6 +1450,8 @@ def storm_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> Row
         outcome = (f"NOT all back: {report.get('back', 0):,} of {n:,} back (and "
                    f"{report.get('connected', 0):,} connected) {a.storm_timeout:g} s after the "
                    "new server listened")
+    per_reconnect = (f"server CPU {back_cpu * 1e3 / n:.2f} ms per reconnect (listening to "
+                     "all back), " if back_cpu is not None else "")
     return Row(
         "reconnect storm: SIGTERM, restart on the same port, all back in their rooms",
         f"Switchboard (plugins {a.plugins})",
@@ -1446,10 +1461,11 @@ def storm_row(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> Row
         f"its defaults (1 s doubling to 5 s, randomized +-50%); clients in {a.storm_procs} Node "
         f"processes from {a.hold_addresses} source addresses; back = rejoined both rooms, "
         f"confirmed by one emit request to all {2 * groups} rooms reaching every socket twice",
-        f"{outcome} (old server stopped in {t_exit - t_kill:.1f} s, new one listening "
-        f"{t_up - t_spawn:.1f} s after its start); accepted {accepted}, "
-        f"busiest second {report.get('busiest_second_connects', 0):,}; peak RSS of the new "
-        f"server {peak / 1024:.1f} MiB (the old one held {rss_held / 1024:.1f} MiB); "
+        f"{outcome} (old server stopped in {t_exit - t_kill:.1f} s using {stop_cpu:.2f} s of "
+        f"CPU, new one listening {t_up - t_spawn:.1f} s after its start); accepted {accepted}, "
+        f"{per_reconnect}busiest second {report.get('busiest_second_connects', 0):,}; "
+        f"peak RSS of the new server {peak / 1024:.1f} MiB (the old one held "
+        f"{rss_held / 1024:.1f} MiB); "
         f"handshakes after it listened: {refused} refused, {timed_out} timed out, {other} "
         f"other{f' ({first_other})' if first_other else ''}; while it was down: "
         f"{down_refused + down_timed_out + down_other:,} failed attempts (expected); "
