@@ -33,7 +33,14 @@ from .store import Store
 from .supervise import keep_running, log_failure, task_name
 from .transport.engineio import EngineIOServer
 from .transport.exchange import TIMER_KEY, ExchangeTimer, timed_asgi
-from .transport.front import Handler, PrefixedStream, RequestHead, close_stream, route
+from .transport.front import (
+    Handler,
+    PrefixedStream,
+    RequestHead,
+    close_stream,
+    peer_gone,
+    route,
+)
 from .transport.publish import serve_publish
 from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
 
@@ -43,6 +50,9 @@ log = logging.getLogger("switchboard")
 #: ``handle_stream``). Enough to keep the CPU busy; few enough that each
 #: handshake is served in a fraction of a second however many arrive.
 HANDSHAKES_IN_FLIGHT = 64
+#: Seconds of waiting for a turn after which a connection is checked for a
+#: client that has given up (closed) before it is served.
+GAVE_UP_CHECK = 1.0
 #: Connections taken from a listener's backlog in one go (then other tasks run).
 ACCEPT_BATCH = 256
 #: Errors of ``accept`` that mean "out of descriptors or memory": wait, go on.
@@ -313,7 +323,12 @@ class Server:
         listener and every other connection go on.
         """
         try:
+            queued_at = trio.current_time()
             async with self._handshakes:
+                if trio.current_time() - queued_at > GAVE_UP_CHECK and peer_gone(stream):
+                    # its client gave up while it waited: nothing to serve
+                    self.metrics.handshake_rejects.labels("client_gave_up").inc()
+                    return
                 # route() hands back the server of the connection to await here,
                 # so that its frame is not kept for the connection's life; for a
                 # WebSocket, its first step is the handshake (the rest of the

@@ -6,6 +6,7 @@ none refused. Real sockets on the real listener, on the autojump mock clock."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import struct
 from collections.abc import AsyncIterator
@@ -156,6 +157,9 @@ async def test_handshakes_past_the_limit_wait_their_turn_and_none_is_refused(
     opened = trio.current_time()
     waiting = [await RawClient.connect(harness, upgrade_request("/ws", harness.token(f"w{i}")))
                for i in range(20)]
+    # one more gives up before its turn: it is not served
+    quitter = await RawClient.connect(harness, upgrade_request("/ws", harness.token("quitter")))
+    await quitter.stream.send_eof()
     for client in waiting:
         await client.read_until(b'"session"')
         assert client.received.startswith(b"HTTP/1.1 101 ")
@@ -163,7 +167,11 @@ async def test_handshakes_past_the_limit_wait_their_turn_and_none_is_refused(
     assert trio.current_time() - opened >= HANDSHAKE_TIMEOUT
     for stream in silent:
         assert await stream.receive_some(100) == b""  # closed: head timeout
+    with contextlib.suppress(trio.BrokenResourceError):  # (closed, its head unread: reset)
+        assert await quitter.read_to_end() == b""  # no answer
     assert len(harness.server.hub.sessions) == 20
+    rejects = harness.app.metrics.handshake_rejects.labels("client_gave_up")
+    assert rejects._value.get() == 1
     await harness.stop()
 
 

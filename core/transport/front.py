@@ -343,6 +343,26 @@ async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, 
     return (handler or http)(stream, head), False
 
 
+#: ``tcpi_state`` (the first byte of Linux's ``struct tcp_info``) once the peer
+#: has sent its FIN: it closed (a client that gave up waiting).
+_TCP_CLOSE_WAIT = 8
+
+
+def peer_gone(stream: trio.abc.Stream) -> bool:
+    """Whether the client of a TCP stream has closed its side already (Linux;
+    False where that cannot be told): one that gave up while it waited for
+    its turn is not worth a handshake."""
+    sock = getattr(stream, "socket", None) if isinstance(stream, trio.SocketStream) else None
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if sock is None or tcp_info is None:
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)
+    except OSError:
+        return False
+    return bool(state) and state[0] == _TCP_CLOSE_WAIT
+
+
 async def close_stream(stream: trio.abc.Stream) -> None:
     """Close ``stream`` now, whatever it is doing (a socket: at once, without
     waiting; another stream as ``trio.aclose_forcefully`` does, at most 1 s)."""
