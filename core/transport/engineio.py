@@ -569,6 +569,9 @@ class EngineSocket(Draining):
                     # this task reads the WebSocket; its writer runs in this nursery
                     # and cancels it once the channel is over
                     channel.attach(nursery)
+                if self.app.shutting_down:  # (the stop began while it was opening)
+                    self.shut_down()
+                if channel is not None:
                     await self._read_channel(channel, upgrade=False)
                 await self._closing.wait()
                 if channel is not None:

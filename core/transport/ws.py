@@ -175,6 +175,8 @@ class WebSocketConnection(Draining):
                 self._next_ping = trio.current_time() + hb.interval
                 self._arm_heartbeat()
                 await self.app.open_session(session)
+                if self.app.shutting_down:  # (the stop began while it was opening)
+                    self.shut_down()
                 try:  # (read here: one coroutine frame less per connection)
                     await self.channel.read(self._on_message)
                 except MessageTooBig as exc:
