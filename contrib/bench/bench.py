@@ -865,6 +865,13 @@ def chat_result(r: dict[str, Any], *, throughput: bool) -> str:
     cpu_s, stored = r.get("server_cpu_s"), r.get("stored")
     if isinstance(cpu_s, int | float) and stored:
         busy += f", {cpu_s * 1e6 / stored:,.0f} us per stored message (with its deliveries)"
+    client = r.get("client_cpu")
+    if isinstance(client, int | float):
+        # one Node process: near 100% it, not the server, sets the pace
+        busy += f"; load client CPU {client:.0%}"
+        if stored and isinstance(r.get("secs"), int | float):
+            per = client * float(r.get("elapsed_s") or r["secs"]) * 1e6 / stored
+            busy += f" ({per:,.0f} us per message)"
     errors = f"; {r['errors']} errors, first {r.get('first_error')}" if r.get("errors") else ""
     if throughput:
         head = (f"{r.get('stored_per_s', 0):,} stored/s ({r.get('stored', 0):,} messages); "
