@@ -243,7 +243,9 @@ class WsChannel:
         assert self._sock is not None and self._nursery is not None
         fd = self._sock.fileno()  # -1 once closed (a number kept could be reused)
         outbox = self.outbox
-        if fd < 0 or not outbox.pending or self._nursery.cancel_scope.cancel_called:
+        # (closing here: aborted, its close frame written already)
+        if (fd < 0 or not outbox.pending or self.closing
+                or self._nursery.cancel_scope.cancel_called):
             self._writer_running = False
             return
         data = outbox.take_now()
