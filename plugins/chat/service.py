@@ -30,10 +30,10 @@ from switchboard.core import (
     ClientError,
     MessageSource,
     Pending,
+    Publication,
     Session,
     StoreUnavailable,
 )
-from switchboard.core.broker import Publication
 
 from .payloads import (
     MAX_TITLE_LENGTH,
