@@ -79,7 +79,7 @@ class Clock:
 
 
 @attrs.frozen
-class _NewTicket:
+class NewTicket:
     """A ticket to create: its row (without its number) and, to offer it to
     its members, its queue."""
 
@@ -113,7 +113,7 @@ class Tickets:
         self.chosen: Callable[[str, str, str], None] = lambda tenant, queue, user: None
         #: Writes new tickets in batches: tickets created at the same time share
         #: one transaction (run by the plugin in the server's nursery).
-        self.writer: Batcher[_NewTicket, Created] = Batcher(
+        self.writer: Batcher[NewTicket, Created] = Batcher(
             self._write_new, max_batch=200,
             retry_alone=lambda exc: not isinstance(exc, StoreUnavailable))
 
@@ -198,6 +198,16 @@ class Tickets:
                      channel: str = "web", priority: str = "normal",
                      queue_id: str | None = None, assignee_id: str | None = None,
                      tags: Iterable[str] = (), by: str | None = None) -> Ticket:
+        return await self.open(await self.prepare(
+            tenant_id, subject=subject, customer_id=customer_id, channel=channel,
+            priority=priority, queue_id=queue_id, assignee_id=assignee_id, tags=tags), by)
+
+    async def prepare(self, tenant_id: str, *, subject: str, customer_id: str,
+                      channel: str = "web", priority: str = "normal",
+                      queue_id: str | None = None, assignee_id: str | None = None,
+                      tags: Iterable[str] = ()) -> NewTicket:
+        """A ticket to :meth:`open`, checked (its queue exists): a bulk creation
+        checks every ticket before it opens any."""
         check_id(tenant_id, "tenant")
         subject = check_subject(subject)
         check_id(customer_id, "customerId")
@@ -211,7 +221,7 @@ class Tickets:
         conversation = CONVERSATION_PREFIX + ticket_id
         now = self.clock.now()
         first_due, resolution_due = self._due(priority, now)
-        ticket, assigned = await self.writer.submit(_NewTicket(
+        return NewTicket(
             {"id": ticket_id, "tenant_id": tenant_id, "subject": subject,
              "status": "in_progress" if assignee_id else "open", "priority": priority,
              "queue_id": queue_id, "assignee_id": assignee_id, "customer_id": customer_id,
@@ -219,7 +229,12 @@ class Tickets:
              "version": 1, "created_at": now, "updated_at": now,
              "first_response_due": first_due, "resolution_due": resolution_due,
              "sla_sent": ""},
-            queue if assignee_id is None else None))
+            queue if assignee_id is None else None)
+
+    async def open(self, new: NewTicket, by: str | None = None) -> Ticket:
+        """Create a prepared ticket (written with the others created at the same
+        time, auto-assigned in that transaction) and announce it."""
+        ticket, assigned = await self.writer.submit(new)
         await self.announce(TicketChange("created", ticket, None, by))
         if assigned is not None:
             # (the round-robin turn moved on when the batch was planned: told
@@ -227,13 +242,14 @@ class Tickets:
             await self.announce(TicketChange("assigned", assigned, ticket, None,
                                              reason="auto_assign"))
             return assigned
-        if queue_id is not None and assignee_id is None and self.candidates is not None:
+        queue_id, tenant_id = ticket.queue_id, ticket.tenant_id
+        if queue_id is not None and ticket.assignee_id is None and self.candidates is not None:
             # every free member was tried: it waits in its queue
             await self.app.publish(tenant_id, QUEUE_ROOM + queue_id, "ticket:queued",
                                    {"ticket": ticket.to_json()})
         return ticket
 
-    async def _write_new(self, items: Sequence[_NewTicket]) -> Sequence[Created]:
+    async def _write_new(self, items: Sequence[NewTicket]) -> Sequence[Created]:
         """The batch writer of new tickets: their conversations created in one
         call of the chat service, then one transaction for the tickets, each
         numbered (serialized on its tenant) and, when it has a queue, given to
