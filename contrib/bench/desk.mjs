@@ -153,6 +153,10 @@ console.log(JSON.stringify({
   assign_p99_ms: pct(latency, 99),
   assign_max_ms: pct(latency, 100),
   server_cpu: cpu0 != null && cpu1 != null ? +((cpu1 - cpu0) / elapsed).toFixed(2) : null,
+  // the server's CPU time (all its threads) per ticket created: the figure
+  // that depends least on how busy the machine is
+  server_cpu_ms_per_ticket: cpu0 != null && cpu1 != null && created
+    ? +(((cpu1 - cpu0) * 1000) / created).toFixed(3) : null,
   errors,
   first_error: firstError,
 }));
