@@ -974,47 +974,65 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
               label: str) -> list[Row]:
     agents, queues = a.desk_agents, a.desk_queues
     tokens = desk_tokens(tmp, agents)
-    # capacity is not what is measured: agents never fill up; every ticket makes
-    # two events for each of the agents, so their writes are coalesced
-    with chat_database(tmp, backend, a.pg_url) as store_url, \
-            environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
-                         "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger)}), \
-            run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
-        for q in range(queues):
-            try:
-                http_json(f"{target.http}/api/v1/queues", headers={
-                    "Authorization": f"Bearer {API_KEY}"}, body={
-                    "tenant": TENANT, "id": f"q{q}", "name": f"Queue {q}",
-                    "members": [{"userId": f"agent{i}"} for i in range(agents)
-                                if i % queues == q]})
-            except (OSError, ValueError) as exc:
-                raise BenchError(f"creating queue q{q}: {exc}") from None
-        result = node.run("desk.mjs", [
-            "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
-            "--secs", str(a.desk_secs), "--tokens", str(tokens), "--api-key", API_KEY,
-            "--tenant", TENANT, "--server-pid", str(target.pid), "--holders", str(a.procs),
-            target.ws_url, target.http], timeout=a.desk_secs + 180)
-    log(f"desk {label}: {json.dumps(result)}")
+    rows = []
+    # one ticket per request (what the target is about), then the bulk route
+    for bulk in (1, a.desk_bulk) if a.desk_bulk > 1 else (1,):
+        # capacity is not what is measured: agents never fill up; every ticket
+        # makes two events for each of the agents, so their writes are coalesced
+        with chat_database(tmp, backend, a.pg_url) as store_url, \
+                environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
+                             "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger)}), \
+                run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
+            for q in range(queues):
+                try:
+                    http_json(f"{target.http}/api/v1/queues", headers={
+                        "Authorization": f"Bearer {API_KEY}"}, body={
+                        "tenant": TENANT, "id": f"q{q}", "name": f"Queue {q}",
+                        "members": [{"userId": f"agent{i}"} for i in range(agents)
+                                    if i % queues == q]})
+                except (OSError, ValueError) as exc:
+                    raise BenchError(f"creating queue q{q}: {exc}") from None
+            result = node.run("desk.mjs", [
+                "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
+                "--secs", str(a.desk_secs), "--bulk", str(bulk), "--tokens", str(tokens),
+                "--api-key", API_KEY, "--tenant", TENANT, "--server-pid", str(target.pid),
+                "--holders", str(a.procs), target.ws_url, target.http],
+                timeout=a.desk_secs + 180)
+        log(f"desk {label}{f' bulk {bulk}' if bulk > 1 else ''}: {json.dumps(result)}")
+        rows.append(desk_row(a, label, bulk, result))
+    return rows
+
+
+def desk_row(a: argparse.Namespace, label: str, bulk: int, result: dict[str, Any]) -> Row:
     created = float(result.get("created_per_s") or 0)
     p99 = result.get("assign_p99_ms")
     met = (bool(result.get("ok")) and created >= TARGET_DESK_CREATED
            and p99 is not None and p99 < TARGET_DESK_P99_MS)
     cpu = result.get("server_cpu")
     busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    per_ticket = result.get("server_cpu_ms_per_ticket")
+    if isinstance(per_ticket, int | float):
+        busy += f", {per_ticket:g} ms of server CPU per ticket"
+    client = result.get("client_cpu")
+    if isinstance(client, int | float):
+        busy += f"; load client CPU {client:.0%}"
     errors = (f"; {result['errors']} errors, first {result.get('first_error')}"
               if result.get("errors") else "")
-    return [Row(
-        "service desk: tickets created/s and create-to-assigned latency",
+    how = (f"POST /api/v1/tickets paced at {a.desk_rate:,}/s" if bulk == 1 else
+           f"POST /api/v1/tickets/bulk, {bulk} tickets per request, {a.desk_rate:,} tickets/s")
+    return Row(
+        "service desk: tickets created/s and create-to-assigned latency"
+        + ("" if bulk == 1 else f" (bulk, {bulk} per request)"),
         f"Switchboard, {label}",
-        f"{agents} agents (plain WebSocket, in {a.procs} Node processes apart from the "
-        f"one sending and timing) in the agents room, members of {queues} queues "
-        f"(round robin); POST /api/v1/tickets paced at {a.desk_rate:,}/s for {a.desk_secs} s "
+        f"{a.desk_agents} agents (plain WebSocket, in {a.procs} Node processes apart from the "
+        f"one sending and timing) in the agents room, members of {a.desk_queues} queues "
+        f"(round robin); {how} for {a.desk_secs} s "
         f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
         f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "
         f"{result.get('sent', 0):,}); {result.get('assigned', 0):,} `ticket:assigned`; "
         f"request-to-assigned p50 / p99 / max {result.get('assign_p50_ms')} / {p99} / "
         f"{result.get('assign_max_ms')} ms{busy}{errors}",
-        f">= {TARGET_DESK_CREATED:,}/s with p99 < {TARGET_DESK_P99_MS:g} ms: {verdict(met)}")]
+        f">= {TARGET_DESK_CREATED:,}/s with p99 < {TARGET_DESK_P99_MS:g} ms: {verdict(met)}")
 
 
 def bench_desk(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
@@ -1580,6 +1598,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--desk-rate", type=int, default=1000,
                    help="desk: tickets created per second over HTTP")
     p.add_argument("--desk-secs", type=int, default=10, help="desk: seconds of creating")
+    p.add_argument("--desk-bulk", type=int, default=20,
+                   help="desk: tickets per request of the second row (POST "
+                        "/api/v1/tickets/bulk); 1 leaves that row out")
     p.add_argument("--desk-linger", type=float, default=0.005,
                    help="desk: the server's write_linger in seconds (each ticket is two "
                         "events to every agent)")
