@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import trio
 from quart import Blueprint, request
 from switchboard.core import (
     MAX_ROW_ID,
     ClientError,
     JsonHandler,
     JsonRequest,
+    Ticket,
     api_key_tenant,
     documented,
     error_response,
@@ -70,13 +70,13 @@ class CreateRoutes:
     async def create(self, request: JsonRequest) -> tuple[dict[str, Any], int]:
         body = structure_body(request.data, CreateTicketBody)
         new = await self._prepare(request.tenant(body.tenant), body)
-        return await self._open(new, body), 201
+        return await self._answer(await self.tickets.open(new), body), 201
 
     async def create_bulk(self, request: JsonRequest) -> tuple[dict[str, Any], int]:
         bulk = structure_body(request.data, BulkCreateBody)
         prepared: list[tuple[NewTicket, CreateTicketBody]] = []
         for n, item in enumerate(bulk.tickets):
-            body = structure_body(item, CreateTicketBody, f"tickets[{n}].")
+            body = structure_body(item, CreateTicketBody, f"tickets[{n}]")
             try:
                 new = await self._prepare(request.tenant(body.tenant), body)
             except ClientError as exc:
@@ -84,16 +84,9 @@ class CreateRoutes:
                 raise ClientError(exc.code, f"tickets[{n}]: {exc.message}", **{
                     **exc.extra, "field": field}) from None
             prepared.append((new, body))
-        answers: list[dict[str, Any]] = [{} for _ in prepared]
-
-        async def one(n: int, new: NewTicket, body: CreateTicketBody) -> None:
-            answers[n] = await self._open(new, body)
-
-        # opened at once: they share the batch writer's transactions
-        async with trio.open_nursery() as nursery:
-            for n, (new, body) in enumerate(prepared):
-                nursery.start_soon(one, n, new, body)
-        return {"tickets": answers}, 201
+        opened = await self.tickets.open_many([new for new, _ in prepared])
+        return {"tickets": [await self._answer(ticket, body) for ticket, (_, body)
+                            in zip(opened, prepared, strict=True)]}, 201
 
     async def _prepare(self, tenant: str, body: CreateTicketBody) -> NewTicket:
         return await self.tickets.prepare(
@@ -101,12 +94,12 @@ class CreateRoutes:
             priority=body.priority, queue_id=body.queueId, assignee_id=body.assigneeId,
             tags=body.tags)
 
-    async def _open(self, new: NewTicket, body: CreateTicketBody) -> dict[str, Any]:
-        tickets = self.tickets
-        ticket = await tickets.open(new)
+    async def _answer(self, ticket: Ticket, body: CreateTicketBody) -> dict[str, Any]:
+        """The answer of a ticket opened: the ticket, and its first message
+        when the body has one (posted now, into its conversation)."""
         answer: dict[str, Any] = ticket.to_json()
         if body.message is not None:
-            message = await tickets.app.service("chat").post_message(
+            message = await self.tickets.app.service("chat").post_message(
                 ticket.tenant_id, ticket.conversation_id, sender_id=body.customerId,
                 sender_role="customer", content={"text": body.message.text},
                 client_id=body.message.clientId)

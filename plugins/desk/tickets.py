@@ -239,8 +239,18 @@ class Tickets:
     async def open(self, new: NewTicket, by: str | None = None) -> Ticket:
         """Create a prepared ticket (written with the others created at the same
         time, auto-assigned in that transaction) and announce it (with them)."""
-        ticket, assigned, failure = await self.writer.submit(
-            new if by is None else attrs.evolve(new, by=by))
+        return self._opened(await self.writer.submit(
+            new if by is None else attrs.evolve(new, by=by)))
+
+    async def open_many(self, news: Sequence[NewTicket]) -> builtins.list[Ticket]:
+        """:meth:`open` each, numbered in this order (queued at once, they
+        share the batch writer's transactions)."""
+        pending = [self.writer.enqueue(new) for new in news]
+        return [self._opened(await each.wait()) for each in pending]
+
+    @staticmethod
+    def _opened(created: Created) -> Ticket:
+        ticket, assigned, failure = created
         if failure is not None:  # stored, but not announced
             raise failure
         return ticket if assigned is None else assigned
