@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from databases import database_url
 from desk import ACME_KEY, call, desk_config, put_queue
 from socketio_fixtures import EnginePolling
@@ -145,12 +146,20 @@ async def test_tickets_created_over_a_kept_alive_connection_then_another_route(
                     heard.append((frame["type"], frame["data"]["ticket"]["id"]))
             assert heard == [(kind, t["id"]) for t in opened
                              for kind in ("ticket:created", "ticket:assigned")]
+            # a body that comes after its head, in pieces
+            whole = post("/api/v1/tickets", ticket(5))
+            cut = whole.index(b"\r\n\r\n") + 10
+            await stream.send_all(whole[:cut])
+            await trio.testing.wait_all_tasks_blocked()
+            await stream.send_all(whole[cut:])
+            status, sixth = await read_response(stream, buffer)
+            assert status == 201 and sixth["number"] == 6
             # the next request on the same connection, for another route
             await stream.send_all(b"GET /api/v1/tickets?tenant=acme HTTP/1.1\r\nHost: x\r\n"
                                   b"Authorization: Bearer " + TEST_API_KEY.encode()
                                   + b"\r\n\r\n")
             status, page = await read_response(stream, buffer)
-            assert status == 200 and [t["number"] for t in page["items"]] == [5, 4, 3, 2, 1]
+            assert status == 200 and [t["number"] for t in page["items"]] == [6, 5, 4, 3, 2, 1]
             await stream.aclose()
 
 
