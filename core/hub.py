@@ -104,7 +104,9 @@ class Hub:
         while start < len(publications):
             first = publications[start]
             end = start + 1
-            while end < len(publications) and _same_audience(publications[end], first):
+            # (a run is at most a slice: what is queued to a member at once stays bounded)
+            while (end < len(publications) and end - start < PUBLISH_SLICE
+                   and _same_audience(publications[end], first)):
                 end += 1
             self.deliver_run(publications[start:end])
             delivered += end - start
