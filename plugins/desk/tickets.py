@@ -27,6 +27,7 @@ from switchboard.core import (
     ChatConversation,
     ChatParticipant,
     ClientError,
+    Publication,
     StoreUnavailable,
     Ticket,
     TicketChange,
@@ -38,7 +39,6 @@ from switchboard.core import (
     user_room,
     wall_time,
 )
-from switchboard.core.broker import Publication
 from switchboard.core.services import TicketChangeKind, TicketStatus
 
 from .payloads import (
