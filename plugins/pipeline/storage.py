@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -154,6 +154,53 @@ class PipelineStorage:
             sa.Index("pipeline_activity_by_lead", "tenant_id", "lead_id", "id"),
         )
 
+        self._prepare_statements(self.leads)
+
+    def _prepare_statements(self, leads: sa.Table) -> None:
+        """The statements a change runs, built once with bound parameters:
+        building a SQLAlchemy statement costs more CPU than running it on
+        SQLite, and a batch runs several per change while holding the GIL
+        the event loop needs (SQLAlchemy caches the compiled form of each)."""
+        c = leads.c
+        bp = sa.bindparam
+        this = (c.tenant_id == bp("tenant"), c.id == bp("lead_id"))
+        self._select_lead = sa.select(leads).where(*this)
+        self._lead_exists = sa.select(c.id).where(*this)
+        self._delete_lead = leads.delete().where(*this)
+        #: by whether the lead placed is already in the table (moved): then not itself
+        self._in_stage: dict[bool, tuple[Any, ...]] = {}
+        self._last_rank: dict[bool, sa.Select[Any]] = {}
+        self._neighbour: dict[bool, sa.Select[Any]] = {}
+        self._next_rank: dict[bool, sa.Select[Any]] = {}
+        self._previous_rank: dict[bool, sa.Select[Any]] = {}
+        for moving in (False, True):
+            in_stage: tuple[Any, ...] = (
+                c.tenant_id == bp("tenant"), c.pipeline_id == bp("pipeline"),
+                c.stage_id == bp("stage"), *((c.id != bp("moving"),) if moving else ()))
+            key = sa.tuple_(bp("key_rank"), bp("key_id"))
+            self._in_stage[moving] = in_stage
+            self._last_rank[moving] = sa.select(sa.func.max(c.rank)).where(*in_stage)
+            self._neighbour[moving] = sa.select(c.rank, c.id).where(
+                *in_stage, c.id == bp("neighbour"))
+            self._next_rank[moving] = sa.select(c.rank).where(
+                *in_stage, sa.tuple_(c.rank, c.id) > key).order_by(c.rank, c.id).limit(1)
+            self._previous_rank[moving] = sa.select(c.rank).where(
+                *in_stage, sa.tuple_(c.rank, c.id) < key
+            ).order_by(c.rank.desc(), c.id.desc()).limit(1)
+        #: UPDATE of a lead by the set of columns it sets
+        self._updates: dict[frozenset[str], sa.Update] = {}
+
+    def _update(self, columns: Iterable[str]) -> sa.Update:
+        names = frozenset(columns)
+        found = self._updates.get(names)
+        if found is None:
+            _, leads, _ = self._tables()
+            found = self._updates[names] = leads.update().where(
+                leads.c.tenant_id == sa.bindparam("tenant"),
+                leads.c.id == sa.bindparam("lead_id")
+            ).values({name: sa.bindparam(f"new_{name}") for name in sorted(names)})
+        return found
+
     def _tables(self) -> tuple[sa.Table, sa.Table, sa.Table]:
         assert self.pipelines is not None and self.leads is not None
         assert self.activity is not None
@@ -220,53 +267,48 @@ class PipelineStorage:
         """A rank in ``stage`` right after ``after_id``, before ``before_id``,
         else at the end, computed from the committed neighbours; and the new
         ranks of the stage's other leads when it had to be renumbered."""
-        _, leads, _ = self._tables()
-        in_stage = [leads.c.tenant_id == tenant, leads.c.pipeline_id == pipeline,
-                    leads.c.stage_id == stage]
-        if moving is not None:
-            in_stage.append(leads.c.id != moving)
+        moved = moving is not None
+        params: dict[str, Any] = {"tenant": tenant, "pipeline": pipeline, "stage": stage}
+        if moved:
+            params["moving"] = moving
         low: str | None
         high: str | None
         neighbour_id = after_id or before_id
         if neighbour_id is not None:
             field = "afterId" if after_id is not None else "beforeId"
-            neighbour = conn.execute(sa.select(leads.c.rank, leads.c.id).where(
-                *in_stage, leads.c.id == neighbour_id)).first()
+            neighbour = conn.execute(self._neighbour[moved],
+                                     {**params, "neighbour": neighbour_id}).first()
             if neighbour is None:
                 message = (f"{field}: lead {neighbour_id!r} is not in stage {stage!r} "
                            "(any more)")
                 if current is not None:
                     raise ClientError("conflict", message, field=field)
                 raise ClientError("invalid_payload", message, field=field)
-            key = (neighbour.rank, neighbour.id)
+            key = {**params, "key_rank": neighbour.rank, "key_id": neighbour.id}
             if after_id is not None:
                 low = neighbour.rank
-                high = conn.execute(sa.select(leads.c.rank).where(
-                    *in_stage, sa.tuple_(leads.c.rank, leads.c.id) > key
-                ).order_by(leads.c.rank, leads.c.id).limit(1)).scalar()
+                high = conn.execute(self._next_rank[moved], key).scalar()
             else:
                 high = neighbour.rank
-                low = conn.execute(sa.select(leads.c.rank).where(
-                    *in_stage, sa.tuple_(leads.c.rank, leads.c.id) < key
-                ).order_by(leads.c.rank.desc(), leads.c.id.desc()).limit(1)).scalar()
+                low = conn.execute(self._previous_rank[moved], key).scalar()
         else:
-            low = conn.execute(sa.select(sa.func.max(leads.c.rank)).where(*in_stage)).scalar()
+            low = conn.execute(self._last_rank[moved], params).scalar()
             high = None
         if low is not None and high is not None and low >= high:
             high = None  # equal ranks (never written by this plugin): after the lower
         rank = ranks.between(low, high)
         if len(rank) <= REBALANCE_AT:
             return rank, {}
-        return self._rebalance(conn, in_stage, low)
+        return self._rebalance(conn, self._in_stage[moved], params, low)
 
-    def _rebalance(self, conn: sa.Connection, in_stage: list[Any],
-                   low: str | None) -> tuple[str, dict[str, str]]:
+    def _rebalance(self, conn: sa.Connection, in_stage: tuple[Any, ...],
+                   params: dict[str, Any], low: str | None) -> tuple[str, dict[str, str]]:
         """Renumber a stage whose gap got too narrow (after many drops into the
         same place): fresh short ranks in the same order, the new or moved
         card after ``low``. Its rank, and the new ranks of the others."""
         _, leads, _ = self._tables()
         rows = conn.execute(sa.select(leads.c.id, leads.c.rank).where(*in_stage).order_by(
-            leads.c.rank, leads.c.id)).all()
+            leads.c.rank, leads.c.id), params).all()
         place = sum(1 for row in rows if low is not None and row.rank <= low)
         order: list[str | None] = [row.id for row in rows]
         order.insert(place, None)  # the card being placed
@@ -282,7 +324,8 @@ class PipelineStorage:
         if others:
             update = leads.update().where(*in_stage, leads.c.id == sa.bindparam("lead_id")) \
                 .values(rank=sa.bindparam("new_rank"))
-            conn.execute(update, [{"lead_id": i, "new_rank": k} for i, k in others.items()])
+            conn.execute(update, [{**params, "lead_id": i, "new_rank": k}
+                                  for i, k in others.items()])
         return mine, others
 
     # -- changes, each run inside a batch's transaction (see ``write``) -----------------
@@ -294,8 +337,8 @@ class PipelineStorage:
         the id exists. The new row has the renumbered others under ``RERANKED``."""
         _, leads, _ = self._tables()
         tenant = row["tenant_id"]
-        exists = conn.execute(sa.select(leads.c.id).where(
-            leads.c.tenant_id == tenant, leads.c.id == row["id"])).first()
+        exists = conn.execute(self._lead_exists, {"tenant": tenant, "lead_id": row["id"]}
+                              ).first()
         if exists is not None:
             return None
         rank, reranked = self._rank(
@@ -313,9 +356,8 @@ class PipelineStorage:
         version when None), bump its version and log the activity. Raises
         :class:`Missing`, :class:`Conflict`, or what ``plan`` raises, before
         writing anything."""
-        _, leads, _ = self._tables()
-        where = sa.and_(leads.c.tenant_id == tenant, leads.c.id == lead_id)
-        found = conn.execute(sa.select(leads).where(where)).mappings().first()
+        this = {"tenant": tenant, "lead_id": lead_id}
+        found = conn.execute(self._select_lead, this).mappings().first()
         if found is None:
             raise Missing(lead_id)
         before = dict(found)
@@ -325,7 +367,8 @@ class PipelineStorage:
         reranked = changes.pop(RERANKED, {})
         values = {COLUMNS[name]: value for name, value in changes.items()}
         values.update(version=before["version"] + 1, updated_at=at)
-        conn.execute(leads.update().where(where).values(values))
+        conn.execute(self._update(values), {**this, **{f"new_{name}": value
+                                                       for name, value in values.items()}})
         _log(conn, tenant_id=tenant, lead_id=lead_id, version=values["version"],
              action=action, actor=actor, changes=changes, at=at)
         return Changed(before, {**before, **values}, changes, reranked)
@@ -334,14 +377,13 @@ class PipelineStorage:
                actor: str, at: float) -> dict[str, Any]:
         """Delete the lead (its activity log stays, with a last entry); its row
         as it was. Raises :class:`Missing`, :class:`Conflict`."""
-        _, leads, _ = self._tables()
-        where = sa.and_(leads.c.tenant_id == tenant, leads.c.id == lead_id)
-        found = conn.execute(sa.select(leads).where(where)).mappings().first()
+        this = {"tenant": tenant, "lead_id": lead_id}
+        found = conn.execute(self._select_lead, this).mappings().first()
         if found is None:
             raise Missing(lead_id)
         if version is not None and version != found["version"]:
             raise Conflict(dict(found))
-        conn.execute(leads.delete().where(where))
+        conn.execute(self._delete_lead, this)
         _log(conn, tenant_id=tenant, lead_id=lead_id, version=found["version"] + 1,
              action="deleted", actor=actor, changes={}, at=at)
         return dict(found)
