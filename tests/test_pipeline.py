@@ -174,6 +174,34 @@ async def test_racing_moves_into_one_column_keep_a_total_order(
     assert [titles[i] for i in sorted(seen, key=lambda i: (seen[i], i))] == order[1:]
 
 
+async def test_racing_moves_to_the_end_of_a_column_line_up_in_the_order_announced(
+        switchboard: Harness) -> None:
+    """Cards dropped at the end of one column at once (written together) each
+    land after the one before, in the order the boards were told; a card
+    dropped at the end of its own column stays last."""
+    ana = await consultant(switchboard, "ana")
+    bia = await consultant(switchboard, "bia")
+    await create(ana, "first", stageId="proposta")
+    cards = [await create(ana, f"card{n}") for n in range(8)]
+
+    async def drop(client: TestClient, card: dict[str, Any]) -> None:
+        await client.request("lead:move", {"leadId": card["id"], "stageId": "proposta",
+                                           "version": 1})
+
+    async with trio.open_nursery() as nursery:
+        for n, card in enumerate(cards):
+            nursery.start_soon(drop, ana if n % 2 else bia, card)
+    titles = {c["id"]: c["title"] for c in cards}
+    announced = [await ana.expect("lead:moved") for _ in cards]
+    order = await column(bia, "proposta")
+    assert order == ["first", *(titles[e["leadId"]] for e in announced)]
+    assert [e["rank"] for e in announced] == sorted({e["rank"] for e in announced})
+    last = announced[-1]
+    again = await bia.request("lead:move", {"leadId": last["leadId"], "stageId": "proposta"})
+    assert again["rank"] > announced[-2]["rank"] and again["version"] == 3
+    assert await column(ana, "proposta") == order
+
+
 async def test_a_gap_worn_narrow_renumbers_the_stage_in_the_same_order(
         switchboard: Harness) -> None:
     """Dropping cards into the same place over and over narrows the gap by

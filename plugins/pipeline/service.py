@@ -362,13 +362,15 @@ class Pipelines:
 
     async def _change(self, tenant: str, lead_id: str, action: LeadAction, *,
                       version: int | None, actor: str, plan: Plan,
-                      extra: Callable[[Changed], dict[str, Any]] | None = None) -> Lead:
+                      extra: Callable[[Changed], dict[str, Any]] | None = None,
+                      last_rank_in: str | None = None) -> Lead:
         check_lead_id(lead_id)
         at = time.time()
 
         def apply(conn: Any) -> Announcement:
             changed = self.storage.change(conn, tenant, lead_id, version=version,
-                                          action=action, actor=actor, at=at, plan=plan)
+                                          action=action, actor=actor, at=at, plan=plan,
+                                          last_rank_in=last_rank_in)
             return Announcement(action, lead_of(changed.after), changed.changes, actor,
                                 extra(changed) if extra is not None else {},
                                 changed.reranked)
@@ -416,7 +418,9 @@ class Pipelines:
 
         return await self._change(
             tenant_id, lead_id, "moved", version=version, actor=actor, plan=plan,
-            extra=lambda c: {"fromStageId": c.before["stage_id"]})
+            extra=lambda c: {"fromStageId": c.before["stage_id"]},
+            # to the end of the stage: its last rank is read with the lead
+            last_rank_in=stage_id if after_id is None and before_id is None else None)
 
     async def assign_lead(self, tenant_id: str, lead_id: str, owner_id: str | None, *,
                           version: int | None = None, actor: str = "system") -> Lead:

@@ -27,6 +27,9 @@ REBALANCE_AT = 40
 #: Key of a plan's changes (and a created row) that carries the renumbered
 #: ranks of the stage's other leads; not a column.
 RERANKED = "_reranked"
+#: Key of the row a change reads (``change(last_rank_in=...)``) that carries
+#: the highest rank of a stage without the lead (None: the stage is empty).
+LAST_RANK = "_last_rank"
 #: Columns a change may set, by client name.
 COLUMNS = {"title": "title", "contact": "contact", "value": "value",
            "customerId": "customer_id", "tags": "tags", "fields": "fields",
@@ -165,6 +168,13 @@ class PipelineStorage:
         bp = sa.bindparam
         this = (c.tenant_id == bp("tenant"), c.id == bp("lead_id"))
         self._select_lead = sa.select(leads).where(*this)
+        # the lead, and the end of the stage it is moved to: one statement
+        # (a round trip less per move on PostgreSQL)
+        other = leads.alias("other")
+        self._select_lead_and_last = sa.select(leads, sa.select(sa.func.max(other.c.rank)).where(
+            other.c.tenant_id == c.tenant_id, other.c.pipeline_id == c.pipeline_id,
+            other.c.stage_id == bp("stage"), other.c.id != c.id
+        ).scalar_subquery().label(LAST_RANK)).where(*this)
         self._lead_exists = sa.select(c.id).where(*this)
         self._delete_lead = leads.delete().where(*this)
         #: by whether the lead placed is already in the table (moved): then not itself
@@ -263,10 +273,13 @@ class PipelineStorage:
 
     def _rank(self, conn: sa.Connection, tenant: str, pipeline: str, stage: str, *,
               after_id: str | None, before_id: str | None, moving: str | None,
-              current: dict[str, Any] | None) -> tuple[str, dict[str, str]]:
+              current: dict[str, Any] | None, last: Any = None
+              ) -> tuple[str, dict[str, str]]:
         """A rank in ``stage`` right after ``after_id``, before ``before_id``,
         else at the end, computed from the committed neighbours; and the new
-        ranks of the stage's other leads when it had to be renumbered."""
+        ranks of the stage's other leads when it had to be renumbered.
+        ``last``: the stage's highest rank (without ``moving``) when it was
+        read with the lead, as ``(rank,)``."""
         moved = moving is not None
         params: dict[str, Any] = {"tenant": tenant, "pipeline": pipeline, "stage": stage}
         if moved:
@@ -291,6 +304,8 @@ class PipelineStorage:
             else:
                 high = neighbour.rank
                 low = conn.execute(self._previous_rank[moved], key).scalar()
+        elif last is not None:
+            (low,), high = last, None
         else:
             low = conn.execute(self._last_rank[moved], params).scalar()
             high = None
@@ -351,19 +366,28 @@ class PipelineStorage:
         return {**values, RERANKED: reranked}
 
     def change(self, conn: sa.Connection, tenant: str, lead_id: str, *, version: int | None,
-               action: str, actor: str, at: float, plan: Plan) -> Changed:
+               action: str, actor: str, at: float, plan: Plan,
+               last_rank_in: str | None = None) -> Changed:
         """Apply ``plan``'s changes to the lead if ``version`` is current (any
         version when None), bump its version and log the activity. Raises
         :class:`Missing`, :class:`Conflict`, or what ``plan`` raises, before
-        writing anything."""
-        this = {"tenant": tenant, "lead_id": lead_id}
-        found = conn.execute(self._select_lead, this).mappings().first()
+        writing anything. ``last_rank_in``: a stage whose highest rank (the
+        lead's own left out) the plan gets under ``LAST_RANK``, read with the
+        lead."""
+        if last_rank_in is None:
+            this = {"tenant": tenant, "lead_id": lead_id}
+            found = conn.execute(self._select_lead, this).mappings().first()
+        else:
+            this = {"tenant": tenant, "lead_id": lead_id, "stage": last_rank_in}
+            found = conn.execute(self._select_lead_and_last, this).mappings().first()
+            del this["stage"]
         if found is None:
             raise Missing(lead_id)
         before = dict(found)
+        last = before.pop(LAST_RANK, None)
         if version is not None and version != before["version"]:
             raise Conflict(before)
-        changes = plan(conn, before)
+        changes = plan(conn, before if last_rank_in is None else {**before, LAST_RANK: last})
         reranked = changes.pop(RERANKED, {})
         values = {COLUMNS[name]: value for name, value in changes.items()}
         values.update(version=before["version"] + 1, updated_at=at)
@@ -425,7 +449,9 @@ class PipelineStorage:
         computed inside its transaction."""
 
         def rank(conn: sa.Connection, current: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+            last = (current[LAST_RANK],) if LAST_RANK in current else None
             return self._rank(conn, tenant, current["pipeline_id"], stage, after_id=after_id,
-                              before_id=before_id, moving=current["id"], current=dict(current))
+                              before_id=before_id, moving=current["id"], current=dict(current),
+                              last=last)
 
         return rank
