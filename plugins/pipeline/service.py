@@ -112,6 +112,7 @@ class Pipelines:
         # A batch the database refused (not one it could not take) is written
         # again change by change: a bad change fails alone.
         self._writer = Batcher(self._write_batch, max_batch=settings.max_batch,
+                               min_interval=settings.batch_interval,
                                retry_alone=lambda exc: not isinstance(exc, StoreUnavailable))
         return self._writer
 
