@@ -501,15 +501,15 @@ async def test_by_default_an_unknown_lead_room_is_the_other_policies_call(
     assert refused.value.code == "forbidden"
 
 
-async def refuse_title(switchboard: Harness, title: str) -> None:
+async def refuse_title(switchboard: Harness, title: str, column: str = "title") -> None:
     store = switchboard.server.store
     if store.dialect == "sqlite":
         await store.execute(sa.text(
             "CREATE TRIGGER refuse BEFORE UPDATE ON pipeline_leads "
-            f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+            f"WHEN NEW.{column} = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END"))
     else:
         await store.execute(sa.text(
-            f"ALTER TABLE pipeline_leads ADD CONSTRAINT refuse CHECK (title <> '{title}')"))
+            f"ALTER TABLE pipeline_leads ADD CONSTRAINT refuse CHECK ({column} <> '{title}')"))
 
 
 async def test_a_change_the_database_refuses_fails_alone_and_leaves_no_trace(
@@ -527,6 +527,21 @@ async def test_a_change_the_database_refuses_fails_alone_and_leaves_no_trace(
     for lead, actions in ((first, ["created"]), (second, ["updated", "created"])):
         log = await ana.request("lead:activity", {"leadId": lead["id"]})
         assert [e["action"] for e in log["entries"]] == actions
+
+
+async def test_a_move_the_database_refuses_fails_alone_and_the_next_ones_go_through(
+        switchboard: Harness) -> None:
+    ana = await consultant(switchboard, "ana")
+    bia = await consultant(switchboard, "bia")
+    first, second = await create(ana, "A"), await create(ana, "B")
+    await refuse_title(switchboard, "perdido", column="stage_id")
+    with pytest.raises(ErrorReply) as refused:
+        await ana.request("lead:move", {"leadId": first["id"], "stageId": "perdido"})
+    assert refused.value.code == "internal_error"
+    moved = await ana.request("lead:move", {"leadId": second["id"], "stageId": "ganho"})
+    assert moved["version"] == 2 and moved["stageId"] == "ganho"
+    assert (await bia.expect("lead:moved"))["leadId"] == second["id"]  # only this one
+    assert await column(ana, "novo") == ["A"] and await column(ana, "ganho") == ["B"]
 
 
 T1_KEY = "key-of-tenant-t1"
