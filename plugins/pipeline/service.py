@@ -394,9 +394,9 @@ class Pipelines:
         return lead
 
     def _stages_in(self, conn: Any, tenant: str, pipeline_id: str) -> list[str]:
-        configured = next((p for p in self._configured(tenant) if p.id == pipeline_id), None)
-        if configured is not None:
-            return [s.id for s in configured.stages]
+        for config in self.settings.pipelines:  # (the first configured for the tenant)
+            if config.id == pipeline_id and config.tenant in ("*", tenant):
+                return [stage.id for stage in config.stages]
         return self.storage.stage_ids(conn, tenant, pipeline_id)
 
     async def move_lead(self, tenant_id: str, lead_id: str, stage_id: str, *,
