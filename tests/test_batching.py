@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -90,7 +91,7 @@ async def test_min_interval_gathers_a_steady_stream_but_never_delays_a_lone_item
     steady = started[:-1]
     # the first item went at once, the rest in flushes at least 10 ms apart
     assert steady[0] == (t0, [0])
-    assert all(b[0] - a[0] >= 0.01 - 1e-9 for a, b in zip(steady, steady[1:], strict=False))
+    assert all(b[0] - a[0] >= 0.01 - 1e-9 for a, b in itertools.pairwise(steady))
     assert len(steady) <= 6 and max(len(items) for _, items in steady) >= 4
     # after a quiet moment an item is flushed the moment it comes
     assert started[-1] == (alone_at, [99])
