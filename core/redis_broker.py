@@ -80,6 +80,9 @@ PUBLISH_BATCH = 500
 READ_COUNT = 1000
 #: Reads of nothing new a recovery makes while the reader is ahead of it.
 RECOVERY_EMPTY_READS = 20
+#: Publications of this node kept while they wait for older entries of the
+#: stream to be delivered first, at most (beyond, the reader delivers them).
+EARLY_LIMIT = 10_000
 #: Back-off of the reader and the heartbeat while Redis is unreachable.
 RETRY_FIRST = 0.1
 RETRY_LONGEST = 2.0
@@ -98,16 +101,20 @@ _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
                 coredis.exceptions.TryAgainError, coredis.exceptions.ClusterError)
 
 # KEYS: stream, epoch; ARGV: history size, new epoch, publication...
+# Returns the epoch, the id of the entry before the first added ('0-0' if
+# none) and the ids of the entries added.
 _PUBLISH_MANY = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[2]
   redis.call('SET', KEYS[2], epoch)
 end
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local out = {epoch, newest[1] and newest[1][1] or '0-0'}
 for i = 3, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch, 'p', ARGV[i])
+  out[i] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch, 'p', ARGV[i])
 end
-return #ARGV - 2
+return out
 """
 
 _EPOCH = """
@@ -380,10 +387,16 @@ class RedisBroker:
         self.alive_key = f"{p}:alive"
         self.reports_key = f"{p}:reports"
         self._sentinel: coredis.Sentinel[bytes] | None = None
-        #: The id of the newest stream entry this node's reader has handed to
-        #: the hub (or the newest in the stream when it started reading): what
-        #: came after reaches an attached session live, not by a replay.
+        #: The id of the stream entry up to which this node has handed every
+        #: entry to the hub (its reader, or :meth:`publish_many` for the
+        #: node's own; at the start, the newest entry of the stream): what
+        #: comes after reaches an attached session live, not by a replay.
         self.delivered_id: tuple[int, int] | None = None
+        #: This node's publications added to the stream but not handed to the
+        #: hub yet, as they wait for an older entry the reader has not
+        #: delivered: the id of that entry -> (id, recovery offset, publication).
+        self._early: dict[tuple[int, int], tuple[tuple[int, int], str, Publication]] = {}
+        self._deliver: Deliver | None = None
         #: The epoch of the stream as this node last saw it.
         self.epoch: str | None = None
         self._available = False
@@ -454,7 +467,13 @@ class RedisBroker:
 
         Every publication of this node goes through one connection
         (pipelined: concurrent calls do not wait for each other's answers),
-        so Redis takes them in the order they were made."""
+        so Redis takes them in the order they were made.
+
+        This node's members get them as soon as Redis answers, without
+        waiting for the reader to read them back, when every older entry of
+        the stream has been delivered here (Redis answers with the id of the
+        entry before them); otherwise right after that entry is (see
+        :meth:`_hand_over`). The reader skips what was delivered this way."""
         redis = self._publisher
         if redis is None:
             raise BrokerUnavailable("the broker is not running")
@@ -462,14 +481,67 @@ class RedisBroker:
             raise BrokerUnavailable("Redis is not answering")
         for start in range(0, len(publications), PUBLISH_BATCH):
             batch = publications[start:start + PUBLISH_BATCH]
+            encoded = list(map(encode_publication, batch))
             try:
-                await redis.eval(_PUBLISH_MANY, keys=[self.stream_key, self.epoch_key],
-                                 args=[self.history_size, secrets.token_hex(8),
-                                       *map(encode_publication, batch)])
+                added = await redis.eval(_PUBLISH_MANY, keys=[self.stream_key, self.epoch_key],
+                                         args=[self.history_size, secrets.token_hex(8),
+                                               *encoded])
             except _UNREACHABLE as exc:
                 self._lost("publish", exc)
                 sent = f"; {start} of {len(publications)} sent" if start else ""
                 raise BrokerUnavailable(f"Redis is not answering ({exc}){sent}") from None
+            assert isinstance(added, list)
+            self._published(_text(added[0]), _text(added[1]),
+                            [_text(entry_id) for entry_id in added[2:]], encoded)
+
+    def _published(self, epoch: str, before: str, entry_ids: list[str],
+                   encoded: list[str]) -> None:
+        """Hand this node's publications, just added to the stream after the
+        entry ``before``, to the hub now if the entries up to ``before`` are
+        delivered here, or keep them until they are."""
+        deliver = self._deliver
+        if deliver is None or epoch != self.epoch or self.delivered_id is None:
+            return  # (a stream this node's reader is not reading yet: it will)
+        previous = _stream_id(before)
+        for entry_id, text in zip(entry_ids, encoded, strict=True):
+            at = _stream_id(entry_id)
+            if at > self.delivered_id:  # (else the reader was quicker)
+                # the same object as the other nodes get (JSON's, not the caller's)
+                publication = decode_publication(text)
+                offset = f"{epoch}:{entry_id}"
+                if previous == self.delivered_id:
+                    self._hand_over(deliver, at, offset, publication)
+                elif len(self._early) < EARLY_LIMIT:
+                    self._early[previous] = (at, offset, publication)
+            previous = at
+
+    def _hand_over(self, deliver: Deliver, at: tuple[int, int], offset: str,
+                   publication: Publication | None) -> None:
+        """Deliver the entry ``at`` (the one after ``delivered_id``; None: an
+        unreadable one, skipped), then those of this node's publications that
+        waited for it."""
+        self.delivered_id = at
+        if publication is not None:
+            deliver(publication, offset)
+        early = self._early
+        while early:
+            waiting = early.pop(at, None)
+            if waiting is None:
+                return
+            at, offset, publication = waiting
+            self.delivered_id = at
+            deliver(publication, offset)
+
+    def _drop_passed(self) -> None:
+        """Forget kept publications the reader went past: it delivered them
+        itself (the entry they waited for was trimmed away before it was read)."""
+        delivered = self.delivered_id
+        if delivered is None:
+            return
+        for key, (at, _, _) in list(self._early.items()):
+            if at > delivered:
+                return  # (kept in the stream's order, mostly: the rest later)
+            del self._early[key]
 
     async def announce(self, topic: str, data: Any) -> None:
         redis = self._redis()
@@ -535,6 +607,7 @@ class RedisBroker:
         async with trio.open_nursery() as nursery:
             self._client = commands
             self._publisher = publisher
+            self._deliver = deliver
             started = trio.Event()
             nursery.start_soon(self._read, reader, deliver, started)
             # Start serving when the reader knows where the stream is; if Redis
@@ -552,7 +625,8 @@ class RedisBroker:
             try:
                 await trio.sleep_forever()
             finally:
-                self._client = self._publisher = None
+                self._client = self._publisher = self._deliver = None
+                self._early.clear()
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     try:
                         await commands.zrem(self.alive_key, [self.node_id])
@@ -580,6 +654,8 @@ class RedisBroker:
                     log.warning("the Redis stream was lost (new epoch): reading the new one "
                                 "from its start")
                     last, last_control = "0-0", "0-0"
+                    self.delivered_id = (0, 0)
+                    self._early.clear()
                     self._counts_lost = True
                 self.epoch = epoch
                 if not self._available:
@@ -599,6 +675,8 @@ class RedisBroker:
                             for entry in entries:
                                 last = _text(entry.identifier)
                                 self._deliver_entry(deliver, last, entry.field_values)
+                            if self._early:
+                                self._drop_passed()
                         else:
                             for entry in entries:
                                 last_control = _text(entry.identifier)
@@ -609,16 +687,21 @@ class RedisBroker:
                 delay = min(delay * 2, RETRY_LONGEST)
 
     def _deliver_entry(self, deliver: Deliver, entry_id: str, fields: Any) -> None:
+        at = _stream_id(entry_id)
+        delivered = self.delivered_id
+        if delivered is not None and at <= delivered:
+            return  # this node's own, handed to the hub when Redis took it
         epoch = _text(fields.get(b"e", b""))
         if epoch != self.epoch:
             self.epoch = epoch
+            self._early.clear()  # (kept for the stream of another epoch)
+        publication: Publication | None
         try:
             publication = decode_publication(fields[b"p"])
         except (KeyError, ValueError, TypeError) as exc:
             log.error("unreadable publication %s in Redis: %s", entry_id, exc)
-            return
-        self.delivered_id = _stream_id(entry_id)
-        deliver(publication, f"{epoch}:{entry_id}")
+            publication = None
+        self._hand_over(deliver, at, f"{epoch}:{entry_id}", publication)
 
     def _dispatch(self, fields: Any) -> None:
         try:
