@@ -41,6 +41,8 @@ reconnect with a back-off.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import json
 import logging
 import secrets
@@ -385,6 +387,19 @@ class _Line:
         return await connection.create_request(command, *args,
                                                disconnect_on_cancellation=blocking)
 
+    async def script(self, script: str, keys: list[str], *args: Any) -> Any:
+        """Run ``script`` by its SHA1 (sent whole once, when Redis does not
+        have it: after a restart, say)."""
+        try:
+            return await self.call(b"EVALSHA", script_sha(script), len(keys), *keys, *args)
+        except coredis.exceptions.NoScriptError:
+            return await self.call(b"EVAL", script, len(keys), *keys, *args)
+
+
+@functools.cache
+def script_sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
 
 def _fields(flat: list[Any]) -> dict[bytes, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -515,9 +530,9 @@ class RedisBroker:
             line = self._publisher_line
             try:
                 if line is not None:
-                    added = await line.call(b"EVAL", _PUBLISH_MANY, 2, self.stream_key,
-                                            self.epoch_key, self.history_size,
-                                            secrets.token_hex(8), *encoded)
+                    added = await line.script(_PUBLISH_MANY, [self.stream_key, self.epoch_key],
+                                              self.history_size, secrets.token_hex(8),
+                                              *encoded)
                 else:
                     added = await redis.eval(_PUBLISH_MANY,
                                              keys=[self.stream_key, self.epoch_key],

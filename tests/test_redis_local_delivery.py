@@ -13,7 +13,7 @@ from typing import Any
 
 import coredis
 import trio
-from switchboard.core.redis_broker import _stream_id, _text
+from switchboard.core.redis_broker import _PUBLISH_MANY, _stream_id, _text, script_sha
 from switchboard.testing import Harness, TestClient
 
 from tests.redis_nodes import (
@@ -25,8 +25,10 @@ from tests.redis_nodes import (
 )
 
 ROOM = "lobby:1"
-#: Who a connection to Redis is, by what it sends first of its kind.
-KINDS = ((b"XREAD", "reader"), (b"redis.call('XADD'", "publisher"))
+#: Who a connection to Redis is, by what it sends first of its kind: the
+#: reader reads the stream, the publisher runs the publish script (by its SHA1).
+KINDS = ((b"XREAD", "reader"), (script_sha(_PUBLISH_MANY).encode(), "publisher"),
+         (_PUBLISH_MANY.encode(), "publisher"))
 
 
 class RedisGate:
