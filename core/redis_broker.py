@@ -7,9 +7,12 @@ Keys (all under ``broker.prefix``, ``P`` below):
   script that reads the epoch and adds the entry atomically; every node reads
   the stream with a blocking ``XREAD`` from the last id it delivered, so each
   publication reaches each node once and in the stream's order, whichever
-  node or HTTP request it started on. A node whose link to Redis broke reads
-  on from where it stopped when the link is back: nothing is lost as long as
-  the stream still holds it.
+  node or HTTP request it started on. The publishing node hands its own
+  publications to its members as soon as the script answers (with their ids
+  and the id of the entry before them), if it has delivered every older
+  entry, else right after it has; its reader skips them. A node whose link
+  to Redis broke reads on from where it stopped when the link is back:
+  nothing is lost as long as the stream still holds it.
 - ``P:epoch``: a random string set when the stream is (re)created. Recovery
   offsets are ``epoch:id``; an offset of another epoch (Redis restarted
   without its data, the stream lost) is refused, so the client is told to
@@ -953,12 +956,13 @@ class RedisRecovery:
                 if entries:
                     start = f"({_text(entries[-1].identifier)}"
                 # The caller attaches the session without waiting after this
-                # returns: what this node's reader handed to the hub up to now
-                # is replayed, what it hands over later reaches the session live.
-                # Read on while the reader is past what was read (it delivered
-                # entries added after the last XRANGE), and leave out what it
-                # has not delivered yet (it will, live): nothing twice, nothing
-                # missed.
+                # returns: what this node handed to the hub up to now (its
+                # reader, or its publishers for its own publications: every
+                # entry up to delivered_id) is replayed, what it hands over
+                # later reaches the session live. Read on while the node is
+                # past what was read (it delivered entries added after the
+                # last XRANGE), and leave out what it has not delivered yet (it
+                # will, live): nothing twice, nothing missed.
                 delivered = broker.delivered_id
                 caught_up = delivered is None or delivered <= fetched \
                     or empty_reads > RECOVERY_EMPTY_READS  # (a stream made anew)
