@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import coredis
+import pytest
 import trio
+from switchboard.core import redis_broker
 from switchboard.core.redis_broker import _PUBLISH_MANY, _stream_id, _text, script_sha
 from switchboard.testing import Harness, TestClient
 
@@ -248,6 +250,32 @@ async def test_a_recovery_while_own_publications_wait_replays_none_of_them(
         await b.app.publish("t1", ROOM, "marker", None)
         await late.expect("marker", timeout=TIMEOUT)
         assert not late.received("tick")
+        await a.stop()
+        await b.stop()
+        nursery.cancel_scope.cancel()
+
+
+async def test_beyond_the_kept_limit_the_reader_delivers_in_order(
+        redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only so many of a node's own publications wait for an older entry; the
+    rest are left to the reader, which delivers them in the stream's order."""
+    monkeypatch.setattr(redis_broker, "EARLY_LIMIT", 1)
+    gate = RedisGate()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gate.run)
+        a, b = await two_nodes(redis_prefix, gate, nursery)
+        on_a, on_b = await member(a, "ann"), await member(b, "bob")
+        gate.hold("reader")
+        await b.app.publish("t1", ROOM, "tick", "b1")
+        for n in range(1, 4):
+            await a.app.publish("t1", ROOM, "tick", f"a{n}")
+        gate.release("reader")
+        for client in (on_a, on_b):
+            assert await values_of(client, "tick", 4) == ["b1", "a1", "a2", "a3"]
+        await a.app.publish("t1", ROOM, "marker", None)
+        for client in (on_a, on_b):
+            await client.expect("marker", timeout=TIMEOUT)
+            assert not client.received("tick")
         await a.stop()
         await b.stop()
         nursery.cancel_scope.cancel()
