@@ -387,8 +387,13 @@ class _Line:
             # back in the pool, which replaces it when it breaks (only this uses it)
             pool.release(connection)
             self._connection = connection
-        return await connection.create_request(command, *args,
-                                               disconnect_on_cancellation=blocking)
+        try:
+            return await connection.create_request(command, *args,
+                                                   disconnect_on_cancellation=blocking)
+        except coredis.exceptions.ReadOnlyError:
+            # a primary turned replica (Sentinel failover): ask the pool again
+            connection.invalidate("the server is a replica now")
+            raise
 
     async def script(self, script: str, keys: list[str], *args: Any) -> Any:
         """Run ``script`` by its SHA1 (sent whole once, when Redis does not
