@@ -101,8 +101,10 @@ NODE_GONE = "switchboard:node_gone"
 
 _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
                 coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError,
-                # Sentinel without a primary, Cluster failing over
-                coredis.exceptions.PrimaryNotFoundError, coredis.exceptions.ClusterDownError,
+                # Sentinel without a primary (or naming one that stepped down
+                # already), Cluster failing over
+                coredis.exceptions.PrimaryNotFoundError, coredis.exceptions.StalePrimaryError,
+                coredis.exceptions.ClusterDownError,
                 coredis.exceptions.TryAgainError, coredis.exceptions.ClusterError)
 
 # KEYS: stream, epoch; ARGV: history size, new epoch, publication...
