@@ -415,7 +415,6 @@ def _fields(flat: list[Any]) -> dict[bytes, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-
 class RedisBroker:
     """:class:`~.broker.Broker` on Redis (see the module's docstring)."""
 
