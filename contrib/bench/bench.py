@@ -1112,6 +1112,15 @@ def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> l
     def p99(result: dict[str, Any]) -> float:
         return float(result.get("p99_ms") or "inf") if result.get("ok") else float("inf")
 
+    def by_node(result: dict[str, Any]) -> str:
+        nodes = result.get("by_node") or []
+        if len(nodes) != 2:
+            return ""
+        first, other = nodes
+        return (f"; members on the first node (the POSTs') p50 / p99 {first.get('p50_ms')} / "
+                f"{first.get('p99_ms')} ms, on the other {other.get('p50_ms')} / "
+                f"{other.get('p99_ms')} ms")
+
     rooms = -(-a.clients // 10)
     for server, result in latency.items():
         lower = p99(latency[ours]) < p99(latency[theirs])
@@ -1121,7 +1130,8 @@ def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> l
             f"over the 2 nodes; {a.rate} events/s for {a.secs} s, one POST per event to the "
             f"first node ({result.get('send_rate')} events/s sent)",
             f"{result.get('p50_ms')} / {result.get('p99_ms')} / {result.get('max_ms')} ms; "
-            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}",
+            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}"
+            f"{by_node(result)}",
             f"p99 below Node + Redis adapter's: {verdict(lower)}" if server == ours else ""))
     return rows
 
