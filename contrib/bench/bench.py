@@ -869,9 +869,11 @@ def write_agent_tokens(tmp: Path, count: int) -> Path:
 def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
                   label: str) -> list[Row]:
     tokens = write_agent_tokens(tmp, a.pipeline_consultants)
-    linger = {"SWITCHBOARD_SERVER__WRITE_LINGER": str(a.pipeline_linger)} \
+    overrides = {"SWITCHBOARD_SERVER__WRITE_LINGER": str(a.pipeline_linger)} \
         if a.pipeline_linger else {}
-    with chat_database(tmp, backend, a.pg_url) as store_url, environment(linger), \
+    if a.pipeline_batch_interval is not None:
+        overrides["SWITCHBOARD_PLUGINS__PIPELINE__BATCH_INTERVAL"] = str(a.pipeline_batch_interval)
+    with chat_database(tmp, backend, a.pg_url) as store_url, environment(overrides), \
             run_switchboard(tmp, PIPELINE_PLUGINS, store_url=store_url,
                             event_limits=["lead:move"]) as target:
         leads = []
@@ -899,6 +901,11 @@ def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         and p99 < TARGET_PIPELINE_P99_MS
     cpu = result.get("server_cpu")
     busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    rate = result.get("moves_per_s")
+    if isinstance(cpu, int | float) and isinstance(rate, int | float) and rate > 0:
+        # what a move costs the server, all its threads, fan-out included: a
+        # figure that holds up better than latency on a machine busy with other work
+        busy += f" ({cpu / rate * 1000:.2f} ms of CPU per move)"
     client = result.get("client_cpu")
     if isinstance(client, int | float):
         busy += (f"; load client CPU {client:.0%} over {result.get('procs')} Node processes "
@@ -913,7 +920,9 @@ def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         f"{a.pipeline_consultants} consultants with the same board open (plain WebSocket, "
         f"plugins {PIPELINE_PLUGINS}), {a.pipeline_rate} moves/s for {a.pipeline_secs} s "
         f"over {a.pipeline_leads} leads; consultants in {a.pipeline_procs} Node processes; "
-        f"`server.write_linger` {a.pipeline_linger * 1000:g} ms",
+        f"`server.write_linger` {a.pipeline_linger * 1000:g} ms"
+        + (f", `batch_interval` {a.pipeline_batch_interval * 1000:g} ms"
+           if a.pipeline_batch_interval is not None else ""),
         f"{result.get('acked', 0):,} moves acked ({result.get('moves_per_s', 0):,}/s), "
         f"{result.get('deliveries', 0):,} of {result.get('expected_deliveries', 0):,} "
         f"`lead:moved` delivered; p50 / p99 / max {result.get('p50_ms')} / "
@@ -1121,6 +1130,15 @@ def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> l
     def p99(result: dict[str, Any]) -> float:
         return float(result.get("p99_ms") or "inf") if result.get("ok") else float("inf")
 
+    def by_node(result: dict[str, Any]) -> str:
+        nodes = result.get("by_node") or []
+        if len(nodes) != 2:
+            return ""
+        first, other = nodes
+        return (f"; members on the first node (the POSTs') p50 / p99 {first.get('p50_ms')} / "
+                f"{first.get('p99_ms')} ms, on the other {other.get('p50_ms')} / "
+                f"{other.get('p99_ms')} ms")
+
     rooms = -(-a.clients // 10)
     for server, result in latency.items():
         lower = p99(latency[ours]) < p99(latency[theirs])
@@ -1130,7 +1148,8 @@ def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> l
             f"over the 2 nodes; {a.rate} events/s for {a.secs} s, one POST per event to the "
             f"first node ({result.get('send_rate')} events/s sent)",
             f"{result.get('p50_ms')} / {result.get('p99_ms')} / {result.get('max_ms')} ms; "
-            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}",
+            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}"
+            f"{by_node(result)}",
             f"p99 below Node + Redis adapter's: {verdict(lower)}" if server == ours else ""))
     return rows
 
@@ -1592,6 +1611,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "moves its share of the leads)")
     p.add_argument("--pipeline-linger", type=float, default=0.0,
                    help="pipeline: the server's write_linger in seconds")
+    p.add_argument("--pipeline-batch-interval", type=float, default=None,
+                   help="pipeline: the plugin's batch_interval in seconds (default: "
+                        "the plugin's own, 0.004; 0: a batch as soon as the last is done)")
     p.add_argument("--desk-agents", type=int, default=200,
                    help="desk: agents connected (members of the queues)")
     p.add_argument("--desk-queues", type=int, default=20, help="desk: queues")
