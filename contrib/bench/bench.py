@@ -930,9 +930,11 @@ def write_agent_tokens(tmp: Path, count: int) -> Path:
 def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
                   label: str) -> list[Row]:
     tokens = write_agent_tokens(tmp, a.pipeline_consultants)
-    linger = {"SWITCHBOARD_SERVER__WRITE_LINGER": str(a.pipeline_linger)} \
+    overrides = {"SWITCHBOARD_SERVER__WRITE_LINGER": str(a.pipeline_linger)} \
         if a.pipeline_linger else {}
-    with chat_database(tmp, backend, a.pg_url) as store_url, environment(linger), \
+    if a.pipeline_batch_interval is not None:
+        overrides["SWITCHBOARD_PLUGINS__PIPELINE__BATCH_INTERVAL"] = str(a.pipeline_batch_interval)
+    with chat_database(tmp, backend, a.pg_url) as store_url, environment(overrides), \
             run_switchboard(tmp, PIPELINE_PLUGINS, store_url=store_url,
                             event_limits=["lead:move"]) as target:
         leads = []
@@ -960,6 +962,11 @@ def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         and p99 < TARGET_PIPELINE_P99_MS
     cpu = result.get("server_cpu")
     busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    rate = result.get("moves_per_s")
+    if isinstance(cpu, int | float) and isinstance(rate, int | float) and rate > 0:
+        # what a move costs the server, all its threads, fan-out included: a
+        # figure that holds up better than latency on a machine busy with other work
+        busy += f" ({cpu / rate * 1000:.2f} ms of CPU per move)"
     client = result.get("client_cpu")
     if isinstance(client, int | float):
         busy += (f"; load client CPU {client:.0%} over {result.get('procs')} Node processes "
@@ -974,7 +981,9 @@ def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         f"{a.pipeline_consultants} consultants with the same board open (plain WebSocket, "
         f"plugins {PIPELINE_PLUGINS}), {a.pipeline_rate} moves/s for {a.pipeline_secs} s "
         f"over {a.pipeline_leads} leads; consultants in {a.pipeline_procs} Node processes; "
-        f"`server.write_linger` {a.pipeline_linger * 1000:g} ms",
+        f"`server.write_linger` {a.pipeline_linger * 1000:g} ms"
+        + (f", `batch_interval` {a.pipeline_batch_interval * 1000:g} ms"
+           if a.pipeline_batch_interval is not None else ""),
         f"{result.get('acked', 0):,} moves acked ({result.get('moves_per_s', 0):,}/s), "
         f"{result.get('deliveries', 0):,} of {result.get('expected_deliveries', 0):,} "
         f"`lead:moved` delivered; p50 / p99 / max {result.get('p50_ms')} / "
@@ -1035,47 +1044,65 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
               label: str) -> list[Row]:
     agents, queues = a.desk_agents, a.desk_queues
     tokens = desk_tokens(tmp, agents)
-    # capacity is not what is measured: agents never fill up; every ticket makes
-    # two events for each of the agents, so their writes are coalesced
-    with chat_database(tmp, backend, a.pg_url) as store_url, \
-            environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
-                         "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger)}), \
-            run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
-        for q in range(queues):
-            try:
-                http_json(f"{target.http}/api/v1/queues", headers={
-                    "Authorization": f"Bearer {API_KEY}"}, body={
-                    "tenant": TENANT, "id": f"q{q}", "name": f"Queue {q}",
-                    "members": [{"userId": f"agent{i}"} for i in range(agents)
-                                if i % queues == q]})
-            except (OSError, ValueError) as exc:
-                raise BenchError(f"creating queue q{q}: {exc}") from None
-        result = node.run("desk.mjs", [
-            "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
-            "--secs", str(a.desk_secs), "--tokens", str(tokens), "--api-key", API_KEY,
-            "--tenant", TENANT, "--server-pid", str(target.pid), "--holders", str(a.procs),
-            target.ws_url, target.http], timeout=a.desk_secs + 180)
-    log(f"desk {label}: {json.dumps(result)}")
+    rows = []
+    # one ticket per request (what the target is about), then the bulk route
+    for bulk in (1, a.desk_bulk) if a.desk_bulk > 1 else (1,):
+        # capacity is not what is measured: agents never fill up; every ticket
+        # makes two events for each of the agents, so their writes are coalesced
+        with chat_database(tmp, backend, a.pg_url) as store_url, \
+                environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
+                             "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger)}), \
+                run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
+            for q in range(queues):
+                try:
+                    http_json(f"{target.http}/api/v1/queues", headers={
+                        "Authorization": f"Bearer {API_KEY}"}, body={
+                        "tenant": TENANT, "id": f"q{q}", "name": f"Queue {q}",
+                        "members": [{"userId": f"agent{i}"} for i in range(agents)
+                                    if i % queues == q]})
+                except (OSError, ValueError) as exc:
+                    raise BenchError(f"creating queue q{q}: {exc}") from None
+            result = node.run("desk.mjs", [
+                "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
+                "--secs", str(a.desk_secs), "--bulk", str(bulk), "--tokens", str(tokens),
+                "--api-key", API_KEY, "--tenant", TENANT, "--server-pid", str(target.pid),
+                "--holders", str(a.procs), target.ws_url, target.http],
+                timeout=a.desk_secs + 180)
+        log(f"desk {label}{f' bulk {bulk}' if bulk > 1 else ''}: {json.dumps(result)}")
+        rows.append(desk_row(a, label, bulk, result))
+    return rows
+
+
+def desk_row(a: argparse.Namespace, label: str, bulk: int, result: dict[str, Any]) -> Row:
     created = float(result.get("created_per_s") or 0)
     p99 = result.get("assign_p99_ms")
     met = (bool(result.get("ok")) and created >= TARGET_DESK_CREATED
            and p99 is not None and p99 < TARGET_DESK_P99_MS)
     cpu = result.get("server_cpu")
     busy = f"; server CPU busy {cpu:.0%}" if isinstance(cpu, int | float) else ""
+    per_ticket = result.get("server_cpu_ms_per_ticket")
+    if isinstance(per_ticket, int | float):
+        busy += f", {per_ticket:g} ms of server CPU per ticket"
+    client = result.get("client_cpu")
+    if isinstance(client, int | float):
+        busy += f"; load client CPU {client:.0%}"
     errors = (f"; {result['errors']} errors, first {result.get('first_error')}"
               if result.get("errors") else "")
-    return [Row(
-        "service desk: tickets created/s and create-to-assigned latency",
+    how = (f"POST /api/v1/tickets paced at {a.desk_rate:,}/s" if bulk == 1 else
+           f"POST /api/v1/tickets/bulk, {bulk} tickets per request, {a.desk_rate:,} tickets/s")
+    return Row(
+        "service desk: tickets created/s and create-to-assigned latency"
+        + ("" if bulk == 1 else f" (bulk, {bulk} per request)"),
         f"Switchboard, {label}",
-        f"{agents} agents (plain WebSocket, in {a.procs} Node processes apart from the "
-        f"one sending and timing) in the agents room, members of {queues} queues "
-        f"(round robin); POST /api/v1/tickets paced at {a.desk_rate:,}/s for {a.desk_secs} s "
+        f"{a.desk_agents} agents (plain WebSocket, in {a.procs} Node processes apart from the "
+        f"one sending and timing) in the agents room, members of {a.desk_queues} queues "
+        f"(round robin); {how} for {a.desk_secs} s "
         f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
         f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "
         f"{result.get('sent', 0):,}); {result.get('assigned', 0):,} `ticket:assigned`; "
         f"request-to-assigned p50 / p99 / max {result.get('assign_p50_ms')} / {p99} / "
         f"{result.get('assign_max_ms')} ms{busy}{errors}",
-        f">= {TARGET_DESK_CREATED:,}/s with p99 < {TARGET_DESK_P99_MS:g} ms: {verdict(met)}")]
+        f">= {TARGET_DESK_CREATED:,}/s with p99 < {TARGET_DESK_P99_MS:g} ms: {verdict(met)}")
 
 
 def bench_desk(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> list[Row]:
@@ -1164,6 +1191,15 @@ def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> l
     def p99(result: dict[str, Any]) -> float:
         return float(result.get("p99_ms") or "inf") if result.get("ok") else float("inf")
 
+    def by_node(result: dict[str, Any]) -> str:
+        nodes = result.get("by_node") or []
+        if len(nodes) != 2:
+            return ""
+        first, other = nodes
+        return (f"; members on the first node (the POSTs') p50 / p99 {first.get('p50_ms')} / "
+                f"{first.get('p99_ms')} ms, on the other {other.get('p50_ms')} / "
+                f"{other.get('p99_ms')} ms")
+
     rooms = -(-a.clients // 10)
     for server, result in latency.items():
         lower = p99(latency[ours]) < p99(latency[theirs])
@@ -1173,7 +1209,8 @@ def bench_redis(node: Node, tmp: Path, a: argparse.Namespace, tokens: Path) -> l
             f"over the 2 nodes; {a.rate} events/s for {a.secs} s, one POST per event to the "
             f"first node ({result.get('send_rate')} events/s sent)",
             f"{result.get('p50_ms')} / {result.get('p99_ms')} / {result.get('max_ms')} ms; "
-            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}",
+            f"received {result.get('received', 0):,} of {result.get('expected', 0):,}"
+            f"{by_node(result)}",
             f"p99 below Node + Redis adapter's: {verdict(lower)}" if server == ours else ""))
     return rows
 
@@ -1637,12 +1674,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "moves its share of the leads)")
     p.add_argument("--pipeline-linger", type=float, default=0.0,
                    help="pipeline: the server's write_linger in seconds")
+    p.add_argument("--pipeline-batch-interval", type=float, default=None,
+                   help="pipeline: the plugin's batch_interval in seconds (default: "
+                        "the plugin's own, 0.004; 0: a batch as soon as the last is done)")
     p.add_argument("--desk-agents", type=int, default=200,
                    help="desk: agents connected (members of the queues)")
     p.add_argument("--desk-queues", type=int, default=20, help="desk: queues")
     p.add_argument("--desk-rate", type=int, default=1000,
                    help="desk: tickets created per second over HTTP")
     p.add_argument("--desk-secs", type=int, default=10, help="desk: seconds of creating")
+    p.add_argument("--desk-bulk", type=int, default=20,
+                   help="desk: tickets per request of the second row (POST "
+                        "/api/v1/tickets/bulk); 1 leaves that row out")
     p.add_argument("--desk-linger", type=float, default=0.005,
                    help="desk: the server's write_linger in seconds (each ticket is two "
                         "events to every agent)")
