@@ -74,6 +74,7 @@ from .http import (
     require_api_key,
     structure_body,
 )
+from .jsonroutes import JsonHandler, JsonRequest
 from .profiles import Inbound, Profile, Replies
 from .rooms import agents_room, check_room_name, is_room_name, tenant_room, user_room
 from .services import (
@@ -153,6 +154,8 @@ __all__ = [
     "Handshake",
     "Identity",
     "Inbound",
+    "JsonHandler",
+    "JsonRequest",
     "MessageSource",
     "Notification",
     "NotificationsService",

@@ -350,6 +350,17 @@ class Plugins:
         return Schema(metadata, [PluginSchema(name, tables.get(name, ()), histories.get(name))
                                  for name in names])
 
+    def json_routes(self) -> dict[tuple[str, str], Any]:
+        """The JSON routes the plugins declared (see ``switchboard_json_routes``)."""
+        routes: dict[tuple[str, str], Any] = {}
+        for name, declared in self._declared("switchboard_json_routes"):
+            for route, handler in (declared or {}).items():
+                if route in routes:
+                    raise ConfigError(f"plugins.{name}",
+                                      f"JSON route {route!r} is already declared")
+                routes[route] = handler
+        return routes
+
     def blueprints(self) -> list[Any]:
         out: list[Any] = []
         for _, result in self._declared("switchboard_blueprints"):

@@ -27,6 +27,7 @@ from .broker import make_broker
 from .config import Config, ConfigError
 from .http import create_http_app
 from .hub import Hub
+from .jsonroutes import JsonRoutes
 from .metrics import Metrics
 from .pluginmanager import Plugins
 from .store import Store
@@ -122,6 +123,8 @@ class Server:
             self._ws_paths[self.console.socket_path] = self._serve_http
         self._http_paths: dict[tuple[str, str], Handler] = {
             ("POST", "/api/v1/emit"): self._serve_publish}
+        json_routes = JsonRoutes(self.app, self.plugins.json_routes(), self._serve_http_rest)
+        self._http_paths.update(dict.fromkeys(json_routes.routes, json_routes.serve))
         self._connections: trio.Nursery | None = None
         #: Turns to serve a head and handshake, first come first served.
         self._handshakes = trio.Semaphore(HANDSHAKES_IN_FLIGHT)

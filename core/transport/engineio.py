@@ -19,7 +19,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -61,6 +61,8 @@ log = logging.getLogger("switchboard.socketio")
 
 #: Close reasons after which a session may be recovered (not a deliberate leave).
 _RECOVERABLE = {"transport_close", "transport_error", "heartbeat_timeout", "shutdown"}
+_CLOSING = eio.EngineState.CLOSING
+_CLOSED = eio.EngineState.CLOSED
 #: Queued behind a session's packets when the server stops (see ``.draining``).
 _SHUTDOWN = sio.Packet(sio.PacketType.DISCONNECT, "")
 #: Socket.IO packets read ahead of the handler task (past it, reading waits).
@@ -82,14 +84,23 @@ class SioCodec(ProfiledCodec):
         self.websocket = websocket
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
-        if isinstance(data, Args) or sio.has_binary(data):
-            # several arguments (an Args) or attachments: the whole packet encoder
-            args = [event, *wire_arguments(data)]
-            if offset is not None:
-                args.append(offset)
+        args = [event, *wire_arguments(data)]
+        if offset is not None:
+            args.append(offset)
+        text = sio.text_packet(sio.PacketType.EVENT, self.namespace, args)
+        if text is None:  # attachments: the whole packet encoder
             return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
-        text = "4" + sio.encode_event_text(self.namespace, event, data, offset)
-        return text_frame(text) if self.websocket else text.encode()
+        return text_frame("4" + text) if self.websocket else ("4" + text).encode()
+
+    def ack(self, ident: int, value: Any) -> bytes:
+        """The ACK of event ``ident`` answered with ``value`` (an Args: several
+        arguments)."""
+        args = wire_arguments(value)
+        text = sio.text_packet(sio.PacketType.ACK, self.namespace, args, ident)
+        if text is None:
+            return self.wire(sio.encode(sio.Packet(sio.PacketType.ACK, self.namespace, args,
+                                                   ident)))
+        return text_frame("4" + text) if self.websocket else ("4" + text).encode()
 
     def wire(self, messages: list[str | bytes]) -> bytes:
         """Engine.IO messages (Socket.IO packet parts) as bytes for this transport."""
@@ -103,14 +114,15 @@ class SioCodec(ProfiledCodec):
 class NamespaceTransport:
     """The core's view of one Socket.IO namespace connection."""
 
+    __slots__ = ("engine", "namespace", "send")
     protocol = "socket.io"
 
     def __init__(self, engine: EngineSocket, namespace: str) -> None:
         self.engine = engine
         self.namespace = namespace
-
-    def send(self, frame: bytes) -> None:
-        self.engine.put_frame(frame)
+        #: Queue bytes encoded for the session's transport (the engine's own
+        #: method: one call per delivery of a fan-out).
+        self.send: Callable[[bytes], None] = engine.put_frame
 
     def close(self, code: CloseCode, reason: str) -> None:
         if code in (CloseCode.GOING_AWAY, CloseCode.SLOW_CONSUMER, CloseCode.HEARTBEAT_TIMEOUT):
@@ -232,10 +244,12 @@ class EngineSocket(Draining):
 
     def put_frame(self, frame: bytes) -> None:
         """Queue bytes already encoded for the current transport."""
-        if self.ending:
+        state = self.state
+        if state is _CLOSING or state is _CLOSED:
             return
-        if self.channel is not None:
-            if not self.channel.send(frame):
+        channel = self.channel
+        if channel is not None:
+            if not channel.send(frame):
                 self._slow_consumer()
             return
         if self._records_size + len(frame) > self.app.config.server.outbox_max_bytes:
@@ -403,11 +417,11 @@ class EngineSocket(Draining):
             # does not keep the queue
             assert self._nursery is not None
             self._answers = OrderedAnswers(self._nursery)
+        ident = packet.id
         await self._answers.answer(
             result,
-            lambda value: None if packet.id is None else self.send_sio(
-                sio.Packet(sio.PacketType.ACK, packet.namespace, wire_arguments(value),
-                           packet.id)),
+            lambda value: None if ident is None else self.put_frame(
+                self._codec(packet.namespace).ack(ident, value)),
             lambda error: self._answer_error(packet, name, error))
 
     def _answer_error(self, packet: sio.Packet, name: str, exc: ClientError) -> None:
@@ -705,6 +719,11 @@ class EngineSocket(Draining):
 
     async def _on_ws_message(self, channel: WsChannel, message: str | bytes) -> bool:
         """Handle one WebSocket message; False to stop reading."""
+        if (message.__class__ is str and message[:1] == "4" and self.channel is channel
+                and self.state is eio.EngineState.WEBSOCKET):
+            # a Socket.IO packet on the session's WebSocket (nearly every message)
+            await self._on_message(message[1:])
+            return not self.ending
         if isinstance(message, bytes):
             packet = eio.Packet(eio.PacketType.MESSAGE, message)
         else:
