@@ -90,6 +90,11 @@ class ServerConfig:
     outbox_max_bytes: int = 1_048_576
     #: Time to read a request head and finish a WebSocket handshake.
     handshake_timeout: float = 10.0
+    #: Connections whose request head and handshake (authentication included)
+    #: are served at once; the others wait for a turn in arrival order. Raise it
+    #: when authentication waits on a slow service (the connect proxy, a JWKS
+    #: fetch): the handshake rate is at most this many per authentication time.
+    handshakes_in_flight: int = 64
     #: On SIGINT/SIGTERM: time allowed to flush queues and close sockets.
     drain_timeout: float = 5.0
     #: Browser origins allowed to connect, on every transport (plain WebSocket,
@@ -460,6 +465,8 @@ def _check(config: Config) -> list[Problem]:
             bad(f"plugins.{name}.enabled", "expected bool")
     if config.server.port < 0 or config.server.port > 65535:
         bad("server.port", "must be between 0 and 65535")
+    if config.server.handshakes_in_flight < 1:
+        bad("server.handshakes_in_flight", "must be at least 1")
     for i, entry in enumerate(config.server.allowed_origins):
         if problem := entry_problem(entry):
             bad(f"server.allowed_origins.{i}", problem)

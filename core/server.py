@@ -46,11 +46,6 @@ from .transport.publish import serve_publish
 from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
 
 log = logging.getLogger("switchboard")
-#: Connections whose request head and WebSocket handshake are served at once;
-#: the others wait for a turn, in the order they were accepted (see
-#: ``handle_stream``). Enough to keep the CPU busy; few enough that each
-#: handshake is served in a fraction of a second however many arrive.
-HANDSHAKES_IN_FLIGHT = 64
 #: Seconds of waiting for a turn after which a connection is checked for a
 #: client that has given up (closed) before it is served.
 GAVE_UP_CHECK = 1.0
@@ -127,7 +122,7 @@ class Server:
         self._http_paths.update(dict.fromkeys(json_routes.routes, json_routes.serve))
         self._connections: trio.Nursery | None = None
         #: Turns to serve a head and handshake, first come first served.
-        self._handshakes = trio.Semaphore(HANDSHAKES_IN_FLIGHT)
+        self._handshakes = trio.Semaphore(config.server.handshakes_in_flight)
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
         self._stopped = trio.Event()
@@ -318,7 +313,7 @@ class Server:
         """Serve one accepted connection (a socket, or an in-memory stream in tests).
 
         Its request head and handshake wait for a turn (at most
-        ``HANDSHAKES_IN_FLIGHT`` at once, in the order the connections came):
+        ``server.handshakes_in_flight`` at once, in the order the connections came):
         under a reconnect storm each handshake is then served quickly, in
         turn, instead of all of them slowly together until clients give up.
         Whatever goes wrong while serving it ends this connection only: the

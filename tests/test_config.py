@@ -293,6 +293,12 @@ def test_connect_timeout_must_be_positive(tmp_path: Path, value: str) -> None:
     assert (err.key, err.message) == ("socketio.connect_timeout", "must be positive")
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_handshakes_in_flight_must_be_at_least_one(tmp_path: Path, value: str) -> None:
+    err = error_of(tmp_path, f"[server]\nhandshakes_in_flight = {value}\n")
+    assert (err.key, err.message) == ("server.handshakes_in_flight", "must be at least 1")
+
+
 def test_file_that_is_not_toml_is_an_error(tmp_path: Path) -> None:
     err = error_of(tmp_path, "this is not toml\n")
     assert "not valid TOML" in str(err)

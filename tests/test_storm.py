@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio.testing
-from switchboard.core import server as server_module
 from switchboard.core.config import Config
 from switchboard.testing import Harness, make_config
 
@@ -146,10 +145,12 @@ async def test_the_drain_timeout_bounds_a_stop_with_many_connections_and_one_stu
 
 
 async def test_handshakes_past_the_limit_wait_their_turn_and_none_is_refused(
-        clock: trio.testing.MockClock, nursery: trio.Nursery, storm_config: Config,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_module, "HANDSHAKES_IN_FLIGHT", 4)
-    harness = await Harness.start(storm_config, nursery, listen=True, clock=clock)
+        clock: trio.testing.MockClock, nursery: trio.Nursery, storm_config: Config) -> None:
+    config = make_config({"server": {"drain_timeout": DRAIN_TIMEOUT,
+                                     "handshake_timeout": HANDSHAKE_TIMEOUT,
+                                     "handshakes_in_flight": 4},
+                          "socketio": {"enabled": True}})
+    harness = await Harness.start(config, nursery, listen=True, clock=clock)
     host, port = harness.server.addresses[0]
     # four connections that send nothing hold every turn until their head times out
     silent = [await trio.open_tcp_stream(host, port) for _ in range(4)]
