@@ -41,7 +41,7 @@ from .app import App
 from .args import Args
 from .auth import AuthError, Identity
 from .batching import Batcher, Pending
-from .broker import Announcement, BrokerUnavailable
+from .broker import Announcement, BrokerUnavailable, Publication
 from .clock import trio_time_of, wall_time
 from .config import ApiKey, Config, ConfigError, Rate, load_config
 from .errors import (
@@ -74,7 +74,8 @@ from .http import (
     require_api_key,
     structure_body,
 )
-from .profiles import Inbound, Profile
+from .jsonroutes import JsonHandler, JsonRequest
+from .profiles import Inbound, Profile, Replies
 from .rooms import agents_room, check_room_name, is_room_name, tenant_room, user_room
 from .services import (
     ChatConversation,
@@ -153,6 +154,8 @@ __all__ = [
     "Handshake",
     "Identity",
     "Inbound",
+    "JsonHandler",
+    "JsonRequest",
     "MessageSource",
     "Notification",
     "NotificationsService",
@@ -160,7 +163,9 @@ __all__ = [
     "PresenceInfo",
     "PresenceService",
     "Profile",
+    "Publication",
     "Rate",
+    "Replies",
     "Session",
     "Store",
     "StoreError",

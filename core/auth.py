@@ -10,6 +10,7 @@ the JSON Web Key Set of an identity provider (:class:`JwksKeys`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import secrets
@@ -17,15 +18,17 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import httpx
 import jwt
 import trio
 
 from .config import AuthConfig, Config, ConfigError
 from .validators import check_identifier
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("switchboard.auth")
 
@@ -154,18 +157,16 @@ class TokenVerifier:
     def _verify_with_key(self, token: str, key: jwt.PyJWK | None = None) -> Identity:
         cfg = self._config
         try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
-            if algorithm not in cfg.algorithms:
-                raise AuthError(f"invalid token: algorithm {algorithm!r} is not allowed")
-            fits = (_family(algorithm) == _JWK_FAMILIES.get(key.key_type or "") if key is not None
-                    else algorithm in self._algorithms)
-            if not fits:
-                raise AuthError(f"invalid token: algorithm {algorithm!r} does not fit "
-                                "the configured key")
+            if key is not None:
+                algorithms = [self._algorithm(token, key)]
+            else:
+                # the algorithms that fit the key: pyjwt refuses the others (then
+                # the header is read again, for the reason)
+                algorithms = self._algorithms
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key if key is not None else self._key,
-                algorithms=[algorithm],
+                algorithms=algorithms,
                 audience=cfg.audience or None,
                 issuer=cfg.issuer or None,
                 leeway=cfg.leeway,
@@ -173,6 +174,11 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
+        except jwt.InvalidAlgorithmError as exc:
+            if key is None:
+                with contextlib.suppress(jwt.PyJWTError):
+                    self._algorithm(token, None)  # raises AuthError with the reason
+            raise AuthError(f"invalid token: {exc}") from None
         except jwt.PyJWTError as exc:  # InvalidTokenError, InvalidKeyError...
             raise AuthError(f"invalid token: {exc}") from None
         except (ValueError, TypeError, OverflowError) as exc:  # what a key refuses
@@ -187,6 +193,19 @@ class TokenVerifier:
             expires_at=_expiry(claims.get("exp"), cfg.leeway),
             claims=claims,
         )
+
+    def _algorithm(self, token: str, key: jwt.PyJWK | None) -> str:
+        """The token's algorithm (from its header, not verified yet), if it is
+        allowed and fits the key; :class:`AuthError` (or pyjwt's errors) if not."""
+        algorithm = jwt.get_unverified_header(token).get("alg")
+        if algorithm not in self._config.algorithms:
+            raise AuthError(f"invalid token: algorithm {algorithm!r} is not allowed")
+        fits = (_family(algorithm) == _JWK_FAMILIES.get(key.key_type or "") if key is not None
+                else algorithm in self._algorithms)
+        if not fits:
+            raise AuthError(f"invalid token: algorithm {algorithm!r} does not fit "
+                            "the configured key")
+        return str(algorithm)
 
     @staticmethod
     def _identifier(claims: dict[str, Any], claim: str, default: str | None) -> str:
@@ -371,6 +390,8 @@ class JwksKeys:
         raise AuthError(f"invalid token: no key {kid!r} in the identity provider's key set")
 
     async def _fetch(self) -> None:
+        import httpx  # (only a server with a JWKS URL needs it: not imported at start)
+
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
         try:

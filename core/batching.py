@@ -76,7 +76,7 @@ class Batcher(Generic[T, R]):
     """
 
     def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *,
-                 max_batch: int = 500, linger: float = 0.0,
+                 max_batch: int = 500, linger: float = 0.0, min_interval: float = 0.0,
                  retry_alone: Callable[[Exception], bool] | None = None) -> None:
         self._flush = flush
         self._retry_alone = retry_alone
@@ -84,6 +84,12 @@ class Batcher(Generic[T, R]):
         #: Seconds to wait after the first item for more (bigger batches: fewer
         #: transactions, and results that go out together).
         self.linger = linger
+        #: Seconds at least between the starts of two flushes: under a steady
+        #: stream the items of that time share one flush (and what it sends),
+        #: while an item that comes after a quiet moment is flushed at once
+        #: (unlike ``linger``, which always waits). A full batch never waits.
+        self.min_interval = min_interval
+        self._last_flush = -float("inf")
         self._queue: list[Pending[T, R]] = []
         self._wakeup = trio.Event()
         self._running = False
@@ -112,6 +118,9 @@ class Batcher(Generic[T, R]):
                 if self.linger > 0 and len(self._queue) < self.max_batch:
                     await trio.sleep(self.linger)
                 while self._queue:
+                    if self.min_interval > 0 and len(self._queue) < self.max_batch:
+                        await trio.sleep_until(self._last_flush + self.min_interval)
+                    self._last_flush = trio.current_time()
                     await self._flush_some()
         finally:
             self._running = False

@@ -44,6 +44,9 @@ from .recovery import LocalRecovery, Recovery
 
 @attrs.frozen
 class Publication:
+    """One event published to a room of a tenant: what the broker carries between
+    nodes and what ``App.watch_publications`` hands to its callback."""
+
     tenant: str
     room: str
     event: str

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .auth import Identity
     from .events import EventSpec
     from .handshake import Handshake
+    from .jsonroutes import JsonHandler
     from .profiles import Profile
     from .services import (
         ChatMessage,
@@ -143,6 +144,23 @@ def switchboard_blueprints() -> Iterable[Blueprint] | Blueprint | None:
     :func:`switchboard.core.require_api_key` for server-to-server routes, and
     :func:`switchboard.core.documented` to say what a route takes and answers
     in the OpenAPI document.
+    """
+
+
+@hookspec
+def switchboard_json_routes() -> Mapping[tuple[str, str], JsonHandler] | None:
+    """Return JSON routes served without the web framework, by ``(method,
+    path)`` (an exact path): ``{("POST", "/api/v1/tickets"): handler}``.
+
+    For a route backends call many times a second: the server reads such a
+    request itself, checks its API key and JSON body, awaits
+    ``handler(request)`` (a :class:`~switchboard.core.jsonroutes.JsonRequest`:
+    ``api_key``, ``data``, ``tenant(given)``) for ``(answer, status)`` and
+    writes the answer in one send (a :class:`ClientError` raised is answered
+    as the HTTP API answers it). Keep the same route in the plugin's
+    blueprint, calling the same handler: it documents the route and serves
+    what this path hands over (chunked bodies, ``Expect``, a connection whose
+    next request is for another route).
     """
 
 

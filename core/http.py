@@ -115,13 +115,17 @@ def api_key_tenant(given: str | None) -> str:
     ``invalid_payload`` (field ``tenant``) when there is none or it is not an
     identifier (an empty ``?tenant=`` too), ``forbidden`` when the key may not
     use it."""
-    key_tenant = request_api_key().tenant
-    tenant = given if given is not None else (key_tenant if key_tenant != "*" else None)
+    return tenant_for_key(request_api_key(), given)
+
+
+def tenant_for_key(key: ApiKey, given: str | None) -> str:
+    """:func:`api_key_tenant` for a request that presented ``key``."""
+    tenant = given if given is not None else (key.tenant if key.tenant != "*" else None)
     if tenant is None:
         raise ClientError(INVALID_PAYLOAD, "tenant: required", field="tenant")
     if (problem := check_identifier(tenant)) is not None:
         raise ClientError(INVALID_PAYLOAD, f"tenant: {problem}", field="tenant")
-    if not api_key_tenant_allowed(tenant):
+    if key.tenant not in ("*", tenant):
         raise ClientError("forbidden", f"this API key may not use tenant {tenant!r}")
     return tenant
 

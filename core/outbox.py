@@ -48,6 +48,11 @@ class Outbox:
         self._size = size
         return True
 
+    def put_first(self, data: bytes) -> None:
+        """Queue ``data`` before everything (what a write left), past the bound."""
+        self._frames.insert(0, data)
+        self._size += len(data)
+
     def put_last(self, frame: bytes) -> None:
         """Drop what is queued, queue ``frame`` and accept nothing after it."""
         self._frames = [frame]

@@ -31,7 +31,9 @@ _converter = make_converter()
 @attrs.frozen
 class PluginInfo:
     name: str
-    plugin: object
+    #: The plugin object (None for an installed plugin that is disabled: its
+    #: module is not even imported).
+    plugin: object | None
     #: Distribution that provides it (``name version``), if any.
     source: str
     enabled: bool
@@ -69,10 +71,15 @@ def add_plugin_path(directories: Sequence[str]) -> None:
         _installed.cache_clear()
 
 
-def discover() -> dict[str, tuple[object, str]]:
-    """Plugins installed under the ``switchboard.plugins`` entry-point group."""
-    found: dict[str, tuple[object, str]] = {}
+def discover(wanted: Callable[[str], bool] = lambda name: True,
+             ) -> dict[str, tuple[object | None, str]]:
+    """Plugins installed under the ``switchboard.plugins`` entry-point group; only
+    those ``wanted`` are loaded (imported), the others are named, with None."""
+    found: dict[str, tuple[object | None, str]] = {}
     for name, target, dist, ep in _installed():
+        if not wanted(name):
+            found[name] = (None, dist)
+            continue
         try:
             found[name] = (ep.load(), dist)
         except Exception as exc:  # a broken third-party plugin must be named
@@ -129,7 +136,10 @@ class Plugins:
                  *, use_entry_points: bool = True) -> None:
         if use_entry_points:
             add_plugin_path(config.plugin_path)
-        available = discover() if use_entry_points else {}
+        # a disabled plugin is not imported: a server starts with the modules
+        # of the plugins it runs only
+        available: dict[str, tuple[object | None, str]] = (
+            discover(config.plugin_enabled) if use_entry_points else {})
         for name, obj in (extra or {}).items():
             available[name] = (obj, "")
         unknown = [name for name in config.plugins if name not in available]
@@ -143,9 +153,9 @@ class Plugins:
         self.infos: list[PluginInfo] = []
         for name, (obj, source) in sorted(available.items()):
             enabled = config.plugin_enabled(name)
-            plugin = _instantiate(obj)
+            plugin = _instantiate(obj) if enabled and obj is not None else None
             self.infos.append(PluginInfo(name, plugin, source, enabled))
-            if enabled:
+            if plugin is not None:
                 self._register(name, plugin)
         try:
             self.pm.check_pending()
@@ -339,6 +349,17 @@ class Plugins:
         names = list(tables) + [name for name in histories if name not in tables]
         return Schema(metadata, [PluginSchema(name, tables.get(name, ()), histories.get(name))
                                  for name in names])
+
+    def json_routes(self) -> dict[tuple[str, str], Any]:
+        """The JSON routes the plugins declared (see ``switchboard_json_routes``)."""
+        routes: dict[tuple[str, str], Any] = {}
+        for name, declared in self._declared("switchboard_json_routes"):
+            for route, handler in (declared or {}).items():
+                if route in routes:
+                    raise ConfigError(f"plugins.{name}",
+                                      f"JSON route {route!r} is already declared")
+                routes[route] = handler
+        return routes
 
     def blueprints(self) -> list[Any]:
         out: list[Any] = []

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import Config
+from .server import is_loopback
 
 #: Shortest ``auth.secret`` not warned about: HS256 wants a key of at least
 #: the hash's 256 bits (RFC 7518, section 3.2); 32 characters of a random
@@ -32,6 +33,8 @@ def generate_config(now: datetime | None = None) -> str:
     when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     secret = secrets.token_urlsafe(48)
     api_key = secrets.token_urlsafe(32)
+    admin_password = secrets.token_urlsafe(18)
+    admin_secret = secrets.token_urlsafe(48)
     return f'''\
 # Switchboard production config, written by `switchboard genconfig` on {when}.
 # It holds secrets: keep it readable by the service's user only.
@@ -72,6 +75,15 @@ url = ""
 [broker]
 # memory:// for one node; redis://host:6379/0 for several.
 url = "memory://"
+
+[admin]
+# The admin console (live connections, rooms, presence, errors): off while
+# path is empty. To turn it on, set path = "/admin" and serve it over HTTPS
+# (a proxy in front). Give every node behind one address the same secret.
+path = ""
+password = "{admin_password}"
+secret = "{admin_secret}"
+secure_cookie = true
 '''
 
 
@@ -104,6 +116,31 @@ def warnings(config: Config) -> list[str]:
     if config.mode == "production" and "*" in config.server.allowed_origins:
         found.append("server.allowed_origins allows every origin (\"*\"): any web page may "
                      "connect with a user's token; list your frontends' origins")
+    found += _admin_warnings(config)
+    return found
+
+
+def _admin_warnings(config: Config) -> list[str]:
+    """What makes a console that is on (``admin.path`` set) unfit for production."""
+    admin = config.admin
+    if not admin.path:
+        return []
+    found = []
+    if admin.password and _placeholder(admin.password):
+        found.append("admin.password looks like a placeholder: set a random password "
+                     "(switchboard genconfig writes one)")
+    if admin.secret and _placeholder(admin.secret):
+        found.append("admin.secret looks like a placeholder: set a random value")
+    if config.mode == "production":
+        if not admin.secret:
+            found.append("admin.secret is empty: a random one is made at every start, so "
+                         "console logins end with a restart and work on one node only; "
+                         "set the same random secret on every node")
+        if not admin.secure_cookie and not is_loopback(config.server.host):
+            found.append(f"admin.secure_cookie is false while listening on "
+                         f"{config.server.host or 'every address'}: the console's login "
+                         "cookie may travel unencrypted; serve it over HTTPS and set "
+                         "admin.secure_cookie = true")
     return found
 
 

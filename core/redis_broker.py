@@ -7,9 +7,12 @@ Keys (all under ``broker.prefix``, ``P`` below):
   script that reads the epoch and adds the entry atomically; every node reads
   the stream with a blocking ``XREAD`` from the last id it delivered, so each
   publication reaches each node once and in the stream's order, whichever
-  node or HTTP request it started on. A node whose link to Redis broke reads
-  on from where it stopped when the link is back: nothing is lost as long as
-  the stream still holds it.
+  node or HTTP request it started on. The publishing node hands its own
+  publications to its members as soon as the script answers (with their ids
+  and the id of the entry before them), if it has delivered every older
+  entry, else right after it has; its reader skips them. A node whose link
+  to Redis broke reads on from where it stopped when the link is back:
+  nothing is lost as long as the stream still holds it.
 - ``P:epoch``: a random string set when the stream is (re)created. Recovery
   offsets are ``epoch:id``; an offset of another epoch (Redis restarted
   without its data, the stream lost) is refused, so the client is told to
@@ -41,6 +44,8 @@ reconnect with a back-off.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import json
 import logging
 import secrets
@@ -53,7 +58,7 @@ import attrs
 import coredis
 import coredis.exceptions
 import trio
-from coredis.connection import TCPLocation
+from coredis.connection import BaseConnection, TCPLocation
 from coredis.retry import NoRetryPolicy
 
 from .args import Args
@@ -80,6 +85,9 @@ PUBLISH_BATCH = 500
 READ_COUNT = 1000
 #: Reads of nothing new a recovery makes while the reader is ahead of it.
 RECOVERY_EMPTY_READS = 20
+#: Publications of this node kept while they wait for older entries of the
+#: stream to be delivered first, at most (beyond, the reader delivers them).
+EARLY_LIMIT = 10_000
 #: Back-off of the reader and the heartbeat while Redis is unreachable.
 RETRY_FIRST = 0.1
 RETRY_LONGEST = 2.0
@@ -93,21 +101,27 @@ NODE_GONE = "switchboard:node_gone"
 
 _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
                 coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError,
-                # Sentinel without a primary, Cluster failing over
-                coredis.exceptions.PrimaryNotFoundError, coredis.exceptions.ClusterDownError,
+                # Sentinel without a primary (or naming one that stepped down
+                # already), Cluster failing over
+                coredis.exceptions.PrimaryNotFoundError, coredis.exceptions.StalePrimaryError,
+                coredis.exceptions.ClusterDownError,
                 coredis.exceptions.TryAgainError, coredis.exceptions.ClusterError)
 
 # KEYS: stream, epoch; ARGV: history size, new epoch, publication...
+# Returns the epoch, the id of the entry before the first added ('0-0' if
+# none) and the ids of the entries added.
 _PUBLISH_MANY = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[2]
   redis.call('SET', KEYS[2], epoch)
 end
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local out = {epoch, newest[1] and newest[1][1] or '0-0'}
 for i = 3, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch, 'p', ARGV[i])
+  out[i] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch, 'p', ARGV[i])
 end
-return #ARGV - 2
+return out
 """
 
 _EPOCH = """
@@ -355,6 +369,52 @@ def _stream_id(value: str) -> tuple[int, int]:
 # -- the broker ---------------------------------------------------------------
 
 
+class _Line:
+    """Commands sent straight on one connection of a client's pool, without
+    the client's layers around each command (a lease from the pool, the
+    retry policy, telemetry): on the paths every publication takes (the
+    publish script, the reader's ``XREAD``) they cost more CPU than the rest
+    of the command. Not on Redis Cluster, where the client routes each command
+    to its shard. A connection that breaks is replaced by the pool's next."""
+
+    def __init__(self, client: coredis.Redis[bytes]) -> None:
+        self._client = client
+        self._connection: BaseConnection | None = None
+
+    async def call(self, command: bytes, *args: Any, blocking: bool = False) -> Any:
+        connection = self._connection
+        if connection is None or not connection.usable:
+            pool = self._client.connection_pool
+            connection = await pool.get_connection()
+            # back in the pool, which replaces it when it breaks (only this uses it)
+            pool.release(connection)
+            self._connection = connection
+        try:
+            return await connection.create_request(command, *args,
+                                                   disconnect_on_cancellation=blocking)
+        except coredis.exceptions.ReadOnlyError:
+            # a primary turned replica (Sentinel failover): ask the pool again
+            connection.invalidate("the server is a replica now")
+            raise
+
+    async def script(self, script: str, keys: list[str], *args: Any) -> Any:
+        """Run ``script`` by its SHA1 (sent whole once, when Redis does not
+        have it: after a restart, say)."""
+        try:
+            return await self.call(b"EVALSHA", script_sha(script), len(keys), *keys, *args)
+        except coredis.exceptions.NoScriptError:
+            return await self.call(b"EVAL", script, len(keys), *keys, *args)
+
+
+@functools.cache
+def script_sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+def _fields(flat: list[Any]) -> dict[bytes, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 class RedisBroker:
     """:class:`~.broker.Broker` on Redis (see the module's docstring)."""
 
@@ -380,10 +440,16 @@ class RedisBroker:
         self.alive_key = f"{p}:alive"
         self.reports_key = f"{p}:reports"
         self._sentinel: coredis.Sentinel[bytes] | None = None
-        #: The id of the newest stream entry this node's reader has handed to
-        #: the hub (or the newest in the stream when it started reading): what
-        #: came after reaches an attached session live, not by a replay.
+        #: The id of the stream entry up to which this node has handed every
+        #: entry to the hub (its reader, or :meth:`publish_many` for the
+        #: node's own; at the start, the newest entry of the stream): what
+        #: comes after reaches an attached session live, not by a replay.
         self.delivered_id: tuple[int, int] | None = None
+        #: This node's publications added to the stream but not handed to the
+        #: hub yet, as they wait for an older entry the reader has not
+        #: delivered: the id of that entry -> (id, recovery offset, publication).
+        self._early: dict[tuple[int, int], tuple[tuple[int, int], str, Publication]] = {}
+        self._deliver: Deliver | None = None
         #: The epoch of the stream as this node last saw it.
         self.epoch: str | None = None
         self._available = False
@@ -391,6 +457,7 @@ class RedisBroker:
         self._recovery: RedisRecovery | None = None
         self._forget: list[str] = []
         self._publisher: coredis.Redis[bytes] | None = None
+        self._publisher_line: _Line | None = None
         #: This node's counts (:meth:`count`), to write again if Redis lost them.
         self._counts: dict[str, dict[str, int]] = {}
         self._counts_lost = False
@@ -454,7 +521,13 @@ class RedisBroker:
 
         Every publication of this node goes through one connection
         (pipelined: concurrent calls do not wait for each other's answers),
-        so Redis takes them in the order they were made."""
+        so Redis takes them in the order they were made.
+
+        This node's members get them as soon as Redis answers, without
+        waiting for the reader to read them back, when every older entry of
+        the stream has been delivered here (Redis answers with the id of the
+        entry before them); otherwise right after that entry is (see
+        :meth:`_hand_over`). The reader skips what was delivered this way."""
         redis = self._publisher
         if redis is None:
             raise BrokerUnavailable("the broker is not running")
@@ -462,14 +535,74 @@ class RedisBroker:
             raise BrokerUnavailable("Redis is not answering")
         for start in range(0, len(publications), PUBLISH_BATCH):
             batch = publications[start:start + PUBLISH_BATCH]
+            encoded = list(map(encode_publication, batch))
+            line = self._publisher_line
             try:
-                await redis.eval(_PUBLISH_MANY, keys=[self.stream_key, self.epoch_key],
-                                 args=[self.history_size, secrets.token_hex(8),
-                                       *map(encode_publication, batch)])
+                if line is not None:
+                    added = await line.script(_PUBLISH_MANY, [self.stream_key, self.epoch_key],
+                                              self.history_size, secrets.token_hex(8),
+                                              *encoded)
+                else:
+                    added = await redis.eval(_PUBLISH_MANY,
+                                             keys=[self.stream_key, self.epoch_key],
+                                             args=[self.history_size, secrets.token_hex(8),
+                                                   *encoded])
             except _UNREACHABLE as exc:
                 self._lost("publish", exc)
                 sent = f"; {start} of {len(publications)} sent" if start else ""
                 raise BrokerUnavailable(f"Redis is not answering ({exc}){sent}") from None
+            assert isinstance(added, list)
+            self._published(_text(added[0]), _text(added[1]),
+                            [_text(entry_id) for entry_id in added[2:]], encoded)
+
+    def _published(self, epoch: str, before: str, entry_ids: list[str],
+                   encoded: list[str]) -> None:
+        """Hand this node's publications, just added to the stream after the
+        entry ``before``, to the hub now if the entries up to ``before`` are
+        delivered here, or keep them until they are."""
+        deliver = self._deliver
+        if deliver is None or epoch != self.epoch or self.delivered_id is None:
+            return  # (a stream this node's reader is not reading yet: it will)
+        previous = _stream_id(before)
+        for entry_id, text in zip(entry_ids, encoded, strict=True):
+            at = _stream_id(entry_id)
+            if at > self.delivered_id:  # (else the reader was quicker)
+                # the same object as the other nodes get (JSON's, not the caller's)
+                publication = decode_publication(text)
+                offset = f"{epoch}:{entry_id}"
+                if previous == self.delivered_id:
+                    self._hand_over(deliver, at, offset, publication)
+                elif len(self._early) < EARLY_LIMIT:
+                    self._early[previous] = (at, offset, publication)
+            previous = at
+
+    def _hand_over(self, deliver: Deliver, at: tuple[int, int], offset: str,
+                   publication: Publication | None) -> None:
+        """Deliver the entry ``at`` (the one after ``delivered_id``; None: an
+        unreadable one, skipped), then those of this node's publications that
+        waited for it."""
+        self.delivered_id = at
+        if publication is not None:
+            deliver(publication, offset)
+        early = self._early
+        while early:
+            waiting = early.pop(at, None)
+            if waiting is None:
+                return
+            at, offset, publication = waiting
+            self.delivered_id = at
+            deliver(publication, offset)
+
+    def _drop_passed(self) -> None:
+        """Forget kept publications the reader went past: it delivered them
+        itself (the entry they waited for was trimmed away before it was read)."""
+        delivered = self.delivered_id
+        if delivered is None:
+            return
+        for key, (at, _, _) in list(self._early.items()):
+            if at > delivered:
+                return  # (kept in the stream's order, mostly: the rest later)
+            del self._early[key]
 
     async def announce(self, topic: str, data: Any) -> None:
         redis = self._redis()
@@ -535,6 +668,9 @@ class RedisBroker:
         async with trio.open_nursery() as nursery:
             self._client = commands
             self._publisher = publisher
+            if self.location.kind != "cluster":
+                self._publisher_line = _Line(publisher)
+            self._deliver = deliver
             started = trio.Event()
             nursery.start_soon(self._read, reader, deliver, started)
             # Start serving when the reader knows where the stream is; if Redis
@@ -552,7 +688,9 @@ class RedisBroker:
             try:
                 await trio.sleep_forever()
             finally:
-                self._client = self._publisher = None
+                self._client = self._publisher = self._deliver = None
+                self._publisher_line = None
+                self._early.clear()
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     try:
                         await commands.zrem(self.alive_key, [self.node_id])
@@ -565,6 +703,7 @@ class RedisBroker:
         last: str | None = None
         last_control = "$"
         delay = RETRY_FIRST
+        line = _Line(redis) if self.location.kind != "cluster" else None
         while True:
             try:
                 epoch = _text(await redis.eval(_EPOCH, keys=[self.epoch_key],
@@ -580,6 +719,8 @@ class RedisBroker:
                     log.warning("the Redis stream was lost (new epoch): reading the new one "
                                 "from its start")
                     last, last_control = "0-0", "0-0"
+                    self.delivered_id = (0, 0)
+                    self._early.clear()
                     self._counts_lost = True
                 self.epoch = epoch
                 if not self._available:
@@ -588,37 +729,57 @@ class RedisBroker:
                 started.set()
                 delay = RETRY_FIRST
                 while True:
-                    answer = await redis.xread({self.stream_key: last,
-                                                self.control_key: last_control},
-                                               count=READ_COUNT, block=int(READ_BLOCK * 1000))
+                    answer = await self._xread(redis, line, last, last_control)
                     self._available = True  # (a failed publish may have said otherwise)
-                    if not answer:
-                        continue
-                    for key, entries in answer.items():
-                        if _text(key) == self.stream_key:
-                            for entry in entries:
-                                last = _text(entry.identifier)
-                                self._deliver_entry(deliver, last, entry.field_values)
+                    for key, entries in answer:
+                        if key == self.stream_key:
+                            for entry_id, fields in entries:
+                                last = entry_id
+                                self._deliver_entry(deliver, entry_id, fields)
+                            if self._early:
+                                self._drop_passed()
                         else:
-                            for entry in entries:
-                                last_control = _text(entry.identifier)
-                                self._dispatch(entry.field_values)
+                            for entry_id, fields in entries:
+                                last_control = entry_id
+                                self._dispatch(fields)
             except _UNREACHABLE as exc:
                 self._lost("read", exc)
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_LONGEST)
 
+    async def _xread(self, redis: coredis.Redis[bytes], line: _Line | None, last: str,
+                     last_control: str) -> list[tuple[str, list[tuple[str, Any]]]]:
+        """The entries after ``last`` in the stream and after ``last_control``
+        in the control stream, by stream key (waiting up to ``READ_BLOCK``)."""
+        if line is not None:
+            raw = await line.call(b"XREAD", b"COUNT", READ_COUNT,
+                                  b"BLOCK", int(READ_BLOCK * 1000), b"STREAMS",
+                                  self.stream_key, self.control_key, last, last_control,
+                                  blocking=True)
+            return [(_text(key), [(_text(entry_id), _fields(flat)) for entry_id, flat in entries])
+                    for key, entries in (raw or {}).items()]
+        answer = await redis.xread({self.stream_key: last, self.control_key: last_control},
+                                   count=READ_COUNT, block=int(READ_BLOCK * 1000))
+        return [(_text(key), [(_text(entry.identifier), entry.field_values)
+                              for entry in entries])
+                for key, entries in (answer or {}).items()]
+
     def _deliver_entry(self, deliver: Deliver, entry_id: str, fields: Any) -> None:
+        at = _stream_id(entry_id)
+        delivered = self.delivered_id
+        if delivered is not None and at <= delivered:
+            return  # this node's own, handed to the hub when Redis took it
         epoch = _text(fields.get(b"e", b""))
         if epoch != self.epoch:
             self.epoch = epoch
+            self._early.clear()  # (kept for the stream of another epoch)
+        publication: Publication | None
         try:
             publication = decode_publication(fields[b"p"])
         except (KeyError, ValueError, TypeError) as exc:
             log.error("unreadable publication %s in Redis: %s", entry_id, exc)
-            return
-        self.delivered_id = _stream_id(entry_id)
-        deliver(publication, f"{epoch}:{entry_id}")
+            publication = None
+        self._hand_over(deliver, at, f"{epoch}:{entry_id}", publication)
 
     def _dispatch(self, fields: Any) -> None:
         try:
@@ -801,12 +962,13 @@ class RedisRecovery:
                 if entries:
                     start = f"({_text(entries[-1].identifier)}"
                 # The caller attaches the session without waiting after this
-                # returns: what this node's reader handed to the hub up to now
-                # is replayed, what it hands over later reaches the session live.
-                # Read on while the reader is past what was read (it delivered
-                # entries added after the last XRANGE), and leave out what it
-                # has not delivered yet (it will, live): nothing twice, nothing
-                # missed.
+                # returns: what this node handed to the hub up to now (its
+                # reader, or its publishers for its own publications: every
+                # entry up to delivered_id) is replayed, what it hands over
+                # later reaches the session live. Read on while the node is
+                # past what was read (it delivered entries added after the
+                # last XRANGE), and leave out what it has not delivered yet (it
+                # will, live): nothing twice, nothing missed.
                 delivered = broker.delivered_id
                 caught_up = delivered is None or delivered <= fetched \
                     or empty_reads > RECOVERY_EMPTY_READS  # (a stream made anew)

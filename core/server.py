@@ -4,8 +4,10 @@ is something to write; heartbeats on the shared timers)."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -25,17 +27,37 @@ from .broker import make_broker
 from .config import Config, ConfigError
 from .http import create_http_app
 from .hub import Hub
+from .jsonroutes import JsonRoutes
 from .metrics import Metrics
 from .pluginmanager import Plugins
 from .store import Store
 from .supervise import keep_running, log_failure, task_name
 from .transport.engineio import EngineIOServer
 from .transport.exchange import TIMER_KEY, ExchangeTimer, timed_asgi
-from .transport.front import Handler, PrefixedStream, RequestHead, route
+from .transport.front import (
+    Handler,
+    PrefixedStream,
+    RequestHead,
+    close_stream,
+    peer_gone,
+    route,
+)
 from .transport.publish import serve_publish
 from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
 
 log = logging.getLogger("switchboard")
+#: Connections whose request head and WebSocket handshake are served at once;
+#: the others wait for a turn, in the order they were accepted (see
+#: ``handle_stream``). Enough to keep the CPU busy; few enough that each
+#: handshake is served in a fraction of a second however many arrive.
+HANDSHAKES_IN_FLIGHT = 64
+#: Seconds of waiting for a turn after which a connection is checked for a
+#: client that has given up (closed) before it is served.
+GAVE_UP_CHECK = 1.0
+#: Connections taken from a listener's backlog in one go (then other tasks run).
+ACCEPT_BATCH = 256
+#: Errors of ``accept`` that mean "out of descriptors or memory": wait, go on.
+_ACCEPT_RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
 
 
 def is_loopback(host: str) -> bool:
@@ -101,7 +123,11 @@ class Server:
             self._ws_paths[self.console.socket_path] = self._serve_http
         self._http_paths: dict[tuple[str, str], Handler] = {
             ("POST", "/api/v1/emit"): self._serve_publish}
+        json_routes = JsonRoutes(self.app, self.plugins.json_routes(), self._serve_http_rest)
+        self._http_paths.update(dict.fromkeys(json_routes.routes, json_routes.serve))
         self._connections: trio.Nursery | None = None
+        #: Turns to serve a head and handshake, first come first served.
+        self._handshakes = trio.Semaphore(HANDSHAKES_IN_FLIGHT)
         self._shutdown = trio.Event()
         self._connection_closed = trio.Event()
         self._stopped = trio.Event()
@@ -149,9 +175,11 @@ class Server:
                         await connections.start(self._listen)
                     task_status.started(self)
                     await self._shutdown.wait()
-                    await self._drain(connections)
-                # domain-event hooks of what was stored before the stop still run
-                with trio.move_on_after(self.config.server.drain_timeout):
+                    stop_by = trio.current_time() + self.config.server.drain_timeout
+                    await self._drain(connections, stop_by)
+                # domain-event hooks of what was stored before the stop still run,
+                # within the same drain timeout
+                with trio.move_on_at(stop_by):
                     await self.app.notifications_done()
                 await self.plugins.notify("switchboard_shutdown", self.app.hook_failed,
                                           app=self.app)
@@ -177,22 +205,56 @@ class Server:
     async def _listen(self, *, task_status: trio.TaskStatus[None]) -> None:
         cfg = self.config.server
         listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-        for listener in listeners:
-            sockname = listener.socket.getsockname()
+        # (the backlog is the system's largest: trio asks for 65535, the kernel
+        # caps it at net.core.somaxconn)
+        sockets = [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
+        for sock in sockets:
+            sock.setblocking(False)
+            sockname = sock.getsockname()
             self.addresses.append((sockname[0], sockname[1]))
         log.info("listening on %s", ", ".join(f"http://{h}:{p}" for h, p in self.addresses))
         with trio.CancelScope() as scope:
             self._listen_scope = scope
             task_status.started()
             try:
-                await trio.serve_listeners(self.handle_stream, listeners,
-                                           handler_nursery=self._connections)
+                async with trio.open_nursery() as nursery:
+                    for sock in sockets:
+                        nursery.start_soon(self._accept, sock)
             finally:
-                for listener in listeners:
-                    await trio.aclose_forcefully(listener)
+                for sock in sockets:
+                    trio.lowlevel.notify_closing(sock)
+                    sock.close()
 
-    async def _drain(self, connections: trio.Nursery) -> None:
-        log.info("shutting down: closing %d WebSocket connections", len(self._ws_connections))
+    async def _accept(self, listener: socket.socket) -> None:
+        """Take connections from ``listener`` as fast as they come: everything
+        its backlog holds at each wake-up (so that the backlog does not fill
+        and the kernel does not drop connection attempts), each served by a
+        task of its own (which waits for its turn: see ``handle_stream``)."""
+        assert self._connections is not None
+        connections = self._connections
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _ACCEPT_RESOURCE_ERRORS:
+                        log.error("accept: %s: waiting before the next connection",
+                                  exc.strerror or exc)
+                        await trio.sleep(0.1)
+                        break
+                    continue  # (a connection aborted before it was taken)
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+                connections.start_soon(self.handle_stream, stream)
+            await trio.lowlevel.checkpoint()
+
+    async def _drain(self, connections: trio.Nursery, stop_by: float) -> None:
+        """Stop listening and close every connection: each idle one at once, the
+        others once the answers they owe are out; what is still open at
+        ``stop_by`` (the drain timeout) is cut."""
+        log.info("shutting down: closing %d connections", self._open_connections())
         if listen_scope := getattr(self, "_listen_scope", None):
             listen_scope.cancel()
         for connection in list(self._ws_connections):
@@ -200,13 +262,21 @@ class Server:
         if self.engineio is not None:
             self.engineio.close_all()
         await self._hyper_context.terminated.set()
-        with trio.move_on_after(self.config.server.drain_timeout):
+        with trio.move_on_at(stop_by):
             while self._open_connections():
                 self._connection_closed = trio.Event()
                 await self._connection_closed.wait()
         if left := self._open_connections():
-            log.warning("drain timeout: %d connections cut", left)
+            log.warning("drain timeout: %d connections cut (%d of them not closing yet)",
+                        left, self._unclosed())
         connections.cancel_scope.cancel()
+
+    def _unclosed(self) -> int:
+        """Connections whose close has not even begun (the others are closed,
+        or closing with their close frame queued, and only end their tasks)."""
+        engines = sum(not engine.ending for engine in self.engineio.engines.values()
+                      ) if self.engineio is not None else 0
+        return sum(not c.channel.closing for c in self._ws_connections) + engines
 
     # -- connections -------------------------------------------------------
 
@@ -247,30 +317,44 @@ class Server:
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection (a socket, or an in-memory stream in tests).
 
+        Its request head and handshake wait for a turn (at most
+        ``HANDSHAKES_IN_FLIGHT`` at once, in the order the connections came):
+        under a reconnect storm each handshake is then served quickly, in
+        turn, instead of all of them slowly together until clients give up.
         Whatever goes wrong while serving it ends this connection only: the
         failure is logged once and counted, the stream is closed, and the
         listener and every other connection go on.
         """
         try:
-            # route() hands back the server of the connection to await here, so
-            # that its frame is not kept for the connection's life
-            serving = await route(stream, timeout=self.config.server.handshake_timeout,
-                                  ws_paths=self._ws_paths, http=self._serve_http,
-                                  http_paths=self._http_paths)
+            queued_at = trio.current_time()
+            async with self._handshakes:
+                if trio.current_time() - queued_at > GAVE_UP_CHECK and peer_gone(stream):
+                    # its client gave up while it waited: nothing to serve
+                    self.metrics.handshake_rejects.labels("client_gave_up").inc()
+                    return
+                # route() hands back the server of the connection to await here,
+                # so that its frame is not kept for the connection's life; for a
+                # WebSocket, its first step is the handshake (the rest of the
+                # connection's work is handed back in turn)
+                serving, upgrade = await route(
+                    stream, timeout=self.config.server.handshake_timeout,
+                    ws_paths=self._ws_paths, http=self._serve_http,
+                    http_paths=self._http_paths)
+                if upgrade and serving is not None:
+                    serving = await serving
             while serving is not None:  # (a server may hand back the rest of its work)
                 serving = await serving
         except Exception as exc:
             self.metrics.connection_failures.inc()
             log_failure("connection", exc)
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await trio.aclose_forcefully(stream)
+            await close_stream(stream)
 
     def _serve_ws(self, stream: trio.abc.Stream, head: RequestHead) -> Awaitable[Any]:
         # (not a coroutine of its own: one frame less kept per connection)
         if self.shutting_down:
             return stream.aclose()
-        return serve_websocket(self.app, stream, head.raw, self._ws_connections,
+        return serve_websocket(self.app, stream, head, self._ws_connections,
                                self._ws_codec, self._signal_closed)
 
     async def _serve_publish(self, stream: trio.abc.Stream, head: RequestHead) -> None:

@@ -30,12 +30,14 @@ from switchboard.core import (
     App,
     ChatParticipant,
     ClientError,
+    Inbound,
     Lead,
     PipelineService,
+    Profile,
+    Replies,
     Session,
     hookimpl,
 )
-from switchboard.core.profiles import Inbound, Profile, Replies
 
 
 def _iso(timestamp: float | None = None) -> str:

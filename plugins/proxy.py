@@ -38,13 +38,13 @@ from switchboard.core import (
     Handshake,
     Identity,
     Session,
+    check_identifier,
     hookimpl,
+    is_room_name,
     tenant_room,
     user_room,
 )
 from switchboard.core.protocol import jsontext
-from switchboard.core.rooms import is_room_name
-from switchboard.core.validators import check_identifier
 
 log = logging.getLogger("switchboard.proxy")
 #: Answers kept at most, per kind (connect, join).

@@ -30,18 +30,18 @@ from typing import Any
 import attrs
 import trio
 from switchboard.core import (
+    FORBIDDEN,
     Announcement,
     App,
     BrokerUnavailable,
     ClientError,
     Rate,
     Session,
+    check_room_name,
     hookimpl,
     incoming,
     outgoing,
 )
-from switchboard.core.errors import FORBIDDEN
-from switchboard.core.rooms import check_room_name
 
 #: (tenant, room, user)
 Key = tuple[str, str, str]

@@ -29,10 +29,18 @@ import httpx
 import sqlalchemy as sa
 import trio
 from quart import Blueprint, g
-from switchboard.core import App, Session, documented, hookimpl, trio_time_of, wall_time
-from switchboard.core.broker import Publication
-from switchboard.core.http import error_response, require_api_key
-from switchboard.core.store import StoreUnavailable
+from switchboard.core import (
+    App,
+    Publication,
+    Session,
+    StoreUnavailable,
+    documented,
+    error_response,
+    hookimpl,
+    require_api_key,
+    trio_time_of,
+    wall_time,
+)
 from switchboard.plugins.migrations import directory as migrations_directory
 
 log = logging.getLogger("switchboard.webhooks")

@@ -8,13 +8,14 @@ their own names so pytest finds them in the importing module.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import itertools
 import json
 import shutil
 import subprocess
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Event,
     Message,
     Ping,
     RejectConnection,
@@ -214,9 +216,12 @@ class MemoryWebSocket:
             if not data:
                 raise HandshakeRejected(status, {"message": "connection closed"})
             ws.receive_data(data)
-            for event in ws.events():
+            events = ws.events()
+            for event in events:
                 if isinstance(event, AcceptConnection):
-                    return cls(client_stream, ws)
+                    socket = cls(client_stream, ws)
+                    await socket._take(events)  # frames that came with the answer
+                    return socket
                 if isinstance(event, RejectConnection):
                     status = event.status_code
                     if not event.has_body:
@@ -239,19 +244,25 @@ class MemoryWebSocket:
                 self.close_code = self.close_code or 1006
                 continue
             self.ws.receive_data(data)
-            for event in self.ws.events():
-                if isinstance(event, TextMessage | BytesMessage):
-                    self._parts.append(event.data)
-                    if event.message_finished:
-                        joined = ("" if isinstance(event, TextMessage) else b"").join(self._parts)
-                        self._messages.append(joined)
-                        self._parts = []
-                elif isinstance(event, Ping):
-                    await self.stream.send_all(self.ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    self.close_code = event.code
-                    await self.stream.send_all(self.ws.send(event.response()))
+            await self._take(self.ws.events())
         return self._messages.popleft()
+
+    async def _take(self, events: Iterator[Event]) -> None:
+        """Handle what the server sent: messages are kept for ``receive``."""
+        for event in events:
+            if isinstance(event, TextMessage | BytesMessage):
+                self._parts.append(event.data)
+                if event.message_finished:
+                    joined = ("" if isinstance(event, TextMessage) else b"").join(self._parts)
+                    self._messages.append(joined)
+                    self._parts = []
+            elif isinstance(event, Ping):
+                await self.stream.send_all(self.ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                self.close_code = event.code
+                # (a server that stops does not wait for this answer)
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.stream.send_all(self.ws.send(event.response()))
 
     async def receive_until(self, wanted: str) -> list[str | bytes]:
         """Messages up to and including ``wanted``."""

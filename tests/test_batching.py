@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -63,6 +64,37 @@ async def test_linger_waits_for_more_items(autojump_clock: trio.testing.MockCloc
             callers.start_soon(batcher.submit, 2)
         nursery.cancel_scope.cancel()
     assert recorder.batches == [[1, 2]]
+
+
+async def test_min_interval_gathers_a_steady_stream_but_never_delays_a_lone_item(
+        autojump_clock: trio.testing.MockClock) -> None:
+    started: list[tuple[float, list[int]]] = []
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        started.append((trio.current_time(), list(items)))
+        await trio.sleep(0.001)  # a quick transaction
+        return list(items)
+
+    batcher = Batcher(flush, min_interval=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        t0 = trio.current_time()
+        async with trio.open_nursery() as callers:
+            for i in range(20):  # one item every 2 ms
+                callers.start_soon(batcher.submit, i)
+                await trio.sleep(0.002)
+        await trio.sleep(1)  # quiet
+        alone_at = trio.current_time()
+        await batcher.submit(99)
+        nursery.cancel_scope.cancel()
+    assert [i for _, items in started for i in items] == [*range(20), 99]
+    steady = started[:-1]
+    # the first item went at once, the rest in flushes at least 10 ms apart
+    assert steady[0] == (t0, [0])
+    assert all(b[0] - a[0] >= 0.01 - 1e-9 for a, b in itertools.pairwise(steady))
+    assert len(steady) <= 6 and max(len(items) for _, items in steady) >= 4
+    # after a quiet moment an item is flushed the moment it comes
+    assert started[-1] == (alone_at, [99])
 
 
 async def test_a_failed_flush_fails_every_item_of_its_batch(

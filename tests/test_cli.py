@@ -218,6 +218,42 @@ def test_genconfig_passes_check_config_with_only_the_origin_to_set(
     assert verifier.verify(token.strip()).user_id == "alice"
 
 
+def test_genconfig_writes_a_console_section_that_is_off_with_its_secrets_ready(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run_main(capsys, "genconfig", "prod.toml")[0] == 0
+    text = (tmp_path / "prod.toml").read_text()
+    config = load_config(tmp_path / "prod.toml", {})
+    assert config.admin.path == ""  # off until the deployer turns it on
+    assert len(config.admin.password) >= 12 and len(config.admin.secret) >= 32
+    assert config.admin.secure_cookie
+    # turned on with only its path set, it passes check-config with no console warning
+    (tmp_path / "on.toml").write_text(text.replace('path = ""', 'path = "/admin"'))
+    code, _, err = run_main(capsys, "check-config", "on.toml")
+    assert code == 0
+    assert not [line for line in err.splitlines() if "admin." in line]
+    assert load_config(tmp_path / "on.toml", {}).admin.path == "/admin"
+
+
+def test_check_config_warns_about_a_console_unfit_for_production(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    secret = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+    path = write_config(tmp_path, f'mode = "production"\n[server]\nhost = "0.0.0.0"\n'
+                                  f'allowed_origins = ["https://crm.acme.test"]\n'
+                                  f'[auth]\nsecret = "{secret}"\n'
+                                  '[admin]\npath = "/admin"\npassword = "change-me-please"\n')
+    code, _, err = run_main(capsys, "check-config", str(path))
+    assert code == 0
+    warnings = [w for w in err.splitlines() if "admin." in w]
+    assert [w.split(" ")[1] for w in warnings] == [
+        "admin.password", "admin.secret", "admin.secure_cookie"]
+    assert "console logins end with a restart and work on one node only" in warnings[1]
+    assert "0.0.0.0" in warnings[2]
+    # the same console off: nothing to say about it
+    path.write_text(path.read_text().replace('path = "/admin"', 'path = ""'))
+    assert not [w for w in run_main(capsys, "check-config", str(path))[2].splitlines()
+                if "admin." in w]
+
+
 def test_genconfig_does_not_overwrite_a_file_without_force(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = write_config(tmp_path, "# mine\n")

@@ -1,5 +1,6 @@
 """The per-connection outbox (bounded in bytes, drained in one piece) and the
-channel's writer, a task only while there is something to write."""
+channel's writer, a task only while there is something to write; on a socket,
+the frames of a tick written directly, one write per connection."""
 
 from __future__ import annotations
 
@@ -110,3 +111,65 @@ async def test_closing_writes_what_is_queued_then_the_close_frame_then_ends_the_
     assert nursery.cancel_scope.cancelled_caught
     assert stream.writes[0].startswith(b"last\x88")  # then the close frame, one write
     assert b"too late" not in b"".join(stream.writes)
+
+
+async def _read_exactly(stream: trio.SocketStream, size: int) -> bytes:
+    got = bytearray()
+    while len(got) < size:
+        chunk = await stream.receive_some(65536)
+        assert chunk, "the peer closed early"
+        got += chunk
+    return bytes(got)
+
+
+async def test_on_a_socket_a_burst_goes_out_in_one_write_without_a_task_per_connection(
+        ) -> None:
+    ours, theirs = trio.socket.socketpair()
+    peer = trio.SocketStream(theirs)
+    channel = WsChannel(trio.SocketStream(ours), outbox_limit=1000, max_message=1000)
+    async with trio.open_nursery() as nursery:
+        channel.attach(nursery)
+        for frame in (b"a", b"b", b"c"):  # one task, one tick: a burst
+            channel.send(frame)
+        assert not nursery.child_tasks  # no writer task: written after this task yields
+        assert await _read_exactly(peer, 3) == b"abc"
+        assert not nursery.child_tasks
+        channel.send(b"d")
+        assert await _read_exactly(peer, 1) == b"d"
+    ours.close()
+    theirs.close()
+
+
+async def test_what_a_socket_does_not_take_at_once_follows_in_order() -> None:
+    ours, theirs = trio.socket.socketpair()
+    ours.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
+    peer = trio.SocketStream(theirs)
+    channel = WsChannel(trio.SocketStream(ours), outbox_limit=10**7, max_message=1000)
+    frames = [bytes([65 + i % 26]) * 1000 for i in range(3000)]  # 3 MB: more than the buffer
+    async with trio.open_nursery() as nursery:
+        channel.attach(nursery)
+        for frame in frames:
+            channel.send(frame)
+        assert await _read_exactly(peer, 3_000_000) == b"".join(frames)
+        channel.send(b"after")
+        assert await _read_exactly(peer, 5) == b"after"
+        await trio.testing.wait_all_tasks_blocked()
+        assert not nursery.child_tasks  # the writer that took the rest is gone
+    ours.close()
+    theirs.close()
+
+
+async def test_on_a_socket_closing_writes_the_queued_frames_then_the_close_frame(
+        autojump_clock: trio.testing.MockClock) -> None:
+    ours, theirs = trio.socket.socketpair()
+    peer = trio.SocketStream(theirs)
+    channel = WsChannel(trio.SocketStream(ours), outbox_limit=1000, max_message=1000)
+    async with trio.open_nursery() as nursery:
+        channel.attach(nursery)
+        nursery.start_soon(trio.sleep_forever)  # the reader, say: the close ends it too
+        channel.send(b"last")
+        channel.close(1000)
+        assert (await _read_exactly(peer, 8)).startswith(b"last\x88")
+    assert nursery.cancel_scope.cancelled_caught
+    ours.close()
+    theirs.close()

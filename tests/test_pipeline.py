@@ -174,6 +174,34 @@ async def test_racing_moves_into_one_column_keep_a_total_order(
     assert [titles[i] for i in sorted(seen, key=lambda i: (seen[i], i))] == order[1:]
 
 
+async def test_racing_moves_to_the_end_of_a_column_line_up_in_the_order_announced(
+        switchboard: Harness) -> None:
+    """Cards dropped at the end of one column at once (written together) each
+    land after the one before, in the order the boards were told; a card
+    dropped at the end of its own column stays last."""
+    ana = await consultant(switchboard, "ana")
+    bia = await consultant(switchboard, "bia")
+    await create(ana, "first", stageId="proposta")
+    cards = [await create(ana, f"card{n}") for n in range(8)]
+
+    async def drop(client: TestClient, card: dict[str, Any]) -> None:
+        await client.request("lead:move", {"leadId": card["id"], "stageId": "proposta",
+                                           "version": 1})
+
+    async with trio.open_nursery() as nursery:
+        for n, card in enumerate(cards):
+            nursery.start_soon(drop, ana if n % 2 else bia, card)
+    titles = {c["id"]: c["title"] for c in cards}
+    announced = [await ana.expect("lead:moved") for _ in cards]
+    order = await column(bia, "proposta")
+    assert order == ["first", *(titles[e["leadId"]] for e in announced)]
+    assert [e["rank"] for e in announced] == sorted({e["rank"] for e in announced})
+    last = announced[-1]
+    again = await bia.request("lead:move", {"leadId": last["leadId"], "stageId": "proposta"})
+    assert again["rank"] > announced[-2]["rank"] and again["version"] == 3
+    assert await column(ana, "proposta") == order
+
+
 async def test_a_gap_worn_narrow_renumbers_the_stage_in_the_same_order(
         switchboard: Harness) -> None:
     """Dropping cards into the same place over and over narrows the gap by
@@ -473,15 +501,15 @@ async def test_by_default_an_unknown_lead_room_is_the_other_policies_call(
     assert refused.value.code == "forbidden"
 
 
-async def refuse_title(switchboard: Harness, title: str) -> None:
+async def refuse_title(switchboard: Harness, title: str, column: str = "title") -> None:
     store = switchboard.server.store
     if store.dialect == "sqlite":
         await store.execute(sa.text(
             "CREATE TRIGGER refuse BEFORE UPDATE ON pipeline_leads "
-            f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+            f"WHEN NEW.{column} = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END"))
     else:
         await store.execute(sa.text(
-            f"ALTER TABLE pipeline_leads ADD CONSTRAINT refuse CHECK (title <> '{title}')"))
+            f"ALTER TABLE pipeline_leads ADD CONSTRAINT refuse CHECK ({column} <> '{title}')"))
 
 
 async def test_a_change_the_database_refuses_fails_alone_and_leaves_no_trace(
@@ -499,6 +527,21 @@ async def test_a_change_the_database_refuses_fails_alone_and_leaves_no_trace(
     for lead, actions in ((first, ["created"]), (second, ["updated", "created"])):
         log = await ana.request("lead:activity", {"leadId": lead["id"]})
         assert [e["action"] for e in log["entries"]] == actions
+
+
+async def test_a_move_the_database_refuses_fails_alone_and_the_next_ones_go_through(
+        switchboard: Harness) -> None:
+    ana = await consultant(switchboard, "ana")
+    bia = await consultant(switchboard, "bia")
+    first, second = await create(ana, "A"), await create(ana, "B")
+    await refuse_title(switchboard, "perdido", column="stage_id")
+    with pytest.raises(ErrorReply) as refused:
+        await ana.request("lead:move", {"leadId": first["id"], "stageId": "perdido"})
+    assert refused.value.code == "internal_error"
+    moved = await ana.request("lead:move", {"leadId": second["id"], "stageId": "ganho"})
+    assert moved["version"] == 2 and moved["stageId"] == "ganho"
+    assert (await bia.expect("lead:moved"))["leadId"] == second["id"]  # only this one
+    assert await column(ana, "novo") == ["A"] and await column(ana, "ganho") == ["B"]
 
 
 T1_KEY = "key-of-tenant-t1"

@@ -5,12 +5,15 @@ ever raised, and what passes is what the store can keep."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from switchboard.core import ClientError, structure_payload
+from switchboard.core.config import ConfigError, load_config
+from switchboard.core.pluginmanager import Plugins
 from switchboard.plugins.pipeline import payloads
 from switchboard.plugins.pipeline.storage import decode_cursor, encode_cursor
 
@@ -77,3 +80,20 @@ def test_a_cursor_is_one_this_server_gave_or_refused(cursor: str) -> None:
 @given(st.text(max_size=20), st.text(max_size=20))
 def test_cursors_round_trip(rank: str, lead_id: str) -> None:
     assert decode_cursor(encode_cursor(rank, lead_id)) == (rank, lead_id)
+
+
+@pytest.mark.parametrize("value", ["-0.001", "2", '"soon"', "true"])
+def test_a_batch_interval_out_of_range_is_refused_naming_the_setting(
+        tmp_path: Path, value: str) -> None:
+    path = tmp_path / "switchboard.toml"
+    path.write_text(f"[plugins.pipeline]\nbatch_interval = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        Plugins(load_config(path, {}))
+    assert info.value.key == "plugins.pipeline.batch_interval"
+
+
+def test_batch_interval_is_a_setting_zero_turns_it_off(tmp_path: Path) -> None:
+    path = tmp_path / "switchboard.toml"
+    path.write_text("[plugins.pipeline]\nbatch_interval = 0\n")
+    assert Plugins(load_config(path, {})).settings["pipeline"].batch_interval == 0
+    assert Plugins(load_config(None, {})).settings["pipeline"].batch_interval == 0.004

@@ -139,3 +139,31 @@ async def test_a_participant_added_on_one_node_may_join_on_another(redis_prefix:
         await eventually(may_join)  # node b dropped what it knew, told by node a
         for node in (a, b):
             await node.stop()
+
+
+async def test_a_console_logout_on_one_node_ends_the_session_on_every_node(
+        redis_prefix: str) -> None:
+    import httpx
+    from admin_console import CONSOLE, PASSWORD, logged_in
+    from switchboard.core.admin.login import SESSION_COOKIE
+
+    admin = {"path": CONSOLE, "password": PASSWORD,
+             "secret": "one-cookie-secret-for-every-node-0123456789"}
+    config = cluster_config(redis_prefix, overrides={"admin": admin})
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(config, nursery, 2, listen=True)
+        async with httpx.AsyncClient(base_url=a.http_url()) as on_a, \
+                httpx.AsyncClient(base_url=b.http_url()) as on_b:
+            csrf = await logged_in(on_a)
+            cookie = on_a.cookies[SESSION_COOKIE]
+            on_b.cookies.set(SESSION_COOKIE, cookie, path=CONSOLE)
+            assert (await on_b.get(f"{CONSOLE}/state.json")).status_code == 200
+            assert (await on_a.post(f"{CONSOLE}/logout", data={"csrf": csrf})).status_code \
+                == 303
+
+            async def refused_on_b() -> bool:
+                return (await on_b.get(f"{CONSOLE}/state.json")).status_code == 401
+
+            await eventually(refused_on_b, timeout=TIMEOUT)
+        for node in (a, b):
+            await node.stop()

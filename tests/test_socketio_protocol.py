@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from switchboard.core.args import Args
 from switchboard.core.protocol import socketio as sio
 from switchboard.core.protocol.socketio import Decoder, Packet, PacketType, SocketIOError
 
@@ -68,6 +69,37 @@ def test_event_text_fast_path_matches_the_packet_encoder() -> None:
 def test_event_text_carries_the_recovery_offset_last() -> None:
     assert sio.encode_event_text("/", "e", 1, "42") == '2["e",1,"42"]'
     assert sio.encode_event_text("/admin", "e", None, "7") == '2/admin,["e",null,"7"]'
+
+
+@pytest.mark.parametrize(("kind", "namespace", "data", "ident"), [
+    (PacketType.EVENT, "/", ["hello", 1], None),
+    (PacketType.EVENT, "/admin", ["x", {"a": [1, None], "t": (1, "é")}], 12),
+    (PacketType.ACK, "/", [{"id": 1, "content": {"text": "hi"}}], 0),
+    (PacketType.ACK, "/admin", [None, {"room": "r"}], 7),
+])
+def test_text_packet_matches_the_packet_encoder(kind: PacketType, namespace: str,
+                                                data: list[Any], ident: int | None) -> None:
+    assert sio.text_packet(kind, namespace, data, ident) == sio.encode(
+        Packet(kind, namespace, data, ident))[0]
+
+
+def test_text_packet_spreads_args_inside_a_value_as_an_array() -> None:
+    assert sio.text_packet(PacketType.ACK, "/", [{"pair": Args(1, "a")}], 3) == \
+        '33[{"pair":[1,"a"]}]'
+
+
+@pytest.mark.parametrize("data", [
+    ["file", b"\x00"], ["x", {"parts": [bytearray(b"b")]}], [{"a": Args(1, memoryview(b"c"))}],
+])
+def test_text_packet_leaves_binary_values_to_the_packet_encoder(data: list[Any]) -> None:
+    assert sio.text_packet(PacketType.EVENT, "/", data) is None
+    assert sio.text_packet(PacketType.ACK, "/", data, 1) is None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), object()])
+def test_text_packet_refuses_what_json_cannot_carry(value: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        sio.text_packet(PacketType.EVENT, "/", ["x", value])
 
 
 @pytest.mark.parametrize(("data", "expected"), [

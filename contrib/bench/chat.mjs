@@ -146,6 +146,7 @@ function send(m) {
 
 const pid = o['server-pid'] ? Number(o['server-pid']) : 0;
 const cpu0 = cpuSeconds(pid);
+const clientCpu0 = process.cpuUsage();
 const t0 = nowMs();
 stopAt = t0 + secs * 1000;
 if (rate) {
@@ -168,6 +169,7 @@ const expectedDeliveries = ackLatency.length * (N - 1);
 while (delivered < expectedDeliveries && nowMs() < drainUntil) await sleep(20);
 const elapsed = (nowMs() - t0) / 1000;
 const cpu1 = cpuSeconds(pid);
+const clientCpu = process.cpuUsage(clientCpu0);
 
 const pct = (xs, p) => {
   if (!xs.length) return null;
@@ -193,6 +195,9 @@ console.log(JSON.stringify({
   delivery_max_ms: pct(deliveryLatency, 100),
   server_cpu: cpu0 != null && cpu1 != null ? +((cpu1 - cpu0) / elapsed).toFixed(2) : null,
   server_cpu_s: cpu0 != null && cpu1 != null ? +(cpu1 - cpu0).toFixed(3) : null,
+  // this load client's own CPU (one process: past 1.0 it is the limit)
+  elapsed_s: +elapsed.toFixed(3),
+  client_cpu: +((clientCpu.user + clientCpu.system) / 1e6 / elapsed).toFixed(2),
   errors,
   first_error: firstError,
 }));

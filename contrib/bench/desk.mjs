@@ -1,6 +1,7 @@
 // Service desk: AGENTS agents (plain WebSocket, role agent, so all in the
 // tenant's agents room) are the members of QUEUES queues created beforehand
-// (see bench.py); this script creates tickets through POST /api/v1/tickets,
+// (see bench.py); this script creates tickets through POST /api/v1/tickets
+// (or, with --bulk N, N per request through POST /api/v1/tickets/bulk),
 // RATE per second for SECS seconds, round robin over the queues, and times
 // each ticket from its request to the `ticket:assigned` (auto-assignment)
 // that the first agent receives (every agent receives it: they all hold the
@@ -9,7 +10,7 @@ import { fork } from 'node:child_process';
 import http from 'node:http';
 import { args, cpuSeconds, nowMs, openMany, request, sleep, urlMaker } from './lib.mjs';
 
-const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10]
+const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10] [--bulk 1]
     --tokens FILE --api-key KEY --tenant T [--server-pid PID] WS_URL HTTP_BASE`;
 
 const { values: o, positionals: [wsUrl, httpBase] } = args({
@@ -17,6 +18,7 @@ const { values: o, positionals: [wsUrl, httpBase] } = args({
   queues: { type: 'string', default: '20' },
   rate: { type: 'string', default: '1000' },
   secs: { type: 'string', default: '10' },
+  bulk: { type: 'string', default: '1' },
   tokens: { type: 'string' },
   'api-key': { type: 'string' },
   tenant: { type: 'string', default: 'bench' },
@@ -32,6 +34,7 @@ const A = Number(o.agents);
 const Q = Number(o.queues);
 const rate = Number(o.rate);
 const secs = Number(o.secs);
+const bulk = Math.max(1, Number(o.bulk));
 const ASSIGNED = Buffer.from('{"type":"ticket:assigned"');
 const sentAt = new Map();
 const latency = [];
@@ -94,45 +97,65 @@ const agents = await openMany(1, urlFor, () => ({ session: true, onFrame }));
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const headers = { Authorization: `Bearer ${o['api-key']}`, 'Content-Type': 'application/json' };
 
-function create(n) {
-  const body = JSON.stringify({ tenant: o.tenant, subject: `b-${n}`, customerId: `c${n % 5000}`,
-    channel: 'whatsapp', queueId: `q${n % Q}` });
-  sentAt.set(n, nowMs());
+function ticket(n) {
+  return { tenant: o.tenant, subject: `b-${n}`, customerId: `c${n % 5000}`,
+    channel: 'whatsapp', queueId: `q${n % Q}` };
+}
+
+// tickets first..first+count-1: one request (the bulk route when --bulk > 1)
+function create(first, count) {
+  const body = JSON.stringify(bulk > 1
+    ? { tickets: Array.from({ length: count }, (_, i) => ticket(first + i)) } : ticket(first));
+  const path = bulk > 1 ? '/api/v1/tickets/bulk' : '/api/v1/tickets';
+  const now = nowMs();
+  for (let i = 0; i < count; i++) sentAt.set(first + i, now);
+  const forget = () => { for (let i = 0; i < count; i++) sentAt.delete(first + i); };
   inflight++;
-  request(`${httpBase}/api/v1/tickets`, { method: 'POST', headers, body, agent })
+  request(`${httpBase}${path}`, { method: 'POST', headers, body, agent })
     .then((res) => {
       inflight--;
       if (res.status === 201) {
-        created++;
-        if (nowMs() <= stopAt) createdInWindow++;
+        created += count;
+        if (nowMs() <= stopAt) createdInWindow += count;
       } else {
         errors++;
         firstError ??= `HTTP ${res.status}: ${res.body.slice(0, 200)}`;
-        sentAt.delete(n);
+        forget();
       }
     })
     .catch((err) => {
       inflight--;
       errors++;
       firstError ??= String(err);
-      sentAt.delete(n);
+      forget();
     });
 }
 
 const pid = o['server-pid'] ? Number(o['server-pid']) : 0;
+// the CPU time of the load client's processes: this one and the holders
+function clientSeconds() {
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1e6
+    + children.reduce((sum, child) => sum + (cpuSeconds(child.pid) ?? 0), 0);
+}
 const cpu0 = cpuSeconds(pid);
+const clientCpu0 = clientSeconds();
 const t0 = nowMs();
 stopAt = t0 + secs * 1000;
 let sent = 0;
 while (nowMs() < stopAt) {
   const due = Math.floor(((nowMs() - t0) / 1000) * rate);
-  while (sent < due) create(sent++);
+  while (sent + bulk <= due) {
+    create(sent, bulk);
+    sent += bulk;
+  }
   await sleep(5);
 }
 const drainUntil = nowMs() + 20000;
 while ((sentAt.size || inflight) && nowMs() < drainUntil) await sleep(20);
 const elapsed = (nowMs() - t0) / 1000;
 const cpu1 = cpuSeconds(pid);
+const clientCpu = clientSeconds() - clientCpu0;
 
 const pct = (xs, p) => {
   if (!xs.length) return null;
@@ -145,6 +168,7 @@ console.log(JSON.stringify({
   queues: Q,
   rate,
   secs,
+  bulk,
   sent,
   created,
   created_per_s: Math.round(createdInWindow / secs),
@@ -153,6 +177,11 @@ console.log(JSON.stringify({
   assign_p99_ms: pct(latency, 99),
   assign_max_ms: pct(latency, 100),
   server_cpu: cpu0 != null && cpu1 != null ? +((cpu1 - cpu0) / elapsed).toFixed(2) : null,
+  // the server's CPU time (all its threads) per ticket created: the figure
+  // that depends least on how busy the machine is
+  client_cpu: +(clientCpu / elapsed).toFixed(2),
+  server_cpu_ms_per_ticket: cpu0 != null && cpu1 != null && created
+    ? +(((cpu1 - cpu0) * 1000) / created).toFixed(3) : null,
   errors,
   first_error: firstError,
 }));

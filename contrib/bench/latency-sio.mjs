@@ -49,17 +49,21 @@ let received = 0;
 let finish = null;
 const finished = new Promise((resolve) => { finish = resolve; });
 const urls = urlList.split(',');
+// the same samples by the node the receiving socket is on (node 0 gets the POSTs)
+const byNode = urls.map(() => []);
 const tokenFor = tokenMaker(o.tokens);
-const onMsg = (data) => {
+const onMsg = (data, node) => {
   const latency = nowMs() - data.t;
   if (received < samples.length) samples[received] = latency;
+  byNode[node].push(latency);
   if (++received === expected) finish();
 };
 const sockets = await openManySio(N, (i) => urls[i % urls.length], (i) => {
   const k = Math.floor(i / size);
+  const msg = (data) => onMsg(data, i % urls.length);
   return o.reference
-    ? { auth: { room: k }, on: { msg: onMsg } }
-    : { token: tokenFor(i), join: `bench:r${k}`, on: { msg: onMsg } };
+    ? { auth: { room: k }, on: { msg } }
+    : { token: tokenFor(i), join: `bench:r${k}`, on: { msg } };
 });
 await sleep(1000);
 
@@ -100,14 +104,22 @@ await Promise.race([Promise.all([...pending]), sleep(10000)]);
 await Promise.race([finished, sleep(5000)]);
 
 const got = samples.subarray(0, Math.min(received, samples.length)).sort();
-const pct = (p) => (got.length ? got[Math.min(got.length - 1, Math.floor(p * got.length))] : NaN);
+const pctOf = (sorted, p) => (sorted.length
+  ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN);
+const pct = (p) => pctOf(got, p);
 const r3 = (x) => Number(x.toFixed(3));
+const nodes = byNode.map((list) => {
+  const sorted = Float64Array.from(list).sort();
+  return { received: sorted.length, p50_ms: r3(pctOf(sorted, 0.5)),
+    p99_ms: r3(pctOf(sorted, 0.99)), max_ms: r3(sorted.length ? sorted[sorted.length - 1] : NaN) };
+});
 const ok = received === expected && httpErrors === 0;
 console.log(JSON.stringify({
   ok, N, nodes: urls.length, rooms, room_size: size, rate, secs: Number(o.secs), events: total,
   requests, send_rate: Math.round(total / sendSeconds), received, expected,
   http_errors: httpErrors,
   p50_ms: r3(pct(0.5)), p99_ms: r3(pct(0.99)), max_ms: r3(got.length ? got[got.length - 1] : NaN),
+  by_node: nodes,
   ...(firstError ? { error: firstError.slice(0, 300) } : {}),
 }));
 for (const socket of sockets) socket.close();

@@ -38,7 +38,7 @@ from markupsafe import Markup
 from quart import Blueprint, Response, request, websocket
 
 from ..apidocs import documented
-from ..broker import Publication
+from ..broker import Announcement, BrokerUnavailable, Publication
 from ..config import ApiKey
 from ..errors import INVALID_PAYLOAD, ClientError
 from ..http import error_response, publish_emits, read_json
@@ -59,6 +59,8 @@ log = logging.getLogger("switchboard.admin")
 
 #: Tail events queued for one console socket; past it they are dropped (and counted).
 TAIL_BUFFER = 256
+#: Control-channel topic on which a logout is told to every node.
+LOGOUT_TOPIC = "admin:logout"
 #: Close code of the console socket when its login has ended.
 LOGGED_OUT = 4401
 #: Security headers of every answer of the console.
@@ -129,6 +131,7 @@ class AdminConsole:
         logger = logging.getLogger("switchboard")
         logger.addHandler(self.errors)
         self.app.hub.taps.append(self._tap)
+        self.app.on_announcement(LOGOUT_TOPIC, self._logged_out)
         try:
             self._warn_of_risks()
             log.info("admin console at %s", self.path + "/")
@@ -137,6 +140,16 @@ class AdminConsole:
         finally:
             logger.removeHandler(self.errors)
             self.app.hub.taps.remove(self._tap)
+
+    def _logged_out(self, announcement: Announcement) -> None:
+        """A logout on any node (this one included): refuse that cookie here too."""
+        data = announcement.data
+        if not (isinstance(data, dict) and isinstance(data.get("id"), str)
+                and isinstance(data.get("until"), int | float)):
+            log.warning("admin console: ignored a malformed logout announcement from %s",
+                        announcement.node)
+            return
+        self.logins.revoke(data["id"], float(data["until"]))
 
     def _warn_of_risks(self) -> None:
         """Say at start-up what makes the console less safe or less useful."""
@@ -331,7 +344,13 @@ class AdminConsole:
                 return checked
             if not await self._csrf_ok(checked):
                 return self._refuse(403, "csrf", "missing or wrong CSRF token")
-            self.logins.close(checked)
+            until = self.logins.close(checked)
+            try:
+                await self.app.announce(LOGOUT_TOPIC, {"id": checked.id, "until": until})
+            except BrokerUnavailable:
+                log.warning("admin console: a logout could not be told to the other nodes "
+                            "(broker unreachable): the cookie stays valid there until it "
+                            "expires")
             response = self._go("/login")
             response.delete_cookie(SESSION_COOKIE, path=self.path)
             return response

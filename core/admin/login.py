@@ -131,11 +131,20 @@ class Logins:
             return None
         return AdminSession(value[0], value[1])
 
-    def close(self, session: AdminSession) -> None:
-        """Log a session out: its cookie is refused from now on."""
+    def close(self, session: AdminSession) -> float:
+        """Log a session out: its cookie is refused from now on. Returns the UNIX
+        time until which it must be remembered (its cookie expires then anyway)."""
+        until = time.time() + self._ttl
+        self.revoke(session.id, until)
+        return until
+
+    def revoke(self, session_id: str, until: float) -> None:
+        """Refuse the cookies of session ``session_id`` until ``until`` (UNIX
+        time): a logout here, or on another node of the cluster."""
         now = time.time()
-        self._revoked = {sid: until for sid, until in self._revoked.items() if until > now}
-        self._revoked[session.id] = now + self._ttl
+        self._revoked = {sid: end for sid, end in self._revoked.items() if end > now}
+        if until > now:
+            self._revoked[session_id] = min(until, now + self._ttl)
 
     @staticmethod
     def csrf_ok(session: AdminSession, presented: str | None) -> bool:

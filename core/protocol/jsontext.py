@@ -33,7 +33,10 @@ def loads(text: str | bytes) -> Any:
     """``json.loads`` that raises ``ValueError`` (never ``RecursionError``) for
     malformed text and for nesting deeper than :data:`MAX_DEPTH`."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if isinstance(text, str):
+            value = _decode(text)
+        else:
+            value = _decode(text.decode(json.detect_encoding(text), "surrogatepass"))
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if _brackets(text) > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
@@ -42,6 +45,23 @@ def loads(text: str | bytes) -> Any:
         raise ValueError("JSON string with a lone surrogate (not Unicode text)")
     return value
 
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a float (``2e308``) would
+    become an infinity, which no JSON can carry on."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+#: One decoder for every call (``json.loads`` with options builds a new one,
+#: and its scanner, each time: a cost per frame).
+_decode = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -65,19 +85,6 @@ def _has_lone_surrogate(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    """A JSON number as a float; one too large for a float (``2e308``) would
-    become an infinity, which no JSON can carry on."""
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
 
 
 def _brackets(text: str | bytes) -> int:

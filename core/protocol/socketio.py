@@ -102,6 +102,34 @@ def encode_event_text(namespace: str, event: str, data: Any, offset: str | None 
     return prefix + _dumps(args)
 
 
+class _Binary(Exception):
+    """Raised by the text-only encoder at the first binary value."""
+
+
+def _text_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise _Binary
+    return json_default(value)
+
+
+#: As ``_dumps``, but stops at the first binary value (which needs attachments).
+_dumps_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                               default=_text_default).encode
+
+
+def text_packet(kind: PacketType, namespace: str, data: list[Any],
+                ident: int | None = None) -> str | None:
+    """The text of an EVENT or ACK packet whose arguments ``data`` hold no
+    binary value, in one pass of the JSON encoder; None when they hold one (then
+    :func:`encode` makes the attachments)."""
+    try:
+        body = _dumps_text(data)
+    except _Binary:
+        return None
+    head = str(int(kind)) if namespace == "/" else f"{int(kind)}{namespace},"
+    return head + body if ident is None else f"{head}{ident}{body}"
+
+
 def has_binary(data: Any) -> bool:
     if isinstance(data, bytes | bytearray | memoryview):
         return True

@@ -15,12 +15,11 @@ writer of the socket.
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import logging
 import math
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,16 +27,13 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 from quart import Blueprint, Response, request
 from werkzeug.exceptions import MethodNotAllowed
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
-from wsproto.utilities import RemoteProtocolError
 
 from ..apidocs import documented
 from ..args import Args, wire_arguments
 from ..auth import AuthError
 from ..broker import BrokerUnavailable
 from ..errors import ClientError, CloseCode
-from ..events import event_data
+from ..events import Deferred, event_data
 from ..handshake import Handshake, from_request, peer_address
 from ..http import error_response
 from ..origins import origin_allowed
@@ -50,9 +46,10 @@ from ..session import Session
 from ..supervise import log_failure
 from ..timers import Timer
 from .answers import OrderedAnswers
-from .front import RequestHead
+from .draining import Draining
+from .front import RequestHead, UpgradeRefused, json_response, websocket_accept
 from .inbox import drain, send_in_turn
-from .ws import reject_bytes, send_quietly
+from .ws import send_quietly
 from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
@@ -64,7 +61,9 @@ log = logging.getLogger("switchboard.socketio")
 
 #: Close reasons after which a session may be recovered (not a deliberate leave).
 _RECOVERABLE = {"transport_close", "transport_error", "heartbeat_timeout", "shutdown"}
-#: Queued behind a session's packets when the server stops (see ``shut_down``).
+_CLOSING = eio.EngineState.CLOSING
+_CLOSED = eio.EngineState.CLOSED
+#: Queued behind a session's packets when the server stops (see ``.draining``).
 _SHUTDOWN = sio.Packet(sio.PacketType.DISCONNECT, "")
 #: Socket.IO packets read ahead of the handler task (past it, reading waits).
 INBOX_SIZE = 64
@@ -85,14 +84,23 @@ class SioCodec(ProfiledCodec):
         self.websocket = websocket
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
-        if isinstance(data, Args) or sio.has_binary(data):
-            # several arguments (an Args) or attachments: the whole packet encoder
-            args = [event, *wire_arguments(data)]
-            if offset is not None:
-                args.append(offset)
+        args = [event, *wire_arguments(data)]
+        if offset is not None:
+            args.append(offset)
+        text = sio.text_packet(sio.PacketType.EVENT, self.namespace, args)
+        if text is None:  # attachments: the whole packet encoder
             return self.wire(sio.encode(sio.Packet(sio.PacketType.EVENT, self.namespace, args)))
-        text = "4" + sio.encode_event_text(self.namespace, event, data, offset)
-        return text_frame(text) if self.websocket else text.encode()
+        return text_frame("4" + text) if self.websocket else ("4" + text).encode()
+
+    def ack(self, ident: int, value: Any) -> bytes:
+        """The ACK of event ``ident`` answered with ``value`` (an Args: several
+        arguments)."""
+        args = wire_arguments(value)
+        text = sio.text_packet(sio.PacketType.ACK, self.namespace, args, ident)
+        if text is None:
+            return self.wire(sio.encode(sio.Packet(sio.PacketType.ACK, self.namespace, args,
+                                                   ident)))
+        return text_frame("4" + text) if self.websocket else ("4" + text).encode()
 
     def wire(self, messages: list[str | bytes]) -> bytes:
         """Engine.IO messages (Socket.IO packet parts) as bytes for this transport."""
@@ -106,14 +114,15 @@ class SioCodec(ProfiledCodec):
 class NamespaceTransport:
     """The core's view of one Socket.IO namespace connection."""
 
+    __slots__ = ("engine", "namespace", "send")
     protocol = "socket.io"
 
     def __init__(self, engine: EngineSocket, namespace: str) -> None:
         self.engine = engine
         self.namespace = namespace
-
-    def send(self, frame: bytes) -> None:
-        self.engine.put_frame(frame)
+        #: Queue bytes encoded for the session's transport (the engine's own
+        #: method: one call per delivery of a fan-out).
+        self.send: Callable[[bytes], None] = engine.put_frame
 
     def close(self, code: CloseCode, reason: str) -> None:
         if code in (CloseCode.GOING_AWAY, CloseCode.SLOW_CONSUMER, CloseCode.HEARTBEAT_TIMEOUT):
@@ -136,7 +145,7 @@ _REASONS = {
 }
 
 
-class EngineSocket:
+class EngineSocket(Draining):
     def __init__(self, server: EngineIOServer, sid: str, *, handshake: Handshake) -> None:
         self.server = server
         self.app = server.app
@@ -235,10 +244,12 @@ class EngineSocket:
 
     def put_frame(self, frame: bytes) -> None:
         """Queue bytes already encoded for the current transport."""
-        if self.ending:
+        state = self.state
+        if state is _CLOSING or state is _CLOSED:
             return
-        if self.channel is not None:
-            if not self.channel.send(frame):
+        channel = self.channel
+        if channel is not None:
+            if not channel.send(frame):
                 self._slow_consumer()
             return
         if self._records_size + len(frame) > self.app.config.server.outbox_max_bytes:
@@ -346,7 +357,7 @@ class EngineSocket:
         async for packet in inbox:
             for each in itertools.chain((packet,), drain(inbox)):  # lazily: see inbox
                 if each is _SHUTDOWN:
-                    await self._close_after_answers()
+                    await self.closing_after_answers()
                     return
                 await self._handle_safely(each)
 
@@ -397,13 +408,20 @@ class EngineSocket:
         if name == "auth":
             self.identity_changed()
         if self._answers is None:
+            if not isinstance(result, Deferred):  # (nothing deferred before it: out now)
+                if packet.id is not None:
+                    self.send_sio(sio.Packet(sio.PacketType.ACK, packet.namespace,
+                                             wire_arguments(result), packet.id))
+                return
+            # made with the first deferred answer: a session that never has one
+            # does not keep the queue
             assert self._nursery is not None
             self._answers = OrderedAnswers(self._nursery)
+        ident = packet.id
         await self._answers.answer(
             result,
-            lambda value: None if packet.id is None else self.send_sio(
-                sio.Packet(sio.PacketType.ACK, packet.namespace, wire_arguments(value),
-                           packet.id)),
+            lambda value: None if ident is None else self.put_frame(
+                self._codec(packet.namespace).ack(ident, value)),
             lambda error: self._answer_error(packet, name, error))
 
     def _answer_error(self, packet: sio.Packet, name: str, exc: ClientError) -> None:
@@ -509,42 +527,36 @@ class EngineSocket:
 
     # -- lifetime ----------------------------------------------------------
 
-    def shut_down(self) -> None:
-        """The server is stopping: refuse new events, send the answers still due
-        (a stored chat message's ack), then close (1001 on a WebSocket)."""
+    # -- shutdown (see .draining) -----------------------------------------
+
+    def _shutdown_inbox(self) -> tuple[trio.MemorySendChannel[sio.Packet] | None, Any]:
+        return self._inbox_send, _SHUTDOWN
+
+    def _start_draining(self) -> bool:
         if self._draining or self.ending:
-            return
+            return False
         self._draining = True
-        if self._nursery is None:
-            self.close("shutdown", CloseCode.GOING_AWAY)
-        else:
-            self._nursery.start_soon(self._close_when_answered)
+        return True
 
-    async def _close_when_answered(self) -> None:
-        if self._inbox_send is not None:
-            # Behind the packets already read (sent before the shutdown): the
-            # handler task closes when it gets there (``_handle_packets``).
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._inbox_send.send(_SHUTDOWN)
-            return
-        await self._close_after_answers()
-
-    async def _close_after_answers(self) -> None:
-        if self._answers is not None:
-            await self._answers.wait_idle()
-        self.close("shutdown", CloseCode.GOING_AWAY)
+    def _close_for_shutdown(self) -> None:
+        self.close("shutdown", CloseCode.GOING_AWAY, now=True)
 
     def close(self, reason: str, code: int = 1000, *, drop_queued: bool = False,
-              kind: eio.CloseKind = eio.CloseKind.SERVER) -> None:
+              kind: eio.CloseKind = eio.CloseKind.SERVER, now: bool = False) -> None:
         """Close the session (``kind`` says who ended it: see
-        :class:`~..protocol.engineio.CloseKind`)."""
+        :class:`~..protocol.engineio.CloseKind`); ``now``: the server is
+        stopping, a WebSocket is closed without waiting for the peer (see
+        :meth:`~.wschannel.WsChannel.close_now`)."""
         if not self._advance(eio.EngineEvent.CLOSE):
             return
         self.close_reason = reason
         if self._probe is not None:  # an upgrade under way ends with the session
             self._probe.close(1000)
         if self.channel is not None:
-            self.channel.close(code, reason.replace("_", " "), drop_queued=drop_queued)
+            if now:
+                self.channel.close_now(code, reason.replace("_", " "))
+            else:
+                self.channel.close(code, reason.replace("_", " "), drop_queued=drop_queued)
             return
         if drop_queued or kind is not eio.CloseKind.SERVER:
             self._records, self._records_size = [], 0
@@ -571,6 +583,9 @@ class EngineSocket:
                     # this task reads the WebSocket; its writer runs in this nursery
                     # and cancels it once the channel is over
                     channel.attach(nursery)
+                if self.app.shutting_down:  # (the stop began while it was opening)
+                    self.shut_down()
+                if channel is not None:
                     await self._read_channel(channel, upgrade=False)
                 await self._closing.wait()
                 if channel is not None:
@@ -704,6 +719,11 @@ class EngineSocket:
 
     async def _on_ws_message(self, channel: WsChannel, message: str | bytes) -> bool:
         """Handle one WebSocket message; False to stop reading."""
+        if (message.__class__ is str and message[:1] == "4" and self.channel is channel
+                and self.state is eio.EngineState.WEBSOCKET):
+            # a Socket.IO packet on the session's WebSocket (nearly every message)
+            await self._on_message(message[1:])
+            return not self.ending
         if isinstance(message, bytes):
             packet = eio.Packet(eio.PacketType.MESSAGE, message)
         else:
@@ -781,8 +801,8 @@ class EngineIOServer:
         return eio.open_packet(sid, upgrades=upgrades, ping_interval=hb.interval,
                                ping_timeout=hb.timeout, max_payload=self.config.max_payload)
 
-    def _new_engine(self, handshake: Handshake) -> EngineSocket:
-        sid = secrets.token_urlsafe(15)
+    def _new_engine(self, handshake: Handshake, sid: str | None = None) -> EngineSocket:
+        sid = sid or new_sid()
         engine = EngineSocket(self, sid, handshake=handshake)
         self.engines[sid] = engine
         return engine
@@ -798,21 +818,17 @@ class EngineIOServer:
                               head: RequestHead) -> Awaitable[None] | None:
         """Accept a WebSocket (a new session's, or one probing an upgrade);
         return its work for the caller to await, None when it was refused."""
-        query = parse_qs(urlsplit(head.raw.split(b" ", 2)[1].decode("latin-1")).query)
-        ws = WSConnection(ConnectionType.SERVER)
+        target = head.target
+        query = parse_qs(urlsplit(target).query)
         try:
-            ws.receive_data(head.raw)
-            req = next((e for e in ws.events() if isinstance(e, Request)), None)
-        except (RemoteProtocolError, ValueError):  # (ValueError: bytes it cannot decode)
-            req = None
-        if req is None:
+            accept = websocket_accept(head)
+        except UpgradeRefused:
             await send_quietly(stream, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
             return None
-        origin = dict(req.extra_headers).get(b"origin")
+        origin = head.headers.get("origin")
         sid = query.get("sid", [None])[0]
         engine = self.engines.get(sid) if sid else None
-        if not origin_allowed(self.app.config.server.allowed_origins,
-                              None if origin is None else origin.decode("latin-1")):
+        if not origin_allowed(self.app.config.server.allowed_origins, origin):
             self.app.metrics.handshake_rejects.labels("origin").inc()
             error: eio.ErrorCode | None = eio.ErrorCode.FORBIDDEN
         else:
@@ -822,31 +838,35 @@ class EngineIOServer:
         if error is not None:
             body = {"code": int(error), "message": eio.ERROR_MESSAGES[error]}
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
-            await send_quietly(stream, reject_bytes(ws, status, body))
+            await send_quietly(stream, json_response(status, body))
             return None
         if engine is not None:
             # from here a second WebSocket for this sid is refused
             engine.begin_upgrade()
-        if not await send_quietly(stream, ws.send(AcceptConnection())):
-            if engine is not None:
+            if not await send_quietly(stream, accept):
                 engine.end_upgrade()
-            return None
+                return None
+        else:
+            # a new session: its open packet goes out with the handshake's
+            # answer, in one write
+            sid = new_sid()
+            if not await send_quietly(stream, accept + text_frame(self._open_packet(sid, []))):
+                return None
         # none of wsproto's state is kept (the channel makes a frame-level
         # connection only for frames it does not parse itself)
         channel = WsChannel(stream,
                             outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)
-        handshake = from_request("socket.io", req.target, req.extra_headers,
+        handshake = from_request("socket.io", target, head.header_pairs(),
                                  remote_addr=peer_address(stream))
         # The connection's work is handed back to be awaited by the caller, which
         # closes the stream after it: this frame (and the handshake's state)
         # does not live as long as the connection.
         if engine is not None:
             return engine.serve_channel(channel, upgrade=True)
-        engine = self._new_engine(handshake)
+        engine = self._new_engine(handshake, sid)
         engine.channel = channel
-        channel.send_text(self._open_packet(engine.sid, []))
         engine.opened()
         return engine.run(channel)
 
@@ -963,6 +983,11 @@ class EngineIOServer:
 
     def _text(self, body: bytes) -> Response:
         return self._cors(Response(body, content_type="text/plain; charset=UTF-8"))
+
+
+def new_sid() -> str:
+    """A new Engine.IO session id."""
+    return secrets.token_urlsafe(15)
 
 
 def _check_query(query: dict[str, list[str]], transport: str) -> eio.ErrorCode | None:

@@ -9,13 +9,15 @@ docs/architecture.md for the measurements behind this split.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +59,21 @@ class RequestHead:
     def is_websocket(self) -> bool:
         return (self.headers.get("upgrade", "").lower() == "websocket"
                 and "upgrade" in self.headers.get("connection", "").lower())
+
+    @property
+    def target(self) -> str:
+        """The request target as sent (path and query)."""
+        return self.raw[:self.raw.index(b"\r\n")].split(b" ")[1].decode("latin-1")
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        """Every header line as ``(lower-case name, value)``, repeated ones
+        included (``headers`` keeps the last of a name)."""
+        lines = self.raw[:self.raw.index(b"\r\n\r\n")].decode("latin-1").split("\r\n")[1:]
+        pairs = []
+        for line in lines:
+            name, _, value = line.partition(":")
+            pairs.append((name.lower(), value.strip(" \t")))
+        return pairs
 
     @property
     def content_length(self) -> int | None:
@@ -170,6 +187,66 @@ def error_response(status: int, code: str, message: str) -> bytes:
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
+def json_response(status: int, body: Mapping[str, Any],
+                  headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A complete HTTP/1.1 answer with ``body`` as JSON that closes the connection
+    (a refused WebSocket handshake: status and ``{code, message}``)."""
+    data = json.dumps(body).encode()
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(data)}\r\n{extra}connection: close\r\n\r\n").encode() + data
+
+
+#: RFC 6455's key suffix for ``Sec-WebSocket-Accept``.
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class UpgradeRefused(HeadError):
+    """A WebSocket upgrade request that cannot be accepted (400, or 426 for a
+    version other than 13); ``answer`` is the complete HTTP answer to send."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message, status)
+        headers = [("sec-websocket-version", "13")] if status == 426 else []
+        self.answer = json_response(status, {"code": "bad_request", "message": message},
+                                    headers)
+
+
+def websocket_accept(head: RequestHead) -> bytes:
+    """The ``101 Switching Protocols`` answer to the WebSocket upgrade request
+    ``head`` (RFC 6455 4.2; no extension or subprotocol is taken), checked as
+    wsproto checks one; :class:`UpgradeRefused` when it cannot be accepted.
+    Built here from the head already parsed: no second parse per handshake."""
+    headers = head.headers
+    if head.method != "GET" or head.version != "HTTP/1.1":
+        raise UpgradeRefused("a WebSocket upgrade is a GET request in HTTP/1.1")
+    try:
+        head.target.encode("ascii")
+        tokens = [t.strip().lower() for t in headers.get("connection", "").split(",")]
+        for name in ("upgrade", "sec-websocket-key", "sec-websocket-version",
+                     "sec-websocket-extensions", "sec-websocket-protocol"):
+            headers.get(name, "").encode("ascii")
+    except UnicodeEncodeError:
+        raise UpgradeRefused("malformed WebSocket handshake (not ASCII)") from None
+    if "upgrade" not in tokens:
+        raise UpgradeRefused("missing header, 'Connection: Upgrade'")
+    version = headers.get("sec-websocket-version")
+    if version != "13":
+        raise UpgradeRefused("missing header, 'Sec-WebSocket-Version: 13'",
+                             426 if version else 400)
+    key = headers.get("sec-websocket-key")
+    if not key:
+        raise UpgradeRefused("missing header, 'Sec-WebSocket-Key'")
+    if headers.get("upgrade", "").lower() != "websocket":
+        raise UpgradeRefused("missing header, 'Upgrade: websocket'")
+    if "host" not in headers:
+        raise UpgradeRefused("missing header, 'Host'")
+    accept = base64.b64encode(hashlib.sha1(key.encode("ascii") + _WS_GUID).digest())
+    return (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n"
+            b"connection: Upgrade\r\nsec-websocket-accept: " + accept + b"\r\n\r\n")
+
+
 async def refuse(stream: trio.abc.Stream, error: HeadError) -> None:
     """Answer a bad request head (if there is anything to answer) and close."""
     log.info("bad request head: %s", error)
@@ -242,24 +319,56 @@ Handler = Callable[[trio.abc.Stream, RequestHead], Awaitable[Any]]
 
 async def route(stream: trio.abc.Stream, *, timeout: float, ws_paths: dict[str, Handler],
                 http: Handler, http_paths: dict[tuple[str, str], Handler] | None = None
-                ) -> Awaitable[Any] | None:
+                ) -> tuple[Awaitable[Any] | None, bool]:
     """Read the head of one connection; return the right server's work on it
-    for the caller to await (None when the connection was refused here)."""
+    for the caller to await (None when the connection was refused here), and
+    whether that work starts with a WebSocket handshake (the upgrade's
+    handler, not ``http``, then hands back the rest of the connection's work)."""
     try:
         with trio.fail_after(timeout):
             head = await read_head(stream)
     except HeadError as exc:
         await refuse(stream, exc)
-        return None
+        return None, False
     except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await trio.aclose_forcefully(stream)
-        return None
+        await close_stream(stream)
+        return None, False
     if head.is_websocket:
         handler = ws_paths.get(head.path)
         if handler is None:  # (hypercorn has nothing to upgrade either)
             await refuse(stream, HeadError(f"no WebSocket endpoint at {head.path}", 404))
-            return None
-    else:
-        handler = (http_paths or {}).get((head.method, head.path))
-    return (handler or http)(stream, head)
+            return None, False
+        return handler(stream, head), handler != http
+    handler = (http_paths or {}).get((head.method, head.path))
+    return (handler or http)(stream, head), False
+
+
+#: ``tcpi_state`` (the first byte of Linux's ``struct tcp_info``) once the peer
+#: has sent its FIN: it closed (a client that gave up waiting).
+_TCP_CLOSE_WAIT = 8
+
+
+def peer_gone(stream: trio.abc.Stream) -> bool:
+    """Whether the client of a TCP stream has closed its side already (Linux;
+    False where that cannot be told): one that gave up while it waited for
+    its turn is not worth a handshake."""
+    sock = getattr(stream, "socket", None) if isinstance(stream, trio.SocketStream) else None
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if sock is None or tcp_info is None:
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)
+    except OSError:
+        return False
+    return bool(state) and state[0] == _TCP_CLOSE_WAIT
+
+
+async def close_stream(stream: trio.abc.Stream) -> None:
+    """Close ``stream`` now, whatever it is doing (a socket: at once, without
+    waiting; another stream as ``trio.aclose_forcefully`` does, at most 1 s)."""
+    sock = getattr(stream, "socket", None) if isinstance(stream, trio.SocketStream) else None
+    if sock is not None:
+        sock.close()  # (again, if it is closed already: nothing happens)
+        return
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        await trio.aclose_forcefully(stream)

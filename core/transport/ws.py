@@ -10,9 +10,7 @@ heartbeat is a deadline on the server's shared timers (:mod:`..timers`).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import logging
 import math
 import struct
@@ -21,12 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import RemoteProtocolError
 
 from ..auth import AuthError, Identity
 from ..errors import ClientError, CloseCode
+from ..events import Deferred
 from ..handshake import Handshake, from_request, peer_address
 from ..origins import origin_allowed
 from ..profiles import ProfiledCodec
@@ -36,7 +32,15 @@ from ..session import Session
 from ..supervise import log_failure
 from ..timers import Timer
 from .answers import OrderedAnswers
-from .front import error_response
+from .draining import Draining
+from .front import (
+    RequestHead,
+    UpgradeRefused,
+    close_stream,
+    error_response,
+    json_response,
+    websocket_accept,
+)
 from .inbox import drain, send_in_turn
 from .wschannel import MessageTooBig, WsChannel
 
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("switchboard.ws")
-#: Queued behind a connection's events when the server stops (see ``shut_down``).
+#: Queued behind a connection's events when the server stops (see ``.draining``).
 _SHUTDOWN = envelope.Frame("")
 #: Client events read ahead of the handler task (past it, reading waits).
 INBOX_SIZE = 64
@@ -59,23 +63,7 @@ class EnvelopeCodec(ProfiledCodec):
         return text_frame(envelope.encode_event(event, data))
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
-def reject_bytes(ws: WSConnection, status: int, error: dict[str, Any]) -> bytes:
-    """An HTTP answer refusing a WebSocket handshake with a JSON body."""
-    body = json.dumps(error).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    return ws.send(RejectConnection(status_code=status, headers=headers, has_body=True)) + \
-        ws.send(RejectData(data=body))
-
-
-class WebSocketConnection:
+class WebSocketConnection(Draining):
     """One plain-WebSocket client; implements the core's ``Transport``."""
 
     protocol = "ws"
@@ -120,30 +108,21 @@ class WebSocketConnection:
             self.close_reason = _REASONS.get(code, reason)
         self.channel.close(code, reason)
 
-    def shut_down(self) -> None:
-        """The server is stopping: refuse new events, send the answers still due
-        (a stored chat message's ack), then close with 1001."""
+    # -- shutdown (see .draining) -----------------------------------------
+
+    def _shutdown_inbox(self) -> tuple[trio.MemorySendChannel[envelope.Frame] | None, Any]:
+        return self._inbox, _SHUTDOWN
+
+    def _start_draining(self) -> bool:
         if self._draining or self.channel.closing:
-            return
+            return False
         self._draining = True
-        if self._nursery is None:
-            self.close(CloseCode.GOING_AWAY, "server shutting down")
-        else:
-            self._nursery.start_soon(self._close_when_answered)
+        return True
 
-    async def _close_when_answered(self) -> None:
-        if self._inbox is not None:
-            # Behind the events already read (sent before the shutdown): the
-            # handler task closes when it gets there (``_handle_frames``).
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._inbox.send(_SHUTDOWN)
-            return
-        await self._closing_after_answers()
-
-    async def _closing_after_answers(self) -> None:
-        if self._answers is not None:
-            await self._answers.wait_idle()
-        self.close(CloseCode.GOING_AWAY, "server shutting down")
+    def _close_for_shutdown(self) -> None:
+        if self.close_reason is None:
+            self.close_reason = "shutdown"
+        self.channel.close_now(CloseCode.GOING_AWAY, "server shutting down")
 
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
         """Send ``event`` with an id ``s<n>``; wait for the client's ``ack`` of it."""
@@ -196,6 +175,8 @@ class WebSocketConnection:
                 self._next_ping = trio.current_time() + hb.interval
                 self._arm_heartbeat()
                 await self.app.open_session(session)
+                if self.app.shutting_down:  # (the stop began while it was opening)
+                    self.shut_down()
                 try:  # (read here: one coroutine frame less per connection)
                     await self.channel.read(self._on_message)
                 except MessageTooBig as exc:
@@ -218,8 +199,7 @@ class WebSocketConnection:
             reason = self.close_reason or _peer_reason(self.channel.end_reason)
             try:
                 await self.app.close_session(session, reason)
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await self.channel.stream.aclose()
+                await close_stream(self.channel.stream)
             finally:
                 if connections is not None:
                     connections.discard(self)
@@ -309,7 +289,7 @@ class WebSocketConnection:
         async for frame in inbox:
             for each in itertools.chain((frame,), drain(inbox)):  # lazily: see inbox
                 if each is _SHUTDOWN:
-                    await self._closing_after_answers()
+                    await self.closing_after_answers()
                     return
                 await self._handle_frame(each)
 
@@ -324,6 +304,12 @@ class WebSocketConnection:
             self.identity_changed()
         ident = frame.id
         if self._answers is None:
+            if not isinstance(result, Deferred):  # (nothing deferred before it: out now)
+                if ident is not None:
+                    self.send(text_frame(envelope.encode_ack(ident, result)))
+                return
+            # made with the first deferred answer: a connection that never has
+            # one does not keep the queue
             assert self._nursery is not None
             self._answers = OrderedAnswers(self._nursery)
         await self._answers.answer(
@@ -367,10 +353,10 @@ _REASONS = {
 }
 
 
-async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
+async def serve_websocket(app: App, stream: trio.abc.Stream, head: RequestHead,
                           connections: set[WebSocketConnection], codec: EnvelopeCodec,
                           closed: Callable[[], None] | None = None) -> Awaitable[None] | None:
-    """Finish the handshake of an upgrade request whose bytes are ``head``.
+    """Finish the handshake of the upgrade request ``head``.
 
     Returns the accepted connection's work for the caller to await (so that
     this coroutine's frame is not kept for the connection's life), None when
@@ -407,42 +393,31 @@ async def serve_websocket(app: App, stream: trio.abc.Stream, head: bytes,
 
 
 async def _handshake(app: App, stream: trio.abc.Stream,
-                     head: bytes) -> tuple[Identity, Handshake] | None:
+                     head: RequestHead) -> tuple[Identity, Handshake] | None:
     """Check and accept the upgrade; ``None`` when it was refused (and answered)."""
-    ws = WSConnection(ConnectionType.SERVER)
     try:
-        ws.receive_data(head)
-        request = next((e for e in ws.events() if isinstance(e, Request)), None)
-    except RemoteProtocolError as exc:
+        accept = websocket_accept(head)
+    except UpgradeRefused as exc:
         app.metrics.handshake_rejects.labels("bad_request").inc()
-        await send_quietly(stream, (exc.event_hint and ws.send(exc.event_hint)) or b"")
+        log.info("websocket handshake refused: %s", exc)
+        await send_quietly(stream, exc.answer)
         return None
-    except ValueError as exc:  # bytes wsproto cannot decode (non-ASCII tokens)
-        app.metrics.handshake_rejects.labels("bad_request").inc()
-        log.info("websocket handshake refused: %r", exc)
-        await send_quietly(stream, error_response(400, "bad_request",
-                                                  "malformed WebSocket handshake"))
-        return None
-    if request is None:
-        await send_quietly(stream, error_response(400, "bad_request",
-                                                  "not a WebSocket handshake"))
-        return None
-    origin = _header(request.extra_headers, b"origin")
+    origin = head.headers.get("origin")
     if not origin_allowed(app.config.server.allowed_origins, origin):
         app.metrics.handshake_rejects.labels("origin").inc()
-        await send_quietly(stream, reject_bytes(ws, 403, {
+        await send_quietly(stream, json_response(403, {
             "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
         return None
-    handshake = from_request("websocket", request.target, request.extra_headers,
+    handshake = from_request("websocket", head.target, head.header_pairs(),
                              remote_addr=peer_address(stream))
     try:
         identity = await app.authenticate(handshake)
     except AuthError as exc:
         app.metrics.handshake_rejects.labels(exc.code).inc()
         log.info("websocket handshake refused: %s", exc)
-        await send_quietly(stream, reject_bytes(ws, exc.status, exc.to_dict()))
+        await send_quietly(stream, json_response(exc.status, exc.to_dict()))
         return None
-    if not await send_quietly(stream, ws.send(AcceptConnection())):
+    if not await send_quietly(stream, accept):
         return None
     return identity, handshake
 

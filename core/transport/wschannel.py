@@ -7,6 +7,9 @@ The writer side drains an :class:`~..outbox.Outbox` of ready frames with one
 ``send_all`` per wake-up (write coalescing). Once a close frame is queued,
 what is left must be written within ``CLOSE_WAIT`` seconds: a peer that does
 not read is cut instead of holding the connection (and its memory) forever.
+When the server stops, :meth:`WsChannel.close_now` ends an idle connection
+without a task: the close frame is written if the socket takes it at once,
+and the socket is closed.
 """
 
 from __future__ import annotations
@@ -72,6 +75,35 @@ def _read_now(fd: int) -> bytes | None:
         return b""
 
 
+def _write_now(fd: int, data: bytes) -> int:
+    """Write what the socket takes without waiting: the bytes written (0 when it
+    would block, or on an error, which the writer task then meets)."""
+    try:
+        return os.write(fd, data)
+    except OSError:  # (BlockingIOError too)
+        return 0
+
+
+#: Channels of this run whose frames wait for the direct write of the current
+#: tick (see ``WsChannel._kick``); one task writes them all.
+_DIRECT: trio.lowlevel.RunVar[list[WsChannel]] = trio.lowlevel.RunVar("switchboard_direct")
+
+
+async def _write_direct(channels: list[WsChannel]) -> None:
+    """Write the frames the channels queued in the tick that started this task
+    (the tasks that queued them have yielded: everything of a burst is queued),
+    each channel's in one write; what a socket does not take at once goes to a
+    writer task of its connection."""
+    batch = channels[:]
+    channels.clear()
+    for channel in batch:
+        try:
+            channel._write_direct()
+        except Exception:  # a system task must not raise: this connection ends
+            channel.end_reason = channel.end_reason or "transport_error"
+            channel._over()
+
+
 class MessageTooBig(Exception):
     """A client message passed the channel's ``max_message``."""
 
@@ -88,10 +120,10 @@ class WsChannel:
     """
 
     __slots__ = (
-        "_close_deadline", "_fragments", "_nursery", "_parts", "_peer_closed", "_peer_ended",
-        "_reading_done", "_size", "_write_scope", "_writer_running", "_writing",
-        "_wsproto_from_here", "alive", "closing", "end_reason", "linger", "max_message",
-        "outbox", "stream", "ws",
+        "_close_deadline", "_direct", "_fragments", "_nursery", "_parts", "_peer_closed",
+        "_peer_ended", "_reading_done", "_size", "_sock", "_wait_peer_close", "_write_scope",
+        "_writer_running", "_writing", "_wsproto_from_here", "alive", "closing", "end_reason",
+        "linger", "max_message", "outbox", "stream", "ws",
     )
 
     def __init__(self, stream: trio.abc.Stream, ws: Connection | None = None, *,
@@ -113,11 +145,18 @@ class WsChannel:
         self._reading_done = False
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
+        #: The socket written directly when a writer task is not needed (a TCP
+        #: socket on a POSIX system, without linger), and whether this channel
+        #: waits for the direct write of the current tick.
+        self._sock = _socket_of(stream) if linger <= 0 else None
+        self._direct = False
         self._write_scope: trio.CancelScope | None = None
         #: When what is left must be written by, once the close frame is queued.
         self._close_deadline = math.inf
         #: A write is under way (cut short, it would leave half a frame on the wire).
         self._writing = False
+        #: After our close frame, wait (up to ``CLOSE_WAIT``) for the peer's.
+        self._wait_peer_close = True
         #: Reading is over: the peer's close frame came, or its frames broke the protocol.
         self._peer_ended = False
         #: Set at the first client frame that is not simple: from then on
@@ -170,14 +209,85 @@ class WsChannel:
         self._close_deadline = trio.current_time() + CLOSE_WAIT
         if self._write_scope is not None:
             self._write_scope.deadline = self._close_deadline
+        if self._direct:  # the close is the writer task's (it keeps the nursery open)
+            self._direct = False
+            self._writer_running = False
         self._kick()
 
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Close at once, without waiting for the peer (the server is stopping).
+
+        With nothing queued or being written on a socket: the close frame is
+        written if the socket takes it now (best effort, no task, no wait),
+        the socket is closed and the channel is over (its nursery cancelled).
+        Otherwise what is queued still goes out first, then the close frame,
+        as :meth:`close` does, but the peer's close frame is not waited for.
+        """
+        self._wait_peer_close = False
+        sock = _socket_of(self.stream)
+        if self._writer_running or self.outbox.pending or sock is None or self.closing:
+            self.close(code, reason)
+            return
+        self.closing = True
+        self.outbox.finish()
+        fd = sock.fileno()
+        if fd >= 0:
+            with contextlib.suppress(OSError):  # (full, reset: the frame is dropped)
+                os.write(fd, close_frame(code, reason))
+        sock.close()  # wakes the reader (it ends), and the peer gets its FIN
+        self.end_reason = self.end_reason or "shutdown"
+        self._over()
+
     def _kick(self) -> None:
-        """Start a writer if there is something to write and none runs."""
+        """Start a writer if there is something to write and none runs.
+
+        On a socket (no linger, not closing, still reading) the frames of this
+        tick are written by one task for every such channel once the tasks
+        queuing them have yielded, each channel's coalesced in one ``write``
+        as a writer task would, without a task per connection; a writer task
+        takes what a socket does not take at once."""
         if self._writer_running or self._nursery is None or not self.outbox.pending:
             return
         self._writer_running = True
+        if self._sock is not None and not self.closing and not self._reading_done:
+            self._direct = True
+            try:
+                pending = _DIRECT.get()
+            except LookupError:
+                pending = []
+                _DIRECT.set(pending)
+            if not pending:
+                trio.lowlevel.spawn_system_task(_write_direct, pending,
+                                                name="switchboard.websocket.direct")
+            pending.append(self)
+            return
         self._nursery.start_soon(self._write, name="switchboard.websocket.writer")
+
+    def _write_direct(self) -> None:
+        """This channel's part of ``_write_direct``."""
+        if not self._direct:
+            return  # closed meanwhile: its writer task has it
+        self._direct = False
+        assert self._sock is not None and self._nursery is not None
+        fd = self._sock.fileno()  # -1 once closed (a number kept could be reused)
+        outbox = self.outbox
+        # (closing here: aborted, its close frame written already)
+        if (fd < 0 or not outbox.pending or self.closing
+                or self._nursery.cancel_scope.cancel_called):
+            self._writer_running = False
+            return
+        data = outbox.take_now()
+        sent = _write_now(fd, data)
+        if sent == len(data):
+            self._writer_running = False
+            return
+        if sent:
+            self._writing = True  # half a frame is out: the writer sends the rest
+        outbox.put_first(data[sent:])
+        try:
+            self._nursery.start_soon(self._write, name="switchboard.websocket.writer")
+        except RuntimeError:  # the connection's nursery is over: nothing is written
+            self._writer_running = False
 
     async def _write(self) -> None:
         """Write what is queued; end when the outbox is empty, or, once the close
@@ -205,7 +315,7 @@ class WsChannel:
             self._write_scope = None
         if scope.cancelled_caught:
             self.end_reason = self.end_reason or "not_reading"
-        else:
+        elif self._wait_peer_close:
             with trio.move_on_after(CLOSE_WAIT):
                 await self.peer_closed.wait()
         self._over()

@@ -30,6 +30,7 @@ from switchboard.core import (
     ClientError,
     MessageSource,
     Pending,
+    Publication,
     Session,
     StoreUnavailable,
 )
@@ -194,16 +195,21 @@ class Chat:
         the order of their ids (the batch's order), before anyone is acknowledged;
         then queue the ``switchboard_chat_message_stored`` hook of each."""
         results = await self.storage.write(batch)
-        for message, stored in zip(batch, results, strict=True):
-            if not stored.created:
-                continue
-            try:
-                await self.app.hub.publish(
-                    message.tenant_id, ROOM_PREFIX + message.conversation_id, "message:new",
-                    stored.message, exclude=message.exclude)
-            except Exception:  # stored is stored: the batch must not be written again
-                log.exception("broadcasting message %s failed", stored.message["id"])
-            if self._report_stored:
+        created = [(message, stored) for message, stored in zip(batch, results, strict=True)
+                   if stored.created]
+        if not created:
+            return results
+        try:
+            # one call for the batch (one round trip on a Redis broker)
+            await self.app.hub.publish_many([
+                Publication(message.tenant_id, ROOM_PREFIX + message.conversation_id,
+                            "message:new", stored.message, message.exclude)
+                for message, stored in created])
+        except Exception:  # stored is stored: the batch must not be written again
+            log.exception("broadcasting messages %s to %s failed",
+                          created[0][1].message["id"], created[-1][1].message["id"])
+        if self._report_stored:
+            for message, stored in created:
                 self.app.notify_soon(MESSAGE_STORED,
                                      message=chat_message(message.tenant_id, stored.message),
                                      source=message.source)

@@ -9,10 +9,14 @@ from quart import Blueprint, request
 from switchboard.core import (
     MAX_ROW_ID,
     ClientError,
+    JsonHandler,
+    JsonRequest,
+    Ticket,
     api_key_tenant,
     documented,
     error_response,
     read_json,
+    request_api_key,
     require_api_key,
     structure_body,
 )
@@ -20,8 +24,10 @@ from switchboard.core.apidocs import IDENTIFIER
 
 from .agents import Agents
 from .payloads import (
+    MAX_BULK,
     TICKET_STATUSES,
     AssignBody,
+    BulkCreateBody,
     CloseBody,
     CreateTicketBody,
     MemberBody,
@@ -32,7 +38,7 @@ from .payloads import (
     check_status,
     invalid,
 )
-from .tickets import Tickets, not_found
+from .tickets import NewTicket, Tickets, not_found
 
 
 def _integer(name: str, value: str | None) -> int | None:
@@ -50,28 +56,75 @@ CHANGE = {200: TICKET, 404: "no such ticket",
           409: "`conflict`: the ticket changed since `version`"}
 
 
-def blueprint(tickets: Tickets, agents: Agents) -> Blueprint:
+class CreateRoutes:
+    """Ticket creation over HTTP: served by the quart routes and by the
+    server's JSON fast path (``switchboard_json_routes``) alike."""
+
+    def __init__(self, tickets: Tickets) -> None:
+        self.tickets = tickets
+
+    def routes(self) -> dict[tuple[str, str], JsonHandler]:
+        return {("POST", "/api/v1/tickets"): self.create,
+                ("POST", "/api/v1/tickets/bulk"): self.create_bulk}
+
+    async def create(self, request: JsonRequest) -> tuple[dict[str, Any], int]:
+        body = structure_body(request.data, CreateTicketBody)
+        new = await self._prepare(request.tenant(body.tenant), body)
+        return await self._answer(await self.tickets.open(new), body), 201
+
+    async def create_bulk(self, request: JsonRequest) -> tuple[dict[str, Any], int]:
+        bulk = structure_body(request.data, BulkCreateBody)
+        prepared: list[tuple[NewTicket, CreateTicketBody]] = []
+        for n, item in enumerate(bulk.tickets):
+            body = structure_body(item, CreateTicketBody, f"tickets[{n}]")
+            try:
+                new = await self._prepare(request.tenant(body.tenant), body)
+            except ClientError as exc:
+                field = f"tickets[{n}]" + (f".{exc.field}" if exc.field else "")
+                raise ClientError(exc.code, f"tickets[{n}]: {exc.message}", **{
+                    **exc.extra, "field": field}) from None
+            prepared.append((new, body))
+        opened = await self.tickets.open_many([new for new, _ in prepared])
+        return {"tickets": [await self._answer(ticket, body) for ticket, (_, body)
+                            in zip(opened, prepared, strict=True)]}, 201
+
+    async def _prepare(self, tenant: str, body: CreateTicketBody) -> NewTicket:
+        return await self.tickets.prepare(
+            tenant, subject=body.subject, customer_id=body.customerId, channel=body.channel,
+            priority=body.priority, queue_id=body.queueId, assignee_id=body.assigneeId,
+            tags=body.tags)
+
+    async def _answer(self, ticket: Ticket, body: CreateTicketBody) -> dict[str, Any]:
+        """The answer of a ticket opened: the ticket, and its first message
+        when the body has one (posted now, into its conversation)."""
+        answer: dict[str, Any] = ticket.to_json()
+        if body.message is not None:
+            message = await self.tickets.app.service("chat").post_message(
+                ticket.tenant_id, ticket.conversation_id, sender_id=body.customerId,
+                sender_role="customer", content={"text": body.message.text},
+                client_id=body.message.clientId)
+            answer["message"] = message.to_json()
+        return answer
+
+
+def blueprint(routes: CreateRoutes, agents: Agents) -> Blueprint:
     bp = Blueprint("desk", __name__)
+    tickets = routes.tickets
 
     @bp.post("/api/v1/tickets")
     @documented("Open a ticket (and its conversation, with a first message)",
                 body=CreateTicketBody, responses={201: "the ticket (with `message`)"})
     @require_api_key
     async def create() -> Any:
-        body = structure_body(await read_json(), CreateTicketBody)
-        tenant = api_key_tenant(body.tenant)
-        ticket = await tickets.create(
-            tenant, subject=body.subject, customer_id=body.customerId, channel=body.channel,
-            priority=body.priority, queue_id=body.queueId, assignee_id=body.assigneeId,
-            tags=body.tags)
-        answer: dict[str, Any] = ticket.to_json()
-        if body.message is not None:
-            message = await tickets.app.service("chat").post_message(
-                tenant, ticket.conversation_id, sender_id=body.customerId,
-                sender_role="customer", content={"text": body.message.text},
-                client_id=body.message.clientId)
-            answer["message"] = message.to_json()
-        return answer, 201
+        return await routes.create(JsonRequest(request_api_key(), await read_json()))
+
+    @bp.post("/api/v1/tickets/bulk")
+    @documented(f"Open up to {MAX_BULK} tickets (each as `POST /api/v1/tickets` would); "
+                "all are checked before any is opened", body=BulkCreateBody,
+                responses={201: "`{tickets}`, in the order given"})
+    @require_api_key
+    async def create_bulk() -> Any:
+        return await routes.create_bulk(JsonRequest(request_api_key(), await read_json()))
 
     @bp.get("/api/v1/tickets")
     @documented("A page of tickets, newest first", query={

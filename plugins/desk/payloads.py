@@ -28,6 +28,8 @@ MAX_SUBJECT = 500
 MAX_NOTE = 2000
 MAX_TAGS = 20
 MAX_PAGE = 100
+#: Tickets one ``POST /api/v1/tickets/bulk`` may open.
+MAX_BULK = 500
 QUEUE_ROOM = "queue:"
 TICKET_ROOM = "ticket:"
 #: The id of a ticket's chat conversation: this prefix and the ticket id.
@@ -249,6 +251,13 @@ class CreateTicketBody:
     tags: list[str] = attrs.Factory(list)
     #: The customer's first message, posted into the ticket's conversation.
     message: FirstMessage | None = None
+
+
+@attrs.frozen
+class BulkCreateBody:
+    #: Each as the body of ``POST /api/v1/tickets`` (checked one by one).
+    tickets: list[dict[str, Any]] = attrs.field(validator=[
+        attrs.validators.min_len(1), attrs.validators.max_len(MAX_BULK)])
 
 
 @attrs.frozen

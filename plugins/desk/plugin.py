@@ -12,6 +12,7 @@ from switchboard.core import (
     App,
     ChatMessage,
     EventSpec,
+    JsonHandler,
     Profile,
     Session,
     TicketService,
@@ -24,7 +25,7 @@ from switchboard.plugins.migrations import directory as migrations_directory
 from .agents import Agents
 from .compat import desk_profiles
 from .events import DeskEvents
-from .http import blueprint
+from .http import CreateRoutes, blueprint
 from .payloads import QUEUE_ROOM, TICKET_ROOM, DeskSettings
 from .queues import QueueDirectory
 from .sla import SlaTimers
@@ -45,6 +46,7 @@ class DeskPlugin:
         self.agents = Agents(self.storage, self.tickets, self.queues)
         self.sla = SlaTimers(self.storage, self.tickets)
         self.events = DeskEvents(self.tickets, self.agents)
+        self.create_routes = CreateRoutes(self.tickets)
 
     # -- declaration -------------------------------------------------------------
 
@@ -70,7 +72,11 @@ class DeskPlugin:
 
     @hookimpl
     def switchboard_blueprints(self) -> Blueprint:
-        return blueprint(self.tickets, self.agents)
+        return blueprint(self.create_routes, self.agents)
+
+    @hookimpl
+    def switchboard_json_routes(self) -> Mapping[tuple[str, str], JsonHandler]:
+        return self.create_routes.routes()
 
     @hookimpl
     def switchboard_services(self) -> Mapping[str, object]:

@@ -23,9 +23,11 @@ from switchboard.core import (
     NOT_FOUND,
     App,
     Batcher,
+    BrokerUnavailable,
     ChatConversation,
     ChatParticipant,
     ClientError,
+    Publication,
     StoreUnavailable,
     Ticket,
     TicketChange,
@@ -62,7 +64,9 @@ Candidates = Callable[[Queue], list[tuple[str, int]]]
 #: Members of a queue to offer a ticket to, in order, with their capacity.
 Order = list[tuple[str, int]]
 #: A new ticket as created, and as auto-assigned in the same transaction.
-Created = tuple[Ticket, Ticket | None]
+Written = tuple[Ticket, Ticket | None]
+#: The same, and what went wrong announcing it (stored all the same).
+Created = tuple[Ticket, Ticket | None, Exception | None]
 
 
 class Clock:
@@ -79,12 +83,13 @@ class Clock:
 
 
 @attrs.frozen
-class _NewTicket:
+class NewTicket:
     """A ticket to create: its row (without its number) and, to offer it to
     its members, its queue."""
 
     values: dict[str, Any]
     queue: Queue | None
+    by: str | None = None
 
 
 def conflict(current: Ticket, message: str) -> ClientError:
@@ -113,7 +118,7 @@ class Tickets:
         self.chosen: Callable[[str, str, str], None] = lambda tenant, queue, user: None
         #: Writes new tickets in batches: tickets created at the same time share
         #: one transaction (run by the plugin in the server's nursery).
-        self.writer: Batcher[_NewTicket, Created] = Batcher(
+        self.writer: Batcher[NewTicket, Created] = Batcher(
             self._write_new, max_batch=200,
             retry_alone=lambda exc: not isinstance(exc, StoreUnavailable))
 
@@ -198,6 +203,16 @@ class Tickets:
                      channel: str = "web", priority: str = "normal",
                      queue_id: str | None = None, assignee_id: str | None = None,
                      tags: Iterable[str] = (), by: str | None = None) -> Ticket:
+        return await self.open(await self.prepare(
+            tenant_id, subject=subject, customer_id=customer_id, channel=channel,
+            priority=priority, queue_id=queue_id, assignee_id=assignee_id, tags=tags), by)
+
+    async def prepare(self, tenant_id: str, *, subject: str, customer_id: str,
+                      channel: str = "web", priority: str = "normal",
+                      queue_id: str | None = None, assignee_id: str | None = None,
+                      tags: Iterable[str] = ()) -> NewTicket:
+        """A ticket to :meth:`open`, checked (its queue exists): a bulk creation
+        checks every ticket before it opens any."""
         check_id(tenant_id, "tenant")
         subject = check_subject(subject)
         check_id(customer_id, "customerId")
@@ -211,7 +226,7 @@ class Tickets:
         conversation = CONVERSATION_PREFIX + ticket_id
         now = self.clock.now()
         first_due, resolution_due = self._due(priority, now)
-        ticket, assigned = await self.writer.submit(_NewTicket(
+        return NewTicket(
             {"id": ticket_id, "tenant_id": tenant_id, "subject": subject,
              "status": "in_progress" if assignee_id else "open", "priority": priority,
              "queue_id": queue_id, "assignee_id": assignee_id, "customer_id": customer_id,
@@ -219,21 +234,28 @@ class Tickets:
              "version": 1, "created_at": now, "updated_at": now,
              "first_response_due": first_due, "resolution_due": resolution_due,
              "sla_sent": ""},
-            queue if assignee_id is None else None))
-        await self.announce(TicketChange("created", ticket, None, by))
-        if assigned is not None:
-            # (the round-robin turn moved on when the batch was planned: told
-            # again now, after later tickets were planned, it would go back)
-            await self.announce(TicketChange("assigned", assigned, ticket, None,
-                                             reason="auto_assign"))
-            return assigned
-        if queue_id is not None and assignee_id is None and self.candidates is not None:
-            # every free member was tried: it waits in its queue
-            await self.app.publish(tenant_id, QUEUE_ROOM + queue_id, "ticket:queued",
-                                   {"ticket": ticket.to_json()})
-        return ticket
+            queue if assignee_id is None else None)
 
-    async def _write_new(self, items: Sequence[_NewTicket]) -> Sequence[Created]:
+    async def open(self, new: NewTicket, by: str | None = None) -> Ticket:
+        """Create a prepared ticket (written with the others created at the same
+        time, auto-assigned in that transaction) and announce it (with them)."""
+        return self._opened(await self.writer.submit(
+            new if by is None else attrs.evolve(new, by=by)))
+
+    async def open_many(self, news: Sequence[NewTicket]) -> builtins.list[Ticket]:
+        """:meth:`open` each, numbered in this order (queued at once, they
+        share the batch writer's transactions)."""
+        pending = [self.writer.enqueue(new) for new in news]
+        return [self._opened(await each.wait()) for each in pending]
+
+    @staticmethod
+    def _opened(created: Created) -> Ticket:
+        ticket, assigned, failure = created
+        if failure is not None:  # stored, but not announced
+            raise failure
+        return ticket if assigned is None else assigned
+
+    async def _write_new(self, items: Sequence[NewTicket]) -> Sequence[Created]:
         """The batch writer of new tickets: their conversations created in one
         call of the chat service, then one transaction for the tickets, each
         numbered (serialized on its tenant) and, when it has a queue, given to
@@ -258,7 +280,7 @@ class Tickets:
                 # the next ticket of the batch starts after this one's first choice
                 self.chosen(queue.tenant, queue.id, order[0][0])
 
-        def write(conn: sa.Connection) -> Sequence[Created]:
+        def write(conn: sa.Connection) -> Sequence[Written]:
             tenants = sorted({item.values["tenant_id"] for item in items})
             for tenant in tenants:
                 serialize_on(conn, "desk-number", tenant)
@@ -273,7 +295,7 @@ class Tickets:
                     load.update(((tenant, row[0]), int(row[1])) for row in
                                 conn.execute(storage.active_counts(tenant, users)))
             rows: builtins.list[dict[str, Any]] = []
-            out: builtins.list[Created] = []
+            out: builtins.list[Written] = []
             for item, order in zip(items, orders, strict=True):
                 values = dict(item.values)
                 tenant = values["tenant_id"]
@@ -296,7 +318,47 @@ class Tickets:
             conn.execute(storage.tickets.insert(), rows)
             return out
 
-        return await self.app.store.run(write)
+        written = await self.app.store.run(write)
+        # (after the commit, nothing may raise: the batch would be written again)
+        try:
+            await self._announce_new(items, written)
+        except Exception as exc:
+            if not isinstance(exc, (BrokerUnavailable, ClientError)):
+                self.app.task_failed("announcing new tickets", exc)
+            return [(ticket, assigned, exc) for ticket, assigned in written]
+        return [(ticket, assigned, None) for ticket, assigned in written]
+
+    async def _announce_new(self, items: Sequence[NewTicket], written: Sequence[Written]
+                            ) -> None:
+        """Announce a batch of new tickets at once: each ``ticket:created``,
+        then ``ticket:assigned`` when it was auto-assigned (or ``ticket:queued``
+        to its queue when every member was full), the agents room's in a row
+        (delivered as one run: one write to each agent for the batch), then
+        each customer's."""
+        changes: builtins.list[TicketChange] = []
+        queued: builtins.list[Publication] = []
+        for item, (ticket, assigned) in zip(items, written, strict=True):
+            changes.append(TicketChange("created", ticket, None, item.by))
+            if assigned is not None:
+                # (the round-robin turn moved on when the batch was planned)
+                changes.append(TicketChange("assigned", assigned, ticket, None,
+                                            reason="auto_assign"))
+            elif (ticket.queue_id is not None and ticket.assignee_id is None
+                  and self.candidates is not None):
+                # every free member was tried: it waits in its queue
+                queued.append(Publication(ticket.tenant_id, QUEUE_ROOM + ticket.queue_id,
+                                          "ticket:queued", {"ticket": ticket.to_json()}))
+        agents: builtins.list[Publication] = []
+        customers: builtins.list[Publication] = []
+        for change in changes:
+            event, to_agents, to_customer = self._event(change)
+            tenant = change.ticket.tenant_id
+            agents.append(Publication(tenant, agents_room(tenant), event, to_agents))
+            customers.append(Publication(tenant, user_room(change.ticket.customer_id), event,
+                                         to_customer))
+        await self.app.hub.publish_many(agents + customers + queued)
+        for change in changes:
+            await self._changed(change)
 
     # -- changing ----------------------------------------------------------------
 
@@ -527,6 +589,18 @@ class Tickets:
     # -- announcing --------------------------------------------------------------
 
     async def announce(self, change: TicketChange) -> None:
+        event, to_agents, to_customer = self._event(change)
+        tenant = change.ticket.tenant_id
+        await self.app.publish(tenant, agents_room(tenant), event, to_agents)
+        # the customer gets no internal note (and is not in the agents room)
+        await self.app.publish(tenant, user_room(change.ticket.customer_id), event,
+                               to_customer)
+        await self._changed(change)
+
+    @staticmethod
+    def _event(change: TicketChange) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """The event of a change, its data for the agents, and for the customer
+        (who gets no internal note)."""
         ticket = change.ticket
         previous = change.previous
         data: dict[str, Any] = {"ticket": ticket.to_json(), "by": change.by}
@@ -539,12 +613,11 @@ class Tickets:
                 data["previousQueueId"] = previous.queue_id
             if change.kind in ("status", "closed", "reopened"):
                 data["previousStatus"] = previous.status
-        event = f"ticket:{change.kind}"
-        tenant = ticket.tenant_id
-        await self.app.publish(tenant, agents_room(tenant), event,
-                               {**data, "note": change.note} if change.note else data)
-        # the customer gets no internal note (and is not in the agents room)
-        await self.app.publish(tenant, user_room(ticket.customer_id), event, data)
+        return (f"ticket:{change.kind}", {**data, "note": change.note} if change.note else data,
+                data)
+
+    async def _changed(self, change: TicketChange) -> None:
+        """After a change is announced: the hook, and the desk's own listeners."""
         self.app.notify_soon("switchboard_ticket_changed", change=change)
         for listener in self.listeners:
             await listener(change)

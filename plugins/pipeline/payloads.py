@@ -226,6 +226,11 @@ class PipelineConfig:
             raise ValueError("stage ids must be unique")
 
 
+def _batch_interval(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError("batch_interval: seconds from 0 to 1")
+
+
 def _default_pipelines() -> list[PipelineConfig]:
     return [PipelineConfig("default", "Sales", [
         StageConfig("novo", "Novo"), StageConfig("qualificacao", "Qualificação"),
@@ -239,6 +244,12 @@ class PipelineSettings:
     pipelines: list[PipelineConfig] = attrs.Factory(_default_pipelines)
     #: Changes written in one transaction, at most.
     max_batch: int = 200
+    #: Seconds at least between the starts of two write transactions. Under a
+    #: steady stream of changes those of that time share one transaction and
+    #: go out to each board in one write instead of one each (a board of 100
+    #: is 100 socket writes per batch); a change after a quiet moment is
+    #: written at once. 0: a batch starts as soon as the one before is done.
+    batch_interval: float = attrs.field(default=0.004, validator=_batch_interval)
     #: Default and largest page of a stage's leads.
     page_size: int = 50
     page_max: int = 200

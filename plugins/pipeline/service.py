@@ -112,6 +112,7 @@ class Pipelines:
         # A batch the database refused (not one it could not take) is written
         # again change by change: a bad change fails alone.
         self._writer = Batcher(self._write_batch, max_batch=settings.max_batch,
+                               min_interval=settings.batch_interval,
                                retry_alone=lambda exc: not isinstance(exc, StoreUnavailable))
         return self._writer
 
@@ -362,13 +363,15 @@ class Pipelines:
 
     async def _change(self, tenant: str, lead_id: str, action: LeadAction, *,
                       version: int | None, actor: str, plan: Plan,
-                      extra: Callable[[Changed], dict[str, Any]] | None = None) -> Lead:
+                      extra: Callable[[Changed], dict[str, Any]] | None = None,
+                      last_rank_in: str | None = None) -> Lead:
         check_lead_id(lead_id)
         at = time.time()
 
         def apply(conn: Any) -> Announcement:
             changed = self.storage.change(conn, tenant, lead_id, version=version,
-                                          action=action, actor=actor, at=at, plan=plan)
+                                          action=action, actor=actor, at=at, plan=plan,
+                                          last_rank_in=last_rank_in)
             return Announcement(action, lead_of(changed.after), changed.changes, actor,
                                 extra(changed) if extra is not None else {},
                                 changed.reranked)
@@ -391,9 +394,9 @@ class Pipelines:
         return lead
 
     def _stages_in(self, conn: Any, tenant: str, pipeline_id: str) -> list[str]:
-        configured = next((p for p in self._configured(tenant) if p.id == pipeline_id), None)
-        if configured is not None:
-            return [s.id for s in configured.stages]
+        for config in self.settings.pipelines:  # (the first configured for the tenant)
+            if config.id == pipeline_id and config.tenant in ("*", tenant):
+                return [stage.id for stage in config.stages]
         return self.storage.stage_ids(conn, tenant, pipeline_id)
 
     async def move_lead(self, tenant_id: str, lead_id: str, stage_id: str, *,
@@ -416,7 +419,9 @@ class Pipelines:
 
         return await self._change(
             tenant_id, lead_id, "moved", version=version, actor=actor, plan=plan,
-            extra=lambda c: {"fromStageId": c.before["stage_id"]})
+            extra=lambda c: {"fromStageId": c.before["stage_id"]},
+            # to the end of the stage: its last rank is read with the lead
+            last_rank_in=stage_id if after_id is None and before_id is None else None)
 
     async def assign_lead(self, tenant_id: str, lead_id: str, owner_id: str | None, *,
                           version: int | None = None, actor: str = "system") -> Lead:

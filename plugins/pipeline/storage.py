@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -27,6 +27,11 @@ REBALANCE_AT = 40
 #: Key of a plan's changes (and a created row) that carries the renumbered
 #: ranks of the stage's other leads; not a column.
 RERANKED = "_reranked"
+#: Key of the row a change reads (``change(last_rank_in=...)``) that carries
+#: the highest rank of a stage without the lead (None: the stage is empty).
+LAST_RANK = "_last_rank"
+#: Columns of JSON values (SQLite's driver gives them as text, psycopg decoded).
+_JSON_COLUMNS = frozenset({"contact", "tags", "fields"})
 #: Columns a change may set, by client name.
 COLUMNS = {"title": "title", "contact": "contact", "value": "value",
            "customerId": "customer_id", "tags": "tags", "fields": "fields",
@@ -154,6 +159,117 @@ class PipelineStorage:
             sa.Index("pipeline_activity_by_lead", "tenant_id", "lead_id", "id"),
         )
 
+        self._prepare_statements(self.leads)
+
+    def _prepare_statements(self, leads: sa.Table) -> None:
+        """The statements a change runs, built once with bound parameters:
+        building a SQLAlchemy statement costs more CPU than running it on
+        SQLite, and a batch runs several per change while holding the GIL
+        the event loop needs (SQLAlchemy caches the compiled form of each)."""
+        c = leads.c
+        bp = sa.bindparam
+        this = (c.tenant_id == bp("tenant"), c.id == bp("lead_id"))
+        self._select_lead = sa.select(leads).where(*this)
+        # the lead, and the end of the stage it is moved to: one statement
+        # (a round trip less per move on PostgreSQL)
+        other = leads.alias("other")
+        self._select_lead_and_last = sa.select(leads, sa.select(sa.func.max(other.c.rank)).where(
+            other.c.tenant_id == c.tenant_id, other.c.pipeline_id == c.pipeline_id,
+            other.c.stage_id == bp("stage"), other.c.id != c.id
+        ).scalar_subquery().label(LAST_RANK)).where(*this)
+        self._lead_exists = sa.select(c.id).where(*this)
+        self._delete_lead = leads.delete().where(*this)
+        #: by whether the lead placed is already in the table (moved): then not itself
+        self._in_stage: dict[bool, tuple[Any, ...]] = {}
+        self._last_rank: dict[bool, sa.Select[Any]] = {}
+        self._neighbour: dict[bool, sa.Select[Any]] = {}
+        self._next_rank: dict[bool, sa.Select[Any]] = {}
+        self._previous_rank: dict[bool, sa.Select[Any]] = {}
+        for moving in (False, True):
+            in_stage: tuple[Any, ...] = (
+                c.tenant_id == bp("tenant"), c.pipeline_id == bp("pipeline"),
+                c.stage_id == bp("stage"), *((c.id != bp("moving"),) if moving else ()))
+            key = sa.tuple_(bp("key_rank"), bp("key_id"))
+            self._in_stage[moving] = in_stage
+            self._last_rank[moving] = sa.select(sa.func.max(c.rank)).where(*in_stage)
+            self._neighbour[moving] = sa.select(c.rank, c.id).where(
+                *in_stage, c.id == bp("neighbour"))
+            self._next_rank[moving] = sa.select(c.rank).where(
+                *in_stage, sa.tuple_(c.rank, c.id) > key).order_by(c.rank, c.id).limit(1)
+            self._previous_rank[moving] = sa.select(c.rank).where(
+                *in_stage, sa.tuple_(c.rank, c.id) < key
+            ).order_by(c.rank.desc(), c.id.desc()).limit(1)
+        #: UPDATE of a lead by the set of columns it sets
+        self._updates: dict[frozenset[str], sa.Update] = {}
+        #: (statement, dialect) -> its SQL and the order of its parameters
+        #: (None: by name), for ``_driver_execute``
+        self._sql: dict[tuple[int, str], tuple[str, tuple[str, ...] | None]] = {}
+
+    def _driver_execute(self, conn: sa.Connection, stmt: sa.ClauseElement,
+                        params: Mapping[str, Any]) -> Any:
+        """Run a statement built here straight on the driver's connection, in
+        the transaction of ``conn``: the driver cursor, executed. Running a
+        prepared statement through SQLAlchemy costs some 50 µs of Python per
+        call (its execution context and result), several times what SQLite
+        takes to run it, in the thread that holds the GIL the event loop
+        needs; the hot reads and writes of a change come here. Only for
+        statements whose parameters and columns need no conversion by
+        SQLAlchemy (no JSON parameters); errors are SQLAlchemy's, as from
+        ``conn.execute``."""
+        dialect = conn.dialect
+        key = (id(stmt), dialect.name)
+        found = self._sql.get(key)
+        if found is None:
+            compiled = stmt.compile(dialect=dialect)
+            order = getattr(compiled, "positiontup", None)  # (positional paramstyles)
+            found = self._sql[key] = (str(compiled),
+                                      tuple(order) if order is not None else None)
+        sql, order = found
+        args: Any = params if order is None else tuple(params[name] for name in order)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, args)
+        except dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error,
+                                             connection_invalidated=gone,
+                                             dialect=dialect) from exc
+        return cursor
+
+    def _driver_row(self, conn: sa.Connection, stmt: sa.ClauseElement,
+                    params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row of a SELECT built here (see ``_driver_execute``), by
+        column name, JSON columns decoded."""
+        cursor = self._driver_execute(conn, stmt, params)
+        try:
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            found = dict(zip([column[0] for column in cursor.description], row, strict=True))
+        finally:
+            cursor.close()
+        for name in _JSON_COLUMNS:
+            value = found.get(name)
+            if isinstance(value, str):  # (a JSON column's value is never a string)
+                found[name] = json.loads(value)
+        return found
+
+    def _update(self, columns: Iterable[str]) -> sa.Update:
+        names = frozenset(columns)
+        found = self._updates.get(names)
+        if found is None:
+            _, leads, _ = self._tables()
+            found = self._updates[names] = leads.update().where(
+                leads.c.tenant_id == sa.bindparam("tenant"),
+                leads.c.id == sa.bindparam("lead_id")
+            ).values({name: sa.bindparam(f"new_{name}") for name in sorted(names)})
+        return found
+
     def _tables(self) -> tuple[sa.Table, sa.Table, sa.Table]:
         assert self.pipelines is not None and self.leads is not None
         assert self.activity is not None
@@ -216,57 +332,57 @@ class PipelineStorage:
 
     def _rank(self, conn: sa.Connection, tenant: str, pipeline: str, stage: str, *,
               after_id: str | None, before_id: str | None, moving: str | None,
-              current: dict[str, Any] | None) -> tuple[str, dict[str, str]]:
+              current: dict[str, Any] | None, last: Any = None
+              ) -> tuple[str, dict[str, str]]:
         """A rank in ``stage`` right after ``after_id``, before ``before_id``,
         else at the end, computed from the committed neighbours; and the new
-        ranks of the stage's other leads when it had to be renumbered."""
-        _, leads, _ = self._tables()
-        in_stage = [leads.c.tenant_id == tenant, leads.c.pipeline_id == pipeline,
-                    leads.c.stage_id == stage]
-        if moving is not None:
-            in_stage.append(leads.c.id != moving)
+        ranks of the stage's other leads when it had to be renumbered.
+        ``last``: the stage's highest rank (without ``moving``) when it was
+        read with the lead, as ``(rank,)``."""
+        moved = moving is not None
+        params: dict[str, Any] = {"tenant": tenant, "pipeline": pipeline, "stage": stage}
+        if moved:
+            params["moving"] = moving
         low: str | None
         high: str | None
         neighbour_id = after_id or before_id
         if neighbour_id is not None:
             field = "afterId" if after_id is not None else "beforeId"
-            neighbour = conn.execute(sa.select(leads.c.rank, leads.c.id).where(
-                *in_stage, leads.c.id == neighbour_id)).first()
+            neighbour = conn.execute(self._neighbour[moved],
+                                     {**params, "neighbour": neighbour_id}).first()
             if neighbour is None:
                 message = (f"{field}: lead {neighbour_id!r} is not in stage {stage!r} "
                            "(any more)")
                 if current is not None:
                     raise ClientError("conflict", message, field=field)
                 raise ClientError("invalid_payload", message, field=field)
-            key = (neighbour.rank, neighbour.id)
+            key = {**params, "key_rank": neighbour.rank, "key_id": neighbour.id}
             if after_id is not None:
                 low = neighbour.rank
-                high = conn.execute(sa.select(leads.c.rank).where(
-                    *in_stage, sa.tuple_(leads.c.rank, leads.c.id) > key
-                ).order_by(leads.c.rank, leads.c.id).limit(1)).scalar()
+                high = conn.execute(self._next_rank[moved], key).scalar()
             else:
                 high = neighbour.rank
-                low = conn.execute(sa.select(leads.c.rank).where(
-                    *in_stage, sa.tuple_(leads.c.rank, leads.c.id) < key
-                ).order_by(leads.c.rank.desc(), leads.c.id.desc()).limit(1)).scalar()
+                low = conn.execute(self._previous_rank[moved], key).scalar()
+        elif last is not None:
+            (low,), high = last, None
         else:
-            low = conn.execute(sa.select(sa.func.max(leads.c.rank)).where(*in_stage)).scalar()
+            low = conn.execute(self._last_rank[moved], params).scalar()
             high = None
         if low is not None and high is not None and low >= high:
             high = None  # equal ranks (never written by this plugin): after the lower
         rank = ranks.between(low, high)
         if len(rank) <= REBALANCE_AT:
             return rank, {}
-        return self._rebalance(conn, in_stage, low)
+        return self._rebalance(conn, self._in_stage[moved], params, low)
 
-    def _rebalance(self, conn: sa.Connection, in_stage: list[Any],
-                   low: str | None) -> tuple[str, dict[str, str]]:
+    def _rebalance(self, conn: sa.Connection, in_stage: tuple[Any, ...],
+                   params: dict[str, Any], low: str | None) -> tuple[str, dict[str, str]]:
         """Renumber a stage whose gap got too narrow (after many drops into the
         same place): fresh short ranks in the same order, the new or moved
         card after ``low``. Its rank, and the new ranks of the others."""
         _, leads, _ = self._tables()
         rows = conn.execute(sa.select(leads.c.id, leads.c.rank).where(*in_stage).order_by(
-            leads.c.rank, leads.c.id)).all()
+            leads.c.rank, leads.c.id), params).all()
         place = sum(1 for row in rows if low is not None and row.rank <= low)
         order: list[str | None] = [row.id for row in rows]
         order.insert(place, None)  # the card being placed
@@ -282,7 +398,8 @@ class PipelineStorage:
         if others:
             update = leads.update().where(*in_stage, leads.c.id == sa.bindparam("lead_id")) \
                 .values(rank=sa.bindparam("new_rank"))
-            conn.execute(update, [{"lead_id": i, "new_rank": k} for i, k in others.items()])
+            conn.execute(update, [{**params, "lead_id": i, "new_rank": k}
+                                  for i, k in others.items()])
         return mine, others
 
     # -- changes, each run inside a batch's transaction (see ``write``) -----------------
@@ -294,8 +411,8 @@ class PipelineStorage:
         the id exists. The new row has the renumbered others under ``RERANKED``."""
         _, leads, _ = self._tables()
         tenant = row["tenant_id"]
-        exists = conn.execute(sa.select(leads.c.id).where(
-            leads.c.tenant_id == tenant, leads.c.id == row["id"])).first()
+        exists = conn.execute(self._lead_exists, {"tenant": tenant, "lead_id": row["id"]}
+                              ).first()
         if exists is not None:
             return None
         rank, reranked = self._rank(
@@ -308,24 +425,36 @@ class PipelineStorage:
         return {**values, RERANKED: reranked}
 
     def change(self, conn: sa.Connection, tenant: str, lead_id: str, *, version: int | None,
-               action: str, actor: str, at: float, plan: Plan) -> Changed:
+               action: str, actor: str, at: float, plan: Plan,
+               last_rank_in: str | None = None) -> Changed:
         """Apply ``plan``'s changes to the lead if ``version`` is current (any
         version when None), bump its version and log the activity. Raises
         :class:`Missing`, :class:`Conflict`, or what ``plan`` raises, before
-        writing anything."""
-        _, leads, _ = self._tables()
-        where = sa.and_(leads.c.tenant_id == tenant, leads.c.id == lead_id)
-        found = conn.execute(sa.select(leads).where(where)).mappings().first()
-        if found is None:
+        writing anything. ``last_rank_in``: a stage whose highest rank (the
+        lead's own left out) the plan gets under ``LAST_RANK``, read with the
+        lead."""
+        if last_rank_in is None:
+            this = {"tenant": tenant, "lead_id": lead_id}
+            before = self._driver_row(conn, self._select_lead, this)
+        else:
+            this = {"tenant": tenant, "lead_id": lead_id, "stage": last_rank_in}
+            before = self._driver_row(conn, self._select_lead_and_last, this)
+            del this["stage"]
+        if before is None:
             raise Missing(lead_id)
-        before = dict(found)
+        last = before.pop(LAST_RANK, None)
         if version is not None and version != before["version"]:
             raise Conflict(before)
-        changes = plan(conn, before)
+        changes = plan(conn, before if last_rank_in is None else {**before, LAST_RANK: last})
         reranked = changes.pop(RERANKED, {})
         values = {COLUMNS[name]: value for name, value in changes.items()}
         values.update(version=before["version"] + 1, updated_at=at)
-        conn.execute(leads.update().where(where).values(values))
+        update = self._update(values)
+        params = {**this, **{f"new_{name}": value for name, value in values.items()}}
+        if _JSON_COLUMNS.isdisjoint(values):  # (a move, an assignment)
+            self._driver_execute(conn, update, params).close()
+        else:
+            conn.execute(update, params)
         _log(conn, tenant_id=tenant, lead_id=lead_id, version=values["version"],
              action=action, actor=actor, changes=changes, at=at)
         return Changed(before, {**before, **values}, changes, reranked)
@@ -334,14 +463,13 @@ class PipelineStorage:
                actor: str, at: float) -> dict[str, Any]:
         """Delete the lead (its activity log stays, with a last entry); its row
         as it was. Raises :class:`Missing`, :class:`Conflict`."""
-        _, leads, _ = self._tables()
-        where = sa.and_(leads.c.tenant_id == tenant, leads.c.id == lead_id)
-        found = conn.execute(sa.select(leads).where(where)).mappings().first()
+        this = {"tenant": tenant, "lead_id": lead_id}
+        found = conn.execute(self._select_lead, this).mappings().first()
         if found is None:
             raise Missing(lead_id)
         if version is not None and version != found["version"]:
             raise Conflict(dict(found))
-        conn.execute(leads.delete().where(where))
+        conn.execute(self._delete_lead, this)
         _log(conn, tenant_id=tenant, lead_id=lead_id, version=found["version"] + 1,
              action="deleted", actor=actor, changes={}, at=at)
         return dict(found)
@@ -383,7 +511,9 @@ class PipelineStorage:
         computed inside its transaction."""
 
         def rank(conn: sa.Connection, current: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+            last = (current[LAST_RANK],) if LAST_RANK in current else None
             return self._rank(conn, tenant, current["pipeline_id"], stage, after_id=after_id,
-                              before_id=before_id, moving=current["id"], current=dict(current))
+                              before_id=before_id, moving=current["id"], current=dict(current),
+                              last=last)
 
         return rank
