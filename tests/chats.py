@@ -16,7 +16,7 @@ from switchboard.testing import Harness, TestClient, make_config
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
     """The server of the ``switchboard`` fixture on a fresh SQLite file, then on a
     fresh database of the real PostgreSQL (import it into a test module to use it)."""
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield make_config({"store": {"url": url}})
 
 

@@ -1,10 +1,22 @@
 """Throw-away databases for tests: a SQLite file, or a fresh PostgreSQL database
-on the real server at 127.0.0.1:5432 (trust auth, user postgres)."""
+on the real server at 127.0.0.1:5432 (trust auth, user postgres).
+
+A test that only needs a database the plugins can use asks for one with their
+tables already made (``database_url(kind, tmp_path, tables=True)``): the
+tables of a fresh server, made once per test process by the server's own
+schema code (:meth:`switchboard.core.migrations.Schema.prepare`), instead of
+some 40 ``CREATE`` statements per test, which on PostgreSQL cost more than
+most tests themselves. The server of such a test finds its schema up to
+date, as after any restart. Tests of creating and migrating a schema keep
+asking for an empty database (the default).
+"""
 
 from __future__ import annotations
 
 import atexit
+import shutil
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,7 +68,106 @@ def _database_of_this_process() -> tuple[str, sa.Engine]:
         _process_admin = sa.create_engine(
             f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
             isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        with _process_admin.connect() as conn:
+            for function in (_SHAPE_FUNCTION, _EMPTY_FUNCTION):
+                conn.exec_driver_sql(function.replace("%", "%%"))  # no parameters
     return _process_database, _process_admin
+
+
+# Everything that makes a schema what it is, as text with the schema's name
+# left out: relations, columns, indexes, constraints, types, functions,
+# triggers, and the revisions recorded in the migration version tables.
+_SHAPE_FUNCTION = r"""
+CREATE FUNCTION public.test_schema_shape(target text) RETURNS text
+LANGUAGE plpgsql AS $f$
+DECLARE
+  lines text[];
+  version record;
+  revisions text;
+BEGIN
+  SELECT coalesce(array_agg(line ORDER BY line), '{}') INTO lines FROM (
+    SELECT format('rel %s %s', c.relname, c.relkind) AS line
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = target
+    UNION ALL
+    SELECT format('col %s %s %s %s %s', c.relname, a.attname,
+                  format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  coalesce(pg_get_expr(d.adbin, d.adrelid), ''))
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+     WHERE n.nspname = target
+    UNION ALL
+    SELECT format('idx %s', pg_get_indexdef(i.indexrelid))
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = target
+    UNION ALL
+    SELECT format('con %s %s %s', c.relname, co.conname, pg_get_constraintdef(co.oid))
+      FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = target
+    UNION ALL
+    SELECT format('type %s %s', t.typname,
+                  (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+                     FROM pg_enum e WHERE e.enumtypid = t.oid))
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = target AND t.typtype IN ('e', 'd')
+    UNION ALL
+    SELECT format('proc %s', p.proname)
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = target
+    UNION ALL
+    SELECT format('trg %s %s', c.relname, tg.tgname)
+      FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = target AND NOT tg.tgisinternal
+  ) shape;
+  FOR version IN
+    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = target AND c.relkind = 'r' AND c.relname LIKE '%\_alembic\_version'
+     ORDER BY c.relname
+  LOOP
+    EXECUTE format('SELECT string_agg(version_num, '','' ORDER BY version_num) FROM %I.%I',
+                   target, version.relname) INTO revisions;
+    lines := lines || format('ver %s %s', version.relname, revisions);
+  END LOOP;
+  RETURN replace(array_to_string(lines, E'\n'), target || '.', '');
+END
+$f$
+"""
+
+# Ends the other sessions on this process's database (a test may have left
+# one open), then, if the schema still has the shape ``expected``, deletes
+# every row but the recorded revisions and restarts its sequences: the schema
+# is then as a fresh server leaves it. Says whether it did.
+_EMPTY_FUNCTION = r"""
+CREATE FUNCTION public.test_schema_empty(target text, expected text) RETURNS boolean
+LANGUAGE plpgsql AS $f$
+DECLARE
+  tab record;
+BEGIN
+  PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid();
+  IF public.test_schema_shape(target) IS DISTINCT FROM expected THEN
+    RETURN false;
+  END IF;
+  PERFORM set_config('session_replication_role', 'replica', true);  -- no FK order
+  FOR tab IN
+    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = target AND c.relkind IN ('r', 'p')
+       AND c.relname NOT LIKE '%\_alembic\_version'
+  LOOP
+    EXECUTE format('DELETE FROM %I.%I', target, tab.relname);
+  END LOOP;
+  PERFORM setval(s.seqrelid, s.seqstart, false)
+     FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = target;
+  RETURN true;
+END
+$f$
+"""
 
 
 def _process_admin_dispose() -> None:
@@ -64,30 +175,105 @@ def _process_admin_dispose() -> None:
         _process_admin.dispose()
 
 
+def _schema_url(database: str, schema: str) -> str:
+    return (f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+            f"?options=-csearch_path%3D{schema}")
+
+
+def _make_tables(url: str) -> None:
+    """Make in the empty database at ``url`` what a fresh server with every
+    installed plugin makes there, with the server's own schema code."""
+    from switchboard.core.pluginmanager import Plugins
+    from switchboard.testing import make_config
+
+    schema = Plugins(make_config()).declare_tables(sa.MetaData())
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            schema.prepare(conn, upgrade=False)
+    finally:
+        engine.dispose()
+
+
+#: A SQLite file with the tables made, copied for each test that asks for one.
+_sqlite_template: Path | None = None
+#: Schemas of this process's PostgreSQL database with the tables made and no
+#: rows, ready for the next test, and the shape they all have.
+_schema_pool: list[str] = []
+_schema_shape: str | None = None
+
+
+def _sqlite_with_tables(path: Path) -> None:
+    global _sqlite_template
+    if _sqlite_template is None:
+        directory = Path(tempfile.mkdtemp(prefix="switchboard-tables-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        template = directory / "switchboard.db"
+        _make_tables(f"sqlite:///{template}")
+        with sqlite3.connect(template) as conn:  # as the store leaves the file
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.close()
+        _sqlite_template = template
+    shutil.copyfile(_sqlite_template, path)
+
+
+def _schema_with_tables(database: str, admin: sa.Engine) -> str:
+    global _schema_shape
+    if _schema_pool:
+        return _schema_pool.pop()
+    schema = f"t_{uuid.uuid4().hex}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    _make_tables(_schema_url(database, schema))
+    if _schema_shape is None:
+        with admin.connect() as conn:
+            _schema_shape = conn.execute(sa.text("SELECT public.test_schema_shape(:s)"),
+                                         {"s": schema}).scalar_one()
+    return schema
+
+
 @contextmanager
-def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+def database_url(kind: str, tmp_path: Path, *, tables: bool = False) -> Iterator[str]:
     """Yield a URL of an empty database of ``kind`` ("sqlite" or "postgresql").
 
     PostgreSQL: an empty schema of this process's database, which the URL puts
     first on the search path, so tables are made and found in it.
+
+    ``tables``: the database has the tables a fresh server with every
+    installed plugin makes, and no rows. SQLite: a copy of a file made once
+    per process. PostgreSQL: a schema taken from this process's pool; after
+    the test its rows are deleted and its sequences restarted, and it goes
+    back to the pool only if nothing else in it changed (its tables, columns,
+    indexes, constraints and recorded revisions are still those of a fresh
+    one); otherwise it is dropped.
     """
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'switchboard.db'}"
+        path = tmp_path / "switchboard.db"
+        if tables:
+            _sqlite_with_tables(path)
+        yield f"sqlite:///{path}"
         return
     database, admin = _database_of_this_process()
-    schema = f"t_{uuid.uuid4().hex}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    if tables:
+        schema = _schema_with_tables(database, admin)
+    else:
+        schema = f"t_{uuid.uuid4().hex}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
-        yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
-               f"?options=-csearch_path%3D{schema}")
+        yield _schema_url(database, schema)
     finally:
         with admin.connect() as conn:
-            # a connection the test left open would hold locks on the schema
-            conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": database})
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            if tables and conn.execute(
+                    sa.text("SELECT public.test_schema_empty(:s, :shape)"),
+                    {"s": schema, "shape": _schema_shape}).scalar_one():
+                _schema_pool.append(schema)
+            else:
+                # a connection the test left open would hold locks on the schema
+                conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": database})
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def _admin(sql: str, **params: object) -> None:

@@ -28,7 +28,7 @@ def handover_settings() -> Mapping[str, Any]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh SQLite file, then a fresh database of the real PostgreSQL."""
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield url
 
 

@@ -20,7 +20,7 @@ from switchboard.testing import ErrorReply, Harness, TestClient, make_config
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         # a linger long enough (on the mock clock) for every message to share a batch
         yield make_config({"store": {"url": url},
                            "plugins": {"chat": {"batch_linger": 0.05}}})

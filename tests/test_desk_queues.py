@@ -25,7 +25,7 @@ def desk_settings() -> dict[str, Any]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path,
                        desk_settings: dict[str, Any]) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield desk_config(url, desk_settings)
 
 

@@ -77,7 +77,7 @@ class TestConectCRM:
     @pytest.fixture(params=["sqlite", "postgresql"])
     def switchboard_config(self, request: pytest.FixtureRequest,
                            tmp_path: Path) -> Iterator[Config]:
-        with database_url(request.param, tmp_path) as url:
+        with database_url(request.param, tmp_path, tables=True) as url:
             yield seed_config("conectcrm.toml", url)
 
     async def test_the_documented_atendimento_flow(self, switchboard_live: Harness,
@@ -199,7 +199,7 @@ class TestConectCRMLegacy:
     @pytest.fixture(params=["sqlite", "postgresql"])
     def switchboard_config(self, request: pytest.FixtureRequest,
                            tmp_path: Path) -> Iterator[Config]:
-        with database_url(request.param, tmp_path) as url:
+        with database_url(request.param, tmp_path, tables=True) as url:
             yield seed_config("conectcrm_legacy.toml", url)
 
     async def test_the_omnichannel_flow(self, switchboard_live: Harness,

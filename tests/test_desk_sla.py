@@ -23,7 +23,7 @@ SLA = {"sla": {"urgent": {"first_response": 600.0, "resolution": 3600.0},
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield desk_config(url, SLA)
 
 

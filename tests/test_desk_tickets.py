@@ -19,7 +19,7 @@ from switchboard.testing import ErrorReply, Harness
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield desk_config(url)
 
 
@@ -402,7 +402,7 @@ class TestUnknownTicketsDeferred:
     @pytest.fixture(params=["sqlite"])
     def switchboard_config(self, request: pytest.FixtureRequest,
                            tmp_path: Path) -> Iterator[Config]:
-        with database_url(request.param, tmp_path) as url:
+        with database_url(request.param, tmp_path, tables=True) as url:
             yield desk_config(url, {"unknown_tickets": "defer"})
 
     async def test_agents_join_rooms_of_tickets_kept_elsewhere(self, switchboard: Harness

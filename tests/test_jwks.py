@@ -110,7 +110,10 @@ class TestOverTheWire:
     @pytest.fixture
     def switchboard_config(self, backend: Backend) -> Config:
         return make_config({"auth": {"secret": "", "jwks_url": backend.url("/jwks"),
-                                     "algorithms": ["RS256"], "jwks_timeout": 0.5}})
+                                     "algorithms": ["RS256"],
+                                     # real time, on a machine that may be busy: the
+                                     # provider's answer must not be cut short
+                                     "jwks_timeout": 10.0}})
 
     async def test_a_browser_connects_with_a_provider_token(
             self, switchboard_live: Harness, backend: Backend) -> None:

@@ -55,7 +55,7 @@ class TestNextCRM:
     @pytest.fixture(params=["sqlite", "postgresql"])
     def switchboard_config(self, request: pytest.FixtureRequest, backend: Backend,
                            tmp_path: Path) -> Iterator[Config]:
-        with database_url(request.param, tmp_path) as url:
+        with database_url(request.param, tmp_path, tables=True) as url:
             yield seed_config("nextcrm.toml", backend, {
                 "connect_url": "/api/switchboard/connect",
                 "join_url": "/api/switchboard/join",
@@ -238,7 +238,7 @@ class TestPyTake:
     @pytest.fixture(params=["sqlite", "postgresql"])
     def switchboard_config(self, request: pytest.FixtureRequest, backend: Backend,
                            tmp_path: Path) -> Iterator[Config]:
-        with database_url(request.param, tmp_path) as url:
+        with database_url(request.param, tmp_path, tables=True) as url:
             yield seed_config("pytake.toml", backend,
                               {"join_url": "/api/v1/switchboard/join"}, store=url)
 

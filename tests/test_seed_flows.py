@@ -158,7 +158,7 @@ class TestNextCRMFlow:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield url
 
 

@@ -20,7 +20,7 @@ from switchboard.testing import ErrorReply, Harness, make_config
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         # a short busy timeout: a locked SQLite file fails writes at once
         yield make_config({"store": {"url": url, "busy_timeout": 0.05},
                            "plugins": {"presence": {"grace_period": 5.0}}})

@@ -32,7 +32,7 @@ CONVERSATION = f"whatsapp:main:{CUSTOMER}"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield make_config({
             "store": {"url": url},
             "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"},

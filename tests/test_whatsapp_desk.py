@@ -19,7 +19,7 @@ from whatsapps import CUSTOMER, TENANT, create_session, in_process, post_cloud, 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield make_config({"store": {"url": url}, "plugins": {
             "desk": {"unknown_tickets": "not_found"},
             "whatsapp": {"graph_url": "http://graph.simulator", "ticket_queue": "whatsapp",

@@ -32,7 +32,7 @@ CONVERSATION = f"whatsapp:main:{CUSTOMER}"
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def switchboard_config(request: pytest.FixtureRequest, tmp_path: Path,
                              simulator: Simulator) -> AsyncIterator[Config]:  # noqa: F811
-    with database_url(request.param, tmp_path) as url:
+    with database_url(request.param, tmp_path, tables=True) as url:
         yield make_config({
             "store": {"url": url, "busy_timeout": 0.5},
             "server": {"ws_profile": "syszap"} if "syszap" in request.node.name else {},
