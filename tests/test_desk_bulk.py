@@ -49,6 +49,8 @@ async def test_bulk_opens_the_tickets_in_order_and_every_agent_hears_them_in_ord
         switchboard: Harness) -> None:
     await put_queue(switchboard, "sales", ["ana"])
     ana = await switchboard.connect("ana", "acme", "agent")  # plain WebSocket
+    # she takes tickets once she is online (her own agent:online says so)
+    assert (await ana.expect("agent:online"))["userId"] == "ana"
     polling = EnginePolling(switchboard)  # Socket.IO
     sid = await polling.handshake(switchboard.token("bob", "acme", "agent"))
     assert await polling.post(sid, "40") == (200, "ok")
@@ -125,6 +127,11 @@ async def test_tickets_created_over_a_kept_alive_connection_then_another_route(
     host, port = live.server.addresses[0]
     async with open_websocket_url(live.ws_url(live.token("ana", "acme", "agent"))) as ws:
         with trio.fail_after(20):
+            # she takes tickets once she is online (her own agent:online says so)
+            while True:
+                frame = json.loads(await ws.get_message())
+                if frame.get("type") == "agent:online" and frame["data"]["userId"] == "ana":
+                    break
             stream = await trio.open_tcp_stream(host, port)
             buffer = bytearray()
             # pipelined: two tickets, then three in bulk
