@@ -99,6 +99,19 @@ async def values_of(client: TestClient, event: str, count: int) -> list[Any]:
     return [await client.expect(event, timeout=TIMEOUT) for _ in range(count)]
 
 
+async def no_tick_more_then_stop(publisher: Harness, clients: list[TestClient],
+                                  nodes: list[Harness], nursery: trio.Nursery) -> None:
+    """A marker published last reaches every client with no ``tick`` beyond
+    those already read (none twice, none late); then the nodes stop."""
+    await publisher.app.publish("t1", ROOM, "marker", None)
+    for client in clients:
+        await client.expect("marker", timeout=TIMEOUT)
+        assert not client.received("tick")
+    for node in nodes:
+        await node.stop()
+    nursery.cancel_scope.cancel()
+
+
 async def stream_ids(prefix: str) -> tuple[str, list[str]]:
     """The cluster's epoch and the ids of its stream's entries, oldest first."""
     client: coredis.Redis[bytes] = coredis.Redis.from_url(REDIS_URL)
@@ -136,13 +149,7 @@ async def test_own_publication_reaches_local_members_while_the_reader_is_held(
         assert await on_a.expect("tick", timeout=TIMEOUT) == 1
         assert await on_b.expect("tick", timeout=TIMEOUT) == 1
         gate.release("reader")
-        await b.app.publish("t1", ROOM, "marker", None)
-        for client in (on_a, on_b):
-            await client.expect("marker", timeout=TIMEOUT)
-            assert not client.received("tick")
-        await a.stop()
-        await b.stop()
-        nursery.cancel_scope.cancel()
+        await no_tick_more_then_stop(b, [on_a, on_b], [a, b], nursery)
 
 
 async def test_own_publications_wait_for_older_entries_the_reader_has_not_delivered(
@@ -183,13 +190,7 @@ async def test_own_publications_wait_for_older_entries_the_reader_has_not_delive
         missed = await recovery.missed(f"{epoch}:{ids[0]}", {ROOM}, "t1", "gone")
         assert [offset for offset, _ in missed] == [f"{epoch}:{i}" for i in ids[1:]]
         assert [p.data for _, p in missed] == orders[0][1:]
-        await b.app.publish("t1", ROOM, "marker", None)
-        for client in clients:
-            await client.expect("marker", timeout=TIMEOUT)
-            assert not client.received("tick")
-        await a.stop()
-        await b.stop()
-        nursery.cancel_scope.cancel()
+        await no_tick_more_then_stop(b, clients, [a, b], nursery)
 
 
 async def test_the_reader_quicker_than_the_publish_answer_delivers_once(
@@ -215,13 +216,7 @@ async def test_the_reader_quicker_than_the_publish_answer_delivers_once(
         gate.release("publisher")
         with trio.fail_after(TIMEOUT):
             await published.wait()
-        await a.app.publish("t1", ROOM, "marker", None)
-        for client in (on_a, on_b):
-            await client.expect("marker", timeout=TIMEOUT)
-            assert not client.received("tick")
-        await a.stop()
-        await b.stop()
-        nursery.cancel_scope.cancel()
+        await no_tick_more_then_stop(a, [on_a, on_b], [a, b], nursery)
 
 
 async def test_a_recovery_while_own_publications_wait_replays_none_of_them(
@@ -247,12 +242,7 @@ async def test_a_recovery_while_own_publications_wait_replays_none_of_them(
         late = await member(a, "ann")  # attached right after its (empty) replay
         gate.release("reader")
         assert await values_of(late, "tick", 2) == [1, 2]
-        await b.app.publish("t1", ROOM, "marker", None)
-        await late.expect("marker", timeout=TIMEOUT)
-        assert not late.received("tick")
-        await a.stop()
-        await b.stop()
-        nursery.cancel_scope.cancel()
+        await no_tick_more_then_stop(b, [late], [a, b], nursery)
 
 
 async def test_beyond_the_kept_limit_the_reader_delivers_in_order(
@@ -272,10 +262,4 @@ async def test_beyond_the_kept_limit_the_reader_delivers_in_order(
         gate.release("reader")
         for client in (on_a, on_b):
             assert await values_of(client, "tick", 4) == ["b1", "a1", "a2", "a3"]
-        await a.app.publish("t1", ROOM, "marker", None)
-        for client in (on_a, on_b):
-            await client.expect("marker", timeout=TIMEOUT)
-            assert not client.received("tick")
-        await a.stop()
-        await b.stop()
-        nursery.cancel_scope.cancel()
+        await no_tick_more_then_stop(a, [on_a, on_b], [a, b], nursery)
