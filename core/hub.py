@@ -137,18 +137,9 @@ class Hub:
             offset = None
         elif recovery.local:
             offset = recovery.record(publication)
-        members = self.rooms.members(publication.tenant, publication.room)
-        if not members:
-            return 0
         frames: dict[Codec, bytes] = {}
-        exclude = publication.exclude
-        skip = publication.skip_room
         count = 0
-        for session in list(members):
-            if session.id == exclude or session.closed:
-                continue
-            if skip is not None and skip in session.rooms:
-                continue
+        for session in self._audience(publication):
             codec = session.codec
             frame = frames.get(codec)
             if frame is None:
@@ -177,19 +168,10 @@ class Hub:
                 tap(publication)
             offsets.append(recovery.record(publication)
                            if recovery is not None and recovery.local else None)
-        members = self.rooms.members(first.tenant, first.room)
-        if not members:
-            return 0
         runs: dict[Codec, list[bytes]] = {}
         joined: dict[Codec, bytes] = {}
-        exclude = first.exclude
-        skip = first.skip_room
         count = 0
-        for session in list(members):
-            if session.id == exclude or session.closed:
-                continue
-            if skip is not None and skip in session.rooms:
-                continue
+        for session in self._audience(first):
             codec = session.codec
             frames = runs.get(codec)
             if frames is None:
@@ -210,6 +192,19 @@ class Hub:
             count += len(frames)
         self.metrics.deliveries.inc(count)
         return count
+
+    def _audience(self, publication: Publication) -> list[Session]:
+        """The members of the publication's room on this node that get it: not
+        closed, not its ``exclude``, not in its ``skip_room`` (a copy: sending
+        may change the room)."""
+        members = self.rooms.members(publication.tenant, publication.room)
+        if not members:
+            return []
+        exclude, skip = publication.exclude, publication.skip_room
+        if skip is None:
+            return [s for s in members if s.id != exclude and not s.closed]
+        return [s for s in members
+                if s.id != exclude and not s.closed and skip not in s.rooms]
 
     def _deliver_everywhere(self, publication: Publication) -> int:
         """A system-wide announcement: every member of every ``tenant:{id}``
