@@ -16,7 +16,6 @@ and both call the same handler, so the HTTP API behaves the same either way.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,8 @@ from .errors import ClientError, server_failure
 from .http import ERROR_STATUS, find_api_key, presented_key, tenant_for_key
 from .protocol import jsontext
 from .store import StoreUnavailable
-from .supervise import log_failure
-from .transport.front import HeadError, PrefixedStream, RequestHead, read_head, refuse
+from .transport.front import RequestHead
+from .transport.jsonhttp import Answerer, FallBack, is_simple, serve_json_requests
 
 if TYPE_CHECKING:
     from .app import App
@@ -40,10 +39,6 @@ __all__ = ["JsonHandler", "JsonRequest", "JsonRoutes", "serve_json_call"]
 
 log = logging.getLogger("switchboard.http")
 
-_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
-            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable"}
 
 
 @attrs.frozen
@@ -64,16 +59,6 @@ class JsonRequest:
 #: route may return what it gives). A :class:`ClientError` it raises is
 #: answered with its code's status.
 JsonHandler = Callable[[JsonRequest], Awaitable[tuple[Any, int]]]
-FallBack = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
-
-
-def _response(status: int, body: Any, *, close: bool, retry_after: bool = False) -> bytes:
-    payload = json.dumps(body, separators=(",", ":")).encode()
-    head = (f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n"
-            f"{'retry-after: 1' + chr(13) + chr(10) if retry_after else ''}"
-            f"{'connection: close' if close else 'connection: keep-alive'}\r\n\r\n")
-    return head.encode() + payload
 
 
 async def serve_json_call(app: App, handler: JsonHandler, what: str, key: ApiKey | None,
@@ -111,8 +96,7 @@ class JsonRoutes:
         self.fallback = fallback
 
     def _handler(self, head: RequestHead) -> JsonHandler | None:
-        if ("transfer-encoding" in head.headers or "expect" in head.headers
-                or head.content_length is None):
+        if not is_simple(head):
             return None
         return self.routes.get((head.method, head.path))
 
@@ -128,52 +112,18 @@ class JsonRoutes:
                 await stream.aclose()
 
     async def _serve(self, stream: trio.abc.Stream, head: RequestHead) -> None:
-        app = self.app
-        limits = app.config.http
-        while True:
-            handler = self._handler(head)
-            if handler is None:
-                await self.fallback(PrefixedStream(stream, head.raw), head)
-                return
-            length = head.content_length
-            assert length is not None
-            close = (head.version == "HTTP/1.0"
-                     or head.headers.get("connection", "").lower() == "close")
-            if length > limits.max_body:
-                await stream.send_all(_response(413, {
-                    "code": "payload_too_large",
-                    "message": f"request body over {limits.max_body} bytes"}, close=True))
-                return
-            data = head.raw[head.body_start:]
-            if len(data) < length:  # (usually the body came with the head)
-                with trio.move_on_after(limits.body_timeout) as body_timeout:
-                    while len(data) < length:
-                        chunk = await stream.receive_some(65536)
-                        if not chunk:
-                            return
-                        data += chunk
-                if body_timeout.cancelled_caught:
-                    return
-            what = f"{head.method} {head.path}"
-            try:
-                presented = presented_key(head.headers.get("x-api-key", ""),
-                                          head.headers.get("authorization", ""))
-                key = find_api_key(app.config.api_keys, presented) if presented else None
-                status, answer = await serve_json_call(app, handler, what, key, data[:length])
-            except Exception as exc:  # a bug: this request fails alone, with a 500
-                app.metrics.connection_failures.inc()
-                log_failure(what, exc)
-                status, answer, close = 500, {"code": "internal_error",
-                                              "message": "the request failed on the server"}, True
-            await stream.send_all(_response(status, answer, close=close,
-                                            retry_after=status == 503))
-            if close:
-                return
-            try:
-                with trio.fail_after(limits.keep_alive_timeout):
-                    head = await read_head(stream, data[length:])
-            except HeadError as exc:
-                await refuse(stream, exc)
-                return
-            except trio.TooSlowError:
-                return
+        await serve_json_requests(self.app, stream, head, self._answerer, self.fallback,
+                                  retry_after_503=True)
+
+    def _answerer(self, head: RequestHead) -> Answerer | None:
+        handler = self._handler(head)
+        if handler is None:
+            return None
+
+        async def answer(head: RequestHead, body: bytes) -> tuple[int, Any]:
+            presented = presented_key(head.headers.get("x-api-key", ""),
+                                      head.headers.get("authorization", ""))
+            key = find_api_key(self.app.config.api_keys, presented) if presented else None
+            return await serve_json_call(self.app, handler, f"{head.method} {head.path}",
+                                         key, body)
+        return answer

@@ -11,9 +11,7 @@ read, so the HTTP API behaves the same either way.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -22,24 +20,13 @@ from ..broker import BrokerUnavailable
 from ..errors import ClientError, server_failure
 from ..http import ERROR_STATUS, find_api_key, presented_key, publish_emits
 from ..protocol import jsontext
-from ..supervise import log_failure
-from .front import HeadError, PrefixedStream, RequestHead, read_head, refuse
+from .front import RequestHead
+from .jsonhttp import Answerer, FallBack, is_simple, serve_json_requests
 
 if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("switchboard.http")
-_REASONS = {202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            413: "Payload Too Large", 500: "Internal Server Error"}
-FallBack = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
-
-
-def _response(status: int, body: dict[str, Any], *, close: bool) -> bytes:
-    payload = json.dumps(body, separators=(",", ":")).encode()
-    head = (f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n"
-            f"{'connection: close' if close else 'connection: keep-alive'}\r\n\r\n")
-    return head.encode() + payload
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -70,54 +57,13 @@ async def _answer(app: App, head: RequestHead, body: bytes) -> tuple[int, dict[s
     return 202, {"published": published}
 
 
-def _simple(head: RequestHead) -> bool:
-    """Requests this path serves itself; the others go to hypercorn."""
-    return (head.method == "POST" and head.path == "/api/v1/emit"
-            and "transfer-encoding" not in head.headers and "expect" not in head.headers
-            and head.content_length is not None)
-
-
 async def serve_publish(app: App, stream: trio.abc.Stream, head: RequestHead,
                         fallback: FallBack) -> None:
     """Serve ``POST /api/v1/emit`` requests on this connection while they come."""
-    while True:
-        if not _simple(head):
-            await fallback(PrefixedStream(stream, head.raw), head)
-            return
-        length = head.content_length
-        assert length is not None
-        close = (head.version == "HTTP/1.0"
-                 or head.headers.get("connection", "").lower() == "close")
-        limits = app.config.http
-        if length > limits.max_body:
-            await stream.send_all(_response(413, _error(
-                413, "payload_too_large", f"request body over {limits.max_body} bytes"),
-                close=True))
-            return
-        data = head.raw[head.body_start:]
-        with trio.move_on_after(limits.body_timeout) as body_timeout:
-            while len(data) < length:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                data += chunk
-        if body_timeout.cancelled_caught:
-            return
-        try:
-            status, answer = await _answer(app, head, data[:length])
-        except Exception as exc:  # a bug: this request fails alone, with a 500
-            app.metrics.connection_failures.inc()
-            log_failure("POST /api/v1/emit", exc)
-            status, answer, close = 500, _error(500, "internal_error",
-                                                "the request failed on the server"), True
-        await stream.send_all(_response(status, answer, close=close))
-        if close:
-            return
-        try:
-            with trio.fail_after(limits.keep_alive_timeout):
-                head = await read_head(stream, data[length:])
-        except HeadError as exc:
-            await refuse(stream, exc)
-            return
-        except trio.TooSlowError:
-            return
+
+    def answerer_of(head: RequestHead) -> Answerer | None:
+        if head.method == "POST" and head.path == "/api/v1/emit" and is_simple(head):
+            return lambda head, body: _answer(app, head, body)
+        return None
+
+    await serve_json_requests(app, stream, head, answerer_of, fallback, retry_after_503=False)
