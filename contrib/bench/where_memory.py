@@ -67,9 +67,11 @@ def write_tokens(tmp: Path, count: int, per_tenant: int) -> Path:
     return path
 
 
-async def run_hold(url: str, n: int, tokens: Path, sio: bool) -> trio.Process:
+async def run_hold(url: str, n: int, tokens: Path, sio: bool, join: str = "") -> trio.Process:
     args = ["bash", "-c", f'ulimit -n {OPEN_FILES}; exec "$0" "$@"', "node", str(HERE / "hold.mjs"),
             url, str(n), "--tokens", str(tokens), "--sio" if sio else "--session"]
+    if join:
+        args += ["--join", join]
     proc = await trio.lowlevel.open_process(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     line = b""
@@ -133,7 +135,7 @@ async def measure(a: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         tune_gc(config.server.gc_thresholds)
-        warm = await run_hold(url, 50, tokens, a.sio)
+        warm = await run_hold(url, 50, tokens, a.sio, a.join)
         await release(warm)
         for _ in range(200):  # the warm-up's connections gone
             if not server._open_connections():
@@ -143,7 +145,7 @@ async def measure(a: argparse.Namespace) -> None:
         gc.collect()
         if a.rss:
             rss0, cpu0 = rss_kib(), time.process_time()
-            proc = await run_hold(url, n, tokens, a.sio)
+            proc = await run_hold(url, n, tokens, a.sio, a.join)
             cpu1 = time.process_time()
             await trio.sleep(a.settle)
             rss1, held = rss_kib(), server._open_connections()
@@ -154,7 +156,7 @@ async def measure(a: argparse.Namespace) -> None:
                     break
                 await trio.sleep(0.1)
             cpu2 = time.process_time()
-            again = await run_hold(url, n, tokens, a.sio)
+            again = await run_hold(url, n, tokens, a.sio, a.join)
             cpu3 = time.process_time()
             await release(again)
             server.shutdown()
@@ -168,7 +170,7 @@ async def measure(a: argparse.Namespace) -> None:
         tracemalloc.start(a.frames)
         before = tracemalloc.take_snapshot()
         tasks0 = tasks_of(trio.lowlevel.current_root_task())
-        proc = await run_hold(url, n, tokens, a.sio)
+        proc = await run_hold(url, n, tokens, a.sio, a.join)
         await trio.sleep(a.settle)
         gc.collect()
         counts1, sizes1 = type_census()
@@ -235,6 +237,8 @@ def main() -> None:
                    help="plugins left enabled (as the bench's --plugins)")
     p.add_argument("--per-tenant", type=int, default=100, help="users per tenant")
     p.add_argument("--sio", action="store_true", help="socket.io-client sockets")
+    p.add_argument("--join", default="", metavar="ROOM",
+                   help="each client joins ROOM (acked) before it counts as ready, as in the hold row")
     p.add_argument("--settle", type=float, default=3.0, help="seconds before the snapshot")
     p.add_argument("--frames", type=int, default=1, help="tracemalloc frames kept")
     p.add_argument("--traceback", action="store_true", help="also group by call stack")

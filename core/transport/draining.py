@@ -14,12 +14,12 @@ bounds how long that may take.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import trio
 
 from .answers import OrderedAnswers
+from .inbox import Inbox
 
 
 class Draining:
@@ -41,7 +41,7 @@ class Draining:
         """Refuse new events from now on; False if already draining or closing."""
         raise NotImplementedError
 
-    def _shutdown_inbox(self) -> tuple[trio.MemorySendChannel[Any] | None, Any]:
+    def _shutdown_inbox(self) -> tuple[Inbox[Any] | None, Any]:
         raise NotImplementedError
 
     def _close_for_shutdown(self) -> None:
@@ -53,28 +53,15 @@ class Draining:
         if not self._start_draining():
             return
         inbox, stop = self._shutdown_inbox()
-        if inbox is not None:
-            stats = inbox.statistics()
-            if stats.current_buffer_used or not stats.tasks_waiting_receive:
-                # Events are queued or being handled: the handler task closes
-                # when it gets to this item, behind them (``closing_after_answers``).
-                try:
-                    inbox.send_nowait(stop)
-                except trio.WouldBlock:
-                    if self._nursery is not None:
-                        self._nursery.start_soon(self._send_stop, inbox, stop)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._close_for_shutdown()
-                return
+        if inbox is not None and inbox.put_last(stop):
+            # Events are queued or being handled: the handler closes when it
+            # gets to this item, behind them (``closing_after_answers``).
+            return
         answers = self._answers
         if answers is not None and answers.pending and self._nursery is not None:
             self._nursery.start_soon(self.closing_after_answers)
             return
         self._close_for_shutdown()
-
-    async def _send_stop(self, inbox: trio.MemorySendChannel[Any], stop: Any) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await inbox.send(stop)
 
     async def closing_after_answers(self) -> None:
         """Once the answers due are out, close for the stop."""

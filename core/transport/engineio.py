@@ -15,7 +15,6 @@ writer of the socket.
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
 import math
 import secrets
@@ -48,7 +47,7 @@ from ..timers import Timer
 from .answers import OrderedAnswers
 from .draining import Draining
 from .front import RequestHead, UpgradeRefused, json_response, websocket_accept
-from .inbox import drain, send_in_turn
+from .inbox import Inbox
 from .ws import send_quietly
 from .wschannel import MessageTooBig, WsChannel
 
@@ -65,8 +64,6 @@ _CLOSING = eio.EngineState.CLOSING
 _CLOSED = eio.EngineState.CLOSED
 #: Queued behind a session's packets when the server stops (see ``.draining``).
 _SHUTDOWN = sio.Packet(sio.PacketType.DISCONNECT, "")
-#: Socket.IO packets read ahead of the handler task (past it, reading waits).
-INBOX_SIZE = 64
 #: How long a closed polling session waits for the poll that takes its close packet.
 CLOSE_POLL_GRACE = 2.0
 #: Seconds a dropped session's saving for recovery may take (on a broker).
@@ -182,8 +179,8 @@ class EngineSocket(Draining):
         self._calls: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
         #: Events and disconnects for the handler task, in arrival order (made
-        #: with the first of them: an idle connection has no handler task).
-        self._inbox_send: trio.MemorySendChannel[sio.Packet] | None = None
+        #: with the first of them; the task runs only while there are some).
+        self._inbox: Inbox[sio.Packet] | None = None
         self._nursery: trio.Nursery | None = None
         self._answers: OrderedAnswers | None = None
         #: The server is stopping: new events are refused, answers still go out.
@@ -339,27 +336,23 @@ class EngineSocket(Draining):
                 "shutting_down", "the server is shutting down; reconnect and send it again",
                 retry_after=1))
             return
-        if self._inbox_send is None:
+        if self._inbox is None:
             if packet.type == sio.PacketType.CONNECT or self._nursery is None:
                 # Nothing is queued before it: handle it here, in order.
                 await self._handle_safely(packet)
                 return
-            self._inbox_send, receive = trio.open_memory_channel[sio.Packet](INBOX_SIZE)
-            self._nursery.start_soon(self._handle_packets, receive)
-        try:
-            await send_in_turn(self._inbox_send, packet)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the session is closing
+            self._inbox = Inbox(self._nursery, self._handle_queued)
+        await self._inbox.put(packet)
 
-    async def _handle_packets(self, inbox: trio.MemoryReceiveChannel[sio.Packet]) -> None:
+    async def _handle_queued(self, packet: sio.Packet) -> bool:
         """Handle connects, events and disconnects one at a time, in arrival order,
-        while the transport keeps reading (acks, pongs)."""
-        async for packet in inbox:
-            for each in itertools.chain((packet,), drain(inbox)):  # lazily: see inbox
-                if each is _SHUTDOWN:
-                    await self.closing_after_answers()
-                    return
-                await self._handle_safely(each)
+        while the transport keeps reading (acks, pongs); False once the server's
+        stop is reached."""
+        if packet is _SHUTDOWN:
+            await self.closing_after_answers()
+            return False
+        await self._handle_safely(packet)
+        return True
 
     async def _handle_safely(self, packet: sio.Packet) -> None:
         try:
@@ -529,8 +522,8 @@ class EngineSocket(Draining):
 
     # -- shutdown (see .draining) -----------------------------------------
 
-    def _shutdown_inbox(self) -> tuple[trio.MemorySendChannel[sio.Packet] | None, Any]:
-        return self._inbox_send, _SHUTDOWN
+    def _shutdown_inbox(self) -> tuple[Inbox[sio.Packet] | None, Any]:
+        return self._inbox, _SHUTDOWN
 
     def _start_draining(self) -> bool:
         if self._draining or self.ending:
@@ -592,8 +585,8 @@ class EngineSocket(Draining):
                     await channel.peer_closed.wait()  # let the close frame out
                 nursery.cancel_scope.cancel()
         finally:
-            if self._inbox_send is not None:
-                self._inbox_send.close()
+            if self._inbox is not None:
+                self._inbox.close()  # (a POST read as the session ends)
             self.app.timers.cancel(self._heartbeat)
             self._heartbeat = None
             with trio.CancelScope(shield=True):

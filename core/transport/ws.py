@@ -10,7 +10,6 @@ heartbeat is a deadline on the server's shared timers (:mod:`..timers`).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import struct
@@ -41,7 +40,7 @@ from .front import (
     json_response,
     websocket_accept,
 )
-from .inbox import drain, send_in_turn
+from .inbox import Inbox
 from .wschannel import MessageTooBig, WsChannel
 
 if TYPE_CHECKING:
@@ -50,8 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.ws")
 #: Queued behind a connection's events when the server stops (see ``.draining``).
 _SHUTDOWN = envelope.Frame("")
-#: Client events read ahead of the handler task (past it, reading waits).
-INBOX_SIZE = 64
 
 
 class EnvelopeCodec(ProfiledCodec):
@@ -85,7 +82,7 @@ class WebSocketConnection(Draining):
         self._calls: dict[str, tuple[trio.Event, list[Any]]] | None = None
         self._next_call = 0
         self._nursery: trio.Nursery | None = None
-        self._inbox: trio.MemorySendChannel[envelope.Frame] | None = None
+        self._inbox: Inbox[envelope.Frame] | None = None
         self._answers: OrderedAnswers | None = None
         #: The server is stopping: new events are refused, answers still go out.
         self._draining = False
@@ -110,7 +107,7 @@ class WebSocketConnection(Draining):
 
     # -- shutdown (see .draining) -----------------------------------------
 
-    def _shutdown_inbox(self) -> tuple[trio.MemorySendChannel[envelope.Frame] | None, Any]:
+    def _shutdown_inbox(self) -> tuple[Inbox[envelope.Frame] | None, Any]:
         return self._inbox, _SHUTDOWN
 
     def _start_draining(self) -> bool:
@@ -277,23 +274,22 @@ class WebSocketConnection(Draining):
                                     "reconnect and send it again", retry_after=1), frame.id)
             return
         if self._inbox is None:
-            # Handlers run in their own task (started with the first event), so
-            # one that waits for this client's answer (``session.call``) does not
-            # block the reading of that answer. Events keep their order.
+            # Handlers run in a task of their own while there are events (see
+            # .inbox), so one that waits for this client's answer
+            # (``session.call``) does not block the reading of that answer.
             assert self._nursery is not None
-            self._inbox, inbox = trio.open_memory_channel[envelope.Frame](INBOX_SIZE)
-            self._nursery.start_soon(self._handle_frames, inbox)
-        await send_in_turn(self._inbox, frame)
+            self._inbox = Inbox(self._nursery, self._handle_frame)
+        await self._inbox.put(frame)
 
-    async def _handle_frames(self, inbox: trio.MemoryReceiveChannel[envelope.Frame]) -> None:
-        async for frame in inbox:
-            for each in itertools.chain((frame,), drain(inbox)):  # lazily: see inbox
-                if each is _SHUTDOWN:
-                    await self.closing_after_answers()
-                    return
-                await self._handle_frame(each)
+    async def _handle_frame(self, frame: envelope.Frame) -> bool:
+        """Handle one event of the inbox; False once the server's stop is reached."""
+        if frame is _SHUTDOWN:
+            await self.closing_after_answers()
+            return False
+        await self._dispatch(frame)
+        return True
 
-    async def _handle_frame(self, frame: envelope.Frame) -> None:
+    async def _dispatch(self, frame: envelope.Frame) -> None:
         assert self.session is not None
         try:
             result = await self.app.dispatch(self.session, frame.type, frame.data)
