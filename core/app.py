@@ -438,8 +438,9 @@ class App:
         if self.hub.broker.clustered:
             with trio.CancelScope(shield=True), trio.move_on_after(USER_COUNT_TIMEOUT):
                 await self._count_user(session, -1)
-        with trio.CancelScope(shield=True):
-            await self.notify("switchboard_session_closed", session=session, reason=reason)
+        if self.plugins.implements("switchboard_session_closed"):
+            with trio.CancelScope(shield=True):
+                await self.notify("switchboard_session_closed", session=session, reason=reason)
 
     async def call_hook(self, name: str, **kwargs: Any) -> list[Any]:
         """Call a hook by name and collect what it returns: each implementation

@@ -580,8 +580,10 @@ class EngineSocket(Draining):
                     self.shut_down()
                 if channel is not None:
                     await self._read_channel(channel, upgrade=False)
-                await self._closing.wait()
-                if channel is not None:
+                # (set already when the server's stop closed it: no checkpoint then)
+                if not self._closing.is_set():
+                    await self._closing.wait()
+                if channel is not None and not channel.peer_closed.is_set():
                     await channel.peer_closed.wait()  # let the close frame out
                 nursery.cancel_scope.cancel()
         finally:
