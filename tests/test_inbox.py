@@ -6,6 +6,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 from switchboard.core.transport.inbox import Inbox
+from switchboard.testing import Harness
 
 
 def handler_tasks(nursery: trio.Nursery) -> int:
@@ -66,7 +67,7 @@ async def test_the_handler_task_exists_only_while_there_are_events(
         assert handler_tasks(nursery) == 0 and not inbox.running
         await inbox.put("a")
         await inbox.put("b")
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         assert handler_tasks(nursery) == 1 and inbox.running
         await trio.sleep(5)
         assert handled == ["a", "b"]
@@ -115,3 +116,26 @@ async def test_a_closed_inbox_drops_what_comes_later(
         inbox.close()
         await inbox.put("b")
     assert handled == ["a"]
+
+
+def all_tasks() -> int:
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(child) for nursery in task.child_nurseries
+                       for child in nursery.child_tasks)
+    return count(trio.lowlevel.current_root_task())
+
+
+async def test_a_connection_that_has_sent_events_keeps_no_handler_task_while_idle(
+        switchboard: Harness) -> None:
+    clients = [await switchboard.connect(f"u{i}") for i in range(3)]
+    await trio.sleep(1)
+    idle = all_tasks()
+    for client in clients:
+        await client.request("room:join", {"room": "lobby"})
+    await trio.sleep(1)
+    assert all_tasks() == idle  # no task left behind by the events
+    # the next event starts a handler again, and it is answered as before
+    await clients[0].request("room:leave", {"room": "lobby"})
+    await clients[1].request("room:join", {"room": "other"})
+    await trio.sleep(1)
+    assert all_tasks() == idle
