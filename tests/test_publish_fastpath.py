@@ -4,11 +4,14 @@ to the HTTP framework for everything else on the same connection."""
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 import trio
 from switchboard.testing import TEST_API_KEY, Harness
 from trio_websocket import open_websocket_url
+from wsproto import ConnectionState, ConnectionType, WSConnection
+from wsproto.events import Message, Request, TextMessage
 
 EMIT = {"event": "ticket:updated", "tenant": "t1", "room": "lead:1", "data": {"n": 1}}
 
@@ -106,3 +109,40 @@ async def test_requests_the_fast_path_does_not_take_are_served_by_the_framework(
                                        content=chunks(),
                                        headers={"Authorization": f"Bearer {TEST_API_KEY}"})
     assert response.status_code == 202 and response.json() == {"published": 1}
+
+
+async def test_a_publish_is_written_to_the_members_before_it_is_answered(
+        switchboard_live: Harness) -> None:
+    """When ``POST /api/v1/emit`` answers, the event is in the members' sockets:
+    a backend that publishes, then tells its users by another way, is never ahead
+    of the event."""
+    host, port = switchboard_live.server.addresses[0]
+    token = switchboard_live.token("ann", "t1", "agent")
+    member = await trio.open_tcp_stream(host, port)
+    ws = WSConnection(ConnectionType.CLIENT)
+    with trio.fail_after(10):
+        await member.send_all(ws.send(Request(host="x", target=f"/ws?token={token}")))
+        while ws.state is not ConnectionState.OPEN:
+            ws.receive_data(await member.receive_some(65536))
+            list(ws.events())
+        await member.send_all(ws.send(Message(
+            data='{"type":"room:join","data":{"room":"lead:1"},"id":1}')))
+        joined = False
+        while not joined:  # (the member reads nothing more from here on)
+            ws.receive_data(await member.receive_some(65536))
+            joined = any(isinstance(e, TextMessage) and '"id":1' in e.data
+                         for e in ws.events())
+        publisher = await trio.open_tcp_stream(host, port)
+        buffer = bytearray()
+        peek = socket.fromfd(member.socket.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        peek.setblocking(False)
+        try:
+            for n in range(20):
+                emit = {**EMIT, "data": {"n": n}}
+                await publisher.send_all(post(json.dumps(emit).encode()))
+                assert (await read_response(publisher, buffer))[0] == 202
+                # nothing else has run on the server since it answered
+                waiting = peek.recv(1 << 20, socket.MSG_PEEK)
+                assert f'"data":{{"n":{n}}}'.encode() in waiting
+        finally:
+            peek.close()

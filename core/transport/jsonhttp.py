@@ -17,6 +17,7 @@ import trio
 
 from ..supervise import log_failure
 from .front import HeadError, PrefixedStream, RequestHead, read_head, refuse
+from .wschannel import write_queued_now
 
 if TYPE_CHECKING:
     from ..app import App
@@ -88,6 +89,7 @@ async def serve_json_requests(app: App, stream: trio.abc.Stream, head: RequestHe
             log_failure(f"{head.method} {head.path}", exc)
             status, answer, close = 500, {"code": "internal_error",
                                           "message": "the request failed on the server"}, True
+        write_queued_now()  # what it published goes out before its answer
         await stream.send_all(json_response(status, answer, close=close,
                                             retry_after=retry_after_503 and status == 503))
         if close:

@@ -94,12 +94,29 @@ async def _write_direct(channels: list[WsChannel]) -> None:
     (the tasks that queued them have yielded: everything of a burst is queued),
     each channel's in one write; what a socket does not take at once goes to a
     writer task of its connection."""
+    _write_direct_now(channels)  # (a system task must not raise: see there)
+
+
+def write_queued_now() -> None:
+    """Write now, from the calling task, what the channels queued for this tick's
+    direct write (the task already started for it then finds nothing to do):
+    an HTTP request that published answers after its deliveries are out,
+    without waiting for a turn of the scheduler."""
+    try:
+        pending = _DIRECT.get()
+    except LookupError:
+        return
+    if pending:
+        _write_direct_now(pending)
+
+
+def _write_direct_now(channels: list[WsChannel]) -> None:
     batch = channels[:]
     channels.clear()
     for channel in batch:
         try:
             channel._write_direct()
-        except Exception:  # a system task must not raise: this connection ends
+        except Exception:  # (a failed write ends that connection, not the caller)
             channel.end_reason = channel.end_reason or "transport_error"
             channel._over()
 
