@@ -17,8 +17,10 @@ from switchboard.testing import Harness, TestClient
 
 from tests.redis_nodes import (
     TIMEOUT,
+    OwnRedis,
     cluster_config,
     eventually,
+    own_redis_fixture,  # noqa: F401  (fixture)
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
     start_process_node,
@@ -212,6 +214,39 @@ async def test_the_agents_of_a_dead_node_go_offline_and_their_tickets_back(
         assert watcher.received("ticket:assigned") == []
         await a.stop()
         nursery.cancel_scope.cancel()
+
+
+async def test_while_redis_is_unreachable_a_node_keeps_its_view_then_catches_up(
+        own_redis: OwnRedis) -> None:
+    await own_redis.wait_answering()
+    config = cluster_config("sbdesk", url=own_redis.url, overrides=DESK)
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(config, nursery, 2)
+        ana = await agent(a, "ana")
+        await eventually(lambda: listed_as(b, "ana", "online"))
+        own_redis.kill()
+        await eventually(partial(_degraded, a))
+        # node a goes on with what it knows: a status set, an agent connecting
+        assert await ana.request("agent:status", {"status": "busy"}) == {
+            "userId": "ana", "status": "busy"}
+        cleo = await agent(a, "cleo")
+        assert (await cleo.request("agent:list"))["agents"] == [
+            {"userId": "ana", "status": "busy"}, {"userId": "cleo", "status": "online"}]
+        # Redis comes back (empty, as after a crash): node b learns what it missed
+        own_redis.start()
+        await own_redis.wait_answering()
+        await eventually(lambda: _statuses_are(b, {"ana": "busy", "cleo": "online"}))
+        # and the counts are whole again: cleo's last connection takes her offline
+        watcher = await agent(b, "wb")
+        await cleo.close()
+        assert (await next_about(watcher, "agent:offline", "cleo"))["status"] == "offline"
+        await eventually(lambda: _statuses_are(b, {"ana": "busy", "wb": "online"}))
+        for node in (a, b):
+            await node.stop()
+
+
+async def _degraded(node: Harness) -> bool:
+    return not node.app.hub.broker.available
 
 
 async def _connect_to_port(node: Harness, port: int, user: str,

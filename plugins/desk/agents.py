@@ -353,23 +353,25 @@ class Agents:
         what could not be announced while Redis was unreachable, once it answers
         (tried again every ``broker.heartbeat``)."""
         while True:
-            if self._hello_due:
-                try:
+            try:
+                if self._hello_due:
                     await self.app.announce(HELLO_TOPIC, None)
                     self._hello_due = False
-                except BrokerUnavailable as exc:
-                    log.warning("statuses of the other nodes' agents not asked for: %s", exc)
-            for key, status in list(self._unsent.items()):
-                if self._unsent.get(key, False) != status:
-                    continue  # superseded meanwhile
-                await self._tell(key, status)
-                if key in self._unsent:
-                    break  # still unreachable
-            if self._hello_due or self._unsent:
+                if self._unsent:
+                    unsent, self._unsent = self._unsent, {}
+                    try:
+                        await self.app.announce(STATUS_TOPIC, {"statuses": [
+                            [*key, status] for key, status in sorted(unsent.items())]})
+                    except BrokerUnavailable:
+                        for key, status in unsent.items():  # (one set meanwhile is newer)
+                            self._unsent.setdefault(key, status)
+                        raise
+                    log.info("statuses of %d agents announced", len(unsent))
+            except BrokerUnavailable:
                 await trio.sleep(self.app.config.broker.heartbeat)
-            else:
-                await self._unsent_added.wait()
-                self._unsent_added = trio.Event()
+                continue
+            await self._unsent_added.wait()
+            self._unsent_added = trio.Event()
 
     # -- queues ----------------------------------------------------------------------
 
