@@ -66,7 +66,7 @@ async def test_the_handler_task_exists_only_while_there_are_events(
         assert handler_tasks(nursery) == 0 and not inbox.running
         await inbox.put("a")
         await inbox.put("b")
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         assert handler_tasks(nursery) == 1 and inbox.running
         await trio.sleep(5)
         assert handled == ["a", "b"]

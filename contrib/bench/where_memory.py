@@ -238,7 +238,8 @@ def main() -> None:
     p.add_argument("--per-tenant", type=int, default=100, help="users per tenant")
     p.add_argument("--sio", action="store_true", help="socket.io-client sockets")
     p.add_argument("--join", default="", metavar="ROOM",
-                   help="each client joins ROOM (acked) before it counts as ready, as in the hold row")
+                   help="each client joins ROOM (acked) before it counts as ready, "
+                        "as in the hold row")
     p.add_argument("--settle", type=float, default=3.0, help="seconds before the snapshot")
     p.add_argument("--frames", type=int, default=1, help="tracemalloc frames kept")
     p.add_argument("--traceback", action="store_true", help="also group by call stack")
