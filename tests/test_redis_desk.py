@@ -134,6 +134,11 @@ async def test_online_and_offline_once_for_an_agent_with_devices_on_two_nodes(
         for watcher in watchers:
             assert about(watcher, "agent:online", "ana") == []
             assert about(watcher, "agent:status", "ana") == []
+        ticket = await new_ticket(b, queueId="support")
+        for watcher in watchers:
+            event = await watcher.expect("ticket:assigned", timeout=TIMEOUT)
+            assert (event["ticket"]["id"], event["ticket"]["assigneeId"]) == (
+                ticket["id"], "ana")
         # the phone goes: its grace ends on node a with the laptop still there
         await phone.close()
         agents_a = a.app.plugins.pm.get_plugin("desk").agents
@@ -156,6 +161,37 @@ async def test_online_and_offline_once_for_an_agent_with_devices_on_two_nodes(
         for watcher in watchers:
             assert about(watcher, "agent:offline", "ana") == []
             assert about(watcher, "agent:online", "ana") == []
+        # her ticket back to its queue, reassign_after later, once (by node b)
+        for watcher in watchers:
+            back = await watcher.expect("ticket:assigned", timeout=TIMEOUT)
+            assert (back["ticket"]["id"], back["ticket"]["assigneeId"], back["reason"]) == (
+                ticket["id"], None, "assignee_offline")
+        await marker(a, *watchers)
+        for watcher in watchers:
+            assert watcher.received("ticket:assigned") == []
+        for node in (a, b):
+            await node.stop()
+
+
+async def test_an_agent_moving_to_another_node_within_the_grace_does_not_flap(
+        redis_prefix: str) -> None:
+    # a grace long enough for the reconnect on a loaded machine
+    slow = {"plugins": {"desk": {**DESK["plugins"]["desk"], "offline_grace": 3.0}}}
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=slow), nursery, 2)
+        watcher = await agent(b, "wb")
+        phone = await agent(a, "ana")
+        await next_about(watcher, "agent:online", "ana")
+        await phone.close()
+        again = await agent(b, "ana")  # reconnects elsewhere
+        await eventually(partial(_grace_over, a, "ana"), timeout=TIMEOUT + 5)
+        await marker(a, watcher)
+        assert about(watcher, "agent:offline", "ana") == []
+        assert about(watcher, "agent:online", "ana") == []
+        for node in (a, b):
+            assert await listed_as(node, "ana", "online")
+        await again.close()
+        assert (await next_about(watcher, "agent:offline", "ana"))["status"] == "offline"
         for node in (a, b):
             await node.stop()
 
