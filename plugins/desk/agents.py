@@ -244,7 +244,7 @@ class Agents:
             return
         del self._gone[key]
         if key in self._agents or await self._count(key, 0):
-            return  # back on a node (the others said so, or not yet)
+            return  # back on a node whose announcement has not come yet
         await self.give_back(tenant, user)
 
     async def give_back(self, tenant: str, user: str) -> None:
@@ -290,6 +290,7 @@ class Agents:
             self._unsent_added.set()
 
     def _statuses_announced(self, announcement: Announcement) -> None:
+        """Statuses set, or agents gone offline (None), on any node (this one's too)."""
         data = announcement.data
         entries = data.get("statuses") if isinstance(data, dict) else None
         for entry in entries if isinstance(entries, list) else []:
