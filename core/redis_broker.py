@@ -163,11 +163,18 @@ return out
 """
 
 # KEYS: count hash, members set, alive, this node's count set
-# ARGV: node, delta, entry (group NUL member), member
+# ARGV: node, delta (or, with ARGV[5] = 'set', the node's count itself),
+# entry (group NUL member), member
 _COUNT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+local n
+if ARGV[5] == 'set' then
+  n = tonumber(ARGV[2])
+  redis.call('HSET', KEYS[1], ARGV[1], n)
+else
+  n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+end
 if n <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('SREM', KEYS[4], ARGV[3])
@@ -809,10 +816,19 @@ class RedisBroker:
             await self.announce(NODE_GONE, {"node": gone, "emptied": emptied})
 
     async def _restore_counts(self, redis: coredis.Redis[bytes]) -> None:
-        self._counts_lost = False
+        """Write this node's counts as they are now, whole: set, not added (they
+        may be there already, when Redis kept its data or a restore was already
+        done since it came back), and those fallen to 0 meanwhile taken out."""
+        held = await redis.smembers(f"{self.key_prefix}:node:{self.node_id}:counts")
+        for entry in sorted(_text(e) for e in held):
+            group, _, member = entry.partition("\0")
+            if member not in self._counts.get(group, {}):
+                await self._count(redis, group, member, 0, absolute=True)
         for group, members in list(self._counts.items()):
-            for member, n in list(members.items()):
-                await self._count(redis, group, member, n)
+            for member in list(members):
+                await self._count(redis, group, member, members.get(member, 0),
+                                  absolute=True)
+        self._counts_lost = False
 
     async def count(self, group: str, member: str, delta: int) -> int:
         members = self._counts.setdefault(group, {})
@@ -829,12 +845,14 @@ class RedisBroker:
             raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
 
     async def _count(self, redis: coredis.Redis[bytes], group: str, member: str,
-                     delta: int) -> int:
+                     delta: int, *, absolute: bool = False) -> int:
+        """Add ``delta`` to this node's count (``absolute``: set it to ``delta``)."""
         p = self.key_prefix
         total = await redis.eval(
             _COUNT, keys=[f"{p}:count:{group}:{member}", f"{p}:members:{group}",
                           self.alive_key, f"{p}:node:{self.node_id}:counts"],
-            args=[self.node_id, delta, f"{group}\0{member}", member])
+            args=[self.node_id, delta, f"{group}\0{member}", member,
+                  "set" if absolute else "add"])
         return max(int(total), 0)  # type: ignore[arg-type]
 
     async def counts(self, group: str) -> dict[str, int]:

@@ -1,27 +1,33 @@
 """Shared pieces of the multi-node tests on Redis: the machine's Redis
 (127.0.0.1:6379) with a key prefix of each test's own (cleaned up after), a
-Redis server of a test's own on a free port, and several nodes of one cluster.
+Redis server of a test's own on a free port, several nodes of one cluster, and
+a node as a real process (to be killed with -9).
 
 Tests that need Redis fail, never skip, without it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import coredis
+import httpx
 import pytest
 import trio
 from switchboard.core.config import Config, merge
-from switchboard.testing import Harness, make_config
+from switchboard.testing import TEST_API_KEY, TEST_SECRET, Harness, make_config
 
 from tests.ports import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+SCRIPT = Path(sys.executable).parent / "switchboard"
 #: Upper bound for anything that should happen at once over loopback: generous, as the
 #: suite runs on parallel workers of a busy machine and only a failure waits it out.
 TIMEOUT = 60.0
@@ -163,3 +169,77 @@ async def eventually(check: Callable[[], Awaitable[bool]], *,
     with trio.fail_after(timeout):
         while not await check():  # noqa: ASYNC110 (nothing to wait on but the state)
             await trio.sleep(0.05)
+
+
+def node_config_file(path: Path, port: int, prefix: str, store_url: str,
+                     extra: str = "") -> Path:
+    """The config of a process node: the cluster's (as :func:`cluster_config`
+    makes it for in-process nodes) and ``extra`` TOML."""
+    path.write_text(f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+
+[auth]
+secret = "{TEST_SECRET}"
+
+[[api_keys]]
+key = "{TEST_API_KEY}"
+tenant = "*"
+name = "tests"
+
+[store]
+url = "{store_url}"
+
+[broker]
+url = "{REDIS_URL}"
+prefix = "{prefix}"
+heartbeat = 0.2
+node_ttl = 3.0
+
+[socketio]
+recovery_window = 30
+
+[rooms]
+public_patterns = ["lobby:*"]
+
+[plugins.presence]
+grace_period = 0.3
+{extra}""")
+    return path
+
+
+async def start_process_node(tmp_path: Path, nursery: trio.Nursery, prefix: str,
+                             store_url: str, extra: str = "") -> tuple[trio.Process, int]:
+    """``switchboard serve`` as a real process (to be killed with -9)."""
+    port = free_port()
+    config = node_config_file(tmp_path / "node.toml", port, prefix, store_url, extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    log = tmp_path / "node.log"
+    with log.open("wb") as out:
+        process = await trio.lowlevel.open_process(
+            [str(SCRIPT), "serve", "--config", str(config)], env=env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
+    async def reap() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with trio.CancelScope(shield=True):
+                    await process.wait()
+
+    nursery.start_soon(reap)
+    async with httpx.AsyncClient(timeout=60) as http:
+        with trio.fail_after(TIMEOUT):
+            while True:
+                if process.returncode is not None:
+                    raise AssertionError(f"node exited:\n{log.read_text()}")
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.05)
+    return process, port

@@ -250,6 +250,42 @@ async def test_redis_down_local_traffic_goes_on_then_it_resumes(own_redis: OwnRe
             await node.stop()
 
 
+async def test_counts_are_whole_again_once_redis_is_back(own_redis: OwnRedis) -> None:
+    await own_redis.wait_answering()
+    config = cluster_config("sbcounts", url=own_redis.url)
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(config, nursery, 2)
+        assert await a.app.cluster_count("g", "kept", +1) == 1
+        assert await b.app.cluster_count("g", "kept", +1) == 2
+        assert await a.app.cluster_count("g", "gone", +1) == 1
+        own_redis.kill()
+        # counted on the node while Redis is unreachable
+        with pytest.raises(BrokerUnavailable):
+            await a.app.cluster_count("g", "gone", -1)
+        with pytest.raises(BrokerUnavailable):
+            await a.app.cluster_count("g", "new", +1)
+        own_redis.start()  # (empty, as after a crash)
+        await own_redis.wait_answering()
+        brokers = [node.app.hub.broker for node in (a, b)]
+
+        async def restored() -> bool:
+            return not any(broker._counts_lost for broker in brokers) and \
+                await a.app.cluster_counts("g") == {"kept": 2, "new": 1}
+
+        await eventually(restored)
+        # restored once more (as after another outage): set again, not added
+        brokers[0]._counts_lost = True
+        await eventually(lambda: _not_lost(brokers[0]))
+        assert await b.app.cluster_counts("g") == {"kept": 2, "new": 1}
+        assert await a.app.cluster_count("g", "new", -1) == 0
+        for node in (a, b):
+            await node.stop()
+
+
+async def _not_lost(broker: Any) -> bool:
+    return not broker._counts_lost
+
+
 async def test_skip_room_holds_on_every_node(redis_prefix: str) -> None:
     async with trio.open_nursery() as nursery:
         nodes = await start_nodes(cluster_config(redis_prefix), nursery, 2)

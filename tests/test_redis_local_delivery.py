@@ -81,8 +81,8 @@ class RedisGate:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(requests)
                 nursery.start_soon(answers)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # (a node's connection reset as it stops: in the nursery's group)
         finally:
             with trio.CancelScope(shield=True):
                 await upstream.aclose()

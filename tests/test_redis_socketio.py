@@ -6,10 +6,8 @@ others with nothing lost or duplicated."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -19,7 +17,7 @@ import coredis
 import httpx
 import pytest
 import trio
-from switchboard.testing import TEST_API_KEY, TEST_SECRET, Harness
+from switchboard.testing import TEST_API_KEY, Harness
 
 from tests.redis_nodes import (
     REDIS_URL,
@@ -27,9 +25,9 @@ from tests.redis_nodes import (
     Balancer,
     cluster_config,
     eventually,
-    free_port,
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
+    start_process_node,
 )
 from tests.socketio_fixtures import (
     DRIVER,
@@ -38,7 +36,6 @@ from tests.socketio_fixtures import (
     node_modules_fixture,  # noqa: F401  (fixture)
 )
 
-SCRIPT = Path(sys.executable).parent / "switchboard"
 ROOM = "lobby:1"
 RECOVERY = {"socketio": {"recovery_window": 30}}
 #: socket.io-client reconnecting at once, always to the same address.
@@ -120,77 +117,6 @@ async def test_one_room_over_three_nodes_socketio_and_websocket(
             assert not client.received("tick")
         for node in nodes:
             await node.stop()
-
-
-def node_config_file(path: Path, port: int, prefix: str, store_url: str) -> Path:
-    path.write_text(f"""
-[server]
-host = "127.0.0.1"
-port = {port}
-
-[auth]
-secret = "{TEST_SECRET}"
-
-[[api_keys]]
-key = "{TEST_API_KEY}"
-tenant = "*"
-name = "tests"
-
-[store]
-url = "{store_url}"
-
-[broker]
-url = "{REDIS_URL}"
-prefix = "{prefix}"
-heartbeat = 0.2
-node_ttl = 3.0
-
-[socketio]
-recovery_window = 30
-
-[rooms]
-public_patterns = ["lobby:*"]
-
-[plugins.presence]
-grace_period = 0.3
-""")
-    return path
-
-
-async def start_process_node(tmp_path: Path, nursery: trio.Nursery, prefix: str,
-                             store_url: str) -> tuple[trio.Process, int]:
-    """``switchboard serve`` as a real process (to be killed with -9)."""
-    port = free_port()
-    config = node_config_file(tmp_path / "node.toml", port, prefix, store_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    log = tmp_path / "node.log"
-    with log.open("wb") as out:
-        process = await trio.lowlevel.open_process(
-            [str(SCRIPT), "serve", "--config", str(config)], env=env,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-
-    async def reap() -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                with trio.CancelScope(shield=True):
-                    await process.wait()
-
-    nursery.start_soon(reap)
-    async with httpx.AsyncClient(timeout=60) as http:
-        with trio.fail_after(TIMEOUT):
-            while True:
-                if process.returncode is not None:
-                    raise AssertionError(f"node exited:\n{log.read_text()}")
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)
-    return process, port
 
 
 async def presence_counts(node: Harness, expected: dict[str, int]) -> bool:

@@ -14,6 +14,22 @@
   be given to the next member who comes online or frees capacity.
 - An assignee offline for ``reassign_after`` seconds more loses their active
   tickets back to their queues.
+
+Several nodes (a Redis broker), as the presence plugin does it: an agent's
+connections are counted per node with ``app.cluster_count`` (group
+``desk:{tenant}``), so ``agent:online`` goes out once, from the node whose
+connection took the cluster's total from 0 to 1, and ``agent:offline`` once,
+from the node whose grace ended with the total at 0; a connection that
+closed keeps counting during its grace, so a reconnection on another node
+does not flap, and one node only gives the tickets back. Every node keeps
+the status of every agent online anywhere (for auto-assignment and
+``agent:list``): a status set, an agent come online or gone offline is
+announced on the control channel (topic ``desk:status``); a node that starts
+asks the others (``desk:hello``) and each answers for its own agents. The
+agents of a node that dies stop counting after ``broker.node_ttl``; the node
+that notices takes those with no connection left anywhere offline after the
+grace. While Redis is unreachable a node decides from its own connections
+and sends what it could not announce once Redis answers again.
 """
 
 from __future__ import annotations
@@ -26,7 +42,9 @@ import attrs
 import trio
 from switchboard.core import (
     CONFLICT,
+    Announcement,
     App,
+    BrokerUnavailable,
     ClientError,
     Session,
     Ticket,
@@ -43,17 +61,30 @@ AGENT_STATUSES = ("online", "busy", "away", "offline")
 log = logging.getLogger("switchboard.desk")
 #: Waiting tickets looked at per queue each time capacity frees up.
 DRAIN_BATCH = 50
+#: Control-channel topics: a node is gone (the core's); agents' statuses
+#: (``{"statuses": [[tenant, user, status or None], ...]}``, None: offline);
+#: a node that starts asks for the statuses of the agents already online.
+NODE_GONE = "switchboard:node_gone"
+STATUS_TOPIC = "desk:status"
+HELLO_TOPIC = "desk:hello"
+
+Key = tuple[str, str]
 
 
-@attrs.define
+def _group(tenant: str) -> str:
+    return f"desk:{tenant}"
+
+
+@attrs.define(eq=False)
 class _Agent:
-    status: AgentStatus = "online"
+    """An agent's connections to this node."""
+
     sessions: int = 0
     going: trio.CancelScope | None = None
 
 
 class Agents:
-    """Agent statuses (this node's connections), queues and auto-assignment."""
+    """Agent statuses (of the whole cluster), queues and auto-assignment."""
 
     app: App
     settings: DeskSettings
@@ -63,9 +94,17 @@ class Agents:
         self.storage = storage
         self.tickets = tickets
         self.queues = queues
-        self._agents: dict[tuple[str, str], _Agent] = {}
-        #: Agents offline now, each as it was when it went (see :meth:`_going`).
-        self._gone: dict[tuple[str, str], _Agent] = {}
+        #: This node's connections of each agent.
+        self._agents: dict[Key, _Agent] = {}
+        #: The status of every agent online on any node (this one's included).
+        self._statuses: dict[Key, AgentStatus] = {}
+        #: Agents gone offline from this node, waiting for ``reassign_after``:
+        #: each with a token of its wait (see :meth:`_give_back_later`).
+        self._gone: dict[Key, object] = {}
+        #: Statuses not announced while Redis was unreachable, sent when it is back.
+        self._unsent: dict[Key, AgentStatus | None] = {}
+        self._unsent_added = trio.Event()
+        self._hello_due = False
         #: Round robin: the member who got a ticket of the queue last.
         self._last: dict[tuple[str, str], str] = {}
         self._draining: dict[tuple[str, str], trio.Lock] = {}
@@ -81,6 +120,11 @@ class Agents:
         # A status set through the presence plugin (presence:update) is the
         # agent's status too.
         app.watch_publications(["presence:user_updated"], self._presence_updated)
+        app.on_announcement(STATUS_TOPIC, self._statuses_announced)
+        app.on_announcement(HELLO_TOPIC, self._hello)
+        app.on_announcement(NODE_GONE, self._node_gone)
+        self._hello_due = True
+        app.nursery.start_soon(self._catch_up)
 
     def _presence_updated(self, publication: Any) -> None:
         """(``publication``: what ``App.watch_publications`` passes: tenant, event, data.)"""
@@ -90,18 +134,18 @@ class Agents:
         key = (publication.tenant, str(data.get("userId")))
         agent = self._agents.get(key)
         status: AgentStatus = data["status"]
-        if agent is not None and agent.going is None and agent.status != status:
+        if agent is not None and agent.going is None and self._statuses.get(key) != status:
             self.app.nursery.start_soon(self._changed_to, key, status)
 
-    async def _changed_to(self, key: tuple[str, str], status: AgentStatus) -> None:
-        agent = self._agents.get(key)
-        if agent is None or agent.status == status:
+    async def _changed_to(self, key: Key, status: AgentStatus) -> None:
+        if key not in self._statuses or self._statuses[key] == status:
             return
-        agent.status = status
+        self._statuses[key] = status
         tenant, user = key
+        await self._tell(key, status)
         await self._broadcast(tenant, "agent:status", user, status)
         if status == "online":
-            await self.offer_to(tenant, user)
+            await self._offer(tenant, user)
 
     async def declare_queues(self, queues: Iterable[QueueSettings]) -> None:
         for queue in queues:
@@ -112,45 +156,55 @@ class Agents:
     # -- status --------------------------------------------------------------------
 
     def status(self, tenant: str, user: str) -> AgentStatus:
-        agent = self._agents.get((tenant, user))
-        return "offline" if agent is None else agent.status
+        return self._statuses.get((tenant, user), "offline")
 
     def statuses(self, tenant: str) -> list[dict[str, Any]]:
-        return [{"userId": user, "status": agent.status}
-                for (t, user), agent in sorted(self._agents.items()) if t == tenant]
+        return [{"userId": user, "status": status}
+                for (t, user), status in sorted(self._statuses.items()) if t == tenant]
 
     async def _broadcast(self, tenant: str, event: str, user: str, status: AgentStatus
                          ) -> None:
-        await self.app.publish(tenant, agents_room(tenant), event,
-                               {"userId": user, "status": status,
-                                "at": self.tickets.clock.now()})
+        try:
+            await self.app.publish(tenant, agents_room(tenant), event,
+                                   {"userId": user, "status": status,
+                                    "at": self.tickets.clock.now()})
+        except BrokerUnavailable as exc:
+            log.warning("%s of %s/%s not sent: %s", event, tenant, user, exc)
 
     async def set_status(self, session: Session, status: AgentStatus) -> dict[str, Any]:
         key = (session.tenant_id, session.user_id)
-        self._agents.setdefault(key, _Agent(sessions=1))
+        if key not in self._agents:  # (a connection the desk did not count: confined)
+            self._agents[key] = _Agent(sessions=1)
+            await self._count(key, +1)
+        self._statuses.setdefault(key, "online")
         await self._changed_to(key, status)
         return {"userId": session.user_id, "status": status}
 
     async def session_opened(self, session: Session) -> None:
         if not self.app.is_agent(session) or session.identity.confined:
             return
-        tenant, user = session.tenant_id, session.user_id
+        tenant, user = key = session.tenant_id, session.user_id
         for queue in await self.queues_of(tenant, user):
             self.app.hub.rooms.add(session, QUEUE_ROOM + queue)
-        self._gone.pop((tenant, user), None)
-        agent = self._agents.get((tenant, user))
+        self._gone.pop(key, None)
+        agent = self._agents.get(key)
         if agent is not None and agent.going is not None:  # back within the grace
-            agent.going.cancel()
+            agent.going.cancel()  # (the connection still counted in the cluster is this one)
             agent.going = None
             agent.sessions += 1
             return
         if agent is None:
-            agent = self._agents[(tenant, user)] = _Agent()
+            agent = self._agents[key] = _Agent()
         agent.sessions += 1
-        if agent.sessions == 1:
-            await self._broadcast(tenant, "agent:online", user, agent.status)
-            await self._broadcast(tenant, "agent:status", user, agent.status)
-            await self.offer_to(tenant, user)
+        total = await self._count(key, +1)
+        if (agent.sessions == 1) if total is None else (total == 1):
+            status = self._statuses[key] = "online"
+            await self._tell(key, status)
+            await self._broadcast(tenant, "agent:online", user, status)
+            await self._broadcast(tenant, "agent:status", user, status)
+            await self._offer(tenant, user)
+        else:  # online on another node already (with the status known there)
+            self._statuses.setdefault(key, "online")
 
     async def session_closed(self, session: Session) -> None:
         key = (session.tenant_id, session.user_id)
@@ -158,24 +212,39 @@ class Agents:
         if agent is None or agent.going is not None:
             return
         agent.sessions -= 1
-        if agent.sessions <= 0:
+        if agent.sessions <= 0:  # counts on in the cluster until the grace ends
             agent.going = trio.CancelScope()
             self.app.nursery.start_soon(self._going, key, agent, agent.going)
+        else:
+            await self._count(key, -1)
 
-    async def _going(self, key: tuple[str, str], agent: _Agent, scope: trio.CancelScope
-                     ) -> None:
-        tenant, user = key
+    async def _going(self, key: Key, agent: _Agent, scope: trio.CancelScope) -> None:
         with scope:
             await trio.sleep(self.settings.offline_grace)
-            del self._agents[key]
-            self._gone[key] = agent
-            await self._broadcast(tenant, "agent:offline", user, "offline")
-            await self._broadcast(tenant, "agent:status", user, "offline")
-            await trio.sleep(self.settings.reassign_after)
+        if scope.cancelled_caught or self._agents.get(key) is not agent:
+            return
+        del self._agents[key]
+        if await self._count(key, -1):
+            return  # still connected to another node
+        # no connection left on any node (or none known, Redis unreachable)
+        await self._give_back_later(key)
+
+    async def _give_back_later(self, key: Key) -> None:
+        """Take an agent offline now, and give her tickets back ``reassign_after``
+        later unless she came back (to any node) meanwhile."""
+        tenant, user = key
+        token = self._gone[key] = object()
+        self._statuses.pop(key, None)
+        await self._tell(key, None)
+        await self._broadcast(tenant, "agent:offline", user, "offline")
+        await self._broadcast(tenant, "agent:status", user, "offline")
+        await trio.sleep(self.settings.reassign_after)
         # not if they came back since (and maybe went again, more recently)
-        if scope.cancelled_caught or self._gone.get(key) is not agent:
+        if self._gone.get(key) is not token:
             return
         del self._gone[key]
+        if key in self._agents or await self._count(key, 0):
+            return  # back on a node whose announcement has not come yet
         await self.give_back(tenant, user)
 
     async def give_back(self, tenant: str, user: str) -> None:
@@ -186,6 +255,124 @@ class Agents:
                 await self.tickets.assign(tenant, row["id"], None, reason="assignee_offline")
             except ClientError as exc:  # changed meanwhile (closed, reassigned)
                 log.debug("ticket %s not given back: %s", row["id"], exc.message)
+            except BrokerUnavailable as exc:  # given back, not announced
+                log.warning("ticket %s given back unannounced: %s", row["id"], exc)
+
+    async def _offer(self, tenant: str, user: str) -> None:
+        try:
+            await self.offer_to(tenant, user)
+        except BrokerUnavailable as exc:
+            log.warning("waiting tickets not offered to %s/%s: %s", tenant, user, exc)
+
+    # -- several nodes -------------------------------------------------------------
+
+    async def _count(self, key: Key, delta: int) -> int | None:
+        """The agent's connections over the cluster after adding ``delta`` of
+        this node's; None while Redis is unreachable (this node decides alone)."""
+        tenant, user = key
+        try:
+            return await self.app.cluster_count(_group(tenant), user, delta)
+        except BrokerUnavailable as exc:
+            log.warning("connections of agent %s/%s counted on this node only: %s",
+                        tenant, user, exc)
+            return None
+
+    async def _tell(self, key: Key, status: AgentStatus | None) -> None:
+        """Announce an agent's status to every node (None: she went offline);
+        kept to be sent later while Redis is unreachable."""
+        self._unsent.pop(key, None)
+        try:
+            await self.app.announce(STATUS_TOPIC, {"statuses": [[*key, status]]})
+        except BrokerUnavailable as exc:
+            log.warning("status of agent %s/%s known on this node only for now: %s",
+                        *key, exc)
+            self._unsent[key] = status
+            self._unsent_added.set()
+
+    def _statuses_announced(self, announcement: Announcement) -> None:
+        """Statuses set, or agents gone offline (None), on any node (this one's too)."""
+        data = announcement.data
+        entries = data.get("statuses") if isinstance(data, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if not (isinstance(entry, list) and len(entry) == 3
+                    and isinstance(entry[0], str) and isinstance(entry[1], str)):
+                continue
+            key: Key = (entry[0], entry[1])
+            status = entry[2]
+            if status in AGENT_STATUSES:
+                self._statuses[key] = status
+                self._gone.pop(key, None)  # online on a node: no tickets given back
+            elif status is None and announcement.node != self.app.node_id:
+                if key in self._agents:
+                    # still connected here: said offline by a node that could not
+                    # know (a race with a reconnection, or Redis unreachable there)
+                    self.app.nursery.start_soon(
+                        self._tell, key, self._statuses.get(key, "online"))
+                else:
+                    self._statuses.pop(key, None)
+
+    def _hello(self, announcement: Announcement) -> None:
+        """A node started: tell it the statuses of the agents connected here."""
+        if announcement.node != self.app.node_id and self._agents:
+            self.app.nursery.start_soon(self._answer_hello)
+
+    async def _answer_hello(self) -> None:
+        statuses = [[*key, self._statuses[key]] for key in sorted(self._agents)
+                    if key in self._statuses]
+        try:
+            await self.app.announce(STATUS_TOPIC, {"statuses": statuses})
+        except BrokerUnavailable as exc:
+            log.warning("statuses of %d agents not told to a new node: %s",
+                        len(statuses), exc)
+
+    def _node_gone(self, announcement: Announcement) -> None:
+        """A node died: its agents with no connection left anywhere go offline
+        after the grace (said by the node that noticed, once)."""
+        if announcement.node != self.app.node_id or not isinstance(announcement.data, dict):
+            return
+        emptied = announcement.data.get("emptied", {})
+        if not isinstance(emptied, dict):
+            return
+        for group, users in emptied.items():
+            if not (isinstance(group, str) and group.startswith("desk:")
+                    and isinstance(users, list)):
+                continue
+            tenant = group.removeprefix("desk:")
+            for user in users:
+                if isinstance(user, str):
+                    self.app.nursery.start_soon(self._offline_after_node_gone,
+                                                (tenant, user))
+
+    async def _offline_after_node_gone(self, key: Key) -> None:
+        await trio.sleep(self.settings.offline_grace)
+        if key in self._agents or await self._count(key, 0):
+            return  # back meanwhile, here or on another node
+        await self._give_back_later(key)
+
+    async def _catch_up(self) -> None:
+        """Ask the other nodes for their agents' statuses at start-up, and send
+        what could not be announced while Redis was unreachable, once it answers
+        (tried again every ``broker.heartbeat``)."""
+        while True:
+            try:
+                if self._hello_due:
+                    await self.app.announce(HELLO_TOPIC, None)
+                    self._hello_due = False
+                if self._unsent:
+                    unsent, self._unsent = self._unsent, {}
+                    try:
+                        await self.app.announce(STATUS_TOPIC, {"statuses": [
+                            [*key, status] for key, status in sorted(unsent.items())]})
+                    except BrokerUnavailable:
+                        for key, status in unsent.items():  # (one set meanwhile is newer)
+                            self._unsent.setdefault(key, status)
+                        raise
+                    log.info("statuses of %d agents announced", len(unsent))
+            except BrokerUnavailable:
+                await trio.sleep(self.app.config.broker.heartbeat)
+                continue
+            await self._unsent_added.wait()
+            self._unsent_added = trio.Event()
 
     # -- queues ----------------------------------------------------------------------
 
@@ -284,7 +471,7 @@ class Agents:
     # -- assignment ------------------------------------------------------------------
 
     def candidates(self, queue: Queue) -> list[tuple[str, int]]:
-        """The online members of ``queue`` (of this node) with their capacity,
+        """The online members of ``queue`` (on any node) with their capacity,
         in the order to offer them a ticket: after the last one given a ticket
         for round robin; for least busy, the order is the database's to find
         (see :meth:`auto_assign`), this one only breaks ties."""
