@@ -371,6 +371,9 @@ class WsChannel:
         buffer = bytearray()
         sock = _socket_of(self.stream)
         data: bytes | bytearray | None
+        #: The last read took less than it could: the socket was emptied, so the
+        #: next read waits for it first (no read that would block, no exception).
+        emptied = False
         try:
             while True:
                 message: str | bytes | None = None  # (the last one not kept while waiting)
@@ -380,19 +383,24 @@ class WsChannel:
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         data = b""
                 else:
-                    await trio.lowlevel.checkpoint_if_cancelled()
                     # the descriptor is asked for each time (-1 once the socket is
                     # closed): a number kept would be another socket's after a close
                     fd = sock.fileno()
-                    data = _read_now(fd) if fd >= 0 else b""
-                    if data is None:
+                    if emptied and fd >= 0:
                         try:
                             await trio.lowlevel.wait_readable(fd)
                         except (trio.ClosedResourceError, OSError):
-                            data = b""
+                            fd = -1
                         else:
-                            continue
+                            fd = sock.fileno()
                     else:
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                    data = _read_now(fd) if fd >= 0 else b""
+                    if data is None:
+                        emptied = True  # (woken with nothing to read: wait again)
+                        continue
+                    emptied = len(data) < RECEIVE_SIZE
+                    if not emptied:
                         await trio.lowlevel.cancel_shielded_checkpoint()
                 if not data:
                     self.end_reason = self.end_reason or "transport_close"
