@@ -247,7 +247,10 @@ class App:
         "first". The counts of a node that dies stop counting after
         ``broker.node_ttl``; the announcement ``switchboard:node_gone`` then
         lists, per group, the members whose total fell to 0 (its ``data``:
-        ``{"node", "emptied": {group: [member, ...]}}``). Raises
+        ``{"node", "emptied": {group: [member, ...]}}``). A node that was only
+        cut off for that long writes its counts again when it is back and
+        announces ``switchboard:node_back`` (``{"node"}``, its own id): announce
+        again then what this node holds (its users online, say). Raises
         :class:`~switchboard.core.BrokerUnavailable` while Redis is unreachable."""
         return await self.hub.broker.count(group, member, delta)
 

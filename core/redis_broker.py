@@ -24,7 +24,10 @@ Keys (all under ``broker.prefix``, ``P`` below):
   ``broker.heartbeat`` seconds. A node missing its heartbeats for
   ``broker.node_ttl`` seconds (killed, cut off) is removed by the first live
   node that sees it, which announces ``switchboard:node_gone`` so that the
-  plugins drop what that node held (presence: its devices).
+  plugins drop what that node held (presence: its devices). A node that was
+  only cut off finds, at its first heartbeat back, that it had been removed:
+  it writes its counts again and announces ``switchboard:node_back`` so that
+  the plugins announce again what it holds.
 - ``P:session:{pid}``: a dropped Socket.IO session kept for recovery, expiring
   after ``socketio.recovery_window``.
 
@@ -96,8 +99,11 @@ COMMAND_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 #: Announcements kept in the control stream, at most (about).
 CONTROL_SIZE = 1000
-#: Topic of the announcement that a node is gone (data: {"node": id}).
+#: Topic of the announcement that a node is gone (data: {"node": id, "emptied": ...}).
 NODE_GONE = "switchboard:node_gone"
+#: Topic of the announcement, by a node the others had taken for gone, that it
+#: is back and counted again (data: {"node": id}).
+NODE_BACK = "switchboard:node_back"
 
 _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
                 coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError,
@@ -133,10 +139,11 @@ return redis.call('GET', KEYS[1])
 _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+-- 1 when this node was not among the live ones (its first heartbeat, or removed)
+local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-local out = {}
+local out = {added}
 for _, node in ipairs(dead) do
   redis.call('ZREM', KEYS[1], node)
   redis.call('HDEL', KEYS[2], node)
@@ -468,6 +475,9 @@ class RedisBroker:
         #: This node's counts (:meth:`count`), to write again if Redis lost them.
         self._counts: dict[str, dict[str, int]] = {}
         self._counts_lost = False
+        #: A heartbeat of this node has reached Redis (a later one that finds
+        #: the node missing from the live ones: it had been taken for gone).
+        self._beaten = False
         self._forget_added = trio.Event()
 
     # -- clients ---------------------------------------------------------------
@@ -804,7 +814,8 @@ class RedisBroker:
                                 args=[self.node_id, int(self.node_ttl * 1000),
                                       dumps(report()), self.key_prefix])
         assert isinstance(dead, list)
-        for i in range(0, len(dead), 2):
+        removed, self._beaten = bool(int(dead[0])) and self._beaten, True
+        for i in range(1, len(dead), 2):
             gone = _text(dead[i])
             if gone == self.node_id:
                 continue
@@ -814,6 +825,13 @@ class RedisBroker:
                 emptied.setdefault(group, []).append(member)
             log.warning("node %s missed its heartbeats: gone", gone)
             await self.announce(NODE_GONE, {"node": gone, "emptied": emptied})
+        if removed:
+            # cut off for longer than node_ttl: the other nodes dropped this
+            # one's counts (and its users went offline there)
+            log.warning("this node was taken for gone by the others (no heartbeat for "
+                        "%g s): its counts are written again", self.node_ttl)
+            await self._restore_counts(redis)
+            await self.announce(NODE_BACK, {"node": self.node_id})
 
     async def _restore_counts(self, redis: coredis.Redis[bytes]) -> None:
         """Write this node's counts as they are now, whole: set, not added (they

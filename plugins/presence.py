@@ -73,6 +73,7 @@ SHUTDOWN_WRITE = 5.0
 Status = Literal["online", "busy", "away", "offline"]
 #: Control-channel topics: a node is gone (the core's); a status was set.
 NODE_GONE = "switchboard:node_gone"
+NODE_BACK = "switchboard:node_back"
 STATUS_TOPIC = "presence:status"
 
 
@@ -227,6 +228,7 @@ class PresencePlugin:
         self.settings = app.settings(self)
         self._updates = app.coalescer(self.settings.update_interval, self._send_update)
         app.on_announcement(NODE_GONE, self._node_gone)
+        app.on_announcement(NODE_BACK, self._node_back)
         app.on_announcement(STATUS_TOPIC, self._status_announced)
 
     @hookimpl
@@ -327,6 +329,25 @@ class PresencePlugin:
                 if isinstance(user_id, str):
                     self.app.nursery.start_soon(self._offline_after_node_gone,
                                                 (tenant, user_id))
+
+    def _node_back(self, announcement: Announcement) -> None:
+        """This node was taken for gone while cut off (its users went offline
+        on the others): its users with a device here are online again."""
+        if announcement.node == self.app.node_id:
+            self.app.nursery.start_soon(self._online_again)
+
+    async def _online_again(self) -> None:
+        for (tenant, user_id), user in sorted(self._users.items()):
+            if user.devices <= 0:
+                continue
+            try:
+                await self.app.publish(tenant, tenant_room(tenant), "user:online",
+                                       UserOnline(user_id, user.role, user.status))
+                await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
+                                                       "status": user.status})
+            except BrokerUnavailable as exc:
+                log.warning("user:online of %s/%s not sent again: %s", tenant, user_id, exc)
+                return
 
     async def _offline_after_node_gone(self, key: tuple[str, str]) -> None:
         last_seen = time.time()

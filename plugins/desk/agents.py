@@ -61,10 +61,12 @@ AGENT_STATUSES = ("online", "busy", "away", "offline")
 log = logging.getLogger("switchboard.desk")
 #: Waiting tickets looked at per queue each time capacity frees up.
 DRAIN_BATCH = 50
-#: Control-channel topics: a node is gone (the core's); agents' statuses
+#: Control-channel topics: a node is gone, or back after it was taken for
+#: gone (the core's); agents' statuses
 #: (``{"statuses": [[tenant, user, status or None], ...]}``, None: offline);
 #: a node that starts asks for the statuses of the agents already online.
 NODE_GONE = "switchboard:node_gone"
+NODE_BACK = "switchboard:node_back"
 STATUS_TOPIC = "desk:status"
 HELLO_TOPIC = "desk:hello"
 
@@ -123,6 +125,7 @@ class Agents:
         app.on_announcement(STATUS_TOPIC, self._statuses_announced)
         app.on_announcement(HELLO_TOPIC, self._hello)
         app.on_announcement(NODE_GONE, self._node_gone)
+        app.on_announcement(NODE_BACK, self._node_back)
         self._hello_due = True
         app.nursery.start_soon(self._catch_up)
 
@@ -342,6 +345,21 @@ class Agents:
                 if isinstance(user, str):
                     self.app.nursery.start_soon(self._offline_after_node_gone,
                                                 (tenant, user))
+
+    def _node_back(self, announcement: Announcement) -> None:
+        """This node was taken for gone while cut off (its agents went offline
+        on the others): its agents connected here are online again."""
+        if announcement.node == self.app.node_id and self._agents:
+            self.app.nursery.start_soon(self._online_again)
+
+    async def _online_again(self) -> None:
+        await self._answer_hello()  # (every node knows their statuses again)
+        for key in sorted(self._agents):
+            if self._agents[key].going is not None:
+                continue  # in her grace here: not connected
+            status = self._statuses.get(key, "online")
+            await self._broadcast(key[0], "agent:online", key[1], status)
+            await self._broadcast(key[0], "agent:status", key[1], status)
 
     async def _offline_after_node_gone(self, key: Key) -> None:
         await trio.sleep(self.settings.offline_grace)
