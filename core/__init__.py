@@ -31,7 +31,9 @@ machinery and may change without notice.
   the rest of
   :mod:`switchboard.core.services`.
 - Several nodes: :class:`Announcement` (of :meth:`App.on_announcement`),
-  :class:`BrokerUnavailable` (Redis unreachable: nothing was sent).
+  :class:`BrokerUnavailable` (Redis unreachable: nothing was sent), the
+  topics ``NODE_GONE`` and ``NODE_BACK`` and :func:`emptied_members` (who a
+  gone node's counts left at 0).
 - Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
 """
@@ -41,7 +43,14 @@ from .app import App
 from .args import Args
 from .auth import AuthError, Identity
 from .batching import Batcher, Pending
-from .broker import Announcement, BrokerUnavailable, Publication
+from .broker import (
+    NODE_BACK,
+    NODE_GONE,
+    Announcement,
+    BrokerUnavailable,
+    Publication,
+    emptied_members,
+)
 from .clock import trio_time_of, wall_time
 from .config import ApiKey, Config, ConfigError, Rate, load_config
 from .errors import (
@@ -125,6 +134,8 @@ __all__ = [
     "INVALID_ROOM",
     "MAX_ID_LENGTH",
     "MAX_ROW_ID",
+    "NODE_BACK",
+    "NODE_GONE",
     "NOT_FOUND",
     "RATE_LIMITED",
     "UNAUTHORIZED",
@@ -181,6 +192,7 @@ __all__ = [
     "check_identifier",
     "check_room_name",
     "documented",
+    "emptied_members",
     "error_response",
     "hookimpl",
     "identifier",

@@ -68,6 +68,30 @@ class Announcement:
     node: str
 
 
+#: Topic of the announcement that a node is gone, by the node that noticed
+#: (data: {"node": id, "emptied": {group: [member, ...]}}, the members whose
+#: total fell to 0; see :meth:`Broker.count`).
+NODE_GONE = "switchboard:node_gone"
+#: Topic of the announcement, by a node the others had taken for gone, that it
+#: is back and counted again (data: {"node": id}).
+NODE_BACK = "switchboard:node_back"
+
+
+def emptied_members(announcement: Announcement, prefix: str) -> list[tuple[str, str]]:
+    """The members of a :data:`NODE_GONE` announcement whose total fell to 0 in
+    the groups named ``prefix`` + something: (that something, member) each;
+    what is malformed is skipped."""
+    data = announcement.data
+    emptied = data.get("emptied") if isinstance(data, dict) else None
+    if not isinstance(emptied, dict):
+        return []
+    return [(group.removeprefix(prefix), member)
+            for group, members in emptied.items()
+            if isinstance(group, str) and group.startswith(prefix)
+            and isinstance(members, list)
+            for member in members if isinstance(member, str)]
+
+
 #: The hub's delivery: a publication and its stream position (or None).
 Deliver = Callable[[Publication, "str | None"], int]
 AnnouncementHandler = Callable[[Announcement], None]

@@ -67,6 +67,8 @@ from coredis.retry import NoRetryPolicy
 from .args import Args
 from .auth import Identity
 from .broker import (
+    NODE_BACK,
+    NODE_GONE,
     Announcement,
     AnnouncementHandler,
     BrokerUnavailable,
@@ -99,11 +101,6 @@ COMMAND_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 #: Announcements kept in the control stream, at most (about).
 CONTROL_SIZE = 1000
-#: Topic of the announcement that a node is gone (data: {"node": id, "emptied": ...}).
-NODE_GONE = "switchboard:node_gone"
-#: Topic of the announcement, by a node the others had taken for gone, that it
-#: is back and counted again (data: {"node": id}).
-NODE_BACK = "switchboard:node_back"
 
 _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
                 coredis.exceptions.BusyLoadingError, coredis.exceptions.ReadOnlyError,

@@ -41,6 +41,8 @@ import sqlalchemy as sa
 import trio
 from quart import Blueprint
 from switchboard.core import (
+    NODE_BACK,
+    NODE_GONE,
     Announcement,
     App,
     BrokerUnavailable,
@@ -53,6 +55,7 @@ from switchboard.core import (
     api_key_tenant_allowed,
     check_identifier,
     documented,
+    emptied_members,
     error_response,
     hookimpl,
     incoming,
@@ -72,8 +75,6 @@ SHUTDOWN_WRITE = 5.0
 
 Status = Literal["online", "busy", "away", "offline"]
 #: Control-channel topics: a node is gone (the core's); a status was set.
-NODE_GONE = "switchboard:node_gone"
-NODE_BACK = "switchboard:node_back"
 STATUS_TOPIC = "presence:status"
 
 
@@ -315,20 +316,10 @@ class PresencePlugin:
     def _node_gone(self, announcement: Announcement) -> None:
         """A node died: its users with no device left anywhere go offline after
         the grace period (said by the node that noticed, once)."""
-        if announcement.node != self.app.node_id or not isinstance(announcement.data, dict):
+        if announcement.node != self.app.node_id:
             return
-        emptied = announcement.data.get("emptied", {})
-        if not isinstance(emptied, dict):
-            return
-        for group, users in emptied.items():
-            if not (isinstance(group, str) and group.startswith("presence:")
-                    and isinstance(users, list)):
-                continue
-            tenant = group.removeprefix("presence:")
-            for user_id in users:
-                if isinstance(user_id, str):
-                    self.app.nursery.start_soon(self._offline_after_node_gone,
-                                                (tenant, user_id))
+        for tenant, user_id in emptied_members(announcement, _group("")):
+            self.app.nursery.start_soon(self._offline_after_node_gone, (tenant, user_id))
 
     def _node_back(self, announcement: Announcement) -> None:
         """This node was taken for gone while cut off (its users went offline

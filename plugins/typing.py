@@ -31,6 +31,7 @@ import attrs
 import trio
 from switchboard.core import (
     FORBIDDEN,
+    NODE_GONE,
     Announcement,
     App,
     BrokerUnavailable,
@@ -38,6 +39,7 @@ from switchboard.core import (
     Rate,
     Session,
     check_room_name,
+    emptied_members,
     hookimpl,
     incoming,
     outgoing,
@@ -127,7 +129,7 @@ class TypingPlugin:
         self.app = app
         self.settings = app.settings(self)
         self._updates = app.coalescer(self.settings.throttle_interval, self._broadcast)
-        app.on_announcement("switchboard:node_gone", self._node_gone)
+        app.on_announcement(NODE_GONE, self._node_gone)
 
     @hookimpl
     async def switchboard_room_left(self, session: Session, room: str) -> None:
@@ -216,17 +218,12 @@ class TypingPlugin:
     def _node_gone(self, announcement: Announcement) -> None:
         """A dead node's typists that no device keeps typing stop (said once,
         by the node that noticed)."""
-        if announcement.node != self.app.node_id or not isinstance(announcement.data, dict):
+        if announcement.node != self.app.node_id:
             return
-        emptied = announcement.data.get("emptied", {})
-        for group, users in (emptied.items() if isinstance(emptied, dict) else ()):
-            parts = group.split(SEP, 2) if isinstance(group, str) else []
-            if len(parts) != 3 or parts[0] != GROUP or not isinstance(users, list):
-                continue
-            for user in users:
-                if isinstance(user, str):
-                    self.app.nursery.start_soon(self._stopped_elsewhere,
-                                                (parts[1], parts[2], user))
+        for tenant_room, user in emptied_members(announcement, GROUP + SEP):
+            parts = tenant_room.split(SEP, 1)
+            if len(parts) == 2:
+                self.app.nursery.start_soon(self._stopped_elsewhere, (parts[0], parts[1], user))
 
     async def _stopped_elsewhere(self, key: Key) -> None:
         tenant, room, user = key

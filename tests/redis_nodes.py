@@ -22,7 +22,7 @@ import httpx
 import pytest
 import trio
 from switchboard.core.config import Config, merge
-from switchboard.testing import TEST_API_KEY, TEST_SECRET, Harness, make_config
+from switchboard.testing import TEST_API_KEY, TEST_SECRET, Harness, TestClient, make_config
 
 from tests.ports import free_port
 
@@ -169,6 +169,20 @@ async def eventually(check: Callable[[], Awaitable[bool]], *,
     with trio.fail_after(timeout):
         while not await check():  # noqa: ASYNC110 (nothing to wait on but the state)
             await trio.sleep(0.05)
+
+
+def about(client: TestClient, event: str, user: str) -> list[Any]:
+    """The data of the frames of ``event`` about ``user`` received and not yet consumed."""
+    return [d for d in client.received(event) if d["userId"] == user]
+
+
+async def next_about(client: TestClient, event: str, user: str) -> Any:
+    """The next frame of ``event`` about ``user`` (others of that event dropped)."""
+    with trio.fail_after(TIMEOUT):
+        while True:
+            data = await client.expect(event, timeout=TIMEOUT)
+            if data["userId"] == user:
+                return data
 
 
 def node_config_file(path: Path, port: int, prefix: str, store_url: str,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import trio
 from desk import call, new_ticket
@@ -18,8 +17,10 @@ from switchboard.testing import Harness, TestClient
 from tests.redis_nodes import (
     TIMEOUT,
     OwnRedis,
+    about,
     cluster_config,
     eventually,
+    next_about,
     own_redis_fixture,  # noqa: F401  (fixture)
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
@@ -42,18 +43,6 @@ id = "support"
 name = "Support"
 members = ["ana"]
 """
-
-
-def about(client: TestClient, event: str, user: str) -> list[Any]:
-    return [d for d in client.received(event) if d["userId"] == user]
-
-
-async def next_about(client: TestClient, event: str, user: str) -> Any:
-    with trio.fail_after(TIMEOUT):
-        while True:
-            data = await client.expect(event, timeout=TIMEOUT)
-            if data["userId"] == user:
-                return data
 
 
 async def agent(node: Harness, user: str) -> TestClient:

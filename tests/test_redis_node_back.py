@@ -18,12 +18,11 @@ from tests.redis_nodes import (
     TIMEOUT,
     cluster_config,
     eventually,
+    next_about,
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
 )
 from tests.test_redis_desk import DESK, agent, listed_as
-from tests.test_redis_desk import next_about as desk_next_about
-from tests.test_redis_presence import next_about
 
 GRACE = {"plugins": {"presence": {"grace_period": 0.3, "update_interval": 0.05}}}
 
@@ -72,10 +71,10 @@ async def test_a_node_taken_for_gone_has_its_agents_online_again_for_the_others(
         a, b = await start_nodes(cluster_config(redis_prefix, overrides=DESK), nursery, 2)
         watcher = await agent(b, "wb")
         await agent(a, "ana")
-        await desk_next_about(watcher, "agent:online", "ana")
+        await next_about(watcher, "agent:online", "ana")
         await taken_for_gone(redis_prefix, a, b)
         # the others hear she is online, count her, and give her tickets
-        assert (await desk_next_about(watcher, "agent:online", "ana"))["status"] == "online"
+        assert (await next_about(watcher, "agent:online", "ana"))["status"] == "online"
 
         async def counted() -> bool:
             return await b.app.cluster_count("desk:acme", "ana") == 1

@@ -4,32 +4,20 @@ cluster; statuses and lists cover every node."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
 from switchboard.testing import Harness, TestClient
 
 from tests.redis_nodes import (
     TIMEOUT,
+    about,
     cluster_config,
     eventually,
+    next_about,
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
 )
 
 GRACE = {"plugins": {"presence": {"grace_period": 0.3, "update_interval": 0.05}}}
-
-
-def about(client: TestClient, event: str, user: str) -> list[Any]:
-    return [d for d in client.received(event) if d["userId"] == user]
-
-
-async def next_about(client: TestClient, event: str, user: str) -> Any:
-    with trio.fail_after(TIMEOUT):
-        while True:
-            data = await client.expect(event, timeout=TIMEOUT)
-            if data["userId"] == user:
-                return data
 
 
 async def test_online_while_any_device_on_any_node_is(redis_prefix: str) -> None:

@@ -42,6 +42,8 @@ import attrs
 import trio
 from switchboard.core import (
     CONFLICT,
+    NODE_BACK,
+    NODE_GONE,
     Announcement,
     App,
     BrokerUnavailable,
@@ -50,6 +52,7 @@ from switchboard.core import (
     Ticket,
     TicketChange,
     agents_room,
+    emptied_members,
 )
 
 from .payloads import QUEUE_ROOM, AgentStatus, DeskSettings, QueueSettings
@@ -61,12 +64,9 @@ AGENT_STATUSES = ("online", "busy", "away", "offline")
 log = logging.getLogger("switchboard.desk")
 #: Waiting tickets looked at per queue each time capacity frees up.
 DRAIN_BATCH = 50
-#: Control-channel topics: a node is gone, or back after it was taken for
-#: gone (the core's); agents' statuses
+#: Control-channel topics (besides the core's NODE_GONE and NODE_BACK): agents' statuses
 #: (``{"statuses": [[tenant, user, status or None], ...]}``, None: offline);
 #: a node that starts asks for the statuses of the agents already online.
-NODE_GONE = "switchboard:node_gone"
-NODE_BACK = "switchboard:node_back"
 STATUS_TOPIC = "desk:status"
 HELLO_TOPIC = "desk:hello"
 
@@ -331,20 +331,10 @@ class Agents:
     def _node_gone(self, announcement: Announcement) -> None:
         """A node died: its agents with no connection left anywhere go offline
         after the grace (said by the node that noticed, once)."""
-        if announcement.node != self.app.node_id or not isinstance(announcement.data, dict):
+        if announcement.node != self.app.node_id:
             return
-        emptied = announcement.data.get("emptied", {})
-        if not isinstance(emptied, dict):
-            return
-        for group, users in emptied.items():
-            if not (isinstance(group, str) and group.startswith("desk:")
-                    and isinstance(users, list)):
-                continue
-            tenant = group.removeprefix("desk:")
-            for user in users:
-                if isinstance(user, str):
-                    self.app.nursery.start_soon(self._offline_after_node_gone,
-                                                (tenant, user))
+        for tenant, user in emptied_members(announcement, _group("")):
+            self.app.nursery.start_soon(self._offline_after_node_gone, (tenant, user))
 
     def _node_back(self, announcement: Announcement) -> None:
         """This node was taken for gone while cut off (its agents went offline
