@@ -475,6 +475,8 @@ class RedisBroker:
         #: A heartbeat of this node has reached Redis (a later one that finds
         #: the node missing from the live ones: it had been taken for gone).
         self._beaten = False
+        #: Taken for gone: NODE_BACK is to be announced once its counts are back.
+        self._back_due = False
         self._forget_added = trio.Event()
 
     # -- clients ---------------------------------------------------------------
@@ -805,13 +807,17 @@ class RedisBroker:
 
     async def _heartbeat(self, redis: coredis.Redis[bytes],
                          report: Callable[[], dict[str, Any]]) -> None:
-        if self._counts_lost:  # Redis came back without its data: count ours again
-            await self._restore_counts(redis)
         dead = await redis.eval(_HEARTBEAT, keys=[self.alive_key, self.reports_key],
                                 args=[self.node_id, int(self.node_ttl * 1000),
                                       dumps(report()), self.key_prefix])
         assert isinstance(dead, list)
-        removed, self._beaten = bool(int(dead[0])) and self._beaten, True
+        if int(dead[0]) and self._beaten:
+            # cut off for longer than node_ttl: the other nodes dropped this
+            # one's counts (and its users went offline there)
+            log.warning("this node was taken for gone by the others (no heartbeat for "
+                        "%g s): its counts are written again", self.node_ttl)
+            self._counts_lost = self._back_due = True
+        self._beaten = True
         for i in range(1, len(dead), 2):
             gone = _text(dead[i])
             if gone == self.node_id:
@@ -822,13 +828,13 @@ class RedisBroker:
                 emptied.setdefault(group, []).append(member)
             log.warning("node %s missed its heartbeats: gone", gone)
             await self.announce(NODE_GONE, {"node": gone, "emptied": emptied})
-        if removed:
-            # cut off for longer than node_ttl: the other nodes dropped this
-            # one's counts (and its users went offline there)
-            log.warning("this node was taken for gone by the others (no heartbeat for "
-                        "%g s): its counts are written again", self.node_ttl)
+        # Redis came back without its data, a count failed, or taken for gone:
+        # this node's counts again (either step failing: tried at the next beat)
+        if self._counts_lost:
             await self._restore_counts(redis)
+        if self._back_due:
             await self.announce(NODE_BACK, {"node": self.node_id})
+            self._back_due = False
 
     async def _restore_counts(self, redis: coredis.Redis[bytes]) -> None:
         """Write this node's counts as they are now, whole: set, not added (they
