@@ -139,6 +139,9 @@ class ProxyPlugin:
         self._slots: trio.CapacityLimiter | None = None
         self._connects = _Cache(0)
         self._joins = _Cache(0)
+        #: The HTTP transport of the backend client (None: httpx's own; tests
+        #: answer in-process so that the mock clock rules their timeouts).
+        self.transport: httpx.AsyncBaseTransport | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -156,7 +159,7 @@ class ProxyPlugin:
         if s.connect_url or s.join_url or s.event_url:
             self._slots = trio.CapacityLimiter(s.max_in_flight)
             self._client = httpx.AsyncClient(
-                timeout=s.timeout, headers=s.headers,
+                timeout=s.timeout, headers=s.headers, transport=self.transport,
                 limits=httpx.Limits(max_connections=s.max_in_flight))
 
     @hookimpl

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import trio
-from backends import Backend, backend_fixture  # noqa: F401  (the backend fixture)
+from backends import Backend, InProcess, backend_fixture  # noqa: F401  (the backend fixture)
 from switchboard.core.config import Config
-from switchboard.testing import Harness, make_config
+from switchboard.plugins.proxy import ProxyPlugin
+from switchboard.testing import HandshakeRejected, Harness, make_config
 from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
 
 TIMEOUT = 60.0
@@ -179,29 +180,38 @@ class TestCache:
         assert len(backend.calls_to("/connect")) == 2  # s1 once, s2 once
 
 
-class TestInFlight:
-    @pytest.fixture
-    def proxy_settings(self) -> Mapping[str, Any]:
-        return {"max_in_flight": 1, "timeout": HANG_TIMEOUT}
+async def test_calls_past_the_limit_wait_for_a_slot_within_the_timeout(
+        autojump_clock: trio.testing.MockClock, nursery: trio.Nursery,
+        backend: Backend) -> None:
+    """One slot and a backend that never answers: the first connect holds the
+    slot until its timeout, the two behind it wait for it within the same
+    timeout and give up with it, so all three are refused at 0.5 s and the
+    backend saw one call. On the mock clock (the backend answers in-process),
+    so a busy machine cannot stretch the waits apart."""
+    proxy = ProxyPlugin()
+    proxy.transport = InProcess(backend.app)
+    config = proxy_config(backend, max_in_flight=1, timeout=HANG_TIMEOUT)
+    harness = await Harness.start(config, nursery, clock=autojump_clock,
+                                  plugins={"proxy": proxy})
+    backend.on("/connect", vouch())
+    backend.hang = trio.Event()
+    refused: list[tuple[int, str, float]] = []
 
-    async def test_calls_past_the_limit_wait_for_a_slot_within_the_timeout(
-            self, switchboard_live: Harness, backend: Backend) -> None:
-        backend.on("/connect", vouch())
-        backend.hang = trio.Event()
-        results: list[int] = []
+    async def attempt() -> None:
+        with pytest.raises(HandshakeRejected) as info:
+            await harness.connect(token="")
+        refused.append((info.value.status, info.value.body.get("code", ""),
+                        trio.current_time() - started))
 
-        async def attempt() -> None:
-            try:
-                async with open_websocket_url(ws_url(switchboard_live)):
-                    results.append(101)
-            except ConnectionRejected as exc:
-                results.append(exc.status_code)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(3):
-                nursery.start_soon(attempt)
-        assert results == [503, 503, 503]
-        assert len(backend.calls_to("/connect")) == 1  # one slot: one call at a time
+    started = trio.current_time()
+    async with trio.open_nursery() as attempts:
+        for _ in range(3):
+            attempts.start_soon(attempt)
+    assert refused == [(503, "backend_unavailable", HANG_TIMEOUT)] * 3
+    assert len(backend.calls_to("/connect")) == 1  # one slot: one call at a time
+    backend.hang.set()  # a backend that answers again: the slot is free
+    client = await harness.connect(token="")
+    assert client.session["user_id"] == "u7"
 
 
 # -- join --------------------------------------------------------------------------
