@@ -146,3 +146,75 @@ async def test_a_publish_is_written_to_the_members_before_it_is_answered(
                 assert f'"data":{{"n":{n}}}'.encode() in waiting
         finally:
             peek.close()
+
+
+class _Spawned(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+async def test_a_publish_request_writes_its_deliveries_without_a_task_for_them(
+        switchboard_live: Harness) -> None:
+    """The emit request writes what it published itself: no task is started
+    per request for the direct write (it would find nothing left to do)."""
+    host, port = switchboard_live.server.addresses[0]
+    token = switchboard_live.token("ann", "t1", "agent")
+    async with open_websocket_url(switchboard_live.ws_url(token)) as ws:
+        with trio.fail_after(10):
+            await ws.get_message()
+            await ws.send_message('{"type":"room:join","data":{"room":"lead:1"},"id":1}')
+            while json.loads(await ws.get_message()).get("id") != 1:
+                pass
+            publisher = await trio.open_tcp_stream(host, port)
+            buffer = bytearray()
+            spawned = _Spawned()
+            trio.lowlevel.add_instrument(spawned)
+            try:
+                for n in range(10):
+                    await publisher.send_all(post(json.dumps({**EMIT, "data": n}).encode()))
+                    assert (await read_response(publisher, buffer))[0] == 202
+            finally:
+                trio.lowlevel.remove_instrument(spawned)
+            received = [json.loads(await ws.get_message())["data"] for _ in range(10)]
+    assert received == list(range(10))
+    assert "switchboard.websocket.direct" not in spawned.names
+
+
+async def test_frames_queued_by_a_task_started_inside_written_here_still_go_out(
+        switchboard_live: Harness) -> None:
+    """Only the task that opened the block writes at its end: a task started
+    there (it inherits the block's context) publishes the usual way, inside
+    the block and after it has ended, and nothing it publishes is left behind."""
+    from switchboard.core.transport.wschannel import written_here
+
+    token = switchboard_live.token("ann", "t1", "agent")
+    app = switchboard_live.app
+    async with open_websocket_url(switchboard_live.ws_url(token)) as ws:
+        with trio.fail_after(10):
+            await ws.get_message()
+            await ws.send_message('{"type":"room:join","data":{"room":"lead:1"},"id":1}')
+            while json.loads(await ws.get_message()).get("id") != 1:
+                pass
+            inside, ended = trio.Event(), trio.Event()
+
+            async def child() -> None:
+                await app.publish("t1", "lead:2", "ticket:updated", "child, inside")
+                inside.set()
+                await ended.wait()
+                await app.publish("t1", "lead:1", "ticket:updated", "child, after")
+
+            await ws.send_message('{"type":"room:join","data":{"room":"lead:2"},"id":2}')
+            while json.loads(await ws.get_message()).get("id") != 2:
+                pass
+            async with trio.open_nursery() as nursery:
+                with written_here():
+                    await app.publish("t1", "lead:1", "ticket:updated", "block")
+                    nursery.start_soon(child)
+                    await inside.wait()
+                ended.set()
+            got = [json.loads(await ws.get_message())["data"] for _ in range(3)]
+    # (the child's first frame joined the socket's queue behind the block's)
+    assert got == ["block", "child, inside", "child, after"]

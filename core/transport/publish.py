@@ -22,6 +22,7 @@ from ..http import ERROR_STATUS, find_api_key, presented_key, publish_emits
 from ..protocol import jsontext
 from .front import RequestHead
 from .jsonhttp import Answerer, FallBack, is_simple, serve_json_requests
+from .wschannel import written_here
 
 if TYPE_CHECKING:
     from ..app import App
@@ -45,7 +46,8 @@ async def _answer(app: App, head: RequestHead, body: bytes) -> tuple[int, dict[s
         app.metrics.client_errors.labels("invalid_json").inc()
         return 400, _error(400, "invalid_json", "request body must be JSON")
     try:
-        published = await publish_emits(app, key, data)
+        with written_here():  # (out before the answer, without a task for it)
+            published = await publish_emits(app, key, data)
     except ClientError as exc:
         app.metrics.client_errors.labels(exc.code).inc()
         status = ERROR_STATUS.get(exc.code, 400)

@@ -15,6 +15,7 @@ and the socket is closed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -95,6 +96,35 @@ async def _write_direct(channels: list[WsChannel]) -> None:
     each channel's in one write; what a socket does not take at once goes to a
     writer task of its connection."""
     _write_direct_now(channels)  # (a system task must not raise: see there)
+
+
+#: The task inside :func:`written_here` and the channels it has to write (a
+#: task's own context: the tasks it starts inherit it, so the task is checked).
+_HERE: contextvars.ContextVar[tuple[trio.lowlevel.Task, list[WsChannel]] | None] = \
+    contextvars.ContextVar("switchboard_written_here", default=None)
+
+
+@contextlib.contextmanager
+def written_here() -> Iterator[None]:
+    """Frames that the calling task queues inside the block (what it
+    publishes) are written by this task when the block ends, each channel's
+    coalesced, instead of by a task started for the tick's direct write: a
+    request answered once its deliveries are out does not start a task that
+    would find nothing to do. Frames other tasks queue meanwhile take the
+    usual way; so do those of a block inside another (the outer one writes
+    what it holds when it ends)."""
+    here = _HERE.get()
+    if here is not None and here[0] is trio.lowlevel.current_task():
+        yield  # (the outer block writes)
+        return
+    mine: list[WsChannel] = []
+    token = _HERE.set((trio.lowlevel.current_task(), mine))
+    try:
+        yield
+    finally:
+        _HERE.reset(token)
+        if mine:
+            _write_direct_now(mine)
 
 
 def write_queued_now() -> None:
@@ -268,6 +298,10 @@ class WsChannel:
         self._writer_running = True
         if self._sock is not None and not self.closing and not self._reading_done:
             self._direct = True
+            here = _HERE.get()
+            if here is not None and here[0] is trio.lowlevel.current_task():
+                here[1].append(self)  # (written when that task's block ends)
+                return
             try:
                 pending = _DIRECT.get()
             except LookupError:
