@@ -328,16 +328,8 @@ class PresencePlugin:
             self.app.nursery.start_soon(self._online_again)
 
     async def _online_again(self) -> None:
-        for (tenant, user_id), user in sorted(self._users.items()):
-            if user.devices <= 0:
-                continue
-            try:
-                await self.app.publish(tenant, tenant_room(tenant), "user:online",
-                                       UserOnline(user_id, user.role, user.status))
-                await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
-                                                       "status": user.status})
-            except BrokerUnavailable as exc:
-                log.warning("user:online of %s/%s not sent again: %s", tenant, user_id, exc)
+        for key, user in sorted(self._users.items()):
+            if user.devices > 0 and not await self._online_after_all(key, user):
                 return
 
     async def _offline_after_node_gone(self, key: tuple[str, str]) -> None:
@@ -363,7 +355,28 @@ class PresencePlugin:
             if (user := self._users.get(tenant_user)) is not None:
                 user.status = status
         elif announcement.node != self.app.node_id:
-            self._statuses.pop(tenant_user, None)
+            user = self._users.get(tenant_user)
+            if user is not None and user.devices > 0:
+                # a device here: said offline by a node whose grace period
+                # ended as this device's count went up (its user:offline went
+                # out before this announcement): online after all
+                self.app.nursery.start_soon(self._online_after_all, tenant_user, user)
+            else:
+                self._statuses.pop(tenant_user, None)
+
+    async def _online_after_all(self, key: tuple[str, str], user: _User) -> bool:
+        """Say again that a user with a device here is online (to the clients,
+        then the nodes); False when the broker could not be reached."""
+        tenant, user_id = key
+        try:
+            await self.app.publish(tenant, tenant_room(tenant), "user:online",
+                                   UserOnline(user_id, user.role, user.status))
+            await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
+                                                   "status": user.status})
+        except BrokerUnavailable as exc:
+            log.warning("user:online of %s/%s not sent again: %s", tenant, user_id, exc)
+            return False
+        return True
 
     async def _offline_after_grace(self, key: tuple[str, str], user: _User,
                                    scope: trio.CancelScope) -> None:

@@ -185,6 +185,45 @@ async def test_an_agent_moving_to_another_node_within_the_grace_does_not_flap(
             await node.stop()
 
 
+async def test_an_agent_said_offline_by_a_node_that_raced_her_reconnection_is_online_again(
+        redis_prefix: str) -> None:
+    """Node a's grace for ana's last connection ends with the cluster's count
+    at 0 just before her new connection on node b counts: b announced her
+    online, then a's agent:offline comes. Node b, where she is connected,
+    says she is online again, so every client's last word on her is online,
+    and her tickets stay hers."""
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=DESK), nursery, 2)
+        watchers = (await agent(a, "wa"), await agent(b, "wb"))
+        await agent(b, "ana")
+        for watcher in watchers:
+            await next_about(watcher, "agent:online", "ana")
+            await next_about(watcher, "agent:status", "ana")
+        ticket = await new_ticket(a, queueId="support")
+        for watcher in watchers:
+            await watcher.expect("ticket:assigned", timeout=TIMEOUT)
+        # what node a does when its grace for her ends with the count at 0
+        agents_a = a.app.plugins.pm.get_plugin("desk").agents
+        nursery.start_soon(agents_a._give_back_later, ("acme", "ana"))
+        for watcher in watchers:
+            assert (await next_about(watcher, "agent:offline", "ana"))["status"] == "offline"
+            assert (await next_about(watcher, "agent:online", "ana"))["status"] == "online"
+            statuses = [(await next_about(watcher, "agent:status", "ana"))["status"]
+                        for _ in range(2)]
+            assert statuses == ["offline", "online"]
+        for node in (a, b):
+            await eventually(partial(listed_as, node, "ana", "online"))
+        # reassign_after later, her ticket is still hers
+        await trio.sleep(DESK["plugins"]["desk"]["reassign_after"] * 3)
+        await marker(a, *watchers)
+        for watcher in watchers:
+            assert watcher.received("ticket:assigned") == []
+        held = await call(a, "GET", f"/api/v1/tickets/{ticket['id']}?tenant=acme", status=200)
+        assert held["assigneeId"] == "ana"
+        for node in (a, b):
+            await node.stop()
+
+
 async def test_a_node_started_later_knows_the_agents_online_and_their_statuses(
         redis_prefix: str) -> None:
     config = cluster_config(redis_prefix, overrides=DESK)

@@ -4,6 +4,8 @@ cluster; statuses and lists cover every node."""
 
 from __future__ import annotations
 
+import time
+
 import trio
 from switchboard.testing import Harness, TestClient
 
@@ -115,3 +117,30 @@ async def _listed_status(client: TestClient, user: str, status: str) -> bool:
     return user in listed and listed[user]["status"] == status
 
 
+
+async def test_a_user_said_offline_by_a_node_that_raced_her_reconnection_is_online_again(
+        redis_prefix: str) -> None:
+    """Node a's grace period for alice's last device ends with the cluster's
+    count at 0 just before her new device on node b counts: b announced her
+    online, then a's user:offline comes. Node b, where she is connected, says
+    she is online again, so every client's last word on her is user:online."""
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=GRACE), nursery, 2)
+        watcher_a = await a.connect("wa", "t1", role="agent")
+        watcher_b = await b.connect("wb", "t1", role="agent")
+        await b.connect("alice", "t1", role="agent")
+        for watcher in (watcher_a, watcher_b):
+            await next_about(watcher, "user:online", "alice")
+        # what node a does when its grace for her ends with the count at 0
+        await a.app.service("presence")._announce_offline(("t1", "alice"), time.time())
+        for watcher in (watcher_a, watcher_b):
+            assert (await next_about(watcher, "user:offline", "alice"))["userId"] == "alice"
+            assert (await next_about(watcher, "user:online", "alice"))["userId"] == "alice"
+        for node in (a, b):
+            await eventually(lambda node=node: _online(node, "alice"))
+        for node in (a, b):
+            await node.stop()
+
+
+async def _online(node: Harness, user: str) -> bool:
+    return (await node.app.service("presence").presence_of("t1", user)).status == "online"

@@ -238,9 +238,12 @@ class Agents:
         tenant, user = key
         token = self._gone[key] = object()
         self._statuses.pop(key, None)
-        await self._tell(key, None)
+        # the clients' announcements before the nodes': a node where she has
+        # connected meanwhile (this one's grace ended as her count went back
+        # up there) answers the nodes' one with agent:online, after these
         await self._broadcast(tenant, "agent:offline", user, "offline")
         await self._broadcast(tenant, "agent:status", user, "offline")
+        await self._tell(key, None)
         await trio.sleep(self.settings.reassign_after)
         # not if they came back since (and maybe went again, more recently)
         if self._gone.get(key) is not token:
@@ -309,10 +312,21 @@ class Agents:
                 if key in self._agents:
                     # still connected here: said offline by a node that could not
                     # know (a race with a reconnection, or Redis unreachable there)
-                    self.app.nursery.start_soon(
-                        self._tell, key, self._statuses.get(key, "online"))
+                    self.app.nursery.start_soon(self._online_after_all, key)
                 else:
                     self._statuses.pop(key, None)
+
+    async def _online_after_all(self, key: Key) -> None:
+        """Another node took an agent offline that is connected here: tell the
+        nodes, and the clients (they got her agent:offline last) if she has a
+        connection here that is not in its grace."""
+        status = self._statuses.get(key, "online")
+        await self._tell(key, status)
+        agent = self._agents.get(key)
+        if agent is not None and agent.going is None:
+            tenant, user = key
+            await self._broadcast(tenant, "agent:online", user, status)
+            await self._broadcast(tenant, "agent:status", user, status)
 
     def _hello(self, announcement: Announcement) -> None:
         """A node started: tell it the statuses of the agents connected here."""
