@@ -148,6 +148,8 @@ class Plugins:
             raise ConfigError.of([Problem(f"plugins.{name}",
                                           f"no such plugin (installed: {known})")
                                   for name in unknown])
+        #: Whether the admin console is on (its table is declared with the plugins').
+        self._console = bool(config.admin.path)
         self.pm: pluggy.PluginManager = _PluginManager(hookspec.PROJECT)
         self.pm.add_hookspecs(hookspec)
         self.infos: list[PluginInfo] = []
@@ -347,8 +349,12 @@ class Plugins:
                 except SchemaError as exc:
                     raise ConfigError(f"plugins.{name}", str(exc)) from exc
         names = list(tables) + [name for name in histories if name not in tables]
-        return Schema(metadata, [PluginSchema(name, tables.get(name, ()), histories.get(name))
-                                 for name in names])
+        parts = [PluginSchema(name, tables.get(name, ()), histories.get(name))
+                 for name in names]
+        if self._console:  # (the core's own table, with its own history)
+            from .admin.logouts import declare
+            parts.append(declare(metadata))
+        return Schema(metadata, parts)
 
     def json_routes(self) -> dict[tuple[str, str], Any]:
         """The JSON routes the plugins declared (see ``switchboard_json_routes``)."""

@@ -182,6 +182,29 @@ async def test_logging_out_ends_the_session(browser: httpx.AsyncClient) -> None:
     assert (await browser.get(f"{CONSOLE}/state.json")).status_code == 401
 
 
+async def test_a_logout_is_remembered_across_a_restart(nursery: trio.Nursery) -> None:
+    """With a configured secret, cookies outlive a restart; a logged-out one
+    does not come back with it (nor on a node started after the logout:
+    both read the logouts from the store)."""
+    harness = await serve(console_config({"admin": {"secret": COOKIE_SECRET}}), nursery)
+    cookies: dict[str, str] = {}
+    async with httpx.AsyncClient(base_url=harness.http_url()) as browser:
+        for name in ("kept", "left"):
+            browser.cookies.clear()
+            csrf = await logged_in(browser)
+            cookies[name] = browser.cookies[SESSION_COOKIE]
+        answer = await browser.post(f"{CONSOLE}/logout", data={"csrf": csrf})
+        assert answer.status_code == 303
+    await harness.restart()
+    try:
+        for name, status in (("kept", 200), ("left", 401)):
+            async with httpx.AsyncClient(base_url=harness.http_url()) as browser:
+                browser.cookies.set(SESSION_COOKIE, cookies[name], path=CONSOLE)
+                assert (await browser.get(f"{CONSOLE}/state.json")).status_code == status, name
+    finally:
+        await harness.stop()
+
+
 # -- CSRF --------------------------------------------------------------------------
 
 

@@ -44,9 +44,11 @@ from ..errors import INVALID_PAYLOAD, ClientError
 from ..http import error_response, publish_emits, read_json
 from ..protocol import jsontext
 from ..rooms import ALL_TENANTS, is_room_name, tenant_room
+from ..store import StoreError
 from ..validators import check_identifier
 from . import panels
 from .login import LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, AdminSession, Logins
+from .logouts import Logouts
 from .recent import RecentErrors
 
 #: How the console's routes are authenticated, for the OpenAPI document.
@@ -117,6 +119,7 @@ class AdminConsole:
         self.path = self.config.path
         self.socket_path = f"{self.path}/socket"
         self.logins = Logins(self.config, app.config.api_keys)
+        self.logouts = Logouts(app.store)
         self.errors = RecentErrors(self.config.max_errors)
         self._started = 0.0
         #: (tenant, room) -> the channels of the sockets tailing it.
@@ -132,6 +135,12 @@ class AdminConsole:
         logger.addHandler(self.errors)
         self.app.hub.taps.append(self._tap)
         self.app.on_announcement(LOGOUT_TOPIC, self._logged_out)
+        try:
+            for session_id, until in await self.logouts.current():
+                self.logins.revoke(session_id, until)
+        except StoreError as exc:
+            log.error("admin console: the logouts could not be read (%s): a cookie "
+                      "logged out before this start is accepted until it expires", exc)
         try:
             self._warn_of_risks()
             log.info("admin console at %s", self.path + "/")
@@ -345,6 +354,11 @@ class AdminConsole:
             if not await self._csrf_ok(checked):
                 return self._refuse(403, "csrf", "missing or wrong CSRF token")
             until = self.logins.close(checked)
+            try:
+                await self.logouts.add(checked.id, until)
+            except StoreError as exc:
+                log.warning("admin console: a logout could not be stored (%s): a restart "
+                            "accepts its cookie again until it expires", exc)
             try:
                 await self.app.announce(LOGOUT_TOPIC, {"id": checked.id, "until": until})
             except BrokerUnavailable:

@@ -1,0 +1,1 @@
+"""The admin console's Alembic revision scripts (history ``core_admin``)."""
