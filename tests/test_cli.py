@@ -603,6 +603,34 @@ async def test_serve_answers_http_and_exits_0_on_sigterm(tmp_path: Path,
     assert "received SIGTERM" in server.output()
 
 
+async def test_after_a_stop_serve_leaves_its_garbage_to_the_process_exit(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """What the stopped connections left to the cyclic collector is frozen
+    when ``serve`` returns (the process exits next), not collected object by
+    object while the interpreter finalizes: a collection then finds nothing."""
+    driver = tmp_path / "serve-then-collect"
+    driver.write_text(f"#!{sys.executable}\n"
+                      "import gc, sys\n"
+                      "from switchboard.core.cli import main\n"
+                      "code = main(sys.argv[1:])\n"
+                      "print('left to the collector:', gc.collect(), flush=True)\n"
+                      "sys.exit(code)\n")
+    driver.chmod(0o755)
+    server = await start_server(tmp_path, nursery, executable=driver)
+    config = load_config(None, server.env)
+    for user in ("alice", "bob"):
+        token = mint_token(config, sub=user, tenant="acme", role="agent", ttl=600,
+                           now=time.time())
+        async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
+            with trio.fail_after(5):
+                await ws.get_message()
+            await ws.send_message('{"type":"room:join","data":{"room":"lead:1"},"id":1}')
+            with trio.fail_after(5):
+                await ws.get_message()
+    assert await server.stop(signal.SIGTERM) == 0, server.output()
+    assert "left to the collector: 0" in server.output()
+
+
 async def test_token_minted_elsewhere_with_the_same_config_is_accepted_by_serve(
         tmp_path: Path, nursery: trio.Nursery) -> None:
     """``serve`` started in one directory and ``token`` run in another agree on
