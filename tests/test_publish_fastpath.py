@@ -3,13 +3,16 @@ to the HTTP framework for everything else on the same connection."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator
 
 import httpx
 import trio
+from switchboard.core.transport.wschannel import written_here
 from switchboard.testing import TEST_API_KEY, Harness
-from trio_websocket import open_websocket_url
+from trio_websocket import WebSocketConnection, open_websocket_url
 from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import Message, Request, TextMessage
 
@@ -36,16 +39,25 @@ async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[i
         "connection", "")
 
 
+@contextlib.asynccontextmanager
+async def member_of(live: Harness, room: str) -> AsyncIterator[WebSocketConnection]:
+    """A plain WebSocket client of ann's that has joined ``room``."""
+    token = live.token("ann", "t1", "agent")
+    async with open_websocket_url(live.ws_url(token)) as ws:
+        with trio.fail_after(10):
+            await ws.get_message()
+            await ws.send_message(json.dumps({"type": "room:join", "data": {"room": room},
+                                              "id": 1}))
+            while json.loads(await ws.get_message()).get("id") != 1:
+                pass
+        yield ws
+
+
 async def test_many_emits_on_one_kept_alive_connection_then_another_route(
         switchboard_live: Harness) -> None:
     host, port = switchboard_live.server.addresses[0]
-    token = switchboard_live.token("ann", "t1", "agent")
-    async with open_websocket_url(switchboard_live.ws_url(token)) as ws:
+    async with member_of(switchboard_live, "lead:1") as ws:
         with trio.fail_after(10):
-            await ws.get_message()
-            await ws.send_message('{"type":"room:join","data":{"room":"lead:1"},"id":1}')
-            while json.loads(await ws.get_message()).get("id") != 1:
-                pass
             stream = await trio.open_tcp_stream(host, port)
             buffer = bytearray()
             body = json.dumps(EMIT).encode()
@@ -161,13 +173,8 @@ async def test_a_publish_request_writes_its_deliveries_without_a_task_for_them(
     """The emit request writes what it published itself: no task is started
     per request for the direct write (it would find nothing left to do)."""
     host, port = switchboard_live.server.addresses[0]
-    token = switchboard_live.token("ann", "t1", "agent")
-    async with open_websocket_url(switchboard_live.ws_url(token)) as ws:
+    async with member_of(switchboard_live, "lead:1") as ws:
         with trio.fail_after(10):
-            await ws.get_message()
-            await ws.send_message('{"type":"room:join","data":{"room":"lead:1"},"id":1}')
-            while json.loads(await ws.get_message()).get("id") != 1:
-                pass
             publisher = await trio.open_tcp_stream(host, port)
             buffer = bytearray()
             spawned = _Spawned()
@@ -188,16 +195,9 @@ async def test_frames_queued_by_a_task_started_inside_written_here_still_go_out(
     """Only the task that opened the block writes at its end: a task started
     there (it inherits the block's context) publishes the usual way, inside
     the block and after it has ended, and nothing it publishes is left behind."""
-    from switchboard.core.transport.wschannel import written_here
-
-    token = switchboard_live.token("ann", "t1", "agent")
     app = switchboard_live.app
-    async with open_websocket_url(switchboard_live.ws_url(token)) as ws:
+    async with member_of(switchboard_live, "lead:1") as ws:
         with trio.fail_after(10):
-            await ws.get_message()
-            await ws.send_message('{"type":"room:join","data":{"room":"lead:1"},"id":1}')
-            while json.loads(await ws.get_message()).get("id") != 1:
-                pass
             inside, ended = trio.Event(), trio.Event()
 
             async def child() -> None:
