@@ -605,6 +605,10 @@ class EngineSocket(Draining):
                         await self._gone.wait()
             finally:
                 self._forget()
+                # its inbox's handler is a method of this socket: without the
+                # cycle, what the socket held goes with its last reference
+                # instead of waiting for the cyclic collector's rare passes
+                self._inbox = None
 
     def _untrack(self, namespace: str) -> None:
         recovery = self.server.recovery

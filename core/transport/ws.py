@@ -202,6 +202,12 @@ class WebSocketConnection(Draining):
                     connections.discard(self)
                 if closed is not None:
                     closed()
+                # the references that make cycles with this connection (its
+                # session's, its inbox's handler): without them what it held
+                # goes with its last reference, instead of waiting for the
+                # cyclic collector's rare passes over long-lived objects
+                self.session = None
+                self._inbox = None
 
     def _arm_heartbeat(self) -> None:
         """(Re)schedule the heartbeat at the next ping, pong deadline or token
