@@ -43,12 +43,16 @@ class Logouts:
         return self.store.metadata.tables[TABLE]
 
     async def add(self, session_id: str, until: float) -> None:
-        """Keep a logout (until ``until``, UNIX time); expired ones are dropped."""
+        """Keep a logout (until ``until``, UNIX time); expired ones are dropped,
+        and so is an earlier row of the same session (a copy of its cookie
+        logged out on another node before the first logout reached it)."""
         table = self.table
+        session_id = session_id[:ID_MAX]
 
         def write(conn: sa.Connection) -> None:
-            conn.execute(sa.delete(table).where(table.c.until <= time.time()))
-            conn.execute(sa.insert(table).values(session_id=session_id[:ID_MAX], until=until))
+            conn.execute(sa.delete(table).where(sa.or_(table.c.until <= time.time(),
+                                                       table.c.session_id == session_id)))
+            conn.execute(sa.insert(table).values(session_id=session_id, until=until))
 
         await self.store.run(write)
 
