@@ -8,7 +8,7 @@
 // agents room). Prints one JSON line.
 import { fork } from 'node:child_process';
 import http from 'node:http';
-import { args, cpuSeconds, nowMs, openMany, request, sleep, urlMaker } from './lib.mjs';
+import { args, cpuSeconds, nowMs, openMany, request, settle, sleep, urlMaker } from './lib.mjs';
 
 const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10] [--bulk 1]
     --tokens FILE --api-key KEY --tenant T [--server-pid PID] WS_URL HTTP_BASE`;
@@ -132,6 +132,10 @@ function create(first, count) {
 }
 
 const pid = o['server-pid'] ? Number(o['server-pid']) : 0;
+// Every agent's arrival is announced to the agents room (agent:online and its
+// status to the others: 200 x 200 frames) and keeps the server busy for a
+// while after the last socket opened; the creating starts once that is done.
+const settledMs = await settle(pid);
 // the CPU time of the load client's processes: this one and the holders
 function clientSeconds() {
   const own = process.cpuUsage();
@@ -169,6 +173,7 @@ console.log(JSON.stringify({
   rate,
   secs,
   bulk,
+  settled_ms: settledMs,
   sent,
   created,
   created_per_s: Math.round(createdInWindow / secs),

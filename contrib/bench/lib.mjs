@@ -155,6 +155,25 @@ export function cpuSeconds(pid) {
 }
 
 /**
+ * Wait until process `pid` is idle: a `windowMs` window in which it used at
+ * most `busyShare` of a core (the server has finished what the load client's
+ * connecting set off, e.g. every agent's arrival announced to the others).
+ * Gives up after `maxMs`. Resolves to the milliseconds waited (0 without a pid).
+ */
+export async function settle(pid, { windowMs = 200, busyShare = 0.1, maxMs = 15000 } = {}) {
+  const start = nowMs();
+  let before = cpuSeconds(pid);
+  if (before == null) return 0;
+  while (nowMs() - start < maxMs) {
+    await sleep(windowMs);
+    const now = cpuSeconds(pid);
+    if (now == null || (now - before) * 1000 <= windowMs * busyShare) break;
+    before = now;
+  }
+  return Math.round(nowMs() - start);
+}
+
+/**
  * The parent of a fan-out run: fork `--procs` workers of `script` (each opens
  * its share of the N clients, reports `ready`, then `done` with the time its
  * last client had M messages), send the trigger, and print one JSON line.
