@@ -25,10 +25,15 @@ let through to its client as it is; a database that cannot be reached raises
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import attrs
+
+if TYPE_CHECKING:
+    import sqlalchemy
+
+T = TypeVar("T")
 
 __all__ = [
     "ChatConversation",
@@ -207,6 +212,18 @@ class ChatService(Protocol):
         each, whether it was created. Bad values are refused as for
         :meth:`create_conversation`, naming e.g. ``conversations.3.id``, and
         then none is created."""
+        ...
+
+    async def create_conversations_with(
+            self, conversations: Sequence[ChatConversation],
+            write: Callable[[sqlalchemy.Connection], T]) -> tuple[list[bool], T]:
+        """:meth:`create_conversations`, then ``write(conn)`` in the same
+        transaction of the application's store (``app.store``): the
+        conversations and what ``write`` stores take effect together or not
+        at all, for one commit. For a plugin that stores a record of its own
+        with each conversation (the desk's batch of new tickets). Returns what
+        :meth:`create_conversations` returns, and what ``write`` returned; an
+        exception from ``write`` rolls both back and is raised as it is."""
         ...
 
     async def add_participant(self, tenant_id: str, conversation_id: str, user_id: str,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import trio
 from chats import (
     create_conversation,
@@ -24,6 +25,7 @@ from switchboard.core import (
     ClientError,
     ConfigError,
     MessageSource,
+    StoreError,
     hookimpl,
 )
 from switchboard.core.server import Server
@@ -548,3 +550,26 @@ async def test_many_conversations_are_created_in_one_call(switchboard: Harness) 
             ChatConversation("t1", "has space", None, ())])
     assert bad.value.code == "invalid_payload" and bad.value.field == "conversations.1.id"
     assert await chat.get_conversation("t1", "c-ok") is None
+
+
+async def test_conversations_and_a_plugins_own_rows_are_stored_together_or_not_at_all(
+        switchboard: Harness) -> None:
+    chat = chat_of(switchboard)
+    table = sa.Table("test_records", sa.MetaData(), sa.Column("id", sa.String, primary_key=True))
+    await switchboard.app.store.run(lambda conn: table.create(conn))
+
+    def record(conn: sa.Connection) -> int:
+        return conn.execute(table.insert(), [{"id": "r1"}]).rowcount
+
+    created, written = await chat.create_conversations_with(
+        [ChatConversation("t1", "c-a", None, (ChatParticipant("carl"),))], record)
+    assert (created, written) == ([True], 1)
+
+    def refused(conn: sa.Connection) -> None:
+        conn.execute(table.insert(), [{"id": "r1"}])  # the same key again
+
+    with pytest.raises(StoreError):
+        await chat.create_conversations_with(
+            [ChatConversation("t1", "c-b", None, (ChatParticipant("carl"),))], refused)
+    assert await chat.get_conversation("t1", "c-b") is None  # rolled back with the rows
+    assert (await chat.get_conversation("t1", "c-a")) is not None

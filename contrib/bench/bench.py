@@ -1107,10 +1107,11 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
                     raise BenchError(f"creating queue q{q}: {exc}") from None
             result = node.run("desk.mjs", [
                 "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
-                "--secs", str(a.desk_secs), "--bulk", str(bulk), "--tokens", str(tokens),
+                "--secs", str(a.desk_secs), "--warmup", str(a.desk_warmup),
+                "--bulk", str(bulk), "--tokens", str(tokens),
                 "--api-key", API_KEY, "--tenant", TENANT, "--server-pid", str(target.pid),
                 "--holders", str(a.procs), target.ws_url, target.http],
-                timeout=a.desk_secs + 180)
+                timeout=a.desk_secs + a.desk_warmup + 180)
         log(f"desk {label}{f' bulk {bulk}' if bulk > 1 else ''}: {json.dumps(result)}")
         rows.append(desk_row(a, label, bulk, result))
     return rows
@@ -1139,7 +1140,8 @@ def desk_row(a: argparse.Namespace, label: str, bulk: int, result: dict[str, Any
         f"Switchboard, {label}",
         f"{a.desk_agents} agents (plain WebSocket, in {a.procs} Node processes apart from the "
         f"one sending and timing) in the agents room, members of {a.desk_queues} queues "
-        f"(round robin); {how} for {a.desk_secs} s "
+        f"(round robin), their arrival announced before the load starts; {how} for "
+        f"{a.desk_secs} s after {a.desk_warmup:g} s of the same load not timed "
         f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
         f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "
         f"{result.get('sent', 0):,}); {result.get('assigned', 0):,} `ticket:assigned`; "
@@ -1747,6 +1749,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--desk-rate", type=int, default=1000,
                    help="desk: tickets created per second over HTTP")
     p.add_argument("--desk-secs", type=int, default=10, help="desk: seconds of creating")
+    p.add_argument("--desk-warmup", type=float, default=2.0,
+                   help="desk: seconds of the same load before the timed ones (not timed)")
     p.add_argument("--desk-bulk", type=int, default=20,
                    help="desk: tickets per request of the second row (POST "
                         "/api/v1/tickets/bulk); 1 leaves that row out")

@@ -2,15 +2,15 @@
 // tenant's agents room) are the members of QUEUES queues created beforehand
 // (see bench.py); this script creates tickets through POST /api/v1/tickets
 // (or, with --bulk N, N per request through POST /api/v1/tickets/bulk),
-// RATE per second for SECS seconds, round robin over the queues, and times
-// each ticket from its request to the `ticket:assigned` (auto-assignment)
+// RATE per second for WARMUP seconds (not timed) and then SECS seconds,
+// round robin over the queues, and times each ticket of the SECS from its request to the `ticket:assigned` (auto-assignment)
 // that the first agent receives (every agent receives it: they all hold the
 // agents room). Prints one JSON line.
 import { fork } from 'node:child_process';
 import http from 'node:http';
 import { args, cpuSeconds, nowMs, openMany, request, settle, sleep, urlMaker } from './lib.mjs';
 
-const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10] [--bulk 1]
+const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10] [--warmup 2] [--bulk 1]
     --tokens FILE --api-key KEY --tenant T [--server-pid PID] WS_URL HTTP_BASE`;
 
 const { values: o, positionals: [wsUrl, httpBase] } = args({
@@ -18,6 +18,7 @@ const { values: o, positionals: [wsUrl, httpBase] } = args({
   queues: { type: 'string', default: '20' },
   rate: { type: 'string', default: '1000' },
   secs: { type: 'string', default: '10' },
+  warmup: { type: 'string', default: '2' },
   bulk: { type: 'string', default: '1' },
   tokens: { type: 'string' },
   'api-key': { type: 'string' },
@@ -34,6 +35,7 @@ const A = Number(o.agents);
 const Q = Number(o.queues);
 const rate = Number(o.rate);
 const secs = Number(o.secs);
+const warmup = Number(o.warmup);
 const bulk = Math.max(1, Number(o.bulk));
 const ASSIGNED = Buffer.from('{"type":"ticket:assigned"');
 const sentAt = new Map();
@@ -102,19 +104,21 @@ function ticket(n) {
     channel: 'whatsapp', queueId: `q${n % Q}` };
 }
 
-// tickets first..first+count-1: one request (the bulk route when --bulk > 1)
-function create(first, count) {
+// tickets first..first+count-1: one request (the bulk route when --bulk > 1);
+// a ticket of the warm-up is neither timed nor counted
+function create(first, count, timed) {
   const body = JSON.stringify(bulk > 1
     ? { tickets: Array.from({ length: count }, (_, i) => ticket(first + i)) } : ticket(first));
   const path = bulk > 1 ? '/api/v1/tickets/bulk' : '/api/v1/tickets';
   const now = nowMs();
-  for (let i = 0; i < count; i++) sentAt.set(first + i, now);
+  if (timed) for (let i = 0; i < count; i++) sentAt.set(first + i, now);
   const forget = () => { for (let i = 0; i < count; i++) sentAt.delete(first + i); };
   inflight++;
   request(`${httpBase}${path}`, { method: 'POST', headers, body, agent })
     .then((res) => {
       inflight--;
       if (res.status === 201) {
+        if (!timed) return;
         created += count;
         if (nowMs() <= stopAt) createdInWindow += count;
       } else {
@@ -142,16 +146,28 @@ function clientSeconds() {
   return (own.user + own.system) / 1e6
     + children.reduce((sum, child) => sum + (cpuSeconds(child.pid) ?? 0), 0);
 }
-const cpu0 = cpuSeconds(pid);
-const clientCpu0 = clientSeconds();
-const t0 = nowMs();
+// The same load runs for --warmup seconds before the timed --secs (the
+// server's first batches compile its statements, its first transactions
+// start cold): what is measured is the rate it sustains.
+const start = nowMs();
+const t0 = start + warmup * 1000;
 stopAt = t0 + secs * 1000;
-let sent = 0;
+let cpu0 = null;
+let clientCpu0 = 0;
+let offered = 0; // tickets sent, warm-up included
+let sent = 0; // timed tickets sent
 while (nowMs() < stopAt) {
-  const due = Math.floor(((nowMs() - t0) / 1000) * rate);
-  while (sent + bulk <= due) {
-    create(sent, bulk);
-    sent += bulk;
+  const now = nowMs();
+  const timed = now >= t0;
+  if (timed && cpu0 === null) {
+    cpu0 = cpuSeconds(pid);
+    clientCpu0 = clientSeconds();
+  }
+  const due = Math.floor(((now - start) / 1000) * rate);
+  while (offered + bulk <= due) {
+    create(offered, bulk, timed);
+    offered += bulk;
+    if (timed) sent += bulk;
   }
   await sleep(5);
 }
@@ -172,6 +188,7 @@ console.log(JSON.stringify({
   queues: Q,
   rate,
   secs,
+  warmup_secs: warmup,
   bulk,
   settled_ms: settledMs,
   sent,

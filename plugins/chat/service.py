@@ -13,9 +13,10 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
+import sqlalchemy as sa
 from switchboard.core import (
     MAX_ROW_ID,
     Announcement,
@@ -46,6 +47,8 @@ from .payloads import (
 from .storage import ChatStorage, NewMessage, Page, Stored, wire_message
 
 log = logging.getLogger("switchboard.chat")
+
+T = TypeVar("T")
 
 MESSAGE_STORED = "switchboard_chat_message_stored"
 STATUS_CHANGED = "switchboard_chat_status_changed"
@@ -359,6 +362,14 @@ class Chat:
 
     async def create_conversations(self, conversations: Sequence[ChatConversation]
                                    ) -> list[bool]:
+        if not conversations:
+            return []
+        created, _ = await self.create_conversations_with(conversations, lambda conn: None)
+        return created
+
+    async def create_conversations_with(self, conversations: Sequence[ChatConversation],
+                                        write: Callable[[sa.Connection], T]
+                                        ) -> tuple[list[bool], T]:
         rows = []
         for i, conversation in enumerate(conversations):
             if not isinstance(conversation, ChatConversation):
@@ -371,11 +382,11 @@ class Chat:
                                     conversation.title, conversation.participants, prefix)
             rows.append((conversation.tenant_id, conversation.id, conversation.title,
                          members))
-        created = await self.storage.create_many(rows, time.time())
+        created, written = await self.storage.create_many_with(rows, time.time(), write)
         for (tenant, conversation_id, _, _), made in zip(rows, created, strict=True):
             if made:  # (no node keeps "no such conversation": nothing to tell them)
                 self._drop(tenant, conversation_id)
-        return created
+        return created, written
 
     async def make_conversation(self, tenant_id: str, conversation_id: str | None,
                                 title: str | None, participants: Iterable[ChatParticipant]

@@ -6,14 +6,16 @@ Each method is one transaction of the store, on SQLite and PostgreSQL alike
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
 
 import attrs
 import sqlalchemy as sa
 from switchboard.core import MessageSource, Store
 
 from .payloads import MAX_TITLE_LENGTH
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -184,14 +186,24 @@ class ChatStorage:
         earlier in ``rows``)."""
         if not rows:
             return []
-        conv, part, _ = self._tables()
-        insert = self.store.insert(conv).values([
-            {"tenant_id": tenant, "id": conversation, "title": title, "created_at": created_at}
-            for tenant, conversation, title, _ in rows]).on_conflict_do_nothing(
-            index_elements=[conv.c.tenant_id, conv.c.id]).returning(conv.c.tenant_id, conv.c.id)
+        created, _ = await self.create_many_with(rows, created_at, lambda conn: None)
+        return created
 
-        def create_rows(conn: sa.Connection) -> list[bool]:
-            new = {(row[0], row[1]) for row in conn.execute(insert)}
+    async def create_many_with(self, rows: Sequence[tuple[str, str, str | None, dict[str, str]]],
+                               created_at: float, write: Callable[[sa.Connection], T]
+                               ) -> tuple[list[bool], T]:
+        """:meth:`create_many`, then ``write(conn)`` in the same transaction."""
+        conv, part, _ = self._tables()
+        # one statement for every batch size (executed as multi-row INSERTs by
+        # SQLAlchemy): a statement with the rows in it is built, keyed and
+        # compiled again for each batch
+        insert = self.store.insert(conv).on_conflict_do_nothing(
+            index_elements=[conv.c.tenant_id, conv.c.id]).returning(conv.c.tenant_id, conv.c.id)
+        values = [{"tenant_id": tenant, "id": conversation, "title": title,
+                   "created_at": created_at} for tenant, conversation, title, _ in rows]
+
+        def create_rows(conn: sa.Connection) -> tuple[list[bool], T]:
+            new = {(row[0], row[1]) for row in conn.execute(insert, values)} if values else set()
             created = []
             participants = []
             for tenant, conversation, _, members in rows:
@@ -205,7 +217,7 @@ class ChatStorage:
                         for user, role in members.items()]
             if participants:
                 conn.execute(part.insert(), participants)
-            return created
+            return created, write(conn)
 
         return await self.store.run(create_rows)
 

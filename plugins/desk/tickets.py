@@ -256,18 +256,14 @@ class Tickets:
         return ticket if assigned is None else assigned
 
     async def _write_new(self, items: Sequence[NewTicket]) -> Sequence[Created]:
-        """The batch writer of new tickets: their conversations created in one
-        call of the chat service, then one transaction for the tickets, each
+        """The batch writer of new tickets: one transaction (one commit) of
+        the chat service that creates their conversations and then writes the
+        tickets, so that neither is stored without the other; each ticket
         numbered (serialized on its tenant) and, when it has a queue, given to
         the first free candidate of its queue (the active tickets of the
         candidates counted once, serialized with the tenant's other automatic
         assignments), all rows in one INSERT."""
         storage = self.storage
-        # their conversations first, in one call of the chat service
-        await self.app.service("chat").create_conversations([ChatConversation(
-            item.values["tenant_id"], item.values["conversation_id"],
-            item.values["subject"][:200],
-            (ChatParticipant(item.values["customer_id"], "customer"),)) for item in items])
         orders: builtins.list[Order] = []
         for item in items:
             queue = item.queue
@@ -318,7 +314,11 @@ class Tickets:
             conn.execute(storage.tickets.insert(), rows)
             return out
 
-        written = await self.app.store.run(write)
+        # their conversations and the tickets in one transaction of the chat service
+        _, written = await self.app.service("chat").create_conversations_with([ChatConversation(
+            item.values["tenant_id"], item.values["conversation_id"],
+            item.values["subject"][:200],
+            (ChatParticipant(item.values["customer_id"], "customer"),)) for item in items], write)
         # (after the commit, nothing may raise: the batch would be written again)
         try:
             await self._announce_new(items, written)
