@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import trio
 from databases import database_url
 from desk import call, desk_config, new_ticket, put_queue
@@ -187,6 +188,50 @@ async def test_only_online_agents_below_capacity_get_tickets(switchboard: Harnes
     event = await ana.expect("ticket:assigned")
     assert event["ticket"]["id"] == second["id"] and event["ticket"]["assigneeId"] == "ana"
     assert event["reason"] == "auto_assign"
+
+
+async def test_capacity_holds_through_every_kind_of_change_and_the_loads_match_the_tickets(
+        switchboard: Harness) -> None:
+    # (the agents' loads are kept with each change, not counted: after
+    # assignments, a transfer, closes, a reopen and a status change they are
+    # still what the tickets say)
+    await put_queue(switchboard, "support", [{"userId": "ana", "capacity": 2},
+                                             {"userId": "bob", "capacity": 2}])
+    ana = await agent(switchboard, "ana")
+    await agent(switchboard, "bob")
+    tickets = [await new_ticket(switchboard, queueId="support") for _ in range(4)]
+    owners = [await assigned_to(ana) for _ in tickets]
+    assert sorted(owners) == ["ana", "ana", "bob", "bob"]
+    held = {owner: [t["id"] for t, o in zip(tickets, owners, strict=True) if o == owner]
+            for owner in ("ana", "bob")}
+    waiting = await new_ticket(switchboard, queueId="support")  # both full
+    assert (await ana.expect("ticket:queued"))["ticket"]["id"] == waiting["id"]
+    # bob gives one of his to ana (a transfer may go past her capacity): his
+    # freed slot takes the waiting ticket
+    await call(switchboard, "POST", f"/api/v1/tickets/{held['bob'][0]}/transfer",
+               {"tenant": "acme", "assigneeId": "ana"}, status=200)
+    event = await ana.expect("ticket:assigned")
+    assert (event["ticket"]["id"], event["ticket"]["assigneeId"]) == (waiting["id"], "bob")
+    # ana closes her two first ones and reopens one
+    for ticket_id in held["ana"]:
+        await call(switchboard, "POST", f"/api/v1/tickets/{ticket_id}/close",
+                   {"tenant": "acme"}, status=200)
+    await call(switchboard, "POST", f"/api/v1/tickets/{held['ana'][0]}/reopen",
+               {"tenant": "acme"}, status=200)
+    await call(switchboard, "PATCH", f"/api/v1/tickets/{held['bob'][1]}",
+               {"tenant": "acme", "status": "resolved"}, status=200)
+    store = switchboard.app.store
+    desk = store.metadata.tables["desk_tickets"]
+    counted = {row["assignee_id"]: row["n"] for row in await store.fetch_all(
+        sa.select(desk.c.assignee_id, sa.func.count().label("n"))
+        .where(desk.c.assignee_id.is_not(None),
+               desk.c.status.in_(["open", "pending", "in_progress"]))
+        .group_by(desk.c.assignee_id))}
+    load = store.metadata.tables["desk_agent_load"]
+    kept = {row["user_id"]: row["active"] for row in await store.fetch_all(
+        sa.select(load).where(load.c.active != 0))}
+    assert kept == counted
+    assert counted == {"ana": 2, "bob": 1}
 
 
 async def test_a_waiting_ticket_goes_to_the_next_member_who_comes_online(

@@ -71,6 +71,23 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time
     assert await client.closed_after() == pytest.approx(KEEP_ALIVE, abs=0.1)
 
 
+async def test_a_json_route_tells_the_client_how_long_an_idle_connection_is_kept(
+        switchboard: Harness) -> None:
+    # (so that a client stops reusing it before the server closes it, instead
+    # of sending a request just as it closes)
+    client = Raw(switchboard)
+    body = b'{"tenant": "t1", "room": "r", "event": "e", "data": 1}'
+    await client.send(b"POST /api/v1/emit HTTP/1.1\r\nHost: switchboard.test\r\n"
+                      b"Authorization: Bearer " + TEST_API_KEY.encode() + b"\r\n"
+                      b"Content-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    head = (await client.response()).partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert head[0].startswith(b"http/1.1 202")
+    assert b"connection: keep-alive" in head
+    assert b"keep-alive: timeout=%d" % KEEP_ALIVE in head
+    assert await client.closed_after() == pytest.approx(KEEP_ALIVE, abs=0.1)
+
+
 async def test_a_kept_alive_connection_serves_requests_within_the_timeout(
         switchboard: Harness) -> None:
     client = Raw(switchboard)

@@ -44,9 +44,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def first_release_tables(metadata: sa.MetaData) -> None:
     """The tables as the releases before versioned migrations made them: every
     plugin's as today, except the two that changed since (from the history of
-    plugins/notifications.py and plugins/whatsapp/storage.py)."""
+    plugins/notifications.py and plugins/whatsapp/storage.py) and the one added
+    since (``desk_agent_load``)."""
     Plugins(make_config()).declare_tables(metadata)
-    for name in ("notifications_items", "whatsapp_outbox"):
+    for name in ("notifications_items", "whatsapp_outbox", "desk_agent_load"):
         metadata.remove(metadata.tables[name])
     sa.Table(
         "notifications_items", metadata,
@@ -89,7 +90,8 @@ def first_release_tables(metadata: sa.MetaData) -> None:
 
 def make_first_release_database(url: str) -> None:
     """A database as an earlier release left it: its tables, no version tables,
-    two notifications of alice's and a queued WhatsApp message."""
+    two notifications of alice's, a queued WhatsApp message and desk tickets
+    (ana holds two active ones and a closed one, bob one pending)."""
     metadata = sa.MetaData()
     first_release_tables(metadata)
     engine = sa.create_engine(url)
@@ -103,6 +105,15 @@ def make_first_release_database(url: str) -> None:
         conn.execute(metadata.tables["whatsapp_outbox"].insert().values(
             tenant="acme", session="main", conversation="wa:1", message_id=1, to="5511",
             type="text", content="{}", status="pending", attempts=0, created_at=1.0))
+        tickets = metadata.tables["desk_tickets"]
+        for number, (assignee, status) in enumerate([
+                ("ana", "in_progress"), ("ana", "open"), ("ana", "closed"),
+                ("bob", "pending"), (None, "open")], start=1):
+            conn.execute(tickets.insert().values(
+                id=f"t{number}", tenant_id="acme", number=number, subject="s",
+                status=status, priority="normal", assignee_id=assignee, customer_id="c",
+                channel="web", tags=[], conversation_id=f"ticket-t{number}", version=1,
+                created_at=1.0, updated_at=1.0))
     engine.dispose()
 
 
@@ -159,6 +170,11 @@ async def test_a_sqlite_database_of_an_earlier_release_is_upgraded_at_start_with
         # kept, with the column added (the plugin's sender may have handled it already)
         assert (row["to"], row["message_id"]) == ("5511", 1)
         assert "claimed_at" in row
+        # the agents' loads counted from the tickets kept
+        load = harness.app.store.metadata.tables["desk_agent_load"]
+        loads = {r["user_id"]: r["active"] for r in await harness.app.store.fetch_all(
+            sa.select(load))}
+        assert loads == {"ana": 2, "bob": 1}
     finally:
         await harness.stop()
     assert version_of(url, "notifications") == ["0002"]
@@ -178,7 +194,8 @@ def test_postgresql_of_an_earlier_release_waits_for_migrate_then_keeps_its_data(
         [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
         assert error == (
             "cannot start: the database schema is older than this version of Switchboard "
-            "(notifications at unversioned, needs 0002; whatsapp at unversioned, needs 0002): "
+            "(desk at unversioned, needs 0002; notifications at unversioned, needs 0002; "
+            "whatsapp at unversioned, needs 0002): "
             f"upgrade it with `switchboard migrate --config {path}`")
 
         capsys.readouterr()
@@ -187,6 +204,7 @@ def test_postgresql_of_an_earlier_release_waits_for_migrate_then_keeps_its_data(
         assert "notifications: upgraded from unversioned to 0002" in out
         assert "whatsapp: upgraded from unversioned to 0002" in out
         assert "chat: upgraded from unversioned to 0001" in out
+        assert "desk: upgraded from unversioned to 0002" in out
 
         engine = sa.create_engine(url)
         with engine.begin() as conn:  # the next id is the first past 32 bits
@@ -216,7 +234,7 @@ async def test_migrate_twice_changes_nothing_the_second_time(
     assert await trio.to_thread.run_sync(main, ["migrate", "--config", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert sorted(lines) == sorted([
-        "chat: up to date (0001)", "desk: up to date (0001)", "handover: up to date (0001)",
+        "chat: up to date (0001)", "desk: up to date (0002)", "handover: up to date (0001)",
         "notifications: up to date (0002)", "pipeline: up to date (0001)",
         "presence: up to date (0001)", "webhooks: up to date (0001)",
         "whatsapp: up to date (0002)"])
@@ -234,12 +252,13 @@ async def test_migrate_sql_prints_the_upgrade_and_changes_nothing(
         assert "ALTER TABLE notifications_items ALTER COLUMN id TYPE BIGINT" in sql
         assert "ALTER TABLE whatsapp_outbox ADD COLUMN claimed_at FLOAT" in sql
         assert "INSERT INTO chat_alembic_version (version_num) VALUES ('0001')" in sql
+        assert "CREATE TABLE desk_agent_load" in sql
         # nothing was changed: the schema still needs the upgrade
         assert await trio.to_thread.run_sync(
             main, ["migrate", "--check", "--config", str(path)]) == 1
         assert capsys.readouterr().out.splitlines() == [
             "chat: tables without a version (recorded as 0001 at start-up)",
-            "desk: tables without a version (recorded as 0001 at start-up)",
+            f"desk: at unversioned, needs 0002: run `switchboard migrate --config {path}`",
             "handover: tables without a version (recorded as 0001 at start-up)",
             f"notifications: at unversioned, needs 0002: run `switchboard migrate --config {path}`",
             "pipeline: tables without a version (recorded as 0001 at start-up)",

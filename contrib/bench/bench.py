@@ -1144,7 +1144,8 @@ def desk_row(a: argparse.Namespace, label: str, bulk: int, result: dict[str, Any
         f"{a.desk_secs} s after {a.desk_warmup:g} s of the same load not timed "
         f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
         f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "
-        f"{result.get('sent', 0):,}); {result.get('assigned', 0):,} `ticket:assigned`; "
+        f"{result.get('sent', 0):,}, {result.get('answered_in_window_per_s', 0):,}/s answered "
+        f"within the {a.desk_secs} s); {result.get('assigned', 0):,} `ticket:assigned`; "
         f"request-to-assigned p50 / p99 / max {result.get('assign_p50_ms')} / {p99} / "
         f"{result.get('assign_max_ms')} ms{busy}{errors}",
         f">= {TARGET_DESK_CREATED:,}/s with p99 < {TARGET_DESK_P99_MS:g} ms: {verdict(met)}")
@@ -1754,7 +1755,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--desk-bulk", type=int, default=20,
                    help="desk: tickets per request of the second row (POST "
                         "/api/v1/tickets/bulk); 1 leaves that row out")
-    p.add_argument("--desk-linger", type=float, default=0.005,
+    p.add_argument("--desk-linger", type=float, default=0.0,
                    help="desk: the server's write_linger in seconds (each ticket is two "
                         "events to every agent)")
     p.add_argument("--hold", type=int, default=50_000,

@@ -32,13 +32,23 @@ FallBack = Callable[[trio.abc.Stream, RequestHead], Awaitable[None]]
 Answerer = Callable[[RequestHead, bytes], Awaitable[tuple[int, Any]]]
 
 
-def json_response(status: int, body: Any, *, close: bool, retry_after: bool = False) -> bytes:
-    """A whole HTTP/1.1 response with a JSON body, as one piece of bytes."""
+def json_response(status: int, body: Any, *, close: bool, retry_after: bool = False,
+                  keep_alive: float = 0.0) -> bytes:
+    """A whole HTTP/1.1 response with a JSON body, as one piece of bytes.
+
+    ``keep_alive``: the seconds an idle kept-alive connection stays open,
+    told to the client (``keep-alive: timeout=N``, whole seconds, rounded
+    down) so that it stops reusing the connection before the server closes
+    it: a request sent just as the server closes would otherwise fail
+    (Node's ``http.Agent``, for one, reads the hint)."""
     payload = json.dumps(body, separators=(",", ":")).encode()
+    connection = "close" if close else "keep-alive"
+    if not close and keep_alive >= 1:
+        connection += f"\r\nkeep-alive: timeout={int(keep_alive)}"
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n"
             f"{'retry-after: 1' + chr(13) + chr(10) if retry_after else ''}"
-            f"{'connection: close' if close else 'connection: keep-alive'}\r\n\r\n")
+            f"connection: {connection}\r\n\r\n")
     return head.encode() + payload
 
 
@@ -91,7 +101,8 @@ async def serve_json_requests(app: App, stream: trio.abc.Stream, head: RequestHe
                                           "message": "the request failed on the server"}, True
         write_queued_now()  # what it published goes out before its answer
         await stream.send_all(json_response(status, answer, close=close,
-                                            retry_after=retry_after_503 and status == 503))
+                                            retry_after=retry_after_503 and status == 503,
+                                            keep_alive=limits.keep_alive_timeout))
         if close:
             return
         try:

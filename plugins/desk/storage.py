@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from switchboard.core import Ticket
+from switchboard.core import Store, Ticket
 
 from .payloads import ACTIVE
 
@@ -21,10 +21,31 @@ def _id_column(name: str, **kwargs: Any) -> sa.Column[Any]:
     return sa.Column(name, sa.String(200), **kwargs)
 
 
+#: (tenant, user): a change of the active tickets an agent holds.
+LoadDeltas = dict[tuple[str, str], int]
+
+
+def load_delta(deltas: LoadDeltas, tenant: str, before: tuple[str | None, str] | None,
+               after: tuple[str | None, str] | None) -> None:
+    """Add to ``deltas`` what a ticket's change from ``before`` to ``after``
+    (assignee, status; None: no ticket) does to its assignees' active tickets."""
+    for state, sign in ((before, -1), (after, 1)):
+        if state is not None and state[0] is not None and state[1] in ACTIVE:
+            key = (tenant, state[0])
+            deltas[key] = deltas.get(key, 0) + sign
+
+
 class DeskStorage:
     tickets: sa.Table
     queues: sa.Table
     members: sa.Table
+    #: The active tickets each agent holds, kept with every change of a
+    #: ticket's assignee or status in the same transaction: auto-assignment
+    #: reads its candidates' loads here instead of counting their tickets
+    #: (a count that grows with every ticket they hold).
+    load: sa.Table
+    #: The store (set at start), for its portable upsert.
+    store: Store
 
     def declare(self, metadata: sa.MetaData) -> None:
         self.tickets = sa.Table(
@@ -73,6 +94,12 @@ class DeskStorage:
             sa.Column("capacity", sa.Integer),
             sa.Index("desk_queue_members_user", "tenant_id", "user_id"),
         )
+        self.load = sa.Table(
+            "desk_agent_load", metadata,
+            _id_column("tenant_id", primary_key=True),
+            _id_column("user_id", primary_key=True),
+            sa.Column("active", sa.Integer, nullable=False),
+        )
 
     # -- tickets ---------------------------------------------------------------
 
@@ -97,19 +124,38 @@ class DeskStorage:
                            .where(t.c.tenant_id == tenant)).scalar()
         return int(top or 0) + 1
 
-    def insert(self, conn: sa.Connection, values: dict[str, Any]) -> None:
-        conn.execute(self.tickets.insert().values(values))
-
     def row(self, conn: sa.Connection, tenant: str, ticket_id: str) -> Any:
         t = self.tickets
         return conn.execute(sa.select(t).where(t.c.id == ticket_id, t.c.tenant_id == tenant)
                             ).mappings().first()
 
-    def update(self, conn: sa.Connection, ticket_id: str, version: int,
-               values: dict[str, Any]) -> int:
+    def update(self, conn: sa.Connection, current: Ticket, values: dict[str, Any]) -> int:
+        """Write ``values`` over ``current`` if it is still at its version (1,
+        else 0), and its assignees' loads with it."""
         t = self.tickets
-        return conn.execute(t.update().where(t.c.id == ticket_id, t.c.version == version)
-                            .values(values)).rowcount
+        updated = conn.execute(t.update().where(t.c.id == current.id,
+                                                t.c.version == current.version)
+                               .values(values)).rowcount
+        if updated:
+            deltas: LoadDeltas = {}
+            load_delta(deltas, current.tenant_id, (current.assignee_id, current.status),
+                       (values.get("assignee_id", current.assignee_id),
+                        values.get("status", current.status)))
+            self.add_load(conn, deltas)
+        return int(updated)
+
+    def add_load(self, conn: sa.Connection, deltas: LoadDeltas) -> None:
+        """Add ``deltas`` to the agents' loads, in one statement, in the order
+        of their keys (concurrent transactions lock the rows in the same order)."""
+        rows = [{"tenant_id": tenant, "user_id": user, "active": delta}
+                for (tenant, user), delta in sorted(deltas.items()) if delta]
+        if not rows:
+            return
+        load = self.load
+        insert = self.store.insert(load)
+        conn.execute(insert.values(rows).on_conflict_do_update(
+            index_elements=[load.c.tenant_id, load.c.user_id],
+            set_={"active": load.c.active + insert.excluded.active}))
 
     def select(self, tenant: str, *, status: str | None, queue_id: str | None,
                assignee_id: str | None, customer_id: str | None, before: int | None,
@@ -125,17 +171,16 @@ class DeskStorage:
         return stmt.order_by(t.c.number.desc()).limit(limit)
 
     def active_count(self, conn: sa.Connection, tenant: str, user: str) -> int:
-        t = self.tickets
-        return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(
-            t.c.tenant_id == tenant, t.c.assignee_id == user, t.c.status.in_(ACTIVE))
-        ).scalar() or 0)
+        load = self.load
+        return int(conn.execute(sa.select(load.c.active).where(
+            load.c.tenant_id == tenant, load.c.user_id == user)).scalar() or 0)
 
     def active_counts(self, tenant: str, users: Sequence[str]) -> sa.Select[Any]:
-        t = self.tickets
-        return (sa.select(t.c.assignee_id, sa.func.count().label("n"))
-                .where(t.c.tenant_id == tenant, t.c.assignee_id.in_(list(users)),
-                       t.c.status.in_(ACTIVE))
-                .group_by(t.c.assignee_id))
+        """(assignee_id, n): the active tickets of those of ``users`` who hold any."""
+        load = self.load
+        return (sa.select(load.c.user_id.label("assignee_id"), load.c.active.label("n"))
+                .where(load.c.tenant_id == tenant, load.c.user_id.in_(list(users)),
+                       load.c.active > 0))
 
     def waiting(self, tenant: str, queue: str, limit: int) -> sa.Select[Any]:
         """Unassigned active tickets of a queue, oldest first."""

@@ -54,7 +54,7 @@ from .payloads import (
     invalid,
 )
 from .queues import Queue, QueueDirectory
-from .storage import DeskStorage
+from .storage import DeskStorage, LoadDeltas, load_delta
 
 Listener = Callable[[TicketChange], Awaitable[None]]
 Mutation = Callable[[sa.Connection, Ticket], dict[str, Any]]
@@ -291,6 +291,7 @@ class Tickets:
                     load.update(((tenant, row[0]), int(row[1])) for row in
                                 conn.execute(storage.active_counts(tenant, users)))
             rows: builtins.list[dict[str, Any]] = []
+            deltas: LoadDeltas = {}
             out: builtins.list[Written] = []
             for item, order in zip(items, orders, strict=True):
                 values = dict(item.values)
@@ -309,9 +310,11 @@ class Tickets:
                         assigned = attrs.evolve(created, assignee_id=user,
                                                 status="in_progress", version=2)
                         break
+                load_delta(deltas, tenant, None, (values.get("assignee_id"), values["status"]))
                 rows.append(values)
                 out.append((created, assigned))
             conn.execute(storage.tickets.insert(), rows)
+            storage.add_load(conn, deltas)
             return out
 
         # their conversations and the tickets in one transaction of the chat service
@@ -385,7 +388,7 @@ class Tickets:
             if not values:
                 return current, current
             values.update(version=current.version + 1, updated_at=now)
-            if storage.update(conn, ticket_id, current.version, values) != 1:
+            if storage.update(conn, current, values) != 1:
                 fresh = storage.ticket(storage.row(conn, tenant_id, ticket_id))
                 raise conflict(fresh, "ticket changed meanwhile")
             return current, storage.ticket(storage.row(conn, tenant_id, ticket_id))
