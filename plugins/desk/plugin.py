@@ -88,7 +88,7 @@ class DeskPlugin:
     @hookimpl
     async def switchboard_startup(self, app: App) -> None:
         self.app = app
-        self.storage.store = app.store
+        self.storage.start(app.store)
         settings: DeskSettings = app.settings(self)
         self.queues.start(app)
         self.tickets.start(app, settings)

@@ -44,8 +44,8 @@ class DeskStorage:
     #: reads its candidates' loads here instead of counting their tickets
     #: (a count that grows with every ticket they hold).
     load: sa.Table
-    #: The store (set at start), for its portable upsert.
-    store: Store
+    #: Add to agents' loads (see :meth:`start`).
+    _add_load: sa.Insert
 
     def declare(self, metadata: sa.MetaData) -> None:
         self.tickets = sa.Table(
@@ -149,13 +149,18 @@ class DeskStorage:
         of their keys (concurrent transactions lock the rows in the same order)."""
         rows = [{"tenant_id": tenant, "user_id": user, "active": delta}
                 for (tenant, user), delta in sorted(deltas.items()) if delta]
-        if not rows:
-            return
+        if rows:
+            conn.execute(self._add_load, rows)
+
+    def start(self, store: Store) -> None:
+        """Once the tables are declared: the statements built once (for every
+        number of rows) on ``store``'s database."""
         load = self.load
-        insert = self.store.insert(load)
-        conn.execute(insert.values(rows).on_conflict_do_update(
+        insert = store.insert(load)
+        self._add_load = insert.on_conflict_do_update(
             index_elements=[load.c.tenant_id, load.c.user_id],
-            set_={"active": load.c.active + insert.excluded.active}))
+            set_={"active": load.c.active + insert.excluded.active})
+
 
     def select(self, tenant: str, *, status: str | None, queue_id: str | None,
                assignee_id: str | None, customer_id: str | None, before: int | None,
