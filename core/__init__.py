@@ -22,7 +22,7 @@ machinery and may change without notice.
 - Validators for payload fields: :func:`identifier`, :func:`text`,
   :func:`max_length`, :func:`row_id`, :func:`check_identifier`.
 - Storage: :class:`Store` (with :meth:`Store.upsert`, :meth:`Store.insert`
-  and ``run(fn, serialize_on=KEY)``), :func:`serialize_on`,
+  and ``run(fn, serialize_on=KEY)``), :func:`serialize_on`, :func:`serialize_on_each`,
   :class:`StoreError`, :class:`StoreUnavailable`; :class:`Batcher` for
   batched writes.
 - Other plugins' services and the values they pass: :class:`ChatService`,
@@ -114,7 +114,7 @@ from .services import (
     TicketService,
 )
 from .session import Session
-from .store import Store, StoreError, StoreUnavailable, serialize_on
+from .store import Store, StoreError, StoreUnavailable, serialize_on, serialize_on_each
 from .supervise import SupervisedNursery, keep_serving
 from .throttle import Coalescer
 from .validators import (
@@ -208,6 +208,7 @@ __all__ = [
     "require_api_key",
     "row_id",
     "serialize_on",
+    "serialize_on_each",
     "structure_body",
     "structure_payload",
     "tenant_room",

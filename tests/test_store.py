@@ -13,7 +13,13 @@ import sqlalchemy as sa
 import trio
 import trio.testing
 from databases import PG_ADMIN_URL, database_url
-from switchboard.core.store import Store, StoreError, StoreUnavailable, serialize_on
+from switchboard.core.store import (
+    Store,
+    StoreError,
+    StoreUnavailable,
+    serialize_on,
+    serialize_on_each,
+)
 
 THREAD_WAIT_S = 10  # upper bound for a worker thread waiting on the test; never reached
 
@@ -448,7 +454,7 @@ def _lock_waiters_or(url: str, done: threading.Event) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("how", ["argument", "inside"])
+@pytest.mark.parametrize("how", ["argument", "inside", "among others"])
 async def test_transactions_serialized_on_a_key_lose_no_update(store: Store, db_url: str,
                                                                how: str) -> None:
     """The first increment has read the counter and waits; the second, on the
@@ -461,7 +467,10 @@ async def test_transactions_serialized_on_a_key_lose_no_update(store: Store, db_
 
     def serialized(fn: Callable[[sa.Connection], int]) -> Callable[[sa.Connection], int]:
         def run(conn: sa.Connection) -> int:
-            serialize_on(conn, "counter", "a", 1)
+            if how == "among others":
+                serialize_on_each(conn, [("other", "x"), ("counter", "a", 1)])
+            else:
+                serialize_on(conn, "counter", "a", 1)
             return fn(conn)
         return run
 
@@ -514,3 +523,5 @@ async def test_store_helpers_refuse_what_they_cannot_do(store: Store) -> None:
         store.upsert(counters(store), {"tenant": "a"}, key=[])
     with pytest.raises(ValueError, match="key"):
         await store.run(lambda conn: serialize_on(conn))
+    with pytest.raises(ValueError, match="key"):
+        await store.run(lambda conn: serialize_on_each(conn, [("a",), ()]))

@@ -35,6 +35,7 @@ from switchboard.core import (
     agents_room,
     is_room_name,
     serialize_on,
+    serialize_on_each,
     trio_time_of,
     user_room,
     wall_time,
@@ -278,9 +279,8 @@ class Tickets:
 
         def write(conn: sa.Connection) -> Sequence[Written]:
             tenants = sorted({item.values["tenant_id"] for item in items})
-            for tenant in tenants:
-                serialize_on(conn, "desk-number", tenant)
-                serialize_on(conn, "desk-assign", tenant)
+            serialize_on_each(conn, [key for tenant in tenants for key in (
+                ("desk-number", tenant), ("desk-assign", tenant))])
             numbers = {tenant: storage.next_number(conn, tenant) for tenant in tenants}
             # the active tickets of every candidate, counted once for the batch
             load: dict[tuple[str, str], int] = {}
