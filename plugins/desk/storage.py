@@ -161,7 +161,6 @@ class DeskStorage:
             index_elements=[load.c.tenant_id, load.c.user_id],
             set_={"active": load.c.active + insert.excluded.active})
 
-
     def select(self, tenant: str, *, status: str | None, queue_id: str | None,
                assignee_id: str | None, customer_id: str | None, before: int | None,
                limit: int) -> sa.Select[Any]:
