@@ -281,15 +281,14 @@ class Tickets:
             tenants = sorted({item.values["tenant_id"] for item in items})
             serialize_on_each(conn, [key for tenant in tenants for key in (
                 ("desk-number", tenant), ("desk-assign", tenant))])
-            numbers = {tenant: storage.next_number(conn, tenant) for tenant in tenants}
-            # the active tickets of every candidate, counted once for the batch
+            # each tenant's next number, and the loads of its candidates, read once
+            numbers: dict[str, int] = {}
             load: dict[tuple[str, str], int] = {}
             for tenant in tenants:
                 users = sorted({user for item, order in zip(items, orders, strict=True)
                                 if item.values["tenant_id"] == tenant for user, _ in order})
-                if users:
-                    load.update(((tenant, row[0]), int(row[1])) for row in
-                                conn.execute(storage.active_counts(tenant, users)))
+                numbers[tenant], active = storage.number_and_loads(conn, tenant, users)
+                load.update(((tenant, user), n) for user, n in active.items())
             rows: builtins.list[dict[str, Any]] = []
             deltas: LoadDeltas = {}
             out: builtins.list[Written] = []
