@@ -17,7 +17,7 @@
 // and arrivals, so every delivery is counted whichever process sent its move.
 import { fork } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { args, cpuSeconds, nowMs, openMany, sleep, urlMaker } from './lib.mjs';
+import { args, cpuSeconds, nowMs, openMany, settle, sleep, urlMaker } from './lib.mjs';
 
 const USAGE = `node pipeline.mjs [--consultants 100] [--rate 500] [--secs 10] [--procs 1]
     --leads FILE --stages a,b,c [--tokens FILE] [--server-pid PID] URL`;
@@ -203,6 +203,9 @@ async function coordinator() {
   await Promise.all(workers.map((w) => w.next('ready')));
 
   const pid = o['server-pid'] ? Number(o['server-pid']) : 0;
+  // what the consultants' connecting set off (their arrival announced) is
+  // done before the moves start
+  const settledMs = await settle(pid);
   const t0 = nowMs() + 100;
   for (const w of workers) w.child.send({ type: 'start', t0 });
   while (nowMs() < t0) await sleep(1);
@@ -248,6 +251,7 @@ async function coordinator() {
     ok: errors === 0 && skipped === 0 && delivered >= acked * N,
     consultants: N,
     procs,
+    settled_ms: settledMs,
     leads: allLeads.length,
     secs,
     moves: sum('moves'),
