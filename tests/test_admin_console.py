@@ -8,12 +8,14 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trio
 from admin_console import CONSOLE, PASSWORD, console_config, log_in, logged_in
+from databases import database_down, database_url
 from switchboard.core.admin.login import SESSION_COOKIE
 from switchboard.core.admin.redact import HIDDEN, redact, redact_url
 from switchboard.testing import TEST_API_KEY, Harness, make_config
@@ -203,6 +205,28 @@ async def test_a_logout_is_remembered_across_a_restart(nursery: trio.Nursery) ->
                 assert (await browser.get(f"{CONSOLE}/state.json")).status_code == status, name
     finally:
         await harness.stop()
+
+
+async def test_a_logout_while_the_database_is_down_still_ends_the_session(
+        nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The logout cannot be stored: the session still ends on this node, and
+    the log says a restart would accept its cookie again (PostgreSQL refusing
+    connections, as in a restart or a failover)."""
+    with database_url("postgresql", tmp_path, tables=True) as url:
+        harness = await serve(console_config({"store": {"url": url}}), nursery)
+        try:
+            async with httpx.AsyncClient(base_url=harness.http_url()) as browser:
+                csrf = await logged_in(browser)
+                cookie = browser.cookies[SESSION_COOKIE]
+                with database_down(url):
+                    answer = await browser.post(f"{CONSOLE}/logout", data={"csrf": csrf})
+                    assert answer.status_code == 303
+                    assert answer.headers["location"].endswith("/login")
+                browser.cookies.set(SESSION_COOKIE, cookie, path=CONSOLE)
+                assert (await browser.get(f"{CONSOLE}/state.json")).status_code == 401
+        finally:
+            await harness.stop()
+    assert any("a logout could not be stored" in r.getMessage() for r in caplog.records)
 
 
 # -- CSRF --------------------------------------------------------------------------
