@@ -179,20 +179,13 @@ class ChatStorage:
 
         return await self.store.run(create_rows)
 
-    async def create_many(self, rows: Sequence[tuple[str, str, str | None, dict[str, str]]],
-                          created_at: float) -> list[bool]:
-        """Create many conversations (tenant, id, title, participants) in one
-        transaction of two statements; for each, False if it existed (or came
-        earlier in ``rows``)."""
-        if not rows:
-            return []
-        created, _ = await self.create_many_with(rows, created_at, lambda conn: None)
-        return created
-
     async def create_many_with(self, rows: Sequence[tuple[str, str, str | None, dict[str, str]]],
                                created_at: float, write: Callable[[sa.Connection], T]
                                ) -> tuple[list[bool], T]:
-        """:meth:`create_many`, then ``write(conn)`` in the same transaction."""
+        """Create many conversations (tenant, id, title, participants) in one
+        transaction of two statements, then ``write(conn)`` in it; for each
+        conversation, False if it existed (or came earlier in ``rows``), and
+        what ``write`` returned."""
         conv, part, _ = self._tables()
         # one statement for every batch size (executed as multi-row INSERTs by
         # SQLAlchemy): a statement with the rows in it is built, keyed and
