@@ -114,7 +114,7 @@ from .services import (
     TicketService,
 )
 from .session import Session
-from .store import Store, StoreError, StoreUnavailable, serialize_on, serialize_on_each
+from .store import LockKey, Store, StoreError, StoreUnavailable, serialize_on, serialize_on_each
 from .supervise import SupervisedNursery, keep_serving
 from .throttle import Coalescer
 from .validators import (
@@ -167,6 +167,7 @@ __all__ = [
     "Inbound",
     "JsonHandler",
     "JsonRequest",
+    "LockKey",
     "MessageSource",
     "Notification",
     "NotificationsService",

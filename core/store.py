@@ -60,8 +60,9 @@ _PG_CONNECT_TIMEOUT_S = 10
 # What sqlite3 says when the database file is busy or cannot be used right now.
 _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open",
                        "disk i/o error", "database or disk is full")
-# Execution option read by the SQLite "begin" listener: the BEGIN statement to emit.
-_SQLITE_BEGIN = "switchboard_sqlite_begin"
+# Execution option read by the "begin" listener (SQLite and PostgreSQL): the
+# statement that starts the transaction ("": none, the statement runs on its own).
+_BEGIN = "switchboard_begin"
 
 
 class StoreError(Exception):
@@ -72,6 +73,14 @@ class StoreUnavailable(StoreError):
     """The database could not be reached or was busy (down, restarting, refusing
     connections, a connection lost, SQLite locked past the busy timeout): the
     operation did not happen, and trying again later may succeed."""
+
+
+class _Dropped(Exception):
+    """A pooled connection was found dropped by the server at the BEGIN."""
+
+
+def _is_select(stmt: sqlalchemy.Executable) -> bool:
+    return bool(getattr(stmt, "is_select", False))
 
 
 class Store:
@@ -141,27 +150,25 @@ class Store:
                 await trio.to_thread.run_sync(engine.dispose)
 
     async def run(self, fn: Callable[[sqlalchemy.Connection], T], *,
-                  serialize_on: LockKey | None = None) -> T:
+                  serialize_on: LockKey | list[LockKey] | None = None) -> T:
         """Run ``fn(conn)`` in a worker thread inside one transaction; return its result.
 
         ``fn`` is synchronous. The transaction commits if ``fn`` returns and rolls back
         if it raises. SQLAlchemy errors are raised as :class:`StoreError`, other
         exceptions from ``fn`` unchanged.
 
-        ``serialize_on``: a key (``("notifications", tenant, user)``); transactions
-        given the same key run one after the other, each seeing what the one
-        before committed, whatever node of the cluster runs them (see
-        :func:`serialize_on`, which does the same from inside ``fn``).
+        ``serialize_on``: a key (``("notifications", tenant, user)``), or a list
+        of keys taken in its order; transactions given the same key run one
+        after the other, each seeing what the one before committed, whatever
+        node of the cluster runs them (see :func:`serialize_on`, which does
+        the same from inside ``fn``). On PostgreSQL the keys are taken in the
+        round trip of the ``BEGIN``, so serializing costs no round trip.
         """
+        locks: list[int] = []
         if serialize_on is not None:
-            key = serialize_on if isinstance(serialize_on, tuple) else (serialize_on,)
-            inner = fn
-
-            def fn(conn: sqlalchemy.Connection) -> T:
-                _lock(conn, key)
-                return inner(conn)
-
-        return await self._call(fn, begin="BEGIN IMMEDIATE")
+            keys = serialize_on if isinstance(serialize_on, list) else [serialize_on]
+            locks = _lock_ids([key if isinstance(key, tuple) else (key,) for key in keys])
+        return await self._call(fn, begin="BEGIN IMMEDIATE", locks=locks)
 
     # -- portable statements -------------------------------------------------
 
@@ -237,7 +244,7 @@ class Store:
         def fn(conn: sqlalchemy.Connection) -> list[sqlalchemy.RowMapping]:
             return list(conn.execute(stmt).mappings().all())
 
-        return await self._call(fn, begin="BEGIN")
+        return await self._call(fn, begin="BEGIN", read=_is_select(stmt))
 
     async def fetch_one(self, stmt: sqlalchemy.Executable) -> sqlalchemy.RowMapping | None:
         """Execute a statement returning rows; return the first one, or None."""
@@ -245,24 +252,60 @@ class Store:
         def fn(conn: sqlalchemy.Connection) -> sqlalchemy.RowMapping | None:
             return conn.execute(stmt).mappings().first()
 
-        return await self._call(fn, begin="BEGIN")
+        return await self._call(fn, begin="BEGIN", read=_is_select(stmt))
 
     # -- worker-thread side -------------------------------------------------
 
-    async def _call(self, fn: Callable[[sqlalchemy.Connection], T], *, begin: str) -> T:
+    async def _call(self, fn: Callable[[sqlalchemy.Connection], T], *, begin: str,
+                    read: bool = False, locks: Sequence[int] = ()) -> T:
+        """Run ``fn`` in a transaction started with ``begin`` (SQLite's BEGIN
+        statement); ``read``: ``fn`` runs one SELECT, which PostgreSQL runs on
+        its own (no BEGIN and COMMIT: two round trips fewer); ``locks``: the
+        advisory locks PostgreSQL takes with its BEGIN, in one round trip (on
+        SQLite the BEGIN IMMEDIATE serializes every writing transaction).
+
+        A pooled connection that the server has dropped (a restart, a
+        failover, an administrator, an idle timeout) fails at the first thing
+        sent on it, the BEGIN, or the SELECT of a read: nothing was done, so
+        the call is tried once more on a new connection (the pool then
+        replaces every connection older than the failure). This costs no
+        round trip, where checking each connection before use would cost one.
+        A connection lost later in a transaction fails the call, as the
+        transaction may or may not have been committed."""
         engine = self._engine
         if engine is None:
             raise StoreError(f"store for {self._safe_url} is not open; call open() first")
+        if self.dialect == "postgresql":
+            # (several statements, no parameters: sent together, as one simple query)
+            begin = "" if read else "; ".join(
+                ["BEGIN"] + (["SELECT " + ", ".join(
+                    f"pg_advisory_xact_lock({lock})" for lock in locks)] if locks else []))
 
         def in_transaction() -> T:
             try:
-                with engine.connect() as conn:
-                    # preserve_rowcount: report rowcount for INSERT batches too.
-                    conn.execution_options(preserve_rowcount=True, **{_SQLITE_BEGIN: begin})
-                    with conn.begin():
-                        return fn(conn)
+                try:
+                    return attempt()
+                except _Dropped:
+                    pass  # found dropped before anything was done
+                except sqlalchemy.exc.DBAPIError as exc:
+                    if not (read and exc.connection_invalidated):
+                        raise
+                return attempt(last=True)  # (on a new connection)
             except sqlalchemy.exc.SQLAlchemyError as exc:
                 raise self._error("database operation", exc) from exc
+
+        def attempt(last: bool = False) -> T:
+            with engine.connect() as conn:
+                # preserve_rowcount: report rowcount for INSERT batches too.
+                conn.execution_options(preserve_rowcount=True, **{_BEGIN: begin})
+                try:
+                    transaction = conn.begin()
+                except sqlalchemy.exc.DBAPIError as exc:
+                    if exc.connection_invalidated and not last:
+                        raise _Dropped from exc
+                    raise
+                with transaction:
+                    return fn(conn)
 
         # abandon_on_cancel=False (the default): a cancelled caller still waits for
         # the thread, so the transaction is never left half done.
@@ -300,13 +343,20 @@ class Store:
         connect_args: dict[str, Any] = {}
         if self.dialect == "postgresql" and "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
-        # pool_pre_ping: a pooled connection the server has dropped (a restart, a
-        # failover, an idle timeout) is replaced before a transaction starts on it,
-        # instead of failing that transaction; the check is one round trip.
-        return sqlalchemy.create_engine(
-            url, pool_size=self._pool_size, max_overflow=0, connect_args=connect_args,
-            pool_pre_ping=True,
-        )
+        if self.dialect != "postgresql":
+            # a pooled connection the server has dropped is replaced before a
+            # transaction starts on it (one round trip per transaction)
+            return sqlalchemy.create_engine(
+                url, pool_size=self._pool_size, max_overflow=0, connect_args=connect_args,
+                pool_pre_ping=True)
+        # PostgreSQL: psycopg's own BEGIN is replaced by the "begin" listener's
+        # (none for a read), and a dropped connection is found at that first
+        # statement (see _call)
+        connect_args["autocommit"] = True
+        engine = sqlalchemy.create_engine(
+            url, pool_size=self._pool_size, max_overflow=0, connect_args=connect_args)
+        sqlalchemy.event.listen(engine, "begin", _on_begin)
+        return engine
 
     def _sqlite_engine(self, url: URL, **kwargs: Any) -> sqlalchemy.Engine:
         engine = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
@@ -323,14 +373,11 @@ class Store:
             finally:
                 cursor.close()
 
-        def on_begin(conn: sqlalchemy.Connection) -> None:
-            # A single statement can start with a deferred BEGIN; a transaction that may
-            # read then write takes the write lock up front (BEGIN IMMEDIATE) so that it
-            # waits on the busy timeout instead of failing on a lock upgrade.
-            conn.exec_driver_sql(conn.get_execution_options().get(_SQLITE_BEGIN, "BEGIN IMMEDIATE"))
-
         sqlalchemy.event.listen(engine, "connect", on_connect)
-        sqlalchemy.event.listen(engine, "begin", on_begin)
+        # A single statement can start with a deferred BEGIN; a transaction that may
+        # read then write takes the write lock up front (BEGIN IMMEDIATE) so that it
+        # waits on the busy timeout instead of failing on a lock upgrade.
+        sqlalchemy.event.listen(engine, "begin", _on_begin)
         return engine
 
     def _error(self, action: str, exc: BaseException) -> StoreError:
@@ -355,6 +402,16 @@ class Store:
             return isinstance(exc, sqlalchemy.exc.OperationalError) and any(
                 word in detail.lower() for word in _SQLITE_UNAVAILABLE)
         return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+
+
+def _on_begin(conn: sqlalchemy.Connection) -> None:
+    """Start the transaction with the statement the call chose (SQLite:
+    ``BEGIN IMMEDIATE`` unless told otherwise; PostgreSQL: ``BEGIN``, or none
+    for a read on its own); the driver itself starts none."""
+    begin = conn.get_execution_options().get(_BEGIN, "BEGIN IMMEDIATE"
+                                             if conn.dialect.name == "sqlite" else "BEGIN")
+    if begin:
+        conn.exec_driver_sql(begin)
 
 
 def serialize_on(conn: sqlalchemy.Connection, *key: str | int) -> None:
@@ -383,15 +440,20 @@ def serialize_on_each(conn: sqlalchemy.Connection,
     _lock(conn, *keys)
 
 
-def _lock(conn: sqlalchemy.Connection, *keys: tuple[str | int, ...]) -> None:
+def _lock_ids(keys: Sequence[tuple[str | int, ...]]) -> list[int]:
+    """The advisory lock of each key: a signed 64-bit hash of it."""
     if not keys or not all(keys):
         raise ValueError("serialize_on needs a key")
-    if conn.dialect.name != "postgresql":
-        return
-    locks = []
+    ids = []
     for key in keys:
         text = "\x00".join(str(part) for part in key)
         digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-        locks.append(sqlalchemy.func.pg_advisory_xact_lock(
-            int.from_bytes(digest, "big", signed=True)))
-    conn.execute(sqlalchemy.select(*locks))
+        ids.append(int.from_bytes(digest, "big", signed=True))
+    return ids
+
+
+def _lock(conn: sqlalchemy.Connection, *keys: tuple[str | int, ...]) -> None:
+    ids = _lock_ids(keys)
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(sqlalchemy.select(*(sqlalchemy.func.pg_advisory_xact_lock(n) for n in ids)))

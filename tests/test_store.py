@@ -290,11 +290,24 @@ async def test_in_memory_sqlite_is_shared_by_all_worker_threads() -> None:
         await s.close()
 
 
+def _end_sessions(url: str) -> int:
+    """End every session of ``url``'s database, as a restart would."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return int(conn.execute(sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"),
+                {"db": sa.engine.make_url(url).database}).scalar_one())
+    finally:
+        admin.dispose()
+
+
 async def test_connections_dropped_by_the_server_are_replaced_without_an_error(
         tmp_path: Path) -> None:
     """After PostgreSQL restarts (or an administrator ends the sessions), every
-    pooled connection is dead: the next operations get fresh ones instead of
-    failing once per pooled connection."""
+    pooled connection is dead: the next operations, writes, reads and whole
+    transactions, get fresh ones instead of failing once per pooled connection."""
     with database_url("postgresql", tmp_path) as url:
         store = Store(url, pool_size=4)
         _messages_table(store.metadata)
@@ -305,22 +318,77 @@ async def test_connections_dropped_by_the_server_are_replaced_without_an_error(
             async def insert(n: int) -> None:
                 await store.execute(t.insert(), {"room": "r", "body": f"{n}"})
 
-            async with trio.open_nursery() as nursery:  # fill the pool
-                for n in range(4):
-                    nursery.start_soon(insert, n)
-            admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            try:
-                with admin.connect() as conn:
-                    ended = conn.execute(sa.text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = :db AND pid <> pg_backend_pid()"),
-                        {"db": sa.engine.make_url(url).database}).scalar_one()
-            finally:
-                admin.dispose()
-            assert ended >= 1
-            for n in range(4, 12):
+            async def fill_the_pool() -> None:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(4):
+                        nursery.start_soon(count_rows, store)
+
+            await fill_the_pool()
+            for n in range(4):
                 await insert(n)
-            assert await count_rows(store) == 12
+            assert _end_sessions(url) >= 1
+            for n in range(4, 8):
+                await insert(n)
+            await fill_the_pool()
+            assert _end_sessions(url) >= 1
+            assert await count_rows(store) == 8  # a read on its own
+            assert len(await store.fetch_all(t.select())) == 8
+            assert _end_sessions(url) >= 1
+
+            def two_more(conn: sa.Connection) -> int:
+                conn.execute(t.insert(), [{"room": "r", "body": "8"}, {"room": "r", "body": "9"}])
+                return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+
+            assert await store.run(two_more) == 10
+        finally:
+            await store.close()
+
+
+async def test_a_connection_lost_inside_a_transaction_fails_it_once(tmp_path: Path) -> None:
+    """Only a connection found dropped before anything was sent is replaced
+    silently: one lost after the transaction began fails the call (it is not
+    run a second time), and nothing of it is stored."""
+    with database_url("postgresql", tmp_path) as url:
+        store = Store(url, pool_size=2)
+        _messages_table(store.metadata)
+        await store.open()
+        try:
+            t = messages(store)
+            calls = 0
+
+            def insert_then_lose_the_connection(conn: sa.Connection) -> None:
+                nonlocal calls
+                calls += 1
+                conn.execute(t.insert(), {"room": "r", "body": "lost"})
+                conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+            with pytest.raises(StoreUnavailable):
+                await store.run(insert_then_lose_the_connection)
+            assert calls == 1
+            assert await count_rows(store) == 0
+        finally:
+            await store.close()
+
+
+async def test_a_read_on_its_own_is_one_statement_on_postgresql(tmp_path: Path) -> None:
+    """fetch_one and fetch_all of a SELECT send the SELECT alone (no BEGIN
+    before it, no COMMIT after): PostgreSQL starts its transaction with that
+    statement. A transaction of :meth:`Store.run` begins before its first
+    statement."""
+    with database_url("postgresql", tmp_path) as url:
+        store = Store(url, pool_size=2)
+        await store.open()
+        try:
+            alone = sa.select((sa.func.transaction_timestamp()
+                               == sa.func.statement_timestamp()).label("alone"))
+            row = await store.fetch_one(alone)
+            assert row is not None and row["alone"] is True
+            assert [r["alone"] for r in await store.fetch_all(alone)] == [True]
+
+            def in_run(conn: sa.Connection) -> bool:
+                return bool(conn.execute(alone).scalar_one())
+
+            assert await store.run(in_run) is False
         finally:
             await store.close()
 
@@ -454,7 +522,8 @@ def _lock_waiters_or(url: str, done: threading.Event) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("how", ["argument", "inside", "among others"])
+@pytest.mark.parametrize("how", ["argument", "argument among others", "inside",
+                                 "among others"])
 async def test_transactions_serialized_on_a_key_lose_no_update(store: Store, db_url: str,
                                                                how: str) -> None:
     """The first increment has read the counter and waits; the second, on the
@@ -477,6 +546,8 @@ async def test_transactions_serialized_on_a_key_lose_no_update(store: Store, db_
     async def increment(fn: Callable[[sa.Connection], int]) -> None:
         if how == "argument":
             await store.run(fn, serialize_on=("counter", "a", 1))
+        elif how == "argument among others":
+            await store.run(fn, serialize_on=[("other", "x"), ("counter", "a", 1)])
         else:
             await store.run(serialized(fn))
 
@@ -525,3 +596,5 @@ async def test_store_helpers_refuse_what_they_cannot_do(store: Store) -> None:
         await store.run(lambda conn: serialize_on(conn))
     with pytest.raises(ValueError, match="key"):
         await store.run(lambda conn: serialize_on_each(conn, [("a",), ()]))
+    with pytest.raises(ValueError, match="key"):
+        await store.run(lambda conn: None, serialize_on=[])

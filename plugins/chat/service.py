@@ -29,6 +29,7 @@ from switchboard.core import (
     ChatParticipant,
     ChatStatusChange,
     ClientError,
+    LockKey,
     MessageSource,
     Pending,
     Publication,
@@ -368,7 +369,8 @@ class Chat:
         return created
 
     async def create_conversations_with(self, conversations: Sequence[ChatConversation],
-                                        write: Callable[[sa.Connection], T]
+                                        write: Callable[[sa.Connection], T], *,
+                                        serialize_on: list[LockKey] | None = None
                                         ) -> tuple[list[bool], T]:
         rows = []
         for i, conversation in enumerate(conversations):
@@ -382,7 +384,8 @@ class Chat:
                                     conversation.title, conversation.participants, prefix)
             rows.append((conversation.tenant_id, conversation.id, conversation.title,
                          members))
-        created, written = await self.storage.create_many_with(rows, time.time(), write)
+        created, written = await self.storage.create_many_with(rows, time.time(), write,
+                                                               serialize_on=serialize_on)
         for (tenant, conversation_id, _, _), made in zip(rows, created, strict=True):
             if made:  # (no node keeps "no such conversation": nothing to tell them)
                 self._drop(tenant, conversation_id)

@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 import sqlalchemy as sa
-from switchboard.core import MessageSource, Store
+from switchboard.core import LockKey, MessageSource, Store
 
 from .payloads import MAX_TITLE_LENGTH
 
@@ -180,12 +180,13 @@ class ChatStorage:
         return await self.store.run(create_rows)
 
     async def create_many_with(self, rows: Sequence[tuple[str, str, str | None, dict[str, str]]],
-                               created_at: float, write: Callable[[sa.Connection], T]
+                               created_at: float, write: Callable[[sa.Connection], T], *,
+                               serialize_on: list[LockKey] | None = None
                                ) -> tuple[list[bool], T]:
         """Create many conversations (tenant, id, title, participants) in one
         transaction of two statements, then ``write(conn)`` in it; for each
         conversation, False if it existed (or came earlier in ``rows``), and
-        what ``write`` returned."""
+        what ``write`` returned. ``serialize_on``: as for :meth:`Store.run`."""
         conv, part, _ = self._tables()
         # one statement for every batch size (executed as multi-row INSERTs by
         # SQLAlchemy): a statement with the rows in it is built, keyed and
@@ -212,7 +213,7 @@ class ChatStorage:
                 conn.execute(part.insert(), participants)
             return created, write(conn)
 
-        return await self.store.run(create_rows)
+        return await self.store.run(create_rows, serialize_on=serialize_on or None)
 
     async def add_participant(self, tenant: str, conversation: str, user: str,
                               role: str) -> None:

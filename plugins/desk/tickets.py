@@ -35,7 +35,6 @@ from switchboard.core import (
     agents_room,
     is_room_name,
     serialize_on,
-    serialize_on_each,
     trio_time_of,
     user_room,
     wall_time,
@@ -277,10 +276,10 @@ class Tickets:
                 # the next ticket of the batch starts after this one's first choice
                 self.chosen(queue.tenant, queue.id, order[0][0])
 
+        tenants = sorted({item.values["tenant_id"] for item in items})
+
         def write(conn: sa.Connection) -> Sequence[Written]:
-            tenants = sorted({item.values["tenant_id"] for item in items})
-            serialize_on_each(conn, [key for tenant in tenants for key in (
-                ("desk-number", tenant), ("desk-assign", tenant))])
+            # (serialized on each tenant's numbers and automatic assignments)
             # each tenant's next number, and the loads of its candidates, read once
             numbers: dict[str, int] = {}
             load: dict[tuple[str, str], int] = {}
@@ -320,7 +319,9 @@ class Tickets:
         _, written = await self.app.service("chat").create_conversations_with([ChatConversation(
             item.values["tenant_id"], item.values["conversation_id"],
             item.values["subject"][:200],
-            (ChatParticipant(item.values["customer_id"], "customer"),)) for item in items], write)
+            (ChatParticipant(item.values["customer_id"], "customer"),)) for item in items], write,
+            serialize_on=[key for tenant in tenants for key in (
+                ("desk-number", tenant), ("desk-assign", tenant))])
         # (after the commit, nothing may raise: the batch would be written again)
         try:
             await self._announce_new(items, written)

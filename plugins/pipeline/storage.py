@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from switchboard.core import ClientError, Store, serialize_on
+from switchboard.core import ClientError, Store
 
 from . import ranks
 from .payloads import MAX_TITLE_LENGTH
@@ -490,8 +490,6 @@ class PipelineStorage:
 
         def write(conn: sa.Connection) -> list[Any]:
             conn.info.pop(_ACTIVITY, None)  # (left by a batch that failed on this connection)
-            for tenant in tenants:  # (in one order: no two batches wait on each other)
-                serialize_on(conn, "pipeline", tenant)
             results: list[Any] = []
             for op in ops:
                 try:
@@ -503,7 +501,8 @@ class PipelineStorage:
                 conn.execute(activity.insert(), entries)
             return results
 
-        return await self.store.run(write)
+        # (each tenant's board serialized, in one order: no two batches wait on each other)
+        return await self.store.run(write, serialize_on=[("pipeline", t) for t in tenants])
 
     def rank_plan(self, tenant: str, stage: str, after_id: str | None, before_id: str | None
                   ) -> Callable[[sa.Connection, Mapping[str, Any]], tuple[str, dict[str, str]]]:
