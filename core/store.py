@@ -31,6 +31,7 @@ on it run one at a time.
 from __future__ import annotations
 
 import hashlib
+import select
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -150,7 +151,8 @@ class Store:
                 await trio.to_thread.run_sync(engine.dispose)
 
     async def run(self, fn: Callable[[sqlalchemy.Connection], T], *,
-                  serialize_on: LockKey | list[LockKey] | None = None) -> T:
+                  serialize_on: LockKey | list[LockKey] | None = None,
+                  autocommit: bool = False) -> T:
         """Run ``fn(conn)`` in a worker thread inside one transaction; return its result.
 
         ``fn`` is synchronous. The transaction commits if ``fn`` returns and rolls back
@@ -163,12 +165,20 @@ class Store:
         node of the cluster runs them (see :func:`serialize_on`, which does
         the same from inside ``fn``). On PostgreSQL the keys are taken in the
         round trip of the ``BEGIN``, so serializing costs no round trip.
+
+        ``autocommit``: on PostgreSQL each statement of ``fn`` commits on its
+        own, without ``BEGIN`` and ``COMMIT`` (two round trips fewer), for an
+        ``fn`` whose write is one statement (an ``INSERT ... ON CONFLICT DO
+        NOTHING`` of a batch, then reads of what it skipped); SQLite runs it
+        in one transaction all the same. It cannot be serialized.
         """
         locks: list[int] = []
         if serialize_on is not None:
+            if autocommit:
+                raise ValueError("an autocommit run cannot be serialized")
             keys = serialize_on if isinstance(serialize_on, list) else [serialize_on]
             locks = _lock_ids([key if isinstance(key, tuple) else (key,) for key in keys])
-        return await self._call(fn, begin="BEGIN IMMEDIATE", locks=locks)
+        return await self._call(fn, begin="BEGIN IMMEDIATE", locks=locks, autocommit=autocommit)
 
     # -- portable statements -------------------------------------------------
 
@@ -257,27 +267,30 @@ class Store:
     # -- worker-thread side -------------------------------------------------
 
     async def _call(self, fn: Callable[[sqlalchemy.Connection], T], *, begin: str,
-                    read: bool = False, locks: Sequence[int] = ()) -> T:
+                    read: bool = False, locks: Sequence[int] = (),
+                    autocommit: bool = False) -> T:
         """Run ``fn`` in a transaction started with ``begin`` (SQLite's BEGIN
         statement); ``read``: ``fn`` runs one SELECT, which PostgreSQL runs on
-        its own (no BEGIN and COMMIT: two round trips fewer); ``locks``: the
+        its own (no BEGIN and COMMIT: two round trips fewer); ``autocommit``:
+        PostgreSQL runs each statement of ``fn`` on its own; ``locks``: the
         advisory locks PostgreSQL takes with its BEGIN, in one round trip (on
         SQLite the BEGIN IMMEDIATE serializes every writing transaction).
 
-        A pooled connection that the server has dropped (a restart, a
-        failover, an administrator, an idle timeout) fails at the first thing
-        sent on it, the BEGIN, or the SELECT of a read: nothing was done, so
-        the call is tried once more on a new connection (the pool then
-        replaces every connection older than the failure). This costs no
-        round trip, where checking each connection before use would cost one.
-        A connection lost later in a transaction fails the call, as the
-        transaction may or may not have been committed."""
+        A pooled connection that the server has closed (a restart, a
+        failover, an administrator, an idle timeout) is replaced when it is
+        taken from the pool, with every connection older than it: the server
+        said so on its socket, which is looked at without a round trip. One
+        closed meanwhile fails at the first thing sent on it, the BEGIN, or
+        the SELECT of a read: nothing was done, so the call is tried once
+        more on a new connection. A connection lost later (or at the first
+        statement of an autocommit run, which may have been carried out)
+        fails the call."""
         engine = self._engine
         if engine is None:
             raise StoreError(f"store for {self._safe_url} is not open; call open() first")
         if self.dialect == "postgresql":
             # (several statements, no parameters: sent together, as one simple query)
-            begin = "" if read else "; ".join(
+            begin = "" if read or autocommit else "; ".join(
                 ["BEGIN"] + (["SELECT " + ", ".join(
                     f"pg_advisory_xact_lock({lock})" for lock in locks)] if locks else []))
 
@@ -356,6 +369,7 @@ class Store:
         engine = sqlalchemy.create_engine(
             url, pool_size=self._pool_size, max_overflow=0, connect_args=connect_args)
         sqlalchemy.event.listen(engine, "begin", _on_begin)
+        sqlalchemy.event.listen(engine, "checkout", _on_checkout)
         return engine
 
     def _sqlite_engine(self, url: URL, **kwargs: Any) -> sqlalchemy.Engine:
@@ -402,6 +416,32 @@ class Store:
             return isinstance(exc, sqlalchemy.exc.OperationalError) and any(
                 word in detail.lower() for word in _SQLITE_UNAVAILABLE)
         return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+
+
+def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A PostgreSQL connection taken from the pool that the server has closed
+    is replaced, and so is every connection pooled before it (a restart ends
+    them all)."""
+    if _closed_by_server(dbapi_connection):
+        raise sqlalchemy.exc.InvalidatePoolError("the server closed the connection")
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    """Whether PostgreSQL has closed this idle psycopg connection: a server
+    ending a session sends its reason, then closes the socket, and sends
+    nothing else to an idle session (it has no LISTEN), so anything to read
+    means it is gone. No round trip: the socket is polled without waiting."""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        return True
+    try:
+        fd = dbapi_connection.pgconn.socket
+    except Exception:  # (psycopg: no socket, the connection is bad)
+        return True
+    if not hasattr(select, "poll"):  # (not on Windows: found at the BEGIN instead)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def _on_begin(conn: sqlalchemy.Connection) -> None:

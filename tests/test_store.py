@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 import trio
 import trio.testing
 from databases import PG_ADMIN_URL, database_url
+from switchboard.core import store as store_module
 from switchboard.core.store import (
     Store,
     StoreError,
@@ -291,14 +293,21 @@ async def test_in_memory_sqlite_is_shared_by_all_worker_threads() -> None:
 
 
 def _end_sessions(url: str) -> int:
-    """End every session of ``url``'s database, as a restart would."""
+    """End every session of ``url``'s database, as a restart would, and wait
+    until they are gone (a session leaves pg_stat_activity after it has sent
+    its client the reason, before its socket is closed)."""
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    others = "FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"
+    db = {"db": sa.engine.make_url(url).database}
     try:
         with admin.connect() as conn:
-            return int(conn.execute(sa.text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = :db AND pid <> pg_backend_pid()"),
-                {"db": sa.engine.make_url(url).database}).scalar_one())
+            ended = int(conn.execute(sa.text(
+                f"SELECT count(pg_terminate_backend(pid)) {others}"), db).scalar_one())
+            for _ in range(1000):  # (at most 10 s; a few ms in practice)
+                if not conn.execute(sa.text(f"SELECT count(*) {others}"), db).scalar_one():
+                    return ended
+                time.sleep(0.01)
+            raise AssertionError("the sessions did not end")
     finally:
         admin.dispose()
 
@@ -340,6 +349,31 @@ async def test_connections_dropped_by_the_server_are_replaced_without_an_error(
                 return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
 
             assert await store.run(two_more) == 10
+            await fill_the_pool()
+            assert _end_sessions(url) >= 1
+            assert await store.run(two_more, autocommit=True) == 12
+        finally:
+            await store.close()
+
+
+async def test_a_connection_closed_unseen_is_found_at_its_begin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection closed by the server just as it is taken from the pool
+    (its socket still looked open) fails at its BEGIN, before anything was
+    done: the call is tried once more on a new connection. So is a read,
+    which is the SELECT alone."""
+    monkeypatch.setattr(store_module, "_closed_by_server", lambda dbapi_connection: False)
+    with database_url("postgresql", tmp_path) as url:
+        store = Store(url, pool_size=2)
+        _messages_table(store.metadata)
+        await store.open()
+        try:
+            t = messages(store)
+            await store.execute(t.insert(), {"room": "r", "body": "0"})
+            assert _end_sessions(url) >= 1
+            await store.execute(t.insert(), {"room": "r", "body": "1"})
+            assert _end_sessions(url) >= 1
+            assert await count_rows(store) == 2
         finally:
             await store.close()
 
@@ -373,8 +407,8 @@ async def test_a_connection_lost_inside_a_transaction_fails_it_once(tmp_path: Pa
 async def test_a_read_on_its_own_is_one_statement_on_postgresql(tmp_path: Path) -> None:
     """fetch_one and fetch_all of a SELECT send the SELECT alone (no BEGIN
     before it, no COMMIT after): PostgreSQL starts its transaction with that
-    statement. A transaction of :meth:`Store.run` begins before its first
-    statement."""
+    statement; so does each statement of an autocommit run. A transaction of
+    :meth:`Store.run` begins before its first statement."""
     with database_url("postgresql", tmp_path) as url:
         store = Store(url, pool_size=2)
         await store.open()
@@ -389,6 +423,11 @@ async def test_a_read_on_its_own_is_one_statement_on_postgresql(tmp_path: Path) 
                 return bool(conn.execute(alone).scalar_one())
 
             assert await store.run(in_run) is False
+
+            def each_alone(conn: sa.Connection) -> list[bool]:
+                return [bool(conn.execute(alone).scalar_one()) for _ in range(2)]
+
+            assert await store.run(each_alone, autocommit=True) == [True, True]
         finally:
             await store.close()
 
@@ -598,3 +637,5 @@ async def test_store_helpers_refuse_what_they_cannot_do(store: Store) -> None:
         await store.run(lambda conn: serialize_on_each(conn, [("a",), ()]))
     with pytest.raises(ValueError, match="key"):
         await store.run(lambda conn: None, serialize_on=[])
+    with pytest.raises(ValueError, match="autocommit"):
+        await store.run(lambda conn: None, serialize_on=("a",), autocommit=True)

@@ -282,7 +282,9 @@ class ChatStorage:
                     results[i] = Stored(first.message, created=False)
             return [r for r in results if r is not None]
 
-        return await self.store.run(write)
+        # (one INSERT, then reads of what it skipped, which it waited for:
+        # PostgreSQL needs no transaction around them)
+        return await self.store.run(write, autocommit=True)
 
     async def mark(self, tenant: str, conversation: str, user: str, message_id: int,
                    status: Literal["delivered", "read"]) -> tuple[int, bool] | None:
