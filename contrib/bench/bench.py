@@ -1094,7 +1094,10 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
         # makes two events for each of the agents, so their writes are coalesced
         with chat_database(tmp, backend, a.pg_url) as store_url, \
                 environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
-                             "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger)}), \
+                             "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger),
+                             **({"SWITCHBOARD_PLUGINS__DESK__BATCH_INTERVAL":
+                                 str(a.desk_batch_interval)}
+                                if a.desk_batch_interval is not None else {})}), \
                 run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
             for q in range(queues):
                 try:
@@ -1142,7 +1145,9 @@ def desk_row(a: argparse.Namespace, label: str, bulk: int, result: dict[str, Any
         f"one sending and timing) in the agents room, members of {a.desk_queues} queues "
         f"(round robin), their arrival announced before the load starts; {how} for "
         f"{a.desk_secs} s after {a.desk_warmup:g} s of the same load not timed "
-        f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms)",
+        f"(plugins {DESK_PLUGINS}; `server.write_linger` {a.desk_linger * 1000:g} ms"
+        + (f", desk `batch_interval` {a.desk_batch_interval * 1000:g} ms"
+           if a.desk_batch_interval is not None else "") + ")",
         f"{result.get('created_per_s', 0):,} created/s ({result.get('created', 0):,} of "
         f"{result.get('sent', 0):,}, {result.get('answered_in_window_per_s', 0):,}/s answered "
         f"within the {a.desk_secs} s); {result.get('assigned', 0):,} `ticket:assigned`; "
@@ -1758,6 +1763,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--desk-linger", type=float, default=0.0,
                    help="desk: the server's write_linger in seconds (each ticket is two "
                         "events to every agent)")
+    p.add_argument("--desk-batch-interval", type=float, default=None,
+                   help="desk: the plugin's batch_interval in seconds (default: the "
+                        "plugin's)")
     p.add_argument("--hold", type=int, default=50_000,
                    help="hold: idle connections to one server (capped by the open-files limit)")
     p.add_argument("--hold-procs", type=int, default=4,

@@ -126,6 +126,7 @@ class Tickets:
         self.app = app
         self.settings = settings
         self.clock = Clock()
+        self.writer.min_interval = settings.batch_interval
 
     # -- checks ------------------------------------------------------------------
 
