@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import trio
 from chats import (
     create_conversation,
@@ -17,7 +16,6 @@ from chats import (
 )
 from switchboard.core import (
     App,
-    ChatConversation,
     ChatMessage,
     ChatParticipant,
     ChatService,
@@ -25,7 +23,6 @@ from switchboard.core import (
     ClientError,
     ConfigError,
     MessageSource,
-    StoreError,
     hookimpl,
 )
 from switchboard.core.server import Server
@@ -531,45 +528,3 @@ async def test_a_receipt_given_on_a_participants_behalf(switchboard: Harness) ->
     assert elsewhere.value.code == "not_found"
 
 
-async def test_many_conversations_are_created_in_one_call(switchboard: Harness) -> None:
-    chat = chat_of(switchboard)
-    await chat.create_conversation("t1", "c-old", title="kept")
-    created = await chat.create_conversations([
-        ChatConversation("t1", "c-new", "New", (ChatParticipant("carl"),)),
-        ChatConversation("t1", "c-old", "changed?", ()),
-        ChatConversation("t2", "c-new", None, (ChatParticipant("olga", "agent"),)),
-    ])
-    assert created == [True, False, True]
-    old = await chat.get_conversation("t1", "c-old")
-    assert old is not None and old.title == "kept"
-    new = await chat.get_conversation("t2", "c-new")
-    assert new is not None and new.participants == (ChatParticipant("olga", "agent"),)
-    with pytest.raises(ClientError) as bad:
-        await chat.create_conversations([
-            ChatConversation("t1", "c-ok", None, ()),
-            ChatConversation("t1", "has space", None, ())])
-    assert bad.value.code == "invalid_payload" and bad.value.field == "conversations.1.id"
-    assert await chat.get_conversation("t1", "c-ok") is None
-
-
-async def test_conversations_and_a_plugins_own_rows_are_stored_together_or_not_at_all(
-        switchboard: Harness) -> None:
-    chat = chat_of(switchboard)
-    table = sa.Table("test_records", sa.MetaData(), sa.Column("id", sa.String, primary_key=True))
-    await switchboard.app.store.run(lambda conn: table.create(conn))
-
-    def record(conn: sa.Connection) -> int:
-        return conn.execute(table.insert(), [{"id": "r1"}]).rowcount
-
-    created, written = await chat.create_conversations_with(
-        [ChatConversation("t1", "c-a", None, (ChatParticipant("carl"),))], record)
-    assert (created, written) == ([True], 1)
-
-    def refused(conn: sa.Connection) -> None:
-        conn.execute(table.insert(), [{"id": "r1"}])  # the same key again
-
-    with pytest.raises(StoreError):
-        await chat.create_conversations_with(
-            [ChatConversation("t1", "c-b", None, (ChatParticipant("carl"),))], refused)
-    assert await chat.get_conversation("t1", "c-b") is None  # rolled back with the rows
-    assert (await chat.get_conversation("t1", "c-a")) is not None

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from switchboard.core import LockKey, MessageSource, Store
 
 from .payloads import MAX_TITLE_LENGTH
@@ -100,6 +101,8 @@ class ChatStorage:
         self.conversations: sa.Table | None = None
         self.participants: sa.Table | None = None
         self.messages: sa.Table | None = None
+        #: :meth:`_create_many_statement`, built once.
+        self._create_many_pg: sa.Select[Any] | None = None
 
     def declare(self, metadata: sa.MetaData) -> None:
         self.conversations = sa.Table(
@@ -184,9 +187,12 @@ class ChatStorage:
                                serialize_on: list[LockKey] | None = None
                                ) -> tuple[list[bool], T]:
         """Create many conversations (tenant, id, title, participants) in one
-        transaction of two statements, then ``write(conn)`` in it; for each
-        conversation, False if it existed (or came earlier in ``rows``), and
-        what ``write`` returned. ``serialize_on``: as for :meth:`Store.run`."""
+        transaction (of one statement on PostgreSQL, two on SQLite), then
+        ``write(conn)`` in it; for each conversation, False if it existed (or
+        came earlier in ``rows``), and what ``write`` returned.
+        ``serialize_on``: as for :meth:`Store.run`."""
+        if self.store.dialect == "postgresql":
+            return await self._create_many_in_one(rows, created_at, write, serialize_on)
         conv, part, _ = self._tables()
         # one statement for every batch size (executed as multi-row INSERTs by
         # SQLAlchemy): a statement with the rows in it is built, keyed and
@@ -214,6 +220,80 @@ class ChatStorage:
             return created, write(conn)
 
         return await self.store.run(create_rows, serialize_on=serialize_on or None)
+
+    async def _create_many_in_one(
+            self, rows: Sequence[tuple[str, str, str | None, dict[str, str]]],
+            created_at: float, write: Callable[[sa.Connection], T],
+            serialize_on: list[LockKey] | None) -> tuple[list[bool], T]:
+        """:meth:`create_many_with` on PostgreSQL: the conversations and the
+        participants of those that are new in one statement (one round trip),
+        the same for every batch size (the rows are arrays)."""
+        first: dict[tuple[str, str], tuple[str | None, dict[str, str]]] = {}
+        for tenant, conversation, title, members in rows:
+            first.setdefault((tenant, conversation), (title, members))
+        params: dict[str, list[Any]] = {name: [] for name in (
+            "tenants", "ids", "titles", "created", "p_tenants", "p_ids", "p_users", "p_roles")}
+        for (tenant, conversation), (title, members) in first.items():
+            params["tenants"].append(tenant)
+            params["ids"].append(conversation)
+            params["titles"].append(title)
+            params["created"].append(created_at)
+            for user, role in members.items():
+                params["p_tenants"].append(tenant)
+                params["p_ids"].append(conversation)
+                params["p_users"].append(user)
+                params["p_roles"].append(role)
+        if self._create_many_pg is None:
+            self._create_many_pg = self._create_many_statement()
+        stmt = self._create_many_pg
+
+        def create_rows(conn: sa.Connection) -> tuple[list[bool], T]:
+            new = {(row[0], row[1]) for row in conn.execute(stmt, params)} if first else set()
+            created = []
+            for tenant, conversation, _, _ in rows:
+                created.append((tenant, conversation) in new)
+                new.discard((tenant, conversation))  # a repeat in rows is not new
+            return created, write(conn)
+
+        return await self.store.run(create_rows, serialize_on=serialize_on or None)
+
+    def _create_many_statement(self) -> sa.Select[Any]:
+        """``WITH new AS (INSERT conversations ... ON CONFLICT DO NOTHING
+        RETURNING ...), added AS (INSERT participants ... JOIN new) SELECT
+        FROM new``: the participants go only into the conversations it
+        created (PostgreSQL runs both INSERTs whether or not the SELECT
+        reads them)."""
+        conv, part, _ = self._tables()
+        texts, floats = postgresql.ARRAY(sa.Text), postgresql.ARRAY(sa.Float)
+        rows = sa.func.unnest(
+            sa.bindparam("tenants", type_=texts), sa.bindparam("ids", type_=texts),
+            sa.bindparam("titles", type_=texts), sa.bindparam("created", type_=floats),
+        ).table_valued(sa.column("tenant_id", sa.Text), sa.column("id", sa.Text),
+                       sa.column("title", sa.Text), sa.column("created_at", sa.Float)
+                       ).render_derived()
+        new = (postgresql.insert(conv)
+               .from_select(["tenant_id", "id", "title", "created_at"],
+                            sa.select(rows.c.tenant_id, rows.c.id, rows.c.title,
+                                      rows.c.created_at))
+               .on_conflict_do_nothing(index_elements=[conv.c.tenant_id, conv.c.id])
+               .returning(conv.c.tenant_id, conv.c.id)
+               .cte("new"))
+        members = sa.func.unnest(
+            sa.bindparam("p_tenants", type_=texts), sa.bindparam("p_ids", type_=texts),
+            sa.bindparam("p_users", type_=texts), sa.bindparam("p_roles", type_=texts),
+        ).table_valued(sa.column("tenant_id", sa.Text), sa.column("conversation_id", sa.Text),
+                       sa.column("user_id", sa.Text), sa.column("role", sa.Text)
+                       ).render_derived()
+        added = part.insert().from_select(
+            ["tenant_id", "conversation_id", "user_id", "role", "last_delivered_id",
+             "last_read_id"],
+            sa.select(members.c.tenant_id, members.c.conversation_id, members.c.user_id,
+                      members.c.role, sa.literal(0, sa.BigInteger),
+                      sa.literal(0, sa.BigInteger))
+            .select_from(members.join(new, sa.and_(
+                new.c.tenant_id == members.c.tenant_id,
+                new.c.id == members.c.conversation_id)))).cte("added")
+        return sa.select(new.c.tenant_id, new.c.id).add_cte(added)
 
     async def add_participant(self, tenant: str, conversation: str, user: str,
                               role: str) -> None:
