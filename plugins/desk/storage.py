@@ -8,10 +8,12 @@ UPDATE on its version, so concurrent changes never both win.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from switchboard.core import Store, Ticket
 
 from .payloads import ACTIVE
@@ -46,6 +48,10 @@ class DeskStorage:
     load: sa.Table
     #: Add to agents' loads (see :meth:`start`).
     _add_load: sa.Insert
+
+    def __init__(self) -> None:
+        #: :meth:`_insert_new_statement` by the columns of the rows.
+        self._insert_new_pg: dict[tuple[str, ...], sa.Insert] = {}
 
     def declare(self, metadata: sa.MetaData) -> None:
         self.tickets = sa.Table(
@@ -156,6 +162,62 @@ class DeskStorage:
                         values.get("status", current.status)))
             self.add_load(conn, deltas)
         return int(updated)
+
+    def insert_new(self, conn: sa.Connection, rows: list[dict[str, Any]],
+                   deltas: LoadDeltas) -> None:
+        """Insert new tickets (every row with the same columns) and add
+        ``deltas`` to their assignees' loads: one statement on PostgreSQL
+        (see :meth:`_insert_new_statement`), two on SQLite."""
+        if not rows:
+            self.add_load(conn, deltas)
+            return
+        if conn.dialect.name != "postgresql":
+            conn.execute(self.tickets.insert(), rows)
+            self.add_load(conn, deltas)
+            return
+        columns = tuple(rows[0])
+        stmt = self._insert_new_pg.get(columns)
+        if stmt is None:
+            stmt = self._insert_new_pg[columns] = self._insert_new_statement(columns)
+        params: dict[str, list[Any]] = {}
+        for name in columns:
+            json_column = isinstance(self.tickets.c[name].type, sa.JSON)
+            params["c_" + name] = [json.dumps(row[name]) if json_column else row[name]
+                                   for row in rows]
+        loads = [(key, delta) for key, delta in sorted(deltas.items()) if delta]
+        params["l_tenants"] = [tenant for (tenant, _), _ in loads]
+        params["l_users"] = [user for (_, user), _ in loads]
+        params["l_deltas"] = [delta for _, delta in loads]
+        conn.execute(stmt, params)
+
+    def _insert_new_statement(self, columns: tuple[str, ...]) -> sa.Insert:
+        """``WITH new AS (INSERT INTO desk_tickets SELECT FROM unnest(...))
+        INSERT INTO desk_agent_load SELECT FROM unnest(...) ON CONFLICT DO
+        UPDATE``: the rows go as one array per column, so the statement is the
+        same for every batch size; the loads are added in the order of their
+        keys, as :meth:`add_load` adds them."""
+        t, load = self.tickets, self.load
+        arrays, derived = [], []
+        for name in columns:
+            kind = sa.Text() if isinstance(t.c[name].type, sa.JSON) else t.c[name].type
+            arrays.append(sa.bindparam("c_" + name, type_=postgresql.ARRAY(kind)))
+            derived.append(sa.column(name, kind))
+        rows = sa.func.unnest(*arrays).table_valued(*derived).render_derived()
+        new = t.insert().from_select(list(columns), sa.select(*(
+            sa.cast(rows.c[name], postgresql.JSON) if isinstance(t.c[name].type, sa.JSON)
+            else rows.c[name] for name in columns))).cte("new_tickets")
+        texts = postgresql.ARRAY(sa.Text)
+        deltas = sa.func.unnest(
+            sa.bindparam("l_tenants", type_=texts), sa.bindparam("l_users", type_=texts),
+            sa.bindparam("l_deltas", type_=postgresql.ARRAY(sa.Integer)),
+        ).table_valued(sa.column("tenant_id", sa.Text), sa.column("user_id", sa.Text),
+                       sa.column("active", sa.Integer)).render_derived()
+        add = postgresql.insert(load).from_select(
+            ["tenant_id", "user_id", "active"],
+            sa.select(deltas.c.tenant_id, deltas.c.user_id, deltas.c.active))
+        return add.on_conflict_do_update(
+            index_elements=[load.c.tenant_id, load.c.user_id],
+            set_={"active": load.c.active + add.excluded.active}).add_cte(new)
 
     def add_load(self, conn: sa.Connection, deltas: LoadDeltas) -> None:
         """Add ``deltas`` to the agents' loads, in one statement, in the order

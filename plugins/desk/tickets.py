@@ -312,8 +312,7 @@ class Tickets:
                 load_delta(deltas, tenant, None, (values.get("assignee_id"), values["status"]))
                 rows.append(values)
                 out.append((created, assigned))
-            conn.execute(storage.tickets.insert(), rows)
-            storage.add_load(conn, deltas)
+            storage.insert_new(conn, rows, deltas)
             return out
 
         # their conversations and the tickets in one transaction of the chat service
