@@ -1111,7 +1111,7 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
             result = node.run("desk.mjs", [
                 "--agents", str(agents), "--queues", str(queues), "--rate", str(a.desk_rate),
                 "--secs", str(a.desk_secs), "--warmup", str(a.desk_warmup),
-                "--bulk", str(bulk), "--tokens", str(tokens),
+                "--bulk", str(bulk), "--tokens", str(tokens), "--sockets", str(a.desk_sockets),
                 "--api-key", API_KEY, "--tenant", TENANT, "--server-pid", str(target.pid),
                 "--holders", str(a.procs), target.ws_url, target.http],
                 timeout=a.desk_secs + a.desk_warmup + 180)
@@ -1136,7 +1136,8 @@ def desk_row(a: argparse.Namespace, label: str, bulk: int, result: dict[str, Any
     errors = (f"; {result['errors']} errors, first {result.get('first_error')}"
               if result.get("errors") else "")
     how = (f"POST /api/v1/tickets paced at {a.desk_rate:,}/s" if bulk == 1 else
-           f"POST /api/v1/tickets/bulk, {bulk} tickets per request, {a.desk_rate:,} tickets/s")
+           f"POST /api/v1/tickets/bulk, {bulk} tickets per request, {a.desk_rate:,} tickets/s"
+           ) + f" over at most {a.desk_sockets} connections"
     return Row(
         "service desk: tickets created/s and create-to-assigned latency"
         + ("" if bulk == 1 else f" (bulk, {bulk} per request)"),
@@ -1763,6 +1764,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--desk-linger", type=float, default=0.0,
                    help="desk: the server's write_linger in seconds (each ticket is two "
                         "events to every agent)")
+    p.add_argument("--desk-sockets", type=int, default=256,
+                   help="desk: the load client's connections, the requests in flight at "
+                        "most (a request that finds none free waits, its latency counting)")
     p.add_argument("--desk-batch-interval", type=float, default=None,
                    help="desk: the plugin's batch_interval in seconds (default: the "
                         "plugin's)")

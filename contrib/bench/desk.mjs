@@ -10,7 +10,7 @@ import { fork } from 'node:child_process';
 import http from 'node:http';
 import { args, cpuSeconds, nowMs, openMany, request, settle, sleep, urlMaker } from './lib.mjs';
 
-const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10] [--warmup 2] [--bulk 1]
+const USAGE = `node desk.mjs [--agents 200] [--queues 20] [--rate 1000] [--secs 10] [--warmup 2] [--bulk 1] [--sockets 256]
     --tokens FILE --api-key KEY --tenant T [--server-pid PID] WS_URL HTTP_BASE`;
 
 const { values: o, positionals: [wsUrl, httpBase] } = args({
@@ -25,6 +25,7 @@ const { values: o, positionals: [wsUrl, httpBase] } = args({
   tenant: { type: 'string', default: 'bench' },
   holders: { type: 'string', default: '2' },
   'server-pid': { type: 'string' },
+  sockets: { type: 'string', default: '256' },
 }, USAGE);
 if (o.help || !wsUrl || !httpBase) {
   console.error(`usage: ${USAGE}`);
@@ -100,7 +101,10 @@ const agents = await openMany(1, urlFor, () => ({ session: true, onFrame }));
 // server's keep-alive timeout (5 s), which it closes: a request sent on one
 // just as it closes fails ("socket hang up"; Node's agent reads the server's
 // keep-alive hint only when given a timeout of its own)
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64, scheduling: 'fifo' });
+// maxSockets: requests in flight at most; one that finds none free waits in
+// the client (and its latency counts from when it was due)
+const agent = new http.Agent({ keepAlive: true, maxSockets: Number(o.sockets),
+  scheduling: 'fifo' });
 const headers = { Authorization: `Bearer ${o['api-key']}`, 'Content-Type': 'application/json' };
 
 function ticket(n) {
