@@ -418,8 +418,7 @@ class App:
         for room in (*session.identity.rooms, *rooms):  # granted by the authenticator
             if is_room_name(room):
                 self.hub.rooms.add(session, room)
-        self.metrics.connections.labels(session.transport.protocol).inc()
-        self.metrics.connects.labels(session.transport.protocol).inc()
+        self.metrics.session_opened(session.transport.protocol)
         log.info("session %s opened user=%s tenant=%s protocol=%s", session.id,
                  session.user_id, session.tenant_id, session.transport.protocol)
         if self.hub.broker.clustered:
@@ -433,8 +432,7 @@ class App:
         if session.closed:
             return
         self.hub.detach(session)
-        self.metrics.connections.labels(session.transport.protocol).dec()
-        self.metrics.disconnects.labels(reason).inc()
+        self.metrics.session_closed(session.transport.protocol, reason)
         if not self.hub.user_sessions(session.tenant_id, session.user_id):
             self._user_buckets.pop((session.tenant_id, session.user_id), None)
         log.info("session %s closed: %s", session.id, reason)
@@ -515,7 +513,7 @@ class App:
         if spec is None:
             return await self._unhandled(session, name, data)
         payload = spec.structure(data)
-        self.metrics.events_in.labels(name).inc()
+        self.metrics.event_received(name, declared=True)
         assert spec.handler is not None
         try:
             result = await spec.handler(session, payload)
@@ -544,7 +542,7 @@ class App:
                 raise server_failure(exc, f"{name} (plugin {plugin})") from None
             if answer is None:
                 continue
-            self.metrics.events_in.labels(name).inc()
+            self.metrics.event_received(name, declared=False)
             try:
                 result = await answer if inspect.isawaitable(answer) else answer
             except Exception as exc:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+#: Distinct names of events no plugin declares (those an event proxy takes:
+#: any name its patterns match, which a client chooses) counted under their
+#: own name; the events of further names are counted as :data:`OTHER_EVENTS`,
+#: so that clients cannot grow the metrics without bound.
+MAX_UNDECLARED_EVENT_LABELS = 100
+OTHER_EVENTS = "(other)"
 
 
 class Metrics:
@@ -38,6 +47,48 @@ class Metrics:
             "switchboard_plugin_failures",
             "Plugin hooks and plugin tasks that raised (logged; the server ran on)",
             ["plugin", "hook"], registry=r)
+
+        #: Labelled children, looked up once (``labels`` costs 1-2 us a call,
+        #: several times per connection and once per event).
+        self._events: dict[str, Any] = {}
+        self._undeclared = 0
+        self._by_protocol: dict[str, tuple[Any, Any]] = {}
+        self._disconnects: dict[str, Any] = {}
+
+    def event_received(self, name: str, *, declared: bool) -> None:
+        """Count a client event (``declared``: by a plugin; else taken by an
+        event proxy, whose names are bounded by
+        :data:`MAX_UNDECLARED_EVENT_LABELS`)."""
+        child = self._events.get(name)
+        if child is None:
+            if not declared:
+                if self._undeclared >= MAX_UNDECLARED_EVENT_LABELS:
+                    name = OTHER_EVENTS
+                else:
+                    self._undeclared += 1
+            child = self._events.get(name)
+            if child is None:
+                child = self._events[name] = self.events_in.labels(name)
+        child.inc()
+
+    def session_opened(self, protocol: str) -> None:
+        open_, opened = self._protocol(protocol)
+        open_.inc()
+        opened.inc()
+
+    def session_closed(self, protocol: str, reason: str) -> None:
+        self._protocol(protocol)[0].dec()
+        child = self._disconnects.get(reason)
+        if child is None:
+            child = self._disconnects[reason] = self.disconnects.labels(reason)
+        child.inc()
+
+    def _protocol(self, protocol: str) -> tuple[Any, Any]:
+        children = self._by_protocol.get(protocol)
+        if children is None:
+            children = self._by_protocol[protocol] = (
+                self.connections.labels(protocol), self.connects.labels(protocol))
+        return children
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
