@@ -148,20 +148,21 @@ class DeskStorage:
         return conn.execute(sa.select(t).where(t.c.id == ticket_id, t.c.tenant_id == tenant)
                             ).mappings().first()
 
-    def update(self, conn: sa.Connection, current: Ticket, values: dict[str, Any]) -> int:
-        """Write ``values`` over ``current`` if it is still at its version (1,
-        else 0), and its assignees' loads with it."""
+    def update(self, conn: sa.Connection, current: Ticket, values: dict[str, Any]) -> Any:
+        """Write ``values`` over ``current`` if it is still at its version, and
+        its assignees' loads with it: the row as written (the same statement
+        returns it), or None when the ticket was not at that version."""
         t = self.tickets
-        updated = conn.execute(t.update().where(t.c.id == current.id,
+        written = conn.execute(t.update().where(t.c.id == current.id,
                                                 t.c.version == current.version)
-                               .values(values)).rowcount
-        if updated:
+                               .values(values).returning(*t.c)).mappings().first()
+        if written is not None:
             deltas: LoadDeltas = {}
             load_delta(deltas, current.tenant_id, (current.assignee_id, current.status),
                        (values.get("assignee_id", current.assignee_id),
                         values.get("status", current.status)))
             self.add_load(conn, deltas)
-        return int(updated)
+        return written
 
     def insert_new(self, conn: sa.Connection, rows: list[dict[str, Any]],
                    deltas: LoadDeltas) -> None:

@@ -388,10 +388,11 @@ class Tickets:
             if not values:
                 return current, current
             values.update(version=current.version + 1, updated_at=now)
-            if storage.update(conn, current, values) != 1:
+            written = storage.update(conn, current, values)
+            if written is None:
                 fresh = storage.ticket(storage.row(conn, tenant_id, ticket_id))
                 raise conflict(fresh, "ticket changed meanwhile")
-            return current, storage.ticket(storage.row(conn, tenant_id, ticket_id))
+            return current, storage.ticket(written)
 
         previous, ticket = await self.app.store.run(
             apply, serialize_on=("desk-ticket", tenant_id, ticket_id))
