@@ -114,7 +114,15 @@ from .services import (
     TicketService,
 )
 from .session import Session
-from .store import LockKey, Store, StoreError, StoreUnavailable, serialize_on, serialize_on_each
+from .store import (
+    LockKey,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    array_rows,
+    serialize_on,
+    serialize_on_each,
+)
 from .supervise import SupervisedNursery, keep_serving
 from .throttle import Coalescer
 from .validators import (
@@ -190,6 +198,7 @@ __all__ = [
     "agents_room",
     "api_key_tenant",
     "api_key_tenant_allowed",
+    "array_rows",
     "check_identifier",
     "check_room_name",
     "documented",

@@ -454,6 +454,19 @@ def _on_begin(conn: sqlalchemy.Connection) -> None:
         conn.exec_driver_sql(begin)
 
 
+def array_rows(prefix: str, columns: Sequence[tuple[str, Any]]) -> Any:
+    """PostgreSQL: the rows of one array parameter per column, for an
+    ``INSERT ... SELECT`` (or a join) whose statement is the same for every
+    number of rows: ``unnest(:{prefix}{name}::TYPE[], ...) AS r(name, ...)``.
+    ``columns`` are ``(name, SQLAlchemy type)``; pass each column's values as
+    a list under ``prefix + name``, every list of the same length. Build the
+    statement once and keep it."""
+    return sqlalchemy.func.unnest(*(
+        sqlalchemy.bindparam(prefix + name, type_=sa_postgresql.ARRAY(kind))
+        for name, kind in columns)).table_valued(*(
+            sqlalchemy.column(name, kind) for name, kind in columns)).render_derived()
+
+
 def serialize_on(conn: sqlalchemy.Connection, *key: str | int) -> None:
     """From inside a :meth:`Store.run` function: wait until no other transaction
     serialized on the same ``key`` is running, and keep them waiting until this

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from switchboard.core import LockKey, MessageSource, Store
+from switchboard.core import LockKey, MessageSource, Store, array_rows
 
 from .payloads import MAX_TITLE_LENGTH
 
@@ -232,17 +232,18 @@ class ChatStorage:
         for tenant, conversation, title, members in rows:
             first.setdefault((tenant, conversation), (title, members))
         params: dict[str, list[Any]] = {name: [] for name in (
-            "tenants", "ids", "titles", "created", "p_tenants", "p_ids", "p_users", "p_roles")}
+            "c_tenant_id", "c_id", "c_title", "c_created_at",
+            "p_tenant_id", "p_conversation_id", "p_user_id", "p_role")}
         for (tenant, conversation), (title, members) in first.items():
-            params["tenants"].append(tenant)
-            params["ids"].append(conversation)
-            params["titles"].append(title)
-            params["created"].append(created_at)
+            params["c_tenant_id"].append(tenant)
+            params["c_id"].append(conversation)
+            params["c_title"].append(title)
+            params["c_created_at"].append(created_at)
             for user, role in members.items():
-                params["p_tenants"].append(tenant)
-                params["p_ids"].append(conversation)
-                params["p_users"].append(user)
-                params["p_roles"].append(role)
+                params["p_tenant_id"].append(tenant)
+                params["p_conversation_id"].append(conversation)
+                params["p_user_id"].append(user)
+                params["p_role"].append(role)
         if self._create_many_pg is None:
             self._create_many_pg = self._create_many_statement()
         stmt = self._create_many_pg
@@ -264,13 +265,8 @@ class ChatStorage:
         created (PostgreSQL runs both INSERTs whether or not the SELECT
         reads them)."""
         conv, part, _ = self._tables()
-        texts, floats = postgresql.ARRAY(sa.Text), postgresql.ARRAY(sa.Float)
-        rows = sa.func.unnest(
-            sa.bindparam("tenants", type_=texts), sa.bindparam("ids", type_=texts),
-            sa.bindparam("titles", type_=texts), sa.bindparam("created", type_=floats),
-        ).table_valued(sa.column("tenant_id", sa.Text), sa.column("id", sa.Text),
-                       sa.column("title", sa.Text), sa.column("created_at", sa.Float)
-                       ).render_derived()
+        rows = array_rows("c_", [("tenant_id", sa.Text()), ("id", sa.Text()),
+                                 ("title", sa.Text()), ("created_at", sa.Float())])
         new = (postgresql.insert(conv)
                .from_select(["tenant_id", "id", "title", "created_at"],
                             sa.select(rows.c.tenant_id, rows.c.id, rows.c.title,
@@ -278,12 +274,8 @@ class ChatStorage:
                .on_conflict_do_nothing(index_elements=[conv.c.tenant_id, conv.c.id])
                .returning(conv.c.tenant_id, conv.c.id)
                .cte("new"))
-        members = sa.func.unnest(
-            sa.bindparam("p_tenants", type_=texts), sa.bindparam("p_ids", type_=texts),
-            sa.bindparam("p_users", type_=texts), sa.bindparam("p_roles", type_=texts),
-        ).table_valued(sa.column("tenant_id", sa.Text), sa.column("conversation_id", sa.Text),
-                       sa.column("user_id", sa.Text), sa.column("role", sa.Text)
-                       ).render_derived()
+        members = array_rows("p_", [(name, sa.Text()) for name in (
+            "tenant_id", "conversation_id", "user_id", "role")])
         added = part.insert().from_select(
             ["tenant_id", "conversation_id", "user_id", "role", "last_delivered_id",
              "last_read_id"],

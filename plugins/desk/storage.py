@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from switchboard.core import Store, Ticket
+from switchboard.core import Store, Ticket, array_rows
 
 from .payloads import ACTIVE
 
@@ -186,9 +186,9 @@ class DeskStorage:
             params["c_" + name] = [json.dumps(row[name]) if json_column else row[name]
                                    for row in rows]
         loads = [(key, delta) for key, delta in sorted(deltas.items()) if delta]
-        params["l_tenants"] = [tenant for (tenant, _), _ in loads]
-        params["l_users"] = [user for (_, user), _ in loads]
-        params["l_deltas"] = [delta for _, delta in loads]
+        params["l_tenant_id"] = [tenant for (tenant, _), _ in loads]
+        params["l_user_id"] = [user for (_, user), _ in loads]
+        params["l_active"] = [delta for _, delta in loads]
         conn.execute(stmt, params)
 
     def _insert_new_statement(self, columns: tuple[str, ...]) -> sa.Insert:
@@ -198,21 +198,14 @@ class DeskStorage:
         same for every batch size; the loads are added in the order of their
         keys, as :meth:`add_load` adds them."""
         t, load = self.tickets, self.load
-        arrays, derived = [], []
-        for name in columns:
-            kind = sa.Text() if isinstance(t.c[name].type, sa.JSON) else t.c[name].type
-            arrays.append(sa.bindparam("c_" + name, type_=postgresql.ARRAY(kind)))
-            derived.append(sa.column(name, kind))
-        rows = sa.func.unnest(*arrays).table_valued(*derived).render_derived()
+        rows = array_rows("c_", [
+            (name, sa.Text() if isinstance(t.c[name].type, sa.JSON) else t.c[name].type)
+            for name in columns])
         new = t.insert().from_select(list(columns), sa.select(*(
             sa.cast(rows.c[name], postgresql.JSON) if isinstance(t.c[name].type, sa.JSON)
             else rows.c[name] for name in columns))).cte("new_tickets")
-        texts = postgresql.ARRAY(sa.Text)
-        deltas = sa.func.unnest(
-            sa.bindparam("l_tenants", type_=texts), sa.bindparam("l_users", type_=texts),
-            sa.bindparam("l_deltas", type_=postgresql.ARRAY(sa.Integer)),
-        ).table_valued(sa.column("tenant_id", sa.Text), sa.column("user_id", sa.Text),
-                       sa.column("active", sa.Integer)).render_derived()
+        deltas = array_rows("l_", [("tenant_id", sa.Text()), ("user_id", sa.Text()),
+                                   ("active", sa.Integer())])
         add = postgresql.insert(load).from_select(
             ["tenant_id", "user_id", "active"],
             sa.select(deltas.c.tenant_id, deltas.c.user_id, deltas.c.active))
