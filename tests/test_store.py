@@ -356,6 +356,29 @@ async def test_connections_dropped_by_the_server_are_replaced_without_an_error(
             await store.close()
 
 
+async def test_a_connection_the_server_closed_is_replaced_when_taken_from_the_pool(
+        tmp_path: Path) -> None:
+    """Found on its socket before anything is sent: even an autocommit run,
+    which is never tried twice (its statement may have been carried out),
+    gets a new connection instead of the closed one."""
+    with database_url("postgresql", tmp_path) as url:
+        store = Store(url, pool_size=2)
+        _messages_table(store.metadata)
+        await store.open()
+        try:
+            t = messages(store)
+            assert await count_rows(store) == 0  # (a connection in the pool)
+            assert _end_sessions(url) >= 1
+
+            def insert(conn: sa.Connection) -> int:
+                return int(conn.execute(t.insert(), {"room": "r", "body": "b"}).rowcount)
+
+            assert await store.run(insert, autocommit=True) == 1
+            assert await count_rows(store) == 1
+        finally:
+            await store.close()
+
+
 async def test_a_connection_closed_unseen_is_found_at_its_begin(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A connection closed by the server just as it is taken from the pool

@@ -166,12 +166,9 @@ class DeskStorage:
 
     def insert_new(self, conn: sa.Connection, rows: list[dict[str, Any]],
                    deltas: LoadDeltas) -> None:
-        """Insert new tickets (every row with the same columns) and add
+        """Insert new tickets (one or more, every row with the same columns) and add
         ``deltas`` to their assignees' loads: one statement on PostgreSQL
         (see :meth:`_insert_new_statement`), two on SQLite."""
-        if not rows:
-            self.add_load(conn, deltas)
-            return
         if conn.dialect.name != "postgresql":
             conn.execute(self.tickets.insert(), rows)
             self.add_load(conn, deltas)
