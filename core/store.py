@@ -2,9 +2,9 @@
 
 Design: synchronous SQLAlchemy Core (``sqlite3`` for SQLite, psycopg 3 for
 PostgreSQL, URL ``postgresql+psycopg://...``), each operation called through
-``trio.to_thread.run_sync(..., limiter=CapacityLimiter(pool_size))``; the limiter
+``trio.to_thread.run_sync(..., limiter=...)``; the limiter (:class:`_PromptLimiter`)
 has the size of the connection pool, so a worker thread never waits for a
-connection.
+connection, and starts the thread at once when a slot is free.
 
 Why not an async driver: the asyncpg-based Trio driver ``sqlalchemy-triopg``
 fails on SQLAlchemy 2.0.x (``RuntimeError: Timeout should be used inside a
@@ -66,6 +66,33 @@ _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable
 _BEGIN = "switchboard_begin"
 
 
+class _PromptLimiter:
+    """A ``trio.CapacityLimiter`` for ``trio.to_thread.run_sync`` whose free
+    token is taken without a turn of the scheduler.
+
+    ``CapacityLimiter.acquire_on_behalf_of`` checkpoints even when a token is
+    free: under load that put every transaction behind all the tasks the event
+    loop had ready before its thread could start (3 ms at the median and 11 at
+    the 99th percentile, with 1,000 HTTP requests a second). Here a call checks
+    for cancellation (a call cancelled before its thread starts runs nothing),
+    takes a free token at once, and waits only when every token is taken;
+    ``run_sync`` still yields while its thread runs, and waits for it.
+    """
+
+    def __init__(self, total_tokens: int) -> None:
+        self._limiter = trio.CapacityLimiter(total_tokens)
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(borrower)
+        except trio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(borrower)
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self._limiter.release_on_behalf_of(borrower)
+
+
 class StoreError(Exception):
     """A database operation failed; the message names the database without its password."""
 
@@ -106,7 +133,9 @@ class Store:
         #: the connections of one process). One connection serves it.
         self._memory = self.dialect == "sqlite" and (
             parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory")
-        self._limiter = trio.CapacityLimiter(1 if self._memory else pool_size)
+        # (``run_sync`` takes any "CapacityLimiter-like object", as trio documents)
+        self._limiter: trio.CapacityLimiter = _PromptLimiter(  # type: ignore[assignment]
+            1 if self._memory else pool_size)
         self._engine: sqlalchemy.Engine | None = None
         self.metadata = sqlalchemy.MetaData()
         #: Entered around every call that runs in a worker thread (by default it

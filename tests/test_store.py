@@ -220,6 +220,27 @@ async def test_cancel_while_waiting_for_a_connection_runs_nothing(db_url: str) -
         await s.close()
 
 
+async def test_a_transaction_starts_before_the_tasks_that_were_ready_run(store: Store) -> None:
+    """Under load the event loop always has tasks ready (requests, writes):
+    a call's worker thread starts when the call is made, not after every one
+    of them has had its turn."""
+    started = threading.Event()
+    seen: list[bool] = []
+
+    def transaction(conn: sa.Connection) -> int:
+        started.set()
+        return int(conn.execute(sa.select(sa.literal(1))).scalar_one())
+
+    async def ready_task() -> None:
+        # (blocks the event loop: only a thread already started can set it)
+        seen.append(started.wait(5))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ready_task)
+        assert await store.run(transaction) == 1
+    assert seen == [True]
+
+
 async def test_fifty_concurrent_tasks_all_land(store: Store) -> None:
     t = messages(store)
 
