@@ -324,7 +324,7 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
 
     @http.errorhandler(ClientError)
     async def client_error(exc: ClientError) -> Response:
-        app.metrics.client_errors.labels(exc.code).inc()
+        app.metrics.client_error(exc.code)
         status = ERROR_STATUS.get(exc.code, 400)
         return error_response(status, exc.code, exc.message,
                               **({"field": exc.field} if exc.field else {}), **exc.extra)
@@ -333,7 +333,7 @@ def create_http_app(app: App, blueprints: Iterable[Blueprint] = ()) -> QuartTrio
     @http.errorhandler(BrokerUnavailable)
     async def store_unavailable(exc: StoreUnavailable | BrokerUnavailable) -> Response:
         error = server_failure(exc, f"{request.method} {request.path}")
-        app.metrics.client_errors.labels(error.code).inc()
+        app.metrics.client_error(error.code)
         response = error_response(503, error.code, error.message)
         response.headers["Retry-After"] = "1"
         return response

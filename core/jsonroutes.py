@@ -71,16 +71,16 @@ async def serve_json_call(app: App, handler: JsonHandler, what: str, key: ApiKey
     try:
         data = jsontext.loads(body)
     except (ValueError, UnicodeDecodeError):
-        app.metrics.client_errors.labels("invalid_json").inc()
+        app.metrics.client_error("invalid_json")
         return 400, {"code": "invalid_json", "message": "request body must be JSON"}
     try:
         answer, status = await handler(JsonRequest(key, data))
     except ClientError as exc:
-        app.metrics.client_errors.labels(exc.code).inc()
+        app.metrics.client_error(exc.code)
         return ERROR_STATUS.get(exc.code, 400), exc.to_dict()
     except (StoreUnavailable, BrokerUnavailable) as exc:
         error = server_failure(exc, what)
-        app.metrics.client_errors.labels(error.code).inc()
+        app.metrics.client_error(error.code)
         return 503, error.to_dict()
     return status, answer
 

@@ -12,6 +12,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 #: so that clients cannot grow the metrics without bound.
 MAX_UNDECLARED_EVENT_LABELS = 100
 OTHER_EVENTS = "(other)"
+#: Distinct codes counted on their own by each counter of refusals and error
+#: answers (a backend behind the proxy plugin, or a plugin, chooses them: one
+#: that puts an id or a time in its codes must not grow the metrics without
+#: bound); further codes are counted as :data:`OTHER_CODES`.
+MAX_CODE_LABELS = 100
+OTHER_CODES = "(other)"
 
 
 class Metrics:
@@ -54,6 +60,8 @@ class Metrics:
         self._undeclared = 0
         self._by_protocol: dict[str, tuple[Any, Any]] = {}
         self._disconnects: dict[str, Any] = {}
+        self._rejects: dict[str, Any] = {}
+        self._client_errors: dict[str, Any] = {}
 
     def event_received(self, name: str, *, declared: bool) -> None:
         """Count a client event (``declared``: by a plugin; else taken by an
@@ -70,6 +78,14 @@ class Metrics:
             if child is None:
                 child = self._events[name] = self.events_in.labels(name)
         child.inc()
+
+    def handshake_rejected(self, code: str) -> None:
+        """Count a refused handshake by its code (bounded: :data:`MAX_CODE_LABELS`)."""
+        _count_code(self.handshake_rejects, self._rejects, code)
+
+    def client_error(self, code: str) -> None:
+        """Count an error answer by its code (bounded: :data:`MAX_CODE_LABELS`)."""
+        _count_code(self.client_errors, self._client_errors, code)
 
     def session_opened(self, protocol: str) -> None:
         open_, opened = self._protocol(protocol)
@@ -92,3 +108,14 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _count_code(counter: Counter, children: dict[str, Any], code: str) -> None:
+    child = children.get(code)
+    if child is None:
+        if len(children) >= MAX_CODE_LABELS:
+            code = OTHER_CODES
+            child = children.get(code)
+        if child is None:
+            child = children[code] = counter.labels(code)
+    child.inc()

@@ -325,7 +325,7 @@ class Server:
             async with self._handshakes:
                 if trio.current_time() - queued_at > GAVE_UP_CHECK and peer_gone(stream):
                     # its client gave up while it waited: nothing to serve
-                    self.metrics.handshake_rejects.labels("client_gave_up").inc()
+                    self.metrics.handshake_rejected("client_gave_up")
                     return
                 # route() hands back the server of the connection to await here,
                 # so that its frame is not kept for the connection's life; for a

@@ -382,7 +382,7 @@ class EngineSocket(Draining):
             await self._event(session, packet)
 
     def _protocol_error(self, message: str) -> None:
-        self.app.metrics.client_errors.labels("parse_error").inc()
+        self.app.metrics.client_error("parse_error")
         log.warning("%s: malformed Socket.IO packet: %s", self.sid, message)
         self.close("parse_error", CloseCode.PROTOCOL_ERROR, kind=eio.CloseKind.ERROR)
 
@@ -418,7 +418,7 @@ class EngineSocket(Draining):
             lambda error: self._answer_error(packet, name, error))
 
     def _answer_error(self, packet: sio.Packet, name: str, exc: ClientError) -> None:
-        self.app.metrics.client_errors.labels(exc.code).inc()
+        self.app.metrics.client_error(exc.code)
         log.info("client error %s on %s: %s", exc.code, self.sid, exc.message)
         error = {**exc.to_dict(), "event": name}
         if packet.id is not None:
@@ -442,7 +442,7 @@ class EngineSocket(Draining):
         try:
             identity = await self.app.authenticate(handshake)
         except AuthError as exc:
-            self.app.metrics.handshake_rejects.labels(exc.code).inc()
+            self.app.metrics.handshake_rejected(exc.code)
             log.info("%s: connect to %s refused: %s", self.sid, namespace, exc)
             self.send_sio(sio.Packet(sio.PacketType.CONNECT_ERROR, namespace, {
                 "message": "Unauthorized" if exc.code == "unauthorized" else exc.message,
@@ -662,7 +662,7 @@ class EngineSocket(Draining):
             if not self.sessions:
                 log.info("%s: no namespace connected within %ss: closed", self.sid,
                          self.server.config.connect_timeout)
-                self.app.metrics.handshake_rejects.labels("connect_timeout").inc()
+                self.app.metrics.handshake_rejected("connect_timeout")
                 self.close("connect_timeout")
                 return
         for namespace, session in list(self.sessions.items()):
@@ -828,7 +828,7 @@ class EngineIOServer:
         sid = query.get("sid", [None])[0]
         engine = self.engines.get(sid) if sid else None
         if not origin_allowed(self.app.config.server.allowed_origins, origin):
-            self.app.metrics.handshake_rejects.labels("origin").inc()
+            self.app.metrics.handshake_rejected("origin")
             error: eio.ErrorCode | None = eio.ErrorCode.FORBIDDEN
         else:
             error = _check_query(query, "websocket")
@@ -920,7 +920,7 @@ class EngineIOServer:
         if not origin_allowed(self.app.config.server.allowed_origins,
                               request.headers.get("Origin")):
             # refused here, not only by the browser: no session for it
-            self.app.metrics.handshake_rejects.labels("origin").inc()
+            self.app.metrics.handshake_rejected("origin")
             return self._error(eio.ErrorCode.FORBIDDEN, 403)
         if request.method == "OPTIONS":
             response = self._cors(Response("", status=204))

@@ -43,18 +43,18 @@ async def _answer(app: App, head: RequestHead, body: bytes) -> tuple[int, dict[s
     try:
         data = jsontext.loads(body)
     except (ValueError, UnicodeDecodeError):
-        app.metrics.client_errors.labels("invalid_json").inc()
+        app.metrics.client_error("invalid_json")
         return 400, _error(400, "invalid_json", "request body must be JSON")
     try:
         with written_here():  # (out before the answer, without a task for it)
             published = await publish_emits(app, key, data)
     except ClientError as exc:
-        app.metrics.client_errors.labels(exc.code).inc()
+        app.metrics.client_error(exc.code)
         status = ERROR_STATUS.get(exc.code, 400)
         return status, exc.to_dict()
     except BrokerUnavailable as exc:  # (earlier items of a list may have gone out)
         error = server_failure(exc, "POST /api/v1/emit")
-        app.metrics.client_errors.labels(error.code).inc()
+        app.metrics.client_error(error.code)
         return 503, error.to_dict()
     return 202, {"published": published}
 

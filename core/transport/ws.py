@@ -331,7 +331,7 @@ class WebSocketConnection(Draining):
         return True
 
     def _error(self, error: ClientError, ident: int | str | None = None) -> None:
-        self.app.metrics.client_errors.labels(error.code).inc()
+        self.app.metrics.client_error(error.code)
         log.info("client error %s on %s: %s", error.code,
                  self.session.id if self.session else "?", error.message)
         self.send(text_frame(envelope.encode_error(error, ident)))
@@ -400,13 +400,13 @@ async def _handshake(app: App, stream: trio.abc.Stream,
     try:
         accept = websocket_accept(head)
     except UpgradeRefused as exc:
-        app.metrics.handshake_rejects.labels("bad_request").inc()
+        app.metrics.handshake_rejected("bad_request")
         log.info("websocket handshake refused: %s", exc)
         await send_quietly(stream, exc.answer)
         return None
     origin = head.headers.get("origin")
     if not origin_allowed(app.config.server.allowed_origins, origin):
-        app.metrics.handshake_rejects.labels("origin").inc()
+        app.metrics.handshake_rejected("origin")
         await send_quietly(stream, json_response(403, {
             "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
         return None
@@ -415,7 +415,7 @@ async def _handshake(app: App, stream: trio.abc.Stream,
     try:
         identity = await app.authenticate(handshake)
     except AuthError as exc:
-        app.metrics.handshake_rejects.labels(exc.code).inc()
+        app.metrics.handshake_rejected(exc.code)
         log.info("websocket handshake refused: %s", exc)
         await send_quietly(stream, json_response(exc.status, exc.to_dict()))
         return None
