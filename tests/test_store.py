@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -333,48 +334,56 @@ def _end_sessions(url: str) -> int:
         admin.dispose()
 
 
+@contextlib.asynccontextmanager
+async def pg_store(tmp_path: Path, pool_size: int) -> AsyncIterator[tuple[str, Store]]:
+    """An open store on a PostgreSQL database of its own, with the messages
+    table: its URL (to end its sessions from outside) and the store."""
+    with database_url("postgresql", tmp_path) as url:
+        store = Store(url, pool_size=pool_size)
+        _messages_table(store.metadata)
+        await store.open()
+        try:
+            yield url, store
+        finally:
+            await store.close()
+
+
 async def test_connections_dropped_by_the_server_are_replaced_without_an_error(
         tmp_path: Path) -> None:
     """After PostgreSQL restarts (or an administrator ends the sessions), every
     pooled connection is dead: the next operations, writes, reads and whole
     transactions, get fresh ones instead of failing once per pooled connection."""
-    with database_url("postgresql", tmp_path) as url:
-        store = Store(url, pool_size=4)
-        _messages_table(store.metadata)
-        await store.open()
-        try:
-            t = messages(store)
+    async with pg_store(tmp_path, 4) as (url, store):
+        t = messages(store)
 
-            async def insert(n: int) -> None:
-                await store.execute(t.insert(), {"room": "r", "body": f"{n}"})
+        async def insert(n: int) -> None:
+            await store.execute(t.insert(), {"room": "r", "body": f"{n}"})
 
-            async def fill_the_pool() -> None:
-                async with trio.open_nursery() as nursery:
-                    for _ in range(4):
-                        nursery.start_soon(count_rows, store)
+        async def fill_the_pool() -> None:
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(count_rows, store)
 
-            await fill_the_pool()
-            for n in range(4):
-                await insert(n)
-            assert _end_sessions(url) >= 1
-            for n in range(4, 8):
-                await insert(n)
-            await fill_the_pool()
-            assert _end_sessions(url) >= 1
-            assert await count_rows(store) == 8  # a read on its own
-            assert len(await store.fetch_all(t.select())) == 8
-            assert _end_sessions(url) >= 1
+        await fill_the_pool()
+        for n in range(4):
+            await insert(n)
+        assert _end_sessions(url) >= 1
+        for n in range(4, 8):
+            await insert(n)
+        await fill_the_pool()
+        assert _end_sessions(url) >= 1
+        assert await count_rows(store) == 8  # a read on its own
+        assert len(await store.fetch_all(t.select())) == 8
+        assert _end_sessions(url) >= 1
 
-            def two_more(conn: sa.Connection) -> int:
-                conn.execute(t.insert(), [{"room": "r", "body": "8"}, {"room": "r", "body": "9"}])
-                return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+        def two_more(conn: sa.Connection) -> int:
+            conn.execute(t.insert(), [{"room": "r", "body": "8"}, {"room": "r", "body": "9"}])
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
 
-            assert await store.run(two_more) == 10
-            await fill_the_pool()
-            assert _end_sessions(url) >= 1
-            assert await store.run(two_more, autocommit=True) == 12
-        finally:
-            await store.close()
+        assert await store.run(two_more) == 10
+        await fill_the_pool()
+        assert _end_sessions(url) >= 1
+        assert await store.run(two_more, autocommit=True) == 12
 
 
 async def test_a_connection_the_server_closed_is_replaced_when_taken_from_the_pool(
@@ -382,22 +391,16 @@ async def test_a_connection_the_server_closed_is_replaced_when_taken_from_the_po
     """Found on its socket before anything is sent: even an autocommit run,
     which is never tried twice (its statement may have been carried out),
     gets a new connection instead of the closed one."""
-    with database_url("postgresql", tmp_path) as url:
-        store = Store(url, pool_size=2)
-        _messages_table(store.metadata)
-        await store.open()
-        try:
-            t = messages(store)
-            assert await count_rows(store) == 0  # (a connection in the pool)
-            assert _end_sessions(url) >= 1
+    async with pg_store(tmp_path, 2) as (url, store):
+        t = messages(store)
+        assert await count_rows(store) == 0  # (a connection in the pool)
+        assert _end_sessions(url) >= 1
 
-            def insert(conn: sa.Connection) -> int:
-                return int(conn.execute(t.insert(), {"room": "r", "body": "b"}).rowcount)
+        def insert(conn: sa.Connection) -> int:
+            return int(conn.execute(t.insert(), {"room": "r", "body": "b"}).rowcount)
 
-            assert await store.run(insert, autocommit=True) == 1
-            assert await count_rows(store) == 1
-        finally:
-            await store.close()
+        assert await store.run(insert, autocommit=True) == 1
+        assert await count_rows(store) == 1
 
 
 async def test_a_connection_closed_unseen_is_found_at_its_begin(
@@ -407,45 +410,33 @@ async def test_a_connection_closed_unseen_is_found_at_its_begin(
     done: the call is tried once more on a new connection. So is a read,
     which is the SELECT alone."""
     monkeypatch.setattr(store_module, "_closed_by_server", lambda dbapi_connection: False)
-    with database_url("postgresql", tmp_path) as url:
-        store = Store(url, pool_size=2)
-        _messages_table(store.metadata)
-        await store.open()
-        try:
-            t = messages(store)
-            await store.execute(t.insert(), {"room": "r", "body": "0"})
-            assert _end_sessions(url) >= 1
-            await store.execute(t.insert(), {"room": "r", "body": "1"})
-            assert _end_sessions(url) >= 1
-            assert await count_rows(store) == 2
-        finally:
-            await store.close()
+    async with pg_store(tmp_path, 2) as (url, store):
+        t = messages(store)
+        await store.execute(t.insert(), {"room": "r", "body": "0"})
+        assert _end_sessions(url) >= 1
+        await store.execute(t.insert(), {"room": "r", "body": "1"})
+        assert _end_sessions(url) >= 1
+        assert await count_rows(store) == 2
 
 
 async def test_a_connection_lost_inside_a_transaction_fails_it_once(tmp_path: Path) -> None:
     """Only a connection found dropped before anything was sent is replaced
     silently: one lost after the transaction began fails the call (it is not
     run a second time), and nothing of it is stored."""
-    with database_url("postgresql", tmp_path) as url:
-        store = Store(url, pool_size=2)
-        _messages_table(store.metadata)
-        await store.open()
-        try:
-            t = messages(store)
-            calls = 0
+    async with pg_store(tmp_path, 2) as (_, store):
+        t = messages(store)
+        calls = 0
 
-            def insert_then_lose_the_connection(conn: sa.Connection) -> None:
-                nonlocal calls
-                calls += 1
-                conn.execute(t.insert(), {"room": "r", "body": "lost"})
-                conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        def insert_then_lose_the_connection(conn: sa.Connection) -> None:
+            nonlocal calls
+            calls += 1
+            conn.execute(t.insert(), {"room": "r", "body": "lost"})
+            conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
 
-            with pytest.raises(StoreUnavailable):
-                await store.run(insert_then_lose_the_connection)
-            assert calls == 1
-            assert await count_rows(store) == 0
-        finally:
-            await store.close()
+        with pytest.raises(StoreUnavailable):
+            await store.run(insert_then_lose_the_connection)
+        assert calls == 1
+        assert await count_rows(store) == 0
 
 
 async def test_a_read_on_its_own_is_one_statement_on_postgresql(tmp_path: Path) -> None:
@@ -453,27 +444,22 @@ async def test_a_read_on_its_own_is_one_statement_on_postgresql(tmp_path: Path) 
     before it, no COMMIT after): PostgreSQL starts its transaction with that
     statement; so does each statement of an autocommit run. A transaction of
     :meth:`Store.run` begins before its first statement."""
-    with database_url("postgresql", tmp_path) as url:
-        store = Store(url, pool_size=2)
-        await store.open()
-        try:
-            alone = sa.select((sa.func.transaction_timestamp()
-                               == sa.func.statement_timestamp()).label("alone"))
-            row = await store.fetch_one(alone)
-            assert row is not None and row["alone"] is True
-            assert [r["alone"] for r in await store.fetch_all(alone)] == [True]
+    async with pg_store(tmp_path, 2) as (_, store):
+        alone = sa.select((sa.func.transaction_timestamp()
+                           == sa.func.statement_timestamp()).label("alone"))
+        row = await store.fetch_one(alone)
+        assert row is not None and row["alone"] is True
+        assert [r["alone"] for r in await store.fetch_all(alone)] == [True]
 
-            def in_run(conn: sa.Connection) -> bool:
-                return bool(conn.execute(alone).scalar_one())
+        def in_run(conn: sa.Connection) -> bool:
+            return bool(conn.execute(alone).scalar_one())
 
-            assert await store.run(in_run) is False
+        assert await store.run(in_run) is False
 
-            def each_alone(conn: sa.Connection) -> list[bool]:
-                return [bool(conn.execute(alone).scalar_one()) for _ in range(2)]
+        def each_alone(conn: sa.Connection) -> list[bool]:
+            return [bool(conn.execute(alone).scalar_one()) for _ in range(2)]
 
-            assert await store.run(each_alone, autocommit=True) == [True, True]
-        finally:
-            await store.close()
+        assert await store.run(each_alone, autocommit=True) == [True, True]
 
 
 async def test_a_wrong_statement_is_a_store_error_not_unavailable(store: Store) -> None:
