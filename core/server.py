@@ -128,6 +128,8 @@ class Server:
         self._stopped = trio.Event()
         #: Addresses listened on, as (host, port), once :meth:`run` has started.
         self.addresses: list[tuple[str, int]] = []
+        #: The accept tasks' cancel scope and the listening sockets, while listening.
+        self._listening: tuple[trio.CancelScope, list[socket.socket]] | None = None
 
     @property
     def port(self) -> int:
@@ -209,16 +211,28 @@ class Server:
             self.addresses.append((sockname[0], sockname[1]))
         log.info("listening on %s", ", ".join(f"http://{h}:{p}" for h, p in self.addresses))
         with trio.CancelScope() as scope:
-            self._listen_scope = scope
+            self._listening = (scope, sockets)
             task_status.started()
             try:
                 async with trio.open_nursery() as nursery:
                     for sock in sockets:
                         nursery.start_soon(self._accept, sock)
             finally:
-                for sock in sockets:
-                    trio.lowlevel.notify_closing(sock)
-                    sock.close()
+                self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        """Close the listening sockets now: from here on a connection attempt is
+        refused by the system at once (a client or a load balancer tries
+        elsewhere) instead of waiting in the backlog to be reset at the exit."""
+        if self._listening is None:
+            return
+        scope, sockets = self._listening
+        self._listening = None
+        # (cancelling first takes the accept tasks off the sockets synchronously)
+        scope.cancel()
+        for sock in sockets:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
 
     async def _accept(self, listener: socket.socket) -> None:
         """Take connections from ``listener`` as fast as they come: everything
@@ -250,8 +264,7 @@ class Server:
         others once the answers they owe are out; what is still open at
         ``stop_by`` (the drain timeout) is cut."""
         log.info("shutting down: closing %d connections", self._open_connections())
-        if listen_scope := getattr(self, "_listen_scope", None):
-            listen_scope.cancel()
+        self._stop_listening()
         for connection in list(self._ws_connections):
             connection.shut_down()
         if self.engineio is not None:

@@ -3,6 +3,8 @@ the drain never outlasts ``server.drain_timeout``, and no new client gets in."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 from chats import create_conversation
@@ -96,6 +98,30 @@ async def test_after_stop_the_port_refuses_connections(switchboard_live: Harness
     await switchboard_live.stop()
     with pytest.raises(OSError):
         await trio.open_tcp_stream(host, port)
+
+
+async def test_a_connection_attempted_while_the_clients_are_closed_is_refused(
+        switchboard_live: Harness) -> None:
+    """The listening socket closes before the open connections do: an attempt made
+    meanwhile is refused at once (the client, or a load balancer, tries elsewhere)
+    instead of being taken into the backlog and reset when the process exits."""
+    host, port = switchboard_live.server.addresses[0]
+    engineio = switchboard_live.server.engineio
+    assert engineio is not None
+    attempts: list[str] = []
+    close_all = engineio.close_all
+
+    def attempt_then_close_all() -> None:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            attempts.append("accepted")
+        except ConnectionRefusedError:
+            attempts.append("refused")
+        close_all()
+
+    engineio.close_all = attempt_then_close_all  # type: ignore[method-assign]
+    await switchboard_live.stop()
+    assert attempts == ["refused"]
 
 
 class TestAnswersDueAtShutdown:
