@@ -41,6 +41,7 @@ const bulk = Math.max(1, Number(o.bulk));
 const ASSIGNED = Buffer.from('{"type":"ticket:assigned"');
 const sentAt = new Map();
 const latency = [];
+const latencySentAt = []; // (the send time of each latency, for its second)
 let created = 0;
 let inflight = 0;
 let createdInWindow = 0;
@@ -57,6 +58,7 @@ function onFrame(data) {
   const t = sentAt.get(n);
   if (t !== undefined && frame.data.ticket.assigneeId) {
     latency.push(nowMs() - t);
+    latencySentAt.push(t);
     sentAt.delete(n);
   }
 }
@@ -209,6 +211,10 @@ console.log(JSON.stringify({
   assign_p50_ms: pct(latency, 50),
   assign_p99_ms: pct(latency, 99),
   assign_max_ms: pct(latency, 100),
+  // p99 of the tickets sent in each second of the timed window: a tail that
+  // comes in bursts (a pause) or everywhere (a queue)
+  assign_p99_by_second: Array.from({ length: secs }, (_, k) => pct(latency.filter(
+    (_, i) => latencySentAt[i] >= t0 + k * 1000 && latencySentAt[i] < t0 + (k + 1) * 1000), 99)),
   server_cpu: cpu0 != null && cpu1 != null ? +((cpu1 - cpu0) / elapsed).toFixed(2) : null,
   // the server's CPU time (all its threads) per ticket created: the figure
   // that depends least on how busy the machine is

@@ -48,6 +48,8 @@ class DeskStorage:
     load: sa.Table
     #: Add to agents' loads (see :meth:`start`).
     _add_load: sa.Insert
+    #: See :meth:`number_and_loads` (built in :meth:`start`).
+    _number_and_loads: sa.CompoundSelect
 
     def __init__(self) -> None:
         #: :meth:`_insert_new_statement` by the columns of the rows.
@@ -128,20 +130,33 @@ class DeskStorage:
                          ) -> tuple[int, dict[str, int]]:
         """The tenant's next ticket number, and the loads of those of ``users``
         who hold active tickets, in one statement (one round trip)."""
-        t, load = self.tickets, self.load
-        # (user ids are never empty: the empty one is the number's row)
-        number = sa.select(sa.literal_column("''").label("user_id"),
-                           sa.func.coalesce(sa.func.max(t.c.number), 0).label("n")
-                           ).where(t.c.tenant_id == tenant)
-        loads = sa.select(load.c.user_id, load.c.active).where(
-            load.c.tenant_id == tenant, load.c.user_id.in_(list(users)), load.c.active > 0)
         top, active = 0, {}
-        for user, n in conn.execute(sa.union_all(number, loads) if users else number):
+        for user, n in conn.execute(self._number_and_loads,
+                                    {"tenant": tenant, "users": json.dumps(list(users))}):
             if user == "":
                 top = int(n)
             else:
                 active[user] = int(n)
         return top + 1, active
+
+    def _number_and_loads_statement(self, dialect: str) -> sa.CompoundSelect:
+        """:meth:`number_and_loads`'s statement, the same for any number of users:
+        they go as one JSON array (a batch names a hundred candidates or more,
+        which an ``IN`` list would render into the statement at each run)."""
+        t, load = self.tickets, self.load
+        tenant = sa.bindparam("tenant", type_=sa.String())
+        users = sa.bindparam("users", type_=sa.Text())
+        listed = (sa.func.json_array_elements_text(sa.cast(users, postgresql.JSON))
+                  if dialect == "postgresql" else sa.func.json_each(users)
+                  ).table_valued("value")
+        # (user ids are never empty: the empty one is the number's row)
+        number = sa.select(sa.literal_column("''").label("user_id"),
+                           sa.func.coalesce(sa.func.max(t.c.number), 0).label("n")
+                           ).where(t.c.tenant_id == tenant)
+        loads = sa.select(load.c.user_id, load.c.active).where(
+            load.c.tenant_id == tenant, load.c.user_id.in_(sa.select(listed.c.value)),
+            load.c.active > 0)
+        return sa.union_all(number, loads)
 
     def row(self, conn: sa.Connection, tenant: str, ticket_id: str) -> Any:
         t = self.tickets
@@ -226,6 +241,7 @@ class DeskStorage:
         self._add_load = insert.on_conflict_do_update(
             index_elements=[load.c.tenant_id, load.c.user_id],
             set_={"active": load.c.active + insert.excluded.active})
+        self._number_and_loads = self._number_and_loads_statement(store.dialect)
 
     def select(self, tenant: str, *, status: str | None, queue_id: str | None,
                assignee_id: str | None, customer_id: str | None, before: int | None,
