@@ -49,7 +49,7 @@ class DeskStorage:
     #: Add to agents' loads (see :meth:`start`).
     _add_load: sa.Insert
     #: See :meth:`number_and_loads` (built in :meth:`start`).
-    _number_and_loads: sa.CompoundSelect
+    _number_and_loads: sa.CompoundSelect[Any]
 
     def __init__(self) -> None:
         #: :meth:`_insert_new_statement` by the columns of the rows.
@@ -139,7 +139,7 @@ class DeskStorage:
                 active[user] = int(n)
         return top + 1, active
 
-    def _number_and_loads_statement(self, dialect: str) -> sa.CompoundSelect:
+    def _number_and_loads_statement(self, dialect: str) -> sa.CompoundSelect[Any]:
         """:meth:`number_and_loads`'s statement, the same for any number of users:
         they go as one JSON array (a batch names a hundred candidates or more,
         which an ``IN`` list would render into the statement at each run)."""
