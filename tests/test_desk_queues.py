@@ -173,6 +173,20 @@ async def test_least_busy_gives_the_agent_with_fewest_tickets(switchboard: Harne
     assert await assigned_to(ana) == "bob"
 
 
+async def test_least_busy_counts_the_tickets_of_agents_whose_ids_need_quoting(
+        switchboard: Harness) -> None:
+    # (the candidates' ids go to the database as one JSON array)
+    busy, other = 'ana "a" \\ o\'neil \U0001f98a', "bob ß 名"
+    await put_queue(switchboard, "support", [busy, other], strategy="least_busy")
+    await new_ticket(switchboard, assigneeId=busy)
+    await new_ticket(switchboard, assigneeId=busy)
+    await new_ticket(switchboard, assigneeId=other)
+    watcher = await agent(switchboard, busy)
+    await agent(switchboard, other)
+    await new_ticket(switchboard, queueId="support")
+    assert await assigned_to(watcher) == other
+
+
 async def test_only_online_agents_below_capacity_get_tickets(switchboard: Harness) -> None:
     await put_queue(switchboard, "support", [{"userId": "ana", "capacity": 1}, "bob"])
     ana = await agent(switchboard, "ana")

@@ -131,8 +131,8 @@ class DeskStorage:
         """The tenant's next ticket number, and the loads of those of ``users``
         who hold active tickets, in one statement (one round trip)."""
         top, active = 0, {}
-        for user, n in conn.execute(self._number_and_loads,
-                                    {"tenant": tenant, "users": json.dumps(list(users))}):
+        params = {"tenant": tenant, "users": json.dumps(list(users), ensure_ascii=False)}
+        for user, n in conn.execute(self._number_and_loads, params):
             if user == "":
                 top = int(n)
             else:
@@ -142,7 +142,9 @@ class DeskStorage:
     def _number_and_loads_statement(self, dialect: str) -> sa.CompoundSelect[Any]:
         """:meth:`number_and_loads`'s statement, the same for any number of users:
         they go as one JSON array (a batch names a hundred candidates or more,
-        which an ``IN`` list would render into the statement at each run)."""
+        which an ``IN`` list would render into the statement at each run),
+        written with its characters as they are (no ``\\u`` escapes for the
+        database's JSON functions to decode)."""
         t, load = self.tickets, self.load
         tenant = sa.bindparam("tenant", type_=sa.String())
         users = sa.bindparam("users", type_=sa.Text())
