@@ -57,8 +57,9 @@ def test_a_batch_interval_out_of_range_is_refused_naming_the_setting(
     assert info.value.key == "plugins.desk.batch_interval"
 
 
-def test_batch_interval_is_off_by_default(tmp_path: Path) -> None:
-    assert Plugins(load_config(None, {})).settings["desk"].batch_interval == 0
+def test_batch_interval_is_20_ms_by_default_and_0_turns_it_off(tmp_path: Path) -> None:
+    assert Plugins(load_config(None, {})).settings["desk"].batch_interval == 0.02
     path = tmp_path / "switchboard.toml"
-    path.write_text("[plugins.desk]\nbatch_interval = 0.004\n")
-    assert Plugins(load_config(path, {})).settings["desk"].batch_interval == 0.004
+    for value in (0, 0.004):
+        path.write_text(f"[plugins.desk]\nbatch_interval = {value}\n")
+        assert Plugins(load_config(path, {})).settings["desk"].batch_interval == value

@@ -97,7 +97,7 @@ class DeskSettings:
     #: and go out to each agent in one write instead of one each (200 agents
     #: are 200 socket writes per batch); a ticket after a quiet moment is
     #: written at once. 0: a batch starts as soon as the one before is done.
-    batch_interval: float = attrs.field(default=0.0, validator=_batch_interval)
+    batch_interval: float = attrs.field(default=0.02, validator=_batch_interval)
 
 
 # -- checks --------------------------------------------------------------------
