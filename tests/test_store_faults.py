@@ -73,7 +73,10 @@ async def test_users_leaving_while_the_writer_retries_are_all_stored_without_err
         await trio.sleep(5.5)  # bob's time is noted while the writer waits
     await trio.sleep(35)
     assert set(last_seen_rows(switchboard)) == {"ann", "bob"}
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # python-socketio's client threads, from an earlier test in the same
+    # worker, may still log while they wind down: those are not the server's
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+            and r.name.partition(".")[0] not in {"engineio", "socketio"}] == []
 
 
 async def test_clients_connecting_during_an_outage_are_served(switchboard: Harness) -> None:
