@@ -450,3 +450,68 @@ async def test_a_burst_of_tickets_is_shared_in_turn(switchboard: Harness) -> Non
     assert owners == ["ana", "ana", "bob", "bob", "cid", "cid"], owners
     numbers = await call(switchboard, "GET", "/api/v1/tickets?tenant=acme")
     assert sorted(t["number"] for t in numbers["items"]) == [1, 2, 3, 4, 5, 6]
+
+
+# -- the queues' cache -----------------------------------------------------------
+
+
+def members_table_rows(switchboard: Harness, rows: list[tuple[str, str]]) -> None:
+    """Members written straight into the database, as another node would."""
+    engine = sa.create_engine(switchboard.config.store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM desk_queue_members WHERE tenant_id = 'acme'"
+                                 " AND queue_id = 'support'"))
+            for user, capacity in rows:
+                conn.execute(sa.text(
+                    "INSERT INTO desk_queue_members (tenant_id, queue_id, user_id, capacity)"
+                    " VALUES ('acme', 'support', :user, :capacity)"),
+                    {"user": user, "capacity": capacity})
+    finally:
+        engine.dispose()
+
+
+async def test_a_change_of_members_made_elsewhere_counts_within_five_seconds(
+        switchboard: Harness) -> None:
+    await put_queue(switchboard, "support", ["ana"])
+    ana = await agent(switchboard, "ana")
+    await agent(switchboard, "bob")
+    await new_ticket(switchboard, queueId="support")
+    assert await assigned_to(ana) == "ana"
+    members_table_rows(switchboard, [("bob", 10)])
+    await trio.sleep(5)
+    await new_ticket(switchboard, queueId="support")
+    assert await assigned_to(ana) == "bob"
+
+
+@pytest.fixture
+def queue_reads() -> Iterator[list[str]]:
+    """The statements that read the desk's queues, from every engine of the process."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM desk_queues" in statement or "FROM desk_queue_members" in statement:
+            seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", note)
+
+
+async def test_a_burst_of_tickets_after_the_copy_expired_reads_the_queue_once(
+        switchboard: Harness, queue_reads: list[str]) -> None:
+    await put_queue(switchboard, "support", ["ana", "bob"])
+    ana = await agent(switchboard, "ana")
+    await agent(switchboard, "bob")
+    await new_ticket(switchboard, queueId="support")
+    await assigned_to(ana)
+    await trio.sleep(6)  # the copy is due
+    queue_reads.clear()
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):  # (within the two agents' capacity of 5 each)
+            nursery.start_soon(lambda: new_ticket(switchboard, queueId="support"))
+    owners = [await assigned_to(ana) for _ in range(8)]
+    assert sorted(set(owners)) == ["ana", "bob"]
+    assert len(queue_reads) == 1, queue_reads

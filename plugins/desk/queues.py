@@ -2,7 +2,14 @@
 members, kept in memory for a few seconds (``CACHE_SECONDS``) and dropped at
 once when this node changes them, so that creating and assigning a ticket
 does not read them from the database each time. A change made through
-another node is seen within ``CACHE_SECONDS``."""
+another node is seen within ``CACHE_SECONDS`` (and one read).
+
+When a queue's copy is due, one read fetches it again (the queue and its
+members in one statement): callers that arrive while it is under way take
+the copy they had, or wait for that read when there was none. Without this,
+every ticket of a queue asked the database at once when its copy expired
+(two reads each, queued behind the batches' transactions): a stall of the
+whole desk every ``CACHE_SECONDS`` under a steady stream of tickets."""
 
 from __future__ import annotations
 
@@ -26,37 +33,69 @@ class Queue:
     loaded_at: float
 
 
+@attrs.define(eq=False)
+class _Read:
+    """A read of one queue under way, for the callers that wait for it."""
+
+    done: trio.Event = attrs.Factory(trio.Event)
+    found: Queue | None = None
+    ok: bool = False
+
+
 class QueueDirectory:
     app: App
 
     def __init__(self, storage: DeskStorage) -> None:
         self.storage = storage
         self._cache: dict[tuple[str, str], Queue] = {}
+        self._reading: dict[tuple[str, str], _Read] = {}
 
     def start(self, app: App) -> None:
         self.app = app
 
     async def get(self, tenant: str, queue: str) -> Queue | None:
-        """The queue (None if there is none), at most ``CACHE_SECONDS`` old."""
+        """The queue (None if there is none), at most ``CACHE_SECONDS`` old
+        (and one read, while that read is under way)."""
         key = (tenant, queue)
-        cached = self._cache.get(key)
-        now = trio.current_time()
-        if cached is not None and now - cached.loaded_at < CACHE_SECONDS:
-            return cached
-        store, storage = self.app.store, self.storage
-        q = storage.queues
-        row = await store.fetch_one(q.select().where(q.c.tenant_id == tenant, q.c.id == queue))
-        if row is None:
-            self._cache.pop(key, None)
-            return None
-        members = await store.fetch_all(storage.queue_members(tenant, queue))
-        found = Queue(tenant, queue, row["name"], row["strategy"],
-                      tuple((m["user_id"], m["capacity"]) for m in members), now)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = found
-        return found
+        while True:
+            cached = self._cache.get(key)
+            if cached is not None and trio.current_time() - cached.loaded_at < CACHE_SECONDS:
+                return cached
+            reading = self._reading.get(key)
+            if reading is None:
+                return await self._read(key)
+            if cached is not None:
+                return cached
+            await reading.done.wait()
+            if reading.ok:
+                return reading.found
+            # (that read failed or was cancelled: this caller reads)
+
+    async def _read(self, key: tuple[str, str]) -> Queue | None:
+        reading = self._reading[key] = _Read()
+        try:
+            now = trio.current_time()
+            rows = await self.app.store.fetch_all(self.storage.queue_with_members(*key))
+            found = None if not rows else Queue(
+                *key, rows[0]["name"], rows[0]["strategy"],
+                tuple((row["user_id"], row["capacity"]) for row in rows
+                      if row["user_id"] is not None), now)
+            if self._reading.get(key) is reading:  # (not changed here meanwhile)
+                if found is None:
+                    self._cache.pop(key, None)
+                else:
+                    if len(self._cache) > 10_000:
+                        self._cache.clear()
+                    self._cache[key] = found
+            reading.found, reading.ok = found, True
+            return found
+        finally:
+            if self._reading.get(key) is reading:
+                del self._reading[key]
+            reading.done.set()
 
     def forget(self, tenant: str, queue: str) -> None:
-        """This node changed the queue: read it again next time."""
+        """This node changed the queue: read it again next time (a read under
+        way when it changed is not kept)."""
         self._cache.pop((tenant, queue), None)
+        self._reading.pop((tenant, queue), None)

@@ -312,6 +312,16 @@ class DeskStorage:
         return (sa.select(m.c.user_id, m.c.capacity)
                 .where(m.c.tenant_id == tenant, m.c.queue_id == queue).order_by(m.c.user_id))
 
+    def queue_with_members(self, tenant: str, queue: str) -> sa.Select[Any]:
+        """The queue's name and strategy with each member and capacity, a row
+        a member (one row, its member None, for a queue without members; no
+        row when there is no such queue)."""
+        q, m = self.queues, self.members
+        return (sa.select(q.c.name, q.c.strategy, m.c.user_id, m.c.capacity)
+                .select_from(q.outerjoin(m, sa.and_(m.c.tenant_id == q.c.tenant_id,
+                                                    m.c.queue_id == q.c.id)))
+                .where(q.c.tenant_id == tenant, q.c.id == queue).order_by(m.c.user_id))
+
     def all_queues(self, tenant: str) -> sa.Select[Any]:
         q = self.queues
         return sa.select(q).where(q.c.tenant_id == tenant).order_by(q.c.id)
