@@ -515,3 +515,22 @@ async def test_a_burst_of_tickets_after_the_copy_expired_reads_the_queue_once(
     owners = [await assigned_to(ana) for _ in range(8)]
     assert sorted(set(owners)) == ["ana", "bob"]
     assert len(queue_reads) == 1, queue_reads
+
+
+async def test_a_queue_in_use_is_read_again_before_its_copy_is_due(
+        switchboard: Harness, queue_reads: list[str]) -> None:
+    await put_queue(switchboard, "support", ["ana"])
+    ana = await agent(switchboard, "ana")
+    await agent(switchboard, "bob")
+    await new_ticket(switchboard, queueId="support")
+    assert await assigned_to(ana) == "ana"
+    members_table_rows(switchboard, [("bob", 10)])
+    await trio.sleep(4.5)
+    queue_reads.clear()
+    await new_ticket(switchboard, queueId="support")
+    assert await assigned_to(ana) == "ana"  # the copy, not due, answers at once
+    await trio.sleep(0.1)
+    assert len(queue_reads) == 1  # and was read again meanwhile
+    await new_ticket(switchboard, queueId="support")
+    assert await assigned_to(ana) == "bob"
+    assert len(queue_reads) == 1

@@ -2,24 +2,28 @@
 members, kept in memory for a few seconds (``CACHE_SECONDS``) and dropped at
 once when this node changes them, so that creating and assigning a ticket
 does not read them from the database each time. A change made through
-another node is seen within ``CACHE_SECONDS`` (and one read).
+another node is seen within ``CACHE_SECONDS``.
 
-When a queue's copy is due, one read fetches it again (the queue and its
-members in one statement): callers that arrive while it is under way take
-the copy they had, or wait for that read when there was none. Without this,
-every ticket of a queue asked the database at once when its copy expired
-(two reads each, queued behind the batches' transactions): a stall of the
-whole desk every ``CACHE_SECONDS`` under a steady stream of tickets."""
+A queue in use is read again (the queue and its members in one statement)
+in the background once its copy is ``REFRESH_AFTER`` old, while callers go
+on with the copy: under a steady stream of tickets nobody waits for the
+read. A copy that is due is never used; its callers wait for one read
+(started by the first of them). Before, every ticket of a queue read it
+(two statements each, queued behind the batches' transactions) when its
+copy expired: a stall of the whole desk every ``CACHE_SECONDS``."""
 
 from __future__ import annotations
 
+import contextlib
+
 import attrs
 import trio
-from switchboard.core import App
+from switchboard.core import App, StoreError
 
 from .storage import DeskStorage
 
 CACHE_SECONDS = 5.0
+REFRESH_AFTER = 4.0
 
 
 @attrs.frozen
@@ -54,25 +58,34 @@ class QueueDirectory:
         self.app = app
 
     async def get(self, tenant: str, queue: str) -> Queue | None:
-        """The queue (None if there is none), at most ``CACHE_SECONDS`` old
-        (and one read, while that read is under way)."""
+        """The queue (None if there is none), at most ``CACHE_SECONDS`` old."""
         key = (tenant, queue)
         while True:
             cached = self._cache.get(key)
-            if cached is not None and trio.current_time() - cached.loaded_at < CACHE_SECONDS:
-                return cached
             reading = self._reading.get(key)
-            if reading is None:
-                return await self._read(key)
             if cached is not None:
-                return cached
+                age = trio.current_time() - cached.loaded_at
+                if age < CACHE_SECONDS:
+                    if age >= REFRESH_AFTER and reading is None:
+                        self.app.nursery.start_soon(self._refresh, key, self._begin(key))
+                    return cached
+            if reading is None:
+                return await self._read(key, self._begin(key))
             await reading.done.wait()
             if reading.ok:
                 return reading.found
             # (that read failed or was cancelled: this caller reads)
 
-    async def _read(self, key: tuple[str, str]) -> Queue | None:
+    def _begin(self, key: tuple[str, str]) -> _Read:
         reading = self._reading[key] = _Read()
+        return reading
+
+    async def _refresh(self, key: tuple[str, str], reading: _Read) -> None:
+        # (failed, the copy serves until due; then its callers read)
+        with contextlib.suppress(StoreError):
+            await self._read(key, reading)
+
+    async def _read(self, key: tuple[str, str], reading: _Read) -> Queue | None:
         try:
             now = trio.current_time()
             rows = await self.app.store.fetch_all(self.storage.queue_with_members(*key))
