@@ -471,14 +471,21 @@ def members_table_rows(switchboard: Harness, rows: list[tuple[str, str]]) -> Non
         engine.dispose()
 
 
-async def test_a_change_of_members_made_elsewhere_counts_within_five_seconds(
-        switchboard: Harness) -> None:
+async def ana_queue_then_bob_elsewhere(switchboard: Harness) -> TestClient:
+    """Queue ``support`` of ana, read by this node for a ticket of hers (ana's
+    client returned, bob online); then another node makes bob its only member."""
     await put_queue(switchboard, "support", ["ana"])
     ana = await agent(switchboard, "ana")
     await agent(switchboard, "bob")
     await new_ticket(switchboard, queueId="support")
     assert await assigned_to(ana) == "ana"
     members_table_rows(switchboard, [("bob", 10)])
+    return ana
+
+
+async def test_a_change_of_members_made_elsewhere_counts_within_five_seconds(
+        switchboard: Harness) -> None:
+    ana = await ana_queue_then_bob_elsewhere(switchboard)
     await trio.sleep(5)
     await new_ticket(switchboard, queueId="support")
     assert await assigned_to(ana) == "bob"
@@ -519,12 +526,7 @@ async def test_a_burst_of_tickets_after_the_copy_expired_reads_the_queue_once(
 
 async def test_a_queue_in_use_is_read_again_before_its_copy_is_due(
         switchboard: Harness, queue_reads: list[str]) -> None:
-    await put_queue(switchboard, "support", ["ana"])
-    ana = await agent(switchboard, "ana")
-    await agent(switchboard, "bob")
-    await new_ticket(switchboard, queueId="support")
-    assert await assigned_to(ana) == "ana"
-    members_table_rows(switchboard, [("bob", 10)])
+    ana = await ana_queue_then_bob_elsewhere(switchboard)
     await trio.sleep(4.5)
     queue_reads.clear()
     await new_ticket(switchboard, queueId="support")
