@@ -348,7 +348,9 @@ class JwksKeys:
     rotated its keys), at most every ``refetch_after`` seconds. While the
     URL cannot be fetched, keys already known keep working; a token whose key
     is not known then is refused with ``auth_unavailable`` (503), saying why.
-    One fetch at a time: connections arriving meanwhile wait for its result.
+    One fetch at a time: while it runs, a token whose key is known is verified
+    with that key at once (a slow provider does not hold up every handshake
+    when the set is due again); the others wait for its result.
 
     pyjwt's ``PyJWKClient`` does the same over blocking ``urllib`` (a thread
     per fetch); here the fetch is an ``httpx`` request on Trio and pyjwt
@@ -364,6 +366,7 @@ class JwksKeys:
         self.refetch_after = refetch_after
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
+        self._fetching = False
         self._lock: trio.Lock | None = None  # made in the running loop
         self._client: httpx.AsyncClient | None = None  # made on first use
         self._last_error: str | None = None
@@ -371,7 +374,7 @@ class JwksKeys:
     async def key(self, kid: str) -> jwt.PyJWK:
         now = trio.current_time()
         stale = self._fetched_at is None or now - self._fetched_at >= self.max_age
-        if kid in self._keys and not stale:
+        if kid in self._keys and (not stale or self._fetching):
             return self._keys[kid]
         if self._lock is None:
             self._lock = trio.Lock()
@@ -381,7 +384,11 @@ class JwksKeys:
             due = (fetched_at is None or now - fetched_at >= self.max_age
                    or (kid not in self._keys and now - fetched_at >= self.refetch_after))
             if due:
-                await self._fetch()
+                self._fetching = True
+                try:
+                    await self._fetch()
+                finally:
+                    self._fetching = False
         if kid in self._keys:
             return self._keys[kid]
         if self._last_error is not None:

@@ -77,6 +77,21 @@ async def test_keys_already_known_keep_working_while_the_provider_is_down(
     assert (await check.verify_async(token("k1"))).user_id == "ann"
 
 
+async def test_while_the_set_is_fetched_again_a_known_key_verifies_without_waiting(
+        backend: Backend) -> None:
+    backend.on("/jwks", lambda _: jwk_set("k1"))
+    check = verifier(backend, max_age=0, timeout=3600)  # due again at every token
+    await check.verify_async(token("k1"))
+    backend.hang = trio.Event()  # the provider is slow to answer the next fetch
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check.verify_async, token("k1"))  # fetches the set again
+        await backend.wait_calls("/jwks", 2)
+        with trio.fail_after(30):  # (the provider answers only after this one)
+            assert (await check.verify_async(token("k1", "bob"))).user_id == "bob"
+        backend.hang.set()
+    assert len(backend.calls_to("/jwks")) == 2
+
+
 @pytest.mark.parametrize("failure", ["status", "garbage", "timeout"])
 async def test_a_provider_that_cannot_give_its_keys_refuses_with_auth_unavailable(
         backend: Backend, failure: str) -> None:
