@@ -52,10 +52,16 @@ const urls = urlList.split(',');
 // the same samples by the node the receiving socket is on (node 0 gets the POSTs)
 const byNode = urls.map(() => []);
 const tokenFor = tokenMaker(o.tokens);
+// the same samples by the second of the run they were sent in: whether a run's
+// tail is a few bad seconds (a stall) or spread over all of them
+const bySecond = Array.from({ length: Math.ceil(Number(o.secs)) + 1 }, () => []);
+let sendStartMs = 0;
 const onMsg = (data, node) => {
   const latency = nowMs() - data.t;
   if (received < samples.length) samples[received] = latency;
   byNode[node].push(latency);
+  bySecond[Math.max(0, Math.min(bySecond.length - 1,
+    Math.floor((data.t - sendStartMs) / 1000)))].push(latency);
   if (++received === expected) finish();
 };
 const sockets = await openManySio(N, (i) => urls[i % urls.length], (i) => {
@@ -90,6 +96,7 @@ function post(i) {
 
 let sent = 0;
 const start = performance.now() + 20;
+sendStartMs = nowMs() + 20;
 await new Promise((resolve) => {
   function tick() {
     const due = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
@@ -120,6 +127,8 @@ console.log(JSON.stringify({
   http_errors: httpErrors,
   p50_ms: r3(pct(0.5)), p99_ms: r3(pct(0.99)), max_ms: r3(got.length ? got[got.length - 1] : NaN),
   by_node: nodes,
+  p99_by_second_ms: bySecond.filter((list) => list.length)
+    .map((list) => r3(pctOf(Float64Array.from(list).sort(), 0.99))),
   ...(firstError ? { error: firstError.slice(0, 300) } : {}),
 }));
 for (const socket of sockets) socket.close();
