@@ -10,8 +10,10 @@ import signal
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
-from desk import call, new_ticket
+from desk import call, new_ticket, put_queue
+from switchboard.plugins.desk import queues
 from switchboard.testing import Harness, TestClient
 
 from tests.redis_nodes import (
@@ -81,6 +83,29 @@ async def test_a_ticket_created_through_another_node_goes_to_an_agent_online_on_
         assert (event["ticket"]["assigneeId"], event["reason"]) == ("ana", "auto_assign")
         stored = await call(a, "GET", f"/api/v1/tickets/{ticket['id']}?tenant=acme")
         assert stored["assigneeId"] == "ana"
+        for node in (a, b):
+            await node.stop()
+
+
+async def test_a_queue_changed_on_one_node_counts_at_once_on_another(
+        redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (a copy is read again within 5 s anyway: kept here for an hour, only the
+    # node that made the change can tell the other)
+    monkeypatch.setattr(queues, "CACHE_SECONDS", 3600.0)
+    monkeypatch.setattr(queues, "REFRESH_AFTER", 3600.0)
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=DESK), nursery, 2)
+        await agent(a, "ana")
+        await agent(a, "bob")
+        await eventually(lambda: listed_as(b, "bob", "online"))
+        first = await new_ticket(b, queueId="support")  # node b keeps the queue: ana's
+        assert first["assigneeId"] == "ana"
+        await put_queue(a, "support", ["bob"])
+
+        async def given_to_bob() -> bool:
+            return bool((await new_ticket(b, queueId="support"))["assigneeId"] == "bob")
+
+        await eventually(given_to_bob)
         for node in (a, b):
             await node.stop()
 

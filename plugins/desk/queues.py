@@ -1,8 +1,10 @@
 """The queues as the desk reads them often: each queue's strategy and
 members, kept in memory for a few seconds (``CACHE_SECONDS``) and dropped at
 once when this node changes them, so that creating and assigning a ticket
-does not read them from the database each time. A change made through
-another node is seen within ``CACHE_SECONDS``.
+does not read them from the database each time. A node that changes a
+queue tells the others of its cluster (``desk:queue`` on the control
+channel), which drop their copy; when the broker cannot carry that, they see
+the change within ``CACHE_SECONDS``.
 
 A queue in use is read again (the queue and its members in one statement)
 in the background once its copy is ``REFRESH_AFTER`` old, while callers go
@@ -15,15 +17,20 @@ copy expired: a stall of the whole desk every ``CACHE_SECONDS``."""
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import attrs
 import trio
-from switchboard.core import App, StoreError
+from switchboard.core import Announcement, App, BrokerUnavailable, StoreError
 
 from .storage import DeskStorage
 
 CACHE_SECONDS = 5.0
 REFRESH_AFTER = 4.0
+#: Announced with ``[tenant, queue]`` by the node that changed a queue.
+CHANGED_TOPIC = "desk:queue"
+
+log = logging.getLogger("switchboard.desk")
 
 
 @attrs.frozen
@@ -56,6 +63,7 @@ class QueueDirectory:
 
     def start(self, app: App) -> None:
         self.app = app
+        app.on_announcement(CHANGED_TOPIC, self._changed_elsewhere)
 
     async def get(self, tenant: str, queue: str) -> Queue | None:
         """The queue (None if there is none), at most ``CACHE_SECONDS`` old."""
@@ -109,6 +117,23 @@ class QueueDirectory:
 
     def forget(self, tenant: str, queue: str) -> None:
         """This node changed the queue: read it again next time (a read under
-        way when it changed is not kept)."""
+        way when it changed is not kept); the other nodes are told to do the same."""
+        self._drop(tenant, queue)
+        self.app.nursery.start_soon(self._tell_other_nodes, tenant, queue)
+
+    def _drop(self, tenant: str, queue: str) -> None:
         self._cache.pop((tenant, queue), None)
         self._reading.pop((tenant, queue), None)
+
+    async def _tell_other_nodes(self, tenant: str, queue: str) -> None:
+        try:
+            await self.app.announce(CHANGED_TOPIC, [tenant, queue])
+        except BrokerUnavailable:
+            log.warning("queue %s/%s changed: other nodes not told (the broker is "
+                        "unreachable); they read it again within %g s",
+                        tenant, queue, CACHE_SECONDS)
+
+    def _changed_elsewhere(self, announcement: Announcement) -> None:
+        data = announcement.data
+        if announcement.node != self.app.node_id and isinstance(data, list) and len(data) == 2:
+            self._drop(str(data[0]), str(data[1]))
