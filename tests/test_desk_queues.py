@@ -455,7 +455,7 @@ async def test_a_burst_of_tickets_is_shared_in_turn(switchboard: Harness) -> Non
 # -- the queues' cache -----------------------------------------------------------
 
 
-def members_table_rows(switchboard: Harness, rows: list[tuple[str, str]]) -> None:
+def members_table_rows(switchboard: Harness, rows: list[tuple[str, int | None]]) -> None:
     """Members written straight into the database, as another node would."""
     engine = sa.create_engine(switchboard.config.store_url)
     try:

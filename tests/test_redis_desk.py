@@ -306,7 +306,7 @@ async def test_the_agents_of_a_dead_node_go_offline_and_their_tickets_back(
 
 
 async def test_while_redis_is_unreachable_a_node_keeps_its_view_then_catches_up(
-        own_redis: OwnRedis) -> None:
+        own_redis: OwnRedis, caplog: pytest.LogCaptureFixture) -> None:
     await own_redis.wait_answering()
     config = cluster_config("sbdesk", url=own_redis.url, overrides=DESK)
     async with trio.open_nursery() as nursery:
@@ -319,6 +319,10 @@ async def test_while_redis_is_unreachable_a_node_keeps_its_view_then_catches_up(
         assert await ana.request("agent:status", {"status": "busy"}) == {
             "userId": "ana", "status": "busy"}
         cleo = await agent(a, "cleo")
+        # a queue changed: stored, the other nodes not told (their copy ages out)
+        await put_queue(a, "support", ["ana", "cleo"])
+        await eventually(lambda: _logged(caplog, "queue acme/support changed: other nodes "
+                                                 "not told"))
         assert (await cleo.request("agent:list"))["agents"] == [
             {"userId": "ana", "status": "busy"}, {"userId": "cleo", "status": "online"}]
         # Redis comes back (empty, as after a crash): node b learns what it missed
@@ -332,6 +336,10 @@ async def test_while_redis_is_unreachable_a_node_keeps_its_view_then_catches_up(
         await eventually(lambda: _statuses_are(b, {"ana": "busy", "wb": "online"}))
         for node in (a, b):
             await node.stop()
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in caplog.records)
 
 
 async def _degraded(node: Harness) -> bool:
