@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from switchboard.core import ClientError, Profile
 from switchboard.core.session import Session
 from switchboard.plugins.compat import NEXTCRM, PYTAKE
+from switchboard.plugins.desk.compat import CONECTCRM, CONECTCRM_LEGACY
+from switchboard.plugins.whatsapp.compat import SYSZAP
 
-PROFILES = [PYTAKE, NEXTCRM]
+PROFILES = [PYTAKE, NEXTCRM, CONECTCRM, CONECTCRM_LEGACY, SYSZAP]
 
 scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
            | st.integers(min_value=10**300, max_value=10**400))

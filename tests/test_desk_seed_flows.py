@@ -186,9 +186,10 @@ class TestConectCRM:
         for name in ("dora", "eve"):
             ack = await node.call(name, "ticket:entrar", {"ticketId": ticket["id"]})
             assert ack["args"][0]["success"] is False
-        bad = await node.call("eve", "atendente:status", {"status": "dormindo"})
-        assert bad["args"][0]["error"]["code"] == "invalid_payload"
-        assert bad["args"][0]["error"]["field"] == "status"
+        for status in ("dormindo", [], {}, None, 1):
+            bad = await node.call("eve", "atendente:status", {"status": status})
+            assert bad["args"][0]["error"]["code"] == "invalid_payload", status
+            assert bad["args"][0]["error"]["field"] == "status"
         refused = await node.call("dora", "atendente:status", {"status": "online"})
         assert refused["args"][0]["error"]["code"] == "forbidden"
 

@@ -96,6 +96,13 @@ def check_engineio_websocket(door: FrontDoor, case: Case) -> None:
     door.check(case)
 
 
+@settings(FUZZ, max_examples=80)
+@example(case=KNOWN["unhashable agent status"])
+@given(case=fuzz.plugin_event_cases())
+def check_plugin_events(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
 async def test_request_heads(front_door: FrontDoor) -> None:
     await trio.to_thread.run_sync(check_request_heads, front_door)
 
@@ -114,6 +121,11 @@ async def test_engineio_packets_over_polling(front_door: FrontDoor) -> None:
 
 async def test_engineio_packets_over_the_websocket(front_door: FrontDoor) -> None:
     await trio.to_thread.run_sync(check_engineio_websocket, front_door)
+
+
+async def test_the_plugins_events_canonical_and_through_the_profiles(
+        front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_plugin_events, front_door)
 
 
 # The generators must reach the known crashes by themselves, not only through
@@ -177,6 +189,15 @@ def _lone_surrogate(case: Case) -> bool:
     return any(token in data for token in (b"\\ud800\"", b"\\udfff", b"\\udc00b"))
 
 
+def _names_the_ticket(case: Case) -> bool:
+    """A ticket event on the fuzzer's ticket, its placeholder where rendering finds it."""
+    return fuzz.TICKET in case.data
+
+
+def _through_a_profile(case: Case) -> bool:
+    return any(f"/{namespace.strip('/')},".encode() in case.data for namespace in fuzz.PROFILED)
+
+
 @functools.cache
 def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     """What ``strategy`` generates in the tests above (derandomized, so always the same)."""
@@ -201,8 +222,12 @@ def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     (fuzz.engineio_websocket_cases, _non_standard_json, 0.05),
     (fuzz.request_bodies, _lone_surrogate, 0.03),
     (fuzz.websocket_frames, _lone_surrogate, 0.07),
+    (fuzz.plugin_event_cases, _names_the_ticket, 0.2),
+    (fuzz.plugin_event_cases, _through_a_profile, 0.3),
+    (fuzz.plugin_event_cases, _non_standard_json, 0.05),
 ], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
-        "nan-eio-frame", "surrogate-body", "surrogate-frame"])
+        "nan-eio-frame", "surrogate-body", "surrogate-frame", "real-ticket", "profiled",
+        "nan-plugin-event"])
 def test_generators_reach_the_known_crashes(strategy: Callable[[], SearchStrategy[Case]],
                                             predicate: Callable[[Case], bool],
                                             share: float) -> None:

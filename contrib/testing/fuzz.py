@@ -6,7 +6,7 @@ Shared by ``tests/test_fuzz_front_door.py`` (bounded, deterministic) and
 
 A :class:`Case` is bytes to send on one TCP connection to the server's port,
 after an optional set-up (a WebSocket handshake on ``/ws``, an Engine.IO
-session...). The strategies below generate cases of five families:
+session...). The strategies below generate cases of six families:
 
 - ``request head``: request lines, methods, targets (absolute-form, IPv6
   literals), versions, header names and values (non-ASCII bytes), ``Host``;
@@ -17,7 +17,12 @@ session...). The strategies below generate cases of five families:
   bits, masks, lengths, fragments, control frames, close codes);
 - ``engine.io polling`` and ``engine.io websocket``: Engine.IO / Socket.IO
   packets (types, namespaces, ack ids, attachments, JSON) over a polling POST
-  and over the Engine.IO WebSocket.
+  and over the Engine.IO WebSocket;
+- ``plugin events``: the plugins' own events (tickets, agents, queues, leads,
+  boards, guests...) with plausible and fuzzed fields, over the plain
+  WebSocket and over Socket.IO, in the default namespace and in namespaces
+  bound to each compatibility profile (``ticket:entrar``, ``lead:update``,
+  ``join_conversation``...), against a ticket and a lead that exist.
 
 :class:`FrontDoor` runs a case against a :class:`Target` and then checks the
 server: still serving (``GET /health`` answers 200 on a new connection), a
@@ -61,6 +66,7 @@ __all__ = [
     "FAMILIES",
     "HEAD",
     "KNOWN",
+    "PLUGIN_EVENTS",
     "WS_FRAMES",
     "Case",
     "Failure",
@@ -71,6 +77,7 @@ __all__ = [
     "RemoteTarget",
     "engineio_polling_cases",
     "engineio_websocket_cases",
+    "plugin_event_cases",
     "request_bodies",
     "request_heads",
     "strategy_for",
@@ -91,13 +98,22 @@ BYSTANDER = "bystander"
 TOKEN = b"@TOKEN@"  # a valid JWT for the case's own user
 KEY = b"@KEY@"  # the API key
 SID = b"@SID@"  # the Engine.IO session id made by the set-up
+#: The id of a ticket made for the fuzzer (a UUID: the placeholder has its
+#: length, so that a frame or body holding it keeps its length when rendered).
+TICKET = b"@TICKET@" + b"_" * 28
 
 HEAD = "request head"
 BODY = "request body"
 WS_FRAMES = "websocket frames"
 EIO_POLLING = "engine.io polling"
 EIO_WS = "engine.io websocket"
-FAMILIES = (HEAD, BODY, WS_FRAMES, EIO_POLLING, EIO_WS)
+PLUGIN_EVENTS = "plugin events"
+FAMILIES = (HEAD, BODY, WS_FRAMES, EIO_POLLING, EIO_WS, PLUGIN_EVENTS)
+
+#: Socket.IO namespaces the fuzzer's server binds to the first-party
+#: compatibility profiles (see :func:`fuzz_config`).
+PROFILED = {"/atendimento": "conectcrm", "/legacy": "conectcrm_legacy", "/pytake": "pytake",
+            "/nextcrm": "nextcrm", "/syszap": "syszap"}
 
 #: What a case's set-up does before its bytes are sent.
 SETUPS = {
@@ -106,6 +122,8 @@ SETUPS = {
     "eio-ws": "a WebSocket handshake on /socket.io/?EIO=4&transport=websocket&token=@TOKEN@ "
               "and its open packet, then the bytes",
     "eio-ws+connect": "as eio-ws, plus the CONNECT packet '40' and its answer, then the bytes",
+    "eio-ws+profiles": "as eio-ws+connect, plus a CONNECT to each profiled namespace ("
+                       + ", ".join(PROFILED) + ") and its answer, then the bytes",
     "eio-upgrade": "GET /socket.io/?EIO=4&transport=polling&token=@TOKEN@ (sid @SID@), "
                    "POST '40', a WebSocket handshake with that sid, then the bytes",
     "eio-polling": "GET /socket.io/?EIO=4&transport=polling&token=@TOKEN@ (sid @SID@), "
@@ -135,7 +153,7 @@ class Case:
         sent = repr(self.data) if len(self.chunks) == 1 else repr(list(self.chunks))
         return (f"[{self.family}] {self.label}\n  set-up: {SETUPS[self.setup]}\n"
                 f"  bytes: {sent}\n  (@TOKEN@: a valid JWT; @KEY@: the API key; "
-                f"@SID@: the Engine.IO sid)")
+                f"@SID@: the Engine.IO sid; @TICKET@___...: the id of a ticket)")
 
 
 # -- strategies ---------------------------------------------------------------
@@ -237,11 +255,96 @@ TEMPLATES: list[tuple[str, list[tuple[str, list[str]]]]] = [
 ]
 
 
+_T = json.dumps(TICKET.decode())
+#: The service desk's and the lead pipeline's events, and the other plugins'
+#: not above. Ticket events name the fuzzer's ticket (or one that does not
+#: exist); lead events its lead ``1``.
+PLUGIN_TEMPLATES: list[tuple[str, list[tuple[str, list[str]]]]] = [
+    ("ticket:join", [("ticketId", [_T, _T, '"7"'])]),
+    ("ticket:leave", [("ticketId", [_T])]),
+    ("ticket:get", [("ticketId", [_T, '"7"'])]),
+    ("ticket:list", [("status", ['"open"', '"closed"', '"nope"']), ("queueId", ['"support"']),
+                     ("assigneeId", ['"x"']), ("customerId", ['"bystander"']),
+                     ("before", ["5", "0"]), ("limit", ["10", "0", "1000"])]),
+    ("ticket:create", [("subject", ['"s"', '""']), ("customerId", ['"bystander"', '"x"']),
+                       ("channel", ['"web"', '"whatsapp"', '"a b"']),
+                       ("priority", ['"high"', '"urgent"', '"nope"']), ("queueId", ['"support"']),
+                       ("assigneeId", ['"x"']), ("tags", ['["a"]', "[]", '["a","a"]'])]),
+    ("ticket:update", [("ticketId", [_T]), ("version", ["1", "2", "0"]), ("subject", ['"t"']),
+                       ("priority", ['"low"', '"urgent"']), ("tags", ['["b"]', "[]"])]),
+    ("ticket:set_status", [("ticketId", [_T]),
+                           ("status", ['"pending"', '"in_progress"', '"resolved"', '"closed"',
+                                       '"open"', '"nope"']), ("version", ["1", "3"])]),
+    ("ticket:assign", [("ticketId", [_T]), ("userId", ['"x"', "null", '"bystander"']),
+                       ("unassign", ["true", "false"]), ("version", ["1"])]),
+    ("ticket:transfer", [("ticketId", [_T]), ("queueId", ['"support"', '"nope"']),
+                         ("userId", ['"x"']), ("note", ['"n"', '""']), ("version", ["1"])]),
+    ("ticket:close", [("ticketId", [_T]), ("note", ['"n"']), ("version", ["1"])]),
+    ("ticket:reopen", [("ticketId", [_T]), ("version", ["1"])]),
+    ("agent:status", [("status", ['"online"', '"busy"', '"away"', '"offline"', '"nope"'])]),
+    ("agent:list", []),
+    ("queue:list", []),
+    ("pipeline:join", [("pipelineId", ['"default"', '"nope"'])]),
+    ("pipeline:leave", [("pipelineId", ['"default"'])]),
+    ("pipeline:list", []),
+    ("lead:list", [("stageId", ['"novo"', '"nope"']), ("pipelineId", ['"default"']),
+                   ("cursor", ['"x"', '"1:1"']), ("limit", ["5", "0", "100000"])]),
+    ("lead:create", [("title", ['"t"', '""']), ("stageId", ['"novo"', '"nope"']),
+                     ("id", ['"2"', '"1"']), ("contact", ['{"email":"a@b"}', '{"phone":1}']),
+                     ("value", ["10", '{"amount":1}', "-1"]), ("ownerId", ['"x"']),
+                     ("tags", ['["a"]', '"a"']), ("fields", ['{"k":1}', "[]"])]),
+    ("lead:get", [("leadId", ['"1"', '"nope"'])]),
+    ("lead:update", [("leadId", ['"1"']),
+                     ("changes", ['{"title":"u"}', '{"value":5}', '{"fields":{"a":1}}',
+                                  '{"contact":{"phone":"1"}}', '{"stageId":"ganho"}', "{}"]),
+                     ("version", ["1", "9"])]),
+    ("lead:move", [("leadId", ['"1"']), ("stageId", ['"ganho"', '"novo"', '"nope"']),
+                   ("afterId", ['"2"', '"1"']), ("beforeId", ['"1"']), ("version", ["1"])]),
+    ("lead:assign", [("leadId", ['"1"']), ("ownerId", ['"x"', "null"]), ("version", ["1"])]),
+    ("lead:delete", [("leadId", ['"2"']), ("version", ["1"])]),
+    ("lead:activity", [("leadId", ['"1"']), ("before", ["5"]), ("limit", ["2", "0"])]),
+    ("conversation:leave", [("conversationId", ['"c1"'])]),
+    ("message:delivered", [("conversationId", ['"c1"']), ("messageId", ["1", "99"])]),
+    ("handover:cancel", [("requestId", ["1"]), ("reason", ['"r"'])]),
+    ("handover:resolve", [("requestId", ["1"]), ("note", ['"n"'])]),
+    ("guest:start", [("title", ['"t"'])]),
+]
+_TICKET_REF = [("ticketId", [_T, '"7"'])]
+#: Each profiled namespace's own events (its canonical ones pass as they are).
+PROFILE_TEMPLATES: dict[str, list[tuple[str, list[tuple[str, list[str]]]]]] = {
+    "/atendimento": [
+        ("ticket:entrar", _TICKET_REF), ("ticket:sair", _TICKET_REF),
+        ("mensagem:digitando", _TICKET_REF),
+        ("atendente:status", [("status", ['"online"', '"ocupado"', '"ausente"', '"offline"',
+                                          '"dormindo"'])])],
+    "/legacy": [("ticket:entrar", _TICKET_REF), ("ticket:sair", _TICKET_REF),
+                ("user_typing", _TICKET_REF)],
+    "/pytake": [(name, [("conversation_id", ['"c1"', '"c2"'])]) for name in (
+        "join_conversation", "leave_conversation", "typing_start", "typing_stop")]
+    + [("ping", [])],
+    "/nextcrm": [
+        ("authenticate", [("token", ['"not-a-token"', '""'])]),
+        ("lead:join", [("leadId", ['"1"', '"nope"'])]), ("lead:leave", [("leadId", ['"1"'])]),
+        ("lead:update", [("leadId", ['"1"', '"nope"']),
+                         ("field", ['"title"', '"status"', '"ownerId"', '"email"', '"value"',
+                                    '"tags"', '"custom"']),
+                         ("value", ['"v"', "1", "null", '"ganho"', '["a"]']),
+                         ("version", ["1", "9"])]),
+        ("lead:status_change", [("leadId", ['"1"']), ("newStatus", ['"ganho"', '"nope"'])]),
+        ("chat:message", [("leadId", ['"1"', '"c1"']), ("message", ['"hi"']),
+                          ("clientId", ['"k1"'])]),
+        ("chat:typing", [("leadId", ['"1"']), ("isTyping", ["true", "false"])])],
+    "/syszap": [("whatsapp:sessions", []),
+                ("whatsapp:session:start", [("sessionId", ['"main"'])])],
+}
+
+
 @st.composite
-def plausible_events(draw: st.DrawFn) -> tuple[str, str]:
+def plausible_events(draw: st.DrawFn, templates: Sequence[tuple[str, list[tuple[str, list[str]]]]]
+                     = TEMPLATES) -> tuple[str, str]:
     """(event, data as JSON text): a known event whose fields are mostly plausible,
     a few of them fuzzed (a value of the wrong kind, NaN, 2e308...)."""
-    event, fields = draw(st.sampled_from(TEMPLATES))
+    event, fields = draw(st.sampled_from(templates))
     parts = []
     for name, values in fields:
         if draw(st.integers(0, 5)) == 0:
@@ -746,9 +849,41 @@ def engineio_websocket_cases() -> st.SearchStrategy[Case]:
     return _engineio_websocket()
 
 
+# --- (e) the plugins' events ---
+
+
+@st.composite
+def _plugin_events(draw: st.DrawFn) -> Case:
+    setup = draw(st.sampled_from(["ws", "eio-ws+profiles", "eio-ws+profiles"]))
+    frames, notes = [], []
+    for n in range(draw(st.integers(1, 5))):
+        namespace = "/" if setup == "ws" else draw(st.sampled_from(["/", *PROFILED]))
+        templates = PLUGIN_TEMPLATES + PROFILE_TEMPLATES.get(namespace, [])
+        if draw(st.integers(0, 7)) == 0:
+            event, data = draw(st.sampled_from(templates))[0], draw(event_payloads())
+        else:
+            event, data = draw(plausible_events(templates))
+        if setup == "ws":
+            text = f'{{"type":{json.dumps(event)},"data":{data},"id":{n + 1}}}'
+        else:
+            prefix = "" if namespace == "/" else namespace + ","
+            text = f"42{prefix}{n + 1}[{json.dumps(event)},{data}]"
+        # (unmasked, so that the ticket's placeholder is found and rendered)
+        frames.append(ws_frame(text.encode("utf-8", "surrogatepass"), mask=b"\0\0\0\0"))
+        notes.append(repr(text[:80]))
+    return Case(PLUGIN_EVENTS, "; ".join(notes), (b"".join(frames),), setup=setup)
+
+
+def plugin_event_cases() -> st.SearchStrategy[Case]:
+    """(e) The plugins' events, canonical and through the compatibility profiles,
+    over the plain WebSocket and Socket.IO."""
+    return _plugin_events()
+
+
 def strategy_for(family: str) -> st.SearchStrategy[Case]:
     return {HEAD: request_heads, BODY: request_bodies, WS_FRAMES: websocket_frames,
-            EIO_POLLING: engineio_polling_cases, EIO_WS: engineio_websocket_cases}[family]()
+            EIO_POLLING: engineio_polling_cases, EIO_WS: engineio_websocket_cases,
+            PLUGIN_EVENTS: plugin_event_cases}[family]()
 
 
 def _emit_case(label: str, body: bytes, content_length: bytes | None = None) -> Case:
@@ -805,6 +940,10 @@ KNOWN: dict[str, Case] = {
     "surrogate event name": Case(
         EIO_WS, "Socket.IO event named with a lone surrogate (its error cannot be encoded)",
         (ws_frame(b'421["\\ud800",1]', mask=b"\x01\x02\x03\x04"),), setup="eio-ws+connect"),
+    "unhashable agent status": Case(
+        PLUGIN_EVENTS, "ConectCRM's atendente:status with a list for its status",
+        (ws_frame(b'42/atendimento,1["atendente:status",{"status":[]}]',
+                  mask=b"\x01\x02\x03\x04"),), setup="eio-ws+profiles"),
     "query-only target": Case(HEAD, "a target that is only a query (no path)",
                               (b"GET ?x HTTP/1.1\r\nHost: x\r\n\r\n",)),
     "h2 preface": Case(HEAD, "HTTP/2 connection preface", (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",)),
@@ -1078,8 +1217,10 @@ def record_failures(records: Iterable[logging.LogRecord]) -> list[Failure]:
 
 def fuzz_config() -> Any:
     """The test config (known secret and API key, in-memory SQLite), with a short
-    drain at shutdown: the polling sessions the cases leave behind would hold it."""
-    return make_config({"server": {"drain_timeout": 0.5}})
+    drain at shutdown (the polling sessions the cases leave behind would hold
+    it), and each compatibility profile bound to a namespace (:data:`PROFILED`)."""
+    return make_config({"server": {"drain_timeout": 0.5}, "socketio": {
+        "namespaces": ["/", *PROFILED], "profiles": PROFILED}})
 
 
 class InProcessTarget:
@@ -1384,6 +1525,9 @@ class FrontDoor:
         self._bystander: WebSocketConnection | None = None
         self._cases = itertools.count(1)
         self._probes = itertools.count(1)
+        #: The fuzzer's ticket (see :meth:`_seed`); a UUID that names none
+        #: until it is made, or where the desk is not enabled.
+        self._ticket = "00000000-0000-4000-8000-000000000000"
 
     async def start(self) -> None:
         if isinstance(self.target, InProcessTarget) and self.target.server is None:
@@ -1416,14 +1560,30 @@ class FrontDoor:
 
     async def _seed(self, bystander: WebSocketConnection) -> None:
         """Put the bystander where the cases' events go: room lead:1 and
-        conversation c1 (made here, with the bystander as a participant)."""
+        conversation c1 (made here, with the bystander as a participant); and
+        make what the plugin events act on: a ticket whose customer is the
+        bystander (an agent of the tenant: the desk's events reach it) and
+        lead 1, where the desk and the pipeline are enabled."""
+        key = f"X-API-Key: {self.target.api_key}\r\n"
         body = json.dumps({"tenant": TENANT, "id": "c1", "title": "fuzz",
                            "participants": [{"userId": BYSTANDER}]}).encode()
         with trio.fail_after(TIMEOUT):
             status, answer = await http(self.target.host, self.target.port, _post(
-                "/api/v1/conversations", body, f"X-API-Key: {self.target.api_key}\r\n"))
+                "/api/v1/conversations", body, key))
             if status not in (201, 409):
                 raise RuntimeError(f"POST /api/v1/conversations answered {status} {answer!r}")
+            status, answer = await http(self.target.host, self.target.port, _post(
+                "/api/v1/tickets", json.dumps({"tenant": TENANT, "subject": "fuzz",
+                                               "customerId": BYSTANDER}).encode(), key))
+            if status == 201:
+                self._ticket = json.loads(answer)["id"]
+            elif status != 404:
+                raise RuntimeError(f"POST /api/v1/tickets answered {status} {answer!r}")
+            status, answer = await http(self.target.host, self.target.port, _post(
+                "/api/v1/leads", json.dumps({"tenant": TENANT, "id": "1",
+                                             "title": "fuzz"}).encode(), key))
+            if status not in (201, 404, 409):
+                raise RuntimeError(f"POST /api/v1/leads answered {status} {answer!r}")
             await bystander.send_message(json.dumps(
                 {"type": "room:join", "data": {"room": "lead:1"}, "id": 1}))
             await bystander.send_message(json.dumps(
@@ -1460,7 +1620,8 @@ class FrontDoor:
         started = time.perf_counter()
         mark = self.target.log_mark()
         user = f"case{next(self._cases)}"
-        env = {TOKEN: self.target.token(user).encode(), KEY: self.target.api_key.encode()}
+        env = {TOKEN: self.target.token(user).encode(), KEY: self.target.api_key.encode(),
+               TICKET: self._ticket.encode()}
         exchange = _Exchange()
         try:
             await self._exchange(case, env, exchange)
@@ -1491,9 +1652,16 @@ class FrontDoor:
                 await self._ws_handshake(stream, "/socket.io/?EIO=4&transport=websocket&token="
                                          + env[TOKEN].decode(), received)
                 await self._wait_frame(stream, received, "0")
-                if setup == "eio-ws+connect":
+                if setup in ("eio-ws+connect", "eio-ws+profiles"):
                     await stream.send_all(ws_frame(b"40", mask=b"\x00\x00\x00\x00"))
                     await self._wait_frame(stream, received, "40")
+                if setup == "eio-ws+profiles":
+                    for namespace in PROFILED:
+                        await stream.send_all(ws_frame(f"40{namespace},".encode(),
+                                                       mask=b"\x00\x00\x00\x00"))
+                        # (refused where the target does not bind it: "44/...")
+                        await self._wait_frame(stream, received, f"40{namespace},",
+                                               f"44{namespace},")
             elif setup == "eio-upgrade":
                 await self._ws_handshake(stream, "/socket.io/?EIO=4&transport=websocket&sid="
                                          + sid.decode(), received)
@@ -1577,13 +1745,14 @@ class FrontDoor:
         received[:] = rest
 
     async def _wait_frame(self, stream: trio.abc.Stream, received: bytearray,
-                          prefix: str) -> None:
+                          *prefixes: str) -> None:
+        wanted = tuple(prefix.encode() for prefix in prefixes)
         with trio.fail_after(TIMEOUT):
-            while not any(op == 1 and p.startswith(prefix.encode())
+            while not any(op == 1 and p.startswith(wanted)
                           for op, p in server_frames(bytes(received))):
                 chunk = await stream.receive_some(65536)
                 if not chunk:
-                    raise _SetupFailed(f"closed before the {prefix!r} packet")
+                    raise _SetupFailed(f"closed before the {prefixes[0]!r} packet")
                 received += chunk
 
     async def _polling_session(self, env: dict[bytes, bytes], *, connect: bool,

@@ -46,8 +46,12 @@ def _iso(timestamp: float | None = None) -> str | None:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
 
 
+def _get(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else None
+
+
 def _ticket_id(data: Any) -> dict[str, Any]:
-    value = data.get("ticketId") if isinstance(data, dict) else None
+    value = _get(data, "ticketId")
     if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
         raise ClientError("invalid_payload", "ticketId required", field="ticketId")
     return {"ticketId": str(value)}
@@ -110,6 +114,10 @@ def _typing_out(event: str, key: str) -> Any:
     return translate
 
 
+def _status_pt(status: Any) -> Any:
+    return AGENT_STATUS_PT.get(status, status) if isinstance(status, str) else status
+
+
 def _agent(event: str) -> Any:
     def translate(data: dict[str, Any]) -> tuple[str, Any]:
         return event, {"atendenteId": data["userId"],
@@ -119,14 +127,14 @@ def _agent(event: str) -> Any:
 
 
 def _joined(result: Any) -> dict[str, Any]:
-    if result.get("success"):
-        return {"success": True, "ticketId": result["ticketId"]}
-    return {"success": False, "error": result["error"]["message"]}
+    if _get(result, "success") is True:
+        return {"success": True, "ticketId": _get(result, "ticketId")}
+    return {"success": False, "error": _get(_get(result, "error"), "message") or "not joined"}
 
 
 def _agent_status(data: Any) -> dict[str, Any]:
-    status = data.get("status") if isinstance(data, dict) else None
-    if status not in AGENT_STATUS:
+    status = _get(data, "status")
+    if not isinstance(status, str) or status not in AGENT_STATUS:
         raise ClientError("invalid_payload", "status: must be online, ocupado, ausente or "
                                              "offline", field="status")
     return {"status": AGENT_STATUS[status]}
@@ -141,7 +149,7 @@ def _notification(data: dict[str, Any]) -> tuple[str, Any]:
 _ENTER = {
     "ticket:entrar": Inbound("ticket:join", payload=_ticket_id, ack=_joined),
     "ticket:sair": Inbound("ticket:leave", payload=_ticket_id,
-                           ack=lambda r: {"success": True, "ticketId": r["ticketId"]}),
+                           ack=lambda r: {"success": True, "ticketId": _get(r, "ticketId")}),
 }
 
 
@@ -157,8 +165,7 @@ CONECTCRM = Profile(
         "mensagem:digitando": Inbound("typing:start", payload=_typing),
         "atendente:status": Inbound(
             "agent:status", payload=_agent_status,
-            ack=lambda r: {"success": True,
-                           "status": AGENT_STATUS_PT.get(r["status"], r["status"])}),
+            ack=lambda r: {"success": True, "status": _status_pt(_get(r, "status"))}),
     },
     outbound={
         "message:new": _dropped,
