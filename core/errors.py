@@ -4,7 +4,8 @@ Close codes used on WebSocket connections:
 
 ==== ===================================================
 1001 server shutting down
-1002 protocol error (bad WebSocket frame)
+1002 protocol error (bad WebSocket frame; a second WebSocket for an
+     Engine.IO session that is not on long-polling)
 1003 binary frame where JSON text was expected
 1009 message larger than ``server.max_payload``
 1011 the server failed (a bug; the log has the traceback)

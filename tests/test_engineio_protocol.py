@@ -183,18 +183,21 @@ def test_every_live_state_closes_then_is_forgotten(state: EngineState) -> None:
     assert eio.next_state(EngineState.CLOSING, EngineEvent.GONE) is EngineState.CLOSED
 
 
-@pytest.mark.parametrize(("state", "refusal"), [
-    (None, ErrorCode.UNKNOWN_SID),
-    (EngineState.CLOSED, ErrorCode.UNKNOWN_SID),
-    (EngineState.POLLING, None),
-    (EngineState.OPENING, ErrorCode.BAD_REQUEST),
-    (EngineState.UPGRADING, ErrorCode.BAD_REQUEST),
-    (EngineState.WEBSOCKET, ErrorCode.BAD_REQUEST),
-    (EngineState.CLOSING, ErrorCode.BAD_REQUEST),
+@pytest.mark.parametrize(("state", "refusal", "takes"), [
+    (None, ErrorCode.UNKNOWN_SID, False),
+    (EngineState.CLOSED, ErrorCode.UNKNOWN_SID, False),
+    (EngineState.POLLING, None, True),
+    (EngineState.OPENING, None, False),
+    (EngineState.UPGRADING, None, False),
+    (EngineState.WEBSOCKET, None, False),
+    (EngineState.CLOSING, None, False),
 ])
 def test_only_a_session_on_polling_takes_a_websocket(
-        state: EngineState | None, refusal: ErrorCode | None) -> None:
+        state: EngineState | None, refusal: ErrorCode | None, takes: bool) -> None:
+    """An unknown session's WebSocket is an HTTP error; a known one's is
+    accepted, and closed at once unless the session is on long-polling."""
     assert eio.websocket_refusal(state) is refusal
+    assert (state is not None and eio.takes_websocket(state)) is takes
 
 
 @pytest.mark.parametrize(("state", "transport", "refusal"), [

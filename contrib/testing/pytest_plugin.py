@@ -25,14 +25,15 @@ def _run_on(fixture_clock: trio.abc.Clock) -> Callable[..., Any]:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Run tests of the ``switchboard`` fixture on its autojump clock.
+    """Run tests of the ``switchboard`` fixture (or of any fixture that asks for
+    ``autojump_clock``, to start a server on it) on that autojump clock.
 
     pytest-trio only passes a clock to ``trio.run`` when the test function itself
-    asks for it, so the clock the fixture depends on is handed over here.
+    asks for it, so the clock a fixture depends on is handed over here.
     """
     funcargs: dict[str, Any] = getattr(item, "funcargs", {})
     clock = funcargs.get("autojump_clock")
-    if "switchboard" in funcargs and isinstance(clock, trio.abc.Clock):
+    if isinstance(clock, trio.abc.Clock):
         item.add_marker(pytest.mark.trio(run=_run_on(clock)), append=False)
     return (yield)
 

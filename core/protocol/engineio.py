@@ -114,16 +114,23 @@ def next_state(state: EngineState, event: EngineEvent) -> EngineState | None:
 
 def websocket_refusal(state: EngineState | None) -> ErrorCode | None:
     """Why a WebSocket handshake carrying the sid of a session in ``state``
-    (None: no such session) is refused; None accepts it as an upgrade probe.
-
-    Only a session on long-polling can be upgraded: one that is already
-    probing, upgraded, opening or closing refuses a second WebSocket.
+    (None: no such session) is refused with an HTTP error; None accepts the
+    handshake. Only an unknown (or closed) session is such an error: see
+    :func:`takes_websocket` for what happens to the WebSocket then.
     """
     if state is None or state is EngineState.CLOSED:
         return ErrorCode.UNKNOWN_SID
-    if state is EngineState.POLLING:
-        return None
-    return ErrorCode.BAD_REQUEST
+    return None
+
+
+def takes_websocket(state: EngineState) -> bool:
+    """Whether a session in ``state`` takes a WebSocket carrying its sid as an
+    upgrade probe. Only a session on long-polling does: for one that is
+    already probing, upgraded, opening or closing, the second WebSocket is
+    accepted and closed at once, as the reference server does (its clients,
+    and the protocol's test suite, expect a close there, not an HTTP error).
+    """
+    return state is EngineState.POLLING
 
 
 def polling_refusal(state: EngineState | None, transport: str) -> ErrorCode | None:

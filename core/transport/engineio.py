@@ -39,7 +39,7 @@ from ..origins import origin_allowed
 from ..profiles import Profile, ProfiledCodec
 from ..protocol import engineio as eio
 from ..protocol import socketio as sio
-from ..protocol.wsframe import OP_BINARY, encode_frame, text_frame
+from ..protocol.wsframe import OP_BINARY, close_frame, encode_frame, text_frame
 from ..recovery import Recovery, SavedSession
 from ..session import Session
 from ..supervise import log_failure
@@ -49,7 +49,7 @@ from .draining import Draining
 from .front import RequestHead, UpgradeRefused, json_response, websocket_accept
 from .inbox import Inbox
 from .ws import send_quietly
-from .wschannel import MessageTooBig, WsChannel
+from .wschannel import MessageTooBig, WsChannel, written_here
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -481,10 +481,16 @@ class EngineSocket(Draining):
                 else secrets.token_urlsafe(12)
             answer["pid"] = self.pids[namespace]
             recovery.track(self.pids[namespace], session)
-        self.send_sio(sio.Packet(sio.PacketType.CONNECT, namespace, answer))
-        for event_offset, publication in missed:
-            session.transport.send(session.codec.encode_event(
-                publication.event, publication.data, event_offset))
+        # The answer (and what is replayed) goes out in a write of its own,
+        # before what the plugins send as the session opens: a client that
+        # reads one frame per read and waits for the answer before listening
+        # for events (the protocol's test suite does) must not have those in
+        # the same read.
+        with written_here():
+            self.send_sio(sio.Packet(sio.PacketType.CONNECT, namespace, answer))
+            for event_offset, publication in missed:
+                session.transport.send(session.codec.encode_event(
+                    publication.event, publication.data, event_offset))
         if saved is not None:
             log.info("%s: session %s recovered, %d events replayed", self.sid, session.id,
                      len(missed))
@@ -839,8 +845,14 @@ class EngineIOServer:
             status = 403 if error == eio.ErrorCode.FORBIDDEN else 400
             await send_quietly(stream, json_response(status, body))
             return None
+        if engine is not None and not eio.takes_websocket(engine.state):
+            # (already upgraded, probing, opening or closing: the reference
+            # server accepts this WebSocket and closes it at once)
+            await send_quietly(stream, accept + close_frame(
+                CloseCode.PROTOCOL_ERROR, "the session cannot take a WebSocket now"))
+            return None
         if engine is not None:
-            # from here a second WebSocket for this sid is refused
+            # from here a second WebSocket for this sid is closed at once
             engine.begin_upgrade()
             if not await send_quietly(stream, accept):
                 engine.end_upgrade()

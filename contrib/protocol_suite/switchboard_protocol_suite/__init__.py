@@ -1,0 +1,1 @@
+"""The application the Socket.IO protocol's test suite expects of a server."""
