@@ -522,6 +522,7 @@ def request_heads() -> st.SearchStrategy[Case]:
 ROUTES = ["/api/v1/emit"] * 4 + ["/api/v1/notifications", "/api/v1/conversations",
                                  "/api/v1/conversations/c1/messages", "/api/v1/handovers",
                                  "/api/v1/whatsapp/sessions", "/api/v1/whatsapp/webhooks/fuzz/main",
+                                 "/api/v1/tickets", "/api/v1/tickets/bulk", "/api/v1/leads",
                                  "/socket.io/?EIO=4&transport=polling&sid=@SID@",
                                  "/socket.io/?EIO=4&transport=polling&sid=@SID@"]
 #: Content-Length values; ``None`` is the body's real length. '\xb2', '\xb3' and
@@ -550,6 +551,32 @@ def _emit_text(draw: st.DrawFn) -> str:
 
 
 @st.composite
+def _fields(draw: st.DrawFn, fields: dict[str, str]) -> str:
+    """A JSON object of ``fields`` (name: a plausible value as JSON text), each
+    plausible, missing or fuzzed (most of them plausible, so that whole
+    objects are accepted too)."""
+    parts = []
+    for name, plausible in fields.items():
+        kind = draw(st.integers(0, 9))
+        if kind == 0:
+            continue  # missing
+        parts.append(f'"{name}":' + (draw(json_texts) if kind == 1 else plausible))
+    return "{" + ",".join(parts) + "}"
+
+
+TICKET_FIELDS = {"tenant": '"fuzz"', "subject": '"s"', "customerId": '"bystander"',
+                 "priority": '"high"', "channel": '"whatsapp"', "tags": '["a"]',
+                 "message": '{"text":"hi","clientId":"k1"}'}
+LEAD_FIELDS = {"tenant": '"fuzz"', "title": '"t"', "contact": '{"email":"a@b.c"}',
+               "value": "100", "fields": '{"k":1}', "tags": '["a"]', "stageId": '"novo"'}
+
+
+def _ticket_body() -> st.SearchStrategy[str]:
+    """A ticket for ``POST /api/v1/tickets`` (the desk's JSON fast path)."""
+    return _fields(TICKET_FIELDS)
+
+
+@st.composite
 def _json_body(draw: st.DrawFn, route: str) -> str:
     if "/socket.io/" in route:
         return draw(_polling_body_text())
@@ -565,6 +592,12 @@ def _json_body(draw: st.DrawFn, route: str) -> str:
                 + ',"bridge":' + draw(json_texts) + "}")
     if route.startswith("/api/v1/whatsapp/webhooks/"):
         return '{"event":"qrcode.updated","apikey":' + draw(json_texts) + ',"data":{}}'
+    if route == "/api/v1/tickets":
+        return draw(_ticket_body())
+    if route == "/api/v1/tickets/bulk":
+        return '{"tickets":[' + ",".join(draw(st.lists(_ticket_body(), max_size=3))) + "]}"
+    if route == "/api/v1/leads":
+        return draw(_fields(LEAD_FIELDS))
     if route == "/api/v1/notifications":
         return ('{"tenant":"fuzz","user":"bystander","title":' + draw(json_texts)
                 + ',"message":"m","data":' + draw(json_texts) + "}")
