@@ -223,10 +223,12 @@ def event_payloads(draw: st.DrawFn) -> str:
     return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in zip(keys, values, strict=True)) + "}"
 
 
+#: An event and, for each of its fields, plausible values (JSON text).
+Template = tuple[str, list[tuple[str, list[str]]]]
 #: Events the plugins handle, with plausible values of their fields (JSON text).
 #: The bystander is in room lead:1 and conversation c1 (see FrontDoor), so what
 #: these events broadcast reaches it.
-TEMPLATES: list[tuple[str, list[tuple[str, list[str]]]]] = [
+TEMPLATES: list[Template] = [
     ("room:join", [("room", ['"lead:1"', '"ticket:7"', '"user:x"', '"tenant:fuzz:agents"'])]),
     ("room:leave", [("room", ['"lead:1"', '"ticket:7"'])]),
     ("typing:start", [("room", ['"lead:1"'])]),
@@ -259,7 +261,7 @@ _T = json.dumps(TICKET.decode())
 #: The service desk's and the lead pipeline's events, and the other plugins'
 #: not above. Ticket events name the fuzzer's ticket (or one that does not
 #: exist); lead events its lead ``1``.
-PLUGIN_TEMPLATES: list[tuple[str, list[tuple[str, list[str]]]]] = [
+PLUGIN_TEMPLATES: list[Template] = [
     ("ticket:join", [("ticketId", [_T, _T, '"7"'])]),
     ("ticket:leave", [("ticketId", [_T])]),
     ("ticket:get", [("ticketId", [_T, '"7"'])]),
@@ -311,7 +313,7 @@ PLUGIN_TEMPLATES: list[tuple[str, list[tuple[str, list[str]]]]] = [
 ]
 _TICKET_REF = [("ticketId", [_T, '"7"'])]
 #: Each profiled namespace's own events (its canonical ones pass as they are).
-PROFILE_TEMPLATES: dict[str, list[tuple[str, list[tuple[str, list[str]]]]]] = {
+PROFILE_TEMPLATES: dict[str, list[Template]] = {
     "/atendimento": [
         ("ticket:entrar", _TICKET_REF), ("ticket:sair", _TICKET_REF),
         ("mensagem:digitando", _TICKET_REF),
@@ -340,8 +342,8 @@ PROFILE_TEMPLATES: dict[str, list[tuple[str, list[tuple[str, list[str]]]]]] = {
 
 
 @st.composite
-def plausible_events(draw: st.DrawFn, templates: Sequence[tuple[str, list[tuple[str, list[str]]]]]
-                     = TEMPLATES) -> tuple[str, str]:
+def plausible_events(draw: st.DrawFn, templates: Sequence[Template] = TEMPLATES
+                     ) -> tuple[str, str]:
     """(event, data as JSON text): a known event whose fields are mostly plausible,
     a few of them fuzzed (a value of the wrong kind, NaN, 2e308...)."""
     event, fields = draw(st.sampled_from(templates))
