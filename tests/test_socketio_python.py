@@ -97,6 +97,9 @@ class PyClient:
 
     async def close(self) -> None:
         await in_thread(self.sio.disconnect)
+        # and wait for its threads (its read loop joins its write loop): one
+        # left running would log "packet queue is empty" into a later test
+        await in_thread(self.sio.eio.wait)
 
 
 @pytest.fixture
