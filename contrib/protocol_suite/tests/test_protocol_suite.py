@@ -4,10 +4,14 @@ through the real listener, on the autojump mock clock (the suite's 300 ms
 ping interval, 200 ms ping timeout and 1 s connect timeout pass without
 waiting for them).
 
-Each test names the suite's case it replays (``test-suite/test-suite.js`` of
-the socket.io-protocol repository: "Engine.IO protocol" and "Socket.IO
-protocol"). Unlike the suite's clients, these read every frame the server
-sends, so two frames that arrive in one read are both seen.
+The sections follow the suite's (``test-suite/test-suite.js`` of the
+socket.io-protocol repository: the Engine.IO protocol's handshake,
+heartbeat, close and upgrade, then the Socket.IO protocol's connect,
+disconnect and messages), one test per case or per group of alike cases,
+plus one case the suite cannot see (a client without pongs answered by
+pings is closed by the connect timeout). Unlike the suite's clients, these
+read every frame the server sends, so two frames that arrive in one read
+are both seen.
 """
 
 from __future__ import annotations
