@@ -8,8 +8,10 @@ The sections follow the suite's (``test-suite/test-suite.js`` of the
 socket.io-protocol repository: the Engine.IO protocol's handshake,
 heartbeat, close and upgrade, then the Socket.IO protocol's connect,
 disconnect and messages), one test per case or per group of alike cases,
-plus one case the suite cannot see (a client without pongs answered by
-pings is closed by the connect timeout). Unlike the suite's clients, these
+plus two things the suite cannot tell apart: a client that answers pings
+but never connects is closed by the connect timeout (not a ping timeout),
+and the CONNECT answer leaves before the session's first events are
+queued. Unlike the suite's clients, these
 read every frame the server sends, so two frames that arrive in one read
 are both seen.
 """
