@@ -338,43 +338,28 @@ async def test_leaving_a_custom_namespace_keeps_the_main_one(suite: Harness) -> 
 # -- Socket.IO protocol: messages ------------------------------------------------------
 
 
-async def test_a_message_comes_back(suite: Harness) -> None:
+PLACEHOLDERS = '{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}'
+ATTACHMENTS = [bytes([1, 2, 3]), bytes([4, 5, 6])]
+
+
+@pytest.mark.parametrize(("sent", "attachments", "answer"), [
+    ('42["message",1,"2",{"3":[true]}]', [], '42["message-back",1,"2",{"3":[true]}]'),
+    (f'452-["message",{PLACEHOLDERS}]', ATTACHMENTS, f'452-["message-back",{PLACEHOLDERS}]'),
+    ('42456["message-with-ack",1,"2",{"3":[false]}]', [], '43456[1,"2",{"3":[false]}]'),
+    (f'452-789["message-with-ack",{PLACEHOLDERS}]', ATTACHMENTS, f"462-789[{PLACEHOLDERS}]"),
+], ids=["message", "message-binary", "ack", "ack-binary"])
+async def test_a_message_comes_back_and_an_ack_is_acknowledged(
+        suite: Harness, sent: str, attachments: list[bytes], answer: str) -> None:
+    """``message`` comes back as ``message-back``, ``message-with-ack`` is
+    acknowledged with its arguments; binary attachments come back after the
+    packet, in their order."""
     async with open_websocket_url(ws_url(suite)) as ws:
         await socketio(ws)
-        await ws.send_message('42["message",1,"2",{"3":[true]}]')
-        assert await receive(ws) == '42["message-back",1,"2",{"3":[true]}]'
-
-
-async def test_a_message_with_binary_attachments_comes_back(suite: Harness) -> None:
-    async with open_websocket_url(ws_url(suite)) as ws:
-        await socketio(ws)
-        await ws.send_message(
-            '452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
-        await ws.send_message(bytes([1, 2, 3]))
-        await ws.send_message(bytes([4, 5, 6]))
-        assert [await receive(ws) for _ in range(3)] == [
-            '452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]',
-            bytes([1, 2, 3]), bytes([4, 5, 6])]
-
-
-async def test_a_message_with_an_ack_is_acknowledged(suite: Harness) -> None:
-    async with open_websocket_url(ws_url(suite)) as ws:
-        await socketio(ws)
-        await ws.send_message('42456["message-with-ack",1,"2",{"3":[false]}]')
-        assert await receive(ws) == '43456[1,"2",{"3":[false]}]'
-
-
-async def test_a_message_with_binary_attachments_and_an_ack_is_acknowledged(
-        suite: Harness) -> None:
-    async with open_websocket_url(ws_url(suite)) as ws:
-        await socketio(ws)
-        await ws.send_message('452-789["message-with-ack",{"_placeholder":true,"num":0},'
-                              '{"_placeholder":true,"num":1}]')
-        await ws.send_message(bytes([1, 2, 3]))
-        await ws.send_message(bytes([4, 5, 6]))
-        assert [await receive(ws) for _ in range(3)] == [
-            '462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]',
-            bytes([1, 2, 3]), bytes([4, 5, 6])]
+        await ws.send_message(sent)
+        for attachment in attachments:
+            await ws.send_message(attachment)
+        assert [await receive(ws) for _ in range(1 + len(attachments))] == [
+            answer, *attachments]
 
 
 @pytest.mark.parametrize("packet", [
