@@ -151,10 +151,15 @@ class DeskStorage:
         listed = (sa.func.json_array_elements_text(sa.cast(users, postgresql.JSON))
                   if dialect == "postgresql" else sa.func.json_each(users)
                   ).table_valued("value")
-        # (user ids are never empty: the empty one is the number's row)
-        number = sa.select(sa.literal_column("''").label("user_id"),
-                           sa.func.coalesce(sa.func.max(t.c.number), 0).label("n")
-                           ).where(t.c.tenant_id == tenant)
+        # (user ids are never empty: the empty one is the number's row, absent
+        # while the tenant has no ticket). The top number is read by ORDER BY
+        # ... LIMIT 1, which every plan answers from the end of the unique
+        # index: PostgreSQL may plan max() as an aggregate over all of the
+        # tenant's tickets, and keep that plan (prepared while the table was
+        # small) as the table grows, until it is next analyzed.
+        top = sa.select(t.c.number).where(t.c.tenant_id == tenant).order_by(
+            t.c.number.desc()).limit(sa.literal(1, literal_execute=True)).subquery("top")
+        number = sa.select(sa.literal_column("''").label("user_id"), top.c.number.label("n"))
         loads = sa.select(load.c.user_id, load.c.active).where(
             load.c.tenant_id == tenant, load.c.user_id.in_(sa.select(listed.c.value)),
             load.c.active > 0)
