@@ -30,6 +30,8 @@ RERANKED = "_reranked"
 #: Key of the row a change reads (``change(last_rank_in=...)``) that carries
 #: the highest rank of a stage without the lead (None: the stage is empty).
 LAST_RANK = "_last_rank"
+#: LIMIT 1, written into the statement (a plan made for any limit may read on)
+_ONE: sa.ColumnClause[int] = sa.literal_column("1")
 #: Columns of JSON values (SQLite's driver gives them as text, psycopg decoded).
 _JSON_COLUMNS = frozenset({"contact", "tags", "fields"})
 #: Columns a change may set, by client name.
@@ -173,10 +175,12 @@ class PipelineStorage:
         # the lead, and the end of the stage it is moved to: one statement
         # (a round trip less per move on PostgreSQL)
         other = leads.alias("other")
-        self._select_lead_and_last = sa.select(leads, sa.select(sa.func.max(other.c.rank)).where(
+        # (the top rank by ORDER BY ... LIMIT 1, as in ``_last_rank``)
+        self._select_lead_and_last = sa.select(leads, sa.select(other.c.rank).where(
             other.c.tenant_id == c.tenant_id, other.c.pipeline_id == c.pipeline_id,
             other.c.stage_id == bp("stage"), other.c.id != c.id
-        ).scalar_subquery().label(LAST_RANK)).where(*this)
+        ).order_by(other.c.rank.desc()).limit(_ONE).scalar_subquery().label(LAST_RANK)
+        ).where(*this)
         self._lead_exists = sa.select(c.id).where(*this)
         self._delete_lead = leads.delete().where(*this)
         #: by whether the lead placed is already in the table (moved): then not itself
@@ -191,7 +195,11 @@ class PipelineStorage:
                 c.stage_id == bp("stage"), *((c.id != bp("moving"),) if moving else ()))
             key = sa.tuple_(bp("key_rank"), bp("key_id"))
             self._in_stage[moving] = in_stage
-            self._last_rank[moving] = sa.select(sa.func.max(c.rank)).where(*in_stage)
+            # (not max(): PostgreSQL may plan it as an aggregate over the whole
+            # stage and keep that plan, prepared while the stage was small, as
+            # it grows; ORDER BY ... LIMIT 1 is read from the end of the index)
+            self._last_rank[moving] = sa.select(c.rank).where(*in_stage).order_by(
+                c.rank.desc()).limit(_ONE)
             self._neighbour[moving] = sa.select(c.rank, c.id).where(
                 *in_stage, c.id == bp("neighbour"))
             self._next_rank[moving] = sa.select(c.rank).where(
@@ -203,7 +211,8 @@ class PipelineStorage:
         self._updates: dict[frozenset[str], sa.Update] = {}
         #: (statement, dialect) -> its SQL and the order of its parameters
         #: (None: by name), for ``_driver_execute``
-        self._sql: dict[tuple[int, str], tuple[str, tuple[str, ...] | None]] = {}
+        self._sql: dict[tuple[int, str],
+                        tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
 
     def _driver_execute(self, conn: sa.Connection, stmt: sa.ClauseElement,
                         params: Mapping[str, Any]) -> Any:
@@ -222,9 +231,14 @@ class PipelineStorage:
         if found is None:
             compiled = stmt.compile(dialect=dialect)
             order = getattr(compiled, "positiontup", None)  # (positional paramstyles)
+            # (values the statement was built with, such as SQLite's OFFSET 0)
+            fixed = {name: value for name, value in compiled.params.items()
+                     if value is not None}
             found = self._sql[key] = (str(compiled),
-                                      tuple(order) if order is not None else None)
-        sql, order = found
+                                      tuple(order) if order is not None else None, fixed)
+        sql, order, fixed = found
+        if fixed:
+            params = {**fixed, **params}
         args: Any = params if order is None else tuple(params[name] for name in order)
         raw = conn.connection.driver_connection
         assert raw is not None
