@@ -1,7 +1,12 @@
 """Presence: who is online, with what status, and when they were last seen.
 
 - A user is online while any of their devices (sessions) is connected;
-  ``user:online`` goes to ``tenant:{id}`` when the first device connects.
+  ``user:online`` goes out when the first device connects.
+- Who hears of a user: an agent's presence goes to ``tenant:{id}`` (everyone
+  in the tenant: a customer sees whether agents are online); anyone else's
+  only to ``tenant:{id}:agents`` (a customer's presence is the agents'
+  business, not other customers'). ``presence:list`` answers an agent with
+  every user online, anyone else with the agents online (and themselves).
 - When the last device goes, ``user:offline`` is announced only after
   ``grace_period`` seconds, and not at all if a device comes back before (a
   page reload or a network blip does not flap).
@@ -17,7 +22,8 @@
   (``app.service("presence")``): who is online, one user's presence.
 
 Several nodes (a Redis broker): a user's devices are counted per node with
-``app.cluster_count`` (group ``presence:{tenant}``), so ``user:online`` goes
+``app.cluster_count`` (group ``presence:{tenant}``, and an agent's in
+``presence-agents:{tenant}`` too), so ``user:online`` goes
 out once, from the node whose device took the cluster's total from 0 to 1,
 and ``user:offline`` once, from the node whose grace period ended with the
 total at 0. A device that leaves keeps counting during its grace period, so a
@@ -52,6 +58,7 @@ from switchboard.core import (
     Rate,
     Session,
     StoreUnavailable,
+    agents_room,
     api_key_tenant_allowed,
     check_identifier,
     documented,
@@ -76,10 +83,18 @@ SHUTDOWN_WRITE = 5.0
 Status = Literal["online", "busy", "away", "offline"]
 #: Control-channel topics: a node is gone (the core's); a status was set.
 STATUS_TOPIC = "presence:status"
+#: The rooms of a user's presence events: an agent's, anyone else's.
+AUDIENCE = ["tenant:{tenantId}", "tenant:{tenantId}:agents"]
 
 
 def _group(tenant: str) -> str:
     return f"presence:{tenant}"
+
+
+def _agents_group(tenant: str) -> str:
+    """The devices of the tenant's agents (counted in :func:`_group` too); not
+    under ``presence:``, the prefix a dead node's emptied members are read by."""
+    return f"presence-agents:{tenant}"
 
 
 @attrs.frozen
@@ -157,16 +172,20 @@ class PresencePlugin:
                      doc="Set your status (online, busy, away, offline); ack {status}."),
             incoming("presence:list", None, self.list_users,
                      ack=object_schema(users={"type": "array", "items": UserPresence}),
-                     doc="Ack {users: [UserPresence]} for the users online in your tenant."),
+                     doc="Ack {users: [UserPresence]}: an agent gets the users online in "
+                         "the tenant, anyone else the agents online (and themselves)."),
             incoming("presence:heartbeat", None, self.heartbeat,
                      ack=object_schema(time=float),
                      doc="Application-level keep-alive; refreshes last-seen."),
-            outgoing("user:online", UserOnline, rooms=["tenant:{tenantId}"],
-                     doc="To tenant:{id}: a user's first device."),
-            outgoing("user:offline", UserOffline, rooms=["tenant:{tenantId}"],
-                     doc="To tenant:{id}: a user's last device left grace_period ago."),
-            outgoing("presence:user_updated", UserPresence, rooms=["tenant:{tenantId}"],
-                     doc="To tenant:{id}: a status change (coalesced per user)."),
+            outgoing("user:online", UserOnline, rooms=AUDIENCE,
+                     doc="A user's first device; an agent's to tenant:{id}, anyone "
+                         "else's to tenant:{id}:agents."),
+            outgoing("user:offline", UserOffline, rooms=AUDIENCE,
+                     doc="A user's last device left grace_period ago; to the same "
+                         "rooms as user:online."),
+            outgoing("presence:user_updated", UserPresence, rooms=AUDIENCE,
+                     doc="A status change (coalesced per user); to the same rooms as "
+                         "user:online."),
         ]
 
     @hookimpl
@@ -267,12 +286,13 @@ class PresencePlugin:
             user.devices += 1
             return
         user.devices += 1
-        total = await self._count(key, +1)
+        total = await self._count(key, +1, self._is_agent(user))
         if (user.devices == 1) if total is None else (total == 1):
             try:
-                await self.app.publish(session.tenant_id, tenant_room(session.tenant_id),
+                await self.app.publish(session.tenant_id,
+                                       self._audience(session.tenant_id, self._is_agent(user)),
                                        "user:online",
-                                       UserOnline(session.user_id, session.role, user.status))
+                                       UserOnline(session.user_id, user.role, user.status))
             except BrokerUnavailable as exc:
                 log.warning("user:online of %s/%s not sent: %s", session.tenant_id,
                             session.user_id, exc)
@@ -289,24 +309,39 @@ class PresencePlugin:
             user.grace = trio.CancelScope()
             self.app.nursery.start_soon(self._offline_after_grace, key, user, user.grace)
         else:
-            await self._count(key, -1)
+            await self._count(key, -1, self._is_agent(user))
 
-    async def _count(self, key: tuple[str, str], delta: int) -> int | None:
+    def _is_agent(self, user: _User) -> bool:
+        return self.app.is_agent(user.role)
+
+    @staticmethod
+    def _audience(tenant: str, agent: bool) -> str:
+        """The room told of a user's presence: the whole tenant for an agent,
+        the tenant's agents for anyone else."""
+        return tenant_room(tenant) if agent else agents_room(tenant)
+
+    async def _count(self, key: tuple[str, str], delta: int, agent: bool = False
+                     ) -> int | None:
         """The user's devices over the cluster after adding ``delta`` of this
-        node's; None while the broker is unreachable (this node decides alone)."""
+        node's (an agent's counted among the agents' too); None while the
+        broker is unreachable (this node decides alone)."""
         tenant, user_id = key
         try:
-            return await self.app.cluster_count(_group(tenant), user_id, delta)
+            total = await self.app.cluster_count(_group(tenant), user_id, delta)
+            if agent and delta:
+                await self.app.cluster_count(_agents_group(tenant), user_id, delta)
+            return total
         except BrokerUnavailable as exc:
             log.warning("presence of %s/%s counted on this node only: %s", tenant, user_id,
                         exc)
             return None
 
-    async def _announce_offline(self, key: tuple[str, str], last_seen: float) -> None:
+    async def _announce_offline(self, key: tuple[str, str], last_seen: float,
+                                agent: bool) -> None:
         tenant, user_id = key
         self._statuses.pop(key, None)
         try:
-            await self.app.publish(tenant, tenant_room(tenant), "user:offline",
+            await self.app.publish(tenant, self._audience(tenant, agent), "user:offline",
                                    UserOffline(user_id, last_seen))
             await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
                                                    "status": None})
@@ -318,8 +353,9 @@ class PresencePlugin:
         the grace period (said by the node that noticed, once)."""
         if announcement.node != self.app.node_id:
             return
-        for tenant, user_id in emptied_members(announcement, _group("")):
-            self.app.nursery.start_soon(self._offline_after_node_gone, (tenant, user_id))
+        agents = set(emptied_members(announcement, _agents_group("")))
+        for key in emptied_members(announcement, _group("")):
+            self.app.nursery.start_soon(self._offline_after_node_gone, key, key in agents)
 
     def _node_back(self, announcement: Announcement) -> None:
         """This node was taken for gone while cut off (its users went offline
@@ -332,12 +368,12 @@ class PresencePlugin:
             if user.devices > 0 and not await self._online_after_all(key, user):
                 return
 
-    async def _offline_after_node_gone(self, key: tuple[str, str]) -> None:
+    async def _offline_after_node_gone(self, key: tuple[str, str], agent: bool) -> None:
         last_seen = time.time()
         await trio.sleep(self.settings.grace_period)
         if key in self._users or await self._count(key, 0):
             return  # back meanwhile, here or on another node
-        await self._announce_offline(key, last_seen)
+        await self._announce_offline(key, last_seen, agent)
         self._unsaved[key] = last_seen
         self._unsaved_added.set()
 
@@ -369,8 +405,8 @@ class PresencePlugin:
         then the nodes); False when the broker could not be reached."""
         tenant, user_id = key
         try:
-            await self.app.publish(tenant, tenant_room(tenant), "user:online",
-                                   UserOnline(user_id, user.role, user.status))
+            await self.app.publish(tenant, self._audience(tenant, self._is_agent(user)),
+                                   "user:online", UserOnline(user_id, user.role, user.status))
             await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
                                                    "status": user.status})
         except BrokerUnavailable as exc:
@@ -389,8 +425,9 @@ class PresencePlugin:
         # Announce before the (threaded) write: the announcement is due now, and a
         # device reconnecting during the write must not see its user:online
         # overtaken by this user:offline.
-        if not await self._count(key, -1):  # no device left on any node (or none known)
-            await self._announce_offline(key, last_seen)
+        agent = self._is_agent(user)
+        if not await self._count(key, -1, agent):  # no device left on any node (or none known)
+            await self._announce_offline(key, last_seen, agent)
         self._unsaved[key] = last_seen
         self._unsaved_added.set()
 
@@ -431,8 +468,22 @@ class PresencePlugin:
         return {"status": user.status}
 
     async def list_users(self, session: Session, _: Any) -> dict[str, Any]:
-        return {"users": [attrs.asdict(u)
-                          for u in await self.cluster_snapshot(session.tenant_id)]}
+        users = await self.cluster_snapshot(session.tenant_id)
+        if not self.app.is_agent(session):
+            agents = await self._agents_online(session.tenant_id)
+            users = [u for u in users if u.userId in agents or u.userId == session.user_id]
+        return {"users": [attrs.asdict(u) for u in users]}
+
+    async def _agents_online(self, tenant: str) -> set[str]:
+        """The tenant's agents with a device on any node (this node's alone
+        while the broker is unreachable)."""
+        agents = {user_id for (t, user_id), user in self._users.items()
+                  if t == tenant and user.devices > 0 and self._is_agent(user)}
+        try:
+            totals = await self.app.cluster_counts(_agents_group(tenant))
+        except BrokerUnavailable:
+            return agents
+        return agents | {user_id for user_id, total in totals.items() if total > 0}
 
     async def heartbeat(self, session: Session, _: Any) -> dict[str, Any]:
         now = time.time()
@@ -445,8 +496,8 @@ class PresencePlugin:
         if user is None:
             return
         try:
-            await self.app.publish(tenant, tenant_room(tenant), "presence:user_updated",
-                                   self._view(user_id, user))
+            await self.app.publish(tenant, self._audience(tenant, self._is_agent(user)),
+                                   "presence:user_updated", self._view(user_id, user))
         except BrokerUnavailable as exc:
             log.warning("presence:user_updated of %s/%s not sent: %s", tenant, user_id, exc)
 

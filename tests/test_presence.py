@@ -200,6 +200,51 @@ async def test_presence_list_carries_each_users_status(switchboard: Harness) -> 
     assert statuses == {"alice": "away", "olga": "online"}
 
 
+# -- who hears of whom ---------------------------------------------------------
+
+
+async def test_a_customers_presence_goes_to_the_agents_not_to_other_customers(
+        switchboard: Harness) -> None:
+    agent = await switchboard.connect(user="olga", tenant="acme", role="agent")
+    other = await switchboard.connect(user="bob", tenant="acme", role="customer")
+    carol = await switchboard.connect(user="carol", tenant="acme", role="customer")
+    await expect_online(agent, "carol")
+    await carol.request("presence:update", {"status": "away"})
+    assert (await agent.expect("presence:user_updated"))["userId"] == "carol"
+    await carol.close()
+    await trio.sleep(11)
+    assert len(offline_of(agent, "carol")) == 1
+    for event in ("user:online", "user:offline", "presence:user_updated"):
+        assert [d for d in other.received(event) if d["userId"] == "carol"] == []
+    listed = await other.request("presence:list")
+    assert sorted(u["userId"] for u in listed["users"]) == ["bob", "olga"]
+
+
+async def test_customers_see_the_agents_come_and_go(switchboard: Harness) -> None:
+    customer = await switchboard.connect(user="carol", tenant="acme", role="customer")
+    ann = await switchboard.connect(user="ann", tenant="acme", role="supervisor")
+    assert await expect_online(customer, "ann") == {
+        "userId": "ann", "role": "supervisor", "status": "online"}
+    await ann.request("presence:update", {"status": "busy"})
+    assert (await customer.expect("presence:user_updated"))["status"] == "busy"
+    await ann.close()
+    await trio.sleep(11)
+    assert len(offline_of(customer, "ann")) == 1
+
+
+async def test_a_customer_lists_the_agents_online_and_itself_an_agent_everyone(
+        switchboard: Harness) -> None:
+    olga = await switchboard.connect(user="olga", tenant="acme", role="agent")
+    await switchboard.connect(user="ann", tenant="acme", role="admin")
+    carol = await switchboard.connect(user="carol", tenant="acme", role="customer")
+    await switchboard.connect(user="bob", tenant="acme", role="customer")
+    await switchboard.connect(user="zed", tenant="globex", role="agent")
+    listed = await carol.request("presence:list")
+    assert sorted(u["userId"] for u in listed["users"]) == ["ann", "carol", "olga"]
+    listed = await olga.request("presence:list")
+    assert sorted(u["userId"] for u in listed["users"]) == ["ann", "bob", "carol", "olga"]
+
+
 # -- tenants ------------------------------------------------------------------
 
 

@@ -132,7 +132,7 @@ async def test_a_user_said_offline_by_a_node_that_raced_her_reconnection_is_onli
         for watcher in (watcher_a, watcher_b):
             await next_about(watcher, "user:online", "alice")
         # what node a does when its grace for her ends with the count at 0
-        await a.app.service("presence")._announce_offline(("t1", "alice"), time.time())
+        await a.app.service("presence")._announce_offline(("t1", "alice"), time.time(), True)
         for watcher in (watcher_a, watcher_b):
             assert (await next_about(watcher, "user:offline", "alice"))["userId"] == "alice"
             assert (await next_about(watcher, "user:online", "alice"))["userId"] == "alice"
@@ -144,3 +144,28 @@ async def test_a_user_said_offline_by_a_node_that_raced_her_reconnection_is_onli
 
 async def _online(node: Harness, user: str) -> bool:
     return (await node.app.service("presence").presence_of("t1", user)).status == "online"
+
+
+async def test_a_customers_presence_reaches_the_agents_of_every_node_and_no_customer(
+        redis_prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(cluster_config(redis_prefix, overrides=GRACE), nursery, 2)
+        agent_a = await a.connect("wa", "t1", role="agent")
+        agent_b = await b.connect("wb", "t1", role="agent")
+        bob = await b.connect("bob", "t1", role="customer")
+        await next_about(agent_a, "user:online", "bob")
+        carol = await a.connect("carol", "t1", role="customer")
+        for agent in (agent_a, agent_b):
+            assert (await next_about(agent, "user:online", "carol"))["role"] == "customer"
+        # bob's node lists the agents of both nodes, and bob; never carol
+        listed = (await bob.request("presence:list"))["users"]
+        assert sorted(u["userId"] for u in listed) == ["bob", "wa", "wb"]
+        await carol.close()
+        for agent in (agent_a, agent_b):
+            await next_about(agent, "user:offline", "carol")
+        await a.app.publish("t1", "tenant:t1", "marker", None)
+        await bob.expect("marker", timeout=TIMEOUT)
+        for event in ("user:online", "user:offline"):
+            assert about(bob, event, "carol") == []
+        for node in (a, b):
+            await node.stop()

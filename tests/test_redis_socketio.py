@@ -209,6 +209,9 @@ async def test_a_node_killed_during_a_stream_its_clients_recover_on_the_others(
         await b.app.publish("t1", "tenant:t1", "marker", None)
         await watcher.expect("marker", timeout=TIMEOUT)
         assert not watcher.received("user:offline")
+        for name in ("x", "y"):  # customers: a customer's presence is the agents' only
+            await sio.expect(name, "event", event="marker")
+            assert not sio.received(name, "event", event="user:offline")
         for node in (a, b):
             await node.stop()
         nursery.cancel_scope.cancel()
