@@ -4,9 +4,10 @@
   ``user:online`` goes out when the first device connects.
 - Who hears of a user: an agent's presence goes to ``tenant:{id}`` (everyone
   in the tenant: a customer sees whether agents are online); anyone else's
-  only to ``tenant:{id}:agents`` (a customer's presence is the agents'
-  business, not other customers'). ``presence:list`` answers an agent with
-  every user online, anyone else with the agents online (and themselves).
+  to ``tenant:{id}:agents`` and their own ``user:{id}`` only (a customer's
+  presence is the agents' business, not other customers').
+  ``presence:list`` answers an agent with every user online, anyone else
+  with the agents online (and themselves).
 - When the last device goes, ``user:offline`` is announced only after
   ``grace_period`` seconds, and not at all if a device comes back before (a
   page reload or a network blip does not flap).
@@ -70,6 +71,7 @@ from switchboard.core import (
     outgoing,
     require_api_key,
     tenant_room,
+    user_room,
 )
 from switchboard.plugins.migrations import directory as migrations_directory
 
@@ -84,7 +86,7 @@ Status = Literal["online", "busy", "away", "offline"]
 #: Control-channel topics: a node is gone (the core's); a status was set.
 STATUS_TOPIC = "presence:status"
 #: The rooms of a user's presence events: an agent's, anyone else's.
-AUDIENCE = ["tenant:{tenantId}", "tenant:{tenantId}:agents"]
+AUDIENCE = ["tenant:{tenantId}", "tenant:{tenantId}:agents", "user:{userId}"]
 
 
 def _group(tenant: str) -> str:
@@ -179,7 +181,7 @@ class PresencePlugin:
                      doc="Application-level keep-alive; refreshes last-seen."),
             outgoing("user:online", UserOnline, rooms=AUDIENCE,
                      doc="A user's first device; an agent's to tenant:{id}, anyone "
-                         "else's to tenant:{id}:agents."),
+                         "else's to tenant:{id}:agents and user:{id}."),
             outgoing("user:offline", UserOffline, rooms=AUDIENCE,
                      doc="A user's last device left grace_period ago; to the same "
                          "rooms as user:online."),
@@ -289,10 +291,9 @@ class PresencePlugin:
         total = await self._count(key, +1, self._is_agent(user))
         if (user.devices == 1) if total is None else (total == 1):
             try:
-                await self.app.publish(session.tenant_id,
-                                       self._audience(session.tenant_id, self._is_agent(user)),
-                                       "user:online",
-                                       UserOnline(session.user_id, user.role, user.status))
+                await self._tell(session.tenant_id, session.user_id, self._is_agent(user),
+                                 "user:online",
+                                 UserOnline(session.user_id, user.role, user.status))
             except BrokerUnavailable as exc:
                 log.warning("user:online of %s/%s not sent: %s", session.tenant_id,
                             session.user_id, exc)
@@ -314,11 +315,15 @@ class PresencePlugin:
     def _is_agent(self, user: _User) -> bool:
         return self.app.is_agent(user.role)
 
-    @staticmethod
-    def _audience(tenant: str, agent: bool) -> str:
-        """The room told of a user's presence: the whole tenant for an agent,
-        the tenant's agents for anyone else."""
-        return tenant_room(tenant) if agent else agents_room(tenant)
+    async def _tell(self, tenant: str, user_id: str, agent: bool, event: str,
+                    data: Any) -> None:
+        """Publish a user's presence event: an agent's to the whole tenant;
+        anyone else's to the tenant's agents, and to the user's own devices."""
+        if agent:
+            await self.app.publish(tenant, tenant_room(tenant), event, data)
+            return
+        await self.app.publish(tenant, agents_room(tenant), event, data)
+        await self.app.publish(tenant, user_room(user_id), event, data)
 
     async def _count(self, key: tuple[str, str], delta: int, agent: bool = False
                      ) -> int | None:
@@ -341,8 +346,8 @@ class PresencePlugin:
         tenant, user_id = key
         self._statuses.pop(key, None)
         try:
-            await self.app.publish(tenant, self._audience(tenant, agent), "user:offline",
-                                   UserOffline(user_id, last_seen))
+            await self._tell(tenant, user_id, agent, "user:offline",
+                             UserOffline(user_id, last_seen))
             await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
                                                    "status": None})
         except BrokerUnavailable as exc:
@@ -405,8 +410,8 @@ class PresencePlugin:
         then the nodes); False when the broker could not be reached."""
         tenant, user_id = key
         try:
-            await self.app.publish(tenant, self._audience(tenant, self._is_agent(user)),
-                                   "user:online", UserOnline(user_id, user.role, user.status))
+            await self._tell(tenant, user_id, self._is_agent(user), "user:online",
+                             UserOnline(user_id, user.role, user.status))
             await self.app.announce(STATUS_TOPIC, {"tenant": tenant, "user": user_id,
                                                    "status": user.status})
         except BrokerUnavailable as exc:
@@ -496,8 +501,8 @@ class PresencePlugin:
         if user is None:
             return
         try:
-            await self.app.publish(tenant, self._audience(tenant, self._is_agent(user)),
-                                   "presence:user_updated", self._view(user_id, user))
+            await self._tell(tenant, user_id, self._is_agent(user), "presence:user_updated",
+                             self._view(user_id, user))
         except BrokerUnavailable as exc:
             log.warning("presence:user_updated of %s/%s not sent: %s", tenant, user_id, exc)
 

@@ -220,6 +220,18 @@ async def test_a_customers_presence_goes_to_the_agents_not_to_other_customers(
     assert sorted(u["userId"] for u in listed["users"]) == ["bob", "olga"]
 
 
+async def test_a_customer_hears_of_its_own_presence_on_all_its_devices(
+        switchboard: Harness) -> None:
+    phone = await switchboard.connect(user="carol", tenant="acme", role="customer")
+    assert await expect_online(phone, "carol") == {
+        "userId": "carol", "role": "customer", "status": "online"}
+    laptop = await switchboard.connect(user="carol", tenant="acme", role="customer")
+    await phone.request("presence:update", {"status": "away"})
+    for device in (phone, laptop):
+        updated = await device.expect("presence:user_updated")
+        assert (updated["userId"], updated["status"]) == ("carol", "away")
+
+
 async def test_customers_see_the_agents_come_and_go(switchboard: Harness) -> None:
     customer = await switchboard.connect(user="carol", tenant="acme", role="customer")
     ann = await switchboard.connect(user="ann", tenant="acme", role="supervisor")
