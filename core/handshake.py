@@ -74,8 +74,18 @@ class Handshake:
         return attrs.evolve(self, namespace=namespace, auth=auth)
 
     def slim(self) -> Handshake:
-        """Without the headers: what a session keeps for plugins (auth, query...)."""
-        return attrs.evolve(self, headers={}) if self.headers else self
+        """What a session keeps for plugins (auth, query...): without the
+        headers, and without the bearer token (the ``auth`` object's and the
+        query's ``token``), which has done its work: a session holds no
+        credential (a re-authentication brings a new token)."""
+        changes: dict[str, Any] = {}
+        if self.headers:
+            changes["headers"] = {}
+        if "token" in self.query:
+            changes["query"] = {k: v for k, v in self.query.items() if k != "token"}
+        if self.auth is not None and "token" in self.auth:
+            changes["auth"] = {k: v for k, v in self.auth.items() if k != "token"}
+        return attrs.evolve(self, **changes) if changes else self
 
 
 def from_request(transport: Transport, target: str,

@@ -9,6 +9,7 @@ import jwt
 import pytest
 import trio
 from switchboard.core.config import Config
+from switchboard.core.handshake import Handshake
 from switchboard.testing import (
     TEST_SECRET,
     ErrorReply,
@@ -287,6 +288,17 @@ async def test_token_in_the_query_string_is_accepted(switchboard: Harness) -> No
     await assert_answers_ping(client)
 
 
+async def test_a_session_keeps_no_token_and_a_reauthentication_needs_a_new_one(
+        switchboard: Harness) -> None:
+    client = await switchboard.connect(user="q", tenant="acme", query_token=True)
+    [session] = switchboard.app.user_sessions("acme", "q")
+    assert session.handshake is not None and "token" not in session.handshake.query
+    # (the URL's token is not taken again for a re-authentication that has none)
+    with pytest.raises(ErrorReply) as refused:
+        await client.request("auth", {})
+    assert refused.value.code == "unauthorized"
+
+
 async def test_bad_token_in_the_query_string_is_rejected_with_401(switchboard: Harness) -> None:
     with pytest.raises(HandshakeRejected) as rejected:
         await switchboard.connect(token=switchboard.token(ttl=-5), query_token=True)
@@ -378,3 +390,12 @@ async def test_reauthentication_without_a_valid_token_is_refused(
         await client.request("auth", data)
     assert refused.value.code == "unauthorized"
     await assert_answers_ping(client)
+
+
+def test_what_a_session_keeps_of_its_handshake_holds_no_credential() -> None:
+    handshake = Handshake(transport="websocket", path="/socket.io/",
+                          headers={"authorization": "Bearer t"},
+                          query={"token": "t", "widget": "w"}, auth={"token": "t", "lang": "pt"})
+    kept = handshake.slim()
+    assert (kept.headers, kept.query, kept.auth) == ({}, {"widget": "w"}, {"lang": "pt"})
+    assert kept.token() is None
