@@ -75,16 +75,16 @@ class Handshake:
 
     def slim(self) -> Handshake:
         """What a session keeps for plugins (auth, query...): without the
-        headers, and without the bearer token (the ``auth`` object's and the
-        query's ``token``), which has done its work: a session holds no
-        credential (a re-authentication brings a new token)."""
+        headers, and without the query's ``token``, which has done its work
+        (a re-authentication brings a new token, and finds no other to fall
+        back on). The ``auth`` object stays as the client sent it: plugins
+        read it (its ``token`` is not taken again: a re-authentication
+        replaces the whole object)."""
         changes: dict[str, Any] = {}
         if self.headers:
             changes["headers"] = {}
         if "token" in self.query:
             changes["query"] = {k: v for k, v in self.query.items() if k != "token"}
-        if self.auth is not None and "token" in self.auth:
-            changes["auth"] = {k: v for k, v in self.auth.items() if k != "token"}
         return attrs.evolve(self, **changes) if changes else self
 
 
