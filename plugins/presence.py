@@ -37,6 +37,7 @@ nodes through the control channel (topic ``presence:status``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -331,15 +332,18 @@ class PresencePlugin:
         node's (an agent's counted among the agents' too); None while the
         broker is unreachable (this node decides alone)."""
         tenant, user_id = key
+        total = None
         try:
             total = await self.app.cluster_count(_group(tenant), user_id, delta)
-            if agent and delta:
-                await self.app.cluster_count(_agents_group(tenant), user_id, delta)
-            return total
         except BrokerUnavailable as exc:
             log.warning("presence of %s/%s counted on this node only: %s", tenant, user_id,
                         exc)
-            return None
+        if agent and delta:
+            # (counted on this node even while Redis is unreachable, and
+            # written again with the rest once it answers: both counts alike)
+            with contextlib.suppress(BrokerUnavailable):
+                await self.app.cluster_count(_agents_group(tenant), user_id, delta)
+        return total
 
     async def _announce_offline(self, key: tuple[str, str], last_seen: float,
                                 agent: bool) -> None:

@@ -11,10 +11,12 @@ from switchboard.testing import Harness, TestClient
 
 from tests.redis_nodes import (
     TIMEOUT,
+    OwnRedis,
     about,
     cluster_config,
     eventually,
     next_about,
+    own_redis_fixture,  # noqa: F401  (fixture)
     redis_prefix_fixture,  # noqa: F401  (fixture)
     start_nodes,
 )
@@ -167,5 +169,26 @@ async def test_a_customers_presence_reaches_the_agents_of_every_node_and_no_cust
         await bob.expect("marker", timeout=TIMEOUT)
         for event in ("user:online", "user:offline"):
             assert about(bob, event, "carol") == []
+        for node in (a, b):
+            await node.stop()
+
+
+async def test_an_agent_who_came_while_redis_was_down_is_listed_once_it_is_back(
+        own_redis: OwnRedis) -> None:
+    await own_redis.wait_answering()
+    config = cluster_config("sbagents", url=own_redis.url, overrides=GRACE)
+    async with trio.open_nursery() as nursery:
+        a, b = await start_nodes(config, nursery, 2)
+        customer = await b.connect("bob", "t1", role="customer")
+        own_redis.kill()
+        await a.connect("ann", "t1", role="agent")  # counted on node a alone
+        own_redis.start()  # (empty, as after a crash)
+        await own_redis.wait_answering()
+
+        async def ann_listed() -> bool:
+            listed = (await customer.request("presence:list"))["users"]
+            return sorted(u["userId"] for u in listed) == ["ann", "bob"]
+
+        await eventually(ann_listed)
         for node in (a, b):
             await node.stop()
