@@ -12,7 +12,8 @@ then counts what the statements read."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +50,19 @@ def reads_of(url: str, table: str) -> int:
         engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def one_connection_store(tmp_path: Path) -> AsyncIterator[tuple[str, Store]]:
+    """A store of one connection (one plan cache) on a PostgreSQL schema with
+    the plugins' tables, and its URL."""
+    with database_url("postgresql", tmp_path, tables=True) as url:
+        store = Store(url, pool_size=1)
+        await store.open(prepare=lambda conn: None)
+        try:
+            yield url, store
+        finally:
+            await store.close()
+
+
 def planned_on_empty_tables(run: Callable[[sa.Connection], object]) -> Callable[
         [sa.Connection], None]:
     """``run`` six times on a connection that keeps generic plans."""
@@ -74,89 +88,79 @@ async def reading(store: Store, url: str, table: str, run: Callable[[sa.Connecti
 
 async def test_the_next_ticket_number_is_read_without_reading_the_tenants_tickets(
         tmp_path: Path) -> None:
-    with database_url("postgresql", tmp_path, tables=True) as url:
-        store = Store(url, pool_size=1)  # (one connection: one plan cache)
-        await store.open(prepare=lambda conn: None)
-        try:
-            storage = DeskStorage()
-            storage.declare(sa.MetaData())
-            storage.start(store)
+    async with one_connection_store(tmp_path) as (url, store):
+        storage = DeskStorage()
+        storage.declare(sa.MetaData())
+        storage.start(store)
 
-            def next_number(conn: sa.Connection) -> int:
-                return storage.number_and_loads(conn, "acme", ["ana"])[0]
+        def next_number(conn: sa.Connection) -> int:
+            return storage.number_and_loads(conn, "acme", ["ana"])[0]
 
-            def fill(conn: sa.Connection) -> None:
-                conn.execute(storage.tickets.insert(), [{
-                    "id": f"t{n}", "tenant_id": "acme", "number": n, "subject": "s",
-                    "status": "open", "priority": "normal", "customer_id": "c",
-                    "channel": "web", "tags": [], "conversation_id": f"ticket:t{n}",
-                    "version": 1, "created_at": 0.0, "updated_at": 0.0}
-                    for n in range(1, ROWS + 1)])
-                flush_statistics(conn)
+        def fill(conn: sa.Connection) -> None:
+            conn.execute(storage.tickets.insert(), [{
+                "id": f"t{n}", "tenant_id": "acme", "number": n, "subject": "s",
+                "status": "open", "priority": "normal", "customer_id": "c",
+                "channel": "web", "tags": [], "conversation_id": f"ticket:t{n}",
+                "version": 1, "created_at": 0.0, "updated_at": 0.0}
+                for n in range(1, ROWS + 1)])
+            flush_statistics(conn)
 
-            await store.run(planned_on_empty_tables(next_number))
-            await store.run(fill)
-            number, reads = await reading(store, url, "desk_tickets", next_number)
-            assert number == ROWS + 1
-            assert reads <= 1, f"{reads} rows or index entries read for the next number"
-        finally:
-            await store.close()
+        await store.run(planned_on_empty_tables(next_number))
+        await store.run(fill)
+        number, reads = await reading(store, url, "desk_tickets", next_number)
+        assert number == ROWS + 1
+        assert reads <= 1, f"{reads} rows or index entries read for the next number"
 
 
 async def test_a_lead_goes_to_the_end_of_a_stage_without_reading_the_stage(
         tmp_path: Path) -> None:
-    with database_url("postgresql", tmp_path, tables=True) as url:
-        store = Store(url, pool_size=1)
-        await store.open(prepare=lambda conn: None)
-        try:
-            storage = PipelineStorage()
-            storage.declare(sa.MetaData())
-            leads = storage.leads
-            assert leads is not None
-            made = iter(range(1, 10 * ROWS))
+    async with one_connection_store(tmp_path) as (url, store):
+        storage = PipelineStorage()
+        storage.declare(sa.MetaData())
+        leads = storage.leads
+        assert leads is not None
+        made = iter(range(1, 10 * ROWS))
 
-            def lead(stage: str, rank: str | None = None) -> dict[str, Any]:
-                n = next(made)
-                return {"tenant_id": "acme", "id": f"lead{n}", "pipeline_id": "sales",
-                        "stage_id": stage, "title": f"Lead {n}", "contact": {},
-                        "tags": [], "fields": {}, "version": 1, "created_at": 0.0,
-                        "updated_at": 0.0, **({"rank": rank} if rank is not None else {})}
+        def lead(stage: str, rank: str | None = None) -> dict[str, Any]:
+            n = next(made)
+            return {"tenant_id": "acme", "id": f"lead{n}", "pipeline_id": "sales",
+                    "stage_id": stage, "title": f"Lead {n}", "contact": {},
+                    "tags": [], "fields": {}, "version": 1, "created_at": 0.0,
+                    "updated_at": 0.0, **({"rank": rank} if rank is not None else {})}
 
-            def add_last(conn: sa.Connection) -> str:
-                row = storage.create_lead(conn, lead("won"), after_id=None, before_id=None,
-                                          actor="ana", record={})
-                assert row is not None
-                return str(row["rank"])
+        def add_last(conn: sa.Connection) -> str:
+            row = storage.create_lead(conn, lead("won"), after_id=None, before_id=None,
+                                      actor="ana", record={})
+            assert row is not None
+            return str(row["rank"])
 
-            def last_rank_of_won(conn: sa.Connection) -> str:
-                # what a move to the end of "won" reads with the lead moved
-                seen: list[Any] = []
-                storage.change(conn, "acme", "lead1", version=None, action="noted",
-                               actor="ana", at=0.0, last_rank_in="won",
-                               plan=lambda _, current: seen.append(current[LAST_RANK]) or {})
-                return str(seen[0])
+        def last_rank_of_won(conn: sa.Connection) -> str:
+            # what a move to the end of "won" reads with the lead moved
+            seen: list[Any] = []
+            storage.change(conn, "acme", "lead1", version=None, action="noted",
+                           actor="ana", at=0.0, last_rank_in="won",
+                           plan=lambda _, current: seen.append(current[LAST_RANK]) or {})
+            return str(seen[0])
 
-            def fill(conn: sa.Connection) -> str | None:
-                rank: str | None = None
-                rows = []
-                for _ in range(ROWS):
-                    rank = ranks.between(rank, None)
-                    rows.append(lead("won", rank))
-                conn.execute(leads.insert(), rows)
-                flush_statistics(conn)
-                return rank
+        def fill(conn: sa.Connection) -> str | None:
+            rank: str | None = None
+            rows = []
+            for _ in range(ROWS):
+                rank = ranks.between(rank, None)
+                rows.append(lead("won", rank))
+            conn.execute(leads.insert(), rows)
+            flush_statistics(conn)
+            return rank
 
-            await store.run(lambda conn: conn.execute(leads.insert(), [lead("new", "a")]))
-            await store.run(planned_on_empty_tables(add_last))
-            await store.run(planned_on_empty_tables(last_rank_of_won))
-            await store.run(lambda conn: conn.execute(leads.delete().where(
-                leads.c.stage_id == "won")))
-            last = await store.run(fill)
-            rank, reads = await reading(store, url, "pipeline_leads", add_last)
-            assert rank == ranks.between(last, None)
-            assert reads <= 5, f"{reads} rows or index entries read to add a lead"
-            top, reads = await reading(store, url, "pipeline_leads", last_rank_of_won)
-            assert top == rank
-            assert reads <= 5, f"{reads} rows or index entries read to move a lead"
-        finally:
-            await store.close()
+        await store.run(lambda conn: conn.execute(leads.insert(), [lead("new", "a")]))
+        await store.run(planned_on_empty_tables(add_last))
+        await store.run(planned_on_empty_tables(last_rank_of_won))
+        await store.run(lambda conn: conn.execute(leads.delete().where(
+            leads.c.stage_id == "won")))
+        last = await store.run(fill)
+        rank, reads = await reading(store, url, "pipeline_leads", add_last)
+        assert rank == ranks.between(last, None)
+        assert reads <= 5, f"{reads} rows or index entries read to add a lead"
+        top, reads = await reading(store, url, "pipeline_leads", last_rank_of_won)
+        assert top == rank
+        assert reads <= 5, f"{reads} rows or index entries read to move a lead"

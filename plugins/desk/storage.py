@@ -158,7 +158,7 @@ class DeskStorage:
         # tenant's tickets, and keep that plan (prepared while the table was
         # small) as the table grows, until it is next analyzed.
         top = sa.select(t.c.number).where(t.c.tenant_id == tenant).order_by(
-            t.c.number.desc()).limit(sa.literal(1, literal_execute=True)).subquery("top")
+            t.c.number.desc()).limit(sa.literal_column("1")).subquery("top")
         number = sa.select(sa.literal_column("''").label("user_id"), top.c.number.label("n"))
         loads = sa.select(load.c.user_id, load.c.active).where(
             load.c.tenant_id == tenant, load.c.user_id.in_(sa.select(listed.c.value)),
