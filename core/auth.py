@@ -11,7 +11,7 @@ the JSON Web Key Set of an identity provider (:class:`JwksKeys`).
 from __future__ import annotations
 
 import contextlib
-import functools
+import hashlib
 import logging
 import secrets
 import sys
@@ -118,11 +118,12 @@ class TokenVerifier:
         #: The configured algorithms this key can verify.
         self._algorithms = [a for a in config.algorithms if _family(a) == family]
         self._require_exp = bool(config.require_exp if require_exp is None else require_exp)
-        #: Tokens verified with the configured key, by the token's text: a client
-        #: that reconnects with the same token (a reload, every client after a
-        #: restart) is not decoded and checked again. Failures are not cached,
-        #: and an expired entry is refused (see :meth:`verify`).
-        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._verify_with_key)
+        #: Tokens verified with the configured key, by a digest of the token's
+        #: text (32 bytes instead of a token's hundreds), least recently used
+        #: first: a client that reconnects with the same token (a reload, a
+        #: dropped network) is not decoded and checked again. Failures are not
+        #: cached, and an expired entry is refused (see :meth:`verify`).
+        self._verified: dict[bytes, Identity] = {}
 
     @property
     def jwks(self) -> JwksKeys | None:
@@ -149,9 +150,22 @@ class TokenVerifier:
             raise AuthError("missing token")
         if key is not None:  # (a JWKS key may be withdrawn: checked every time)
             return self._verify_with_key(token, key)
-        identity = self._verified(token)
+        identity = self._remembered(token)
         if identity.expires_at is not None and identity.expires_at <= time.time():
             raise AuthError("token expired")
+        return identity
+
+    def _remembered(self, token: str) -> Identity:
+        """The identity of a token verified with the configured key, from the
+        cache of :attr:`_verified` when it is there."""
+        digest = hashlib.sha256(token.encode()).digest()
+        verified = self._verified
+        identity = verified.pop(digest, None)
+        if identity is None:
+            identity = self._verify_with_key(token)
+            if len(verified) >= VERIFIED_TOKENS:
+                del verified[next(iter(verified))]
+        verified[digest] = identity  # (the most recently used last)
         return identity
 
     def _verify_with_key(self, token: str, key: jwt.PyJWK | None = None) -> Identity:
@@ -183,9 +197,12 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from None
         except (ValueError, TypeError, OverflowError) as exc:  # what a key refuses
             raise AuthError(f"invalid token: {type(exc).__name__}") from None
-        # the claim names are the same in every token: one string each, not one
-        # per connection
+        # the claim names are the same in every token, and so are the tenants
+        # and roles of many: one string each, not one per connection
         claims = {sys.intern(name): value for name, value in claims.items()}
+        for name in (cfg.tenant_claim, cfg.role_claim):
+            if isinstance(value := claims.get(name), str):
+                claims[name] = sys.intern(value)
         return Identity(
             user_id=self._identifier(claims, cfg.user_claim, None),
             tenant_id=self._identifier(claims, cfg.tenant_claim, cfg.default_tenant),

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
 Transport = Literal["websocket", "socket.io", "reauth"]
+
+#: The headers (and the query, when it held only the token) of every slim
+#: handshake: one empty mapping, not one per session.
+_NOTHING: Mapping[str, str] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -82,9 +87,10 @@ class Handshake:
         replaces the whole object)."""
         changes: dict[str, Any] = {}
         if self.headers:
-            changes["headers"] = {}
+            changes["headers"] = _NOTHING
         if "token" in self.query:
-            changes["query"] = {k: v for k, v in self.query.items() if k != "token"}
+            query = {k: v for k, v in self.query.items() if k != "token"}
+            changes["query"] = query or _NOTHING
         return attrs.evolve(self, **changes) if changes else self
 
 
@@ -101,7 +107,8 @@ def from_request(transport: Transport, target: str,
     query: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(sys.intern(key), value)  # (a session keeps its query: names shared)
-    return Handshake(transport=transport, path=parts.path or "/", headers=joined,
+    # (the path is the same for every client of a transport: one string)
+    return Handshake(transport=transport, path=sys.intern(parts.path or "/"), headers=joined,
                      query=query, remote_addr=remote_addr)
 
 

@@ -386,3 +386,35 @@ def test_a_refused_token_is_refused_again_and_a_good_one_still_accepted() -> Non
         with pytest.raises(AuthError, match="invalid token"):
             verifier.verify(bad)
     assert verifier.verify(hs_token(claims())).user_id == "alice"
+
+
+def test_remembered_tokens_are_bounded_and_the_least_recently_used_go_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("switchboard.core.auth.VERIFIED_TOKENS", 3)
+    verifier = hs_verifier()
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr("switchboard.core.auth.jwt.decode", counting_decode)
+    a, b, c, d = (hs_token(claims(sub=name)) for name in "abcd")
+    for token in (a, b, c, a, d):  # a used again: b is now the least recently used
+        verifier.verify(token)
+    assert decoded == [a, b, c, d]
+    assert verifier.verify(a).user_id == "a" and verifier.verify(c).user_id == "c"
+    assert decoded == [a, b, c, d]  # still remembered
+    assert verifier.verify(b).user_id == "b"
+    assert decoded == [a, b, c, d, b]  # forgotten, decoded and checked again
+
+
+def test_users_of_a_tenant_share_its_name_and_their_role() -> None:
+    verifier = hs_verifier()
+    # (built at run time, so the strings in the tokens are not the constants')
+    tenant, role = "".join(["ac", "me"]), "".join(["ag", "ent"])
+    one, two = (verifier.verify(hs_token(claims(sub=name, tenant_id=tenant, role=role)))
+                for name in ("alice", "bob"))
+    assert one.tenant_id is two.tenant_id and one.role is two.role
+    assert one.claims["tenant_id"] is two.tenant_id and two.claims["role"] is one.role
