@@ -209,6 +209,13 @@ class Store:
             locks = _lock_ids([key if isinstance(key, tuple) else (key,) for key in keys])
         return await self._call(fn, begin="BEGIN IMMEDIATE", locks=locks, autocommit=autocommit)
 
+    async def read(self, fn: Callable[[sqlalchemy.Connection], T]) -> T:
+        """Run ``fn(conn)``, which only reads, in a worker thread inside one
+        transaction that takes no write lock (SQLite's deferred ``BEGIN``,
+        unlike :meth:`run`): several SELECTs on one snapshot for the price of
+        one call. Errors as in :meth:`run`."""
+        return await self._call(fn, begin="BEGIN")
+
     # -- portable statements -------------------------------------------------
 
     def insert(self, table: sqlalchemy.Table) -> ConflictInsert:

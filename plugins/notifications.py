@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from switchboard.core import (
     INVALID_PAYLOAD,
     MAX_ROW_ID,
     App,
+    Batcher,
     BrokerUnavailable,
     ClientError,
     EventSpec,
@@ -43,6 +44,7 @@ from switchboard.core import (
     error_response,
     hookimpl,
     incoming,
+    keep_serving,
     object_schema,
     outgoing,
     read_json,
@@ -58,6 +60,20 @@ T = TypeVar("T")
 
 NOT_FOUND = "not_found"
 MAX_PAGE = 100
+#: Connecting devices whose missed notifications are read in one transaction.
+OPENINGS_BATCH = 200
+
+
+@attrs.frozen
+class Missed:
+    """What a connecting device of a user is sent: the notifications not
+    delivered yet (oldest first) and the unread count."""
+
+    rows: list[sa.RowMapping]
+    unread: int
+
+
+NOTHING_MISSED = Missed([], 0)
 #: Longest accepted text of each field (characters).
 MAX_LENGTHS = {"tenant": 200, "user": 200, "title": 200, "message": 4000, "type": 50,
                "link": 2000}
@@ -163,6 +179,7 @@ class NotificationsPlugin:
     app: App
     settings: NotificationsSettings
     table: sa.Table
+    _openings: Batcher[tuple[str, str], Missed]
 
     # -- declaration -------------------------------------------------------
 
@@ -273,9 +290,15 @@ class NotificationsPlugin:
     # -- lifecycle ---------------------------------------------------------
 
     @hookimpl
-    def switchboard_startup(self, app: App) -> None:
+    async def switchboard_startup(self, app: App) -> None:
         self.app = app
         self.settings = app.settings(self)
+        # What the devices that connect in the same moment missed, read for all
+        # of them at once: a reconnect storm costs a read per batch, not two
+        # per connection.
+        self._openings = Batcher(self._read_missed, max_batch=OPENINGS_BATCH)
+        await app.nursery.start(keep_serving, self._openings.run,
+                                "NotificationsPlugin.openings", app.task_failed)
 
     async def _count_device(self, session: Session, delta: int) -> None:
         try:
@@ -302,15 +325,8 @@ class NotificationsPlugin:
         await self._count_device(session, +1)
         t = self.table
         mine = self._owner(session.tenant_id, session.user_id)
-        limit = max(0, self.settings.replay_limit)
-        # Two plain reads (no write lock on SQLite): this runs on every connect.
-        rows: list[sa.RowMapping] = []
-        if limit:
-            newest = await self.app.store.fetch_all(
-                sa.select(t).where(mine, t.c.delivered_at.is_(None))
-                .order_by(t.c.id.desc()).limit(limit))
-            rows = newest[::-1]
-        unread = await self.unread_count(session.tenant_id, session.user_id)
+        missed = await self._openings.submit((session.tenant_id, session.user_id))
+        rows, unread = missed.rows, missed.unread
         for row in rows:
             session.emit("notification:new", self._client_view(row))
         session.emit("notification:unread_count", attrs.asdict(UnreadCount(unread)))
@@ -357,6 +373,43 @@ class NotificationsPlugin:
         if self.app.implements(CREATED):
             self.app.notify_soon(CREATED, notification=_notification(row))
         return row
+
+    def _read_missed(self, owners: Sequence[tuple[str, str]]) -> Awaitable[list[Missed]]:
+        """For each (tenant, user) of connecting devices: the newest
+        notifications not delivered yet (up to ``replay_limit``, oldest first)
+        and the unread count, in one read transaction (no write lock on
+        SQLite): per tenant, one statement counts the unread and the
+        undelivered of its users; the undelivered are then read for the users
+        that have some (after a storm of reconnects, few or none)."""
+        t = self.table
+        limit = max(0, self.settings.replay_limit)
+        users: dict[str, set[str]] = {}
+        for tenant, user in owners:
+            users.setdefault(tenant, set()).add(user)
+
+        def read(conn: sa.Connection) -> list[Missed]:
+            found: dict[tuple[str, str], Missed] = {}
+            for tenant, names in users.items():
+                counts = conn.execute(
+                    sa.select(t.c.user_id,
+                              sa.func.count().filter(t.c.read_at.is_(None)).label("unread"),
+                              sa.func.count().filter(t.c.delivered_at.is_(None))
+                              .label("undelivered"))
+                    .where(t.c.tenant_id == tenant, t.c.user_id.in_(sorted(names)),
+                           sa.or_(t.c.read_at.is_(None), t.c.delivered_at.is_(None)))
+                    .group_by(t.c.user_id))
+                for user, unread, undelivered in counts:
+                    rows: list[sa.RowMapping] = []
+                    if undelivered and limit:
+                        newest = conn.execute(
+                            sa.select(t).where(self._owner(tenant, user),
+                                               t.c.delivered_at.is_(None))
+                            .order_by(t.c.id.desc()).limit(limit)).mappings().all()
+                        rows = list(newest[::-1])
+                    found[(tenant, user)] = Missed(rows, int(unread))
+            return [found.get(owner, NOTHING_MISSED) for owner in owners]
+
+        return self.app.store.read(read)
 
     async def unread_count(self, tenant: str, user: str) -> int:
         count = await self.app.store.fetch_one(self._unread_query(self._owner(tenant, user)))

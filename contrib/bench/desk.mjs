@@ -199,6 +199,9 @@ console.log(JSON.stringify({
   rate,
   secs,
   warmup_secs: warmup,
+  // the timed window's start (wall-clock ms): to find its seconds in the
+  // server's and the database's logs
+  window_start_ms: Math.round(t0),
   bulk,
   settled_ms: settledMs,
   sent,
