@@ -34,7 +34,10 @@ machinery and may change without notice.
   :class:`BrokerUnavailable` (Redis unreachable: nothing was sent), the
   topics ``NODE_GONE`` and ``NODE_BACK`` and :func:`emptied_members` (who a
   gone node's counts left at 0).
-- Timing: :class:`Coalescer`; compatibility profiles: :class:`Profile`,
+- Timing: :class:`Coalescer`; :class:`Timer`, what ``app.timers.at(deadline,
+  target)`` schedules on the server's shared timers (``target.due()`` is called
+  at ``deadline``, on Trio's clock, unless ``app.timers.cancel(timer)`` came
+  first: no task per deadline); compatibility profiles: :class:`Profile`,
   :class:`Inbound`.
 """
 
@@ -125,6 +128,7 @@ from .store import (
 )
 from .supervise import SupervisedNursery, keep_serving
 from .throttle import Coalescer
+from .timers import Due, Timer
 from .validators import (
     MAX_ID_LENGTH,
     MAX_ROW_ID,
@@ -166,6 +170,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Deferred",
+    "Due",
     "EventSpec",
     "HandoverChange",
     "HandoverRequest",
@@ -195,6 +200,7 @@ __all__ = [
     "TicketChange",
     "TicketPage",
     "TicketService",
+    "Timer",
     "agents_room",
     "api_key_tenant",
     "api_key_tenant_allowed",

@@ -60,6 +60,7 @@ from switchboard.core import (
     Rate,
     Session,
     StoreUnavailable,
+    Timer,
     agents_room,
     api_key_tenant_allowed,
     check_identifier,
@@ -140,7 +141,22 @@ class _User:
     status: Status = "online"
     devices: int = 0
     last_seen: float | None = None
-    grace: trio.CancelScope | None = None
+    #: While no device is left: the end of the grace period, on the server's
+    #: shared timers (a departure costs no task of its own).
+    grace: Timer | None = None
+
+
+class _GraceEnd:
+    """What a grace period's timer calls when it ends (see :class:`Timers`)."""
+
+    __slots__ = ("key", "plugin", "user")
+
+    def __init__(self, plugin: PresencePlugin, key: tuple[str, str], user: _User) -> None:
+        self.plugin, self.key, self.user = plugin, key, user
+
+    def due(self) -> None:
+        plugin, user = self.plugin, self.user
+        plugin.app.nursery.start_soon(plugin._offline_after_grace, self.key, user, user.grace)
 
 
 class PresencePlugin:
@@ -284,8 +300,8 @@ class PresencePlugin:
             user = self._users[key] = _User(role=session.role,
                                             status=self._statuses.get(key, "online"))
         if user.grace is not None:  # back within the grace period: no announcements
-            user.grace.cancel()     # (the device still counted in the cluster is this one)
-            user.grace = None
+            self.app.timers.cancel(user.grace)  # (the device still counted in the cluster
+            user.grace = None                   # is this one)
             user.devices += 1
             return
         user.devices += 1
@@ -308,8 +324,8 @@ class PresencePlugin:
         user.devices -= 1
         user.last_seen = time.time()
         if user.devices == 0:  # the device counts on in the cluster until the grace ends
-            user.grace = trio.CancelScope()
-            self.app.nursery.start_soon(self._offline_after_grace, key, user, user.grace)
+            user.grace = self.app.timers.at(trio.current_time() + self.settings.grace_period,
+                                            _GraceEnd(self, key, user))
         else:
             await self._count(key, -1, self._is_agent(user))
 
@@ -424,10 +440,10 @@ class PresencePlugin:
         return True
 
     async def _offline_after_grace(self, key: tuple[str, str], user: _User,
-                                   scope: trio.CancelScope) -> None:
-        with scope:
-            await trio.sleep(self.settings.grace_period)
-        if scope.cancelled_caught or self._users.get(key) is not user:
+                                   grace: Timer | None) -> None:
+        """The grace period ``grace`` of ``user`` has ended: offline, unless a
+        device came back since (its grace is then another one, or none)."""
+        if user.grace is not grace or self._users.get(key) is not user:
             return
         del self._users[key]
         last_seen = user.last_seen or time.time()
