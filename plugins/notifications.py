@@ -323,8 +323,6 @@ class NotificationsPlugin:
     async def switchboard_session_opened(self, session: Session) -> None:
         """Replay what the user missed to this device, then its unread count."""
         await self._count_device(session, +1)
-        t = self.table
-        mine = self._owner(session.tenant_id, session.user_id)
         missed = await self._openings.submit((session.tenant_id, session.user_id))
         rows, unread = missed.rows, missed.unread
         for row in rows:
@@ -333,6 +331,8 @@ class NotificationsPlugin:
         if rows and not session.closed:
             # Everything up to the newest one sent counts as delivered, including
             # older misses beyond replay_limit (still listed, still unread).
+            t = self.table
+            mine = self._owner(session.tenant_id, session.user_id)
             await self.app.store.execute(
                 t.update().where(mine, t.c.delivered_at.is_(None), t.c.id <= rows[-1]["id"])
                 .values(delivered_at=time.time()))
