@@ -63,6 +63,10 @@ MAX_PAGE = 100
 #: Connecting devices whose missed notifications are read in one transaction.
 OPENINGS_BATCH = 200
 
+#: Longest accepted text of each field (characters).
+MAX_LENGTHS = {"tenant": 200, "user": 200, "title": 200, "message": 4000, "type": 50,
+               "link": 2000}
+
 
 @attrs.frozen
 class Missed:
@@ -74,9 +78,6 @@ class Missed:
 
 
 NOTHING_MISSED = Missed([], 0)
-#: Longest accepted text of each field (characters).
-MAX_LENGTHS = {"tenant": 200, "user": 200, "title": 200, "message": 4000, "type": 50,
-               "link": 2000}
 
 
 @attrs.frozen
