@@ -653,6 +653,32 @@ async def _other_keys_go_through(s: Store, t: sa.Table) -> None:
         await s.close()
 
 
+async def test_a_read_goes_through_while_a_writer_holds_its_transaction(
+        store: Store) -> None:
+    """``Store.read`` takes no write lock (SQLite's deferred BEGIN): it does not
+    wait for a writing transaction, and its statements see one snapshot,
+    without what that transaction has not committed."""
+    t = messages(store)
+    await store.execute(t.insert(), {"room": "r", "body": "before"})
+    wrote, release = threading.Event(), threading.Event()
+
+    def write(conn: sa.Connection) -> None:
+        conn.execute(t.insert(), {"room": "r", "body": "uncommitted"})
+        wrote.set()
+        release.wait(THREAD_WAIT_S)
+
+    def read_twice(conn: sa.Connection) -> tuple[list[str], int]:
+        bodies = [row.body for row in conn.execute(sa.select(t.c.body))]
+        return bodies, conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.run, write)
+        await trio.to_thread.run_sync(wrote.wait, THREAD_WAIT_S)
+        assert await store.read(read_twice) == (["before"], 1)
+        release.set()
+    assert await count_rows(store) == 2
+
+
 async def test_store_helpers_refuse_what_they_cannot_do(store: Store) -> None:
     with pytest.raises(ValueError, match="key"):
         store.upsert(counters(store), {"tenant": "a"}, key=[])
