@@ -38,6 +38,7 @@ from switchboard.core import (
     ClientError,
     Rate,
     Session,
+    Timer,
     check_room_name,
     emptied_members,
     hookimpl,
@@ -84,13 +85,34 @@ class _Change:
     origin: Session | None
 
 
+class _Typist:
+    """A device typing in a room, until ``until`` (Trio's clock) unless it
+    says so again: a deadline on the server's shared timers, not a task. A
+    repeated ``typing:start`` only moves ``until``; the timer, when it comes,
+    waits again for what is left."""
+
+    __slots__ = ("plugin", "room", "session", "timer", "until")
+
+    def __init__(self, plugin: TypingPlugin, session: Session, room: str, until: float) -> None:
+        self.plugin, self.session, self.room, self.until = plugin, session, room, until
+        self.timer: Timer | None = plugin.app.timers.at(until, self)
+
+    def due(self) -> None:
+        timers = self.plugin.app.timers
+        if self.until > trio.current_time():
+            self.timer = timers.at(self.until, self)
+            return
+        self.timer = None
+        self.plugin.app.nursery.start_soon(self.plugin._expire, self)
+
+
 class TypingPlugin:
     app: App
     settings: TypingSettings
 
     def __init__(self) -> None:
-        #: Devices typing per (tenant, room, user): session -> its idle timer.
-        self._typing: dict[Key, dict[Session, trio.CancelScope]] = {}
+        #: Devices typing per (tenant, room, user).
+        self._typing: dict[Key, dict[Session, _Typist]] = {}
         #: Rooms each session is typing in.
         self._rooms_of: dict[Session, set[str]] = {}
         #: Keys whose last broadcast was ``typing=true``.
@@ -146,14 +168,13 @@ class TypingPlugin:
         room = self._check_member(session, request.room)
         key = (session.tenant_id, room, session.user_id)
         devices = self._typing.setdefault(key, {})
-        deadline = trio.current_time() + self.settings.idle_timeout
-        timer = devices.get(session)
-        if timer is not None:
-            timer.deadline = deadline
+        until = trio.current_time() + self.settings.idle_timeout
+        typist = devices.get(session)
+        if typist is not None:
+            typist.until = until
             return {"room": room, "typing": True}
-        timer = devices[session] = trio.CancelScope(deadline=deadline)
+        devices[session] = _Typist(self, session, room, until)
         self._rooms_of.setdefault(session, set()).add(room)
-        self.app.nursery.start_soon(self._expire, session, room, timer)
         if len(devices) == 1:
             total = await self._count(key, +1)
             if total is None or total == 1:  # the cluster's first typing device
@@ -175,20 +196,19 @@ class TypingPlugin:
             raise ClientError(FORBIDDEN, f"join {name!r} before typing in it", room=name)
         return name
 
-    async def _expire(self, session: Session, room: str, timer: trio.CancelScope) -> None:
-        with timer:
-            await trio.sleep_forever()
+    async def _expire(self, typist: _Typist) -> None:
+        session, room = typist.session, typist.room
         key = (session.tenant_id, room, session.user_id)
-        if self._typing.get(key, {}).get(session) is timer:  # not stopped meanwhile
+        if self._typing.get(key, {}).get(session) is typist:  # not stopped meanwhile
             await self._stop_device(session, room)
 
     async def _stop_device(self, session: Session, room: str) -> None:
         key = (session.tenant_id, room, session.user_id)
         devices = self._typing.get(key)
-        timer = devices.pop(session, None) if devices is not None else None
-        if timer is None:
+        typist = devices.pop(session, None) if devices is not None else None
+        if typist is None:
             return
-        timer.cancel()
+        self.app.timers.cancel(typist.timer)
         rooms = self._rooms_of.get(session)
         if rooms is not None:
             rooms.discard(room)
