@@ -158,7 +158,9 @@ class TokenVerifier:
     def _remembered(self, token: str) -> Identity:
         """The identity of a token verified with the configured key, from the
         cache of :attr:`_verified` when it is there."""
-        digest = hashlib.sha256(token.encode()).digest()
+        # (surrogatepass: a token with a lone surrogate, which JSON can carry,
+        # gets a digest and is refused by the verification as invalid)
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         verified = self._verified
         identity = verified.pop(digest, None)
         if identity is None:

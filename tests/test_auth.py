@@ -418,3 +418,9 @@ def test_users_of_a_tenant_share_its_name_and_their_role() -> None:
                 for name in ("alice", "bob"))
     assert one.tenant_id is two.tenant_id and one.role is two.role
     assert one.claims["tenant_id"] is two.tenant_id and two.claims["role"] is one.role
+
+
+@pytest.mark.parametrize("token", ["\ud800", "eyJhbGciOiJIUzI1NiJ9.\udfff.x", "a\x00b"])
+def test_a_token_that_is_not_text_utf8_can_carry_is_refused_as_invalid(token: str) -> None:
+    with pytest.raises(AuthError, match="invalid token"):
+        hs_verifier().verify(token)
