@@ -74,7 +74,7 @@ class Rooms:
         """Put ``session`` in ``room`` of its tenant; False if it was already in."""
         if room in session.rooms:
             return False
-        room = sys.intern(room)  # (a room's sessions share its name: one string)
+        room = sys.intern(str(room))  # (a room's sessions share its name: one string)
         session.rooms.add(room)
         self._members.setdefault((session.tenant_id, room), set()).add(session)
         return True
