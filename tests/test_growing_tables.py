@@ -23,6 +23,7 @@ from switchboard.core import Store
 from switchboard.plugins.desk.storage import DeskStorage
 from switchboard.plugins.pipeline import ranks
 from switchboard.plugins.pipeline.storage import LAST_RANK, PipelineStorage
+from switchboard.plugins.whatsapp.storage import WhatsAppStorage
 
 ROWS = 2_000
 T = TypeVar("T")
@@ -164,3 +165,34 @@ async def test_a_lead_goes_to_the_end_of_a_stage_without_reading_the_stage(
         top, reads = await reading(store, url, "pipeline_leads", last_rank_of_won)
         assert top == rank
         assert reads <= 5, f"{reads} rows or index entries read to move a lead"
+
+
+async def test_the_last_message_of_a_number_is_read_without_reading_its_messages(
+        tmp_path: Path) -> None:
+    """At start-up the WhatsApp plugin reads the last chat message it recorded
+    for each number with a recent contact (it used to aggregate both tables
+    whole)."""
+    async with one_connection_store(tmp_path) as (url, store):
+        storage = WhatsAppStorage()
+        storage.declare(sa.MetaData())
+
+        def last(conn: sa.Connection) -> int:
+            return storage.last_message_id(conn, "acme", "main")
+
+        def fill(conn: sa.Connection) -> None:
+            conn.execute(storage.inbound.insert(), [
+                {"tenant": "acme", "session": session, "provider_id": f"wamid.{session}.{n}",
+                 "message_id": n} for session in ("main", "other") for n in range(1, ROWS + 1)])
+            conn.execute(storage.outbox.insert(), [
+                {"tenant": "acme", "session": session, "conversation": "whatsapp:main:5511",
+                 "message_id": ROWS + n + (0 if session == "main" else ROWS), "to": "5511",
+                 "type": "text", "content": "{}", "status": "sent", "attempts": 1,
+                 "created_at": 0.0} for session in ("main", "other") for n in range(1, ROWS + 1)])
+            flush_statistics(conn)
+
+        await store.run(planned_on_empty_tables(last))
+        await store.run(fill)
+        for table in ("whatsapp_inbound", "whatsapp_outbox"):
+            top, reads = await reading(store, url, table, last)
+            assert top == 2 * ROWS
+            assert reads <= 2, f"{reads} rows or index entries of {table} read"

@@ -178,7 +178,7 @@ async def test_a_sqlite_database_of_an_earlier_release_is_upgraded_at_start_with
     finally:
         await harness.stop()
     assert version_of(url, "notifications") == ["0002"]
-    assert version_of(url, "whatsapp") == ["0002"]
+    assert version_of(url, "whatsapp") == ["0003"]
 
 
 def test_postgresql_of_an_earlier_release_waits_for_migrate_then_keeps_its_data(
@@ -195,14 +195,14 @@ def test_postgresql_of_an_earlier_release_waits_for_migrate_then_keeps_its_data(
         assert error == (
             "cannot start: the database schema is older than this version of Switchboard "
             "(desk at unversioned, needs 0002; notifications at unversioned, needs 0002; "
-            "whatsapp at unversioned, needs 0002): "
+            "whatsapp at unversioned, needs 0003): "
             f"upgrade it with `switchboard migrate --config {path}`")
 
         capsys.readouterr()
         assert main(["migrate", "--config", str(path)]) == 0
         out = capsys.readouterr().out
         assert "notifications: upgraded from unversioned to 0002" in out
-        assert "whatsapp: upgraded from unversioned to 0002" in out
+        assert "whatsapp: upgraded from unversioned to 0003" in out
         assert "chat: upgraded from unversioned to 0001" in out
         assert "desk: upgraded from unversioned to 0002" in out
 
@@ -237,7 +237,7 @@ async def test_migrate_twice_changes_nothing_the_second_time(
         "chat: up to date (0001)", "desk: up to date (0002)", "handover: up to date (0001)",
         "notifications: up to date (0002)", "pipeline: up to date (0001)",
         "presence: up to date (0001)", "webhooks: up to date (0001)",
-        "whatsapp: up to date (0002)"])
+        "whatsapp: up to date (0003)"])
     assert await trio.to_thread.run_sync(main, ["migrate", "--check", "--config", str(path)]) == 0
 
 
@@ -264,7 +264,7 @@ async def test_migrate_sql_prints_the_upgrade_and_changes_nothing(
             "pipeline: tables without a version (recorded as 0001 at start-up)",
             "presence: tables without a version (recorded as 0001 at start-up)",
             "webhooks: tables without a version (recorded as 0001 at start-up)",
-            f"whatsapp: at unversioned, needs 0002: run `switchboard migrate --config {path}`"]
+            f"whatsapp: at unversioned, needs 0003: run `switchboard migrate --config {path}`"]
 
 
 # -- refused schemas -------------------------------------------------------------------

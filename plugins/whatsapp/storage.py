@@ -90,6 +90,8 @@ class WhatsAppStorage:
             sa.Column("session", sa.String(100), primary_key=True),
             sa.Column("provider_id", sa.String(200), primary_key=True),
             sa.Column("message_id", sa.BigInteger, nullable=False),
+            # (the last message recorded for a number: see recent_contacts)
+            sa.Index("whatsapp_inbound_session_message", "tenant", "session", "message_id"),
         )
         self.outbox = sa.Table(
             "whatsapp_outbox", metadata,
@@ -112,6 +114,7 @@ class WhatsAppStorage:
             sa.UniqueConstraint("tenant", "message_id", name="whatsapp_outbox_message"),
             sa.Index("whatsapp_outbox_provider", "tenant", "session", "provider_id"),
             sa.Index("whatsapp_outbox_pending", "status", "tenant", "session", "id"),
+            sa.Index("whatsapp_outbox_session_message", "tenant", "session", "message_id"),
             sqlite_autoincrement=True,
         )
 
@@ -220,23 +223,31 @@ class WhatsAppStorage:
         """(tenant, session, wa_id, watermark) of contacts who wrote since
         ``since``: the watermark is the highest chat message id this plugin
         recorded for their session (sent or taken in), 0 if none."""
-        c, o, i = self.contacts, self.outbox, self.inbound
-        # reads only (no write transaction): start-up must not hold a lock
-        contacts = await self.store.fetch_all(
-            sa.select(c.c.tenant, c.c.session, c.c.wa_id).where(c.c.last_contact_at >= since))
-        if not contacts:
-            return []
-        marks: dict[tuple[str, str], int] = {}
-        for table in (o, i):
-            rows = await self.store.fetch_all(
-                sa.select(table.c.tenant, table.c.session,
-                          sa.func.max(table.c.message_id).label("top"))
-                .group_by(table.c.tenant, table.c.session))
-            for row in rows:
-                key = (row["tenant"], row["session"])
-                marks[key] = max(marks.get(key, 0), int(row["top"] or 0))
-        return [(r["tenant"], r["session"], r["wa_id"], marks.get((r["tenant"], r["session"]), 0))
-                for r in contacts]
+        c = self.contacts
+
+        def read(conn: sa.Connection) -> list[tuple[str, str, str, int]]:
+            contacts = conn.execute(sa.select(c.c.tenant, c.c.session, c.c.wa_id)
+                                    .where(c.c.last_contact_at >= since)).all()
+            marks = {(tenant, session): self.last_message_id(conn, tenant, session)
+                     for tenant, session in {(r.tenant, r.session) for r in contacts}}
+            return [(r.tenant, r.session, r.wa_id, marks[(r.tenant, r.session)])
+                    for r in contacts]
+
+        # reads only (no write lock): start-up must not hold one
+        return await self.store.read(read)
+
+    def last_message_id(self, conn: sa.Connection, tenant: str, session: str) -> int:
+        """The highest chat message id recorded for the number (sent or taken
+        in), 0 if none: the last entry of each table's (tenant, session,
+        message_id) index, whatever the plan (LIMIT written in the statement)."""
+        top = 0
+        for table in (self.outbox, self.inbound):
+            found = conn.execute(
+                sa.select(table.c.message_id)
+                .where(table.c.tenant == tenant, table.c.session == session)
+                .order_by(table.c.message_id.desc()).limit(sa.literal_column("1"))).scalar()
+            top = max(top, int(found or 0))
+        return top
 
     async def senders_due(self) -> list[tuple[str, str]]:
         """(tenant, session) of every number with messages waiting."""
