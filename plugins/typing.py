@@ -98,12 +98,17 @@ class _Typist:
         self.timer: Timer | None = plugin.app.timers.at(until, self)
 
     def due(self) -> None:
-        timers = self.plugin.app.timers
-        if self.until > trio.current_time():
-            self.timer = timers.at(self.until, self)
-            return
-        self.timer = None
-        self.plugin.app.nursery.start_soon(self.plugin._expire, self)
+        if not self.rearmed():
+            self.timer = None
+            self.plugin.app.nursery.start_soon(self.plugin._expire, self)
+
+    def rearmed(self) -> bool:
+        """Whether a ``typing:start`` has moved ``until`` since the timer was
+        set: then the timer waits again for what is left."""
+        if self.until <= trio.current_time():
+            return False
+        self.timer = self.plugin.app.timers.at(self.until, self)
+        return True
 
 
 class TypingPlugin:
@@ -199,7 +204,9 @@ class TypingPlugin:
     async def _expire(self, typist: _Typist) -> None:
         session, room = typist.session, typist.room
         key = (session.tenant_id, room, session.user_id)
-        if self._typing.get(key, {}).get(session) is typist:  # not stopped meanwhile
+        if self._typing.get(key, {}).get(session) is not typist:
+            return  # stopped meanwhile
+        if not typist.rearmed():  # (a typing:start may have come since the timer)
             await self._stop_device(session, room)
 
     async def _stop_device(self, session: Session, room: str) -> None:
