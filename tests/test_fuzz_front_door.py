@@ -128,6 +128,25 @@ async def test_the_plugins_events_canonical_and_through_the_profiles(
     await trio.to_thread.run_sync(check_plugin_events, front_door)
 
 
+@pytest.mark.parametrize("profile", sorted(set(fuzz.PROFILED.values())))
+async def test_the_plugins_events_through_a_profile_bound_to_the_plain_websocket(
+        profile: str, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    door = FrontDoor(InProcessTarget(nursery, config=lambda: fuzz.fuzz_config(profile),
+                                     records=lambda: caplog.records), nursery)
+    await door.start()
+
+    @settings(FUZZ, max_examples=30)
+    @given(case=fuzz.plugin_event_cases(profile, plain_only=True))
+    def check(case: Case) -> None:
+        door.check(case)
+
+    try:
+        await trio.to_thread.run_sync(check)
+    finally:
+        await door.stop()
+
+
 # The generators must reach the known crashes by themselves, not only through
 # the explicit examples above: each of these kinds must be a real share of
 # what they generate.

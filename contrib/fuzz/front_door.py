@@ -26,12 +26,14 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from switchboard.testing import TEST_API_KEY, TEST_SECRET
 from switchboard.testing.fuzz import (
     FAMILIES,
+    PROFILED,
     Failure,
     FrontDoor,
     InProcessTarget,
     Outcome,
     RemoteTarget,
     Target,
+    fuzz_config,
     strategy_for,
 )
 
@@ -78,22 +80,22 @@ def _answer_kind(answer: str) -> str:
 
 
 def explore(door: FrontDoor, families: list[str], stats: Stats, *, deadline: float,
-            first_seed: int, batch: int) -> None:
+            first_seed: int, batch: int, ws_profile: str = "") -> None:
     """Rounds of ``batch`` cases per family (a new seed each) until ``deadline``."""
     for round_number in range(10**9):
         for family in families:
             if time.monotonic() >= deadline or stats.stopped:
                 return
             _batch(door, family, stats, seed_value=first_seed + round_number, count=batch,
-                   deadline=deadline)
+                   deadline=deadline, ws_profile=ws_profile)
 
 
 def _batch(door: FrontDoor, family: str, stats: Stats, *, seed_value: int, count: int,
-           deadline: float) -> None:
+           deadline: float, ws_profile: str) -> None:
     @settings(database=None, deadline=None, max_examples=count, phases=(Phase.generate,),
               suppress_health_check=list(HealthCheck), print_blob=False)
     @seed(seed_value)
-    @given(case=strategy_for(family))
+    @given(case=strategy_for(family, ws_profile))
     def one(case: Any) -> None:
         if time.monotonic() >= deadline or stats.stopped:
             return
@@ -151,13 +153,13 @@ async def run(args: argparse.Namespace, stats: Stats) -> int | None:
             target = RemoteTarget(args.host, args.port, secret=args.secret,
                                   api_key=args.api_key, log_file=args.server_log)
         else:
-            target = InProcessTarget(nursery)
+            target = InProcessTarget(nursery, config=lambda: fuzz_config(args.ws_profile))
         door = FrontDoor(target, nursery)
         await door.start()
         try:
             await trio.to_thread.run_sync(lambda: explore(
                 door, families, stats, deadline=started + args.seconds, first_seed=args.seed,
-                batch=args.batch))
+                batch=args.batch, ws_profile=args.ws_profile))
         finally:
             await door.stop()
             nursery.cancel_scope.cancel()
@@ -177,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-log", help="the server's log file, read for tracebacks")
     parser.add_argument("--families", help="comma-separated words of the families to run: "
                         f"{', '.join(FAMILIES)} (e.g. head,polling)")
+    parser.add_argument("--ws-profile", default="", choices=["", *PROFILED.values()],
+                        help="the compatibility profile bound to the plain WebSocket (of the "
+                        "server it starts, or of the one at --port); its events are sent there")
     parser.add_argument("--seed", type=int, default=0, help="first seed (one per batch)")
     parser.add_argument("--batch", type=int, default=50, help="cases per family per seed")
     parser.add_argument("--out", help="write the distinct failures as JSON to this file")

@@ -883,11 +883,13 @@ def engineio_websocket_cases() -> st.SearchStrategy[Case]:
 
 
 @st.composite
-def _plugin_events(draw: st.DrawFn) -> Case:
-    setup = draw(st.sampled_from(["ws", "eio-ws+profiles", "eio-ws+profiles"]))
+def _plugin_events(draw: st.DrawFn, ws_profile: str, setups: Sequence[str]) -> Case:
+    setup = draw(st.sampled_from(setups))
     frames, notes = [], []
+    # The plain WebSocket speaks its bound profile's events as well as the canonical ones.
+    ws_namespace = next((ns for ns, name in PROFILED.items() if name == ws_profile), "/")
     for n in range(draw(st.integers(1, 5))):
-        namespace = "/" if setup == "ws" else draw(st.sampled_from(["/", *PROFILED]))
+        namespace = ws_namespace if setup == "ws" else draw(st.sampled_from(["/", *PROFILED]))
         templates = PLUGIN_TEMPLATES + PROFILE_TEMPLATES.get(namespace, [])
         if draw(st.integers(0, 7)) == 0:
             event, data = draw(st.sampled_from(templates))[0], draw(event_payloads())
@@ -904,16 +906,22 @@ def _plugin_events(draw: st.DrawFn) -> Case:
     return Case(PLUGIN_EVENTS, "; ".join(notes), (b"".join(frames),), setup=setup)
 
 
-def plugin_event_cases() -> st.SearchStrategy[Case]:
+def plugin_event_cases(ws_profile: str = "", *, plain_only: bool = False,
+                       ) -> st.SearchStrategy[Case]:
     """(e) The plugins' events, canonical and through the compatibility profiles,
-    over the plain WebSocket and Socket.IO."""
-    return _plugin_events()
+    over the plain WebSocket (a third of the cases, or all with ``plain_only``)
+    and Socket.IO; ``ws_profile`` is the profile the target binds to its plain
+    WebSocket (see :func:`fuzz_config`), whose own events the plain WebSocket
+    cases then send too."""
+    return _plugin_events(ws_profile, ["ws"] if plain_only
+                          else ["ws", "eio-ws+profiles", "eio-ws+profiles"])
 
 
-def strategy_for(family: str) -> st.SearchStrategy[Case]:
+def strategy_for(family: str, ws_profile: str = "") -> st.SearchStrategy[Case]:
+    if family == PLUGIN_EVENTS:
+        return plugin_event_cases(ws_profile)
     return {HEAD: request_heads, BODY: request_bodies, WS_FRAMES: websocket_frames,
-            EIO_POLLING: engineio_polling_cases, EIO_WS: engineio_websocket_cases,
-            PLUGIN_EVENTS: plugin_event_cases}[family]()
+            EIO_POLLING: engineio_polling_cases, EIO_WS: engineio_websocket_cases}[family]()
 
 
 def _emit_case(label: str, body: bytes, content_length: bytes | None = None) -> Case:
@@ -1245,12 +1253,13 @@ def record_failures(records: Iterable[logging.LogRecord]) -> list[Failure]:
     return failures
 
 
-def fuzz_config() -> Any:
+def fuzz_config(ws_profile: str = "") -> Any:
     """The test config (known secret and API key, in-memory SQLite), with a short
     drain at shutdown (the polling sessions the cases leave behind would hold
-    it), and each compatibility profile bound to a namespace (:data:`PROFILED`)."""
-    return make_config({"server": {"drain_timeout": 0.5}, "socketio": {
-        "namespaces": ["/", *PROFILED], "profiles": PROFILED}})
+    it), each compatibility profile bound to a namespace (:data:`PROFILED`), and
+    ``ws_profile`` (one of them, or none) bound to the plain WebSocket."""
+    return make_config({"server": {"drain_timeout": 0.5, "ws_profile": ws_profile},
+                        "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED}})
 
 
 class InProcessTarget:
