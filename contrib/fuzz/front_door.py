@@ -153,7 +153,8 @@ async def run(args: argparse.Namespace, stats: Stats) -> int | None:
             target = RemoteTarget(args.host, args.port, secret=args.secret,
                                   api_key=args.api_key, log_file=args.server_log)
         else:
-            target = InProcessTarget(nursery, config=lambda: fuzz_config(args.ws_profile))
+            target = InProcessTarget(
+                nursery, config=lambda: fuzz_config(args.ws_profile, args.store))
         door = FrontDoor(target, nursery)
         await door.start()
         try:
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ws-profile", default="", choices=["", *PROFILED.values()],
                         help="the compatibility profile bound to the plain WebSocket (of the "
                         "server it starts, or of the one at --port); its events are sent there")
+    parser.add_argument("--store", default="", help="the SQLAlchemy URL of the database of "
+                        "the server it starts (else an in-memory SQLite), e.g. "
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/fuzz")
     parser.add_argument("--seed", type=int, default=0, help="first seed (one per batch)")
     parser.add_argument("--batch", type=int, default=50, help="cases per family per seed")
     parser.add_argument("--out", help="write the distinct failures as JSON to this file")

@@ -1253,13 +1253,19 @@ def record_failures(records: Iterable[logging.LogRecord]) -> list[Failure]:
     return failures
 
 
-def fuzz_config(ws_profile: str = "") -> Any:
-    """The test config (known secret and API key, in-memory SQLite), with a short
-    drain at shutdown (the polling sessions the cases leave behind would hold
-    it), each compatibility profile bound to a namespace (:data:`PROFILED`), and
-    ``ws_profile`` (one of them, or none) bound to the plain WebSocket."""
-    return make_config({"server": {"drain_timeout": 0.5, "ws_profile": ws_profile},
-                        "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED}})
+def fuzz_config(ws_profile: str = "", store: str = "") -> Any:
+    """The test config (known secret and API key, in-memory SQLite, or the
+    database at ``store``, its schema made or upgraded at start-up), with a
+    short drain at shutdown (the polling sessions the cases leave behind would
+    hold it), each compatibility profile bound to a namespace
+    (:data:`PROFILED`), and ``ws_profile`` (one of them, or none) bound to the
+    plain WebSocket."""
+    overrides: dict[str, Any] = {
+        "server": {"drain_timeout": 0.5, "ws_profile": ws_profile},
+        "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED}}
+    if store:
+        overrides["store"] = {"url": store, "auto_migrate": "always"}
+    return make_config(overrides)
 
 
 class InProcessTarget:
