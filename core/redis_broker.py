@@ -329,7 +329,14 @@ def parse_url(url: str) -> Location:
 
 
 # -- encoding -----------------------------------------------------------------
+#
+# JSON with two marks: bytes as ``{"\0b": base64}`` and several arguments as
+# ``{"\0a": [...]}``. The data's own keys that begin with NUL get one more
+# NUL in front when stored (and lose it when read), so that data a publisher
+# sent in those shapes is never taken for a mark. Both are rare: only a text
+# holding an escaped NUL (``\u0000``) is walked for them.
 
+_MARK = "\x00"
 _BYTES = "\x00b"
 _ARGS = "\x00a"
 
@@ -342,21 +349,41 @@ def _default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _escaped(value: Any) -> Any:
+    """``value`` with one NUL more in front of every dict key that begins with
+    one (copied where there are such keys, else the same objects)."""
+    if isinstance(value, dict):
+        return {(_MARK + key if isinstance(key, str) and key.startswith(_MARK) else key):
+                _escaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item) for item in value]
+    if isinstance(value, Args):
+        return Args(*(_escaped(item) for item in value.values))
+    return value
+
+
 def _hook(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
         if _BYTES in obj:
-            return base64.b64decode(obj[_BYTES])
+            return base64.b64decode(obj[_BYTES], validate=True)
         if _ARGS in obj:
             return Args(*obj[_ARGS])
+    if any(key.startswith(_MARK) for key in obj):
+        return {(key[1:] if key.startswith(_MARK) else key): item for key, item in obj.items()}
     return obj
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+    if "\\u0000" in text:  # (a mark, or a NUL of the data's: its keys escaped)
+        text = json.dumps(_escaped(value), default=_default, separators=(",", ":"),
+                          ensure_ascii=False)
+    return text
 
 
 def loads(text: str | bytes) -> Any:
-    return json.loads(text, object_hook=_hook)
+    marked = (b"\\u0000" in text) if isinstance(text, bytes) else ("\\u0000" in text)
+    return json.loads(text, object_hook=_hook) if marked else json.loads(text)
 
 
 def encode_publication(p: Publication) -> str:
