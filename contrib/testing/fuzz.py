@@ -341,16 +341,27 @@ PROFILE_TEMPLATES: dict[str, list[Template]] = {
 }
 
 
+#: A Socket.IO binary attachment's place in a packet's JSON (the first attachment).
+PLACEHOLDER = '{"_placeholder":true,"num":0}'
+
+
 @st.composite
-def plausible_events(draw: st.DrawFn, templates: Sequence[Template] = TEMPLATES
-                     ) -> tuple[str, str]:
+def plausible_events(draw: st.DrawFn, templates: Sequence[Template] = TEMPLATES,
+                     binary: bool = False) -> tuple[str, str]:
     """(event, data as JSON text): a known event whose fields are mostly plausible,
-    a few of them fuzzed (a value of the wrong kind, NaN, 2e308...)."""
+    a few of them fuzzed (a value of the wrong kind, NaN, 2e308...); with
+    ``binary``, some of them (or the whole data) a binary attachment's
+    :data:`PLACEHOLDER` (bytes where the server's handlers expect JSON)."""
     event, fields = draw(st.sampled_from(templates))
+    if binary and draw(st.integers(0, 9)) == 0:
+        return event, PLACEHOLDER
     parts = []
     for name, values in fields:
         if draw(st.integers(0, 5)) == 0:
             continue  # a missing field
+        if binary and draw(st.integers(0, 5)) == 0:
+            parts.append(f'"{name}":{PLACEHOLDER}')
+            continue
         value = draw(st.sampled_from(values)) if draw(st.integers(0, 3)) else draw(json_or_deep())
         if value == "CONTENT":  # a content object with one fuzzed field
             key = draw(st.sampled_from(["text", "size", "caption", "url"]))
@@ -894,15 +905,23 @@ def _plugin_events(draw: st.DrawFn, ws_profile: str, setups: Sequence[str]) -> C
         if draw(st.integers(0, 7)) == 0:
             event, data = draw(st.sampled_from(templates))[0], draw(event_payloads())
         else:
-            event, data = draw(plausible_events(templates))
+            event, data = draw(plausible_events(templates, binary=setup != "ws"))
+        attachment = None
         if setup == "ws":
             text = f'{{"type":{json.dumps(event)},"data":{data},"id":{n + 1}}}'
         else:
             prefix = "" if namespace == "/" else namespace + ","
-            text = f"42{prefix}{n + 1}[{json.dumps(event)},{data}]"
+            if PLACEHOLDER in data:  # a BINARY_EVENT, its attachment in the next frame
+                attachment = draw(st.sampled_from([b"", b"\x00\xff", b"hi", b'{"a":1}']))
+                text = f"451-{prefix}{n + 1}[{json.dumps(event)},{data}]"
+            else:
+                text = f"42{prefix}{n + 1}[{json.dumps(event)},{data}]"
         # (unmasked, so that the ticket's placeholder is found and rendered)
         frames.append(ws_frame(text.encode("utf-8", "surrogatepass"), mask=b"\0\0\0\0"))
         notes.append(repr(text[:80]))
+        if attachment is not None:
+            frames.append(ws_frame(attachment, 0x2, mask=b"\0\0\0\0"))
+            notes.append(f"attachment {attachment!r}")
     return Case(PLUGIN_EVENTS, "; ".join(notes), (b"".join(frames),), setup=setup)
 
 
