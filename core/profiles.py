@@ -122,7 +122,16 @@ class ProfiledCodec:
             if translated is None:
                 return b""
             event, data = translated
-        return self.encode_raw(event, data, offset)
+        try:
+            return self.encode_raw(event, data, offset)
+        except (TypeError, ValueError) as exc:
+            # Data this protocol cannot carry, from a plugin (bytes for the plain
+            # WebSocket's JSON, NaN): its members do not get it; the others do.
+            log.warning("%s not sent to %s members: %s", event, self.protocol_name, exc)
+            return b""
+
+    #: The protocol's name, for the log.
+    protocol_name = "these"
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         raise NotImplementedError

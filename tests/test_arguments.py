@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
-from socketio_fixtures import EchoPlugin
+from socketio_fixtures import EchoPlugin, MemoryWebSocket
 from switchboard.core import Args, ClientError, Session, incoming
 from switchboard.core.events import event_data, unstructure
 from switchboard.core.protocol import envelope
@@ -127,3 +127,21 @@ async def test_plain_websocket_answers_a_call_of_several_arguments_with_an_array
         await client.ack(ident, [42, "x"])
     # with args=True the array is the argument list; without, the answer as sent
     assert await client.expect("ack") == {"first": [42, "x"], "all": [42, "x"]}
+
+
+async def test_bytes_the_plain_websocket_cannot_carry_reach_the_other_members_only(
+        switchboard: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    plain = await switchboard.connect("ann")
+    sio_device = await MemoryWebSocket.connect(
+        switchboard, f"/socket.io/?EIO=4&transport=websocket&token={switchboard.token('ann')}")
+    await sio_device.receive()  # open
+    await sio_device.send("40")
+    await sio_device.receive_until_prefix("40")
+    await switchboard.app.publish("t1", "user:ann", "file", Args("a.png", b"\x00\xff"))
+    await switchboard.app.publish("t1", "user:ann", "after", 1)
+    assert await plain.expect("after") == 1
+    assert plain.received("file") == []
+    frames = await sio_device.receive_until('42["after",1]')
+    assert frames[-3:] == ['451-["file","a.png",{"_placeholder":true,"num":0}]', b"\x00\xff",
+                           '42["after",1]']
+    assert "file not sent to plain WebSocket members" in caplog.text

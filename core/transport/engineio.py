@@ -74,6 +74,7 @@ class SioCodec(ProfiledCodec):
     """Encodes events of one namespace for one Engine.IO transport kind."""
 
     __slots__ = ("namespace", "websocket")
+    protocol_name = "Socket.IO"
 
     def __init__(self, namespace: str, websocket: bool, profile: Profile | None = None) -> None:
         super().__init__(profile)

@@ -55,6 +55,7 @@ class EnvelopeCodec(ProfiledCodec):
     """Encodes server events as WebSocket text frames of JSON envelopes."""
 
     __slots__ = ()
+    protocol_name = "plain WebSocket"
 
     def encode_raw(self, event: str, data: Any, offset: str | None = None) -> bytes:
         return text_frame(envelope.encode_event(event, data))
