@@ -33,6 +33,7 @@ import httpx
 import trio
 from switchboard.core import (
     App,
+    Args,
     AuthError,
     ClientError,
     Handshake,
@@ -124,6 +125,24 @@ class _Cache:
 
 def _key(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _binary_at(value: Any, path: str = "") -> str | None:
+    """Where ``value`` (a client event's data) holds bytes, as a field path
+    (``""`` for the whole of it), or None when it holds none."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return path
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple | Args):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _binary_at(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
@@ -336,6 +355,11 @@ class ProxyPlugin:
 
     async def _forward(self, session: Session, event: str, data: Any) -> Any:
         url = self.settings.event_url
+        binary = _binary_at(data)
+        if binary is not None:  # (Socket.IO attachments: JSON cannot carry them)
+            raise ClientError("invalid_payload", f"{binary or 'data'}: binary data cannot be "
+                              "forwarded to the backend (send it as base64 text)",
+                              field=binary or "data", event=event)
         try:
             answer = await self._call(url, {"event": event, "payload": data,
                                             **self._who(session)})

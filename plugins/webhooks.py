@@ -41,6 +41,7 @@ from switchboard.core import (
     trio_time_of,
     wall_time,
 )
+from switchboard.core.args import json_default
 from switchboard.plugins.migrations import directory as migrations_directory
 
 log = logging.getLogger("switchboard.webhooks")
@@ -233,7 +234,12 @@ class WebhooksPlugin:
                                 "createdAt": time.time()}
         if room is not None:
             body["room"] = room
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False, default=json_default)
+        except (TypeError, ValueError) as exc:  # (a plugin's bytes or NaN: not JSON)
+            log.warning("webhooks: %s not delivered: %s", event, exc)
+            return
         for endpoint in self.settings.endpoints:
             if any(_match(event, p) for p in endpoint.events):
                 self._queued.append({"endpoint": endpoint.label, "key": f"{tenant}/{key}",

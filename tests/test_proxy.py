@@ -325,3 +325,29 @@ async def test_a_slow_event_backend_answers_backend_unavailable_in_time(
     # refused after the proxy timeout, not hanging until the client gives up
     assert trio.current_time() - started < HANG_TIMEOUT + 10
     assert await carl.request("presence:list") is not None  # the connection goes on
+
+
+async def test_binary_data_of_a_socketio_event_is_refused_not_forwarded(
+        switchboard_live: Harness, backend: Backend) -> None:
+    backend.on("/event", lambda body: {"result": "forwarded"})
+    token = switchboard_live.token("carl", "acme", "customer")
+    async with open_websocket_url(ws_url(switchboard_live).replace(
+            "/ws", f"/socket.io/?EIO=4&transport=websocket&token={token}")) as ws:
+        await ws.get_message()  # open
+        await ws.send_message("40")
+        while not (await ws.get_message()).startswith("40"):
+            pass
+        await ws.send_message('451-1["lead:update",{"leadId":7,"files":['
+                              '{"_placeholder":true,"num":0}]}]')
+        await ws.send_message(b"\x00\xff")
+        await ws.send_message('422["lead:update",{"leadId":7}]')
+        answers = {}
+        while len(answers) < 2:
+            with trio.fail_after(TIMEOUT):
+                message = await ws.get_message()
+            if isinstance(message, str) and message[:3] in ("431", "432"):
+                answers[message[2]] = json.loads(message[3:])[0]
+    error = answers["1"]["error"]
+    assert (error["code"], error["field"]) == ("invalid_payload", "files.0")
+    assert answers["2"] == "forwarded"  # the connection goes on
+    assert [call.json["payload"] for call in backend.calls_to("/event")] == [{"leadId": 7}]

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 from backends import Backend, Call, InProcess, backend_fixture  # noqa: F401  (the backend fixture)
+from switchboard.core import Args
 from switchboard.core.config import Config
 from switchboard.core.server import Server
 from switchboard.plugins.webhooks import WebhooksPlugin
@@ -64,6 +65,21 @@ async def test_session_and_published_events_are_delivered_signed(
     assert events[2]["room"] == "lead:7" and events[2]["data"] == {"stage": "won"}
     assert events[3]["data"]["reason"] == "client"
     assert len({c.headers["X-Switchboard-Delivery"] for c in calls}) == 4
+
+
+async def test_several_arguments_are_an_array_and_what_json_cannot_carry_is_skipped(
+        switchboard_live: Harness, backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    backend.on("/hooks", lambda body: {})
+    agent = await switchboard_live.connect("ann", "acme", role="agent")
+    await switchboard_live.app.publish("acme", "lead:7", "lead:args", Args(1, "two"))
+    await switchboard_live.app.publish("acme", "lead:7", "lead:file", Args("a.png", b"\x00"))
+    await switchboard_live.app.publish("acme", "lead:7", "lead:nan", {"x": float("nan")})
+    await switchboard_live.app.publish("acme", "lead:7", "lead:after", {})
+    events = [verified(c) for c in await backend.wait_calls("/hooks", 4)]
+    assert [(e["event"], e["data"]) for e in events[2:]] == [
+        ("lead:args", [1, "two"]), ("lead:after", {})]
+    assert "lead:file not delivered" in caplog.text and "lead:nan not delivered" in caplog.text
+    await agent.close()
 
 
 async def test_a_failing_backend_gets_every_event_in_order_once_it_answers(
