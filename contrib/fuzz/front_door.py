@@ -154,7 +154,7 @@ async def run(args: argparse.Namespace, stats: Stats) -> int | None:
                                   api_key=args.api_key, log_file=args.server_log)
         else:
             target = InProcessTarget(
-                nursery, config=lambda: fuzz_config(args.ws_profile, args.store))
+                nursery, config=lambda: fuzz_config(args.ws_profile, args.store, args.broker))
         door = FrontDoor(target, nursery)
         await door.start()
         try:
@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default="", help="the SQLAlchemy URL of the database of "
                         "the server it starts (else an in-memory SQLite), e.g. "
                         "postgresql+psycopg://postgres@127.0.0.1:5432/fuzz")
+    parser.add_argument("--broker", default="", help="the broker URL of the server it starts "
+                        "(else in memory), e.g. redis://127.0.0.1:6379/0 (a key prefix of "
+                        "its own)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (one per batch)")
     parser.add_argument("--batch", type=int, default=50, help="cases per family per seed")
     parser.add_argument("--out", help="write the distinct failures as JSON to this file")

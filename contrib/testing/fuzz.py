@@ -41,6 +41,7 @@ import logging
 import re
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -189,7 +190,9 @@ json_texts: st.SearchStrategy[str] = st.recursive(
               st.integers(-(2**70), 2**70).map(str), st.text(max_size=10).map(json.dumps)),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda items: "[" + ",".join(items) + "]"),
-        st.lists(st.tuples(st.sampled_from(["room", "data", "id", "x", ""]).map(json.dumps),
+        # (keys "\0b" and "\0a" have the shape of the Redis broker's marks)
+        st.lists(st.tuples(st.sampled_from(["room", "data", "id", "x", "", "\x00b",
+                                            "\x00a"]).map(json.dumps),
                            inner), max_size=3).map(
             lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}")),
     max_leaves=8)
@@ -1272,11 +1275,12 @@ def record_failures(records: Iterable[logging.LogRecord]) -> list[Failure]:
     return failures
 
 
-def fuzz_config(ws_profile: str = "", store: str = "") -> Any:
+def fuzz_config(ws_profile: str = "", store: str = "", broker: str = "") -> Any:
     """The test config (known secret and API key, in-memory SQLite, or the
-    database at ``store``, its schema made or upgraded at start-up), with a
-    short drain at shutdown (the polling sessions the cases leave behind would
-    hold it), each compatibility profile bound to a namespace
+    database at ``store``, its schema made or upgraded at start-up; the
+    in-memory broker, or the Redis at ``broker`` under a key prefix of its
+    own), with a short drain at shutdown (the polling sessions the cases leave
+    behind would hold it), each compatibility profile bound to a namespace
     (:data:`PROFILED`), and ``ws_profile`` (one of them, or none) bound to the
     plain WebSocket."""
     overrides: dict[str, Any] = {
@@ -1284,6 +1288,8 @@ def fuzz_config(ws_profile: str = "", store: str = "") -> Any:
         "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED}}
     if store:
         overrides["store"] = {"url": store, "auto_migrate": "always"}
+    if broker:
+        overrides["broker"] = {"url": broker, "prefix": f"fuzz-{uuid.uuid4().hex[:12]}"}
     return make_config(overrides)
 
 
