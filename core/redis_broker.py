@@ -51,6 +51,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -402,6 +403,20 @@ def _text(value: Any) -> str:
 def _stream_id(value: str) -> tuple[int, int]:
     ms, _, seq = value.partition("-")
     return int(ms), int(seq or 0)
+
+
+#: A stream entry id as Redis writes it: two unsigned 64-bit numbers.
+_ENTRY_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
+
+
+def _client_stream_id(value: str) -> str | None:
+    """``value`` if it is an entry id Redis would accept in ``XRANGE`` (a
+    client's recovery offset is checked before it gets there: ``int`` also
+    takes spaces, underscores, signs and other scripts' digits), else None."""
+    if _ENTRY_ID.fullmatch(value) is None:
+        return None
+    ms, _, seq = value.partition("-")
+    return value if int(ms) < 2**64 and int(seq) < 2**64 else None
 
 
 # -- the broker ---------------------------------------------------------------
@@ -1000,10 +1015,8 @@ class RedisRecovery:
     async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
                      session_id: str) -> list[tuple[str, Publication]] | None:
         epoch, _, after = offset.partition(":")
-        try:
-            _stream_id(after)
-        except ValueError:
-            return None
+        if _client_stream_id(after) is None:
+            return None  # (not an offset this broker gave)
         broker = self.broker
         redis = broker._redis()
         try:

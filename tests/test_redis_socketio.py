@@ -6,6 +6,7 @@ others with nothing lost or duplicated."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from tests.redis_nodes import (
 from tests.socketio_fixtures import (
     DRIVER,
     SOCKETIO_DIR,
+    MemoryWebSocket,
     NodeClients,
     node_modules_fixture,  # noqa: F401  (fixture)
 )
@@ -215,3 +217,44 @@ async def test_a_node_killed_during_a_stream_its_clients_recover_on_the_others(
         for node in (a, b):
             await node.stop()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_recovery_offset_redis_would_refuse_is_a_new_session_not_a_failure(
+        redis_prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with trio.open_nursery() as nursery:
+        [node] = await start_nodes(cluster_config(redis_prefix, overrides=RECOVERY), nursery, 1)
+        target = f"/socket.io/?EIO=4&transport=websocket&token={node.token('ann', 't1')}"
+
+        async def connect(auth: dict[str, Any] | None = None) -> tuple[MemoryWebSocket, Any]:
+            ws = await MemoryWebSocket.connect(node, target)
+            await ws.receive()  # open
+            await ws.send("40" + (json.dumps(auth) if auth else ""))
+            answer = (await ws.receive_until_prefix("40"))[-1]
+            return ws, json.loads(str(answer)[2:])
+
+        async def gone(ws: MemoryWebSocket, pid: str) -> None:
+            """Close ``ws`` and wait until its session is kept for recovery."""
+            await ws.aclose()
+            key = f"{redis_prefix}:session:{pid}"
+            async with coredis.Redis.from_url(REDIS_URL) as redis:
+                await eventually(lambda: redis.exists([key]))
+
+        ws, first = await connect()
+        await node.app.publish("t1", "user:ann", "x", 1)
+        offset = json.loads(str((await ws.receive_until_prefix('42["x"'))[-1])[2:])[-1]
+        epoch, _, entry = offset.partition(":")
+        pid = first["pid"]
+        await gone(ws, pid)
+        # what int() takes but Redis refuses: a space, an underscore, a sign, a
+        # digit of another script, more than 64 bits
+        for bad in (" 1-0", "1_0-0", "1--5", "+1-0", "\uff11-0", "1" * 21 + "-0",
+                    "18446744073709551616-0", entry + " "):
+            ws, answer = await connect({"pid": pid, "offset": f"{epoch}:{bad}"})
+            assert answer["sid"] != first["sid"]  # a new session: the client re-syncs
+            pid, sid = answer["pid"], answer["sid"]
+            await gone(ws, pid)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        ws, answer = await connect({"pid": pid, "offset": offset})  # a good one still works
+        assert answer["sid"] == sid  # (the last session's)
+        await ws.aclose()
+        await node.stop()
