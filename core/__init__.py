@@ -20,7 +20,7 @@ machinery and may change without notice.
   :func:`structure_body`, :func:`error_response`; :func:`documented` and
   :func:`object_schema` for the API documents.
 - Validators for payload fields: :func:`identifier`, :func:`text`,
-  :func:`max_length`, :func:`row_id`, :func:`check_identifier`.
+  :func:`max_length`, :func:`between`, :func:`row_id`, :func:`check_identifier`.
 - Storage: :class:`Store` (with :meth:`Store.upsert`, :meth:`Store.insert`
   and ``run(fn, serialize_on=KEY)``), :func:`serialize_on`, :func:`serialize_on_each`,
   :class:`StoreError`, :class:`StoreUnavailable`; :class:`Batcher` for
@@ -132,6 +132,7 @@ from .timers import Due, Timer
 from .validators import (
     MAX_ID_LENGTH,
     MAX_ROW_ID,
+    between,
     check_identifier,
     identifier,
     max_length,
@@ -205,6 +206,7 @@ __all__ = [
     "api_key_tenant",
     "api_key_tenant_allowed",
     "array_rows",
+    "between",
     "check_identifier",
     "check_room_name",
     "documented",

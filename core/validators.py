@@ -59,6 +59,18 @@ def max_length(limit: int) -> Any:
     return check
 
 
+def between(low: int, high: int) -> Any:
+    """A validator: an integer from ``low`` to ``high`` (naming the field), for a
+    value stored in a column narrower than :func:`row_id`'s (PostgreSQL's
+    ``integer`` holds up to 2**31-1)."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+        if not low <= value <= high:
+            _fail(attribute, f"must be between {low} and {high}")
+
+    return check
+
+
 def row_id(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     """attrs validator: an id or cursor from 0 to :data:`MAX_ROW_ID`."""
     if not 0 <= value <= MAX_ROW_ID:

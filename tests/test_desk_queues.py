@@ -187,6 +187,26 @@ async def test_least_busy_counts_the_tickets_of_agents_whose_ids_need_quoting(
     assert await assigned_to(watcher) == other
 
 
+async def test_a_capacity_past_what_the_database_holds_is_refused_naming_the_field(
+        switchboard: Harness) -> None:
+    await put_queue(switchboard, "support", [{"userId": "bob", "capacity": 2}])
+    # (PostgreSQL's integer column holds up to 2**31-1: a 500 there, before)
+    for method, path, body, field in (
+            ("POST", "/api/v1/queues", {"tenant": "acme", "id": "support", "members": [
+                {"userId": "ana", "capacity": 2**39}]}, "members.0.capacity"),
+            ("PUT", "/api/v1/queues/support/members/bob",
+             {"tenant": "acme", "capacity": 100_001}, "capacity"),
+            ("PUT", "/api/v1/queues/support/members/bob",
+             {"tenant": "acme", "capacity": -1}, "capacity")):
+        answer = await call(switchboard, method, path, body, status=400)
+        assert (answer["code"], answer["field"]) == ("invalid_payload", field)
+    listed = await call(switchboard, "GET", "/api/v1/queues?tenant=acme", status=200)
+    assert listed["queues"][0]["members"][0] | {"status": None} == {
+        "userId": "bob", "capacity": 2, "status": None}
+    await call(switchboard, "PUT", "/api/v1/queues/support/members/bob",
+               {"tenant": "acme", "capacity": 100_000}, status=200)
+
+
 async def test_only_online_agents_below_capacity_get_tickets(switchboard: Harness) -> None:
     await put_queue(switchboard, "support", [{"userId": "ana", "capacity": 1}, "bob"])
     ana = await agent(switchboard, "ana")

@@ -11,6 +11,7 @@ from attrs.validators import optional
 from switchboard.core import (
     INVALID_PAYLOAD,
     ClientError,
+    between,
     check_identifier,
     identifier,
     max_length,
@@ -159,6 +160,10 @@ _id = attrs.field(validator=identifier)
 _optional_id: Any = attrs.field(default=None, validator=optional(identifier))
 _version: Any = attrs.field(default=None, validator=optional(row_id))
 _note: Any = attrs.field(default=None, validator=optional([text, max_length(MAX_NOTE)]))
+
+#: A queue member's capacity at most (stored in a 32-bit integer column).
+MAX_CAPACITY = 100_000
+_capacity: Any = attrs.field(default=None, validator=optional(between(0, MAX_CAPACITY)))
 
 
 @attrs.frozen
@@ -311,7 +316,7 @@ class CloseBody:
 @attrs.frozen
 class QueueMember:
     userId: str = _id
-    capacity: int | None = attrs.field(default=None, validator=optional(row_id))
+    capacity: int | None = _capacity
 
 
 @attrs.frozen
@@ -326,4 +331,4 @@ class QueueBody:
 @attrs.frozen
 class MemberBody:
     tenant: str | None = _optional_id
-    capacity: int | None = attrs.field(default=None, validator=optional(row_id))
+    capacity: int | None = _capacity
