@@ -9,7 +9,7 @@ Schema of ``@asyncapi/specs`` (npm).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ import pytest
 import requests
 import schemathesis
 import trio
+from databases import database_url
 from openapi_spec_validator import validate as validate_openapi
 from quart import Blueprint
 from schemathesis.core.failures import Failure, FailureGroup
@@ -41,7 +42,7 @@ from switchboard.core import (
 )
 from switchboard.core.apidocs import SchemaRegistry
 from switchboard.core.cli import main
-from switchboard.core.config import Config
+from switchboard.core.config import Config, merge
 from switchboard.testing import TEST_API_KEY, Harness, make_config
 
 FIRST_PARTY = ("chat", "compat", "desk", "guests", "handover", "jwt", "notifications",
@@ -112,11 +113,23 @@ TENANT_KEY = "acme-only-key-0123456789"
 
 
 @pytest.fixture
-def switchboard_config() -> Config:
-    return make_config({
+def store_kind() -> str:
+    """The database of the server: the test config's in-memory SQLite, unless a
+    test asks for ``sqlite`` (a file) or ``postgresql`` (the real server)."""
+    return "memory"
+
+
+@pytest.fixture
+def switchboard_config(store_kind: str, tmp_path: Path) -> Iterator[Config]:
+    overrides: dict[str, Any] = {
         "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "tests"},
                      {"key": TENANT_KEY, "tenant": "acme", "name": "acme"}],
-        "plugins": {"whatsapp": {"graph_url": NOWHERE, "timeout": 1.0}}})
+        "plugins": {"whatsapp": {"graph_url": NOWHERE, "timeout": 1.0}}}
+    if store_kind == "memory":
+        yield make_config(overrides)
+        return
+    with database_url(store_kind, tmp_path, tables=True) as url:
+        yield make_config(merge(overrides, {"store": {"url": url}}))
 
 
 async def get_document(switchboard: Harness, name: str) -> dict[str, Any]:
@@ -309,6 +322,8 @@ def _provider_failed(response: requests.Response) -> bool:
         and body.get("code") == "provider_unavailable"
 
 
+# (PostgreSQL refuses what SQLite keeps: an integer past 32 or 64 bits, a NUL)
+@pytest.mark.parametrize("store_kind", ["memory", "postgresql"])
 async def test_schemathesis_finds_no_server_error_and_bad_requests_get_a_4xx(
         switchboard_live: Harness) -> None:
     document = await get_document(switchboard_live, "openapi")
