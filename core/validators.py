@@ -68,6 +68,8 @@ def between(low: int, high: int) -> Any:
         if not low <= value <= high:
             _fail(attribute, f"must be between {low} and {high}")
 
+    # (what the API documents say of the field)
+    check.json_schema = {"minimum": low, "maximum": high}  # type: ignore[attr-defined]
     return check
 
 
