@@ -28,6 +28,7 @@ from .migrations import MIGRATE_COMMAND, SchemaBehind, SchemaError, Step
 from .pluginmanager import Plugins
 from .production import generate_config, warnings
 from .store import Store, StoreError
+from .validators import check_identifier
 
 log = logging.getLogger("switchboard")
 
@@ -316,6 +317,14 @@ def _port(text: str) -> int:
     return value
 
 
+def _identifier(text: str) -> str:
+    """An id the server takes from a token's claims (see ``check_identifier``)."""
+    problem = check_identifier(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem}: {text[:40]!r}")
+    return text
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -371,9 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "a JWT signed with auth.secret, or in development mode with the "
                            "secret `serve` generated in data_dir.")
     token.add_argument("--config", help=CONFIG_HELP)
-    token.add_argument("--sub", required=True, help="user id")
-    token.add_argument("--tenant", required=True, help="tenant id")
-    token.add_argument("--role", default="agent", help="role (default agent)")
+    token.add_argument("--sub", required=True, type=_identifier, help="user id")
+    token.add_argument("--tenant", required=True, type=_identifier, help="tenant id")
+    token.add_argument("--role", default="agent", type=_identifier,
+                       help="role (default agent)")
     token.add_argument("--ttl", type=_positive_seconds, default=3600.0,
                        help="seconds until it expires, more than 0 (default 3600)")
     token.set_defaults(func=cmd_token)

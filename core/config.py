@@ -509,7 +509,7 @@ def _check(config: Config) -> list[Problem]:
 def _env_value(raw: str) -> Any:
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
 
 
@@ -583,6 +583,15 @@ def load_config(path: str | os.PathLike[str] | None = None,
             raise ConfigError("", f"config file is a directory: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("", f"{path} is not valid TOML: not UTF-8 text (byte "
+                                  f"{exc.start})") from None
+        except RecursionError:
+            raise ConfigError("", f"{path} is not valid TOML: arrays or tables nested "
+                                  "too deeply") from None
+        except OSError as exc:
+            raise ConfigError("", f"config file cannot be read: {path}: "
+                                  f"{exc.strerror or exc}") from None
     overrides = env_overrides(environ)
     try:
         config = structure_config(merge(data, overrides))

@@ -360,6 +360,17 @@ def test_token_ttl_must_be_a_positive_number(capsys: pytest.CaptureFixture[str],
     assert "--ttl" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("option", "value"), [
+    ("--sub", "a\x01b"), ("--sub", "x" * 201), ("--tenant", ""), ("--role", "ag\nent")])
+def test_token_claims_the_server_would_refuse_are_refused_here(
+        capsys: pytest.CaptureFixture[str], option: str, value: str) -> None:
+    argv = {"--sub": "alice", "--tenant": "acme", "--role": "agent", option: value}
+    with pytest.raises(SystemExit) as info:
+        main(["token", *(part for pair in argv.items() for part in pair)])
+    assert info.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err
+
+
 def test_token_in_production_with_only_a_public_key_is_refused(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = write_config(tmp_path, 'mode = "production"\n[auth]\npublic_key = "PEM"\n'

@@ -304,6 +304,31 @@ def test_file_that_is_not_toml_is_an_error(tmp_path: Path) -> None:
     assert "not valid TOML" in str(err)
 
 
+@pytest.mark.parametrize(("content", "said"), [
+    (b"\xff\xfe[server]\n", "not UTF-8 text (byte 0)"),
+    (b"x = " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested too deeply")])
+def test_a_file_the_toml_reader_cannot_take_is_an_error_not_a_crash(
+        tmp_path: Path, content: bytes, said: str) -> None:
+    path = tmp_path / "switchboard.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="not valid TOML") as info:
+        load_config(path, {})
+    assert said in str(info.value)
+
+
+def test_a_file_that_cannot_be_read_is_an_error(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)  # (ELOOP: refused even to root)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(loop, {})
+
+
+def test_an_environment_value_nested_too_deeply_is_taken_as_text(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"SWITCHBOARD_SERVER__PORT": "[" * 3000})
+    assert "SWITCHBOARD_SERVER__PORT" in str(info.value)
+
+
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", {})
