@@ -7,6 +7,7 @@ that names the field instead.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -37,19 +38,38 @@ def _strict(kind: type, accept: tuple[type, ...]) -> Any:
     return hook
 
 
+class _NotFinite(ValueError):
+    """A float that is NaN or infinite (its message is kept as it is)."""
+
+
+def _finite_float(value: Any, _: Any) -> float:
+    """A float, and a number: not NaN or infinite (TOML writes both as ``nan``
+    and ``inf``; no setting or payload means either, and a deadline of NaN
+    stops Trio)."""
+    try:
+        number = float(_strict(float, (int, float))(value, _))
+    except OverflowError:  # (an int past the largest float)
+        raise _NotFinite("must be a finite number, not this large") from None
+    if not math.isfinite(number):
+        raise _NotFinite(f"must be a finite number, not {number}")
+    return number
+
+
 def make_converter() -> cattrs.Converter:
-    """A converter that rejects unknown keys and never coerces between types."""
+    """A converter that rejects unknown keys and never coerces between types
+    (floats are finite numbers)."""
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook(int, _strict(int, (int,)))
-    converter.register_structure_hook(float, _strict(float, (int, float)))
+    converter.register_structure_hook(float, _finite_float)
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
     return converter
 
 
 def _format(exc: BaseException, kind: type | None) -> str:
     """cattrs' messages, but keep what a validator said instead of "invalid value"."""
-    if isinstance(exc, ValueError | TypeError) and kind is None and exc.args:
+    if isinstance(exc, ValueError | TypeError) and (kind is None or isinstance(
+            exc, _NotFinite)) and exc.args:
         return str(exc.args[0])
     return format_exception(exc, kind)
 

@@ -299,6 +299,25 @@ def test_handshakes_in_flight_must_be_at_least_one(tmp_path: Path, value: str) -
     assert (err.key, err.message) == ("server.handshakes_in_flight", "must be at least 1")
 
 
+@pytest.mark.parametrize(("value", "said"), [
+    ("nan", "not nan"), ("inf", "not inf"), ("-inf", "not -inf"), ("9" * 400, "not this large")])
+def test_a_duration_that_is_no_finite_number_is_named(tmp_path: Path, value: str,
+                                                      said: str) -> None:
+    # (TOML has nan and inf; a NaN deadline stopped the server at its start)
+    for text, key in ((f"[server]\ndrain_timeout = {value}\n", "server.drain_timeout"),
+                      (f"[http]\nkeep_alive_timeout = {value}\n", "http.keep_alive_timeout")):
+        err = error_of(tmp_path, text)
+        assert (err.key, err.message) == (key, f"must be a finite number, {said}")
+    err = error_of(None, environ={"SWITCHBOARD_HEARTBEAT__INTERVAL": value})
+    assert "SWITCHBOARD_HEARTBEAT__INTERVAL" in str(err) and said in str(err)
+
+
+def test_a_plugin_setting_that_is_no_finite_number_is_named(tmp_path: Path) -> None:
+    err = plugins_error_of(tmp_path, "[plugins.desk]\noffline_grace = nan\n")
+    assert (err.key, err.message) == ("plugins.desk.offline_grace",
+                                      "must be a finite number, not nan")
+
+
 def test_file_that_is_not_toml_is_an_error(tmp_path: Path) -> None:
     err = error_of(tmp_path, "this is not toml\n")
     assert "not valid TOML" in str(err)
