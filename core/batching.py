@@ -78,6 +78,8 @@ class Batcher(Generic[T, R]):
     def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *,
                  max_batch: int = 500, linger: float = 0.0, min_interval: float = 0.0,
                  retry_alone: Callable[[Exception], bool] | None = None) -> None:
+        if max_batch < 1:  # (a batch of none would never empty the queue)
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self._flush = flush
         self._retry_alone = retry_alone
         self.max_batch = max_batch

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -391,6 +391,26 @@ def structure_config(data: Mapping[str, Any]) -> Config:
     return config
 
 
+#: Settings a zero or negative value would break (sizes, counts, timeouts).
+_POSITIVE = ("server.max_payload", "server.outbox_max_bytes", "server.handshake_timeout",
+             "auth.jwks_timeout", "rooms.max_rooms_per_connection",
+             "limits.violation_window", "admin.session_ttl", "admin.refresh",
+             "admin.max_errors", "admin.tail_size", "socketio.max_payload", "store.pool_size")
+#: Settings where 0 means none (no wait, no leeway, off) and less means nothing.
+_NOT_NEGATIVE = ("server.drain_timeout", "server.write_linger", "auth.leeway",
+                 "auth.jwks_max_age", "limits.max_violations", "socketio.recovery_window",
+                 "socketio.recovery_max_events", "store.busy_timeout")
+
+
+def _numbers(config: Config, keys: Iterable[str]) -> list[tuple[str, float]]:
+    """``(key, value)`` of the dotted ``keys`` of ``config``."""
+    out = []
+    for key in keys:
+        section, _, name = key.partition(".")
+        out.append((key, getattr(getattr(config, section), name)))
+    return out
+
+
 def _check_broker(broker: BrokerConfig) -> list[Problem]:
     problems = []
     if not broker.url.startswith("memory://"):
@@ -404,6 +424,8 @@ def _check_broker(broker: BrokerConfig) -> list[Problem]:
     for setting in ("heartbeat", "node_ttl", "history_size"):
         if getattr(broker, setting) <= 0:
             problems.append(Problem(f"broker.{setting}", "must be positive"))
+    if broker.history_size > 2**63 - 1:  # (Redis's MAXLEN is a signed 64-bit number)
+        problems.append(Problem("broker.history_size", "must be at most 2**63-1"))
     if 0 < broker.node_ttl <= broker.heartbeat:
         problems.append(Problem("broker.node_ttl", "must be longer than broker.heartbeat"))
     if not broker.prefix or any(c in broker.prefix for c in " {}"):
@@ -488,6 +510,12 @@ def _check(config: Config) -> list[Problem]:
         bad("heartbeat.interval", "must be positive")
     if config.heartbeat.timeout <= 0:
         bad("heartbeat.timeout", "must be positive")
+    for setting, value in _numbers(config, _POSITIVE):
+        if value <= 0:
+            bad(setting, "must be positive")
+    for setting, value in _numbers(config, _NOT_NEGATIVE):
+        if value < 0:
+            bad(setting, "must not be negative")
     problems += _check_broker(config.broker)
     problems += _check_admin(config)
     for i, key in enumerate(config.api_keys):

@@ -92,9 +92,9 @@ class GuestSettings:
     #: Signs guest tokens; empty: derived from the HS secret of ``[auth]``.
     secret: str = ""
     #: Seconds a guest token is valid (presented again, it is renewed).
-    token_ttl: float = 86_400.0
+    token_ttl: float = attrs.field(default=86_400.0, validator=attrs.validators.gt(0))
     #: Seconds during which an expired token still resumes its guest's id.
-    resume_within: float = 30 * 86_400.0
+    resume_within: float = attrs.field(default=30 * 86_400.0, validator=attrs.validators.ge(0))
     #: New guests per IP address (tokens issued, anonymous connects).
     per_ip: Rate = attrs.Factory(lambda: Rate(rate=0.2, burst=10.0))
 

@@ -84,7 +84,7 @@ NOTHING_MISSED = Missed([], 0)
 class NotificationsSettings:
     #: Most missed notifications sent to a device when it connects (the newest
     #: ones; older ones stay in the list and the unread count). 0 disables it.
-    replay_limit: int = 100
+    replay_limit: int = attrs.field(default=100, validator=attrs.validators.ge(0))
 
 
 # -- payloads ------------------------------------------------------------------

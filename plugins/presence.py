@@ -104,9 +104,9 @@ def _agents_group(tenant: str) -> str:
 @attrs.frozen
 class PresenceSettings:
     #: Seconds after the last device leaves before ``user:offline`` is sent.
-    grace_period: float = 10.0
+    grace_period: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     #: Coalescing window of ``presence:user_updated`` per user, in seconds.
-    update_interval: float = 1.0
+    update_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
 
 
 @attrs.frozen

@@ -60,9 +60,9 @@ def _group(tenant: str, room: str) -> str:
 @attrs.frozen
 class TypingSettings:
     #: Seconds without ``typing:start`` after which a device stops typing.
-    idle_timeout: float = 5.0
+    idle_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
     #: Coalescing window of ``typing:update`` per room and user, in seconds.
-    throttle_interval: float = 0.5
+    throttle_interval: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
 
 
 @attrs.frozen

@@ -165,3 +165,12 @@ async def test_errors_retry_alone_does_not_accept_fail_the_whole_batch(
         nursery.cancel_scope.cancel()
     assert sorted(failed) == list(range(5))
     assert calls == [[0, 1, 2, 3, 4]]  # no one-by-one retries
+
+
+@pytest.mark.parametrize("max_batch", [0, -1])
+def test_a_batch_of_none_is_refused_at_once(max_batch: int) -> None:
+    async def flush(items: Sequence[int]) -> list[int]:
+        return list(items)
+
+    with pytest.raises(ValueError, match="max_batch"):
+        Batcher(flush, max_batch=max_batch)

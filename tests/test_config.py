@@ -318,6 +318,41 @@ def test_a_plugin_setting_that_is_no_finite_number_is_named(tmp_path: Path) -> N
                                       "must be a finite number, not nan")
 
 
+@pytest.mark.parametrize(("text", "key", "message"), [
+    ("[server]\nmax_payload = 0\n", "server.max_payload", "must be positive"),
+    ("[server]\noutbox_max_bytes = -1\n", "server.outbox_max_bytes", "must be positive"),
+    ("[store]\npool_size = 0\n", "store.pool_size", "must be positive"),
+    ("[rooms]\nmax_rooms_per_connection = 0\n", "rooms.max_rooms_per_connection",
+     "must be positive"),
+    ("[limits]\nmax_violations = -1\n", "limits.max_violations", "must not be negative"),
+    ("[server]\nwrite_linger = -0.5\n", "server.write_linger", "must not be negative"),
+    ("[broker]\nhistory_size = 100000000000000000000\n", "broker.history_size",
+     "must be at most 2**63-1")])
+def test_sizes_counts_and_timeouts_out_of_range_are_named(
+        tmp_path: Path, text: str, key: str, message: str) -> None:
+    err = error_of(tmp_path, text)
+    assert (err.key, err.message) == (key, message)
+
+
+def test_zero_where_it_means_none_is_taken(tmp_path: Path) -> None:
+    config = load(tmp_path, "[server]\ndrain_timeout = 0\n[limits]\nmax_violations = 0\n")
+    assert (config.server.drain_timeout, config.limits.max_violations) == (0, 0)
+
+
+@pytest.mark.parametrize(("plugin", "key", "value"), [
+    ("chat", "max_batch", 0), ("chat", "history_page", 0), ("chat", "max_text_length", -1),
+    ("chat", "batch_linger", -0.5), ("pipeline", "max_batch", 0), ("pipeline", "page_max", 0),
+    ("typing", "idle_timeout", 0), ("presence", "grace_period", -1),
+    ("presence", "update_interval", 0), ("guests", "token_ttl", 0),
+    ("notifications", "replay_limit", -1), ("desk", "offline_grace", -1),
+    ("desk", "default_capacity", 100_001)])
+def test_a_plugins_count_or_duration_out_of_range_is_named(
+        tmp_path: Path, plugin: str, key: str, value: float) -> None:
+    # (a max_batch of 0 left the batch writer looping on a queue it never emptied)
+    err = plugins_error_of(tmp_path, f"[plugins.{plugin}]\n{key} = {value}\n")
+    assert err.key == f"plugins.{plugin}.{key}"
+
+
 def test_file_that_is_not_toml_is_an_error(tmp_path: Path) -> None:
     err = error_of(tmp_path, "this is not toml\n")
     assert "not valid TOML" in str(err)

@@ -56,15 +56,15 @@ def check_argument(value: object, field: str, *, conversation: bool = False) -> 
 @attrs.frozen
 class ChatSettings:
     #: Messages written in one transaction, at most.
-    max_batch: int = 500
+    max_batch: int = attrs.field(default=500, validator=attrs.validators.ge(1))
     #: Seconds the writer waits after a first message for more to write with it.
-    batch_linger: float = 0.0
+    batch_linger: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
     #: Default and largest page of history.
-    history_page: int = 50
-    history_max: int = 200
-    max_text_length: int = 4096
+    history_page: int = attrs.field(default=50, validator=attrs.validators.ge(1))
+    history_max: int = attrs.field(default=200, validator=attrs.validators.ge(1))
+    max_text_length: int = attrs.field(default=4096, validator=attrs.validators.ge(1))
     #: Conversations whose participants are kept in memory.
-    cache_size: int = 10_000
+    cache_size: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
     #: A join of ``conversation:{id}`` for an id this plugin does not know:
     #: ``not_found``, or ``defer`` to the other join policies (a join proxy,
     #: when the deployment's conversations live in its own backend).

@@ -20,6 +20,8 @@ from switchboard.core import (
 )
 
 TICKET_STATUSES = ("open", "pending", "in_progress", "resolved", "closed")
+#: A queue member's capacity at most (stored in a 32-bit integer column).
+MAX_CAPACITY = 100_000
 #: Statuses of a ticket that still needs work (and counts against capacity).
 ACTIVE = ("open", "pending", "in_progress")
 AgentStatus = Literal["online", "busy", "away", "offline"]
@@ -70,23 +72,24 @@ class DeskSettings:
     priorities: list[str] = attrs.Factory(lambda: ["low", "normal", "high", "urgent"])
     #: Active tickets an agent may hold before auto-assignment passes them by
     #: (a queue member's own ``capacity`` overrides it).
-    default_capacity: int = 5
+    default_capacity: int = attrs.field(default=5,
+                                        validator=between(0, MAX_CAPACITY))
     #: Roles that may join every queue room of their tenant.
     supervisor_roles: list[str] = attrs.Factory(lambda: ["supervisor", "admin"])
     #: Auto-assign new and returned tickets of a queue to its online members.
     auto_assign: bool = True
     #: Seconds after an agent's last connection closed before they are offline
     #: (``agent:offline``); a reconnection within it announces nothing.
-    offline_grace: float = 10.0
+    offline_grace: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     #: Seconds an assignee may then stay offline before their active tickets
     #: go back to their queues.
-    reassign_after: float = 120.0
+    reassign_after: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
     #: Queues created (or updated) at start-up.
     queues: list[QueueSettings] = attrs.Factory(list)
     #: SLA targets per priority.
     sla: dict[str, SlaTarget] = attrs.Factory(dict)
     #: Seconds before a target that ``sla:warning`` is sent.
-    sla_warning: float = 300.0
+    sla_warning: float = attrs.field(default=300.0, validator=attrs.validators.ge(0))
     #: A join of ``ticket:{id}`` for an id the desk does not know: ``defer`` to
     #: the other join policies (agents may join any room of their tenant, a
     #: join proxy may decide, as before the desk: a deployment whose tickets
@@ -161,8 +164,6 @@ _optional_id: Any = attrs.field(default=None, validator=optional(identifier))
 _version: Any = attrs.field(default=None, validator=optional(row_id))
 _note: Any = attrs.field(default=None, validator=optional([text, max_length(MAX_NOTE)]))
 
-#: A queue member's capacity at most (stored in a 32-bit integer column).
-MAX_CAPACITY = 100_000
 _capacity: Any = attrs.field(default=None, validator=optional(between(0, MAX_CAPACITY)))
 
 

@@ -243,7 +243,7 @@ class PipelineSettings:
     #: Pipelines every tenant (or the one named) has without creating them.
     pipelines: list[PipelineConfig] = attrs.Factory(_default_pipelines)
     #: Changes written in one transaction, at most.
-    max_batch: int = 200
+    max_batch: int = attrs.field(default=200, validator=attrs.validators.ge(1))
     #: Seconds at least between the starts of two write transactions. Under a
     #: steady stream of changes those of that time share one transaction and
     #: go out to each board in one write instead of one each (a board of 100
@@ -251,8 +251,8 @@ class PipelineSettings:
     #: written at once. 0: a batch starts as soon as the one before is done.
     batch_interval: float = attrs.field(default=0.004, validator=_batch_interval)
     #: Default and largest page of a stage's leads.
-    page_size: int = 50
-    page_max: int = 200
+    page_size: int = attrs.field(default=50, validator=attrs.validators.ge(1))
+    page_max: int = attrs.field(default=200, validator=attrs.validators.ge(1))
     #: A join of ``lead:{id}`` or ``pipeline:{id}`` for an id this plugin does
     #: not know: ``defer`` to the other join policies (the default room policy
     #: lets the tenant's agents in; a join proxy decides for leads the
