@@ -424,6 +424,13 @@ async def test_the_socket_says_what_it_cannot_tail(live: Harness,
         assert "expected" in (await next_of(ws, "error"))["data"]["message"]
         await ws.send_message(json.dumps({"type": "tail", "tenant": "t1", "room": "a b"}))
         assert (await next_of(ws, "error"))["data"]["message"] == "room: not a room name"
+        # what the page never sends, and the socket outlives
+        for text in ("[" * 5000 + "]" * 5000, '{"type": "tail", "tenant": NaN}',
+                     '{"type": "tail", "tenant": "t1", "room": ["lobby:1"]}', b"\xff\xfe"):
+            await ws.send_message(text)
+            assert "data" in await next_of(ws, "error")
+        await ws.send_message(json.dumps({"type": "tail", "tenant": "t1", "room": "lobby:1"}))
+        assert (await next_of(ws, "tailing"))["data"] == {"tenant": "t1", "room": "lobby:1"}
 
 
 # -- on the mock clock: the socket's timers ----------------------------------------

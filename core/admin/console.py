@@ -487,8 +487,8 @@ class AdminConsole:
                            tail_in: trio.MemorySendChannel[dict[str, Any]]) -> None:
         while True:
             raw = await websocket.receive()
-            try:
-                message = json.loads(raw)
+            try:  # (strict and depth-bounded, as every client's JSON)
+                message = jsontext.loads(raw)
             except ValueError:
                 message = None
             if not isinstance(message, dict) or message.get("type") != "tail":
