@@ -4,6 +4,7 @@ ever raised, and what passes is what the store can keep."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,14 @@ def test_a_cursor_is_one_this_server_gave_or_refused(cursor: str) -> None:
         assert error.field == "cursor"
         return
     assert isinstance(rank, str) and isinstance(lead_id, str)
+
+
+@pytest.mark.parametrize("inside", [b"[" * 5000, b'["a", NaN]', b"[" * 200 + b"]" * 200])
+def test_a_cursor_of_json_this_server_never_writes_is_refused(inside: bytes) -> None:
+    # (5,000 brackets deep: a RecursionError, a 500 on the HTTP route)
+    with pytest.raises(ClientError) as info:
+        decode_cursor(base64.urlsafe_b64encode(inside).decode())
+    assert info.value.field == "cursor"
 
 
 @given(st.text(max_size=20), st.text(max_size=20))

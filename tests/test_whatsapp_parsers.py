@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+import pytest
+from backends import Backend, backend_fixture  # noqa: F401  (the backend fixture)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from switchboard.plugins.whatsapp import bridge, cloud
+from switchboard.plugins.whatsapp import bridge, cloud, providers
 from switchboard.plugins.whatsapp.model import (
     ConnectionUpdate,
     InboundMessage,
@@ -117,3 +120,14 @@ def test_send_answers() -> None:
     assert bridge.send_outcome(502, {}, "bad gateway").retry
     gone = bridge.send_outcome(400, {}, {"response": {"message": ["exists: false"]}})
     assert (gone.retry, gone.error) == (False, "exists: false (HTTP 400)")
+
+
+@pytest.mark.parametrize("answer", [b"[" * 5000 + b"]" * 5000, b"not json", b'{"a": NaN'])
+async def test_a_provider_answer_that_is_no_json_is_none_not_a_failure(
+        backend: Backend, answer: bytes) -> None:
+    # (a real HTTP peer; 5,000 brackets deep raised RecursionError in the sender)
+    backend.on("/messages", lambda body: (200, answer))
+    async with httpx.AsyncClient() as client:
+        status, _, parsed = await providers._call(client, "POST", backend.url("/messages"),
+                                                  {}, {"to": "1"}, 10.0)
+    assert (status, parsed) == (200, None)

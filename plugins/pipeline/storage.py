@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 from switchboard.core import ClientError, Store
+from switchboard.core.protocol import jsontext
 
 from . import ranks
 from .payloads import MAX_TITLE_LENGTH
@@ -51,8 +52,8 @@ def encode_cursor(rank: str, lead_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        rank, lead_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    try:  # (depth-bounded: a cursor is the client's, base64 of anything)
+        rank, lead_id = jsontext.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError, UnicodeError):
         raise ClientError("invalid_payload", "cursor: not a cursor this server gave",
                           field="cursor") from None

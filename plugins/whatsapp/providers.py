@@ -286,7 +286,7 @@ async def _call(client: httpx.AsyncClient, method: str, url: str, headers: dict[
         raise _Unreachable(f"{type(exc).__name__}: {exc}"[:300]) from None
     try:
         answer = json.loads(content) if content else None
-    except ValueError:
+    except (ValueError, RecursionError):  # (not JSON, or nested past the parser's depth)
         answer = None
     return response.status_code, response.headers, answer
 
