@@ -424,8 +424,12 @@ class JwksKeys:
             with trio.fail_after(self.timeout):
                 response = await self._client.get(self.url)
             response.raise_for_status()
-            keys = jwt.PyJWKSet.from_dict(response.json()).keys
-        except (httpx.HTTPError, trio.TooSlowError, ValueError, jwt.PyJWTError) as exc:
+            found = response.json()
+            if not isinstance(found, dict):
+                raise ValueError(f"a JSON {type(found).__name__}, not a JWK Set object")
+            keys = jwt.PyJWKSet.from_dict(found).keys
+        except (httpx.HTTPError, trio.TooSlowError, ValueError, RecursionError,
+                jwt.PyJWTError) as exc:
             self._last_error = (f"{self.url}: timed out" if isinstance(exc, trio.TooSlowError)
                                 else f"{self.url}: {type(exc).__name__}: {exc}"[:300])
             self._fetched_at = trio.current_time()  # not again before refetch_after

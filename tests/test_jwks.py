@@ -92,13 +92,15 @@ async def test_while_the_set_is_fetched_again_a_known_key_verifies_without_waiti
     assert len(backend.calls_to("/jwks")) == 2
 
 
-@pytest.mark.parametrize("failure", ["status", "garbage", "timeout"])
+@pytest.mark.parametrize("failure", ["status", "garbage", "array", "text", "deep", "timeout"])
 async def test_a_provider_that_cannot_give_its_keys_refuses_with_auth_unavailable(
         backend: Backend, failure: str) -> None:
-    if failure == "status":
-        backend.on("/jwks", lambda _: (500, b"oops"))
-    elif failure == "garbage":
-        backend.on("/jwks", lambda _: (200, b"{not json"))
+    # (a JSON array or string raised AttributeError, a deep one RecursionError)
+    answers = {"status": (500, b"oops"), "garbage": (200, b"{not json"),
+               "array": (200, b"[]"), "text": (200, b'"keys"'),
+               "deep": (200, b"[" * 5000 + b"]" * 5000)}
+    if failure in answers:
+        backend.on("/jwks", lambda _: answers[failure])
     else:
         backend.hang = trio.Event()  # accepts, never answers
     check = verifier(backend, timeout=0.3)
