@@ -131,3 +131,11 @@ async def test_a_provider_answer_that_is_no_json_is_none_not_a_failure(
         status, _, parsed = await providers._call(client, "POST", backend.url("/messages"),
                                                   {}, {"to": "1"}, 10.0)
     assert (status, parsed) == (200, None)
+
+
+async def test_a_provider_answer_past_the_limit_is_unreachable_not_kept_in_memory(
+        backend: Backend) -> None:
+    backend.on("/messages", lambda body: (200, b"[" + b"1," * providers.MAX_ANSWER + b"1]"))
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(providers._Unreachable, match="answer over"):
+            await providers._call(client, "POST", backend.url("/messages"), {}, {}, 30.0)

@@ -269,6 +269,11 @@ class _Unreachable(Exception):
     pass
 
 
+#: Bytes of a provider's answer to a call, at most (its JSON is small: a
+#: message id, a session's state, a QR code).
+MAX_ANSWER = 1 << 20
+
+
 async def _call(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str],
                 body: Any, timeout: float) -> tuple[int, Mapping[str, str], Any]:
     """One HTTP call: its status, headers and JSON answer (None if not JSON).
@@ -276,10 +281,17 @@ async def _call(client: httpx.AsyncClient, method: str, url: str, headers: dict[
     (which a send turns into a retry)."""
     try:
         with trio.fail_after(timeout):
-            response = await client.request(method, url, headers=headers,
-                                            content=None if body is None
-                                            else json.dumps(body).encode())
-            content = await response.aread()
+            async with client.stream(method, url, headers=headers,
+                                     content=None if body is None
+                                     else json.dumps(body).encode()) as response:
+                parts: list[bytes] = []
+                size = 0
+                async for part in response.aiter_bytes():
+                    size += len(part)
+                    if size > MAX_ANSWER:  # (a bridge is a tenant's: it must not fill memory)
+                        raise _Unreachable(f"an answer over {MAX_ANSWER} bytes")
+                    parts.append(part)
+                content = b"".join(parts)
     except trio.TooSlowError:
         raise _Unreachable(f"no answer within {timeout} s") from None
     except httpx.HTTPError as exc:
