@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 import trio
 
+from . import logs
 from .auth import TokenVerifier, development_secret_path, mint_token
 from .config import Config, ConfigError, load_config
 from .migrations import MIGRATE_COMMAND, SchemaBehind, SchemaError, Step
@@ -100,8 +101,7 @@ async def _serve(config: Config, plugins: Mapping[str, object] | None = None) ->
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config, host=args.host, port=args.port)
-    logging.basicConfig(level=config.log.level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log.level)
     return serve(config, config_path=args.config)
 
 
@@ -187,8 +187,7 @@ _LISTEN_ADVICE = {
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    logging.basicConfig(level=config.log.level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log.level)
     try:
         return trio.run(_migrate, config, args.sql, args.check, migrate_command(args.config))
     except StoreError as exc:

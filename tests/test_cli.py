@@ -642,6 +642,32 @@ async def test_after_a_stop_serve_leaves_its_garbage_to_the_process_exit(
     assert "left to the collector: 0" in server.output()
 
 
+async def test_what_a_client_sends_never_starts_a_line_of_the_servers_log(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """A Socket.IO packet for a namespace of the client's making is logged; a
+    newline or a terminal escape in it stays inside that record's line."""
+    server = await start_server(tmp_path, nursery)
+    config = load_config(None, server.env)
+    token = mint_token(config, sub="alice", tenant="acme", role="agent", ttl=600,
+                       now=time.time())
+    forged = "2026-12-01 00:00:00 ERROR switchboard: forged"  # (no comma: it ends the name)
+    async with open_websocket_url(server.url(
+            f"/socket.io/?EIO=4&transport=websocket&token={token}", "ws")) as ws:
+        with trio.fail_after(5):
+            await ws.get_message()  # open
+        await ws.send_message(f"42/x\n{forged}\x1b[2J,[\"e\"]")
+        await ws.send_message("40")  # answered once the packet before it is logged
+        with trio.fail_after(5):
+            while not (await ws.get_message()).startswith("40"):
+                pass
+    assert await server.stop(signal.SIGTERM) == 0, server.output()
+    lines = server.output().splitlines()
+    assert [line for line in lines if "forged" in line] == [
+        line for line in lines if "\\n" + forged + "\\x1b[2J" in line]
+    assert len([line for line in lines if "forged" in line]) == 1
+    assert not any(line.startswith(forged) or "\x1b" in line for line in lines)
+
+
 async def test_token_minted_elsewhere_with_the_same_config_is_accepted_by_serve(
         tmp_path: Path, nursery: trio.Nursery) -> None:
     """``serve`` started in one directory and ``token`` run in another agree on
