@@ -393,7 +393,9 @@ def structure_config(data: Mapping[str, Any]) -> Config:
 
 #: Settings a zero or negative value would break (sizes, counts, timeouts).
 _POSITIVE = ("server.max_payload", "server.outbox_max_bytes", "server.handshake_timeout",
-             "auth.jwks_timeout", "rooms.max_rooms_per_connection",
+             "http.keep_alive_timeout", "http.body_timeout", "http.max_body",
+             "http.max_emit_items", "heartbeat.interval", "heartbeat.timeout",
+             "socketio.connect_timeout", "auth.jwks_timeout", "rooms.max_rooms_per_connection",
              "limits.violation_window", "admin.session_ttl", "admin.refresh",
              "admin.max_errors", "admin.tail_size", "socketio.max_payload", "store.pool_size")
 #: Settings where 0 means none (no wait, no leeway, off) and less means nothing.
@@ -501,15 +503,6 @@ def _check(config: Config) -> list[Problem]:
                 "not a namespace listed in socketio.namespaces")
     if not (config.socketio.path.startswith("/") and config.socketio.path.endswith("/")):
         bad("socketio.path", "must start and end with '/'")
-    for setting in ("keep_alive_timeout", "body_timeout", "max_body", "max_emit_items"):
-        if getattr(config.http, setting) <= 0:
-            bad(f"http.{setting}", "must be positive")
-    if config.socketio.connect_timeout <= 0:
-        bad("socketio.connect_timeout", "must be positive")
-    if config.heartbeat.interval <= 0:
-        bad("heartbeat.interval", "must be positive")
-    if config.heartbeat.timeout <= 0:
-        bad("heartbeat.timeout", "must be positive")
     for setting, value in _numbers(config, _POSITIVE):
         if value <= 0:
             bad(setting, "must be positive")

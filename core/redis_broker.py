@@ -409,14 +409,14 @@ def _stream_id(value: str) -> tuple[int, int]:
 _ENTRY_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
 
 
-def _client_stream_id(value: str) -> str | None:
-    """``value`` if it is an entry id Redis would accept in ``XRANGE`` (a
+def _is_entry_id(value: str) -> bool:
+    """Whether ``value`` is an entry id Redis would accept in ``XRANGE`` (a
     client's recovery offset is checked before it gets there: ``int`` also
-    takes spaces, underscores, signs and other scripts' digits), else None."""
+    takes spaces, underscores, signs and other scripts' digits)."""
     if _ENTRY_ID.fullmatch(value) is None:
-        return None
+        return False
     ms, _, seq = value.partition("-")
-    return value if int(ms) < 2**64 and int(seq) < 2**64 else None
+    return int(ms) < 2**64 and int(seq) < 2**64
 
 
 # -- the broker ---------------------------------------------------------------
@@ -1015,7 +1015,7 @@ class RedisRecovery:
     async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
                      session_id: str) -> list[tuple[str, Publication]] | None:
         epoch, _, after = offset.partition(":")
-        if _client_stream_id(after) is None:
+        if not _is_entry_id(after):
             return None  # (not an offset this broker gave)
         broker = self.broker
         redis = broker._redis()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -170,19 +170,13 @@ class CloudProvider:
                     if not 200 <= response.status_code < 300:
                         raise ProviderError(f"the media download answered HTTP "
                                             f"{response.status_code}", retry=True)
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > limit:
-                            raise MediaTooLarge(limit)
-                        chunks.append(chunk)
+                    data = await _read_at_most(response, limit, lambda: MediaTooLarge(limit))
         except trio.TooSlowError:
             raise ProviderError(f"no media within {self.settings.timeout} s",
                                 retry=True) from None
         except httpx.HTTPError as exc:
             raise ProviderError(f"{type(exc).__name__}: {exc}"[:300], retry=True) from None
-        return mime, b"".join(chunks)
+        return mime, data
 
     async def start(self, client: httpx.AsyncClient) -> list[Event]:
         # A Cloud API number has no device to link: it is there once the Graph
@@ -274,6 +268,20 @@ class _Unreachable(Exception):
 MAX_ANSWER = 1 << 20
 
 
+async def _read_at_most(response: httpx.Response, limit: int,
+                        too_large: Callable[[], Exception]) -> bytes:
+    """The body of a streamed ``response``; ``too_large()`` is raised as soon as
+    it passes ``limit`` bytes (what came is not kept)."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise too_large()
+        parts.append(part)
+    return b"".join(parts)
+
+
 async def _call(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str],
                 body: Any, timeout: float) -> tuple[int, Mapping[str, str], Any]:
     """One HTTP call: its status, headers and JSON answer (None if not JSON).
@@ -284,14 +292,9 @@ async def _call(client: httpx.AsyncClient, method: str, url: str, headers: dict[
             async with client.stream(method, url, headers=headers,
                                      content=None if body is None
                                      else json.dumps(body).encode()) as response:
-                parts: list[bytes] = []
-                size = 0
-                async for part in response.aiter_bytes():
-                    size += len(part)
-                    if size > MAX_ANSWER:  # (a bridge is a tenant's: it must not fill memory)
-                        raise _Unreachable(f"an answer over {MAX_ANSWER} bytes")
-                    parts.append(part)
-                content = b"".join(parts)
+                # (a bridge is a tenant's: its answer must not fill the memory)
+                content = await _read_at_most(response, MAX_ANSWER, lambda: _Unreachable(
+                    f"an answer over {MAX_ANSWER} bytes"))
     except trio.TooSlowError:
         raise _Unreachable(f"no answer within {timeout} s") from None
     except httpx.HTTPError as exc:
