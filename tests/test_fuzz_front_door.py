@@ -6,8 +6,9 @@ alive (``GET /health`` answers 200 on a new connection), a bystander WebSocket
 client connected before the case still receives a broadcast published with
 ``POST /api/v1/emit``, nothing was logged with a traceback (nor at ERROR), no
 HTTP answer was a 5xx, and every JSON text the server sent or accepted was
-strict JSON (no ``NaN`` / ``Infinity``). A failure names its case and gives
-the bytes to reproduce it.
+strict JSON (no ``NaN`` / ``Infinity``); after a case of an admin of another
+tenant, nothing crossed between the two tenants. A failure names its case and
+gives the bytes to reproduce it.
 
 Hypothesis runs in a worker thread and hands each case to the Trio thread, so
 the server, the bystander and the cases share one Trio run. Examples are
@@ -103,6 +104,12 @@ def check_plugin_events(door: FrontDoor, case: Case) -> None:
     door.check(case)
 
 
+@settings(FUZZ, max_examples=60)
+@given(case=fuzz.intruder_cases())
+def check_the_tenant_fence(door: FrontDoor, case: Case) -> None:
+    door.check(case)
+
+
 async def test_request_heads(front_door: FrontDoor) -> None:
     await trio.to_thread.run_sync(check_request_heads, front_door)
 
@@ -128,6 +135,11 @@ async def test_the_plugins_events_canonical_and_through_the_profiles(
     await trio.to_thread.run_sync(check_plugin_events, front_door)
 
 
+async def test_an_admin_of_another_tenant_reaches_nothing_of_the_fuzz_tenant(
+        front_door: FrontDoor) -> None:
+    await trio.to_thread.run_sync(check_the_tenant_fence, front_door)
+
+
 @pytest.mark.parametrize("profile", sorted(set(fuzz.PROFILED.values())))
 async def test_the_plugins_events_through_a_profile_bound_to_the_plain_websocket(
         profile: str, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
@@ -145,6 +157,38 @@ async def test_the_plugins_events_through_a_profile_bound_to_the_plain_websocket
         await trio.to_thread.run_sync(check)
     finally:
         await door.stop()
+
+
+async def test_an_intruders_case_that_reaches_another_tenant_fails(
+        front_door: FrontDoor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tenant fence's checks see a leak both ways, and a change to the
+    fuzz tenant's data: with chat taking every conversation to be the fuzz
+    tenant's, an admin of another tenant posts into the fuzz tenant's c1 and
+    reads its history."""
+    import attrs
+    from switchboard.plugins.chat.service import Chat
+
+    frames = b"".join(fuzz.ws_frame(text.encode(), mask=b"\0\0\0\0") for text in (
+        '{"type":"message:send","data":{"conversationId":"c1","type":"text",'
+        '"content":{"text":"hi"},"clientId":"k1"},"id":1}',
+        '{"type":"message:history","data":{"conversationId":"c1"},"id":2}'))
+    case = Case(fuzz.TENANT_FENCE, "an intruder posts to c1", (frames,), setup="ws",
+                tenant=fuzz.INTRUDER)
+    outcome = await front_door.run(case)
+    assert outcome.failures == [], outcome.report()  # (the fence holds)
+
+    members, enqueue, page = Chat.members, Chat.enqueue, Chat.page
+    monkeypatch.setattr(Chat, "members", lambda self, _tenant, conversation: members(
+        self, fuzz.TENANT, conversation))
+    monkeypatch.setattr(Chat, "enqueue", lambda self, message: enqueue(
+        self, attrs.evolve(message, tenant_id=fuzz.TENANT)))
+    monkeypatch.setattr(Chat, "page", lambda self, _tenant, conversation, **kw: page(
+        self, fuzz.TENANT, conversation, **kw))
+    outcome = await front_door.run(case)
+    assert sorted(f.signature for f in outcome.failures) == [
+        "tenant leak: an intruder's doing reached the fuzz tenant",
+        "tenant leak: the fuzz tenant's data reached an intruder",
+        "tenant leak: the fuzz tenant's messages changed"], outcome.report()
 
 
 # The generators must reach the known crashes by themselves, not only through
@@ -213,6 +257,11 @@ def _names_the_ticket(case: Case) -> bool:
     return fuzz.TICKET in case.data
 
 
+def _an_intruder_posts(case: Case) -> bool:
+    """An admin of another tenant sends a valid message to the fuzz tenant's c1."""
+    return case.tenant == fuzz.INTRUDER and b'"message:send"' in case.data
+
+
 def _through_a_profile(case: Case) -> bool:
     return any(f"/{namespace.strip('/')},".encode() in case.data for namespace in fuzz.PROFILED)
 
@@ -244,9 +293,12 @@ def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     (fuzz.plugin_event_cases, _names_the_ticket, 0.2),
     (fuzz.plugin_event_cases, _through_a_profile, 0.3),
     (fuzz.plugin_event_cases, _non_standard_json, 0.05),
+    (fuzz.intruder_cases, _an_intruder_posts, 0.05),
+    (fuzz.intruder_cases, _names_the_ticket, 0.2),
+    (fuzz.intruder_cases, _through_a_profile, 0.3),
 ], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
         "nan-eio-frame", "surrogate-body", "surrogate-frame", "real-ticket", "profiled",
-        "nan-plugin-event"])
+        "nan-plugin-event", "intruder-posts", "intruder-ticket", "intruder-profiled"])
 def test_generators_reach_the_known_crashes(strategy: Callable[[], SearchStrategy[Case]],
                                             predicate: Callable[[Case], bool],
                                             share: float) -> None:
