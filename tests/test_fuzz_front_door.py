@@ -188,7 +188,32 @@ async def test_an_intruders_case_that_reaches_another_tenant_fails(
     assert sorted(f.signature for f in outcome.failures) == [
         "tenant leak: an intruder's doing reached the fuzz tenant",
         "tenant leak: the fuzz tenant's data reached an intruder",
-        "tenant leak: the fuzz tenant's messages changed"], outcome.report()
+        "tenant leak: the fuzz tenant's messages in c1 changed"], outcome.report()
+
+
+async def test_an_intruders_api_key_that_reaches_another_tenant_fails(
+        front_door: FrontDoor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the API's check of a key's tenant gone, an API key of another tenant
+    reads the fuzz tenant's lead: the tenant fence's checks say so."""
+    from switchboard.core import http
+    from switchboard.core.config import ApiKey
+
+    case = Case(fuzz.TENANT_FENCE, "an intruder's key reads lead 1", (
+        b"GET /api/v1/leads/1?tenant=fuzz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"X-API-Key: @IKEY@\r\nConnection: close\r\n\r\n",), tenant=fuzz.INTRUDER,
+        forbidden=True)
+    outcome = await front_door.run(case)
+    assert outcome.failures == [], outcome.report()
+    assert outcome.answer == "403"
+
+    def any_tenant(key: ApiKey, given: str | None) -> str:
+        return given or key.tenant
+
+    monkeypatch.setattr(http, "tenant_for_key", any_tenant)
+    outcome = await front_door.run(case)
+    assert sorted(f.signature for f in outcome.failures) == [
+        "tenant leak: an intruder's API key acted on the fuzz tenant",
+        "tenant leak: the fuzz tenant's data reached an intruder"], outcome.report()
 
 
 # The generators must reach the known crashes by themselves, not only through
@@ -262,6 +287,11 @@ def _an_intruder_posts(case: Case) -> bool:
     return case.tenant == fuzz.INTRUDER and b'"message:send"' in case.data
 
 
+def _an_intruders_key(case: Case) -> bool:
+    """A request of the HTTP API with an API key of the intruder's tenant."""
+    return fuzz.IKEY in case.data
+
+
 def _through_a_profile(case: Case) -> bool:
     return any(f"/{namespace.strip('/')},".encode() in case.data for namespace in fuzz.PROFILED)
 
@@ -293,12 +323,14 @@ def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     (fuzz.plugin_event_cases, _names_the_ticket, 0.2),
     (fuzz.plugin_event_cases, _through_a_profile, 0.3),
     (fuzz.plugin_event_cases, _non_standard_json, 0.05),
-    (fuzz.intruder_cases, _an_intruder_posts, 0.05),
+    (fuzz.intruder_cases, _an_intruder_posts, 0.03),
     (fuzz.intruder_cases, _names_the_ticket, 0.2),
-    (fuzz.intruder_cases, _through_a_profile, 0.3),
+    (fuzz.intruder_cases, _through_a_profile, 0.2),
+    (fuzz.intruder_cases, _an_intruders_key, 0.15),
 ], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
         "nan-eio-frame", "surrogate-body", "surrogate-frame", "real-ticket", "profiled",
-        "nan-plugin-event", "intruder-posts", "intruder-ticket", "intruder-profiled"])
+        "nan-plugin-event", "intruder-posts", "intruder-ticket", "intruder-profiled",
+        "intruder-key"])
 def test_generators_reach_the_known_crashes(strategy: Callable[[], SearchStrategy[Case]],
                                             predicate: Callable[[Case], bool],
                                             share: float) -> None:

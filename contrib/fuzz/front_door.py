@@ -151,7 +151,8 @@ async def run(args: argparse.Namespace, stats: Stats) -> int | None:
         target: Target
         if args.port:
             target = RemoteTarget(args.host, args.port, secret=args.secret,
-                                  api_key=args.api_key, log_file=args.server_log)
+                                  api_key=args.api_key, intruder_key=args.intruder_key,
+                                  log_file=args.server_log)
         else:
             target = InProcessTarget(
                 nursery, config=lambda: fuzz_config(args.ws_profile, args.store, args.broker))
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret", default=TEST_SECRET,
                         help="the server's auth.secret, to sign client tokens")
     parser.add_argument("--api-key", default=TEST_API_KEY, help="an API key with tenant '*'")
+    parser.add_argument("--intruder-key", default="", help="an API key with tenant "
+                        "'intruder' on the server at --port (the tenant fence's HTTP cases)")
     parser.add_argument("--server-log", help="the server's log file, read for tracebacks")
     parser.add_argument("--families", help="comma-separated words of the families to run: "
                         f"{', '.join(FAMILIES)} (e.g. head,polling)")
