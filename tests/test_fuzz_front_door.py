@@ -186,9 +186,9 @@ async def test_an_intruders_case_that_reaches_another_tenant_fails(
         self, fuzz.TENANT, conversation, **kw))
     outcome = await front_door.run(case)
     assert sorted(f.signature for f in outcome.failures) == [
-        "tenant leak: an intruder's doing reached the fuzz tenant",
-        "tenant leak: the fuzz tenant's data reached an intruder",
-        "tenant leak: the fuzz tenant's messages in c1 changed"], outcome.report()
+        "fence breached: an intruder changed the fuzz tenant's messages in c1",
+        "fence breached: an intruder's doing reached the fuzz tenant",
+        "fence breached: the fuzz tenant's data reached an intruder"], outcome.report()
 
 
 async def test_an_intruders_api_key_that_reaches_another_tenant_fails(
@@ -212,8 +212,8 @@ async def test_an_intruders_api_key_that_reaches_another_tenant_fails(
     monkeypatch.setattr(http, "tenant_for_key", any_tenant)
     outcome = await front_door.run(case)
     assert sorted(f.signature for f in outcome.failures) == [
-        "tenant leak: an intruder's API key acted on the fuzz tenant",
-        "tenant leak: the fuzz tenant's data reached an intruder"], outcome.report()
+        "fence breached: an intruder's API key acted on the fuzz tenant",
+        "fence breached: the fuzz tenant's data reached an intruder"], outcome.report()
 
 
 # The generators must reach the known crashes by themselves, not only through
@@ -287,6 +287,11 @@ def _an_intruder_posts(case: Case) -> bool:
     return case.tenant == fuzz.INTRUDER and b'"message:send"' in case.data
 
 
+def _an_outsider(case: Case) -> bool:
+    """A customer of the fuzz tenant, party to none of its things."""
+    return case.tenant == fuzz.TENANT and case.role == "customer"
+
+
 def _an_intruders_key(case: Case) -> bool:
     """A request of the HTTP API with an API key of the intruder's tenant."""
     return fuzz.IKEY in case.data
@@ -327,10 +332,11 @@ def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     (fuzz.intruder_cases, _names_the_ticket, 0.2),
     (fuzz.intruder_cases, _through_a_profile, 0.2),
     (fuzz.intruder_cases, _an_intruders_key, 0.15),
+    (fuzz.intruder_cases, _an_outsider, 0.1),
 ], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
         "nan-eio-frame", "surrogate-body", "surrogate-frame", "real-ticket", "profiled",
         "nan-plugin-event", "intruder-posts", "intruder-ticket", "intruder-profiled",
-        "intruder-key"])
+        "intruder-key", "outsider"])
 def test_generators_reach_the_known_crashes(strategy: Callable[[], SearchStrategy[Case]],
                                             predicate: Callable[[Case], bool],
                                             share: float) -> None:

@@ -156,8 +156,9 @@ class Case:
     setup: str = "raw"
     #: A JSON request body: a 2xx answer to it is a failure unless it is strict JSON.
     json_body: bytes | None = None
-    #: The tenant of the case's own user (:data:`INTRUDER`: an admin of it).
+    #: The tenant and role of the case's own user.
     tenant: str = TENANT
+    role: str = "agent"
     #: The case's own user id ("": one of its own, numbered by the runner).
     user: str = ""
     #: A request the intruder's API key may not make (it names the fuzz
@@ -170,9 +171,9 @@ class Case:
 
     def reproducer(self) -> str:
         sent = repr(self.data) if len(self.chunks) == 1 else repr(list(self.chunks))
-        who = "" if self.tenant == TENANT else (
-            f" (@TOKEN@: an admin of tenant {self.tenant}"
-            + (f", user {self.user!r})" if self.user else ")"))
+        who = "" if (self.tenant, self.role) == (TENANT, "agent") else (
+            f" (@TOKEN@: {'an' if self.role[0] in 'aeiou' else 'a'} {self.role} of tenant "
+            f"{self.tenant}" + (f", user {self.user!r})" if self.user else ")"))
         return (f"[{self.family}] {self.label}\n  set-up: {SETUPS[self.setup]}{who}\n"
                 f"  bytes: {sent}\n  (@TOKEN@: a valid JWT; @KEY@: the API key; "
                 f"@IKEY@: an API key of tenant {INTRUDER}; "
@@ -1019,8 +1020,11 @@ def plugin_event_cases(ws_profile: str = "", *, plain_only: bool = False,
 @st.composite
 def _intrusions(draw: st.DrawFn, ws_profile: str) -> Case:
     setup = draw(st.sampled_from(["ws", "eio-ws+profiles"]))
-    # (an intruder may bear the name of the fuzz tenant's user)
-    user = draw(st.sampled_from(["", "", BYSTANDER]))
+    # An admin of another tenant (who may bear the name of the fuzz tenant's
+    # user), or a customer of the fuzz tenant who is party to none of its things.
+    tenant, role = draw(st.sampled_from([(INTRUDER, "admin"), (INTRUDER, "admin"),
+                                         (TENANT, "customer")]))
+    user = draw(st.sampled_from(["", "", BYSTANDER])) if tenant == INTRUDER else ""
     ws_namespace = next((ns for ns, name in PROFILED.items() if name == ws_profile), "/")
     frames, notes = [], []
     for n in range(draw(st.integers(1, 6))):
@@ -1035,7 +1039,7 @@ def _intrusions(draw: st.DrawFn, ws_profile: str) -> Case:
         frames.append(ws_frame(text.encode(), mask=b"\0\0\0\0"))  # (the ticket rendered)
         notes.append(repr(text[:80]))
     return Case(TENANT_FENCE, "; ".join(notes), (b"".join(frames),), setup=setup,
-                tenant=INTRUDER, user=user)
+                tenant=tenant, role=role, user=user)
 
 
 _TID = TICKET.decode()
@@ -1108,7 +1112,7 @@ def _http_intrusions(draw: st.DrawFn) -> Case:
     data = (head + (f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                     + body if body is not None else "\r\n")).encode()
     return Case(TENANT_FENCE, f"{method} {path} {body or ''}".strip(), (data,), tenant=INTRUDER,
-                forbidden=named)
+                role="admin", forbidden=named)
 
 
 def intruder_cases(ws_profile: str = "") -> st.SearchStrategy[Case]:
@@ -1917,15 +1921,15 @@ class FrontDoor:
                                f"stopped answering: {exc!r}") from exc
         started = time.perf_counter()
         mark = self.target.log_mark()
-        intruder = case.tenant != TENANT
-        user = case.user or f"{INTRUDER if intruder else 'case'}{next(self._cases)}"
-        token = self.target.token(user, tenant=case.tenant,
-                                  role="admin" if intruder else "agent")
+        fence = case.family == TENANT_FENCE
+        user = case.user or {INTRUDER: INTRUDER, TENANT: "outsider" if fence else "case"}[
+            case.tenant] + str(next(self._cases))
+        token = self.target.token(user, tenant=case.tenant, role=case.role)
         env = {TOKEN: token.encode(), KEY: self.target.api_key.encode(),
                IKEY: (self.target.intruder_key or "none").encode(),
                TICKET: self._ticket.encode()}
         exchange = _Exchange(user=user)
-        before = await self._tenant_state() if intruder else {}
+        before = await self._tenant_state() if fence else {}
         try:
             await self._exchange(case, env, exchange)
         except _SetupFailed as exc:
@@ -1934,7 +1938,7 @@ class FrontDoor:
             exchange.answer.append(f"connect failed: {exc.strerror or exc}")
         outcome = Outcome(case, ", ".join(exchange.answer) or "nothing")
         outcome.failures += await self._checks(case, exchange)
-        if intruder and not self.target.dead:
+        if fence and not self.target.dead:
             outcome.failures += self._leaks(case, exchange, before, await self._tenant_state())
         outcome.failures += self.target.log_problems(mark)
         outcome.seconds = time.perf_counter() - started
@@ -2140,44 +2144,48 @@ class FrontDoor:
     def _leaks(self, case: Case, exchange: _Exchange,
                before: dict[str, tuple[int | None, bytes]],
                after: dict[str, tuple[int | None, bytes]]) -> list[Failure]:
-        """After an intruder's case: it received none of the fuzz tenant's data,
-        the fuzz tenant's bystander received nothing of its doing, what the
+        """After a tenant fence case: its user (an admin of another tenant, an
+        intruder, or a customer of the fuzz tenant party to none of its things,
+        an outsider) received none of the fuzz tenant's data, the fuzz
+        tenant's bystander received nothing of an intruder's doing, what the
         fuzz tenant stored is as it was, and the intruder's API key was not
         allowed to act on the fuzz tenant."""
+        who = "an intruder" if case.tenant != TENANT else "an outsider"
         failures = []
         if case.forbidden and exchange.first is not None and 200 <= exchange.first < 300:
             failures.append(Failure(
-                "tenant leak", f"HTTP {exchange.first} to a request of an API key of tenant "
-                f"{INTRUDER} naming tenant {TENANT}", (),
-                "tenant leak: an intruder's API key acted on the fuzz tenant"))
+                "fence breached", f"HTTP {exchange.first} to a request of an API key of "
+                f"tenant {INTRUDER} naming tenant {TENANT}", (),
+                "fence breached: an intruder's API key acted on the fuzz tenant"))
         for needle in (CANARY, f'"{TENANT}"'):  # (its data, its name as a JSON string)
             if needle.encode() in exchange.raw:
                 failures.append(Failure(
-                    "tenant leak", f"an HTTP answer to an API key of tenant {INTRUDER} held "
-                    f"the fuzz tenant's data: {_around(exchange.raw.decode('latin-1'), needle)}",
-                    (), "tenant leak: the fuzz tenant's data reached an intruder"))
+                    "fence breached", f"an HTTP answer to an API key of tenant {INTRUDER} "
+                    f"held the fuzz tenant's data: "
+                    f"{_around(exchange.raw.decode('latin-1'), needle)}",
+                    (), "fence breached: the fuzz tenant's data reached an intruder"))
                 break
         for where, text in exchange.texts:
             if CANARY in text:
                 failures.append(Failure(
-                    "tenant leak", f"{where} (an admin of tenant {INTRUDER}) received the "
-                    f"fuzz tenant's data: {_around(text, CANARY)}", (),
-                    "tenant leak: the fuzz tenant's data reached an intruder"))
+                    "fence breached", f"{where} ({case.role} of tenant {case.tenant}) received "
+                    f"the fuzz tenant's data: {_around(text, CANARY)}", (),
+                    f"fence breached: the fuzz tenant's data reached {who}"))
                 break
         for message in self._seen:
             if INTRUDER in message:
                 failures.append(Failure(
-                    "tenant leak", f"the bystander (tenant {TENANT}) received "
+                    "fence breached", f"the bystander (tenant {TENANT}) received "
                     f"{_around(message, INTRUDER)}", (),
-                    "tenant leak: an intruder's doing reached the fuzz tenant"))
+                    "fence breached: an intruder's doing reached the fuzz tenant"))
                 break
         for path, then in before.items():
             now = after.get(path, (None, b""))
             if now != then:
                 failures.append(Failure(
-                    "tenant leak", f"GET {path}?tenant={TENANT} answered {then[0]} before "
-                    f"the intruder's case and {now[0]} after it: {_changed(then[1], now[1])}",
-                    (), f"tenant leak: the fuzz tenant's {_STATE[path]} changed"))
+                    "fence breached", f"GET {path}?tenant={TENANT} answered {then[0]} before "
+                    f"the case and {now[0]} after it: {_changed(then[1], now[1])}",
+                    (), f"fence breached: {who} changed the fuzz tenant's {_STATE[path]}"))
         return failures
 
     # -- checks --
