@@ -241,7 +241,7 @@ class MemoryBroker:
 
 def make_broker(url: str, *, prefix: str = "switchboard",
                 heartbeat: float = 2.0, node_ttl: float = 6.0,
-                history_size: int = 10_000) -> Broker:
+                history_size: int = 10_000, history_ttl: float = 0.0) -> Broker:
     scheme = url.partition("://")[0]
     if scheme == "memory":
         return MemoryBroker()
@@ -249,7 +249,7 @@ def make_broker(url: str, *, prefix: str = "switchboard",
         from .redis_broker import RedisBroker
 
         return RedisBroker(url, prefix=prefix, heartbeat=heartbeat, node_ttl=node_ttl,
-                           history_size=history_size)
+                           history_size=history_size, history_ttl=history_ttl)
     raise ConfigError("broker.url",
                       f"unsupported broker {scheme!r} (supported: memory://, redis://, "
                       "rediss://, redis+sentinel://, redis+cluster://, rediss+cluster://)")

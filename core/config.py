@@ -278,6 +278,9 @@ class BrokerConfig:
     node_ttl: float = 6.0
     #: Publications kept in the Redis stream, at most (history for recovery).
     history_size: int = 10_000
+    #: Seconds a publication is kept in the Redis stream, at most (0: as many
+    #: as ``history_size``, whatever their age); at least the recovery window.
+    history_ttl: float = 0.0
 
 
 @attrs.frozen
@@ -401,7 +404,7 @@ _POSITIVE = ("server.max_payload", "server.outbox_max_bytes", "server.handshake_
 #: Settings where 0 means none (no wait, no leeway, off) and less means nothing.
 _NOT_NEGATIVE = ("server.drain_timeout", "server.write_linger", "auth.leeway",
                  "auth.jwks_max_age", "limits.max_violations", "socketio.recovery_window",
-                 "socketio.recovery_max_events", "store.busy_timeout")
+                 "socketio.recovery_max_events", "store.busy_timeout", "broker.history_ttl")
 
 
 def _numbers(config: Config, keys: Iterable[str]) -> list[tuple[str, float]]:
@@ -413,7 +416,12 @@ def _numbers(config: Config, keys: Iterable[str]) -> list[tuple[str, float]]:
     return out
 
 
-def _check_broker(broker: BrokerConfig) -> list[Problem]:
+#: The longest ``broker.history_ttl``: about 31 years, less than the age of
+#: Redis's clock (stream ids are its milliseconds since 1970).
+MAX_HISTORY_TTL = 1e9
+
+
+def _check_broker(broker: BrokerConfig, recovery_window: float) -> list[Problem]:
     problems = []
     if not broker.url.startswith("memory://"):
         from .redis_broker import parse_url  # (coredis is imported only for Redis)
@@ -428,6 +436,12 @@ def _check_broker(broker: BrokerConfig) -> list[Problem]:
             problems.append(Problem(f"broker.{setting}", "must be positive"))
     if broker.history_size > 2**63 - 1:  # (Redis's MAXLEN is a signed 64-bit number)
         problems.append(Problem("broker.history_size", "must be at most 2**63-1"))
+    if broker.history_ttl > MAX_HISTORY_TTL:
+        problems.append(Problem("broker.history_ttl", f"must be at most {MAX_HISTORY_TTL:g}"))
+    elif 0 < broker.history_ttl < recovery_window:
+        problems.append(Problem(
+            "broker.history_ttl", "must be 0 or at least socketio.recovery_window (a client "
+            "coming back within the window needs what it missed)"))
     if 0 < broker.node_ttl <= broker.heartbeat:
         problems.append(Problem("broker.node_ttl", "must be longer than broker.heartbeat"))
     if not broker.prefix or any(c in broker.prefix for c in " {}"):
@@ -509,7 +523,7 @@ def _check(config: Config) -> list[Problem]:
     for setting, value in _numbers(config, _NOT_NEGATIVE):
         if value < 0:
             bad(setting, "must not be negative")
-    problems += _check_broker(config.broker)
+    problems += _check_broker(config.broker, config.socketio.recovery_window)
     problems += _check_admin(config)
     for i, key in enumerate(config.api_keys):
         if len(key.key) < 16:

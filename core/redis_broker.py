@@ -3,7 +3,9 @@
 Keys (all under ``broker.prefix``, ``P`` below):
 
 - ``P:stream``: every publication of the cluster, in one Redis stream bounded
-  to about ``broker.history_size`` entries. A publication is added by a Lua
+  to about ``broker.history_size`` entries and, with ``broker.history_ttl``,
+  to about that many seconds (entries older, by Redis's clock, are trimmed
+  when a node publishes). A publication is added by a Lua
   script that reads the epoch and adds the entry atomically; every node reads
   the stream with a blocking ``XREAD`` from the last id it delivered, so each
   publication reaches each node once and in the stream's order, whichever
@@ -51,6 +53,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -111,19 +114,31 @@ _UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError,
                 coredis.exceptions.ClusterDownError,
                 coredis.exceptions.TryAgainError, coredis.exceptions.ClusterError)
 
-# KEYS: stream, epoch; ARGV: history size, new epoch, publication...
+# KEYS: stream, epoch; ARGV: history size, history ttl (ms, 0: none), new
+# epoch, publication...
 # Returns the epoch, the id of the entry before the first added ('0-0' if
 # none) and the ids of the entries added.
 _PUBLISH_MANY = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
-  epoch = ARGV[2]
+  epoch = ARGV[3]
   redis.call('SET', KEYS[2], epoch)
 end
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local out = {epoch, newest[1] and newest[1][1] or '0-0'}
-for i = 3, #ARGV do
-  out[i] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch, 'p', ARGV[i])
+for i = 4, #ARGV do
+  out[i - 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', epoch,
+                          'p', ARGV[i])
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  -- entry ids are Redis's clock in ms: the older ones go (whole nodes of the
+  -- stream at a time, as with MAXLEN ~)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now > ttl then
+    redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', now - ttl))
+  end
 end
 return out
 """
@@ -474,7 +489,8 @@ class RedisBroker:
     clustered = True
 
     def __init__(self, url: str, *, prefix: str = "switchboard", heartbeat: float = 2.0,
-                 node_ttl: float = 6.0, history_size: int = 10_000) -> None:
+                 node_ttl: float = 6.0, history_size: int = 10_000,
+                 history_ttl: float = 0.0) -> None:
         self.url = url
         self.location = parse_url(url)
         self.prefix = prefix
@@ -484,6 +500,8 @@ class RedisBroker:
         self.heartbeat = heartbeat
         self.node_ttl = node_ttl
         self.history_size = history_size
+        #: Milliseconds of history kept (0: bounded by ``history_size`` only).
+        self.history_ttl_ms = math.ceil(history_ttl * 1000)
         self.node_id = new_node_id()
         self.control = ControlHandlers()
         p = self.key_prefix
@@ -598,13 +616,13 @@ class RedisBroker:
             try:
                 if line is not None:
                     added = await line.script(_PUBLISH_MANY, [self.stream_key, self.epoch_key],
-                                              self.history_size, secrets.token_hex(8),
-                                              *encoded)
+                                              self.history_size, self.history_ttl_ms,
+                                              secrets.token_hex(8), *encoded)
                 else:
                     added = await redis.eval(_PUBLISH_MANY,
                                              keys=[self.stream_key, self.epoch_key],
-                                             args=[self.history_size, secrets.token_hex(8),
-                                                   *encoded])
+                                             args=[self.history_size, self.history_ttl_ms,
+                                                   secrets.token_hex(8), *encoded])
             except _UNREACHABLE as exc:
                 self._lost("publish", exc)
                 sent = f"; {start} of {len(publications)} sent" if start else ""

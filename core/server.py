@@ -88,7 +88,8 @@ class Server:
         verifier, self.development_secret = make_verifier(config)
         broker = config.broker
         self.broker = make_broker(broker.url, prefix=broker.prefix, heartbeat=broker.heartbeat,
-                                  node_ttl=broker.node_ttl, history_size=broker.history_size)
+                                  node_ttl=broker.node_ttl, history_size=broker.history_size,
+                                  history_ttl=broker.history_ttl)
         self.hub = Hub(self.broker, self.metrics, agent_roles=config.rooms.agent_roles)
         self.store = Store(config.store_url, pool_size=config.store.pool_size,
                            busy_timeout=config.store.busy_timeout)
