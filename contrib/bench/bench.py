@@ -973,11 +973,8 @@ def write_agent_tokens(tmp: Path, count: int) -> Path:
 def pipeline_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
                   label: str) -> list[Row]:
     tokens = write_agent_tokens(tmp, a.pipeline_consultants)
-    overrides = {"SWITCHBOARD_SERVER__WRITE_LINGER": str(a.pipeline_linger)} \
-        if a.pipeline_linger else {}
-    if a.pipeline_batch_interval is not None:
-        overrides["SWITCHBOARD_PLUGINS__PIPELINE__BATCH_INTERVAL"] = str(a.pipeline_batch_interval)
-    with chat_database(tmp, backend, a.pg_url) as store_url, environment(overrides), \
+    with chat_database(tmp, backend, a.pg_url) as store_url, \
+            environment(pipeline_environment(a)), \
             run_switchboard(tmp, PIPELINE_PLUGINS, store_url=store_url,
                             event_limits=["lead:move"]) as target:
         leads = []
@@ -1083,6 +1080,26 @@ def desk_tokens(tmp: Path, count: int) -> Path:
     return path
 
 
+def pipeline_environment(a: argparse.Namespace) -> dict[str, str]:
+    """The ``SWITCHBOARD_*`` overrides the pipeline rows' servers start with."""
+    overrides = {"SWITCHBOARD_SERVER__WRITE_LINGER": str(a.pipeline_linger)} \
+        if a.pipeline_linger else {}
+    if a.pipeline_batch_interval is not None:
+        overrides["SWITCHBOARD_PLUGINS__PIPELINE__BATCH_INTERVAL"] = str(a.pipeline_batch_interval)
+    return overrides
+
+
+def desk_environment(a: argparse.Namespace) -> dict[str, str]:
+    """The ``SWITCHBOARD_*`` overrides the desk rows' servers start with.
+    Capacity is not what is measured: agents never fill up (the largest
+    capacity the desk takes); every ticket makes two events for each of the
+    agents, so their writes are coalesced."""
+    return {"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "100000",
+            "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger),
+            **({"SWITCHBOARD_PLUGINS__DESK__BATCH_INTERVAL": str(a.desk_batch_interval)}
+               if a.desk_batch_interval is not None else {})}
+
+
 def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
               label: str) -> list[Row]:
     agents, queues = a.desk_agents, a.desk_queues
@@ -1090,14 +1107,8 @@ def desk_rows(node: Node, tmp: Path, a: argparse.Namespace, backend: str,
     rows = []
     # one ticket per request (what the target is about), then the bulk route
     for bulk in (1, a.desk_bulk) if a.desk_bulk > 1 else (1,):
-        # capacity is not what is measured: agents never fill up; every ticket
-        # makes two events for each of the agents, so their writes are coalesced
         with chat_database(tmp, backend, a.pg_url) as store_url, \
-                environment({"SWITCHBOARD_PLUGINS__DESK__DEFAULT_CAPACITY": "1000000000",
-                             "SWITCHBOARD_SERVER__WRITE_LINGER": str(a.desk_linger),
-                             **({"SWITCHBOARD_PLUGINS__DESK__BATCH_INTERVAL":
-                                 str(a.desk_batch_interval)}
-                                if a.desk_batch_interval is not None else {})}), \
+                environment(desk_environment(a)), \
                 run_switchboard(tmp, DESK_PLUGINS, store_url=store_url) as target:
             for q in range(queues):
                 try:
