@@ -331,7 +331,7 @@ def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     (fuzz.intruder_cases, _an_intruder_posts, 0.03),
     (fuzz.intruder_cases, _names_the_ticket, 0.2),
     (fuzz.intruder_cases, _through_a_profile, 0.2),
-    (fuzz.intruder_cases, _an_intruders_key, 0.15),
+    (fuzz.intruder_cases, _an_intruders_key, 0.08),
     (fuzz.intruder_cases, _an_outsider, 0.1),
 ], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
         "nan-eio-frame", "surrogate-body", "surrogate-frame", "real-ticket", "profiled",

@@ -389,6 +389,7 @@ INTRUSIONS: list[Template] = [
                            ("version", ["1", "2", "3"])]),
     ("ticket:assign", [("ticketId", [_T]), ("userId", ['"bystander"']), ("version", ["1", "2"])]),
     ("ticket:close", [("ticketId", [_T]), ("note", ['"n"']), ("version", ["1", "2"])]),
+    ("ticket:transfer", [("ticketId", [_T]), ("queueId", ['"support"']), ("note", ['"n"'])]),
     ("lead:get", [("leadId", ['"1"'])]),
     ("lead:list", [("pipelineId", ['"default"']), ("limit", ["5"])]),
     ("lead:update", [("leadId", ['"1"']), ("changes", ['{"title":"u"}']), ("version", ["1", "2"])]),
@@ -1051,14 +1052,16 @@ HTTP_INTRUSIONS: list[tuple[str, str, str | None]] = [
     ("GET", f"/api/v1/tickets/{_TID}{{q}}", None),
     ("GET", "/api/v1/tickets{q}", None),
     ("PATCH", f"/api/v1/tickets/{_TID}", '{{t}"subject":"x","version":1}'),
-    ("POST", f"/api/v1/tickets/{_TID}/assign", '{{t}"userId":"bystander"}'),
+    ("POST", f"/api/v1/tickets/{_TID}/assign", '{{t}"assigneeId":"bystander"}'),
     ("POST", f"/api/v1/tickets/{_TID}/close", '{{t}"note":"n"}'),
     ("POST", f"/api/v1/tickets/{_TID}/reopen", '{{t}"note":"n"}'),
     ("POST", f"/api/v1/tickets/{_TID}/transfer", '{{t}"queueId":"support"}'),
     ("POST", "/api/v1/tickets", '{{t}"subject":"x","customerId":"bystander"}'),
-    ("POST", "/api/v1/tickets/bulk", '{{t}"tickets":[{"subject":"x","customerId":"b"}]}'),
+    ("POST", "/api/v1/tickets/bulk", '{"tickets":[{{t}"subject":"x","customerId":"b"}]}'),
     ("GET", "/api/v1/agents{q}", None),
     ("GET", "/api/v1/queues{q}", None),
+    ("POST", "/api/v1/queues", '{{t}"id":"support","members":[{"userId":"intruder"}]}'),
+    ("DELETE", "/api/v1/queues/support{q}", None),
     ("PUT", "/api/v1/queues/support/members/bystander{q}", '{{t}"capacity":1}'),
     ("GET", "/api/v1/conversations/c1{q}", None),
     ("GET", "/api/v1/conversations/c1/messages{q}", None),
@@ -1076,7 +1079,8 @@ HTTP_INTRUSIONS: list[tuple[str, str, str | None]] = [
     ("GET", "/api/v1/pipelines{q}", None),
     ("GET", "/api/v1/pipelines/default/stages/novo/leads{q}", None),
     ("GET", "/api/v1/notifications/{p}/bystander", None),
-    ("POST", "/api/v1/notifications", '{{t}"user":"bystander","title":"intruder"}'),
+    ("POST", "/api/v1/notifications",
+     '{{t}"user":"bystander","title":"intruder","message":"intruder"}'),
     ("GET", "/api/v1/presence/{p}", None),
     ("GET", "/api/v1/presence/{p}/bystander", None),
     ("GET", "/api/v1/handovers{q}", None),
@@ -1856,8 +1860,9 @@ class FrontDoor:
         """Put the bystander where the cases' events go: room lead:1 and
         conversation c1 (made here, with the bystander as a participant); and
         make what the plugin events act on: a ticket whose customer is the
-        bystander (an agent of the tenant: the desk's events reach it) and
-        lead 1, where the desk and the pipeline are enabled. Each holds
+        bystander (an agent of the tenant: the desk's events reach it), queue
+        ``support`` (without members) and lead 1, where the desk and the
+        pipeline are enabled. Each holds
         :data:`CANARY`, and so does a message of the bystander's in c1."""
         key = f"X-API-Key: {self.target.api_key}\r\n"
         body = json.dumps({"tenant": TENANT, "id": "c1", "title": CANARY,
@@ -1881,6 +1886,10 @@ class FrontDoor:
                 self._ticket = json.loads(answer)["id"]
             elif status != 404:
                 raise RuntimeError(f"POST /api/v1/tickets answered {status} {answer!r}")
+            status, answer = await http(self.target.host, self.target.port, _post(
+                "/api/v1/queues", json.dumps({"tenant": TENANT, "id": "support"}).encode(), key))
+            if status not in (201, 404):
+                raise RuntimeError(f"POST /api/v1/queues answered {status} {answer!r}")
             status, answer = await http(self.target.host, self.target.port, _post(
                 "/api/v1/leads", json.dumps({"tenant": TENANT, "id": "1",
                                              "title": CANARY}).encode(), key))
