@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -216,6 +217,32 @@ async def test_an_intruders_api_key_that_reaches_another_tenant_fails(
         "fence breached: the fuzz tenant's data reached an intruder"], outcome.report()
 
 
+async def test_a_guest_in_the_tenants_room_fails(front_door: FrontDoor,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest (a visitor of the fuzz tenant's widget) is in no room of the
+    tenant: put in ``tenant:{id}`` as other customers are, it gets what is
+    published to every session of the tenant, and the fence says so."""
+    from switchboard.core.hub import Hub
+    from switchboard.core.rooms import tenant_room
+
+    frames = fuzz.ws_frame(b'{"type":"ping","id":1}', mask=b"\0\0\0\0")
+    case = Case(fuzz.TENANT_FENCE, "a guest pings", (frames,), setup="ws-guest",
+                tenant=fuzz.TENANT, role="guest")
+    outcome = await front_door.run(case)
+    assert outcome.failures == [], outcome.report()
+
+    attach = Hub.attach
+
+    def attach_in_the_tenants_room(self: Hub, session: Any) -> None:
+        attach(self, session)
+        self.rooms.add(session, tenant_room(session.tenant_id))
+
+    monkeypatch.setattr(Hub, "attach", attach_in_the_tenants_room)
+    outcome = await front_door.run(case)
+    assert [f.signature for f in outcome.failures] == [
+        "fence breached: the fuzz tenant's data reached a guest"], outcome.report()
+
+
 # The generators must reach the known crashes by themselves, not only through
 # the explicit examples above: each of these kinds must be a real share of
 # what they generate.
@@ -292,6 +319,10 @@ def _an_outsider(case: Case) -> bool:
     return case.tenant == fuzz.TENANT and case.role == "customer"
 
 
+def _a_guest(case: Case) -> bool:
+    return case.role == "guest"
+
+
 def _an_intruders_key(case: Case) -> bool:
     """A request of the HTTP API with an API key of the intruder's tenant."""
     return fuzz.IKEY in case.data
@@ -333,10 +364,11 @@ def _generated(strategy: Callable[[], SearchStrategy[Case]]) -> list[Case]:
     (fuzz.intruder_cases, _through_a_profile, 0.2),
     (fuzz.intruder_cases, _an_intruders_key, 0.08),
     (fuzz.intruder_cases, _an_outsider, 0.1),
+    (fuzz.intruder_cases, _a_guest, 0.1),
 ], ids=["ipv6-target", "bad-host", "superscript-length", "nan-body", "nan-frame", "nan-packet",
         "nan-eio-frame", "surrogate-body", "surrogate-frame", "real-ticket", "profiled",
         "nan-plugin-event", "intruder-posts", "intruder-ticket", "intruder-profiled",
-        "intruder-key", "outsider"])
+        "intruder-key", "outsider", "guest"])
 def test_generators_reach_the_known_crashes(strategy: Callable[[], SearchStrategy[Case]],
                                             predicate: Callable[[Case], bool],
                                             share: float) -> None:

@@ -152,7 +152,7 @@ async def run(args: argparse.Namespace, stats: Stats) -> int | None:
         if args.port:
             target = RemoteTarget(args.host, args.port, secret=args.secret,
                                   api_key=args.api_key, intruder_key=args.intruder_key,
-                                  log_file=args.server_log)
+                                  guest_widget=args.guest_widget, log_file=args.server_log)
         else:
             target = InProcessTarget(
                 nursery, config=lambda: fuzz_config(args.ws_profile, args.store, args.broker))
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=TEST_API_KEY, help="an API key with tenant '*'")
     parser.add_argument("--intruder-key", default="", help="an API key with tenant "
                         "'intruder' on the server at --port (the tenant fence's HTTP cases)")
+    parser.add_argument("--guest-widget", default="", help="the key of a chat widget of "
+                        "tenant 'fuzz' on the server at --port (the tenant fence's guests)")
     parser.add_argument("--server-log", help="the server's log file, read for tracebacks")
     parser.add_argument("--families", help="comma-separated words of the families to run: "
                         f"{', '.join(FAMILIES)} (e.g. head,polling)")

@@ -99,6 +99,9 @@ BYSTANDER = "bystander"
 INTRUDER = "intruder"
 #: The API key of the intruder's tenant on the server the fuzzer starts.
 INTRUDER_KEY = "intruder-api-key-0123456789"
+#: The public key of the fuzz tenant's chat widget on the server the fuzzer
+#: starts: anyone may connect with it, as a guest (an anonymous customer).
+GUEST_WIDGET = "pk_fuzz_widget"
 #: In the fuzz tenant's own data (the seeded ticket, lead, conversation and
 #: message) and in what is published to it during an intruder's case: the
 #: intruder's connection must never receive it.
@@ -108,6 +111,7 @@ CANARY = "fuzz-canary"
 TOKEN = b"@TOKEN@"  # a valid JWT for the case's own user
 KEY = b"@KEY@"  # the API key
 IKEY = b"@IKEY@"  # an API key of the intruder's tenant (see INTRUDER)
+WIDGET = b"@WIDGET@"  # the public key of a chat widget of the fuzz tenant (guests)
 SID = b"@SID@"  # the Engine.IO session id made by the set-up
 #: The id of a ticket made for the fuzzer (a UUID: the placeholder has its
 #: length, so that a frame or body holding it keeps its length when rendered).
@@ -131,6 +135,8 @@ PROFILED = {"/atendimento": "conectcrm", "/legacy": "conectcrm_legacy", "/pytake
 SETUPS = {
     "raw": "nothing: the bytes are sent on a new connection to the port",
     "ws": "a WebSocket handshake on /ws?token=@TOKEN@, then the bytes on that connection",
+    "ws-guest": "a WebSocket handshake on /ws?widget=@WIDGET@ (a guest of the fuzz tenant's "
+                "widget), then the bytes on that connection",
     "eio-ws": "a WebSocket handshake on /socket.io/?EIO=4&transport=websocket&token=@TOKEN@ "
               "and its open packet, then the bytes",
     "eio-ws+connect": "as eio-ws, plus the CONNECT packet '40' and its answer, then the bytes",
@@ -171,12 +177,12 @@ class Case:
 
     def reproducer(self) -> str:
         sent = repr(self.data) if len(self.chunks) == 1 else repr(list(self.chunks))
-        who = "" if (self.tenant, self.role) == (TENANT, "agent") else (
+        who = "" if (self.tenant, self.role) in ((TENANT, "agent"), (TENANT, "guest")) else (
             f" (@TOKEN@: {'an' if self.role[0] in 'aeiou' else 'a'} {self.role} of tenant "
             f"{self.tenant}" + (f", user {self.user!r})" if self.user else ")"))
         return (f"[{self.family}] {self.label}\n  set-up: {SETUPS[self.setup]}{who}\n"
                 f"  bytes: {sent}\n  (@TOKEN@: a valid JWT; @KEY@: the API key; "
-                f"@IKEY@: an API key of tenant {INTRUDER}; "
+                f"@IKEY@: an API key of tenant {INTRUDER}; @WIDGET@: a widget's key; "
                 f"@SID@: the Engine.IO sid; @TICKET@___...: the id of a ticket)")
 
 
@@ -1020,19 +1026,21 @@ def plugin_event_cases(ws_profile: str = "", *, plain_only: bool = False,
 
 @st.composite
 def _intrusions(draw: st.DrawFn, ws_profile: str) -> Case:
-    setup = draw(st.sampled_from(["ws", "eio-ws+profiles"]))
     # An admin of another tenant (who may bear the name of the fuzz tenant's
-    # user), or a customer of the fuzz tenant who is party to none of its things.
+    # user), or a customer of the fuzz tenant who is party to none of its
+    # things: one with a token, or a guest of its widget (anyone can be one).
     tenant, role = draw(st.sampled_from([(INTRUDER, "admin"), (INTRUDER, "admin"),
-                                         (TENANT, "customer")]))
+                                         (TENANT, "customer"), (TENANT, "guest")]))
+    setup = "ws-guest" if role == "guest" else draw(st.sampled_from(["ws", "eio-ws+profiles"]))
     user = draw(st.sampled_from(["", "", BYSTANDER])) if tenant == INTRUDER else ""
     ws_namespace = next((ns for ns, name in PROFILED.items() if name == ws_profile), "/")
     frames, notes = [], []
     for n in range(draw(st.integers(1, 6))):
-        namespace = ws_namespace if setup == "ws" else draw(st.sampled_from(["/", *PROFILED]))
+        namespace = ws_namespace if setup.startswith("ws") else draw(
+            st.sampled_from(["/", *PROFILED]))
         event, data = draw(plausible_events(
             INTRUSIONS + PROFILE_INTRUSIONS.get(namespace, []), fuzzed=False))
-        if setup == "ws":
+        if setup.startswith("ws"):
             text = f'{{"type":{json.dumps(event)},"data":{data},"id":{n + 1}}}'
         else:
             prefix = "" if namespace == "/" else namespace + ","
@@ -1410,6 +1418,9 @@ class Target(Protocol):
     #: An API key of tenant :data:`INTRUDER` ("": none, the tenant fence's HTTP
     #: cases then answered 401).
     intruder_key: str
+    #: The key of a chat widget of the fuzz tenant ("": none, the tenant
+    #: fence's guests then refused at their handshake).
+    guest_widget: str
 
     def token(self, user: str, *, tenant: str = TENANT, role: str = "agent") -> str: ...
 
@@ -1484,7 +1495,10 @@ def fuzz_config(ws_profile: str = "", store: str = "", broker: str = "") -> Any:
         "server": {"drain_timeout": 0.5, "ws_profile": ws_profile},
         "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED},
         "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "fuzzer"},
-                     {"key": INTRUDER_KEY, "tenant": INTRUDER, "name": "intruder"}]}
+                     {"key": INTRUDER_KEY, "tenant": INTRUDER, "name": "intruder"}],
+        # (every guest of the fuzzer comes from 127.0.0.1)
+        "plugins": {"guests": {"widgets": [{"key": GUEST_WIDGET, "tenant": TENANT}],
+                               "per_ip": {"rate": 1e6, "burst": 1e6}}}}
     if store:
         overrides["store"] = {"url": store, "auto_migrate": "always"}
     if broker:
@@ -1512,6 +1526,7 @@ class InProcessTarget:
         self.host, self.port = "127.0.0.1", 0
         self.api_key = TEST_API_KEY
         self.intruder_key = INTRUDER_KEY
+        self.guest_widget = GUEST_WIDGET
         self.secret = TEST_SECRET
         self.restarts = 0
 
@@ -1600,12 +1615,13 @@ class RemoteTarget:
     file, is read for tracebacks. It cannot be restarted from here."""
 
     def __init__(self, host: str, port: int, *, secret: str = TEST_SECRET,
-                 api_key: str = TEST_API_KEY, intruder_key: str = "",
+                 api_key: str = TEST_API_KEY, intruder_key: str = "", guest_widget: str = "",
                  log_file: str | None = None) -> None:
         self.host, self.port = host, port
         self.secret = secret
         self.api_key = api_key
         self.intruder_key = intruder_key
+        self.guest_widget = guest_widget
         self._log = Path(log_file) if log_file else None
 
     def token(self, user: str, *, tenant: str = TENANT, role: str = "agent") -> str:
@@ -1933,9 +1949,11 @@ class FrontDoor:
         fence = case.family == TENANT_FENCE
         user = case.user or {INTRUDER: INTRUDER, TENANT: "outsider" if fence else "case"}[
             case.tenant] + str(next(self._cases))
-        token = self.target.token(user, tenant=case.tenant, role=case.role)
+        token = self.target.token(user, tenant=case.tenant,
+                                  role="customer" if case.role == "guest" else case.role)
         env = {TOKEN: token.encode(), KEY: self.target.api_key.encode(),
                IKEY: (self.target.intruder_key or "none").encode(),
+               WIDGET: (self.target.guest_widget or "none").encode(),
                TICKET: self._ticket.encode()}
         exchange = _Exchange(user=user)
         before = await self._tenant_state() if fence else {}
@@ -1966,6 +1984,8 @@ class FrontDoor:
             received = bytearray()
             if setup == "ws":
                 await self._ws_handshake(stream, f"/ws?token={env[TOKEN].decode()}", received)
+            elif setup == "ws-guest":
+                await self._ws_handshake(stream, f"/ws?widget={env[WIDGET].decode()}", received)
             elif setup.startswith("eio-ws"):
                 await self._ws_handshake(stream, "/socket.io/?EIO=4&transport=websocket&token="
                                          + env[TOKEN].decode(), received)
@@ -1984,9 +2004,9 @@ class FrontDoor:
                 await self._ws_handshake(stream, "/socket.io/?EIO=4&transport=websocket&sid="
                                          + sid.decode(), received)
             sent = await _send(stream, chunks)
-            if case.tenant != TENANT:
+            if case.tenant != TENANT or case.role == "guest":
                 await self.target.quiet()  # (the intruder's joins are done)
-                await self._publish_canaries(out)
+                await self._publish_canaries(out, to_user=case.tenant != TENANT)
             # All the server answers without more input, then EOF and the rest.
             closed = await self._read_until_quiet(stream, received)
             timed_out = False
@@ -2005,7 +2025,7 @@ class FrontDoor:
             self._frames(rest, "the case's WebSocket", out, engineio=b"/socket.io/" in case.data)
         else:
             self._frames(bytes(received), "the case's WebSocket", out,
-                         engineio=setup != "ws")
+                         engineio=not setup.startswith("ws"))
         if not sent:
             out.answer.append("reset while sending")
         if timed_out:
@@ -2121,14 +2141,15 @@ class FrontDoor:
 
     # -- the tenant's fence --
 
-    async def _publish_canaries(self, out: _Exchange) -> None:
-        """During an intruder's case: publish :data:`CANARY` to every session of
-        the fuzz tenant, to its rooms the intruder's events name, and to a user
-        of the fuzz tenant named as the intruder."""
+    async def _publish_canaries(self, out: _Exchange, *, to_user: bool) -> None:
+        """During an intruder's or a guest's case: publish :data:`CANARY` to
+        every session of the fuzz tenant (a guest is in none of its rooms), to
+        its rooms the case's events name and, ``to_user``, to a user of the
+        fuzz tenant named as the intruder."""
         audiences: list[dict[str, str]] = [
             {}, {"room": "lead:1"}, {"room": "conversation:c1"},
             {"room": f"ticket:{self._ticket}"}, {"room": f"tenant:{TENANT}:agents"},
-            {"room": f"tenant:{TENANT}"}, {"user": out.user}]
+            {"room": f"tenant:{TENANT}"}, *([{"user": out.user}] if to_user else [])]
         body = json.dumps([{"event": "fuzz:canary", "tenant": TENANT,
                             "data": {"canary": CANARY}, **audience}
                            for audience in audiences]).encode()
@@ -2159,7 +2180,8 @@ class FrontDoor:
         tenant's bystander received nothing of an intruder's doing, what the
         fuzz tenant stored is as it was, and the intruder's API key was not
         allowed to act on the fuzz tenant."""
-        who = "an intruder" if case.tenant != TENANT else "an outsider"
+        who = ("an intruder" if case.tenant != TENANT
+               else "a guest" if case.role == "guest" else "an outsider")
         failures = []
         if case.forbidden and exchange.first is not None and 200 <= exchange.first < 300:
             failures.append(Failure(
