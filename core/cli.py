@@ -101,7 +101,7 @@ async def _serve(config: Config, plugins: Mapping[str, object] | None = None) ->
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config, host=args.host, port=args.port)
-    logs.configure(config.log.level)
+    logs.configure(config.log.level, config.log.repeat_limit, config.log.repeat_window)
     return serve(config, config_path=args.config)
 
 
@@ -187,7 +187,7 @@ _LISTEN_ADVICE = {
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    logs.configure(config.log.level)
+    logs.configure(config.log.level, config.log.repeat_limit, config.log.repeat_window)
     try:
         return trio.run(_migrate, config, args.sql, args.check, migrate_command(args.config))
     except StoreError as exc:

@@ -300,6 +300,11 @@ class StoreConfig:
 @attrs.frozen
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Records of one kind (logger and message) logged per ``repeat_window``
+    #: seconds, at most; the next one after says how many were left out.
+    #: Errors always are. 0: every record.
+    repeat_limit: int = 20
+    repeat_window: float = 10.0
 
 
 @attrs.frozen
@@ -400,11 +405,13 @@ _POSITIVE = ("server.max_payload", "server.outbox_max_bytes", "server.handshake_
              "http.max_emit_items", "heartbeat.interval", "heartbeat.timeout",
              "socketio.connect_timeout", "auth.jwks_timeout", "rooms.max_rooms_per_connection",
              "limits.violation_window", "admin.session_ttl", "admin.refresh",
-             "admin.max_errors", "admin.tail_size", "socketio.max_payload", "store.pool_size")
+             "admin.max_errors", "admin.tail_size", "socketio.max_payload", "store.pool_size",
+             "log.repeat_window")
 #: Settings where 0 means none (no wait, no leeway, off) and less means nothing.
 _NOT_NEGATIVE = ("server.drain_timeout", "server.write_linger", "auth.leeway",
                  "auth.jwks_max_age", "limits.max_violations", "socketio.recovery_window",
-                 "socketio.recovery_max_events", "store.busy_timeout", "broker.history_ttl")
+                 "socketio.recovery_max_events", "store.busy_timeout", "broker.history_ttl",
+                 "log.repeat_limit")
 
 
 def _numbers(config: Config, keys: Iterable[str]) -> list[tuple[str, float]]:

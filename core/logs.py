@@ -7,12 +7,21 @@ would act on whoever reads the log in a terminal. :class:`OneLineFormatter`
 writes a record's message with its control characters escaped as Python
 does (``\\n``, ``\\x1b``); a traceback, the server's own, follows on its
 lines as usual.
+
+What a client can repeat at will (an event refused with a client error, a
+malformed packet, a connection opened and closed) would also make the log
+as long as it likes. :class:`RepeatLimit` lets through at most
+``log.repeat_limit`` records of one kind (logger and message template) per
+``log.repeat_window`` seconds; the next one after the window says how many
+were left out. Errors always pass.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 
 #: Characters that end a line or control a terminal (a tab is left as it is).
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -34,8 +43,60 @@ class OneLineFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure(level: str) -> None:
-    """Log to stderr at ``level`` (``info``...), one line per record."""
+#: Kinds of record tracked at most; past it, those whose window is over are
+#: forgotten (a message built from what a client sent is a kind of its own).
+MAX_KINDS = 1000
+
+
+class RepeatLimit(logging.Filter):
+    """At most ``limit`` records of one kind (logger and message template) per
+    ``window`` seconds (0: no limit); the first one let through after that
+    says how many were left out. ERROR and above always pass.
+
+    The windows are on the monotonic clock, not Trio's: records come from the
+    store's worker threads too, outside the Trio run."""
+
+    def __init__(self, limit: int, window: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        #: (logger, template) -> [start of its window, records let through, left out]
+        self._kinds: dict[tuple[str, str], list[float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.limit <= 0 or record.levelno >= logging.ERROR:
+            return True
+        key = (record.name, str(record.msg))
+        at = self._clock()
+        kind = self._kinds.get(key)
+        if kind is None or at - kind[0] >= self.window:
+            left_out = int(kind[2]) if kind is not None else 0
+            if kind is None and len(self._kinds) >= MAX_KINDS:
+                self._forget(at)
+            self._kinds[key] = [at, 1, 0]
+            if left_out:
+                record.msg = (f"{record.msg} ({left_out} more like this not logged in "
+                              f"{self.window:g} s)")
+            return True
+        if kind[1] < self.limit:
+            kind[1] += 1
+            return True
+        kind[2] += 1
+        return False
+
+    def _forget(self, at: float) -> None:
+        self._kinds = {key: kind for key, kind in self._kinds.items()
+                       if at - kind[0] < self.window}
+        if len(self._kinds) >= MAX_KINDS:
+            self._kinds.clear()
+
+
+def configure(level: str, repeat_limit: int = 0, repeat_window: float = 10.0) -> None:
+    """Log to stderr at ``level`` (``info``...), one line per record, at most
+    ``repeat_limit`` records of a kind per ``repeat_window`` seconds (0: all)."""
     handler = logging.StreamHandler()
     handler.setFormatter(OneLineFormatter(FORMAT))
+    handler.addFilter(RepeatLimit(repeat_limit, repeat_window))
     logging.basicConfig(level=level.upper(), handlers=[handler])

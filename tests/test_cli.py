@@ -668,6 +668,29 @@ async def test_what_a_client_sends_never_starts_a_line_of_the_servers_log(
     assert not any(line.startswith(forged) or "\x1b" in line for line in lines)
 
 
+async def test_what_a_client_repeats_is_logged_a_bounded_number_of_times(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """A client repeating a refused event: ``log.repeat_limit`` lines of that
+    kind within ``log.repeat_window``, not one per event."""
+    server = await start_server(tmp_path, nursery, extra_env={
+        "SWITCHBOARD_LOG__REPEAT_LIMIT": "5", "SWITCHBOARD_LOG__REPEAT_WINDOW": "3600",
+        "SWITCHBOARD_LIMITS__CONNECTION": "{ rate = 1000.0, burst = 1000.0 }"})
+    config = load_config(None, server.env)
+    token = mint_token(config, sub="alice", tenant="acme", role="agent", ttl=600,
+                       now=time.time())
+    async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
+        with trio.fail_after(5):
+            await ws.get_message()  # the session
+        for n in range(1, 41):
+            await ws.send_message(json.dumps({"type": "no:such:event", "id": n}))
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message()).get("id") != 40:
+                pass
+    assert await server.stop(signal.SIGTERM) == 0, server.output()
+    refused = [line for line in server.output().splitlines() if "unknown_event" in line]
+    assert len(refused) == 5, refused
+
+
 async def test_token_minted_elsewhere_with_the_same_config_is_accepted_by_serve(
         tmp_path: Path, nursery: trio.Nursery) -> None:
     """``serve`` started in one directory and ``token`` run in another agree on
