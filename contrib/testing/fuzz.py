@@ -1877,8 +1877,9 @@ class FrontDoor:
         conversation c1 (made here, with the bystander as a participant); and
         make what the plugin events act on: a ticket whose customer is the
         bystander (an agent of the tenant: the desk's events reach it), queue
-        ``support`` (without members) and lead 1, where the desk and the
-        pipeline are enabled. Each holds
+        ``support`` (without members), lead 1 and WhatsApp session ``main``
+        (never started), where the desk, the pipeline and WhatsApp are
+        enabled. Each holds
         :data:`CANARY`, and so does a message of the bystander's in c1."""
         key = f"X-API-Key: {self.target.api_key}\r\n"
         body = json.dumps({"tenant": TENANT, "id": "c1", "title": CANARY,
@@ -1906,6 +1907,14 @@ class FrontDoor:
                 "/api/v1/queues", json.dumps({"tenant": TENANT, "id": "support"}).encode(), key))
             if status not in (201, 404):
                 raise RuntimeError(f"POST /api/v1/queues answered {status} {answer!r}")
+            secret = {name: CANARY for name in ("accessToken", "appSecret", "verifyToken")}
+            status, answer = await http(self.target.host, self.target.port, _post(
+                "/api/v1/whatsapp/sessions", json.dumps(
+                    {"tenant": TENANT, "id": "main", "provider": "cloud",
+                     "cloud": {"phoneNumberId": "5511999990000", **secret}}).encode(), key))
+            if status not in (201, 404, 409):
+                raise RuntimeError(f"POST /api/v1/whatsapp/sessions answered {status} "
+                                   f"{answer!r}")
             status, answer = await http(self.target.host, self.target.port, _post(
                 "/api/v1/leads", json.dumps({"tenant": TENANT, "id": "1",
                                              "title": CANARY}).encode(), key))
