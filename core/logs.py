@@ -12,8 +12,8 @@ What a client can repeat at will (an event refused with a client error, a
 malformed packet, a connection opened and closed) would also make the log
 as long as it likes. :class:`RepeatLimit` lets through at most
 ``log.repeat_limit`` records of one kind (logger and message template) per
-``log.repeat_window`` seconds; the next one after the window says how many
-were left out. Errors always pass.
+``log.repeat_window`` seconds; the first one after the window says how many
+were left out before it. Errors always pass.
 """
 
 from __future__ import annotations
@@ -77,8 +77,7 @@ class RepeatLimit(logging.Filter):
                 self._forget(at)
             self._kinds[key] = [at, 1, 0]
             if left_out:
-                record.msg = (f"{record.msg} ({left_out} more like this not logged in "
-                              f"{self.window:g} s)")
+                record.msg = f"{record.msg} ({left_out} more like this left out before it)"
             return True
         if kind[1] < self.limit:
             kind[1] += 1

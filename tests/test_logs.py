@@ -32,8 +32,8 @@ def test_records_of_one_kind_past_the_limit_are_left_out_and_then_counted() -> N
     clock.now = 10.0  # a new window: the first record says what was left out
     first = record("client error %s on %s", "unknown_event", 11)
     assert limit.filter(first)
-    assert first.getMessage() == ("client error unknown_event on 11 (8 more like this "
-                                  "not logged in 10 s)")
+    assert first.getMessage() == ("client error unknown_event on 11 (8 more like this left "
+                                  "out before it)")
     second = record("client error %s on %s", "unknown_event", 12)
     assert limit.filter(second) and "more like this" not in second.getMessage()
 
