@@ -1740,8 +1740,9 @@ async def http(host: str, port: int, request: bytes) -> tuple[int | None, bytes]
     """One request on a new connection: the status and the body of the answer.
 
     Read until the answer is complete, not until the server closes: hypercorn
-    under quart-trio leaves a ``Connection: close`` connection open, and drops
-    the answer to a request whose client has half-closed.
+    drops the answer to a request whose client has half-closed, so the
+    request is not followed by EOF (and a remote server of an older version
+    kept a ``Connection: close`` connection open a second more).
     """
     stream = await trio.open_tcp_stream(host, port)
     data = bytearray()

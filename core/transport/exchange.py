@@ -43,7 +43,8 @@ from ..supervise import log_failure
 log = logging.getLogger("switchboard.http")
 
 #: Seconds left to write out the last response of a connection the client
-#: asked to close (hypercorn itself does not always close it).
+#: asked to close: hypercorn closes it once written; this bounds a write that
+#: does not end.
 CLOSE_GRACE = 1.0
 #: Key of the connection's timer in the ASGI scope's ``state``.
 TIMER_KEY = "switchboard.exchange_timer"

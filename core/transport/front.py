@@ -304,9 +304,13 @@ class PrefixedStream(trio.abc.Stream):
         if send_eof is None:
             raise AttributeError("send_eof")
         # hypercorn may close (send_eof) while one of its tasks is still sending:
-        # one at a time, or trio raises BusyResourceError in one of them.
-        async with self._send_lock:
-            await send_eof()
+        # one at a time, or trio raises BusyResourceError in one of them. It
+        # closes from the app's task, which the app's end cancels just then
+        # (the request is over): shielded, the close goes on to the socket's
+        # close (else the connection stayed open until the exchange's deadline).
+        with trio.CancelScope(shield=True):
+            async with self._send_lock:
+                await send_eof()
 
     async def aclose(self) -> None:
         await self._stream.aclose()
