@@ -4,6 +4,7 @@ is something to write; heartbeats on the shared timers)."""
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import ipaddress
 import logging
@@ -303,10 +304,14 @@ class Server:
         return report
 
     def _spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
-        """Run ``fn`` (one client's work) in the connections nursery, guarded."""
+        """Run ``fn`` (one client's work) in the connections nursery, guarded,
+        in a context of its own: a task inherits the context of the task that
+        starts it, and one started while an HTTP request is handled (a
+        long-polling handshake) would keep that request (the framework's
+        request, its headers, the server's stream) for the session's life."""
         if self._connections is None:
             raise RuntimeError("the server is not running")
-        self._connections.start_soon(self._guard, fn)
+        contextvars.Context().run(self._connections.start_soon, self._guard, fn)
 
     async def _guard(self, fn: Callable[[], Awaitable[None]]) -> None:
         """One client's work: an exception in it is logged and counted, and ends

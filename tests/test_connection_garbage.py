@@ -10,6 +10,7 @@ import gc
 import json
 from collections.abc import Awaitable, Callable, Iterator
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -74,3 +75,32 @@ async def test_a_closed_connection_leaves_nothing_in_a_reference_cycle(
     gc.collect()
     left = sorted({type(o).__name__ for o in saved_garbage} & SERVER_SIDE)
     assert left == []
+
+
+def tasks_under(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
+    yield task
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            yield from tasks_under(child)
+
+
+async def test_a_session_opened_by_long_polling_keeps_nothing_of_its_handshake_request(
+        switchboard_live: Harness) -> None:
+    """socket.io-client starts on long-polling (its default): the session's task
+    is started while the web framework handles that first GET. It must not
+    keep that request (quart's request context, its headers, hypercorn's
+    stream) for the session's life, as a task's inherited context would: some
+    10 KB per session, for the whole connection."""
+    from quart.ctx import RequestContext
+
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(10):
+            opened = (await http.get(switchboard_live.http_url(
+                "/socket.io/?EIO=4&transport=polling"))).text
+    sid = json.loads(opened[1:])["sid"]
+    engine = switchboard_live.server.engineio.engines[sid]
+    runs = [task for task in tasks_under(trio.lowlevel.current_root_task())
+            if task.coro.cr_frame is not None
+            and task.coro.cr_frame.f_locals.get("fn") == engine.run]
+    assert len(runs) == 1
+    assert not any(isinstance(value, RequestContext) for value in runs[0].context.values())
