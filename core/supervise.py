@@ -18,6 +18,7 @@ as one line, anything else (a bug) with its traceback.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -69,8 +70,15 @@ class SupervisedNursery:
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any,
                    name: str | None = None) -> None:
+        """Start ``fn(*args)`` in a context of its own: work that outlives the
+        request that started it keeps nothing of that request's context (the
+        web framework's request, its headers, the server's stream)."""
         what = name or task_name(fn)
-        self._nursery.start_soon(self._guarded, fn, args, what, name=what)
+
+        def start() -> None:
+            self._nursery.start_soon(self._guarded, fn, args, what, name=what)
+
+        contextvars.Context().run(start)
 
     async def start(self, fn: Callable[..., Awaitable[Any]], *args: Any,
                     name: str | None = None) -> Any:

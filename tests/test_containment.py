@@ -431,3 +431,48 @@ async def test_a_served_task_that_fails_is_started_again_and_its_starter_told_on
                             lambda what, exc: reports.append(f"{what}: {exc}"))
     assert reports == ["test: writer: failure 1", "test: writer: failure 2"]
     assert [round(starts[1] - starts[0]), round(starts[2] - starts[1])] == [1, 2]  # doubling
+
+
+class Later:
+    """A plugin route that starts work outliving its request."""
+
+    app: Any
+    contexts: list[list[object]]
+
+    @hookimpl
+    def switchboard_startup(self, app: Any) -> None:
+        self.app = app
+        self.contexts = []
+
+    @hookimpl
+    def switchboard_blueprints(self) -> Any:
+        from quart import Blueprint
+
+        bp = Blueprint("later", __name__)
+
+        @bp.post("/api/v1/later")
+        async def later() -> Any:
+            self.app.nursery.start_soon(self.work)
+            return {}, 202
+
+        return bp
+
+    async def work(self) -> None:
+        import contextvars
+
+        self.contexts.append(list(contextvars.copy_context().values()))
+
+
+@pytest.mark.parametrize("switchboard_plugins", [{"later": Later}])
+async def test_work_a_request_starts_in_the_servers_nursery_keeps_nothing_of_it(
+        switchboard: Harness) -> None:
+    """A task of ``app.nursery`` outlives the request that started it: it must
+    not keep that request (the framework's request context, its headers)."""
+    from quart.ctx import RequestContext
+
+    response = await switchboard.http().post("/api/v1/later")
+    assert response.status_code == 202
+    await trio.testing.wait_all_tasks_blocked()
+    plugin = switchboard.app.plugins.pm.get_plugin("later")
+    assert len(plugin.contexts) == 1
+    assert not any(isinstance(value, RequestContext) for value in plugin.contexts[0])
