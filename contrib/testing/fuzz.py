@@ -978,12 +978,27 @@ def engineio_websocket_cases() -> st.SearchStrategy[Case]:
 # --- (e) the plugins' events ---
 
 
+def _ws_namespace(ws_profile: str) -> str:
+    """The namespace of the profile bound to the plain WebSocket ("/": none):
+    the plain WebSocket speaks its events as well as the canonical ones."""
+    return next((ns for ns, name in PROFILED.items() if name == ws_profile), "/")
+
+
+def _event_text(plain: bool, namespace: str, ack: int, event: str, data: str,
+                kind: str = "42") -> str:
+    """One client event as the plain WebSocket's envelope, or as a Socket.IO
+    packet (``kind`` 42, or 451- for one with a binary attachment)."""
+    if plain:
+        return f'{{"type":{json.dumps(event)},"data":{data},"id":{ack}}}'
+    prefix = "" if namespace == "/" else namespace + ","
+    return f"{kind}{prefix}{ack}[{json.dumps(event)},{data}]"
+
+
 @st.composite
 def _plugin_events(draw: st.DrawFn, ws_profile: str, setups: Sequence[str]) -> Case:
     setup = draw(st.sampled_from(setups))
     frames, notes = [], []
-    # The plain WebSocket speaks its bound profile's events as well as the canonical ones.
-    ws_namespace = next((ns for ns, name in PROFILED.items() if name == ws_profile), "/")
+    ws_namespace = _ws_namespace(ws_profile)
     for n in range(draw(st.integers(1, 5))):
         namespace = ws_namespace if setup == "ws" else draw(st.sampled_from(["/", *PROFILED]))
         templates = PLUGIN_TEMPLATES + PROFILE_TEMPLATES.get(namespace, [])
@@ -992,15 +1007,10 @@ def _plugin_events(draw: st.DrawFn, ws_profile: str, setups: Sequence[str]) -> C
         else:
             event, data = draw(plausible_events(templates, binary=setup != "ws"))
         attachment = None
-        if setup == "ws":
-            text = f'{{"type":{json.dumps(event)},"data":{data},"id":{n + 1}}}'
-        else:
-            prefix = "" if namespace == "/" else namespace + ","
-            if PLACEHOLDER in data:  # a BINARY_EVENT, its attachment in the next frame
-                attachment = draw(st.sampled_from([b"", b"\x00\xff", b"hi", b'{"a":1}']))
-                text = f"451-{prefix}{n + 1}[{json.dumps(event)},{data}]"
-            else:
-                text = f"42{prefix}{n + 1}[{json.dumps(event)},{data}]"
+        if setup != "ws" and PLACEHOLDER in data:  # its attachment in the next frame
+            attachment = draw(st.sampled_from([b"", b"\x00\xff", b"hi", b'{"a":1}']))
+        text = _event_text(setup == "ws", namespace, n + 1, event, data,
+                           "42" if attachment is None else "451-")
         # (unmasked, so that the ticket's placeholder is found and rendered)
         frames.append(ws_frame(text.encode("utf-8", "surrogatepass"), mask=b"\0\0\0\0"))
         notes.append(repr(text[:80]))
@@ -1033,18 +1043,14 @@ def _intrusions(draw: st.DrawFn, ws_profile: str) -> Case:
                                          (TENANT, "customer"), (TENANT, "guest")]))
     setup = "ws-guest" if role == "guest" else draw(st.sampled_from(["ws", "eio-ws+profiles"]))
     user = draw(st.sampled_from(["", "", BYSTANDER])) if tenant == INTRUDER else ""
-    ws_namespace = next((ns for ns, name in PROFILED.items() if name == ws_profile), "/")
+    ws_namespace = _ws_namespace(ws_profile)
     frames, notes = [], []
     for n in range(draw(st.integers(1, 6))):
         namespace = ws_namespace if setup.startswith("ws") else draw(
             st.sampled_from(["/", *PROFILED]))
         event, data = draw(plausible_events(
             INTRUSIONS + PROFILE_INTRUSIONS.get(namespace, []), fuzzed=False))
-        if setup.startswith("ws"):
-            text = f'{{"type":{json.dumps(event)},"data":{data},"id":{n + 1}}}'
-        else:
-            prefix = "" if namespace == "/" else namespace + ","
-            text = f"42{prefix}{n + 1}[{json.dumps(event)},{data}]"
+        text = _event_text(setup.startswith("ws"), namespace, n + 1, event, data)
         frames.append(ws_frame(text.encode(), mask=b"\0\0\0\0"))  # (the ticket rendered)
         notes.append(repr(text[:80]))
     return Case(TENANT_FENCE, "; ".join(notes), (b"".join(frames),), setup=setup,
@@ -1052,10 +1058,10 @@ def _intrusions(draw: st.DrawFn, ws_profile: str) -> Case:
 
 
 _TID = TICKET.decode()
-#: Requests of the HTTP API on the fuzz tenant's things: (method, path, body),
-#: ``{t}`` in them where the tenant goes (``?tenant=fuzz`` or a body's
-#: ``"tenant":"fuzz",``, or nothing: the intruder key's own tenant then),
-#: ``{p}`` where it is in the path.
+#: Requests of the HTTP API on the fuzz tenant's things: (method, path, body).
+#: Where the tenant goes: ``{q}`` (``?tenant=fuzz``) and ``{t}`` (a body's
+#: ``"tenant":"fuzz",``), or nothing in either (the intruder key's own tenant
+#: then); ``{p}`` where it is in the path (always named).
 HTTP_INTRUSIONS: list[tuple[str, str, str | None]] = [
     ("GET", f"/api/v1/tickets/{_TID}{{q}}", None),
     ("GET", "/api/v1/tickets{q}", None),
