@@ -33,7 +33,7 @@ from .metrics import Metrics
 from .pluginmanager import Plugins
 from .store import Store
 from .supervise import keep_running, log_failure, task_name
-from .transport.engineio import EngineIOServer
+from .transport.engineio_server import EngineIOServer
 from .transport.exchange import TIMER_KEY, ExchangeTimer, timed_asgi
 from .transport.front import (
     Handler,
