@@ -22,6 +22,7 @@ from typing import Any, Literal
 import attrs
 
 from .origins import entry_problem
+from .redis_location import parse_url
 from .structure import all_errors, make_converter
 
 ENV_PREFIX = "SWITCHBOARD_"
@@ -431,8 +432,6 @@ MAX_HISTORY_TTL = 1e9
 def _check_broker(broker: BrokerConfig, recovery_window: float) -> list[Problem]:
     problems = []
     if not broker.url.startswith("memory://"):
-        from .redis_broker import parse_url  # (coredis is imported only for Redis)
-
         try:
             parse_url(broker.url)
         except ValueError as exc:

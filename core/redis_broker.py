@@ -48,18 +48,14 @@ reconnect with a back-off.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-import json
 import logging
 import math
-import re
 import secrets
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
-from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
 import attrs
 import coredis
@@ -68,7 +64,6 @@ import trio
 from coredis.connection import BaseConnection, TCPLocation
 from coredis.retry import NoRetryPolicy
 
-from .args import Args
 from .auth import Identity
 from .broker import (
     NODE_BACK,
@@ -82,6 +77,16 @@ from .broker import (
     new_node_id,
 )
 from .recovery import Recovery, SavedSession, missed_by
+from .redis_encoding import (
+    decode_publication,
+    dumps,
+    encode_publication,
+    is_entry_id,
+    loads,
+    stream_id,
+    text_of,
+)
+from .redis_location import parse_url
 from .session import Session
 
 log = logging.getLogger("switchboard.broker")
@@ -264,174 +269,6 @@ for _, node in ipairs(alive) do
 end
 return out
 """
-
-
-# -- where Redis is -------------------------------------------------------------
-
-#: The schemes of ``broker.url`` this broker serves.
-SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
-
-
-@attrs.frozen
-class Location:
-    """Where the cluster's Redis is, as ``broker.url`` says it."""
-
-    kind: Literal["server", "sentinel", "cluster"]
-    #: The servers named: one server, the sentinels, or the cluster's seed nodes.
-    hosts: tuple[tuple[str, int], ...]
-    #: Sentinel: the name of the monitored primary (``mymaster``).
-    service: str = ""
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    #: Sentinel: the sentinels' own password (``?sentinel_password=``).
-    sentinel_password: str | None = None
-
-
-def parse_url(url: str) -> Location:
-    """``broker.url`` -> :class:`Location`; a :class:`ValueError` says what is wrong.
-
-    - ``redis://[user:password@]host[:6379][/db]`` (``rediss://`` for TLS)
-    - ``redis+sentinel://[user:password@]host[:26379][,host[:26379]...]/service[/db]
-      [?sentinel_password=...]``: the credentials are the primary's
-    - ``redis+cluster://[user:password@]host[:6379][,host[:6379]...]``
-      (``rediss+cluster://`` for TLS): seed nodes, the rest is discovered
-    """
-    scheme, sep, _ = url.partition("://")
-    if not sep or scheme not in SCHEMES:
-        raise ValueError(f"expected one of {', '.join(s + '://' for s in SCHEMES)}")
-    kind: Literal["server", "sentinel", "cluster"] = (
-        "sentinel" if scheme.endswith("+sentinel")
-        else "cluster" if scheme.endswith("+cluster") else "server")
-    parts = urlsplit(url)
-    userinfo, _, hostlist = parts.netloc.rpartition("@")
-    username = password = None
-    if userinfo:
-        user, _, secret = userinfo.partition(":")
-        username, password = unquote(user) or None, unquote(secret) or None
-    default_port = 26379 if kind == "sentinel" else 6379
-    hosts = []
-    for item in hostlist.split(","):
-        item = item.strip()
-        if item.startswith("["):  # [IPv6]:port
-            host, _, rest = item[1:].partition("]")
-            port = rest.removeprefix(":")
-        else:
-            host, _, port = item.partition(":")
-        if not host:
-            raise ValueError(f"no host in {item!r}")
-        if port and not port.isdigit():
-            raise ValueError(f"bad port in {item!r}")
-        hosts.append((host, int(port) if port else default_port))
-    if kind == "server" and len(hosts) > 1:
-        raise ValueError("several hosts: use redis+sentinel:// or redis+cluster://")
-    path = [p for p in parts.path.split("/") if p]
-    service, db = "", 0
-    if kind == "sentinel":
-        if not path:
-            raise ValueError("name the primary: redis+sentinel://host:26379/mymaster")
-        service, path = path[0], path[1:]
-    if path:
-        if kind == "cluster":
-            raise ValueError("Redis Cluster has no database number")
-        if len(path) > 1 or not path[0].isdigit():
-            raise ValueError(f"bad database {'/'.join(path)!r}: a number")
-        db = int(path[0])
-    query = parse_qs(parts.query)
-    return Location(kind, tuple(hosts), service, db, username, password,
-                    tls=scheme.startswith("rediss"),
-                    sentinel_password=query.get("sentinel_password", [None])[0])
-
-
-# -- encoding -----------------------------------------------------------------
-#
-# JSON with two marks: bytes as ``{"\0b": base64}`` and several arguments as
-# ``{"\0a": [...]}``. The data's own keys that begin with NUL get one more
-# NUL in front when stored (and lose it when read), so that data a publisher
-# sent in those shapes is never taken for a mark. Both are rare: only a text
-# holding an escaped NUL (``\u0000``) is walked for them.
-
-_MARK = "\x00"
-_BYTES = "\x00b"
-_ARGS = "\x00a"
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Args):
-        return {_ARGS: list(value.values)}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {_BYTES: base64.b64encode(bytes(value)).decode()}
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _escaped(value: Any) -> Any:
-    """``value`` with one NUL more in front of every dict key that begins with
-    one (copied where there are such keys, else the same objects)."""
-    if isinstance(value, dict):
-        return {(_MARK + key if isinstance(key, str) and key.startswith(_MARK) else key):
-                _escaped(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_escaped(item) for item in value]
-    if isinstance(value, Args):
-        return Args(*(_escaped(item) for item in value.values))
-    return value
-
-
-def _hook(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1:
-        if _BYTES in obj:
-            return base64.b64decode(obj[_BYTES], validate=True)
-        if _ARGS in obj:
-            return Args(*obj[_ARGS])
-    if any(key.startswith(_MARK) for key in obj):
-        return {(key[1:] if key.startswith(_MARK) else key): item for key, item in obj.items()}
-    return obj
-
-
-def dumps(value: Any) -> str:
-    text = json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
-    if "\\u0000" in text:  # (a mark, or a NUL of the data's: its keys escaped)
-        text = json.dumps(_escaped(value), default=_default, separators=(",", ":"),
-                          ensure_ascii=False)
-    return text
-
-
-def loads(text: str | bytes) -> Any:
-    marked = (b"\\u0000" in text) if isinstance(text, bytes) else ("\\u0000" in text)
-    return json.loads(text, object_hook=_hook) if marked else json.loads(text)
-
-
-def encode_publication(p: Publication) -> str:
-    return dumps([p.tenant, p.room, p.event, p.data, p.exclude, p.skip_room])
-
-
-def decode_publication(text: str | bytes) -> Publication:
-    tenant, room, event, data, exclude, skip_room = loads(text)
-    return Publication(tenant, room, event, data, exclude, skip_room)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _stream_id(value: str) -> tuple[int, int]:
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq or 0)
-
-
-#: A stream entry id as Redis writes it: two unsigned 64-bit numbers.
-_ENTRY_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
-
-
-def _is_entry_id(value: str) -> bool:
-    """Whether ``value`` is an entry id Redis would accept in ``XRANGE`` (a
-    client's recovery offset is checked before it gets there: ``int`` also
-    takes spaces, underscores, signs and other scripts' digits)."""
-    if _ENTRY_ID.fullmatch(value) is None:
-        return False
-    ms, _, seq = value.partition("-")
-    return int(ms) < 2**64 and int(seq) < 2**64
 
 
 # -- the broker ---------------------------------------------------------------
@@ -628,8 +465,8 @@ class RedisBroker:
                 sent = f"; {start} of {len(publications)} sent" if start else ""
                 raise BrokerUnavailable(f"Redis is not answering ({exc}){sent}") from None
             assert isinstance(added, list)
-            self._published(_text(added[0]), _text(added[1]),
-                            [_text(entry_id) for entry_id in added[2:]], encoded)
+            self._published(text_of(added[0]), text_of(added[1]),
+                            [text_of(entry_id) for entry_id in added[2:]], encoded)
 
     def _published(self, epoch: str, before: str, entry_ids: list[str],
                    encoded: list[str]) -> None:
@@ -639,9 +476,9 @@ class RedisBroker:
         deliver = self._deliver
         if deliver is None or epoch != self.epoch or self.delivered_id is None:
             return  # (a stream this node's reader is not reading yet: it will)
-        previous = _stream_id(before)
+        previous = stream_id(before)
         for entry_id, text in zip(entry_ids, encoded, strict=True):
-            at = _stream_id(entry_id)
+            at = stream_id(entry_id)
             if at > self.delivered_id:  # (else the reader was quicker)
                 # the same object as the other nodes get (JSON's, not the caller's)
                 publication = decode_publication(text)
@@ -721,7 +558,7 @@ class RedisBroker:
             self._lost("stats", exc)
             raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
         assert isinstance(flat, list)
-        return {_text(flat[i]): loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return {text_of(flat[i]): loads(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     # -- running ---------------------------------------------------------------
 
@@ -782,14 +619,14 @@ class RedisBroker:
         line = _Line(redis) if self.location.kind != "cluster" else None
         while True:
             try:
-                epoch = _text(await redis.eval(_EPOCH, keys=[self.epoch_key],
+                epoch = text_of(await redis.eval(_EPOCH, keys=[self.epoch_key],
                                                args=[secrets.token_hex(8)]))
                 if last is None:
                     newest = await redis.xrevrange(self.stream_key, count=1)
-                    last = _text(newest[0].identifier) if newest else "0-0"
-                    self.delivered_id = _stream_id(last)
+                    last = text_of(newest[0].identifier) if newest else "0-0"
+                    self.delivered_id = stream_id(last)
                     newest_control = await redis.xrevrange(self.control_key, count=1)
-                    last_control = _text(newest_control[0].identifier) \
+                    last_control = text_of(newest_control[0].identifier) \
                         if newest_control else "0-0"
                 elif epoch != self.epoch:
                     log.warning("the Redis stream was lost (new epoch): reading the new one "
@@ -832,20 +669,21 @@ class RedisBroker:
                                   b"BLOCK", int(READ_BLOCK * 1000), b"STREAMS",
                                   self.stream_key, self.control_key, last, last_control,
                                   blocking=True)
-            return [(_text(key), [(_text(entry_id), _fields(flat)) for entry_id, flat in entries])
+            return [(text_of(key), [(text_of(entry_id), _fields(flat))
+                                    for entry_id, flat in entries])
                     for key, entries in (raw or {}).items()]
         answer = await redis.xread({self.stream_key: last, self.control_key: last_control},
                                    count=READ_COUNT, block=int(READ_BLOCK * 1000))
-        return [(_text(key), [(_text(entry.identifier), entry.field_values)
+        return [(text_of(key), [(text_of(entry.identifier), entry.field_values)
                               for entry in entries])
                 for key, entries in (answer or {}).items()]
 
     def _deliver_entry(self, deliver: Deliver, entry_id: str, fields: Any) -> None:
-        at = _stream_id(entry_id)
+        at = stream_id(entry_id)
         delivered = self.delivered_id
         if delivered is not None and at <= delivered:
             return  # this node's own, handed to the hub when Redis took it
-        epoch = _text(fields.get(b"e", b""))
+        epoch = text_of(fields.get(b"e", b""))
         if epoch != self.epoch:
             self.epoch = epoch
             self._early.clear()  # (kept for the stream of another epoch)
@@ -879,12 +717,12 @@ class RedisBroker:
             self._counts_lost = self._back_due = True
         self._beaten = True
         for i in range(1, len(dead), 2):
-            gone = _text(dead[i])
+            gone = text_of(dead[i])
             if gone == self.node_id:
                 continue
             emptied: dict[str, list[str]] = {}
             for entry in dead[i + 1]:
-                group, _, member = _text(entry).partition("\0")
+                group, _, member = text_of(entry).partition("\0")
                 emptied.setdefault(group, []).append(member)
             log.warning("node %s missed its heartbeats: gone", gone)
             await self.announce(NODE_GONE, {"node": gone, "emptied": emptied})
@@ -901,7 +739,7 @@ class RedisBroker:
         may be there already, when Redis kept its data or a restore was already
         done since it came back), and those fallen to 0 meanwhile taken out."""
         held = await redis.smembers(f"{self.key_prefix}:node:{self.node_id}:counts")
-        for entry in sorted(_text(e) for e in held):
+        for entry in sorted(text_of(e) for e in held):
             group, _, member = entry.partition("\0")
             if member not in self._counts.get(group, {}):
                 await self._count(redis, group, member, 0, absolute=True)
@@ -946,7 +784,7 @@ class RedisBroker:
             self._lost("counts", exc)
             raise BrokerUnavailable(f"Redis is not answering ({exc})") from None
         assert isinstance(flat, list)
-        return {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return {text_of(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def _beat(self, redis: coredis.Redis[bytes],
                     report: Callable[[], dict[str, Any]]) -> None:
@@ -1033,31 +871,31 @@ class RedisRecovery:
     async def missed(self, offset: str, rooms: Iterable[str], tenant: str,
                      session_id: str) -> list[tuple[str, Publication]] | None:
         epoch, _, after = offset.partition(":")
-        if not _is_entry_id(after):
+        if not is_entry_id(after):
             return None  # (not an offset this broker gave)
         broker = self.broker
         redis = broker._redis()
         try:
             current = await redis.get(broker.epoch_key)
-            if current is None or _text(current) != epoch:
+            if current is None or text_of(current) != epoch:
                 return None  # the history the offset belongs to is gone
             if not await redis.xrange(broker.stream_key, after, after):
                 return None  # trimmed away (or never there): cannot tell what was missed
             room_set = set(rooms)
             out: list[tuple[str, Publication, tuple[int, int]]] = []
-            start, fetched = f"({after}", _stream_id(after)
+            start, fetched = f"({after}", stream_id(after)
             empty_reads = 0
             while True:
                 entries = await redis.xrange(broker.stream_key, start, "+", count=READ_COUNT)
                 empty_reads = 0 if entries else empty_reads + 1
                 for entry in entries:
-                    entry_id = _text(entry.identifier)
-                    fetched = _stream_id(entry_id)
+                    entry_id = text_of(entry.identifier)
+                    fetched = stream_id(entry_id)
                     publication = decode_publication(entry.field_values[b"p"])
                     if missed_by(publication, tenant, room_set, session_id):
                         out.append((f"{epoch}:{entry_id}", publication, fetched))
                 if entries:
-                    start = f"({_text(entries[-1].identifier)}"
+                    start = f"({text_of(entries[-1].identifier)}"
                 # The caller attaches the session without waiting after this
                 # returns: what this node handed to the hub up to now (its
                 # reader, or its publishers for its own publications: every

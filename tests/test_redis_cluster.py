@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 from switchboard.core import Announcement, BrokerUnavailable
-from switchboard.core.redis_broker import _stream_id
+from switchboard.core.redis_encoding import stream_id
 from switchboard.testing import TEST_API_KEY, Harness, TestClient
 
 from tests.redis_nodes import (
@@ -347,13 +347,13 @@ async def test_recovery_replays_what_the_reader_delivered_and_leaves_the_rest_li
         assert len(ids) == 3
 
         async def delivered_all() -> bool:
-            return broker.delivered_id == _stream_id(ids[2])
+            return broker.delivered_id == stream_id(ids[2])
         await eventually(delivered_all)
         recovery = node.app.hub.recovery
         missed = await recovery.missed(f"{epoch}:{ids[0]}", {ROOM}, "t1", "gone")
         assert [(o, p.data) for o, p in missed] == [(f"{epoch}:{ids[1]}", 1),
                                                      (f"{epoch}:{ids[2]}", 2)]
-        broker.delivered_id = _stream_id(ids[1])  # the reader has not handed over 2 yet
+        broker.delivered_id = stream_id(ids[1])  # the reader has not handed over 2 yet
         missed = await recovery.missed(f"{epoch}:{ids[0]}", {ROOM}, "t1", "gone")
         assert [p.data for _, p in missed] == [1]
         await node.stop()

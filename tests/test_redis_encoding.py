@@ -10,7 +10,7 @@ from typing import Any
 import trio
 from switchboard.core.args import Args
 from switchboard.core.broker import Publication
-from switchboard.core.redis_broker import decode_publication, dumps, encode_publication, loads
+from switchboard.core.redis_encoding import decode_publication, dumps, encode_publication, loads
 
 from tests.redis_nodes import (
     TIMEOUT,

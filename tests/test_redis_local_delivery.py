@@ -15,7 +15,8 @@ import coredis
 import pytest
 import trio
 from switchboard.core import redis_broker
-from switchboard.core.redis_broker import _PUBLISH_MANY, _stream_id, _text, script_sha
+from switchboard.core.redis_broker import _PUBLISH_MANY, script_sha
+from switchboard.core.redis_encoding import stream_id, text_of
 from switchboard.testing import Harness, TestClient
 
 from tests.redis_nodes import (
@@ -119,7 +120,7 @@ async def stream_ids(prefix: str) -> tuple[str, list[str]]:
         epoch = await client.get(f"{prefix}:epoch")
         assert isinstance(epoch, bytes)
         entries = await client.xrange(f"{prefix}:stream", "-", "+")
-    return epoch.decode(), [_text(entry.identifier) for entry in entries]
+    return epoch.decode(), [text_of(entry.identifier) for entry in entries]
 
 
 #: Connection state recovery on (the offsets are checked).
@@ -175,7 +176,7 @@ async def test_own_publications_wait_for_older_entries_the_reader_has_not_delive
         ids = ids[len(before):]
         assert len(ids) == 6
         # A has handed none of them to its members: the oldest is B's, unread
-        assert a.app.hub.broker.delivered_id < _stream_id(ids[0])
+        assert a.app.hub.broker.delivered_id < stream_id(ids[0])
         gate.release("reader")
         orders = [await values_of(client, "tick", 6) for client in clients]
         assert all(order == orders[0] for order in orders)
@@ -183,7 +184,7 @@ async def test_own_publications_wait_for_older_entries_the_reader_has_not_delive
         assert sorted(orders[0][1:4]) == ["a1", "a2", "a3"]
 
         async def caught_up() -> bool:
-            return bool(a.app.hub.broker.delivered_id == _stream_id(ids[-1]))
+            return bool(a.app.hub.broker.delivered_id == stream_id(ids[-1]))
         await eventually(caught_up)
         # a session that last saw b1 is replayed the five after it, in order
         recovery = a.app.hub.recovery
@@ -232,7 +233,7 @@ async def test_a_recovery_while_own_publications_wait_replays_none_of_them(
         epoch, ids = await stream_ids(redis_prefix)
 
         async def delivered() -> bool:
-            return bool(a.app.hub.broker.delivered_id == _stream_id(ids[-1]))
+            return bool(a.app.hub.broker.delivered_id == stream_id(ids[-1]))
         await eventually(delivered)
         gate.hold("reader")
         await b.app.publish("t1", ROOM, "tick", 1)

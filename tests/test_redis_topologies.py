@@ -15,7 +15,8 @@ import pytest
 import trio
 from switchboard.core import BrokerUnavailable
 from switchboard.core.config import ConfigError
-from switchboard.core.redis_broker import Location, decode_publication, parse_url
+from switchboard.core.redis_encoding import decode_publication
+from switchboard.core.redis_location import Location, parse_url
 from switchboard.testing import Harness
 
 from tests.redis_nodes import TIMEOUT, cluster_config, eventually, free_port, start_nodes
