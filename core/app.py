@@ -33,6 +33,7 @@ from .errors import (
     server_failure,
 )
 from .events import Deferred, unstructure
+from .forwarded import TrustedProxies
 from .handshake import Handshake
 from .hub import Hub
 from .metrics import Metrics
@@ -93,6 +94,8 @@ class App:
                  metrics: Metrics, verifier: TokenVerifier) -> None:
         #: The server's configuration (frozen attrs classes).
         self.config = config
+        #: Whose ``X-Forwarded-For`` names the client (``server.trusted_proxies``).
+        self.proxies = TrustedProxies(config.server.trusted_proxies)
         self.plugins = plugins
         self.hub = hub
         #: The database (SQLite or PostgreSQL) every plugin's tables are in.

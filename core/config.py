@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .forwarded import parse_network
 from .origins import entry_problem
 from .redis_location import parse_url
 from .structure import all_errors, make_converter
@@ -104,6 +105,11 @@ class ServerConfig:
     #: any. A request without an ``Origin`` header (not a browser) is always
     #: allowed, so an empty list allows no browser and every other client.
     allowed_origins: list[str] = attrs.Factory(lambda: ["*"])
+    #: Reverse proxies and load balancers (addresses or networks, ``10.0.0.0/8``)
+    #: whose ``X-Forwarded-For`` names the client: a connection or request from
+    #: one of them counts as coming from the client's address (per-address
+    #: limits, logs, the backend bridge). Empty: the header is ignored.
+    trusted_proxies: list[str] = attrs.Factory(list)
     #: Seconds a connection's writer waits after its first queued frame for
     #: more, so that events arriving one by one share a write (0: write at once).
     write_linger: float = 0.0
@@ -514,6 +520,12 @@ def _check(config: Config) -> list[Problem]:
     for i, entry in enumerate(config.server.allowed_origins):
         if problem := entry_problem(entry):
             bad(f"server.allowed_origins.{i}", problem)
+    for i, entry in enumerate(config.server.trusted_proxies):
+        try:
+            parse_network(entry)
+        except ValueError:
+            bad(f"server.trusted_proxies.{i}",
+                f"{entry!r} is not an IP address or network (10.0.0.0/8, 2001:db8::/32)")
     for i, namespace in enumerate(config.socketio.namespaces):
         if not namespace.startswith("/"):
             bad(f"socketio.namespaces.{i}", "must start with '/'")

@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
+from .forwarded import TrustedProxies
+
 Transport = Literal["websocket", "socket.io", "reauth"]
 
 #: The headers (and the query, when it held only the token) of every slim
@@ -96,13 +98,18 @@ class Handshake:
 
 def from_request(transport: Transport, target: str,
                  headers: Iterable[tuple[bytes | str, bytes | str]], *,
-                 remote_addr: str | None = None) -> Handshake:
-    """A handshake from an HTTP request's target and header pairs."""
+                 remote_addr: str | None = None,
+                 proxies: TrustedProxies | None = None) -> Handshake:
+    """A handshake from an HTTP request's target and header pairs; with
+    ``proxies``, ``remote_addr`` (the peer's) becomes the client's address when
+    the peer is a trusted proxy (see :mod:`.forwarded`)."""
     joined: dict[str, str] = {}
     for name, value in headers:
         key = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         joined[key] = f"{joined[key]}, {text}" if key in joined else text
+    if proxies:
+        remote_addr = proxies.client(remote_addr, joined.get("x-forwarded-for"))
     parts = urlsplit(target)
     query: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

@@ -26,6 +26,7 @@ from .app import App
 from .auth import make_verifier
 from .broker import make_broker
 from .config import Config, ConfigError
+from .forwarded import forwarded_asgi
 from .http import create_http_app
 from .hub import Hub
 from .jsonroutes import JsonRoutes
@@ -107,7 +108,10 @@ class Server:
         self._hyper_config = HyperConfig()
         self._hyper_config.accesslog = None
         self._hyper_config.graceful_timeout = config.server.drain_timeout
-        self._asgi = ASGIWrapper(timed_asgi(self.http_app))
+        http_app: Any = self.http_app
+        if self.app.proxies:  # requests of trusted proxies: the client's address
+            http_app = forwarded_asgi(http_app, self.app.proxies)
+        self._asgi = ASGIWrapper(timed_asgi(http_app))
         self._lifespan_state: dict[str, Any] = {}
         self._hyper_context = WorkerContext(None)
         self._ws_connections: set[WebSocketConnection] = set()

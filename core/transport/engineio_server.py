@@ -125,7 +125,7 @@ class EngineIOServer:
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)
         handshake = from_request("socket.io", target, head.header_pairs(),
-                                 remote_addr=peer_address(stream))
+                                 remote_addr=peer_address(stream), proxies=self.app.proxies)
         # The connection's work is handed back to be awaited by the caller, which
         # closes the stream after it: this frame (and the handshake's state)
         # does not live as long as the connection.
@@ -204,6 +204,7 @@ class EngineIOServer:
         if sid is None:
             if request.method != "GET":
                 return self._error(eio.ErrorCode.BAD_HANDSHAKE_METHOD)
+            # (remote_addr is the client's already: see forwarded_asgi)
             handshake = from_request("socket.io", request.full_path, request.headers.items(),
                                      remote_addr=request.remote_addr)
             engine = self._new_engine(handshake)

@@ -412,7 +412,7 @@ async def _handshake(app: App, stream: trio.abc.Stream,
             "code": "forbidden_origin", "message": f"origin {origin} is not allowed"}))
         return None
     handshake = from_request("websocket", head.target, head.header_pairs(),
-                             remote_addr=peer_address(stream))
+                             remote_addr=peer_address(stream), proxies=app.proxies)
     try:
         identity = await app.authenticate(handshake)
     except AuthError as exc:
