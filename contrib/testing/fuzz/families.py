@@ -77,7 +77,10 @@ HEADER_VALUES = ["", "0", "5", "-1", "\xb2", "\xb9", "1\xb2", "99999999999999999
                  "chunked", "websocket", "Upgrade", "close", "keep-alive", "h2c",
                  "dGhlIHNhbXBsZSBub25jZQ==", "13", "8", "permessage-deflate; x=\xff",
                  "Bearer @KEY@", "Bearer @TOKEN@", "Bearer", "@KEY@", "http://[::1",
-                 "100-continue", "application/json", "\xff\xfe", "a\x00b", "x" * 500]
+                 "100-continue", "application/json", "\xff\xfe", "a\x00b", "x" * 500,
+                 # (X-Forwarded-For: the fuzz server trusts 127.0.0.1, see fuzz_config)
+                 "203.0.113.7, unknown", "[::1]:80, 1.2.3.4:5", ",,,", "::ffff:127.0.0.1",
+                 '"[2001:db8::1"', "10.0.0.1 , 300.1.1.1", ", " * 200]
 UPGRADE_LINES = ["Upgrade: websocket", "Connection: Upgrade",
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
 

@@ -111,7 +111,9 @@ def fuzz_config(ws_profile: str = "", store: str = "", broker: str = "") -> Any:
     (:data:`PROFILED`), and ``ws_profile`` (one of them, or none) bound to the
     plain WebSocket."""
     overrides: dict[str, Any] = {
-        "server": {"drain_timeout": 0.5, "ws_profile": ws_profile},
+        # (a request head's X-Forwarded-For is read: the cases come from 127.0.0.1)
+        "server": {"drain_timeout": 0.5, "ws_profile": ws_profile,
+                   "trusted_proxies": ["127.0.0.1", "::1"]},
         "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED},
         "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "fuzzer"},
                      {"key": INTRUDER_KEY, "tenant": INTRUDER, "name": "intruder"}],
