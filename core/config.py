@@ -259,6 +259,12 @@ class SocketIOConfig:
     #: namespace (as the reference server's ``connectTimeout``): at that time,
     #: one with no namespace connected is closed.
     connect_timeout: float = 45.0
+    #: Sessions opened and no namespace connected yet, at most (a client that
+    #: never authenticates holds one for ``connect_timeout``, long-polling
+    #: without a connection): per client address, past which a new session
+    #: is refused with 429, and in all (503).
+    max_unconnected_per_address: int = 5_000
+    max_unconnected: int = 50_000
     #: Seconds a disconnected client may come back and get the events it
     #: missed (connection state recovery, as in socket.io 4.6+); 0 disables it.
     #: When on, every room event carries its offset as an extra last argument
@@ -410,7 +416,8 @@ def structure_config(data: Mapping[str, Any]) -> Config:
 _POSITIVE = ("server.max_payload", "server.outbox_max_bytes", "server.handshake_timeout",
              "http.keep_alive_timeout", "http.body_timeout", "http.max_body",
              "http.max_emit_items", "heartbeat.interval", "heartbeat.timeout",
-             "socketio.connect_timeout", "auth.jwks_timeout", "rooms.max_rooms_per_connection",
+             "socketio.connect_timeout", "socketio.max_unconnected_per_address",
+             "socketio.max_unconnected", "auth.jwks_timeout", "rooms.max_rooms_per_connection",
              "limits.violation_window", "admin.session_ttl", "admin.refresh",
              "admin.max_errors", "admin.tail_size", "socketio.max_payload", "store.pool_size",
              "log.repeat_window")

@@ -124,6 +124,7 @@ class EngineSocket(Namespaces):
 
     def _forget(self) -> None:
         """Make the sid unknown (state CLOSED)."""
+        self.server.settled(self)
         if self._advance(eio.EngineEvent.GONE):
             if self.server.engines.get(self.sid) is self:
                 del self.server.engines[self.sid]

@@ -3,7 +3,10 @@ the WebSocket entry (a new session's, or one probing an upgrade)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,11 +26,17 @@ from ..recovery import Recovery
 from .engineio import EngineSocket
 from .front import RequestHead, UpgradeRefused, json_response, websocket_accept
 from .siocodec import SioCodec
+from .sionamespaces import Namespaces
 from .ws import send_quietly
 from .wschannel import WsChannel
 
 if TYPE_CHECKING:
     from ..app import App
+
+log = logging.getLogger("switchboard.socketio")
+
+#: Seconds a client refused a new session is asked to wait (``Retry-After``).
+RETRY_AFTER = 5
 
 
 class EngineIOServer:
@@ -42,6 +51,10 @@ class EngineIOServer:
         self.engines: dict[str, EngineSocket] = {}
         self._spawn = spawn
         self._codecs: dict[tuple[str, bool], SioCodec] = {}
+        #: Sessions opened and no namespace connected yet, by client address
+        #: (``socketio.max_unconnected_per_address``), and their number.
+        self._unconnected: Counter[str | None] = Counter()
+        self._unconnected_total = 0
         self.recovery: Recovery | None = None
         if self.config.recovery_window > 0:
             self.recovery = app.hub.recovery = app.hub.broker.recovery(
@@ -65,7 +78,39 @@ class EngineIOServer:
         sid = sid or new_sid()
         engine = EngineSocket(self, sid, handshake=handshake)
         self.engines[sid] = engine
+        self._unconnected[handshake.remote_addr] += 1
+        self._unconnected_total += 1
+        engine.unconnected = True
         return engine
+
+    def _refusal(self, address: str | None) -> tuple[int, str] | None:
+        """Why a new session from ``address`` is refused now, if it is: an HTTP
+        status and a message (see ``socketio.max_unconnected``)."""
+        if self._unconnected[address] >= self.config.max_unconnected_per_address:
+            return 429, ("too many Socket.IO sessions of this address have no namespace "
+                         "connected: connect one, or retry later")
+        if self._unconnected_total >= self.config.max_unconnected:
+            return 503, ("too many Socket.IO sessions have no namespace connected: "
+                         "retry later")
+        return None
+
+    def _refused(self, status: int, message: str) -> dict[str, Any]:
+        self.app.metrics.handshake_rejected("too_many_sessions")
+        log.info("Socket.IO session refused (%s): %s", status, message)
+        return {"code": "too_many_sessions", "message": message, "retry_after": RETRY_AFTER}
+
+    def settled(self, engine: Namespaces) -> None:
+        """``engine`` connected its first namespace, or is gone: it no longer
+        counts as unconnected."""
+        if not engine.unconnected:
+            return
+        engine.unconnected = False
+        address = engine.handshake.remote_addr
+        self._unconnected_total -= 1
+        if self._unconnected[address] <= 1:
+            del self._unconnected[address]
+        else:
+            self._unconnected[address] -= 1
 
     def close_all(self) -> None:
         """Server shutdown: every session sends what it owes, then closes."""
@@ -113,6 +158,15 @@ class EngineIOServer:
                 engine.end_upgrade()
                 return None
         else:
+            handshake = from_request("socket.io", target, head.header_pairs(),
+                                     remote_addr=peer_address(stream), proxies=self.app.proxies)
+            refused = self._refusal(handshake.remote_addr)
+            if refused is not None:
+                status, message = refused
+                await send_quietly(stream, json_response(
+                    status, self._refused(status, message),
+                    [("retry-after", str(RETRY_AFTER))]))
+                return None
             # a new session: its open packet goes out with the handshake's
             # answer, in one write
             sid = new_sid()
@@ -124,8 +178,6 @@ class EngineIOServer:
                             outbox_limit=self.app.config.server.outbox_max_bytes,
                             max_message=self.config.max_payload,
                             linger=self.app.config.server.write_linger)
-        handshake = from_request("socket.io", target, head.header_pairs(),
-                                 remote_addr=peer_address(stream), proxies=self.app.proxies)
         # The connection's work is handed back to be awaited by the caller, which
         # closes the stream after it: this frame (and the handshake's state)
         # does not live as long as the connection.
@@ -182,7 +234,11 @@ class EngineIOServer:
         body={"type": "string"}, body_media_type="text/plain",
         responses={200: ("Engine.IO packets", "text/plain"),
                    400: "a bad request (Engine.IO's `{code, message}`)",
-                   403: "an Origin not in `server.allowed_origins`"})
+                   403: "an Origin not in `server.allowed_origins`",
+                   429: "`too_many_sessions`: this address has "
+                        "`socketio.max_unconnected_per_address` sessions without a namespace",
+                   503: "`too_many_sessions`: `socketio.max_unconnected` sessions have no "
+                        "namespace"})
     async def _polling(self) -> Response:
         if not origin_allowed(self.app.config.server.allowed_origins,
                               request.headers.get("Origin")):
@@ -207,6 +263,13 @@ class EngineIOServer:
             # (remote_addr is the client's already: see forwarded_asgi)
             handshake = from_request("socket.io", request.full_path, request.headers.items(),
                                      remote_addr=request.remote_addr)
+            refused = self._refusal(handshake.remote_addr)
+            if refused is not None:
+                status, message = refused
+                response = self._cors(Response(json.dumps(self._refused(status, message)),
+                                               status=status, content_type="application/json"))
+                response.headers["Retry-After"] = str(RETRY_AFTER)
+                return response
             engine = self._new_engine(handshake)
             self._spawn(engine.run)
             opening = self._text(self._open_packet(engine.sid, ["websocket"]).encode())

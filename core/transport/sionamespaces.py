@@ -122,6 +122,9 @@ class Namespaces(Draining):
         #: Their recovery ids (``pid``), when recovery is on.
         self.pids: dict[str, str] = {}
         self.decoder = sio.Decoder()
+        #: Counted among the server's sessions with no namespace connected yet
+        #: (until its first connect: ``EngineIOServer.settled``).
+        self.unconnected = False
         self._calls: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._next_call = 0
         #: Events and disconnects for the handler task, in arrival order (made
@@ -292,6 +295,7 @@ class Namespaces(Draining):
                                        profile=self.server.config.profiles.get(namespace, ""),
                                        handshake=handshake)
         self.sessions[namespace] = session
+        self.server.settled(self)  # (the first namespace: no longer unconnected)
         self.identity_changed()  # the token-expiry timer must see the new session
         answer: dict[str, Any] = {"sid": session.id}
         if recovery is not None:

@@ -114,7 +114,9 @@ def fuzz_config(ws_profile: str = "", store: str = "", broker: str = "") -> Any:
         # (a request head's X-Forwarded-For is read: the cases come from 127.0.0.1)
         "server": {"drain_timeout": 0.5, "ws_profile": ws_profile,
                    "trusted_proxies": ["127.0.0.1", "::1"]},
-        "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED},
+        # (every case comes from 127.0.0.1, and many leave a session unconnected)
+        "socketio": {"namespaces": ["/", *PROFILED], "profiles": PROFILED,
+                     "max_unconnected_per_address": 1_000_000, "max_unconnected": 1_000_000},
         "api_keys": [{"key": TEST_API_KEY, "tenant": "*", "name": "fuzzer"},
                      {"key": INTRUDER_KEY, "tenant": INTRUDER, "name": "intruder"}],
         # (every guest of the fuzzer comes from 127.0.0.1)
