@@ -144,6 +144,59 @@ async def test_polling_client_answering_pings_stays_open(
     assert len(switchboard.server.hub.sessions) == 1
 
 
+async def test_pings_come_every_interval_after_each_pong(switchboard: Harness) -> None:
+    ws = await MemoryWebSocket.connect(switchboard, ws_target())
+    assert str(await ws.receive()).startswith("0{")
+    await ws.send(f'40{{"token":"{switchboard.token("alice", "acme")}"}}')
+    await ws.receive_until_prefix("40{")
+    last = trio.current_time()
+    for delay in (0.0, 1.0, 4.5):  # pongs at once and late, within the timeout
+        await ws.receive_until("2")  # (the plugins' events of the connect before)
+        assert trio.current_time() - last == pytest.approx(INTERVAL, abs=0.01)
+        await trio.sleep(delay)
+        await ws.send("3")
+        last = trio.current_time()
+    assert await ws.receive() == "2"
+    assert trio.current_time() - last == pytest.approx(INTERVAL, abs=0.01)
+
+
+async def test_a_namespace_is_disconnected_when_its_token_expires_unless_renewed(
+        switchboard: Harness) -> None:
+    """Two namespaces of one session, tokens of 30 s: the one renewed with the
+    ``auth`` event at 20 s stays, the other is disconnected at 30 s."""
+    ws = await MemoryWebSocket.connect(switchboard, ws_target())
+    assert str(await ws.receive()).startswith("0{")
+    opened = trio.current_time()
+    for namespace in ("", "/atendimento,"):
+        await ws.send(f'40{namespace}{{"token":"{switchboard.token("alice", "acme", ttl=30)}"}}')
+        await ws.receive_until_prefix(f"40{namespace}{{")
+
+    async def until(when: float, wanted: str = "") -> list[str | bytes]:
+        """Answer pings until ``when`` (mock clock), or a message starting with
+        ``wanted``; the disconnects that came (and that message)."""
+        seen: list[str | bytes] = []
+        with trio.move_on_at(opened + when):
+            while True:
+                message = await ws.receive()
+                if message == "2":
+                    await ws.send("3")
+                elif str(message).startswith("41") or (wanted and
+                                                       str(message).startswith(wanted)):
+                    seen.append(message)
+                    if wanted and str(message).startswith(wanted):
+                        break
+        return seen
+
+    assert await until(20) == []
+    fresh = switchboard.token("alice", "acme", ttl=3600)
+    await ws.send(f'421["auth",{{"token":"{fresh}"}}]')
+    assert str((await until(25, "431"))[-1]).startswith("431[")
+    assert await until(31) == ["41/atendimento,"]
+    assert await until(100) == []
+    await ws.send('422["echo","still"]')
+    assert await ws.receive_until('432["still"]')
+
+
 # -- close -------------------------------------------------------------------------
 
 

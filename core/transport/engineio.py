@@ -76,6 +76,9 @@ class EngineSocket(Namespaces):
         self._connect_by = math.inf
         #: While a ping waits for its pong: when the pong is due.
         self._pong_deadline: float | None = None
+        #: The earliest expiry of its namespaces' tokens (Trio's clock), kept as
+        #: they connect and re-authenticate (not found again at every ping).
+        self._expiry = math.inf
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -86,7 +89,8 @@ class EngineSocket(Namespaces):
     @property
     def ending(self) -> bool:
         """Closing or closed: nothing more is sent or handled."""
-        return self.state in (eio.EngineState.CLOSING, eio.EngineState.CLOSED)
+        state = self.state
+        return state is _CLOSING or state is _CLOSED
 
     @property
     def poll_waiting(self) -> bool:
@@ -195,7 +199,11 @@ class EngineSocket(Namespaces):
             if self._pong_deadline is not None:
                 self._pong_deadline = None
                 self._next_ping = trio.current_time() + self.app.config.heartbeat.interval
-                self._arm_heartbeat()
+                heartbeat = self._heartbeat
+                if heartbeat is None or heartbeat.deadline > self._next_ping:
+                    self._arm_heartbeat()
+                # (else the timer set for the pong's deadline, or sooner, stays:
+                # when it comes, it finds the pong and sets the next ping)
         elif kind == eio.PacketType.CLOSE:
             self.close("transport_close", kind=eio.CloseKind.CLIENT)
         elif kind in (eio.PacketType.NOOP, eio.PacketType.PING, eio.PacketType.UPGRADE):
@@ -295,10 +303,8 @@ class EngineSocket(Namespaces):
         self._heartbeat = None
         if self.ending:
             return
-        expiry = min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
-                     default=math.inf)
         deadline = min(self._next_ping if self._pong_deadline is None else self._pong_deadline,
-                       expiry, self._connect_by)
+                       self._expiry, self._connect_by)
         if deadline < math.inf:
             self._heartbeat = timers.at(deadline, self)
 
@@ -317,10 +323,12 @@ class EngineSocket(Namespaces):
                 self.app.metrics.handshake_rejected("connect_timeout")
                 self.close("connect_timeout")
                 return
-        for namespace, session in list(self.sessions.items()):
-            if now >= self.app.expiry_deadline(session.identity):
-                log.info("%s: token of session %s expired", self.sid, session.id)
-                self.disconnect_namespace(namespace, "token_expired")
+        if now >= self._expiry:
+            for namespace, session in list(self.sessions.items()):
+                if now >= self.app.expiry_deadline(session.identity):
+                    log.info("%s: token of session %s expired", self.sid, session.id)
+                    self.disconnect_namespace(namespace, "token_expired")
+            self._expiry = self._earliest_expiry()
         if self._pong_deadline is not None:
             if now >= self._pong_deadline:
                 log.info("%s: ping timeout", self.sid)
@@ -333,8 +341,14 @@ class EngineSocket(Namespaces):
         self._arm_heartbeat()
 
     def identity_changed(self) -> None:
+        """A namespace connected or re-authenticated: its token's expiry counts."""
+        self._expiry = self._earliest_expiry()
         if self._heartbeat is not None:
             self._arm_heartbeat()
+
+    def _earliest_expiry(self) -> float:
+        return min((self.app.expiry_deadline(s.identity) for s in self.sessions.values()),
+                   default=math.inf)
 
     # -- websocket ---------------------------------------------------------
 
