@@ -101,7 +101,8 @@ async def _serve(config: Config, plugins: Mapping[str, object] | None = None) ->
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config, host=args.host, port=args.port)
-    logs.configure(config.log.level, config.log.repeat_limit, config.log.repeat_window)
+    logs.configure(config.log.level, config.log.repeat_limit, config.log.repeat_window,
+                   config.log.format)
     return serve(config, config_path=args.config)
 
 
@@ -187,7 +188,8 @@ _LISTEN_ADVICE = {
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    logs.configure(config.log.level, config.log.repeat_limit, config.log.repeat_window)
+    logs.configure(config.log.level, config.log.repeat_limit, config.log.repeat_window,
+                   config.log.format)
     try:
         return trio.run(_migrate, config, args.sql, args.check, migrate_command(args.config))
     except StoreError as exc:

@@ -318,6 +318,9 @@ class LogConfig:
     #: Errors always are. 0: every record.
     repeat_limit: int = 20
     repeat_window: float = 10.0
+    #: ``text`` (one line per record) or ``json`` (one JSON object per line:
+    #: ``time``, ``level``, ``logger``, ``message``, ``exception``).
+    format: Literal["text", "json"] = "text"
 
 
 @attrs.frozen

@@ -14,14 +14,22 @@ as long as it likes. :class:`RepeatLimit` lets through at most
 ``log.repeat_limit`` records of one kind (logger and message template) per
 ``log.repeat_window`` seconds; the first one after the window says how many
 were left out before it. Errors always pass.
+
+With ``log.format = "json"`` (:class:`JsonFormatter`) each record is one JSON
+object on its line (``time``, ``level``, ``logger``, ``message``, and
+``exception`` with the traceback), for a log collector; JSON escapes every
+control character, so there too a record is one line.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import re
 import time
 from collections.abc import Callable
+from typing import Literal
 
 #: Characters that end a line or control a terminal (a tab is left as it is).
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -41,6 +49,27 @@ class OneLineFormatter(logging.Formatter):
             record = logging.makeLogRecord(
                 {**record.__dict__, "msg": _CONTROL.sub(_escaped, message), "args": None})
         return super().format(record)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``,
+    ``logger``, ``message``, and ``exception`` (the traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 #: Kinds of record tracked at most; past it, those whose window is over are
@@ -92,10 +121,12 @@ class RepeatLimit(logging.Filter):
             self._kinds.clear()
 
 
-def configure(level: str, repeat_limit: int = 0, repeat_window: float = 10.0) -> None:
-    """Log to stderr at ``level`` (``info``...), one line per record, at most
-    ``repeat_limit`` records of a kind per ``repeat_window`` seconds (0: all)."""
+def configure(level: str, repeat_limit: int = 0, repeat_window: float = 10.0,
+              form: Literal["text", "json"] = "text") -> None:
+    """Log to stderr at ``level`` (``info``...), one line per record (text, or
+    one JSON object), at most ``repeat_limit`` records of a kind per
+    ``repeat_window`` seconds (0: all)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if form == "json" else OneLineFormatter(FORMAT))
     handler.addFilter(RepeatLimit(repeat_limit, repeat_window))
     logging.basicConfig(level=level.upper(), handlers=[handler])

@@ -691,6 +691,30 @@ async def test_what_a_client_repeats_is_logged_a_bounded_number_of_times(
     assert len(refused) == 5, refused
 
 
+async def test_a_json_log_is_one_json_object_per_line(tmp_path: Path,
+                                                       nursery: trio.Nursery) -> None:
+    """``log.format = "json"``: every line ``serve`` writes, from its start to
+    its exit, is a JSON object; what a client sent stays inside one message."""
+    server = await start_server(tmp_path, nursery,
+                                extra_env={"SWITCHBOARD_LOG__FORMAT": "json"})
+    config = load_config(None, server.env)
+    token = mint_token(config, sub="alice", tenant="acme", role="agent", ttl=600,
+                       now=time.time())
+    async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
+        with trio.fail_after(5):
+            await ws.get_message()  # the session
+        await ws.send_message(json.dumps({"type": "no:such\nevent", "id": 1}))
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message()).get("id") != 1:
+                pass
+    assert await server.stop(signal.SIGTERM) == 0, server.output()
+    entries = [json.loads(line) for line in server.output().splitlines()]
+    assert any("received SIGTERM" in entry["message"] for entry in entries)
+    refused = [entry for entry in entries if "unknown_event" in entry["message"]]
+    assert len(refused) == 1 and repr("no:such\nevent") in refused[0]["message"]
+    assert {entry["level"] for entry in entries} <= {"INFO", "WARNING"}
+
+
 async def test_token_minted_elsewhere_with_the_same_config_is_accepted_by_serve(
         tmp_path: Path, nursery: trio.Nursery) -> None:
     """``serve`` started in one directory and ``token`` run in another agree on

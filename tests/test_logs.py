@@ -3,9 +3,12 @@ the test's own."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import sys
 
-from switchboard.core.logs import MAX_KINDS, RepeatLimit
+from switchboard.core.logs import MAX_KINDS, JsonFormatter, RepeatLimit
 
 
 class Clock:
@@ -61,3 +64,22 @@ def test_kinds_made_of_what_clients_sent_do_not_grow_without_bound() -> None:
     clock.now = 20.0
     limit.filter(record("a new kind"))
     assert len(limit._kinds) == 1  # (every window was over)
+
+
+def test_a_json_record_is_one_line_with_its_fields_and_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord("switchboard.http", logging.ERROR, __file__, 1,
+                                   "route %s failed\n2026-12-01 ERROR forged\x1b[2J",
+                                   ("/api",), sys.exc_info())
+    line = JsonFormatter().format(failed)
+    assert "\n" not in line and "\x1b" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR" and entry["logger"] == "switchboard.http"
+    assert entry["message"] == "route /api failed\n2026-12-01 ERROR forged\x1b[2J"
+    assert entry["exception"].startswith("Traceback") and "ValueError: boom" in entry["exception"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+    plain = json.loads(JsonFormatter().format(record("session %s opened", "s1")))
+    assert set(plain) == {"time", "level", "logger", "message"}
+    assert plain["message"] == "session s1 opened"
