@@ -61,6 +61,10 @@ host = "127.0.0.1"
 port = 8080
 # Browser origins allowed to connect: replace with your frontends' origins.
 allowed_origins = ["{PLACEHOLDER_ORIGIN}"]
+# The reverse proxy's address (the one in front, as Switchboard sees it):
+# its X-Forwarded-For then names each client, for the limits kept per
+# address (new guests, admin logins) and the logs. Empty: no proxy.
+trusted_proxies = ["127.0.0.1"]
 
 [auth]
 # HS256 secret the tokens of your users are signed with: your backend signs

@@ -196,6 +196,8 @@ def test_genconfig_writes_a_production_config_with_new_secrets(
     [key] = config.api_keys
     assert (len(key.key) >= 32, key.tenant) == (True, "*")
     assert config.data_dir == str(tmp_path / "data")
+    # behind a proxy on the same machine, as its comments say
+    assert (config.server.host, config.server.trusted_proxies) == ("127.0.0.1", ["127.0.0.1"])
     # a second file has other secrets
     assert main(["genconfig", str(tmp_path / "other.toml")]) == 0
     other = load_config(tmp_path / "other.toml", {})
