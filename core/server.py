@@ -46,6 +46,7 @@ from .transport.front import (
 )
 from .transport.publish import serve_publish
 from .transport.ws import EnvelopeCodec, WebSocketConnection, serve_websocket
+from .transport.wschannel import written_here
 
 log = logging.getLogger("switchboard")
 #: Seconds of waiting for a turn after which a connection is checked for a
@@ -96,6 +97,8 @@ class Server:
         self.store = Store(config.store_url, pool_size=config.store.pool_size,
                            busy_timeout=config.store.busy_timeout)
         self.app = App(config, self.plugins, self.hub, self.store, self.metrics, verifier)
+        # (what the heartbeats of one wake queue is written by the timer task)
+        self.app.timers.around = written_here
         self.engineio: EngineIOServer | None = None
         if config.socketio.enabled:
             self.engineio = EngineIOServer(self.app, self._spawn, self._signal_closed)

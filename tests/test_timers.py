@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import trio
 import trio.testing
-from switchboard.core.timers import Timers
+from switchboard.core.timers import GRANULARITY, Timers
 
 
 class Recorder:
@@ -47,3 +50,64 @@ async def test_many_cancelled_timers_are_dropped_from_the_heap() -> None:
     for timer in scheduled[:900]:
         timers.cancel(timer)
     assert len(timers) < 500
+
+
+async def test_timers_due_within_one_step_of_the_grid_are_served_by_one_wake(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A hundred deadlines within a few milliseconds: one wake of the timer task
+    serves them all, none before its deadline, none more than a step late."""
+    calls: list[tuple[str, float]] = []
+    wakes: list[int] = []
+
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
+        before = len(calls)
+        yield
+        wakes.append(len(calls) - before)
+
+    timers = Timers()
+    timers.around = around
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        start = trio.current_time() + 10.0001
+        deadlines = {str(i): start + i * 0.00004 for i in range(100)}
+        for name, deadline in deadlines.items():
+            timers.at(deadline, Recorder(name, calls))
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    assert wakes == [100]
+    for name, when in calls:
+        assert deadlines[name] <= when <= deadlines[name] + GRANULARITY
+
+
+async def test_a_failure_around_the_callbacks_stops_no_later_timer(
+        autojump_clock: trio.testing.MockClock) -> None:
+    calls: list[tuple[str, float]] = []
+    failures: list[str] = []
+    entered = 0
+
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
+        nonlocal entered
+        entered += 1
+        yield
+        if entered == 1:
+            raise OSError("the writes after the first wake failed")
+
+    timers = Timers(lambda what, exc: failures.append(f"{what}: {exc}"))
+    timers.around = around
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timers.run)
+        start = trio.current_time()
+        timers.at(start + 1, Recorder("first", calls))
+        timers.at(start + 2, Recorder("second", calls))
+        await trio.sleep(5)
+        nursery.cancel_scope.cancel()
+    assert [name for name, _ in calls] == ["first", "second"]
+    assert failures == ["timers: the writes after the first wake failed"]
+
+
+def test_a_deadline_is_never_rounded_below_itself() -> None:
+    timers = Timers()
+    for deadline in (0.015, 0.1 + 0.2, 1e9 + 0.0049999, 123.456789, 2.0 ** 40 / 3):
+        assert timers.at(deadline, Recorder("x", [])).deadline >= deadline
