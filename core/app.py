@@ -377,8 +377,29 @@ class App:
                     f"returned {type(result).__name__}, not an Identity"))
                 raise AuthError("authentication failed on the server", code="internal_error",
                                 status=500)
+            if handshake.transport != "reauth":
+                await self._check_connections(result)
             return result
         raise AuthError("missing token" if handshake.token() is None else "not authenticated")
+
+    async def _check_connections(self, identity: Identity) -> None:
+        """Refuse a new connection of a user who has ``limits.max_connections_per_user``
+        already (on every node: the broker's count, or this node's alone while
+        the broker cannot be reached)."""
+        limit = self.config.limits.max_connections_per_user
+        if limit <= 0:
+            return
+        tenant, user = identity.tenant_id, identity.user_id
+        count = len(self.hub.user_sessions(tenant, user))
+        if count < limit and self.hub.broker.clustered:
+            try:
+                count = max(count, await self.hub.broker.count(
+                    f"switchboard:users:{tenant}", user, 0))
+            except BrokerUnavailable:
+                pass
+        if count >= limit:
+            raise AuthError(f"this user has {count} connections already, the most allowed",
+                            code="too_many_connections", status=429, data={"limit": limit})
 
     def expiry_deadline(self, identity: Identity) -> float:
         """When (on Trio's clock) the identity's token expires.

@@ -213,6 +213,10 @@ class LimitsConfig:
     #: connection is cut with close code 4429.
     max_violations: int = 20
     violation_window: float = 10.0
+    #: Connections of one user (all devices; a Socket.IO namespace is one) at
+    #: most, on every node together; past it a new one is refused with
+    #: ``too_many_connections`` (429). 0: no limit.
+    max_connections_per_user: int = 0
 
 
 @attrs.frozen
@@ -426,7 +430,8 @@ _POSITIVE = ("server.max_payload", "server.outbox_max_bytes", "server.handshake_
              "log.repeat_window")
 #: Settings where 0 means none (no wait, no leeway, off) and less means nothing.
 _NOT_NEGATIVE = ("server.drain_timeout", "server.write_linger", "auth.leeway",
-                 "auth.jwks_max_age", "limits.max_violations", "socketio.recovery_window",
+                 "limits.max_connections_per_user", "auth.jwks_max_age",
+                 "limits.max_violations", "socketio.recovery_window",
                  "socketio.recovery_max_events", "store.busy_timeout", "broker.history_ttl",
                  "log.repeat_limit")
 
