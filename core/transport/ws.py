@@ -66,8 +66,8 @@ class WebSocketConnection(Draining):
 
     protocol = "ws"
     __slots__ = (
-        "_answers", "_calls", "_draining", "_heartbeat", "_inbox", "_next_call", "_next_ping",
-        "_nursery", "_pong_deadline", "app", "channel", "close_reason", "session",
+        "_answers", "_calls", "_draining", "_expiry", "_heartbeat", "_inbox", "_next_call",
+        "_next_ping", "_nursery", "_pong_deadline", "app", "channel", "close_reason", "session",
     )
 
     def __init__(self, app: App, channel: WsChannel) -> None:
@@ -79,6 +79,8 @@ class WebSocketConnection(Draining):
         self._heartbeat: Timer | None = None
         self._next_ping = math.inf
         self._pong_deadline = math.inf
+        #: When the session's token expires (Trio's clock), kept as it is renewed.
+        self._expiry = math.inf
         #: Server-to-client calls waiting for their ack (made with the first).
         self._calls: dict[str, tuple[trio.Event, list[Any]]] | None = None
         self._next_call = 0
@@ -142,6 +144,8 @@ class WebSocketConnection(Draining):
 
     def identity_changed(self) -> None:
         """Re-arm the token-expiry timer after a re-authentication."""
+        if self.session is not None:
+            self._expiry = self.app.expiry_deadline(self.session.identity)
         if self._heartbeat is not None:
             self._arm_heartbeat()
 
@@ -171,6 +175,7 @@ class WebSocketConnection(Draining):
                 self.channel.attach(nursery)
                 hb = cfg.heartbeat
                 self._next_ping = trio.current_time() + hb.interval
+                self._expiry = self.app.expiry_deadline(session.identity)
                 self._arm_heartbeat()
                 await self.app.open_session(session)
                 if self.app.shutting_down:  # (the stop began while it was opening)
@@ -219,8 +224,7 @@ class WebSocketConnection(Draining):
         self._heartbeat = None
         if self.channel.closing:
             return
-        deadline = min(self._next_ping, self._pong_deadline,
-                       self.app.expiry_deadline(self.session.identity))
+        deadline = min(self._next_ping, self._pong_deadline, self._expiry)
         if deadline < math.inf:
             self._heartbeat = timers.at(deadline, self)
 
@@ -231,7 +235,7 @@ class WebSocketConnection(Draining):
         if session is None or channel.closing:
             return
         now = trio.current_time()
-        if now >= self.app.expiry_deadline(session.identity):
+        if now >= self._expiry:
             self.close_reason = "token_expired"
             self.close(CloseCode.UNAUTHORIZED, "token expired")
             return
