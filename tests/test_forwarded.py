@@ -50,7 +50,11 @@ def switchboard_plugins() -> Mapping[str, object]:
 @pytest.fixture
 def switchboard_config(request: pytest.FixtureRequest) -> Config:
     trusted = getattr(request, "param", ["127.0.0.1"])
+    # (python-socketio's polling client can lose its close packet on disconnect
+    # and wait for its pending poll: a short ping interval ends that poll, as in
+    # test_socketio_python)
     return make_config({"server": {"trusted_proxies": trusted},
+                        "heartbeat": {"interval": 3.0, "timeout": 5.0},
                         "plugins": {"guests": {
                             "widgets": [{"key": WIDGET, "tenant": "acme", "origins": ["*"]}],
                             "per_ip": {"rate": 0.001, "burst": 2}}}})
