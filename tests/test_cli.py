@@ -670,6 +670,22 @@ async def test_what_a_client_sends_never_starts_a_line_of_the_servers_log(
     assert not any(line.startswith(forged) or "\x1b" in line for line in lines)
 
 
+async def send_unknown_events(server: ServerProcess, types: list[str]) -> None:
+    """Connect to ``server`` as alice over the plain WebSocket, send an event
+    of each of ``types`` (none a plugin handles), and wait for the last answer."""
+    config = load_config(None, server.env)
+    token = mint_token(config, sub="alice", tenant="acme", role="agent", ttl=600,
+                       now=time.time())
+    async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
+        with trio.fail_after(5):
+            await ws.get_message()  # the session
+        for n, kind in enumerate(types, 1):
+            await ws.send_message(json.dumps({"type": kind, "id": n}))
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message()).get("id") != len(types):
+                pass
+
+
 async def test_what_a_client_repeats_is_logged_a_bounded_number_of_times(
         tmp_path: Path, nursery: trio.Nursery) -> None:
     """A client repeating a refused event: ``log.repeat_limit`` lines of that
@@ -677,17 +693,7 @@ async def test_what_a_client_repeats_is_logged_a_bounded_number_of_times(
     server = await start_server(tmp_path, nursery, extra_env={
         "SWITCHBOARD_LOG__REPEAT_LIMIT": "5", "SWITCHBOARD_LOG__REPEAT_WINDOW": "3600",
         "SWITCHBOARD_LIMITS__CONNECTION": "{ rate = 1000.0, burst = 1000.0 }"})
-    config = load_config(None, server.env)
-    token = mint_token(config, sub="alice", tenant="acme", role="agent", ttl=600,
-                       now=time.time())
-    async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
-        with trio.fail_after(5):
-            await ws.get_message()  # the session
-        for n in range(1, 41):
-            await ws.send_message(json.dumps({"type": "no:such:event", "id": n}))
-        with trio.fail_after(5):
-            while json.loads(await ws.get_message()).get("id") != 40:
-                pass
+    await send_unknown_events(server, ["no:such:event"] * 40)
     assert await server.stop(signal.SIGTERM) == 0, server.output()
     refused = [line for line in server.output().splitlines() if "unknown_event" in line]
     assert len(refused) == 5, refused
@@ -699,16 +705,7 @@ async def test_a_json_log_is_one_json_object_per_line(tmp_path: Path,
     its exit, is a JSON object; what a client sent stays inside one message."""
     server = await start_server(tmp_path, nursery,
                                 extra_env={"SWITCHBOARD_LOG__FORMAT": "json"})
-    config = load_config(None, server.env)
-    token = mint_token(config, sub="alice", tenant="acme", role="agent", ttl=600,
-                       now=time.time())
-    async with open_websocket_url(server.url(f"/ws?token={token}", "ws")) as ws:
-        with trio.fail_after(5):
-            await ws.get_message()  # the session
-        await ws.send_message(json.dumps({"type": "no:such\nevent", "id": 1}))
-        with trio.fail_after(5):
-            while json.loads(await ws.get_message()).get("id") != 1:
-                pass
+    await send_unknown_events(server, ["no:such\nevent"])
     assert await server.stop(signal.SIGTERM) == 0, server.output()
     entries = [json.loads(line) for line in server.output().splitlines()]
     assert any("received SIGTERM" in entry["message"] for entry in entries)
